@@ -1,0 +1,31 @@
+# make test / make bench work on a fresh clone: they create .venv, install fastnn (Cython build
+# included) with its extras, then run. Tests import the installed package, never the source tree.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.fastnn-installed
+SOURCES := $(shell find fastnn kernels -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h') setup.py pyproject.toml
+
+.PHONY: test bench warmup clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "setuptools>=69" wheel "cython>=3.0" "numpy>=1.26" "scipy>=1.11"
+
+$(INSTALLED): $(BIN)/python $(SOURCES)
+	$(BIN)/python -m pip install -q --no-build-isolation ".[test,bench,examples]"
+	touch $@
+
+test: $(INSTALLED)
+	cd tests && ../$(BIN)/python -m pytest -q
+
+bench: $(INSTALLED)
+	$(BIN)/python -m fastnn.warmup
+	cd bench && ../$(BIN)/python run.py
+
+warmup: $(INSTALLED)
+	$(BIN)/python -m fastnn.warmup
+
+clean:
+	rm -rf $(VENV) build *.egg-info kernels/cython/*.c kernels/cython/*.so

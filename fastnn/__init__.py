@@ -1,0 +1,29 @@
+"""fastnn: fast, tested CPU kernels for training convnets, behind a NumPy API.
+
+Functional ops are importable from here; the training toolkit lives in the submodules
+`fastnn.nn`, `init`, `optim`, `preprocess`, `gradcheck`, `diagnostics`, `train` and
+`compat.cs231n` (imported on first use, so `import fastnn` stays fast and compiles nothing).
+"""
+import importlib
+
+from ._ops import available_backends, get_backend, missing_kernels, set_backend, use_backend
+from ._threads import get_num_threads, set_num_threads
+from .activations import (
+    elu, elu_backward, gelu, gelu_backward, leaky_relu, leaky_relu_backward, maxout,
+    maxout_backward, prelu, prelu_backward, relu, relu_backward, sigmoid, sigmoid_backward,
+    silu, silu_backward, tanh, tanh_backward,
+)
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("nn", "init", "optim", "preprocess", "gradcheck", "diagnostics", "train", "compat", "reference")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fastnn.{name}")
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))

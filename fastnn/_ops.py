@@ -1,0 +1,187 @@
+"""The op table: the one registry of fastnn's ops and the backends that implement them.
+
+Each op names its family; its kernels live at the same name in
+`fastnn.reference.<family>`, `fastnn.kernels.numba.<family>` and `fastnn.kernels.cython.<family>`.
+A compiled kernel that is not there is reported missing by `missing_kernels()`; it is never
+silently replaced by another backend's (the numpy reference serves only when the backend set is
+"numpy", or when no compiled backend imports at all).
+
+Kernel contract (all three backends): the public function in `fastnn/<family>.py` validates and
+normalizes the arguments (dtypes checked, shapes consistent, parameters as tuples, arrays
+C-contiguous unless an op updates them in place), then calls `call(name, *args, **params)`. The
+kernel returns what the public function returns. Forwards take `out=`: None, or a C-contiguous
+array of the right shape and dtype to write into (a non-contiguous user `out` is handled here).
+"""
+import importlib
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import _threads
+
+BACKENDS = ("numpy", "numba", "cython")
+COMPILED = ("numba", "cython")
+
+FAMILIES = {
+    "activations": (
+        "relu", "relu_backward",
+        "leaky_relu", "leaky_relu_backward",
+        "prelu", "prelu_backward",
+        "elu", "elu_backward",
+        "sigmoid", "sigmoid_backward",
+        "tanh", "tanh_backward",
+        "gelu", "gelu_backward",
+        "silu", "silu_backward",
+        "maxout", "maxout_backward",
+    ),
+    "linear": ("linear", "linear_backward"),
+    "losses": ("softmax_cross_entropy", "hinge_loss"),
+    "conv": ("conv2d", "conv2d_backward", "conv2d_relu"),
+    "pool": ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"),
+    "batchnorm": (
+        "batch_norm", "batch_norm_backward",
+        "batch_norm_relu", "batch_norm_relu_backward",
+    ),
+    "optim": ("sgd_step", "adagrad_step", "rmsprop_step", "adam_step"),
+}
+FAMILY_OF = {op: family for family, ops in FAMILIES.items() for op in ops}
+
+# What each backward needs, declared beside the forward (used by fastnn.gradcheck.check_op and
+# the tests): forward -> (backward, differentiable inputs in order, the backward's arguments after
+# dy). "out<i>" is the forward's i-th output (out0 when it returns one array). A backward None
+# means the forward returns its own gradient as output 1 (the losses).
+DERIVATIVES = {
+    "relu": ("relu_backward", ("x",), ("x",)),
+    "leaky_relu": ("leaky_relu_backward", ("x",), ("x",)),
+    "prelu": ("prelu_backward", ("x", "a"), ("x", "a")),
+    "elu": ("elu_backward", ("x",), ("x",)),
+    "sigmoid": ("sigmoid_backward", ("x",), ("out0",)),
+    "tanh": ("tanh_backward", ("x",), ("out0",)),
+    "gelu": ("gelu_backward", ("x",), ("x",)),
+    "silu": ("silu_backward", ("x",), ("x",)),
+    "maxout": ("maxout_backward", ("x",), ("x",)),
+    "linear": ("linear_backward", ("x", "w", "b"), ("x", "w")),
+    "softmax_cross_entropy": (None, ("logits",), ()),
+    "hinge_loss": (None, ("scores",), ()),
+    "conv2d": ("conv2d_backward", ("x", "w", "b"), ("x", "w")),
+    "max_pool2d": ("max_pool2d_backward", ("x",), ("x",)),
+    "avg_pool2d": ("avg_pool2d_backward", ("x",), ("x",)),
+    "batch_norm": ("batch_norm_backward", ("x", "gamma", "beta"), ("x", "gamma", "out1", "out2")),
+    "batch_norm_relu": (
+        "batch_norm_relu_backward", ("x", "gamma", "beta"), ("out0", "x", "gamma", "out1", "out2"),
+    ),
+}
+
+# "auto": the faster compiled backend per op, float32, 2 threads, from `make bench`
+# (bench/test_bench_*.py, side by side in one process). An op not listed uses numba, else cython.
+AUTO = {}
+
+_state = {"backend": "auto"}
+_modules = {}
+
+
+def _module(backend, family):
+    key = (backend, family)
+    if key not in _modules:
+        if backend == "numpy":
+            path = f"fastnn.reference.{family}"
+        else:
+            path = f"fastnn.kernels.{backend}.{family}"
+        try:
+            _modules[key] = importlib.import_module(path)
+        except ImportError:
+            _modules[key] = None
+    return _modules[key]
+
+
+def kernel(op, backend):
+    """The function implementing `op` in `backend`, or None if that backend lacks it."""
+    module = _module(backend, FAMILY_OF[op])
+    return getattr(module, op, None) if module is not None else None
+
+
+_available = None
+
+
+def available_backends():
+    """Backends that import on this installation, e.g. ("numpy", "numba", "cython")."""
+    global _available
+    if _available is None:
+        found = ["numpy"]
+        for backend in COMPILED:
+            try:
+                importlib.import_module(f"fastnn.kernels.{backend}")
+                found.append(backend)
+            except ImportError:
+                pass
+        _available = tuple(found)
+    return _available
+
+
+def missing_kernels():
+    """{backend: [ops it does not implement]} for the compiled backends that import."""
+    return {
+        backend: [op for op in FAMILY_OF if kernel(op, backend) is None]
+        for backend in available_backends()
+        if backend != "numpy"
+    }
+
+
+def set_backend(name):
+    if name != "auto" and name not in BACKENDS:
+        raise ValueError(f"set_backend: name must be one of 'auto', {', '.join(map(repr, BACKENDS))}; got {name!r}")
+    if name != "auto" and name not in available_backends():
+        raise ValueError(f"set_backend: backend {name!r} is not available here (available: {available_backends()})")
+    _state["backend"] = name
+
+
+def get_backend():
+    return _state["backend"]
+
+
+@contextmanager
+def use_backend(name):
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        _state["backend"] = previous
+
+
+def resolve(op):
+    """The backend that runs `op` now."""
+    backend = _state["backend"]
+    if backend != "auto":
+        return backend
+    compiled = [b for b in available_backends() if b != "numpy"]
+    if not compiled:
+        return "numpy"
+    preferred = AUTO.get(op)
+    order = ([preferred] if preferred in compiled else []) + [b for b in COMPILED if b in compiled]
+    for b in order:
+        if kernel(op, b) is not None:
+            return b
+    raise NotImplementedError(f"{op}: no compiled backend implements it yet (see fastnn.missing_kernels())")
+
+
+def call(op, *args, out=None, **params):
+    """Run `op` on the current backend with fastnn's thread policy; write into `out` if given.
+
+    The numpy reference takes no `out` (it is the plain oracle): its result is copied into `out`.
+    """
+    backend = resolve(op)
+    fn = kernel(op, backend)
+    if fn is None:
+        raise NotImplementedError(f"{op}: the {backend} backend does not implement it (see fastnn.missing_kernels())")
+    if out is not None and backend != "numpy" and out.flags.c_contiguous:
+        params["out"] = out
+    if backend == "numba":
+        with _threads.numba_threads():
+            result = fn(*args, **params)
+    else:
+        result = fn(*args, **params)
+    if out is not None and result is not out:
+        np.copyto(out, result)
+        result = out
+    return result

@@ -1,0 +1,1 @@
+"""fastnn's compiled kernels: `fastnn.kernels.numba` and `fastnn.kernels.cython`."""

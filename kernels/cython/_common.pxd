@@ -1,0 +1,4 @@
+# Shared Cython declarations for the kernels.
+ctypedef fused real:
+    float
+    double

@@ -1,0 +1,89 @@
+"""Build fastnn: pure-Python packages plus the Cython/OpenMP kernels in kernels/cython.
+
+`kernels/` installs as `fastnn.kernels`. OpenMP is probed: without it the Cython kernels build
+serial. `FASTNN_NATIVE=1` adds -march=native (off by default: wheels must run on any x86-64).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).parent
+CYTHON_DIR = Path("kernels") / "cython"
+
+
+def _compiler_accepts(flags):
+    """True when the C compiler builds and links a trivial OpenMP program with `flags`."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text("#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n")
+        cmd = [cc, *flags, str(src), "-o", str(Path(tmp) / "probe")]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def _compile_flags():
+    compile_args = ["-O3", "-fno-semantic-interposition"]
+    link_args = []
+    if os.environ.get("FASTNN_NO_OPENMP") != "1" and _compiler_accepts(["-fopenmp"]):
+        compile_args.append("-fopenmp")
+        link_args.append("-fopenmp")
+    else:
+        print("fastnn: building the Cython kernels without OpenMP (serial)", file=sys.stderr)
+    if os.environ.get("FASTNN_NATIVE") == "1":
+        compile_args.append("-march=native")
+    return compile_args, link_args
+
+
+def _extensions():
+    from Cython.Build import cythonize
+
+    compile_args, link_args = _compile_flags()
+    extensions = [
+        Extension(
+            f"fastnn.kernels.cython.{pyx.stem}",
+            [str(pyx)],
+            include_dirs=[np.get_include(), str(CYTHON_DIR)],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+        )
+        for pyx in sorted(CYTHON_DIR.glob("*.pyx"))
+    ]
+    return cythonize(
+        extensions,
+        include_path=[str(CYTHON_DIR)],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+        quiet=True,
+    )
+
+
+setup(
+    packages=[
+        "fastnn",
+        "fastnn.reference",
+        "fastnn.compat",
+        "fastnn.kernels",
+        "fastnn.kernels.numba",
+        "fastnn.kernels.cython",
+    ],
+    package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
+    package_data={"fastnn.kernels.cython": ["*.pyx", "*.pxd", "*.h"]},
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": build_ext},
+    zip_safe=False,
+)
