@@ -57,6 +57,8 @@ def _extensions():
             extra_link_args=link_args,
         )
         for pyx in sorted(CYTHON_DIR.glob("*.pyx"))
+        # development: FASTNN_ONLY=conv,pool builds just those modules (e.g. build_ext --inplace)
+        if not os.environ.get("FASTNN_ONLY") or pyx.stem in os.environ["FASTNN_ONLY"].split(",")
     ]
     return cythonize(
         extensions,

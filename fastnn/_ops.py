@@ -181,7 +181,9 @@ def call(op, *args, out=None, **params):
             result = fn(*args, **params)
     else:
         result = fn(*args, **params)
-    if out is not None and result is not out:
-        np.copyto(out, result)
-        result = out
+    if out is not None:  # `out` is the (first) array output
+        first = result[0] if isinstance(result, tuple) else result
+        if first is not out:
+            np.copyto(out, first)
+            result = (out,) + result[1:] if isinstance(result, tuple) else out
     return result
