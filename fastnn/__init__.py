@@ -13,6 +13,7 @@ from .activations import (
     maxout_backward, prelu, prelu_backward, relu, relu_backward, sigmoid, sigmoid_backward,
     silu, silu_backward, tanh, tanh_backward,
 )
+from .conv import conv2d, conv2d_backward, conv2d_relu
 
 __version__ = "0.1.0"
 

@@ -181,9 +181,17 @@ def call(op, *args, out=None, **params):
             result = fn(*args, **params)
     else:
         result = fn(*args, **params)
+    if backend == "numpy":  # NumPy ufuncs turn 0-d arrays into scalars; fastnn returns arrays
+        result = _arrays(result)
     if out is not None:  # `out` is the (first) array output
         first = result[0] if isinstance(result, tuple) else result
         if first is not out:
             np.copyto(out, first)
             result = (out,) + result[1:] if isinstance(result, tuple) else out
     return result
+
+
+def _arrays(result):
+    if isinstance(result, tuple):
+        return tuple(_arrays(r) for r in result)
+    return np.asarray(result) if isinstance(result, np.generic) else result

@@ -29,8 +29,8 @@ def _assert_close(actual, expected, tol, what):
         if e is None:
             assert a is None, f"{what}: output {i} should be None"
             continue
-        if isinstance(e, float):
-            assert isinstance(a, float), f"{what}: output {i} should be a Python float, got {type(a)}"
+        if type(e) is float:
+            assert type(a) is float, f"{what}: output {i} should be a Python float, got {type(a)}"
         else:
             assert isinstance(a, np.ndarray), f"{what}: output {i} is {type(a)}"
             assert a.dtype == e.dtype, f"{what}: output {i} dtype {a.dtype}, expected {e.dtype}"
