@@ -1,0 +1,104 @@
+"""Backend selection, the thread policy, import hygiene, and the op table's completeness."""
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _ops
+
+
+def test_both_compiled_backends_are_installed():
+    assert fastnn.available_backends() == ("numpy", "numba", "cython")
+
+
+def test_activations_complete_in_both_backends():
+    missing = fastnn.missing_kernels()
+    for backend in ("numba", "cython"):
+        gaps = [op for op in _ops.FAMILIES["activations"] if op in missing[backend]]
+        assert not gaps, f"{backend} lacks {gaps}"
+
+
+def test_set_backend_validates_and_use_backend_restores():
+    assert fastnn.get_backend() == "auto"
+    with pytest.raises(ValueError, match="set_backend"):
+        fastnn.set_backend("cuda")
+    with fastnn.use_backend("cython"):
+        assert fastnn.get_backend() == "cython"
+        with fastnn.use_backend("numpy"):
+            assert fastnn.get_backend() == "numpy"
+        assert fastnn.get_backend() == "cython"
+    assert fastnn.get_backend() == "auto"
+    with pytest.raises(RuntimeError):
+        with fastnn.use_backend("numba"):
+            raise RuntimeError
+    assert fastnn.get_backend() == "auto"
+
+
+def test_auto_resolves_to_a_compiled_backend_with_the_kernel():
+    for op in _ops.FAMILY_OF:
+        implemented = [b for b in ("numba", "cython") if _ops.kernel(op, b) is not None]
+        if implemented:
+            assert _ops.resolve(op) in implemented
+    for op, backend in _ops.AUTO.items():
+        assert _ops.kernel(op, backend) is not None, f"AUTO names {backend} for {op}, which lacks it"
+
+
+def test_thread_count_validation():
+    maximum = fastnn._threads._MAX_THREADS
+    assert fastnn.get_num_threads() == maximum
+    for bad in (0, maximum + 1, -1):
+        with pytest.raises(ValueError, match="set_num_threads"):
+            fastnn.set_num_threads(bad)
+    for bad in (1.5, "2", True):
+        with pytest.raises(TypeError, match="set_num_threads"):
+            fastnn.set_num_threads(bad)
+    assert fastnn.get_num_threads() == maximum
+
+
+def test_numba_thread_setting_is_restored():
+    import numba
+
+    before = numba.get_num_threads()
+    fastnn.set_num_threads(1)
+    try:
+        with fastnn.use_backend("numba"):
+            fastnn.relu(np.ones(10))
+        assert numba.get_num_threads() == before
+    finally:
+        fastnn.set_num_threads(fastnn._threads._MAX_THREADS)
+
+
+def test_thread_setting_holds_in_other_python_threads():
+    import numba
+
+    seen = []
+    fastnn.set_num_threads(1)
+    try:
+        def worker():
+            with fastnn._threads.numba_threads():
+                seen.append(numba.get_num_threads())
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    finally:
+        fastnn.set_num_threads(fastnn._threads._MAX_THREADS)
+    assert seen == [1]
+
+
+def test_import_compiles_nothing():
+    code = "import sys, fastnn; print('numba' in sys.modules, 'fastnn.kernels.cython' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    assert out.stderr == ""
+
+
+def test_saturating_inputs_are_quiet():
+    for backend in fastnn.available_backends():
+        with fastnn.use_backend(backend):
+            assert float(fastnn.sigmoid(-1000.0)) == 0.0
+            assert float(fastnn.sigmoid(1000.0)) == 1.0
+            assert float(fastnn.tanh(np.float32(-1e4))) == -1.0
+            assert float(fastnn.elu(-1e4)) == -1.0
