@@ -1,0 +1,573 @@
+"""The benchmark workloads: one list, WORKLOADS, at the bottom. Append only: never rename or
+reshape a group, so results stay comparable across runs.
+
+Contenders (the test ids inside each group; see harness.py for how each is run):
+  numpy   the reference functions of `fastnn.reference.<family>`, called directly (the baseline);
+          for the optimizer and training-step workloads, fastnn.optim / fastnn.nn classes under
+          `use_backend("numpy")` (the classes dispatch straight to those reference kernels);
+  numba, cython   the public fastnn functions (or classes) under `fastnn.use_backend(...)`;
+  torch   the same computation in PyTorch eager, float32, at fastnn's thread count.
+
+Fairness choices:
+  - Every contender allocates its outputs fresh on each call (no `out=` anywhere): that is how
+    NumPy users and PyTorch eager run, and all contenders share one process, so page faults on
+    fresh large outputs (if the allocator returns memory to the OS) hit them alike.
+  - torch backward: the aten kernel that autograd would call for that op, called directly
+    (threshold_backward, sigmoid_backward, convolution_backward, native_batch_norm_backward, ...):
+    the same computation without the cost of recording a graph, as fastnn's backward functions
+    are called directly. The training step uses real autograd on both sides' natural APIs.
+  - Linear in torch is `addmm` on fastnn's (D_in, D_out) weight layout, so no transposes are timed.
+"""
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+F32 = 4  # bytes per element
+GEMM_TOL = (1e-3, 1e-4)  # float32 sums over thousands of terms
+ELEMENTWISE_TOL = (1e-4, 1e-5)
+
+
+@dataclass
+class Workload:
+    group: str  # the report row: op, mode, shape
+    ops: tuple  # fastnn ops the fastnn contenders need; a contender lacking one is skipped
+    inputs: Callable  # rng -> dict of float32 arrays (labels int64)
+    run: Callable = None  # (F, inp) -> result; F resolves op names (reference or public fastnn)
+    torch: Callable = None  # (torch, inp) -> zero-argument function computing the same in torch
+    torch_result: Callable = None  # converts that function's result to run()'s layout
+    stateful: Callable = None  # inp -> zero-argument function (optim, nn classes), instead of run
+    flops: float = 0.0
+    bytes: float = 0.0  # minimum traffic: each input read once, each output written once
+    kind: str = "memory"  # roofline: "memory" (copy bandwidth at `bytes`) or "gemm" (sgemm peak)
+    tol: tuple = ELEMENTWISE_TOL  # allclose (rtol, atol); atol is scaled by max |reference|
+    contenders: tuple = ("numpy", "numba", "cython", "torch")
+    auto: bool = True  # informs run.py's AUTO table suggestion
+
+    @property
+    def id(self):
+        return self.group.replace(" ", "-")
+
+    @property
+    def seed(self):
+        return zlib.crc32(self.group.encode())
+
+
+def _shape_name(shape):
+    return "x".join(map(str, shape))
+
+
+def _randn(rng, shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def _aten(torch):
+    return torch.ops.aten
+
+
+# --- activations ---------------------------------------------------------------------------------
+
+ACT_SHAPE = (32, 64, 32, 32)
+ACT_N = int(np.prod(ACT_SHAPE))
+
+
+def _torch_prelu_backward(torch, dy, x, a):
+    dx, da_full = _aten(torch)._prelu_kernel_backward(dy, x, a.view(1, -1, 1, 1))
+    return dx, da_full.sum((0, 2, 3))
+
+
+def _torch_maxout(x, pieces):
+    n, c, h, w = x.shape
+    return x.view(n, c // pieces, pieces, h, w).max(dim=2)  # first maximal index on ties
+
+
+def _torch_maxout_backward(torch, dy, x, index, pieces):
+    n, c, h, w = x.shape
+    dx = torch.zeros((n, c // pieces, pieces, h, w), dtype=x.dtype)
+    return dx.scatter_(2, index.unsqueeze(2), dy.unsqueeze(2)).view(x.shape)
+
+
+# name -> (kwargs, backward takes y (not x), torch forward, torch backward(dy, x, y), flops per element)
+ACTIVATIONS = {
+    "relu": ({}, False, lambda T, x: T.relu(x),
+             lambda T, dy, x, y: _aten(T).threshold_backward(dy, x, 0), 2),
+    "leaky_relu": ({"negative_slope": 0.01}, False, lambda T, x: T.nn.functional.leaky_relu(x, 0.01),
+                   lambda T, dy, x, y: _aten(T).leaky_relu_backward(dy, x, 0.01, False), 4),
+    "elu": ({"alpha": 1.0}, False, lambda T, x: T.nn.functional.elu(x, 1.0),
+            lambda T, dy, x, y: _aten(T).elu_backward(dy, 1.0, 1, 1, False, x), 12),
+    "sigmoid": ({}, True, lambda T, x: T.sigmoid(x),
+                lambda T, dy, x, y: _aten(T).sigmoid_backward(dy, y), 10),
+    "tanh": ({}, True, lambda T, x: T.tanh(x),
+             lambda T, dy, x, y: _aten(T).tanh_backward(dy, y), 10),
+    "gelu": ({}, False, lambda T, x: T.nn.functional.gelu(x),
+             lambda T, dy, x, y: _aten(T).gelu_backward(dy, x), 24),
+    "silu": ({}, False, lambda T, x: T.nn.functional.silu(x),
+             lambda T, dy, x, y: _aten(T).silu_backward(dy, x), 16),
+}
+
+
+def _act_inputs(rng):
+    return {"x": _randn(rng, ACT_SHAPE) * 3, "dy": _randn(rng, ACT_SHAPE)}
+
+
+def _activation_fwd_bwd(name):
+    kwargs, from_y, t_fwd, t_bwd, flops = ACTIVATIONS[name]
+
+    def run(F, inp):
+        x, dy = inp["x"], inp["dy"]
+        y = getattr(F, name)(x, **kwargs)
+        return y, getattr(F, name + "_backward")(dy, y if from_y else x, **kwargs)
+
+    def torch_fn(T, inp):
+        x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
+
+        def step():
+            y = t_fwd(T, x)
+            return y, t_bwd(T, dy, x, y)
+        return step
+
+    return Workload(f"{name} fwd+bwd {_shape_name(ACT_SHAPE)}", (name, name + "_backward"), _act_inputs,
+                    run, torch_fn, flops=flops * ACT_N, bytes=4 * ACT_N * F32)
+
+
+def _activation_fwd(name):
+    kwargs, _, t_fwd, _, flops = ACTIVATIONS[name]
+
+    def torch_fn(T, inp):
+        x = T.from_numpy(inp["x"])
+        return lambda: t_fwd(T, x)
+
+    return Workload(f"{name} fwd {_shape_name(ACT_SHAPE)}", (name,), _act_inputs,
+                    lambda F, inp: getattr(F, name)(inp["x"], **kwargs), torch_fn,
+                    flops=flops // 2 * ACT_N, bytes=2 * ACT_N * F32)
+
+
+def _prelu_inputs(rng):
+    return dict(_act_inputs(rng), a=rng.uniform(0.05, 0.5, ACT_SHAPE[1]).astype(np.float32))
+
+
+def _prelu_run(F, inp):
+    x, dy, a = inp["x"], inp["dy"], inp["a"]
+    return (F.prelu(x, a),) + tuple(F.prelu_backward(dy, x, a))
+
+
+def _prelu_torch(T, inp):
+    x, dy, a = (T.from_numpy(inp[k]) for k in ("x", "dy", "a"))
+    return lambda: (T.prelu(x, a),) + _torch_prelu_backward(T, dy, x, a)
+
+
+def _maxout_inputs(rng):
+    half = (ACT_SHAPE[0], ACT_SHAPE[1] // 2) + ACT_SHAPE[2:]
+    return {"x": _randn(rng, ACT_SHAPE), "dy": _randn(rng, half)}
+
+
+def _maxout_run(F, inp):
+    x, dy = inp["x"], inp["dy"]
+    return F.maxout(x, 2, axis=1), F.maxout_backward(dy, x, 2, axis=1)
+
+
+def _maxout_torch(T, inp):
+    x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
+
+    def step():
+        y, index = _torch_maxout(x, 2)
+        return y, _torch_maxout_backward(T, dy, x, index, 2)
+    return step
+
+
+ACTIVATION_WORKLOADS = (
+    [_activation_fwd_bwd(name) for name in ("relu", "leaky_relu")]
+    + [Workload(f"prelu fwd+bwd {_shape_name(ACT_SHAPE)}", ("prelu", "prelu_backward"), _prelu_inputs,
+                _prelu_run, _prelu_torch, flops=6 * ACT_N, bytes=4 * ACT_N * F32)]
+    + [_activation_fwd_bwd(name) for name in ("elu", "sigmoid", "tanh", "gelu", "silu")]
+    + [Workload(f"maxout2 fwd+bwd {_shape_name(ACT_SHAPE)}", ("maxout", "maxout_backward"), _maxout_inputs,
+                _maxout_run, _maxout_torch, flops=1.5 * ACT_N, bytes=3 * ACT_N * F32)]
+    + [_activation_fwd(name) for name in ("relu", "tanh", "elu")]
+)
+
+
+# --- convolution ---------------------------------------------------------------------------------
+
+# name: (N, C, F, H=W, k, stride, padding)
+CONV_SHAPES = {
+    "c1": (32, 3, 32, 32, 7, 1, 3),
+    "c2": (32, 64, 64, 32, 3, 1, 1),
+    "c3": (32, 128, 128, 16, 3, 1, 1),
+    "c4": (32, 64, 128, 32, 3, 2, 1),
+    "c5": (32, 256, 256, 8, 3, 1, 1),
+    "c6": (32, 256, 64, 16, 1, 1, 0),
+    "c7": (16, 3, 64, 64, 7, 2, 3),
+}
+
+
+def _conv_out(size, k, s, p):
+    return (size + 2 * p - k) // s + 1
+
+
+def _conv_workloads(name, with_backward):
+    n, c, f, hw, k, s, p = CONV_SHAPES[name]
+    ho = _conv_out(hw, k, s, p)
+    params = dict(stride=(s, s), padding=(p, p), dilation=(1, 1), groups=1)
+
+    def inputs(rng):
+        return {"x": _randn(rng, (n, c, hw, hw)),
+                "w": _randn(rng, (f, c, k, k)) * np.float32(np.sqrt(2.0 / (c * k * k))),
+                "b": _randn(rng, (f,)), "dy": _randn(rng, (n, f, ho, ho))}
+
+    def run(F, inp):
+        y = F.conv2d(inp["x"], inp["w"], inp["b"], **params)
+        if not with_backward:
+            return y
+        return (y,) + tuple(F.conv2d_backward(inp["dy"], inp["x"], inp["w"], **params))
+
+    def torch_fn(T, inp):
+        x, w, b, dy = (T.from_numpy(inp[key]) for key in ("x", "w", "b", "dy"))
+        conv = T.nn.functional.conv2d
+        if not with_backward:
+            return lambda: conv(x, w, b, (s, s), (p, p))
+
+        def step():
+            y = conv(x, w, b, (s, s), (p, p))
+            return (y,) + tuple(_aten(T).convolution_backward(
+                dy, x, w, [f], [s, s], [p, p], [1, 1], False, [0, 0], 1, [True, True, True]))
+        return step
+
+    gemm_flops = 2 * n * f * ho * ho * c * k * k
+    x_b, w_b, y_b = n * c * hw * hw * F32, f * c * k * k * F32, n * f * ho * ho * F32
+    mode = "fwd+bwd" if with_backward else "fwd"
+    ops = ("conv2d", "conv2d_backward") if with_backward else ("conv2d",)
+    return Workload(
+        f"conv2d {mode} {name}:{n}x{c}->{f}x{hw}x{hw}/k{k}s{s}p{p}", ops, inputs, run, torch_fn,
+        flops=gemm_flops * (3 if with_backward else 1),
+        bytes=(2 * (x_b + w_b + y_b) + 2 * f * F32) if with_backward else x_b + w_b + y_b + f * F32,
+        kind="gemm", tol=GEMM_TOL)
+
+
+CONV_WORKLOADS = [_conv_workloads(name, bwd) for bwd in (False, True) for name in CONV_SHAPES]
+
+
+# --- pooling ---------------------------------------------------------------------------------------
+
+POOL_SHAPE = (32, 64, 32, 32)
+POOL_N = int(np.prod(POOL_SHAPE))
+
+
+def _pool_workload(op, with_backward):
+    params = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))
+    out_shape = POOL_SHAPE[:2] + (POOL_SHAPE[2] // 2, POOL_SHAPE[3] // 2)
+
+    def inputs(rng):
+        return {"x": _randn(rng, POOL_SHAPE), "dy": _randn(rng, out_shape)}
+
+    def run(F, inp):
+        y = getattr(F, op)(inp["x"], **params)
+        if not with_backward:
+            return y
+        return y, getattr(F, op + "_backward")(inp["dy"], inp["x"], **params)
+
+    def torch_fn(T, inp):
+        x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
+        aten = _aten(T)
+        if op == "max_pool2d":
+            if not with_backward:
+                return lambda: T.nn.functional.max_pool2d(x, 2, 2)
+
+            def step():
+                y, index = aten.max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0])
+                return y, aten.max_pool2d_with_indices_backward(dy, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
+            return step
+        if not with_backward:
+            return lambda: T.nn.functional.avg_pool2d(x, 2, 2)
+        return lambda: (aten.avg_pool2d(x, [2, 2], [2, 2], [0, 0]),
+                        aten.avg_pool2d_backward(dy, x, [2, 2], [2, 2], [0, 0], False, True, None))
+
+    mode = "fwd+bwd" if with_backward else "fwd"
+    ops = (op, op + "_backward") if with_backward else (op,)
+    elements = POOL_N * (1.25 if not with_backward else 2.5)  # x + y (quarter size) [+ dy + dx]
+    return Workload(f"{op} {mode} {_shape_name(POOL_SHAPE)}_k2s2", ops, inputs, run, torch_fn,
+                    flops=POOL_N * (2 if with_backward else 1), bytes=elements * F32)
+
+
+POOL_WORKLOADS = [_pool_workload(op, bwd) for op in ("max_pool2d", "avg_pool2d") for bwd in (False, True)]
+
+
+# --- batch normalization -------------------------------------------------------------------------------
+
+def _bn_workload(shape, with_backward, fused=None):
+    """fused None: batch_norm alone; True: batch_norm_relu; False: batch_norm then relu (unfused)."""
+    channels = shape[1]
+    n = int(np.prod(shape))
+    eps = 1e-5
+
+    def inputs(rng):
+        return {"x": _randn(rng, shape) * 2 + 0.5, "dy": _randn(rng, shape),
+                "gamma": rng.uniform(0.5, 1.5, channels).astype(np.float32),
+                "beta": _randn(rng, (channels,))}
+
+    def run(F, inp):
+        x, dy, gamma, beta = inp["x"], inp["dy"], inp["gamma"], inp["beta"]
+        forward = F.batch_norm_relu if fused else F.batch_norm
+        y, mean, invstd = forward(x, gamma, beta, None, None, training=True, momentum=0.1, eps=eps)
+        if fused is False:
+            z = F.relu(y)
+            if not with_backward:
+                return z
+            dz = F.relu_backward(dy, y)
+            return (z,) + tuple(F.batch_norm_backward(dz, x, gamma, mean, invstd, training=True))
+        if not with_backward:
+            return y, mean, invstd
+        if fused:
+            grads = F.batch_norm_relu_backward(dy, y, x, gamma, mean, invstd, training=True)
+        else:
+            grads = F.batch_norm_backward(dy, x, gamma, mean, invstd, training=True)
+        return (y,) + tuple(grads)
+
+    def torch_fn(T, inp):
+        x, dy, gamma, beta = (T.from_numpy(inp[k]) for k in ("x", "dy", "gamma", "beta"))
+        aten = _aten(T)
+
+        def step():
+            y, mean, invstd = aten.native_batch_norm(x, gamma, beta, None, None, True, 0.1, eps)
+            if fused is None and not with_backward:
+                return y, mean, invstd
+            dz = dy
+            if fused is not None:
+                z = T.relu(y)
+                if not with_backward:
+                    return z
+                dz = aten.threshold_backward(dy, z, 0)
+            grads = aten.native_batch_norm_backward(dz, x, gamma, None, None, mean, invstd, True, eps,
+                                                    [True, True, True])
+            return (z if fused is not None else y,) + tuple(grads)
+        return step
+
+    if fused is None:
+        ops = ("batch_norm", "batch_norm_backward") if with_backward else ("batch_norm",)
+        name = "batch_norm"
+    elif fused:
+        ops = ("batch_norm_relu", "batch_norm_relu_backward")
+        name = "batch_norm_relu"
+    else:
+        ops = ("batch_norm", "batch_norm_backward", "relu", "relu_backward")
+        name = "batch_norm+relu"
+    mode = "fwd+bwd" if with_backward else "fwd"
+    return Workload(f"{name} {mode} {_shape_name(shape)}", ops, inputs, run, torch_fn,
+                    flops=n * (12 if with_backward else 5), bytes=(4 if with_backward else 2) * n * F32,
+                    tol=GEMM_TOL, auto=fused is not False)
+
+
+BN_WORKLOADS = (
+    [_bn_workload(shape, bwd) for shape in ((32, 64, 32, 32), (256, 4096)) for bwd in (False, True)]
+    + [_bn_workload((32, 64, 32, 32), True, fused=True), _bn_workload((32, 64, 32, 32), True, fused=False)]
+)
+
+
+# --- linear, and the GEMMs it needs ---------------------------------------------------------------
+
+LINEAR = (256, 4096, 1024)  # N, D_in, D_out
+
+
+def _linear_inputs(rng):
+    n, d_in, d_out = LINEAR
+    return {"x": _randn(rng, (n, d_in)), "w": _randn(rng, (d_in, d_out)) * np.float32(d_in ** -0.5),
+            "b": _randn(rng, (d_out,)), "dy": _randn(rng, (n, d_out))}
+
+
+def _linear_run(F, inp):
+    x, w, b, dy = inp["x"], inp["w"], inp["b"], inp["dy"]
+    return (F.linear(x, w, b),) + tuple(F.linear_backward(dy, x, w))
+
+
+def _linear_torch(T, inp):
+    x, w, b, dy = (T.from_numpy(inp[k]) for k in ("x", "w", "b", "dy"))
+    # what autograd runs for y = addmm(b, x, w): dx = dy @ w.T, dw = x.T @ dy, db = dy.sum(0)
+    return lambda: (T.addmm(b, x, w), T.mm(dy, w.t()), T.mm(x.t(), dy), dy.sum(0))
+
+
+def _gemm_run(F, inp):
+    """The three GEMMs of linear fwd+bwd, plain BLAS (F unused: numpy's matmul is the contender)."""
+    x, w, dy = inp["x"], inp["w"], inp["dy"]
+    return x @ w, dy @ w.T, x.T @ dy
+
+
+def _gemm_torch(T, inp):
+    x, w, dy = (T.from_numpy(inp[k]) for k in ("x", "w", "dy"))
+    return lambda: (T.mm(x, w), T.mm(dy, w.t()), T.mm(x.t(), dy))
+
+
+def _linear_bytes():
+    n, d_in, d_out = LINEAR
+    return 2 * (n * d_in + d_in * d_out + n * d_out + d_out) * F32
+
+
+LINEAR_NAME = "x".join(map(str, LINEAR))
+LINEAR_WORKLOADS = [
+    Workload(f"linear fwd+bwd {LINEAR_NAME}", ("linear", "linear_backward"), _linear_inputs, _linear_run,
+             _linear_torch, flops=3 * 2 * np.prod(LINEAR), bytes=_linear_bytes(), kind="gemm", tol=GEMM_TOL),
+    Workload(f"gemm(linear) fwd+bwd {LINEAR_NAME}", (), _linear_inputs, _gemm_run, _gemm_torch,
+             flops=3 * 2 * np.prod(LINEAR), bytes=_linear_bytes(), kind="gemm", tol=GEMM_TOL,
+             contenders=("numpy", "torch"), auto=False),
+]
+
+
+# --- losses ------------------------------------------------------------------------------------------
+
+def _softmax_inputs(rng):
+    return {"logits": _randn(rng, (256, 1000)) * 3, "labels": rng.integers(0, 1000, 256)}
+
+
+def _softmax_torch(T, inp):
+    logits, labels = T.from_numpy(inp["logits"]), T.from_numpy(inp["labels"])
+    aten = _aten(T)
+    one = T.ones((), dtype=logits.dtype)
+
+    def step():  # autograd's own sequence for cross_entropy, without the graph
+        log_p = aten._log_softmax(logits, 1, False)
+        loss, total = aten.nll_loss_forward(log_p, labels, None, 1, -100)
+        grad = aten.nll_loss_backward(one, log_p, labels, None, 1, -100, total)
+        return loss.item(), aten._log_softmax_backward_data(grad, log_p, 1, logits.dtype)
+    return step
+
+
+LOSS_WORKLOADS = [
+    Workload("softmax_cross_entropy 256x1000", ("softmax_cross_entropy",), _softmax_inputs,
+             lambda F, inp: F.softmax_cross_entropy(inp["logits"], inp["labels"]), _softmax_torch,
+             flops=256 * 1000 * 6, bytes=2 * 256 * 1000 * F32 + 256 * 8),
+]
+
+
+# --- optimizers (10M params, as 10 tensors of 1M: the state is per key) ---------------------------------
+
+OPT_TENSORS, OPT_SIZE = 10, 1_000_000
+
+
+def _opt_inputs(rng):
+    return {"params": {f"p{i}": _randn(rng, (OPT_SIZE,)) for i in range(OPT_TENSORS)},
+            "grads": {f"p{i}": _randn(rng, (OPT_SIZE,)) * np.float32(0.1) for i in range(OPT_TENSORS)}}
+
+
+# name -> (fastnn.optim class and kwargs, torch.optim class and kwargs, bytes per element, flops per element)
+OPTIMIZERS = {
+    "adam": (("Adam", dict(lr=1e-3)), ("Adam", dict(lr=1e-3, fused=True)), 7, 14),
+    "sgd_momentum": (("SGD", dict(lr=1e-2, momentum=0.9)),
+                     ("SGD", dict(lr=1e-2, momentum=0.9, foreach=True)), 5, 4),
+}
+
+
+def _optimizer_workload(name):
+    (cls, kwargs), (t_cls, t_kwargs), bytes_per, flops_per = OPTIMIZERS[name]
+    op = {"Adam": "adam_step", "SGD": "sgd_step"}[cls]
+
+    def stateful(inp):
+        import fastnn.optim
+
+        optimizer = getattr(fastnn.optim, cls)(**kwargs)
+        params, grads = inp["params"], inp["grads"]
+
+        def step():
+            optimizer.step(params, grads)
+            return [params[k] for k in sorted(params)]
+        return step
+
+    def torch_fn(T, inp):
+        params = [T.from_numpy(inp["params"][k]) for k in sorted(inp["params"])]
+        for p, k in zip(params, sorted(inp["grads"])):
+            p.grad = T.from_numpy(inp["grads"][k])
+        optimizer = getattr(T.optim, t_cls)(params, **t_kwargs)
+
+        def step():
+            optimizer.step()
+            return params
+        return step
+
+    total = OPT_TENSORS * OPT_SIZE
+    return Workload(f"optim {name} step 10x1M", (op,), _opt_inputs, stateful=stateful, torch=torch_fn,
+                    torch_result=lambda params: [p.detach().numpy() for p in params],
+                    flops=flops_per * total, bytes=bytes_per * total * F32, tol=(1e-5, 1e-6))
+
+
+OPTIM_WORKLOADS = [_optimizer_workload(name) for name in OPTIMIZERS]
+
+
+# --- one training step of cs231n's ThreeLayerConvNet ------------------------------------------------
+# Same weights on both sides. torch skips the input gradient of the first conv (x needs no grad);
+# fastnn's Sequential.backward always returns dx, as cs231n's layers do: that is part of the API.
+
+def _convnet_inputs(rng):
+    def he(shape, fan_in):
+        return _randn(rng, shape) * np.float32(np.sqrt(2.0 / fan_in))
+
+    return {
+        "x": _randn(rng, (50, 3, 32, 32)), "y": rng.integers(0, 10, 50),
+        # fastnn's layouts and Sequential keys (conv 0, relu 1, pool 2, flatten 3, linear 4, relu 5, linear 6)
+        "params": {"0.weight": he((32, 3, 7, 7), 3 * 49), "0.bias": np.zeros(32, np.float32),
+                   "4.weight": he((8192, 100), 8192), "4.bias": np.zeros(100, np.float32),
+                   "6.weight": he((100, 10), 100), "6.bias": np.zeros(10, np.float32)},
+    }
+
+
+def _convnet_stateful(inp):
+    import fastnn
+    import fastnn.nn as nn
+    import fastnn.optim
+
+    model = nn.Sequential(nn.Conv2d(3, 32, 7, padding=3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8192, 100), nn.ReLU(), nn.Linear(100, 10))
+    for key, value in inp["params"].items():
+        model.params[key][...] = value
+    optimizer = fastnn.optim.Adam(lr=1e-3)
+    x, y = inp["x"], inp["y"]
+
+    def step():
+        loss, dscores = fastnn.softmax_cross_entropy(model.forward(x), y)
+        model.backward(dscores)
+        optimizer.step(model.params, model.grads)
+        return [loss] + [model.grads[k] for k in sorted(model.grads)]
+    return step
+
+
+def _convnet_torch(T, inp):
+    nn = T.nn
+    model = nn.Sequential(nn.Conv2d(3, 32, 7, padding=3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8192, 100), nn.ReLU(), nn.Linear(100, 10))
+    with T.no_grad():
+        for key, p in model.named_parameters():
+            value = inp["params"][key]
+            p.copy_(T.from_numpy(value.T.copy() if key.endswith("weight") and value.ndim == 2 else value))
+    optimizer = T.optim.Adam(model.parameters(), lr=1e-3)  # torch's default (foreach) Adam
+    x, y = T.from_numpy(inp["x"]), T.from_numpy(inp["y"])
+    named = dict(model.named_parameters())
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss, named
+    return step
+
+
+def _convnet_torch_result(result):
+    loss, named = result
+    grads = [named[k].grad.numpy() for k in sorted(named)]
+    return [loss.item()] + [g.T if g.ndim == 2 else g for g in grads]
+
+
+_CONVNET_FLOPS = 3 * (2 * 50 * 32 * 32 * 32 * 3 * 49 + 2 * 50 * 8192 * 100 + 2 * 50 * 100 * 10)
+_CONVNET_PARAMS = 32 * 3 * 49 + 32 + 8192 * 100 + 100 + 100 * 10 + 10
+
+TRAINING_WORKLOADS = [
+    Workload("ThreeLayerConvNet train step batch50", ("conv2d", "conv2d_backward", "relu", "relu_backward",
+                                                      "max_pool2d", "max_pool2d_backward", "linear",
+                                                      "linear_backward", "softmax_cross_entropy", "adam_step"),
+             _convnet_inputs, stateful=_convnet_stateful, torch=_convnet_torch, torch_result=_convnet_torch_result,
+             flops=_CONVNET_FLOPS, bytes=(50 * 3 * 1024 + 6 * _CONVNET_PARAMS) * F32, kind="gemm",
+             tol=GEMM_TOL, auto=False),
+]
+
+
+# --- the list: add new workloads at its end (append only) ----------------------------------------------
+
+WORKLOADS = (ACTIVATION_WORKLOADS + CONV_WORKLOADS + POOL_WORKLOADS + BN_WORKLOADS + LINEAR_WORKLOADS
+             + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS)

@@ -1,0 +1,171 @@
+"""Compile every Numba kernel ahead of time: `python -m fastnn.warmup [--strict]`.
+
+Calls each op of `fastnn._ops.FAMILIES` that the numba backend implements, through its public
+function (so the compiled signatures are exactly those of real calls), on tiny valid inputs in
+float32 and float64, including the variants that compile separately (bias or None, scalar or
+per-channel PReLU weight, 2-D and 4-D batch norm, training and eval, a few conv/pool
+configurations). Kernels are cached on disk (`cache=True`), so later processes load them.
+Ops without a numba kernel are skipped and listed at the end. Exit status is 0 even when a call
+fails (`make bench` goes on to report); `--strict` makes failures exit 1.
+"""
+import sys
+import time
+
+import numpy as np
+
+import fastnn
+from fastnn import _ops
+
+DTYPES = (np.float32, np.float64)
+
+
+def _conv_out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _public(op):
+    module = fastnn.optim if _ops.FAMILY_OF[op] == "optim" else fastnn
+    return getattr(module, op)
+
+
+def _reference(op, *args, **kwargs):
+    """Inputs that depend on a forward (saved statistics) come from the NumPy reference."""
+    with fastnn.use_backend("numpy"):
+        return _public(op)(*args, **kwargs)
+
+
+def _cases(op, dtype):
+    """[(args, kwargs)] of tiny valid calls of `op` covering its separately compiled variants."""
+    rng = np.random.default_rng(0)
+
+    def randn(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    x4, x2 = randn(2, 4, 5, 5), randn(3, 4)
+    dy4 = randn(2, 4, 5, 5)
+    base = op.removesuffix("_backward")
+    backward = op.endswith("_backward")
+    family = _ops.FAMILY_OF[op]
+
+    if family == "activations":
+        if base == "prelu":
+            weights = (randn(4), np.asarray(0.25, dtype))
+            return [((dy4, x4, a) if backward else (x4, a), {}) for a in weights]
+        if base == "maxout":
+            if backward:
+                return [((randn(2, 2, 5, 5), x4, 2), {"axis": 1}), ((randn(3, 2), x2, 2), {"axis": 1})]
+            return [((x4, 2), {"axis": 1}), ((x2, 2), {"axis": 1})]
+        kwargs = {"leaky_relu": {"negative_slope": 0.1}, "elu": {"alpha": 1.0}}.get(base, {})
+        return [((dy4, x4) if backward else (x4,), kwargs)]
+
+    if family == "linear":
+        w, b = randn(4, 3), randn(3)
+        if backward:
+            return [((randn(3, 3), x2, w), {}), ((randn(2, 3), randn(2, 2, 2), w), {})]
+        return [((x2, w, b), {}), ((x2, w), {}), ((randn(2, 2, 2), w, b), {})]
+
+    if family == "losses":
+        labels = np.array([0, 4, 1], dtype=np.int64)
+        return [((randn(3, 5), labels), {}), ((randn(3, 5), labels.astype(np.int32)), {})]
+
+    if family == "conv":
+        # (x shape, w shape, params): 3x3 same, 1x1, strided 7x7, dilated grouped
+        configs = [((2, 3, 6, 6), (4, 3, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
+                   ((2, 4, 5, 5), (6, 4, 1, 1), dict(stride=1, padding=0, dilation=1, groups=1)),
+                   ((2, 3, 9, 9), (4, 3, 7, 7), dict(stride=2, padding=3, dilation=1, groups=1)),
+                   ((2, 4, 7, 7), (4, 2, 3, 3), dict(stride=1, padding=1, dilation=2, groups=2))]
+        cases = []
+        for x_shape, w_shape, params in configs:
+            x, w = randn(*x_shape), randn(*w_shape)
+            if backward:
+                ho = _conv_out(x_shape[2], w_shape[2], params["stride"], params["padding"], params["dilation"])
+                wo = _conv_out(x_shape[3], w_shape[3], params["stride"], params["padding"], params["dilation"])
+                cases.append(((randn(x_shape[0], w_shape[0], ho, wo), x, w), params))
+            else:
+                cases += [((x, w, randn(w_shape[0])), params), ((x, w, None), params)]
+        return cases
+
+    if family == "pool":
+        x = randn(2, 3, 6, 6)
+        cases = []
+        for params in (dict(kernel_size=2, stride=2, padding=0), dict(kernel_size=3, stride=2, padding=1)):
+            if backward:
+                k, s, p = params["kernel_size"], params["stride"], params["padding"]
+                ho = _conv_out(6, k, s, p, 1)
+                cases.append(((randn(2, 3, ho, ho), x), params))
+            else:
+                cases.append(((x,), params))
+        return cases
+
+    if family == "batchnorm":
+        cases = []
+        for x in (x4, x2):
+            channels = x.shape[1]
+            gamma, beta = randn(channels), randn(channels)
+            running = (np.zeros(channels, dtype), np.ones(channels, dtype))
+            variants = [((x, gamma, beta), dict(training=True)),
+                        ((x, gamma, beta, *running), dict(training=True)),
+                        ((x, gamma, beta, *running), dict(training=False)),
+                        ((x, None, None), dict(training=True))]
+            if not backward:
+                cases += variants
+                continue
+            for (args, kwargs) in variants:
+                fwd_args = (args[0], args[1], args[2], *[r.copy() for r in args[3:]])
+                y, mean, invstd = _reference(base, *fwd_args, **kwargs)
+                dy = randn(*x.shape)
+                saved = (x, args[1], mean, invstd)
+                cases.append(((dy, y, *saved) if base == "batch_norm_relu" else (dy, *saved), kwargs))
+        return cases
+
+    if family == "optim":
+        p, g = randn(10), randn(10)
+
+        def state():
+            return np.zeros(10, dtype)
+        return {
+            "sgd_step": [((p.copy(), g, None), dict(lr=0.1)),
+                         ((p.copy(), g, state()), dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01))],
+            "adagrad_step": [((p.copy(), g, state()), dict(lr=0.1))],
+            "rmsprop_step": [((p.copy(), g, state()), dict(lr=0.1))],
+            "adam_step": [((p.copy(), g, state(), state(), 1), dict(lr=0.1, weight_decay=0.01))],
+        }[op]
+    raise KeyError(f"warmup has no inputs for {op} (family {family}): add them to fastnn/warmup.py")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    strict = "--strict" in argv
+    if "numba" not in fastnn.available_backends():
+        print("fastnn.warmup: numba is not available; nothing to compile")
+        return 0
+    missing, failed = [], []
+    started = time.perf_counter()
+    print(f"fastnn.warmup: compiling the Numba kernels ({', '.join(np.dtype(d).name for d in DTYPES)})", flush=True)
+    for op in _ops.FAMILY_OF:
+        if _ops.kernel(op, "numba") is None:
+            missing.append(op)
+            continue
+        op_started = time.perf_counter()
+        try:
+            function = _public(op)
+            with fastnn.use_backend("numba"):
+                for dtype in DTYPES:
+                    for args, kwargs in _cases(op, dtype):
+                        function(*args, **kwargs)
+        except Exception as error:  # report and go on: one broken op must not stop the rest
+            failed.append(op)
+            print(f"  {op:<28} FAILED: {type(error).__name__}: {error}", flush=True)
+            continue
+        print(f"  {op:<28} {time.perf_counter() - op_started:6.2f} s", flush=True)
+    print(f"fastnn.warmup: {len(_ops.FAMILY_OF) - len(missing) - len(failed)} ops compiled in "
+          f"{time.perf_counter() - started:.1f} s")
+    if missing:
+        print(f"no numba kernel yet ({len(missing)}): {', '.join(missing)}")
+    if failed:
+        print(f"FAILED ({len(failed)}): {', '.join(failed)}")
+    return 1 if strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
