@@ -1,0 +1,199 @@
+"""Optimizers: fused in-place update ops and the torch.optim-style classes built on them.
+
+The ops (`sgd_step`, `adagrad_step`, `rmsprop_step`, `adam_step`) update `param` and its state
+buffers in place in one pass over memory and return `param`. The classes keep the state per key
+of the params dict: `opt.step(params, grads)` updates every array of `params` in place, with
+torch.optim's update formulas and hyperparameters.
+"""
+import numpy as np
+
+from ._ops import call
+from ._validation import check_same_shape, float_arrays, integer, real
+
+__all__ = ["SGD", "AdaGrad", "RMSProp", "Adam", "sgd_step", "adagrad_step", "rmsprop_step", "adam_step"]
+
+
+def _arrays(op, param, grad, **state):
+    """Validated (param, grad, state...): one float dtype and one shape; param and state writable."""
+    for name, value in {"param": param, **state}.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(
+                f"{op}: {name} must be a numpy.ndarray (it is updated in place), got {type(value).__name__}"
+            )
+    arrays = float_arrays(op, contiguous=False, param=param, grad=grad, **state)
+    param, grad, *state_arrays = arrays
+    check_same_shape(op, "grad", grad, "param", param)
+    for name, a in zip(state, state_arrays):
+        check_same_shape(op, name, a, "param", param)
+    for name, a in [("param", param), *zip(state, state_arrays)]:
+        if not a.flags.writeable:
+            raise ValueError(f"{op}: {name} is read-only (it is updated in place)")
+    return param, np.asarray(grad, order="C"), state_arrays
+
+
+def _run_in_place(op, param, grad, state, *scalars):
+    """Call the kernel on C-contiguous buffers; copy back into any non-contiguous caller array."""
+    targets = [param, *state]
+    work = [a if a is None or a.flags.c_contiguous else np.asarray(a, order="C") for a in targets]
+    call(op, work[0], grad, *work[1:], *scalars)
+    for target, buffer in zip(targets, work):
+        if buffer is not target:
+            np.copyto(target, buffer)
+    return param
+
+
+def sgd_step(param, grad, momentum_buffer=None, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """torch.optim.SGD's update (no dampening): b = m*b + g; p -= lr * (g + m*b if nesterov else b).
+
+    momentum_buffer (zeros before the first step) is required when momentum > 0.
+    """
+    op = "sgd_step"
+    lr = real(op, "lr", lr, minimum=0.0)
+    momentum = real(op, "momentum", momentum, minimum=0.0)
+    weight_decay = real(op, "weight_decay", weight_decay, minimum=0.0)
+    if nesterov and momentum == 0:
+        raise ValueError(f"{op}: nesterov requires momentum > 0, got momentum={momentum}")
+    if momentum and momentum_buffer is None:
+        raise ValueError(f"{op}: momentum_buffer is required when momentum > 0")
+    if momentum:
+        param, grad, state = _arrays(op, param, grad, momentum_buffer=momentum_buffer)
+    else:  # plain SGD reads no buffer
+        param, grad, state = _arrays(op, param, grad)
+        state = [None]
+    return _run_in_place(op, param, grad, state, lr, momentum, bool(nesterov), weight_decay)
+
+
+def adagrad_step(param, grad, sum_sq, lr=0.01, eps=1e-10):
+    """torch.optim.Adagrad's update: s += g*g; p -= lr * g / (sqrt(s) + eps)."""
+    op = "adagrad_step"
+    lr = real(op, "lr", lr, minimum=0.0)
+    eps = real(op, "eps", eps, minimum=0.0)
+    param, grad, state = _arrays(op, param, grad, sum_sq=sum_sq)
+    return _run_in_place(op, param, grad, state, lr, eps)
+
+
+def rmsprop_step(param, grad, square_avg, lr=0.01, alpha=0.99, eps=1e-8):
+    """torch.optim.RMSprop's update: s = alpha*s + (1-alpha)*g*g; p -= lr * g / (sqrt(s) + eps)."""
+    op = "rmsprop_step"
+    lr = real(op, "lr", lr, minimum=0.0)
+    alpha = real(op, "alpha", alpha, minimum=0.0, maximum=1.0)
+    eps = real(op, "eps", eps, minimum=0.0)
+    param, grad, state = _arrays(op, param, grad, square_avg=square_avg)
+    return _run_in_place(op, param, grad, state, lr, alpha, eps)
+
+
+def _beta(op, name, value):
+    value = real(op, name, value, minimum=0.0)
+    if value >= 1:
+        raise ValueError(f"{op}: {name} must be in [0, 1), got {value}")
+    return value
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """torch.optim.Adam's update at step `step` (1 on the first call), bias-corrected:
+    m = lerp(m, g, 1-beta1); v = beta2*v + (1-beta2)*g*g;
+    p -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)."""
+    op = "adam_step"
+    step = integer(op, "step", step, minimum=1)
+    lr = real(op, "lr", lr, minimum=0.0)
+    beta1 = _beta(op, "beta1", beta1)
+    beta2 = _beta(op, "beta2", beta2)
+    eps = real(op, "eps", eps, minimum=0.0)
+    weight_decay = real(op, "weight_decay", weight_decay, minimum=0.0)
+    param, grad, state = _arrays(op, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    return _run_in_place(op, param, grad, state, step, lr, beta1, beta2, eps, weight_decay)
+
+
+class Optimizer:
+    """Base: `step(params, grads)` updates each params[key] in place from grads[key]; the state
+    (buffers, step counts) is kept per key in `self.state` and created on a key's first step."""
+
+    def __init__(self, lr):
+        self.lr = real(type(self).__name__, "lr", lr, minimum=0.0)
+        self.state = {}
+
+    def step(self, params, grads):
+        if set(params) != set(grads):
+            raise ValueError(
+                f"{type(self).__name__}.step: params and grads must have the same keys; "
+                f"missing grads: {sorted(set(params) - set(grads))}, extra grads: {sorted(set(grads) - set(params))}"
+            )
+        for key, param in params.items():
+            if key not in self.state:
+                self.state[key] = self._new_state(param)
+            self._update(param, grads[key], self.state[key])
+
+    def _new_state(self, param):
+        return {}
+
+    def _update(self, param, grad, state):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD (dampening 0): b = m*b + g (b = g on the first step);
+    p -= lr * (g + m*b if nesterov else b); weight decay adds wd*p to g."""
+
+    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(lr)
+        self.momentum = real("SGD", "momentum", momentum, minimum=0.0)
+        self.weight_decay = real("SGD", "weight_decay", weight_decay, minimum=0.0)
+        if nesterov and self.momentum == 0:
+            raise ValueError("SGD: nesterov requires momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def _new_state(self, param):
+        return {"momentum_buffer": np.zeros_like(param)} if self.momentum else {}
+
+    def _update(self, param, grad, state):
+        sgd_step(param, grad, state.get("momentum_buffer"), self.lr, self.momentum, self.nesterov, self.weight_decay)
+
+
+class AdaGrad(Optimizer):
+    """torch.optim.Adagrad (no lr decay): s += g*g; p -= lr * g / (sqrt(s) + eps)."""
+
+    def __init__(self, lr, eps=1e-10):
+        super().__init__(lr)
+        self.eps = real("AdaGrad", "eps", eps, minimum=0.0)
+
+    def _new_state(self, param):
+        return {"sum": np.zeros_like(param)}
+
+    def _update(self, param, grad, state):
+        adagrad_step(param, grad, state["sum"], self.lr, self.eps)
+
+
+class RMSProp(Optimizer):
+    """torch.optim.RMSprop (no momentum, not centred): s = alpha*s + (1-alpha)*g*g;
+    p -= lr * g / (sqrt(s) + eps)."""
+
+    def __init__(self, lr, alpha=0.99, eps=1e-8):
+        super().__init__(lr)
+        self.alpha = real("RMSProp", "alpha", alpha, minimum=0.0, maximum=1.0)
+        self.eps = real("RMSProp", "eps", eps, minimum=0.0)
+
+    def _new_state(self, param):
+        return {"square_avg": np.zeros_like(param)}
+
+    def _update(self, param, grad, state):
+        rmsprop_step(param, grad, state["square_avg"], self.lr, self.alpha, self.eps)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (L2 weight decay added to g, bias-corrected, eps after the sqrt)."""
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(lr)
+        if len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_beta("Adam", "betas[0]", betas[0]), _beta("Adam", "betas[1]", betas[1]))
+        self.eps = real("Adam", "eps", eps, minimum=0.0)
+        self.weight_decay = real("Adam", "weight_decay", weight_decay, minimum=0.0)
+
+    def _new_state(self, param):
+        return {"step": 0, "exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+
+    def _update(self, param, grad, state):
+        state["step"] += 1
+        adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], state["step"], self.lr,
+                  self.betas[0], self.betas[1], self.eps, self.weight_decay)

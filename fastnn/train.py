@@ -1,0 +1,189 @@
+"""Training loops: cs231n's Solver for fastnn.nn models, and random hyperparameter search.
+
+Solver(model, data, optimizer).train() runs minibatch training: per epoch a fresh permutation of
+the training set, `optimizer.step(model.params, model.grads)` per batch, `optimizer.lr *= lr_decay`
+after each epoch, train/validation accuracy at each epoch's end, and the parameters (and
+BatchNorm running statistics) of the best validation accuracy restored at the end.
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from .losses import softmax_cross_entropy
+
+__all__ = ["Solver", "random_search", "refine"]
+
+
+def _copy(arrays):
+    return {k: np.array(v, copy=True) for k, v in arrays.items()}
+
+
+class Solver:
+    """cs231n's Solver for a fastnn.nn model.
+
+    data: dict with X_train, y_train, X_val, y_val. loss(scores, y) -> (loss, dscores).
+    After train(): loss_history (per iteration), train_acc_history and val_acc_history (per
+    epoch), best_val_acc, best_params (copies; also loaded into the model). With `checkpoint` (a
+    file name) the best parameters and buffers are written with np.savez at each improvement.
+    """
+
+    def __init__(self, model, data, optimizer, loss=softmax_cross_entropy, batch_size=100, num_epochs=10,
+                 lr_decay=1.0, print_every=100, verbose=True, checkpoint=None, num_train_samples=1000,
+                 num_val_samples=None, seed=0, stream=None):
+        missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
+        if missing:
+            raise ValueError(f"Solver: data is missing {missing}")
+        if len(data["X_train"]) != len(data["y_train"]) or len(data["X_val"]) != len(data["y_val"]):
+            raise ValueError("Solver: X_train/y_train and X_val/y_val must have the same number of samples")
+        if int(batch_size) < 1 or int(num_epochs) < 0:
+            raise ValueError(f"Solver: batch_size must be >= 1 and num_epochs >= 0, got {batch_size}, {num_epochs}")
+        self.model, self.optimizer, self.loss = model, optimizer, loss
+        self.X_train, self.y_train = data["X_train"], np.asarray(data["y_train"])
+        self.X_val, self.y_val = data["X_val"], np.asarray(data["y_val"])
+        self.batch_size, self.num_epochs = int(batch_size), int(num_epochs)
+        self.lr_decay, self.print_every, self.verbose = float(lr_decay), max(1, int(print_every)), verbose
+        self.checkpoint = checkpoint
+        self.num_train_samples, self.num_val_samples = num_train_samples, num_val_samples
+        self.rng = np.random.default_rng(seed)
+        self.stream = stream or sys.stdout
+        self._reset()
+
+    def _reset(self):
+        self.epoch = 0
+        self.best_val_acc = -1.0
+        self.best_params = _copy(self.model.params)
+        self.best_buffers = _copy(getattr(self.model, "buffers", {}))
+        self.loss_history, self.train_acc_history, self.val_acc_history = [], [], []
+
+    def _step(self, index):
+        self.model.train()
+        scores = self.model.forward(self.X_train[index])
+        loss, dscores = self.loss(scores, self.y_train[index])
+        self.model.backward(dscores)
+        self.optimizer.step(self.model.params, self.model.grads)
+        self.loss_history.append(loss)
+
+    def check_accuracy(self, X, y, num_samples=None, batch_size=None):
+        """Accuracy of the model (eval mode) on X, or on a random subset of num_samples."""
+        y = np.asarray(y)
+        if num_samples is not None and len(X) > num_samples:
+            index = self.rng.choice(len(X), num_samples, replace=False)
+            X, y = X[index], y[index]
+        batch_size = batch_size or self.batch_size
+        self.model.eval()
+        try:
+            correct = 0
+            for start in range(0, len(X), batch_size):
+                scores = self.model.forward(X[start:start + batch_size])
+                correct += int(np.sum(np.argmax(scores, axis=1) == y[start:start + batch_size]))
+        finally:
+            self.model.train()
+        return correct / max(1, len(X))
+
+    def _progress(self, iteration, total, start):
+        width = 30
+        done = int(width * iteration / max(1, total))
+        recent = np.mean(self.loss_history[-self.print_every:])
+        elapsed = time.perf_counter() - start
+        self.stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {iteration}/{total} "
+                          f"loss {recent:.4f} ({elapsed:.1f} s)")
+        self.stream.flush()
+
+    def _end_of_epoch(self):
+        train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
+        val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
+        self.train_acc_history.append(train_acc)
+        self.val_acc_history.append(val_acc)
+        if self.verbose:
+            self.stream.write(f"\n(Epoch {self.epoch} / {self.num_epochs}) train acc: {train_acc:.4f}; "
+                              f"val acc: {val_acc:.4f}\n")
+        if val_acc > self.best_val_acc:
+            self.best_val_acc = val_acc
+            self.best_params = _copy(self.model.params)
+            self.best_buffers = _copy(getattr(self.model, "buffers", {}))
+            if self.checkpoint is not None:
+                self.save(self.checkpoint)
+
+    def save(self, path):
+        """np.savez of the best parameters, buffers (BatchNorm running stats), epoch and accuracy."""
+        np.savez(path, **{f"params/{k}": v for k, v in self.best_params.items()},
+                 **{f"buffers/{k}": v for k, v in self.best_buffers.items()},
+                 epoch=self.epoch, best_val_acc=self.best_val_acc)
+
+    def train(self):
+        num_train = len(self.X_train)
+        per_epoch = max(1, math.ceil(num_train / self.batch_size))
+        total = self.num_epochs * per_epoch
+        start = time.perf_counter()
+        iteration = 0
+        for self.epoch in range(1, self.num_epochs + 1):
+            order = self.rng.permutation(num_train)
+            for b in range(per_epoch):
+                self._step(order[b * self.batch_size:(b + 1) * self.batch_size])
+                iteration += 1
+                if self.verbose and (iteration % self.print_every == 0 or b == per_epoch - 1):
+                    self._progress(iteration, total, start)
+            self.optimizer.lr *= self.lr_decay
+            self._end_of_epoch()
+        load(self.model, self.best_params, self.best_buffers)
+        return self
+
+
+def load(model, params, buffers=None):
+    """Copy saved arrays into the model's own parameters (and buffers), in place."""
+    for source, target in ((params, model.params), (buffers or {}, getattr(model, "buffers", {}))):
+        for key, value in source.items():
+            if key not in target:
+                raise ValueError(f"load: the model has no array {key!r}")
+            np.copyto(target[key], value)
+
+
+def _sample(rng, low, high):
+    if low <= 0 or high <= 0 or low > high:
+        raise ValueError(f"random_search: a range must satisfy 0 < low <= high, got ({low}, {high})")
+    value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    both_int = isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer))
+    return int(round(value)) if both_int else value
+
+
+def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=100, verbose=False):
+    """Random search (Bergstra & Bengio): each trial samples every `space[name] = (low, high)`
+    log-uniformly (ints when both bounds are ints), calls `build(**sample) -> (model, optimizer)`,
+    trains briefly (num_epochs) with a Solver, and records the best validation accuracy.
+    Returns the trials sorted best first: dicts with hparams, val_acc, train_acc, loss."""
+    rng = np.random.default_rng(seed)
+    results = []
+    for trial in range(int(trials)):
+        hparams = {name: _sample(rng, *bounds) for name, bounds in space.items()}
+        model, optimizer = build(**hparams)
+        solver = Solver(model, data, optimizer, batch_size=batch_size, num_epochs=num_epochs, verbose=False,
+                        seed=int(rng.integers(2 ** 31)))
+        solver.train()
+        final = solver.loss_history[-1] if solver.loss_history else math.nan
+        results.append({"hparams": hparams, "val_acc": solver.best_val_acc,
+                        "train_acc": solver.train_acc_history[-1] if solver.train_acc_history else math.nan,
+                        "loss": final})
+        if verbose:
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in hparams.items())
+            print(f"trial {trial + 1}/{trials}: {shown}: val acc {solver.best_val_acc:.4f}")
+    return sorted(results, key=lambda r: (-r["val_acc"], r["loss"] if math.isfinite(r["loss"]) else math.inf))
+
+
+def refine(results, top_k=3):
+    """A narrower search space around the best trials (coarse to fine): each range becomes
+    [min, max] of the top_k trials' values, widened by a factor 1.5 when they coincide."""
+    if not results:
+        raise ValueError("refine: results is empty")
+    best = results[: max(1, int(top_k))]
+    space = {}
+    for name in best[0]["hparams"]:
+        values = [r["hparams"][name] for r in best]
+        low, high = min(values), max(values)
+        if low == high:
+            low, high = low / 1.5, high * 1.5
+            if isinstance(values[0], int):
+                low, high = max(1, int(low)), max(1, int(math.ceil(high)))
+        space[name] = (low, high)
+    return space

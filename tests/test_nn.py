@@ -1,0 +1,168 @@
+"""Layers: gradient checks of small float64 Sequentials (numerical vs backward for the input and
+every parameter), naming, buffer reuse, train/eval, init defaults, training with an optimizer."""
+import math
+
+import numpy as np
+import pytest
+
+import fastnn
+from conftest import COMPILED
+from fastnn import nn, optim
+from fastnn.gradcheck import numerical_gradient, rel_error
+
+F64 = dict(dtype=np.float64)
+# No bias right before a BatchNorm: its gradient is zero in theory and rounding noise in practice.
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny layers: one thread avoids waking a pool for microsecond kernels (hundreds of calls)."""
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(1)
+    yield
+    fastnn.set_num_threads(previous)
+
+
+def _convnet(seed=0):
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, bias=False, seed=seed, **F64), nn.BatchNorm2d(3, **F64), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Conv2d(3, 4, (2, 3), stride=(1, 2), seed=seed + 1, **F64),
+        nn.PReLU(4, **F64), nn.AvgPool2d(2, stride=1), nn.Flatten(),
+        nn.Linear(4, 6, seed=seed + 2, **F64), nn.Tanh(), nn.Linear(6, 3, seed=seed + 3, **F64),
+    )
+
+
+def _mlp(seed=0):
+    return nn.Sequential(
+        nn.Linear(5, 8, bias=False, seed=seed, **F64), nn.BatchNorm1d(8, **F64), nn.LeakyReLU(0.1),
+        nn.Linear(8, 8, seed=seed + 1, **F64), nn.ELU(0.7),
+        nn.Linear(8, 8, seed=seed + 2, **F64), nn.GELU(), nn.Linear(8, 8, seed=seed + 3, **F64), nn.SiLU(),
+        nn.Linear(8, 8, seed=seed + 4, **F64), nn.Sigmoid(), nn.Linear(8, 8, seed=seed + 5, **F64),
+        nn.Maxout(2), nn.PReLU(**F64), nn.Linear(4, 3, seed=seed + 6, **F64),
+    )
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + COMPILED)
+@pytest.mark.parametrize("build, shape", [(_convnet, (3, 2, 6, 11)), (_mlp, (4, 5))], ids=["convnet", "mlp"])
+def test_sequential_gradients_match_numerical(build, shape, backend):
+    missing = fastnn.missing_kernels().get(backend, [])
+    if missing:
+        pytest.skip(f"the {backend} backend misses {missing}")
+    with fastnn.use_backend(backend):
+        _check_sequential_gradients(build(), shape)
+
+
+def _check_sequential_gradients(model, shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    y = model.forward(x)
+    dy = rng.standard_normal(y.shape)
+    dx = model.backward(dy).copy()
+    grads = {k: v.copy() for k, v in model.grads.items()}
+    assert set(grads) == set(model.params)
+
+    def loss_of(_):
+        return model.forward(x).copy()  # a copy: the output buffer is reused by the next call
+
+    assert rel_error(dx, numerical_gradient(loss_of, x, df=dy)) < 1e-6
+    for name, param in model.params.items():
+        err = rel_error(grads[name], numerical_gradient(loss_of, param, df=dy))
+        assert err < 1e-6, (name, err)
+
+
+def test_sequential_names_and_opt_step_updates_layers_in_place():
+    model = nn.Sequential(nn.Linear(4, 3, seed=0), nn.ReLU(), nn.Linear(3, 2, bias=False, seed=1))
+    assert list(model.params) == ["0.weight", "0.bias", "2.weight"]
+    assert model.params["0.weight"] is model[0].params["weight"]
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    model.forward(x)
+    model.backward(np.ones((5, 2), np.float32))
+    assert list(model.grads) == ["0.weight", "0.bias", "2.weight"]
+    assert model.grads["2.weight"] is model[2].grads["weight"]
+    before = model[2].params["weight"].copy()
+    optim.SGD(lr=0.1).step(model.params, model.grads)
+    np.testing.assert_allclose(model[2].params["weight"], before - 0.1 * model[2].grads["weight"], rtol=1e-6)
+
+
+def test_backward_overwrites_grads():
+    layer = nn.Linear(3, 2, seed=0)
+    x = np.ones((4, 3), np.float32)
+    layer.forward(x)
+    layer.backward(np.ones((4, 2), np.float32))
+    first = layer.grads["bias"].copy()
+    layer.forward(x)
+    layer.backward(np.ones((4, 2), np.float32))
+    np.testing.assert_array_equal(layer.grads["bias"], first)  # not accumulated
+    np.testing.assert_array_equal(first, [4, 4])
+
+
+def test_output_buffers_are_reused_for_the_same_input_shape():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, seed=0), nn.ReLU(), nn.MaxPool2d(2))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    y1 = model.forward(x)
+    expected = y1.copy()
+    pool_dx = model[2].backward(np.ones_like(y1))
+    relu_dx = model[1].backward(pool_dx)
+    y2 = model.forward(x)
+    assert y2 is y1 and model[2].backward(np.ones_like(y2)) is pool_dx and model[1].backward(pool_dx) is relu_dx
+    np.testing.assert_array_equal(y2, expected)
+    y3 = model.forward(rng.standard_normal((3, 1, 8, 8)).astype(np.float32))
+    assert y3 is not y1 and y3.shape == (3, 2, 3, 3)
+
+
+def test_batchnorm_train_updates_running_stats_and_eval_uses_them():
+    bn = nn.BatchNorm1d(3, momentum=0.1, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((50, 3)) * 2 + 5
+    y = bn.forward(x).copy()
+    np.testing.assert_allclose(y.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(bn.running_mean, 0.1 * x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * x.var(0, ddof=1), rtol=1e-12)
+    bn.eval()
+    expected = (x - bn.running_mean) / np.sqrt(bn.running_var + bn.eps)
+    np.testing.assert_allclose(bn.forward(x), expected, rtol=1e-12)
+    assert not bn.training and nn.Sequential(bn).train() and bn.training
+
+
+def test_layer_defaults_follow_pytorch_constructors_and_he_init():
+    lin = nn.Linear(400, 300, seed=0)
+    assert lin.params["weight"].shape == (400, 300) and lin.params["weight"].dtype == np.float32
+    assert abs(lin.params["weight"].std() / math.sqrt(2 / 400) - 1) < 0.02
+    np.testing.assert_array_equal(lin.params["bias"], 0)
+    conv = nn.Conv2d(16, 32, 3, groups=2, bias=False, seed=0)
+    assert conv.params["weight"].shape == (32, 8, 3, 3) and "bias" not in conv.params
+    assert abs(conv.params["weight"].std() / math.sqrt(2 / 72) - 1) < 0.05
+    assert abs(nn.Linear(400, 300, init=0.01, seed=0).params["weight"].std() / 0.01 - 1) < 0.02
+    assert nn.Linear(4, 3, init="xavier_uniform", seed=0).params["weight"].max() <= math.sqrt(6 / 7)
+    np.testing.assert_array_equal(nn.Linear(5, 5, seed=3).params["weight"], nn.Linear(5, 5, seed=3).params["weight"])
+    bn = nn.BatchNorm2d(4, dtype=np.float64)
+    assert bn.params["weight"].dtype == np.float64 and list(bn.params) == ["weight", "bias"]
+    assert nn.MaxPool2d(3).stride == (3, 3) and nn.PReLU().params["weight"].shape == ()
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(TypeError, match="dtype"):
+        nn.Linear(3, 4, dtype=np.int32)
+    with pytest.raises(ValueError, match="init"):
+        nn.Linear(3, 4, init="orthogonal")
+    with pytest.raises(TypeError, match="layer 1"):
+        nn.Sequential(nn.ReLU(), np.tanh)
+    with pytest.raises(ValueError, match="BatchNorm2d: x must be 4-d"):
+        nn.BatchNorm2d(3).forward(np.zeros((2, 3), np.float32))
+
+
+def test_training_a_small_model_drives_the_loss_down():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 10)).astype(np.float32)
+    labels = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    model = nn.Sequential(nn.Linear(10, 16, seed=0), nn.ReLU(), nn.Linear(16, 2, seed=1))
+    opt = optim.Adam(lr=0.01)
+    losses = []
+    for _ in range(100):
+        loss, dscores = fastnn.softmax_cross_entropy(model.forward(x), labels)
+        model.backward(dscores)
+        opt.step(model.params, model.grads)
+        losses.append(loss)
+    assert losses[-1] < 0.2 * losses[0]
