@@ -52,6 +52,7 @@ def _extensions():
             f"fastnn.kernels.cython.{pyx.stem}",
             [str(pyx)],
             include_dirs=[np.get_include(), str(CYTHON_DIR)],
+            depends=[str(h) for h in sorted(CYTHON_DIR.glob("*.h"))],  # rebuild when a C helper changes
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
