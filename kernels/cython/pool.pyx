@@ -1,0 +1,506 @@
+# Cython/OpenMP pooling kernels: parallel over the N * C planes of (N * C, H, W) views.
+#
+# Max follows PyTorch's rule: scanning a window in row-major order, a value wins if it is greater
+# than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); every window
+# holds at least one unpadded element (padding <= kernel // 2), so padding never wins.
+# Generic paths handle a row of outputs at once, one window offset at a time, so the inner loops
+# are branch-free and vectorize; max has unrolled paths for 2x2 stride 2 (unpadded) and 3x3
+# stride 2, average for 2x2 stride 2. The max backward recomputes each window's winner from x.
+# The 2x2 backwards write every dx element exactly once; the others zero a plane while it is in
+# cache and add into it.
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY
+
+import numpy as np
+
+from fastnn._threads import get_num_threads
+
+from _common cimport real
+
+
+cdef struct Geometry:
+    Py_ssize_t height, width, out_h, out_w, kh, kw, sh, sw, ph, pw
+
+
+cdef Geometry _geometry(x, y, kernel, stride, padding):
+    cdef Geometry g
+    g.height, g.width = x.shape[2], x.shape[3]
+    g.out_h, g.out_w = y.shape[2], y.shape[3]
+    g.kh, g.kw = kernel
+    g.sh, g.sw = stride
+    g.ph, g.pw = padding
+    return g
+
+
+cdef inline bint _wins(real v, real best) noexcept nogil:
+    return v > best or v != v
+
+
+cdef inline void _columns(Py_ssize_t j, const Geometry* g, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """The outputs [lo, hi) whose window column j, at ow * sw - pw + j, is inside [0, width)."""
+    cdef Py_ssize_t top = g.width - 1 + g.pw - j
+    lo[0] = 0 if j >= g.pw else (g.pw - j + g.sw - 1) // g.sw
+    hi[0] = 0 if top < 0 else min(top // g.sw + 1, g.out_w)
+
+
+cdef inline Py_ssize_t _first_row(Py_ssize_t oh, const Geometry* g) noexcept nogil:
+    return max(oh * g.sh - g.ph, 0)
+
+
+cdef inline Py_ssize_t _end_row(Py_ssize_t oh, const Geometry* g) noexcept nogil:
+    return min(oh * g.sh - g.ph + g.kh, g.height)
+
+
+# Row primitives: one window offset over a row of windows, a[ow * stride] for ow < n. Call
+# sites pass a literal stride 1 or 2 where they can: inlined, those loops vectorize.
+
+cdef inline void _max_into(const real* src, Py_ssize_t stride, real* row, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t ow
+    cdef real v, b
+    for ow in range(n):
+        v = src[ow * stride]
+        b = row[ow]
+        row[ow] = v if _wins(v, b) else b
+
+
+cdef inline void _sum_into(const real* src, Py_ssize_t stride, real* row, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t ow
+    for ow in range(n):
+        row[ow] += src[ow * stride]
+
+
+cdef inline void _add_mean_into(real* dst, Py_ssize_t stride, const real* grad, Py_ssize_t area,
+                                Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t ow
+    for ow in range(n):
+        dst[ow * stride] += grad[ow] / area
+
+
+cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, real* offset,
+                              real this_offset, Py_ssize_t n) noexcept nogil:
+    """Like _max_into, also recording this_offset where src wins (branch-free selects)."""
+    cdef Py_ssize_t ow
+    cdef real v, b, o
+    cdef bint wins
+    for ow in range(n):
+        v = src[ow * stride]
+        b = best[ow]
+        o = offset[ow]
+        wins = _wins(v, b)
+        best[ow] = v if wins else b
+        offset[ow] = this_offset if wins else o
+
+
+cdef void _max_row(const real* x, real* row, Py_ssize_t oh, const Geometry* g) noexcept nogil:
+    """Output row oh, one window offset at a time over the whole row."""
+    cdef Py_ssize_t ow, ih, j, lo, hi
+    cdef const real* src
+    for ow in range(g.out_w):
+        row[ow] = -INFINITY
+    for ih in range(_first_row(oh, g), _end_row(oh, g)):
+        for j in range(g.kw):
+            _columns(j, g, &lo, &hi)
+            if lo >= hi:
+                continue
+            src = x + ih * g.width + lo * g.sw - g.pw + j
+            if g.sw == 1:
+                _max_into(src, 1, row + lo, hi - lo)
+            elif g.sw == 2:
+                _max_into(src, 2, row + lo, hi - lo)
+            else:
+                _max_into(src, g.sw, row + lo, hi - lo)
+
+
+cdef void _max_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh
+    for oh in range(g.out_h):
+        _max_row(x, y + oh * g.out_w, oh, g)
+
+
+cdef Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow,
+                               const Geometry* g) noexcept nogil:
+    """Flat index of one window's winner (for the border windows of the 3x3 path)."""
+    cdef Py_ssize_t ih, iw, h_lo = _first_row(oh, g), w_lo = max(ow * g.sw - g.pw, 0)
+    cdef Py_ssize_t winner = h_lo * g.width + w_lo
+    cdef real best = x[winner], v
+    cdef bint wins
+    for ih in range(h_lo, _end_row(oh, g)):
+        for iw in range(w_lo, min(ow * g.sw - g.pw + g.kw, g.width)):
+            v = x[ih * g.width + iw]
+            wins = _wins(v, best)  # selects, not branches: random data mispredicts
+            best = v if wins else best
+            winner = ih * g.width + iw if wins else winner
+    return winner
+
+
+cdef void _interior_3x3(const Geometry* g, Py_ssize_t oh, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """The windows [lo, hi) of row oh that lie wholly inside the input (3x3, stride 2)."""
+    cdef Py_ssize_t h0 = 2 * oh - g.ph, last = g.width - 3 + g.pw
+    lo[0] = (g.pw + 1) // 2
+    hi[0] = min(last // 2 + 1, g.out_w) if last >= 0 else 0
+    if h0 < 0 or h0 + 3 > g.height or hi[0] < lo[0]:
+        hi[0] = lo[0]
+
+
+cdef inline real _chain3(const real* r, Py_ssize_t i, real best, real* k, real k0) noexcept nogil:
+    """PyTorch's rule over r[i], r[i + 1], r[i + 2] (window offsets k0..k0 + 2) after `best`."""
+    cdef bint wins = _wins(r[i], best)
+    best = r[i] if wins else best
+    k[0] = k0 if wins else k[0]
+    wins = _wins(r[i + 1], best)
+    best = r[i + 1] if wins else best
+    k[0] = k0 + 1 if wins else k[0]
+    wins = _wins(r[i + 2], best)
+    best = r[i + 2] if wins else best
+    k[0] = k0 + 2 if wins else k[0]
+    return best
+
+
+cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nogil:
+    """3x3 stride 2: interior windows unrolled in one loop (it vectorizes), border columns one by
+    one, padded rows by the generic row code."""
+    cdef Py_ssize_t oh, ow, lo, hi, w = g.width
+    cdef const real* r
+    cdef real* row
+    cdef real best, k = 0
+    for oh in range(g.out_h):
+        row = y + oh * g.out_w
+        _interior_3x3(g, oh, &lo, &hi)
+        if hi == lo:  # no interior window (a padded row): the generic row code
+            _max_row(x, row, oh, g)
+            continue
+        r = x + (2 * oh - g.ph) * w + 2 * lo - g.pw
+        for ow in range(hi - lo):
+            best = -INFINITY
+            best = _chain3(r, 2 * ow, best, &k, 0)
+            best = _chain3(r, 2 * ow + w, best, &k, 3)
+            row[lo + ow] = _chain3(r, 2 * ow + 2 * w, best, &k, 6)
+        for ow in range(lo):
+            row[ow] = x[_window_argmax(x, oh, ow, g)]
+        for ow in range(hi, g.out_w):
+            row[ow] = x[_window_argmax(x, oh, ow, g)]
+
+
+cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real* row_best,
+                                  real* offset, const Py_ssize_t* delta, const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh, ow, lo, hi, base, i, w = g.width
+    cdef const real* r
+    cdef const real* grad
+    cdef real best, k
+    for i in range(g.height * w):  # this plane only: it stays in cache for the adds below
+        dx[i] = 0
+    for oh in range(g.out_h):
+        grad = dy + oh * g.out_w
+        _interior_3x3(g, oh, &lo, &hi)
+        if hi == lo:  # no interior window (a padded row): the generic row code
+            _max_backward_row(grad, x, dx, row_best, offset, delta, oh, g)
+            continue
+        base = (2 * oh - g.ph) * w + 2 * lo - g.pw
+        r = x + base
+        # The winners' offsets (0..8, as reals) first, in a loop that vectorizes; then the adds.
+        for ow in range(hi - lo):
+            best = -INFINITY
+            k = 0
+            best = _chain3(r, 2 * ow, best, &k, 0)
+            best = _chain3(r, 2 * ow + w, best, &k, 3)
+            _chain3(r, 2 * ow + 2 * w, best, &k, 6)
+            offset[ow] = k
+        for ow in range(hi - lo):
+            i = <Py_ssize_t>offset[ow]
+            dx[base + 2 * ow + (i // 3) * w + i % 3] += grad[lo + ow]
+        for ow in range(lo):
+            dx[_window_argmax(x, oh, ow, g)] += grad[ow]
+        for ow in range(hi, g.out_w):
+            dx[_window_argmax(x, oh, ow, g)] += grad[ow]
+
+
+cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh, ow
+    cdef const real* top
+    cdef const real* bottom
+    cdef real* row
+    cdef real best
+    for oh in range(g.out_h):
+        top = x + 2 * oh * g.width
+        bottom = top + g.width
+        row = y + oh * g.out_w
+        for ow in range(g.out_w):
+            best = top[2 * ow]
+            best = top[2 * ow + 1] if _wins(top[2 * ow + 1], best) else best
+            best = bottom[2 * ow] if _wins(bottom[2 * ow], best) else best
+            best = bottom[2 * ow + 1] if _wins(bottom[2 * ow + 1], best) else best
+            row[ow] = best
+
+
+cdef void _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Geometry g,
+                      int n_threads) noexcept nogil:
+    cdef Py_ssize_t p
+    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
+    cdef bint fast3 = g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
+    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+        if fast2:
+            _max_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
+        elif fast3:
+            _max_plane_3x3(&x[p, 0, 0], &y[p, 0, 0], &g)
+        else:
+            _max_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
+
+
+cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, real* offset,
+                            const Py_ssize_t* delta, Py_ssize_t oh, const Geometry* g) noexcept nogil:
+    """Adds output row oh's gradient `grad` into dx.
+
+    Scanning offsets in row-major order applies PyTorch's rule to every window of the row at
+    once; -inf starts, so an all -inf window keeps its first unpadded element. The winner's
+    in-window offset i * kw + j is held as a real (exact: small integers) so the selects share
+    the data's vector lanes; delta[i * kw + j] = i * width + j.
+    """
+    cdef Py_ssize_t ow, ih, j, lo, hi, w0, h0 = oh * g.sh - g.ph
+    cdef const real* src
+    cdef real this_offset
+    for ow in range(g.out_w):
+        w0 = ow * g.sw - g.pw
+        best[ow] = -INFINITY
+        offset[ow] = (max(h0, 0) - h0) * g.kw + max(w0, 0) - w0
+    for ih in range(_first_row(oh, g), _end_row(oh, g)):
+        for j in range(g.kw):
+            _columns(j, g, &lo, &hi)
+            if lo >= hi:
+                continue
+            src = x + ih * g.width + lo * g.sw - g.pw + j
+            this_offset = (ih - h0) * g.kw + j
+            if g.sw == 1:
+                _argmax_into(src, 1, best + lo, offset + lo, this_offset, hi - lo)
+            elif g.sw == 2:
+                _argmax_into(src, 2, best + lo, offset + lo, this_offset, hi - lo)
+            else:
+                _argmax_into(src, g.sw, best + lo, offset + lo, this_offset, hi - lo)
+    for ow in range(g.out_w):
+        dx[h0 * g.width + ow * g.sw - g.pw + delta[<Py_ssize_t>offset[ow]]] += grad[ow]
+
+
+cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, real* offset,
+                              const Py_ssize_t* delta, const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh, i
+    for i in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
+        dx[i] = 0
+    for oh in range(g.out_h):
+        _max_backward_row(dy + oh * g.out_w, x, dx, best, offset, delta, oh, g)
+
+
+cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real* winner,
+                                  const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh, ow, iw, row, width = g.width
+    cdef const real* top
+    cdef const real* bottom
+    cdef const real* grad
+    cdef real* drow
+    cdef real a, b, c, d, best, k, grad_value
+    cdef bint wins
+    for oh in range(g.out_h):
+        top = x + 2 * oh * width
+        bottom = top + width
+        grad = dy + oh * g.out_w
+        # Each window's winner offset (0..3, held as a real: same lanes as the data) by selects,
+        # then the stores in separate loops: with loads and stores apart, both loops vectorize.
+        for ow in range(g.out_w):
+            a = top[2 * ow]
+            b = top[2 * ow + 1]
+            c = bottom[2 * ow]
+            d = bottom[2 * ow + 1]
+            wins = _wins(b, a)
+            best = b if wins else a
+            k = 1 if wins else 0
+            wins = _wins(c, best)
+            best = c if wins else best
+            k = 2 if wins else k
+            winner[ow] = 3 if _wins(d, best) else k
+        for row in range(2):
+            drow = dx + (2 * oh + row) * width
+            for ow in range(g.out_w):
+                k = winner[ow] - 2 * row
+                grad_value = grad[ow]  # loaded unconditionally: the selects below need no branch
+                drow[2 * ow] = grad_value if k == 0 else 0
+                drow[2 * ow + 1] = grad_value if k == 1 else 0
+            for iw in range(2 * g.out_w, width):  # an odd last column is in no window
+                drow[iw] = 0
+    for iw in range(2 * g.out_h * width, g.height * width):  # nor is an odd last row
+        dx[iw] = 0
+
+
+cdef void _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x,
+                               real[:, :, ::1] dx, real[:, :, ::1] scratch,
+                               const Py_ssize_t[::1] delta, Geometry g, int n_threads) noexcept nogil:
+    """scratch: per thread, two rows of out_w (running maxima, winners' offsets)."""
+    cdef Py_ssize_t p
+    cdef int t
+    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
+    cdef bint fast3 = g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
+    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+        t = threadid()
+        if fast2:
+            _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &g)
+        elif fast3:
+            _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &scratch[t, 1, 0],
+                                    &delta[0], &g)
+        else:
+            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &scratch[t, 1, 0],
+                                &delta[0], &g)
+
+
+cdef void _avg_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ih, j, lo, hi, area = g.kh * g.kw
+    cdef const real* src
+    cdef real* row
+    for oh in range(g.out_h):
+        row = y + oh * g.out_w  # sums a row of windows, one offset at a time (vectorizes)
+        for ow in range(g.out_w):
+            row[ow] = 0
+        for ih in range(_first_row(oh, g), _end_row(oh, g)):
+            for j in range(g.kw):
+                _columns(j, g, &lo, &hi)
+                if lo >= hi:
+                    continue
+                src = x + ih * g.width + lo * g.sw - g.pw + j
+                if g.sw == 1:
+                    _sum_into(src, 1, row + lo, hi - lo)
+                elif g.sw == 2:
+                    _sum_into(src, 2, row + lo, hi - lo)
+                else:
+                    _sum_into(src, g.sw, row + lo, hi - lo)
+        for ow in range(g.out_w):
+            row[ow] = row[ow] / area
+
+
+cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh, ow
+    cdef const real* top
+    cdef const real* bottom
+    cdef real* row
+    for oh in range(g.out_h):
+        top = x + 2 * oh * g.width
+        bottom = top + g.width
+        row = y + oh * g.out_w
+        for ow in range(g.out_w):
+            row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * <real>0.25
+
+
+cdef void _avg_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Geometry g,
+                      int n_threads) noexcept nogil:
+    cdef Py_ssize_t p
+    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
+    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+        if fast2:
+            _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
+        else:
+            _avg_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
+
+
+cdef void _avg_backward_plane(const real* dy, real* dx, const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ih, j, lo, hi, area = g.kh * g.kw
+    cdef const real* grad
+    cdef real* dst
+    for ih in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
+        dx[ih] = 0
+    for oh in range(g.out_h):
+        grad = dy + oh * g.out_w
+        for ih in range(_first_row(oh, g), _end_row(oh, g)):
+            for j in range(g.kw):
+                _columns(j, g, &lo, &hi)
+                if lo >= hi:
+                    continue
+                dst = dx + ih * g.width + lo * g.sw - g.pw + j
+                if g.sw == 1:
+                    _add_mean_into(dst, 1, grad + lo, area, hi - lo)
+                elif g.sw == 2:
+                    _add_mean_into(dst, 2, grad + lo, area, hi - lo)
+                else:
+                    _add_mean_into(dst, g.sw, grad + lo, area, hi - lo)
+
+
+cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) noexcept nogil:
+    """Every dx element written once."""
+    cdef Py_ssize_t oh, ow, iw, row
+    cdef const real* grad
+    cdef real* drow
+    cdef real d
+    for oh in range(g.out_h):
+        grad = dy + oh * g.out_w
+        for row in range(2):
+            drow = dx + (2 * oh + row) * g.width
+            for ow in range(g.out_w):
+                d = grad[ow] * <real>0.25
+                drow[2 * ow] = d
+                drow[2 * ow + 1] = d
+            for iw in range(2 * g.out_w, g.width):  # an odd last column is in no window
+                drow[iw] = 0
+    for iw in range(2 * g.out_h * g.width, g.height * g.width):  # nor is an odd last row
+        dx[iw] = 0
+
+
+cdef void _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, Geometry g,
+                               int n_threads) noexcept nogil:
+    cdef Py_ssize_t p
+    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
+    for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
+        if fast2:
+            _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], &g)
+        else:
+            _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], &g)
+
+
+def _pooled_output(x, kernel, stride, padding, out):
+    if out is not None:
+        return out
+    shape = [x.shape[0], x.shape[1]]
+    for size, k, s, p in zip(x.shape[2:], kernel, stride, padding):
+        shape.append((size + 2 * p - k) // s + 1)
+    return np.empty(shape, x.dtype)
+
+
+def _planes(a):
+    return a.reshape((-1,) + a.shape[2:])
+
+
+def max_pool2d(x, kernel_size, stride, padding, out=None):
+    y = _pooled_output(x, kernel_size, stride, padding, out)
+    g = _geometry(x, y, kernel_size, stride, padding)
+    if x.dtype == np.float32:
+        _max_pool2d[float](_planes(x), _planes(y), g, get_num_threads())
+    else:
+        _max_pool2d[double](_planes(x), _planes(y), g, get_num_threads())
+    return y
+
+
+def max_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
+    dx = np.empty_like(x) if out is None else out
+    g = _geometry(x, dy, kernel_size, stride, padding)
+    n_threads = get_num_threads()
+    scratch = np.empty((n_threads, 2, dy.shape[3]), x.dtype)
+    offsets = np.arange(g.kh * g.kw)
+    delta = offsets // g.kw * g.width + offsets % g.kw  # in-window offset -> plane index step
+    if x.dtype == np.float32:
+        _max_pool2d_backward[float](_planes(dy), _planes(x), _planes(dx), scratch, delta, g, n_threads)
+    else:
+        _max_pool2d_backward[double](_planes(dy), _planes(x), _planes(dx), scratch, delta, g, n_threads)
+    return dx
+
+
+def avg_pool2d(x, kernel_size, stride, padding, out=None):
+    y = _pooled_output(x, kernel_size, stride, padding, out)
+    g = _geometry(x, y, kernel_size, stride, padding)
+    if x.dtype == np.float32:
+        _avg_pool2d[float](_planes(x), _planes(y), g, get_num_threads())
+    else:
+        _avg_pool2d[double](_planes(x), _planes(y), g, get_num_threads())
+    return y
+
+
+def avg_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
+    dx = np.empty_like(x) if out is None else out
+    g = _geometry(x, dy, kernel_size, stride, padding)
+    if x.dtype == np.float32:
+        _avg_pool2d_backward[float](_planes(dy), _planes(dx), g, get_num_threads())
+    else:
+        _avg_pool2d_backward[double](_planes(dy), _planes(dx), g, get_num_threads())
+    return dx

@@ -1,0 +1,77 @@
+"""OpInfo entries: pooling (max_pool2d, avg_pool2d and their backwards)."""
+import numpy as np
+
+import fastnn
+from opinfo import OpInfo, Sample, randn, register
+
+# (x shape, kernel_size, stride, padding)
+CONFIGS = [
+    ((2, 3, 7, 9), 2, None, 0),            # the specialized 2x2 stride-2 path, odd sizes
+    ((3, 2, 8, 6), 2, 2, 0),               # ... even sizes
+    ((3, 2, 9, 11), 3, 2, 1),              # overlapping windows, padded
+    ((2, 2, 9, 8), 3, 2, 0),
+    ((2, 2, 3, 4), 3, 2, 1),               # no interior window: all on the borders
+    ((2, 3, 10, 11), 2, 3, 0),             # stride > kernel: some inputs in no window
+    ((2, 3, 9, 7), (3, 2), (2, 1), (1, 0)),  # rectangular
+    ((1, 4, 5, 6), 1, 2, 0),               # batch of one, 1x1 windows
+    ((2, 3, 6, 5), 4, 1, 2),               # the largest padding allowed
+    ((2, 2, 1, 1), 1, None, 0),
+    ((0, 3, 6, 6), 2, None, 0),            # empty batch
+    ((4, 16, 33, 35), 2, None, 0),         # several planes per thread
+    ((4, 16, 33, 35), 3, 2, 1),
+]
+
+
+def _params(kernel, stride, padding):
+    return {"kernel_size": kernel, "stride": stride, "padding": padding}
+
+
+def _with_specials(rng, x):
+    """x with NaN, +-inf scattered, a window with two NaNs, and an all -inf plane."""
+    x = x.copy()
+    if x.size == 0:
+        return x
+    flat = x.reshape(-1)
+    for value in (np.nan, np.inf, -np.inf):
+        flat[rng.integers(0, flat.size, 6)] = value
+    x[0, 0, 0, :2] = np.nan
+    x[-1, -1] = -np.inf
+    return x
+
+
+def _forward_samples(special):
+    def samples(rng, dtype):
+        out = [Sample((randn(rng, shape, dtype, 3),), _params(*rest)) for shape, *rest in CONFIGS]
+        for config in [((3, 4, 9, 10), 2, None, 0), ((3, 4, 9, 10), 3, 2, 1), ((2, 3, 8, 7), (2, 3), 1, (1, 1))]:
+            shape, *rest = config
+            ties = np.round(randn(rng, shape, dtype))  # integer values: many equal maxima
+            out.append(Sample((ties,), _params(*rest), "ties"))
+            if special:
+                out.append(Sample((_with_specials(rng, randn(rng, shape, dtype)),), _params(*rest), "NaN/inf"))
+        return out
+    return samples
+
+
+def _backward_samples(forward, special):
+    def samples(rng, dtype):
+        result = []
+        for s in _forward_samples(special)(rng, dtype):
+            with fastnn.use_backend("numpy"):
+                y = forward(*s.args, **s.kwargs)
+            result.append(Sample((randn(rng, y.shape, dtype),) + s.args, s.kwargs, s.note))
+        return result
+    return samples
+
+
+def _grad_samples(rng):
+    out = []
+    for shape, *rest in [((2, 2, 5, 7), 2, None, 0), ((1, 2, 7, 6), 3, 2, 1), ((2, 1, 6, 7), (3, 2), (2, 3), (1, 1))]:
+        x = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1  # distinct: no ties
+        out.append(Sample((x.astype(np.float64),), _params(*rest)))
+    return out
+
+
+register(OpInfo("max_pool2d", _forward_samples(True), grad_samples=_grad_samples, special_values=True))
+register(OpInfo("max_pool2d_backward", _backward_samples(fastnn.max_pool2d, True), special_values=True))
+register(OpInfo("avg_pool2d", _forward_samples(True), grad_samples=_grad_samples, special_values=True))
+register(OpInfo("avg_pool2d_backward", _backward_samples(fastnn.avg_pool2d, False)))
