@@ -10,7 +10,9 @@ TRANSCENDENTAL_TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-14)}
 
 def _inputs(rng, dtype, scale=3.0):
     xs = [randn(rng, shape, dtype, scale) for shape in SHAPES]
-    return xs + [special(dtype)]
+    sweep = np.linspace(-40, 40, 100_003).astype(dtype)  # every branch of the approximations
+    special_tiled = np.resize(special(dtype), 70_001)  # special values at every SIMD lane, in parallel chunks
+    return xs + [special(dtype), sweep, special_tiled]
 
 
 def _unary_samples(**kwargs):

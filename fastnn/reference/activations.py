@@ -75,22 +75,26 @@ def tanh_backward(dy, y):
 
 
 def gelu(x):
-    return (0.5 * x * (1 + erf(x * _SQRT1_2))).astype(x.dtype, copy=False)
+    with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, as in torch
+        return (0.5 * x * (1 + erf(x * _SQRT1_2))).astype(x.dtype, copy=False)
 
 
 def gelu_backward(dy, x):
     cdf = 0.5 * (1 + erf(x * _SQRT1_2))
-    pdf = _INV_SQRT_2PI * np.exp(-0.5 * x * x)
-    return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # x * x may overflow; +-inf * 0 is NaN, as in torch
+        pdf = _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+        return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)
 
 
 def silu(x):
-    return x * sigmoid(x)
+    with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, as in torch
+        return x * sigmoid(x)
 
 
 def silu_backward(dy, x):
     s = sigmoid(x)
-    return dy * s * (1 + x * (1 - s))
+    with np.errstate(invalid="ignore"):  # +-inf * 0 is NaN, as in torch
+        return dy * s * (1 + x * (1 - s))
 
 
 def _pieces_view(x, pieces, axis):
