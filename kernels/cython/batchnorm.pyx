@@ -1,0 +1,352 @@
+# Cython/OpenMP batch-norm kernels; the loops over contiguous runs are in batchnorm_loops.h.
+#
+# x is viewed as (N, C, S), S = H*W (1 for (N, D) inputs). Each direction makes two passes:
+#   forward:  sums of (x - k) and (x - k)^2, k = x[0, c, 0] (shifted sums keep float32 exact), then
+#             y = (x - mean) * gamma * invstd + beta            (relu'd for batch_norm_relu)
+#   backward: sums of dz and dz * (x - mean) (dz = dy, zeroed where y <= 0 after a relu), then
+#             dx = dz * p + (x - mean) * q + r                  (p, q, r per channel)
+# Wide planes (S >= PLANE_MIN) are reduced per (sample chunk, channel) along the plane; narrower
+# inputs as an (N, C*S) matrix by column blocks. Per-task partial sums, merged serially.
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+from libc.stdlib cimport calloc, free, malloc
+
+import numpy as np
+
+from fastnn._threads import get_num_threads
+
+from _common cimport real
+
+
+cdef extern from "batchnorm_loops.h" nogil:
+    void fnn_bn_sums_run_f(const float* a, double ac, const float* x, double xc, const float* y, int masked,
+                           Py_ssize_t n, double* s1, double* s2)
+    void fnn_bn_sums_run_d(const double* a, double ac, const double* x, double xc, const double* y, int masked,
+                           Py_ssize_t n, double* s1, double* s2)
+    void fnn_bn_sums_cols_f(const float* a, const double* ac, const float* x, const double* xc, const float* y,
+                            int masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double* s1, double* s2)
+    void fnn_bn_sums_cols_d(const double* a, const double* ac, const double* x, const double* xc, const double* y,
+                            int masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double* s1, double* s2)
+    void fnn_bn_apply_run_f(const float* a, const float* x, const float* y, int masked, float p, float k_hi,
+                            float k_lo, float q, float r, int relu, Py_ssize_t n, float* out)
+    void fnn_bn_apply_run_d(const double* a, const double* x, const double* y, int masked, double p, double k_hi,
+                            double k_lo, double q, double r, int relu, Py_ssize_t n, double* out)
+    void fnn_bn_apply_cols_f(const float* a, const float* x, const float* y, int masked, const float* p,
+                             const float* k_hi, const float* k_lo, const float* q, const float* r, int relu,
+                             Py_ssize_t n, float* out)
+    void fnn_bn_apply_cols_d(const double* a, const double* x, const double* y, int masked, const double* p,
+                             const double* k_hi, const double* k_lo, const double* q, const double* r, int relu,
+                             Py_ssize_t n, double* out)
+
+
+# Planes at least this long are reduced along the plane; below, as columns of the (N, C*S) matrix
+# (a 7x7 plane would waste most of each vector).
+cdef Py_ssize_t PLANE_MIN = 64
+# Columns per task of the matrix path: two double accumulator rows of 4 KiB stay in L1.
+cdef Py_ssize_t COLUMN_BLOCK = 512
+
+
+cdef inline void _sums_run(const real* a, double ac, const real* x, double xc, const real* y, bint masked,
+                           Py_ssize_t n, double* s1, double* s2) noexcept nogil:
+    if real is float:
+        fnn_bn_sums_run_f(a, ac, x, xc, y, masked, n, s1, s2)
+    else:
+        fnn_bn_sums_run_d(a, ac, x, xc, y, masked, n, s1, s2)
+
+
+cdef inline void _sums_cols(const real* a, const double* ac, const real* x, const double* xc, const real* y,
+                            bint masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double* s1,
+                            double* s2) noexcept nogil:
+    if real is float:
+        fnn_bn_sums_cols_f(a, ac, x, xc, y, masked, rows, stride, n, s1, s2)
+    else:
+        fnn_bn_sums_cols_d(a, ac, x, xc, y, masked, rows, stride, n, s1, s2)
+
+
+cdef inline void _apply_run(const real* a, const real* x, const real* y, bint masked, real p, real k_hi,
+                            real k_lo, real q, real r, bint relu, Py_ssize_t n, real* out) noexcept nogil:
+    if real is float:
+        fnn_bn_apply_run_f(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+    else:
+        fnn_bn_apply_run_d(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+
+
+cdef inline void _apply_cols(const real* a, const real* x, const real* y, bint masked, const real* p,
+                             const real* k_hi, const real* k_lo, const real* q, const real* r, bint relu,
+                             Py_ssize_t n, real* out) noexcept nogil:
+    if real is float:
+        fnn_bn_apply_cols_f(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+    else:
+        fnn_bn_apply_cols_d(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+
+
+cdef Py_ssize_t _row_chunks(Py_ssize_t n_rows, Py_ssize_t n_tasks, int threads) noexcept nogil:
+    """Split the rows too when the other tasks cannot keep the threads busy (4 tasks per thread)."""
+    cdef Py_ssize_t wanted = 4 * threads
+    if n_tasks >= wanted or n_tasks == 0:
+        return 1
+    return max(1, min(n_rows, (wanted + n_tasks - 1) // n_tasks))
+
+
+cdef double* _repeat(const double* v, Py_ssize_t channels, Py_ssize_t size) noexcept nogil:
+    """v[c] repeated size times per channel (per-column coefficients); NULL if out of memory."""
+    cdef double* out = <double*>malloc((channels * size + 1) * sizeof(double))
+    cdef Py_ssize_t c, s
+    if out != NULL:
+        for c in range(channels):
+            for s in range(size):
+                out[c * size + s] = v[c]
+    return out
+
+
+cdef int _channel_sums(const real* a, const double* a_center, const real* x, const double* x_center,
+                       const real* y, bint masked, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size,
+                       double* s1, double* s2, int threads) noexcept nogil:
+    """s1[c] = sum of u, s2[c] = sum of u * (x - x_center[c]); -1 if out of memory."""
+    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off
+    cdef double* partial
+    cdef double* ac
+    cdef double* xc
+    if size >= PLANE_MIN:
+        chunks = _row_chunks(n, channels, threads)
+        rows = (n + chunks - 1) // chunks
+        partial = <double*>calloc(2 * chunks * channels + 1, sizeof(double))
+        if partial == NULL:
+            return -1
+        for task in prange(chunks * channels, schedule="static", num_threads=threads):
+            chunk = task // channels
+            c = task % channels
+            for i in range(chunk * rows, min(n, chunk * rows + rows)):
+                off = (i * channels + c) * size
+                _sums_run(a + off, a_center[c], x + off, x_center[c], y + off, masked, size,
+                          &partial[2 * task], &partial[2 * task + 1])
+        for c in range(channels):
+            s1[c] = 0
+            s2[c] = 0
+            for chunk in range(chunks):
+                s1[c] += partial[2 * (chunk * channels + c)]
+                s2[c] += partial[2 * (chunk * channels + c) + 1]
+        free(partial)
+        return 0
+    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    chunks = _row_chunks(n, blocks, threads)
+    rows = (n + chunks - 1) // chunks
+    partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
+    ac = _repeat(a_center, channels, size)
+    xc = _repeat(x_center, channels, size)
+    if partial == NULL or ac == NULL or xc == NULL:
+        free(partial)
+        free(ac)
+        free(xc)
+        return -1
+    for task in prange(chunks * blocks, schedule="static", num_threads=threads):
+        chunk = task // blocks
+        j0 = (task % blocks) * COLUMN_BLOCK
+        j1 = min(cols, j0 + COLUMN_BLOCK)
+        i = chunk * rows
+        off = i * cols + j0
+        _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + rows) - i), cols, j1 - j0,
+                   partial + chunk * cols + j0, partial + (chunks + chunk) * cols + j0)
+    for c in range(channels):
+        s1[c] = 0
+        s2[c] = 0
+        for chunk in range(chunks):
+            for j in range(c * size, c * size + size):
+                s1[c] += partial[chunk * cols + j]
+                s2[c] += partial[(chunks + chunk) * cols + j]
+    free(partial)
+    free(ac)
+    free(xc)
+    return 0
+
+
+cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked, const double* p,
+                        const double* k, const double* q, const double* r, bint relu, Py_ssize_t n,
+                        Py_ssize_t channels, Py_ssize_t size, real* out, int threads) noexcept nogil:
+    """out = u * p + (x - k) * q + r per channel, relu'd if asked; -1 if out of memory.
+
+    The elementwise arithmetic is in x's dtype, with k split as k_hi + k_lo (x - k stays exact)."""
+    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j0, j1, off
+    cdef real* coefficients = <real*>malloc((5 * channels + 5 * cols + 1) * sizeof(real))
+    cdef real* per_column = coefficients + 5 * channels
+    if coefficients == NULL:
+        return -1
+    for c in range(channels):
+        coefficients[5 * c] = <real>p[c]
+        coefficients[5 * c + 1] = <real>k[c]
+        coefficients[5 * c + 2] = <real>(k[c] - coefficients[5 * c + 1])
+        coefficients[5 * c + 3] = <real>q[c]
+        coefficients[5 * c + 4] = <real>r[c]
+    if size >= PLANE_MIN:
+        chunks = _row_chunks(n, channels, threads)
+        rows = (n + chunks - 1) // chunks
+        for task in prange(chunks * channels, schedule="static", num_threads=threads):
+            chunk = task // channels
+            c = task % channels
+            for i in range(chunk * rows, min(n, chunk * rows + rows)):
+                off = (i * channels + c) * size
+                _apply_run(a + off, x + off, y + off, masked, coefficients[5 * c], coefficients[5 * c + 1],
+                           coefficients[5 * c + 2], coefficients[5 * c + 3], coefficients[5 * c + 4], relu, size,
+                           out + off)
+        free(coefficients)
+        return 0
+    for task in range(cols):  # rows p, k_hi, k_lo, q, r of per-column coefficients
+        for j0 in range(5):
+            per_column[j0 * cols + task] = coefficients[5 * (task // size) + j0]
+    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    chunks = _row_chunks(n, blocks, threads)
+    rows = (n + chunks - 1) // chunks
+    for task in prange(chunks * blocks, schedule="static", num_threads=threads):
+        chunk = task // blocks
+        j0 = (task % blocks) * COLUMN_BLOCK
+        j1 = min(cols, j0 + COLUMN_BLOCK)
+        for i in range(chunk * rows, min(n, chunk * rows + rows)):
+            off = i * cols + j0
+            _apply_cols(a + off, x + off, y + off, masked, per_column + j0, per_column + cols + j0,
+                        per_column + 2 * cols + j0, per_column + 3 * cols + j0, per_column + 4 * cols + j0, relu,
+                        j1 - j0, out + off)
+    free(coefficients)
+    return 0
+
+
+cdef int _batch_norm(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size,
+                     double[:, ::1] work, bint training, real[::1] running_mean, real[::1] running_var,
+                     double momentum, double eps, bint relu, real[::1] out, real[::1] save_mean,
+                     real[::1] save_invstd, int threads) noexcept nogil:
+    """work rows: weight, bias, mean, var (inputs in eval; filled in training), then scratch."""
+    cdef double* weight = &work[0, 0]
+    cdef double* bias = &work[1, 0]
+    cdef double* mean = &work[2, 0]
+    cdef double* var = &work[3, 0]
+    cdef double* center = &work[4, 0]
+    cdef double* s1 = &work[5, 0]
+    cdef double* s2 = &work[6, 0]
+    cdef double* scale = &work[7, 0]
+    cdef Py_ssize_t c, count = n * size
+    cdef double shift, unbiased
+    if training:
+        for c in range(channels):
+            center[c] = x[c * size]
+        if _channel_sums(&x[0], center, &x[0], center, &x[0], False, n, channels, size, s1, s2, threads):
+            return -1
+        for c in range(channels):
+            shift = s1[c] / count
+            mean[c] = center[c] + shift
+            var[c] = max(s2[c] / count - shift * shift, 0.0)
+        if running_mean.shape[0]:
+            unbiased = count / (count - 1.0) if count > 1 else 1.0
+            for c in range(channels):
+                running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
+                running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
+    for c in range(channels):
+        s1[c] = 1 / sqrt(var[c] + eps)  # invstd
+        scale[c] = weight[c] * s1[c]
+        s2[c] = 0
+        save_mean[c] = <real>mean[c]
+        save_invstd[c] = <real>s1[c]
+    return _channel_apply(&x[0], &x[0], &x[0], False, s2, mean, scale, bias, relu, n, channels, size, &out[0],
+                          threads)
+
+
+cdef int _batch_norm_backward(const real[::1] dy, const real[::1] x, const real[::1] y, bint masked,
+                              Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, double[:, ::1] work,
+                              bint training, real[::1] dx, real[::1] dweight, real[::1] dbias,
+                              int threads) noexcept nogil:
+    """work rows: weight, mean, invstd (inputs), then scratch."""
+    cdef double* weight = &work[0, 0]
+    cdef double* mean = &work[1, 0]
+    cdef double* invstd = &work[2, 0]
+    cdef double* zeros = &work[3, 0]
+    cdef double* s1 = &work[4, 0]
+    cdef double* s2 = &work[5, 0]
+    cdef double* q = &work[6, 0]
+    cdef double* r = &work[7, 0]
+    cdef Py_ssize_t c, count = n * size
+    for c in range(channels):
+        zeros[c] = 0
+    if _channel_sums(&dy[0], zeros, &x[0], mean, &y[0], masked, n, channels, size, s1, s2, threads):
+        return -1
+    for c in range(channels):
+        q[c] = -weight[c] * invstd[c] ** 3 * s2[c] / count if training else 0.0
+        r[c] = -weight[c] * invstd[c] * s1[c] / count if training else 0.0
+        dbias[c] = <real>s1[c]
+        dweight[c] = <real>(s2[c] * invstd[c])
+        weight[c] *= invstd[c]  # the dz coefficient
+    return _channel_apply(&dy[0], &x[0], &y[0], masked, weight, mean, q, r, False, n, channels, size, &dx[0],
+                          threads)
+
+
+def _geometry(x):
+    """(N, C, S) with S = H*W (1 for (N, D))."""
+    return x.shape[0], x.shape[1], (x.shape[2] * x.shape[3] if x.ndim == 4 else 1)
+
+
+def _forward(x, gamma, beta, running_mean, running_var, bint training, double momentum, double eps, bint relu,
+             out):
+    n, channels, size = _geometry(x)
+    y = np.empty_like(x) if out is None else out
+    work = np.empty((8, channels + 1))  # one spare column: &work[i, 0] exists when channels == 0
+    work[0, :channels] = 1.0 if gamma is None else gamma
+    work[1, :channels] = 0.0 if beta is None else beta
+    if not training:
+        work[2, :channels] = running_mean
+        work[3, :channels] = running_var
+    if not training or running_mean is None:
+        running_mean = running_var = np.empty(0, x.dtype)
+    save_mean, save_invstd = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
+    cdef int status
+    # one spare element: &x[0] exists for empty inputs
+    flat_x, flat_y = _with_spare(x), _with_spare(y)
+    if x.dtype == np.float32:
+        status = _batch_norm[float](flat_x, n, channels, size, work, training, running_mean, running_var, momentum,
+                                    eps, relu, flat_y, save_mean, save_invstd, get_num_threads())
+    else:
+        status = _batch_norm[double](flat_x, n, channels, size, work, training, running_mean, running_var, momentum,
+                                     eps, relu, flat_y, save_mean, save_invstd, get_num_threads())
+    if status:
+        raise MemoryError("batch_norm: out of memory for the partial sums")
+    return y, save_mean, save_invstd
+
+
+def _with_spare(a):
+    """A flat view of a, or a one-element stand-in when a is empty (its address is taken, never read)."""
+    return a.reshape(-1) if a.size else np.zeros(1, a.dtype)
+
+
+def _backward(dy, y, x, gamma, save_mean, save_invstd, bint training):
+    n, channels, size = _geometry(x)
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
+    work = np.empty((8, channels + 1))
+    work[0, :channels] = 1.0 if gamma is None else gamma
+    work[1, :channels] = save_mean
+    work[2, :channels] = save_invstd
+    masked = y is not None
+    cdef int status
+    flat_dy, flat_x, flat_dx = _with_spare(dy), _with_spare(x), _with_spare(dx)
+    flat_y = _with_spare(y) if masked else flat_x
+    if x.dtype == np.float32:
+        status = _batch_norm_backward[float](flat_dy, flat_x, flat_y, masked, n, channels, size, work, training,
+                                             flat_dx, dgamma, dbeta, get_num_threads())
+    else:
+        status = _batch_norm_backward[double](flat_dy, flat_x, flat_y, masked, n, channels, size, work, training,
+                                              flat_dx, dgamma, dbeta, get_num_threads())
+    if status:
+        raise MemoryError("batch_norm_backward: out of memory for the partial sums")
+    return (dx, None, None) if gamma is None else (dx, dgamma, dbeta)
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
+    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, False, out)
+
+
+def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
+    return _backward(dy, None, x, gamma, save_mean, save_invstd, training)
+
+
+def batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
+    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, True, out)
+
+
+def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, training):
+    return _backward(dy, y, x, gamma, save_mean, save_invstd, training)

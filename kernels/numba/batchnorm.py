@@ -1,0 +1,257 @@
+"""Numba batch-norm kernels.
+
+x is viewed as (N, C, S), S = H*W (1 for (N, D) inputs). Each direction makes two passes over the
+data: per-channel sums (float64, per-task partials merged serially), then one elementwise pass.
+  forward:  sums of (x - k) and (x - k)^2, k = x[0, c, 0] (shifted sums keep float32 exact), then
+            y = (x - mean) * gamma * invstd + beta            (relu'd for batch_norm_relu)
+  backward: sums of dz and dz * (x - mean) (dz = dy, zeroed where y <= 0 after a relu), then
+            dx = dz * p + (x - mean) * q + r                  (p, q, r per channel)
+Wide planes (S >= PLANE_MIN) are reduced per (sample chunk, channel) along the contiguous plane;
+narrower inputs as an (N, C*S) matrix by column blocks, vectorized along the row.
+"""
+import numpy as np
+from numba import njit, prange
+
+from fastnn._threads import get_num_threads
+
+_OPTS = dict(parallel=True, cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+_SERIAL = dict(cache=True, nogil=True)  # drivers: serial per-channel work around the parallel passes
+
+# Planes at least this long are reduced with scalar accumulators; below, columns of the (N, C*S)
+# matrix with vector accumulators (a 7x7 plane would waste most of each vector).
+PLANE_MIN = 64
+# Columns per task of the matrix path: two float64 accumulator rows of 4 KiB stay in L1.
+COLUMN_BLOCK = 512
+
+
+@njit(**_SERIAL)
+def _row_chunks(n_rows, n_tasks, threads):
+    """Split the rows too when the other tasks cannot keep the threads busy (4 tasks per thread)."""
+    wanted = 4 * threads
+    if n_tasks >= wanted or n_tasks == 0:
+        return 1
+    return max(1, min(n_rows, (wanted + n_tasks - 1) // n_tasks))
+
+
+@njit(**_OPTS)
+def _plane_sums(threads, a, a_center, x, x_center, y, masked):
+    """Per channel: sum of u and of u * (x - x_center), u = a - a_center (0 where masked and y <= 0)."""
+    n, channels, size = x.shape
+    chunks = _row_chunks(n, channels, threads)
+    rows = (n + chunks - 1) // chunks
+    partial1 = np.zeros((chunks, channels))
+    partial2 = np.zeros((chunks, channels))
+    for task in prange(chunks * channels):
+        chunk = task // channels
+        c = task % channels
+        ac, xc = a_center[c], x_center[c]
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(chunk * rows, min(n, chunk * rows + rows)):
+            ai, xi, yi = a[i, c], x[i, c], y[i, c]  # plane slices: the loop vectorizes
+            for s in range(size):
+                u = ai[s] - ac
+                if masked and yi[s] <= 0:
+                    u = 0.0
+                s1 += u
+                s2 += u * (xi[s] - xc)
+        partial1[chunk, c] = s1
+        partial2[chunk, c] = s2
+    return partial1.sum(axis=0), partial2.sum(axis=0)
+
+
+@njit(**_OPTS)
+def _column_sums(threads, a, a_center, x, x_center, y, masked):
+    """_plane_sums for (N, M) matrices: one sum per column."""
+    n, cols = x.shape
+    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    chunks = _row_chunks(n, blocks, threads)
+    rows = (n + chunks - 1) // chunks
+    partial1 = np.zeros((chunks, cols))
+    partial2 = np.zeros((chunks, cols))
+    for task in prange(chunks * blocks):
+        chunk = task // blocks
+        block = task % blocks
+        j0 = block * COLUMN_BLOCK
+        j1 = min(cols, j0 + COLUMN_BLOCK)
+        s1, s2 = partial1[chunk, j0:j1], partial2[chunk, j0:j1]
+        ac, xc = a_center[j0:j1], x_center[j0:j1]
+        i0, i1 = chunk * rows, min(n, chunk * rows + rows)
+        for i in range(i0, i1, 2):  # two rows per pass over the accumulators
+            last = min(i + 1, i1 - 1)  # an odd last row pairs with itself, counted once
+            paired = last > i
+            ai, xi, yi = a[i, j0:j1], x[i, j0:j1], y[i, j0:j1]  # row slices: the loop vectorizes
+            bi, wi, zi = a[last, j0:j1], x[last, j0:j1], y[last, j0:j1]
+            for j in range(j1 - j0):
+                u = ai[j] - ac[j]
+                if masked and yi[j] <= 0:
+                    u = 0.0
+                v = bi[j] - ac[j]
+                if not paired or (masked and zi[j] <= 0):
+                    v = 0.0
+                s1[j] += u + v
+                s2[j] += u * (xi[j] - xc[j]) + v * (wi[j] - xc[j])
+    return partial1.sum(axis=0), partial2.sum(axis=0)
+
+
+@njit(**_SERIAL)
+def _channel_sums(threads, a, a_center, x, x_center, y, masked):
+    n, channels, size = x.shape
+    if size >= PLANE_MIN or n == 0:
+        return _plane_sums(threads, a, a_center, x, x_center, y, masked)
+    cols = channels * size
+    s1, s2 = _column_sums(threads, a.reshape((n, cols)), np.repeat(a_center, size), x.reshape((n, cols)),
+                          np.repeat(x_center, size), y.reshape((n, cols)), masked)
+    return s1.reshape((channels, size)).sum(axis=1), s2.reshape((channels, size)).sum(axis=1)
+
+
+@njit(**_OPTS)
+def _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+    """out = u * p + (x - k) * q + r per channel (u = a, 0 where masked and y <= 0), relu'd if asked."""
+    n, channels, size = x.shape
+    chunks = _row_chunks(n, channels, threads)
+    rows = (n + chunks - 1) // chunks
+    for task in prange(chunks * channels):
+        chunk = task // channels
+        c = task % channels
+        pc, kc, qc, rc = p[c], k[c], q[c], r[c]
+        for i in range(chunk * rows, min(n, chunk * rows + rows)):
+            ai, xi, yi, oi = a[i, c], x[i, c], y[i, c], out[i, c]
+            for s in range(size):
+                u = ai[s]
+                if masked and yi[s] <= 0:
+                    u = 0.0
+                v = u * pc + (xi[s] - kc) * qc + rc
+                if relu and v <= 0:
+                    v = 0.0
+                oi[s] = v
+
+
+@njit(**_OPTS)
+def _column_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+    n, cols = x.shape
+    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    chunks = _row_chunks(n, blocks, threads)
+    rows = (n + chunks - 1) // chunks
+    for task in prange(chunks * blocks):
+        chunk = task // blocks
+        block = task % blocks
+        j0 = block * COLUMN_BLOCK
+        j1 = min(cols, j0 + COLUMN_BLOCK)
+        pb, kb, qb, rb = p[j0:j1], k[j0:j1], q[j0:j1], r[j0:j1]
+        for i in range(chunk * rows, min(n, chunk * rows + rows)):
+            ai, xi, yi, oi = a[i, j0:j1], x[i, j0:j1], y[i, j0:j1], out[i, j0:j1]
+            for j in range(j1 - j0):
+                u = ai[j]
+                if masked and yi[j] <= 0:
+                    u = 0.0
+                v = u * pb[j] + (xi[j] - kb[j]) * qb[j] + rb[j]
+                if relu and v <= 0:
+                    v = 0.0
+                oi[j] = v
+
+
+@njit(**_SERIAL)
+def _channel_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+    n, channels, size = x.shape
+    if size >= PLANE_MIN or n == 0:
+        _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, out)
+        return
+    cols = channels * size
+    _column_apply(threads, a.reshape((n, cols)), x.reshape((n, cols)), y.reshape((n, cols)), masked,
+                  np.repeat(p, size), np.repeat(k, size), np.repeat(q, size), np.repeat(r, size),
+                  relu, out.reshape((n, cols)))
+
+
+@njit(**_SERIAL)
+def _batch_norm(threads, x, weight, bias, mean, var, running_mean, running_var, training, momentum, eps, relu, out,
+                save_mean, save_invstd):
+    """Training fills mean/var (float64) from x and updates the running stats (when not empty)."""
+    n, channels, size = x.shape
+    if training:
+        center = np.empty(channels)
+        for c in range(channels):
+            center[c] = x[0, c, 0]
+        s1, s2 = _channel_sums(threads, x, center, x, center, x, False)
+        count = n * size
+        for c in range(channels):
+            shift = s1[c] / count
+            mean[c] = center[c] + shift
+            var[c] = max(s2[c] / count - shift * shift, 0.0)
+        if running_mean.size:
+            unbiased = count / (count - 1) if count > 1 else 1.0
+            for c in range(channels):
+                running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
+                running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
+    invstd = 1 / np.sqrt(var + eps)
+    _channel_apply(threads, x, x, x, False, np.zeros(channels), mean, weight * invstd, bias, relu, out)
+    save_mean[:] = mean
+    save_invstd[:] = invstd
+
+
+@njit(**_SERIAL)
+def _batch_norm_backward(threads, dy, x, y, masked, weight, mean, invstd, training, dx, dweight, dbias):
+    n, channels, size = x.shape
+    s1, s2 = _channel_sums(threads, dy, np.zeros(channels), x, mean, y, masked)
+    scale = weight * invstd
+    if training:
+        count = n * size
+        q = -scale * invstd * invstd * s2 / count
+        r = -scale * s1 / count
+    else:
+        q = np.zeros(channels)
+        r = np.zeros(channels)
+    _channel_apply(threads, dy, x, y, masked, scale, mean, q, r, False, dx)
+    dbias[:] = s1
+    dweight[:] = s2 * invstd
+
+
+def _planes(a):
+    """a as (N, C, S), S = H*W (1 for (N, D))."""
+    return a.reshape(a.shape[0], a.shape[1], a.shape[2] * a.shape[3] if a.ndim == 4 else 1)
+
+
+def _affine(v, fill, channels):
+    return np.full(channels, fill) if v is None else v.astype(np.float64)
+
+
+def _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu, out):
+    channels = x.shape[1]
+    y = np.empty_like(x) if out is None else out
+    if training:
+        mean, var = np.empty(channels), np.empty(channels)
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    if not training or running_mean is None:
+        running_mean = running_var = np.empty(0, x.dtype)
+    save_mean, save_invstd = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
+    _batch_norm(get_num_threads(), _planes(x), _affine(gamma, 1.0, channels), _affine(beta, 0.0, channels), mean, var,
+                running_mean, running_var, training, momentum, eps, relu, _planes(y), save_mean, save_invstd)
+    return y, save_mean, save_invstd
+
+
+def _backward(dy, y, x, gamma, save_mean, save_invstd, training):
+    channels = x.shape[1]
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
+    masked = y is not None
+    _batch_norm_backward(get_num_threads(), _planes(dy), _planes(x), _planes(y if masked else x), masked,
+                         _affine(gamma, 1.0, channels), save_mean.astype(np.float64),
+                         save_invstd.astype(np.float64), training, _planes(dx), dgamma, dbeta)
+    return (dx, None, None) if gamma is None else (dx, dgamma, dbeta)
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
+    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, False, out)
+
+
+def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
+    return _backward(dy, None, x, gamma, save_mean, save_invstd, training)
+
+
+def batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
+    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, True, out)
+
+
+def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, training):
+    return _backward(dy, y, x, gamma, save_mean, save_invstd, training)

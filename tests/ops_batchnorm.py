@@ -1,0 +1,84 @@
+"""OpInfo entries: batch normalization (plain and fused with relu), forward and backward."""
+import numpy as np
+
+import fastnn.reference.batchnorm as ref
+from opinfo import OpInfo, Sample, randn, register
+
+# (shape, training, affine, running stats): odd sizes; the plane path (H*W >= 64) and the column
+# path (N, D) / small planes; few channels (rows split across threads); a batch of one; one value
+# per channel; empty batches (eval) and no channels.
+CASES = [
+    ((3, 5, 7, 9), True, True, True),
+    ((17, 6), True, True, True),
+    ((2, 3, 101, 131), True, True, False),
+    ((32, 64, 17, 19), True, True, True),
+    ((300, 700), True, True, True),
+    ((5, 4, 3, 3), True, False, True),
+    ((1, 4, 9, 10), True, True, True),
+    ((1, 3, 1, 1), True, True, True),
+    ((6, 3, 2, 2), False, True, True),
+    ((9, 5), False, False, True),
+    ((0, 4), False, True, True),
+    ((4, 0), True, True, True),
+]
+
+
+def _forward_samples(rng, dtype):
+    out = []
+    for shape, training, affine, running in CASES:
+        channels = shape[1]
+        x = randn(rng, shape, dtype, 2.0) + dtype(0.5)
+        gamma, beta = (randn(rng, (channels,), dtype), randn(rng, (channels,), dtype)) if affine else (None, None)
+        stats = (randn(rng, (channels,), dtype), rng.uniform(0.5, 2, channels).astype(dtype)) if running else (None, None)
+        out.append(Sample((x, gamma, beta) + stats, {"training": training, "momentum": 0.3, "eps": 1e-3},
+                          note=f"{shape} training={training} affine={affine} running={running}"))
+    # A constant channel normalizes to beta (no NaN); a large offset must not cost float32 precision.
+    x = randn(rng, (8, 3, 9, 9), dtype)
+    x[:, 1] = 5
+    x[:, 2] += dtype(1000)
+    c = x.shape[1]
+    out.append(Sample((x, np.ones(c, dtype), np.zeros(c, dtype), np.zeros(c, dtype), np.ones(c, dtype)),
+                      {"training": True}, note="constant channel and offset"))
+    return out
+
+
+def _backward_samples(forward, with_output):
+    def samples(rng, dtype):
+        out = []
+        for s in _forward_samples(rng, dtype):
+            x, gamma, beta, rm, rv = (a.copy() if isinstance(a, np.ndarray) else a for a in s.args)
+            y, mean, invstd = forward(x, gamma, beta, rm, rv, **s.kwargs)
+            dy = randn(rng, x.shape, dtype)
+            head = (dy, y, x) if with_output else (dy, x)
+            out.append(Sample(head + (gamma, mean, invstd), {"training": s.kwargs["training"]}, note=s.note))
+        return out
+    return samples
+
+
+def _grad_samples(relu):
+    def samples(rng):
+        out = []
+        for shape, training, affine in [((4, 3, 2, 3), True, True), ((5, 4), True, True),
+                                        ((4, 3, 2, 3), False, True), ((6, 2), True, False)]:
+            channels = shape[1]
+            while True:  # keep relu's inputs off the kink
+                x = rng.standard_normal(shape) * 2 + 1
+                gamma, beta = (rng.uniform(0.5, 1.5, channels), rng.standard_normal(channels)) if affine else (None, None)
+                stats = (rng.standard_normal(channels), rng.uniform(0.5, 2, channels))
+                z = ref.batch_norm(x, gamma, beta, *(v.copy() for v in stats), training=training)[0]
+                if not relu or np.abs(z).min() > 0.05:
+                    break
+            out.append(Sample((x, gamma, beta) + stats, {"training": training}))
+        return out
+    return samples
+
+
+TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-11, 1e-12)}
+
+register(OpInfo("batch_norm", _forward_samples, grad_samples=_grad_samples(False), supports_out=False,
+                in_place=(3, 4), tol=TOL))
+register(OpInfo("batch_norm_backward", _backward_samples(ref.batch_norm, False), supports_out=False, tol=TOL))
+register(OpInfo("batch_norm_relu", _forward_samples, grad_samples=_grad_samples(True), supports_out=False,
+                in_place=(3, 4), tol=TOL))
+register(OpInfo("batch_norm_relu_backward", _backward_samples(ref.batch_norm_relu, True), supports_out=False,
+                tol=TOL))

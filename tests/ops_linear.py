@@ -1,0 +1,37 @@
+"""OpInfo entries: the fully connected layer."""
+import numpy as np
+
+from opinfo import OpInfo, Sample, randn, register
+
+# (x shape, D_out, bias): flattened (N, ...) inputs, an empty batch, no input features, GEMM-sized.
+CASES = [((4, 5), 3, True), ((2, 3, 4, 5), 7, False), ((1, 9), 1, True), ((0, 6), 2, True),
+         ((3, 0), 4, True), ((64, 300), 200, True)]
+# float32 GEMMs of a few hundred terms: BLAS kernels may sum in different orders.
+TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-12, 1e-12)}
+
+
+def _weights(rng, x_shape, d_out, dtype):
+    d_in = int(np.prod(x_shape[1:]))
+    return randn(rng, (d_in, d_out), dtype, 1 / np.sqrt(max(d_in, 1)))
+
+
+def _linear_samples(rng, dtype):
+    out = []
+    for shape, d_out, bias in CASES:
+        b = randn(rng, (d_out,), dtype) if bias else None
+        out.append(Sample((randn(rng, shape, dtype), _weights(rng, shape, d_out, dtype), b)))
+    return out
+
+
+def _backward_samples(rng, dtype):
+    return [Sample((randn(rng, (shape[0], d_out), dtype), randn(rng, shape, dtype), _weights(rng, shape, d_out, dtype)))
+            for shape, d_out, _ in CASES]
+
+
+def _grad_samples(rng):
+    return [Sample((rng.standard_normal((3, 5)), rng.standard_normal((5, 4)), rng.standard_normal(4))),
+            Sample((rng.standard_normal((2, 2, 3)), rng.standard_normal((6, 3)), None))]
+
+
+register(OpInfo("linear", _linear_samples, grad_samples=_grad_samples, tol=TOL))
+register(OpInfo("linear_backward", _backward_samples, supports_out=False, tol=TOL))

@@ -1,0 +1,190 @@
+"""Batch normalization: errors, in-place running stats, out=, semantics, and PyTorch agreement."""
+import numpy as np
+import pytest
+
+import fastnn
+from conftest import COMPILED
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="comparisons with PyTorch need torch")
+
+BACKENDS = ["numpy"] + COMPILED
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    with fastnn.use_backend(request.param):
+        yield request.param
+
+
+def _inputs(rng, shape, dtype=np.float64):
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    return x, rng.uniform(0.5, 1.5, c).astype(dtype), rng.standard_normal(c).astype(dtype)
+
+
+@pytest.mark.parametrize("op", ["batch_norm", "batch_norm_relu"])
+def test_errors(op, rng):
+    fn = getattr(fastnn, op)
+    x, g, b = _inputs(rng, (4, 3, 2, 2))
+    with pytest.raises(ValueError, match="x must be 2-d or 4-d"):
+        fn(x[0], g, b)
+    with pytest.raises(ValueError, match=r"gamma has shape \(4,\), expected \(3,\)"):
+        fn(x, np.ones(4), b)
+    with pytest.raises(ValueError, match="gamma and beta"):
+        fn(x, g, None)
+    with pytest.raises(ValueError, match="running_mean and running_var"):
+        fn(x, g, b, np.zeros(3), None)
+    with pytest.raises(ValueError, match="training=False .* required"):
+        fn(x, g, b, training=False)
+    with pytest.raises(TypeError, match="running_mean has dtype float32"):
+        fn(x, g, b, np.zeros(3, np.float32), np.ones(3))
+    with pytest.raises(TypeError, match="running_var must be a numpy.ndarray"):
+        fn(x, g, b, np.zeros(3), [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="running_mean must be a contiguous, writeable"):
+        fn(x, g, b, np.zeros(6)[::2], np.ones(3))
+    frozen = np.zeros(3)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="running_mean must be a contiguous, writeable"):
+        fn(x, g, b, frozen, np.ones(3))
+    with pytest.raises(ValueError, match=r"running_var has shape \(2,\), expected \(3,\)"):
+        fn(x, g, b, np.zeros(3), np.ones(2))
+    with pytest.raises(ValueError, match="momentum must be <= 1"):
+        fn(x, g, b, momentum=1.5)
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        fn(x, g, b, eps=0)
+    with pytest.raises(ValueError, match="training needs at least one value per channel"):
+        fn(x[:0], g, b)
+    with pytest.raises(ValueError, match=op):
+        fn(x, g, b, out=np.empty((4, 3, 2, 3)))
+    with pytest.raises(TypeError, match=op):
+        fn(x, g, b, out=np.empty(x.shape, np.float32))
+
+
+@pytest.mark.parametrize("op", ["batch_norm_backward", "batch_norm_relu_backward"])
+def test_backward_errors(op, rng):
+    fn = getattr(fastnn, op)
+    x, g, _ = _inputs(rng, (5, 4))
+    head = (x, x) if op == "batch_norm_relu_backward" else (x,)
+    with pytest.raises(ValueError, match="dy has shape"):
+        fn(x[:3], *head, g, np.zeros(4), np.ones(4))
+    with pytest.raises(ValueError, match="save_mean is required"):
+        fn(x, *head, g, None, np.ones(4))
+    with pytest.raises(ValueError, match=r"save_invstd has shape \(3,\), expected \(4,\)"):
+        fn(x, *head, g, np.zeros(4), np.ones(3))
+    with pytest.raises(TypeError, match="save_mean is float32"):
+        fn(x, *head, g, np.zeros(4, np.float32), np.ones(4))
+
+
+@pytest.mark.parametrize("backend_name", COMPILED)
+@pytest.mark.parametrize("op", ["batch_norm", "batch_norm_relu"])
+def test_out(op, backend_name, rng):
+    x, g, b = _inputs(rng, (3, 4, 9, 8), np.float32)
+    with fastnn.use_backend("numpy"):
+        expected = getattr(fastnn, op)(x, g, b)[0]
+    with fastnn.use_backend(backend_name):
+        out = np.full(x.shape, 7, np.float32)
+        assert getattr(fastnn, op)(x, g, b, out=out)[0] is out
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+        strided = np.zeros(x.shape[:-1] + (16,), np.float32)[..., ::2]
+        assert getattr(fastnn, op)(x, g, b, out=strided)[0] is strided
+        np.testing.assert_allclose(strided, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_running_stats_are_updated_in_place(backend, rng):
+    x, g, b = _inputs(rng, (6, 3, 4, 5))
+    rm, rv = np.full(3, 0.5), np.full(3, 2.0)
+    ids = id(rm), id(rv)
+    fastnn.batch_norm(x, g, b, rm, rv, momentum=0.25)
+    assert (id(rm), id(rv)) == ids
+    n = 6 * 4 * 5
+    np.testing.assert_allclose(rm, 0.75 * 0.5 + 0.25 * x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(rv, 0.75 * 2.0 + 0.25 * x.var(axis=(0, 2, 3)) * n / (n - 1), rtol=1e-12)
+    before = rm.copy(), rv.copy()
+    fastnn.batch_norm(x, g, b, rm, rv, training=False)
+    np.testing.assert_array_equal(rm, before[0])
+    np.testing.assert_array_equal(rv, before[1])
+
+
+def test_semantics(backend, rng):
+    # eval normalizes with the running stats
+    x, g, b = _inputs(rng, (7, 5))
+    rm, rv = rng.standard_normal(5), rng.uniform(0.5, 2, 5)
+    y, mean, invstd = fastnn.batch_norm(x, g, b, rm, rv, training=False, eps=1e-3)
+    np.testing.assert_allclose(y, (x - rm) / np.sqrt(rv + 1e-3) * g + b, rtol=1e-12)
+    np.testing.assert_array_equal(mean, rm)
+    # training: zero mean and unit (biased) variance per channel, then the affine map
+    x, g, b = _inputs(rng, (4, 3, 5, 6))
+    y, mean, invstd = fastnn.batch_norm(x, None, None)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1 / (1 + 1e-5 / x.var(axis=(0, 2, 3))), rtol=1e-10)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(x.var(axis=(0, 2, 3)) + 1e-5), rtol=1e-12)
+    dx, dgamma, dbeta = fastnn.batch_norm_backward(np.ones_like(x), x, None, mean, invstd)
+    assert dgamma is None and dbeta is None
+    np.testing.assert_allclose(dx, 0, atol=1e-12)  # a constant dy does not change the normalized output
+    # fused relu equals relu of batch_norm, and its backward the composition
+    yr, _, _ = fastnn.batch_norm_relu(x, g, b)
+    z, mean, invstd = fastnn.batch_norm(x, g, b)
+    np.testing.assert_allclose(yr, np.maximum(z, 0), rtol=1e-12)
+    dy = rng.standard_normal(x.shape)
+    fused = fastnn.batch_norm_relu_backward(dy, yr, x, g, mean, invstd)
+    composed = fastnn.batch_norm_backward(np.where(z > 0, dy, 0), x, g, mean, invstd)
+    for a, e in zip(fused, composed):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12)
+
+
+def test_degenerate_channels(backend, rng):
+    """Constant channels and one value per channel give beta and zero gradients, never NaN."""
+    x = np.full((1, 2, 1, 1), 3.0)
+    rm, rv = np.zeros(2), np.ones(2)
+    y, mean, invstd = fastnn.batch_norm(x, np.ones(2), np.array([0.5, -1.0]), rm, rv)
+    np.testing.assert_array_equal(y.reshape(-1), [0.5, -1.0])
+    assert np.isfinite(rv).all()
+    x = np.ones((8, 3, 4, 4), np.float32) * np.float32(7.1)
+    y, mean, invstd = fastnn.batch_norm(x, None, None)
+    np.testing.assert_array_equal(y, 0)
+    dx, _, _ = fastnn.batch_norm_backward(rng.standard_normal(x.shape).astype(np.float32), x, None, mean, invstd)
+    assert np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("shape", [(64, 3, 16, 16), (512, 37)])
+def test_float32_statistics_keep_precision(backend, shape, rng):
+    """A large offset (mean / std = 1e4) costs no float32 precision: the statistics are exact."""
+    x = (rng.standard_normal(shape) * 0.1 + 1000).astype(np.float32)
+    y, mean, invstd = fastnn.batch_norm(x, None, None)
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=axes), rtol=1e-7)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(axis=axes) + 1e-5), rtol=1e-6)
+    assert np.abs(y.astype(np.float64).mean(axis=axes)).max() < 1e-5
+
+
+@needs_torch
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(5, 3, 4, 6), (9, 7)])
+def test_matches_torch(backend, shape, training, relu, rng):
+    x, g, b = _inputs(rng, shape)
+    rm, rv = rng.standard_normal(shape[1]), rng.uniform(0.5, 2, shape[1])
+    dy = rng.standard_normal(shape)
+    tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, g, b))
+    trm, trv = torch.tensor(rm), torch.tensor(rv)
+    ty = F.batch_norm(tx, trm, trv, tg, tb, training=training, momentum=0.2, eps=1e-4)
+    if relu:
+        ty = torch.relu(ty)
+    ty.backward(torch.tensor(dy))
+    forward = fastnn.batch_norm_relu if relu else fastnn.batch_norm
+    y, mean, invstd = forward(x, g, b, rm, rv, training=training, momentum=0.2, eps=1e-4)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rm, trm.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(rv, trv.numpy(), rtol=1e-12)
+    if relu:
+        grads = fastnn.batch_norm_relu_backward(dy, y, x, g, mean, invstd, training=training)
+    else:
+        grads = fastnn.batch_norm_backward(dy, x, g, mean, invstd, training=training)
+    for ours, theirs in zip(grads, (tx.grad, tg.grad, tb.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-9, atol=1e-11)
