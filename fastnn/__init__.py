@@ -13,7 +13,12 @@ from .activations import (
     maxout_backward, prelu, prelu_backward, relu, relu_backward, sigmoid, sigmoid_backward,
     silu, silu_backward, tanh, tanh_backward,
 )
+from .batchnorm import batch_norm, batch_norm_backward, batch_norm_relu, batch_norm_relu_backward
+from .linear import linear, linear_backward
+from .losses import hinge_loss, softmax_cross_entropy
+from .optim import adagrad_step, adam_step, rmsprop_step, sgd_step
 from .conv import conv2d, conv2d_backward, conv2d_relu
+from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
 __version__ = "0.1.0"
 

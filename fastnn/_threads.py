@@ -57,6 +57,7 @@ _blas_controllers = None
 def _blas_libraries():
     global _blas_controllers
     if _blas_controllers is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (Numba's np.dot and Cython's gemm use scipy's BLAS: load it first)
         from threadpoolctl import ThreadpoolController
 
         _blas_controllers = ThreadpoolController().select(user_api="blas").lib_controllers

@@ -1,0 +1,628 @@
+# Cython/OpenMP 2-D convolution (cross-correlation, as PyTorch's conv2d), float32 and float64.
+#
+# Two algorithms, chosen per call by measured rules (_winograd_forward_pays / _backward_pays):
+# - im2col + GEMM (any stride, padding, dilation, groups). Layout x (N, C, H, W), w (F, C//G, KH,
+#   KW), y (N, F, Ho, Wo). Per image and group, with K = Cg*KH*KW and P = Ho*Wo, the column matrix
+#   col (K, P) gives y_g (Fg, P) = w_g (Fg, K) @ col, dw_g += dy_g @ col^T, and dcol = w_g^T @ dy_g
+#   scattered back by col2im into dx. A row-major (r, c) matrix is a column-major (c, r) one, so
+#   each product is one Fortran GEMM (scipy.linalg.cython_blas). Images run in parallel, one BLAS
+#   thread each.
+# - Winograd F(2x2, 3x3) for 3x3 stride-1 kernels (below).
+# Each thread owns its workspace and its partial weight gradient; the partials are summed after
+# the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h, conv_winograd.h.
+from cython.parallel cimport prange, threadid
+from libc.string cimport memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+import threading
+
+import numpy as np
+
+from fastnn._threads import blas_threads, get_num_threads
+
+from _common cimport real
+
+
+cdef struct Geometry:
+    int C, H, W          # input channels and size
+    int F, KH, KW        # filters and kernel size
+    int Ho, Wo           # output size
+    int sh, sw, ph, pw, dh, dw
+    int G, Cg, Fg        # groups, channels and filters per group
+    int K, P             # GEMM depth (Cg*KH*KW) and output pixels per image (Ho*Wo)
+    bint direct          # 1x1, stride 1, no padding: col is the image itself
+
+
+cdef Geometry _geometry(x, w, stride, padding, dilation, int groups):
+    cdef Geometry g
+    g.C, g.H, g.W = x.shape[1], x.shape[2], x.shape[3]
+    g.F, g.KH, g.KW = w.shape[0], w.shape[2], w.shape[3]
+    g.sh, g.sw = stride
+    g.ph, g.pw = padding
+    g.dh, g.dw = dilation
+    g.G = groups
+    g.Cg = g.C // groups
+    g.Fg = g.F // groups
+    g.Ho = (g.H + 2 * g.ph - g.dh * (g.KH - 1) - 1) // g.sh + 1
+    g.Wo = (g.W + 2 * g.pw - g.dw * (g.KW - 1) - 1) // g.sw + 1
+    g.K = g.Cg * g.KH * g.KW
+    g.P = g.Ho * g.Wo
+    g.direct = (g.KH == 1 and g.KW == 1 and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0)
+    return g
+
+
+cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, const real* a, int lda,
+                       const real* b, int ldb, real beta, real* c, int ldc) noexcept nogil:
+    """Column-major C (m, n) = alpha op(A) op(B) + beta C."""
+    if real is float:
+        sgemm(&ta, &tb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
+
+
+cdef extern from "conv_im2col.h" nogil:
+    ctypedef struct im2col_geometry:
+        int Cg, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw
+    void im2col_f(const float* x, float* col, const im2col_geometry* g)
+    void im2col_d(const double* x, double* col, const im2col_geometry* g)
+    void col2im_f(const float* col, float* dx, const im2col_geometry* g)
+    void col2im_d(const double* col, double* dx, const im2col_geometry* g)
+
+
+cdef inline im2col_geometry _im2col_geometry(const Geometry* g) noexcept nogil:
+    cdef im2col_geometry c
+    c.Cg, c.H, c.W, c.KH, c.KW, c.Ho, c.Wo = g.Cg, g.H, g.W, g.KH, g.KW, g.Ho, g.Wo
+    c.sh, c.sw, c.ph, c.pw, c.dh, c.dw = g.sh, g.sw, g.ph, g.pw, g.dh, g.dw
+    return c
+
+
+cdef inline void _im2col(const real* x, real* col, const Geometry* g) noexcept nogil:
+    """col (K, P) from one group's channels x (Cg, H, W)."""
+    cdef im2col_geometry c = _im2col_geometry(g)
+    if real is float:
+        im2col_f(x, col, &c)
+    else:
+        im2col_d(x, col, &c)
+
+
+cdef inline void _col2im(const real* col, real* dx, const Geometry* g) noexcept nogil:
+    """dx (Cg, H, W) += the columns dcol (K, P) scattered back (the adjoint of _im2col)."""
+    cdef im2col_geometry c = _im2col_geometry(g)
+    if real is float:
+        col2im_f(col, dx, &c)
+    else:
+        col2im_d(col, dx, &c)
+
+
+cdef void _epilogue(real* y, const real* b, int F, int P, bint has_bias, bint relu) noexcept nogil:
+    """y (F, P) += b[f] per row if has_bias, then max(y, 0) if relu (NaN propagates)."""
+    cdef int f, p
+    cdef real v, bf
+    for f in range(F):
+        bf = b[f] if has_bias else 0
+        for p in range(P):
+            v = y[f * P + p] + bf
+            y[f * P + p] = 0 if relu and v < 0 else v
+
+
+cdef void _forward(const real* x, const real* w, const real* b, real* y, int N, const Geometry* g,
+                   real* work, bint has_bias, bint relu, int n_threads) noexcept nogil:
+    cdef Py_ssize_t n
+    cdef int grp
+    cdef real* col
+    cdef const real* xg
+    cdef real* yg
+    for n in prange(N, schedule="static", num_threads=n_threads):
+        col = work + <Py_ssize_t>threadid() * g.K * g.P
+        for grp in range(g.G):
+            xg = x + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
+            yg = y + (n * g.F + grp * g.Fg) * <Py_ssize_t>g.P
+            if not g.direct:
+                _im2col(xg, col, g)
+                xg = col
+            _gemm(c"N", c"N", g.P, g.Fg, g.K, 1, xg, g.P, w + grp * g.Fg * g.K, g.K, 0, yg, g.P)
+        if has_bias or relu:
+            _epilogue(y + n * g.F * <Py_ssize_t>g.P, b, g.F, g.P, has_bias, relu)
+
+
+# ---- Direct float32 forward for few input channels (conv_direct.h) -----------------------------
+
+cdef extern from "conv_direct.h" nogil:
+    int DIRECT_FB
+    int direct_phase_width(int W, int pw, int KW, int sw, int Wo)
+    void direct_pad_split(const float* x, float* xp, int C, int H, int W, int ph, int pw, int sw, int Wq)
+    void direct_forward_f(const float* xp, const float* w, const float* b, float* y, int C, int H,
+                          int F, int KH, int KW, int ph, int sh, int sw, int Wq, int Ho, int Wo,
+                          int has_bias, int relu)
+
+
+cdef bint _direct_pays(const Geometry* g) noexcept nogil:
+    """Few channels, kernels of 7x7 and up, rows of >= 32 outputs (the register block's width).
+    Measured (/work/notes/conv_cython_rules.py direct), float32 forward, 1 thread, CPU time,
+    direct / im2col + GEMM (N, C->F, H, k, s):
+    (32, 3->32, 32, 7, 1) 0.55, (16, 3->64, 64, 7, 2) 0.67; 3x3 is marginal: (32, 3->64, 32) 0.91,
+    (32, 4->64, 32) 0.98, (32, 6->64, 32) 0.96, (32, 8->64, 32) 1.14; narrow rows lose: (32, 1->32,
+    28, 5, 1) 1.35, (32, 3->64, 32, 5, 2) 1.23, (8, 3->64, 112, 3, 2) 1.10."""
+    return (g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo >= 32 and g.G == 1 and g.dh == 1
+            and g.dw == 1 and g.F % DIRECT_FB == 0)
+
+
+cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::1] b, float[::1] y,
+                          int N, const Geometry* g, float[::1] work, bint has_bias, bint relu,
+                          int n_threads) noexcept:
+    cdef int Wq = direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    cdef Py_ssize_t n, xp_size = <Py_ssize_t>g.C * (g.H + 2 * g.ph) * g.sw * Wq
+    cdef const float* b_ptr = &b[0] if b.shape[0] else NULL
+    cdef float* xp
+    with nogil:
+        for n in prange(N, schedule="static", num_threads=n_threads):
+            xp = &work[0] + threadid() * xp_size
+            direct_pad_split(&x[n * g.C * g.H * g.W], xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
+            direct_forward_f(xp, &w[0], b_ptr, &y[n * g.F * g.P], g.C, g.H, g.F, g.KH, g.KW, g.ph,
+                             g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
+
+
+# ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ----------------------
+# Each 2x2 output tile comes from a 4x4 input tile d: y = A^T [(G g G^T) * (B^T d B)] A, so the
+# 16 transform positions are 16 GEMMs with 2.25x fewer multiplies than im2col. The same trilinear
+# identity gives the weight gradient of a tile, G^T [(A dy A^T) * (B^T d B)] G, summed over tiles
+# in the transform domain (16 GEMMs reducing over tiles); the input gradient is the forward
+# Winograd with the flipped, transposed kernel and padding 2 - p.
+# Tiles are numbered over the whole batch (n, tile row, tile col); threads take blocks of TB tiles.
+
+cdef struct Tiles:
+    int N, H, W, Ho, Wo, ph, pw
+    int th, tw, per_image   # tiles per column, per row, per image
+    Py_ssize_t total
+
+
+cdef Tiles _tiles(int N, int H, int W, int Ho, int Wo, int ph, int pw) noexcept nogil:
+    cdef Tiles t
+    t.N, t.H, t.W, t.Ho, t.Wo, t.ph, t.pw = N, H, W, Ho, Wo, ph, pw
+    t.th = (Ho + 1) // 2
+    t.tw = (Wo + 1) // 2
+    t.per_image = t.th * t.tw
+    t.total = <Py_ssize_t>N * t.per_image
+    return t
+
+
+cdef extern from "conv_winograd.h" nogil:
+    void wino_input_run_f(const float* plane, int H, int W, int ph, int pw, int tw, int r0, int cnt,
+                          float* v, Py_ssize_t vs)
+    void wino_input_run_d(const double* plane, int H, int W, int ph, int pw, int tw, int r0, int cnt,
+                          double* v, Py_ssize_t vs)
+    void wino_grad_run_f(const float* plane, int Ho, int Wo, int tw, int r0, int cnt, float* v,
+                         Py_ssize_t vs)
+    void wino_grad_run_d(const double* plane, int Ho, int Wo, int tw, int r0, int cnt, double* v,
+                         Py_ssize_t vs)
+    void wino_output_run_f(const float* m, Py_ssize_t ms, float* plane, int Ho, int Wo, int tw, int r0,
+                           int cnt, float bias, int relu)
+    void wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, int Ho, int Wo, int tw, int r0,
+                           int cnt, double bias, int relu)
+    int wino_all_finite_f(const float* x, Py_ssize_t n)
+    int wino_all_finite_d(const double* x, Py_ssize_t n)
+
+
+cdef bint _all_finite(const real[::1] a) noexcept nogil:
+    """No NaN or inf in a (the Winograd transforms would spread one across its 2x2 output tile,
+    where PyTorch's convolution keeps it to the outputs that read it)."""
+    if a.shape[0] == 0:
+        return True
+    if real is float:
+        return wino_all_finite_f(&a[0], a.shape[0])
+    else:
+        return wino_all_finite_d(&a[0], a.shape[0])
+
+
+def _finite(*arrays):
+    for a in arrays:
+        if not (_all_finite[float](a) if a.dtype == np.float32 else _all_finite[double](a)):
+            return False
+    return True
+
+
+cdef inline void _input_run(const real* plane, const Tiles* t, int r0, int cnt, real* v,
+                            Py_ssize_t vs) noexcept nogil:
+    """B^T d B of the input tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
+    if real is float:
+        wino_input_run_f(plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
+    else:
+        wino_input_run_d(plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
+
+
+cdef inline void _grad_run(const real* plane, const Tiles* t, int r0, int cnt, real* v,
+                           Py_ssize_t vs) noexcept nogil:
+    """A dy A^T of the output-gradient tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
+    if real is float:
+        wino_grad_run_f(plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
+    else:
+        wino_grad_run_d(plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
+
+
+cdef inline void _output_run(const real* m, Py_ssize_t ms, real* plane, const Tiles* t, int r0,
+                             int cnt, real bias, bint relu) noexcept nogil:
+    """A^T m A (+ bias, relu) of the output tiles r0 .. r0 + cnt - 1 of one plane."""
+    if real is float:
+        wino_output_run_f(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+    else:
+        wino_output_run_d(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+
+
+cdef struct Run:
+    int n, r, cnt   # image, its first tile, and how many of its tiles follow in the block
+
+
+cdef inline Run _run_at(const Tiles* t, Py_ssize_t tt, Py_ssize_t end) noexcept nogil:
+    """The run of tiles from global tile tt to the end of its image or to `end`. (Returned, not
+    written through pointers: a variable assigned in a prange body is thread-private.)"""
+    cdef Run run
+    run.n = <int>(tt // t.per_image)
+    run.r = <int>(tt - <Py_ssize_t>run.n * t.per_image)
+    run.cnt = <int>min(<Py_ssize_t>(t.per_image - run.r), end - tt)
+    return run
+
+
+cdef inline void _kernel_transform(const real* g, Py_ssize_t gi, Py_ssize_t gj, real* u,
+                                   Py_ssize_t stride) noexcept nogil:
+    """u[k * stride] = (G g G^T)[k], g[i, j] at g[i * gi + j * gj]."""
+    cdef real e[12]
+    cdef int i, j
+    cdef real g0, g1, g2
+    for j in range(3):  # G g: (4, 3)
+        g0 = g[j * gj]
+        g1 = g[gi + j * gj]
+        g2 = g[2 * gi + j * gj]
+        e[0 + j] = g0
+        e[3 + j] = (g0 + g1 + g2) * <real>0.5
+        e[6 + j] = (g0 - g1 + g2) * <real>0.5
+        e[9 + j] = g2
+    for i in range(4):  # (G g) G^T: (4, 4)
+        g0 = e[i * 3]
+        g1 = e[i * 3 + 1]
+        g2 = e[i * 3 + 2]
+        u[(i * 4 + 0) * stride] = g0
+        u[(i * 4 + 1) * stride] = (g0 + g1 + g2) * <real>0.5
+        u[(i * 4 + 2) * stride] = (g0 - g1 + g2) * <real>0.5
+        u[(i * 4 + 3) * stride] = g2
+
+
+cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, int Cin, int Cout,
+                        const Tiles* t, int TB, real* work, bint has_bias, bint relu,
+                        int n_threads) noexcept nogil:
+    """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (16, Cout, Cin), the transformed kernels."""
+    cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
+    cdef Py_ssize_t t0, t1, tt, plane = <Py_ssize_t>t.H * t.W, oplane = <Py_ssize_t>t.Ho * t.Wo
+    cdef int c, f, k
+    cdef Run run
+    cdef real* V
+    cdef real* M
+    for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+        V = work + <Py_ssize_t>threadid() * 16 * TB * (Cin + Cout)
+        M = V + <Py_ssize_t>16 * TB * Cin
+        t0 = blk * TB
+        t1 = min(t0 + TB, t.total)
+        tt = t0
+        while tt < t1:
+            run = _run_at(t, tt, t1)
+            for c in range(Cin):
+                _input_run(x + (<Py_ssize_t>run.n * Cin + c) * plane, t, run.r, run.cnt,
+                           V + <Py_ssize_t>c * TB + (tt - t0), <Py_ssize_t>Cin * TB)
+            tt = tt + run.cnt
+        for k in range(16):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
+            _gemm(c"N", c"N", <int>(t1 - t0), Cout, Cin, 1, V + <Py_ssize_t>k * Cin * TB, TB,
+                  U + <Py_ssize_t>k * Cout * Cin, Cin, 0, M + <Py_ssize_t>k * Cout * TB, TB)
+        tt = t0
+        while tt < t1:
+            run = _run_at(t, tt, t1)
+            for f in range(Cout):
+                _output_run(M + <Py_ssize_t>f * TB + (tt - t0), <Py_ssize_t>Cout * TB,
+                            y + (<Py_ssize_t>run.n * Cout + f) * oplane, t, run.r, run.cnt,
+                            b[f] if has_bias else 0, relu)
+            tt = tt + run.cnt
+
+
+cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, int C, int F,
+                            const Tiles* t, int TB, real* work, int n_threads) noexcept nogil:
+    """Mparts (threads, 16, F, C) += per-thread sums over tiles of (A dy A^T)_k (B^T d B)_k."""
+    cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
+    cdef Py_ssize_t t0, t1, tt, plane = <Py_ssize_t>t.H * t.W, oplane = <Py_ssize_t>t.Ho * t.Wo
+    cdef int c, f, k, tid
+    cdef Run run
+    cdef real* X
+    cdef real* D
+    cdef real* Mt
+    for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+        tid = threadid()
+        X = work + <Py_ssize_t>tid * 16 * TB * (C + F)
+        D = X + <Py_ssize_t>16 * TB * C
+        Mt = Mparts + <Py_ssize_t>tid * 16 * F * C
+        t0 = blk * TB
+        t1 = min(t0 + TB, t.total)
+        tt = t0
+        while tt < t1:
+            run = _run_at(t, tt, t1)
+            for c in range(C):
+                _input_run(x + (<Py_ssize_t>run.n * C + c) * plane, t, run.r, run.cnt,
+                           X + <Py_ssize_t>c * TB + (tt - t0), <Py_ssize_t>C * TB)
+            for f in range(F):
+                _grad_run(dy + (<Py_ssize_t>run.n * F + f) * oplane, t, run.r, run.cnt,
+                          D + <Py_ssize_t>f * TB + (tt - t0), <Py_ssize_t>F * TB)
+            tt = tt + run.cnt
+        for k in range(16):  # M_k (F, C) += D_k (F, nb) @ X_k (C, nb)^T
+            _gemm(c"T", c"N", C, F, <int>(t1 - t0), 1, X + <Py_ssize_t>k * C * TB, TB,
+                  D + <Py_ssize_t>k * F * TB, TB, 1, Mt + <Py_ssize_t>k * F * C, C)
+
+
+cdef int _wino_block(int channels) noexcept nogil:
+    """Tiles per block (a multiple of 16, 64 to 512): a block's transformed tiles, 16 * channels * TB
+    values, stay near 1 MiB in float32 (L2 is 2 MiB). Measured (/work/notes/conv_cython_rules.py
+    block, before its floor of 64 was set), 1 thread, ms fwd+bwd for budgets
+    2^14/2^15/2^16 values per transform position: 64->64 on 32x32 34.1/35.9/39.3, 128->128 on 16x16
+    30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32 costs ~3% against 64-128)."""
+    cdef int tb = (1 << 14) // channels // 16 * 16
+    return 64 if tb < 64 else (512 if tb > 512 else tb)
+
+
+cdef inline void _kernel_grad_transform(const real* M, Py_ssize_t stride, real* dw) noexcept nogil:
+    """dw (3, 3) = G^T m G, m[k] = M[k * stride], G^T = [[1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1]]."""
+    cdef real m[16]
+    cdef real e[12]
+    cdef int i
+    for i in range(16):
+        m[i] = M[i * stride]
+    for i in range(4):
+        e[i] = m[i] + (m[4 + i] + m[8 + i]) * <real>0.5
+        e[4 + i] = (m[4 + i] - m[8 + i]) * <real>0.5
+        e[8 + i] = (m[4 + i] + m[8 + i]) * <real>0.5 + m[12 + i]
+    for i in range(3):
+        dw[i * 3] = e[i * 4] + (e[i * 4 + 1] + e[i * 4 + 2]) * <real>0.5
+        dw[i * 3 + 1] = (e[i * 4 + 1] - e[i * 4 + 2]) * <real>0.5
+        dw[i * 3 + 2] = (e[i * 4 + 1] + e[i * 4 + 2]) * <real>0.5 + e[i * 4 + 3]
+
+
+cdef void _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
+                              const Geometry* g, int N, bint has_bias, bint relu,
+                              int n_threads) except *:
+    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
+    cdef int TB = _wino_block(g.C + g.F)
+    cdef Py_ssize_t nt = min(<Py_ssize_t>n_threads, (t.total + TB - 1) // TB)
+    dtype = np.float32 if real is float else np.float64
+    cdef real[::1] U = np.empty(16 * g.F * g.C, dtype)
+    cdef real[::1] work = _scratch(0, nt * 16 * TB * (g.C + g.F), dtype)
+    cdef Py_ssize_t f, c
+    cdef const real* b_ptr = &b[0] if b.shape[0] else NULL
+    with nogil:  # every parallel region of the call takes nt threads (see bias_threads)
+        for f in prange(g.F, schedule="static", num_threads=nt):
+            for c in range(g.C):
+                _kernel_transform(&w[(f * g.C + c) * 9], 3, 1, &U[f * g.C + c], g.F * g.C)
+        _wino_forward(&x[0], &U[0], b_ptr, &y[0], g.C, g.F, &t, TB, &work[0], has_bias, relu, <int>nt)
+
+
+cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
+                               real[::1] dx, real[::1] dw, const Geometry* g, int N,
+                               int n_threads) except *:
+    # dx = Winograd forward of dy (padding 2 - p) with kernel w'[c, f, i, j] = w[f, c, 2 - i, 2 - j]
+    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
+    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
+    cdef int TB = _wino_block(g.C + g.F)
+    cdef Py_ssize_t ntd = min(<Py_ssize_t>n_threads, (td.total + TB - 1) // TB)
+    cdef Py_ssize_t ntw = min(<Py_ssize_t>n_threads, (tw.total + TB - 1) // TB)
+    cdef int nt = <int>max(ntd, ntw)  # for the call's small parallel loops (see bias_threads)
+    cdef Py_ssize_t f, c, i, p, size = 16 * g.F * g.C
+    dtype = np.float32 if real is float else np.float64
+    cdef real[::1] U = np.empty(size, dtype)
+    cdef real[::1] work = _scratch(0, max(ntd, ntw) * 16 * TB * (g.C + g.F), dtype)
+    cdef real[::1] Mparts = _scratch(1, ntw * size, dtype)
+    with nogil:
+        memset(&Mparts[0], 0, ntw * size * sizeof(real))
+        for f in prange(g.F, schedule="static", num_threads=nt):
+            for c in range(g.C):
+                _kernel_transform(&w[(f * g.C + c) * 9 + 8], -3, -1, &U[c * g.F + f], g.F * g.C)
+        _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, &work[0], False, False, <int>ntd)
+        _wino_weight_grad(&dy[0], &x[0], &Mparts[0], g.C, g.F, &tw, TB, &work[0], <int>ntw)
+        if ntw > 1:  # merge the per-thread sums (each element on its own: no race)
+            for p in prange(size, schedule="static", num_threads=nt):
+                for i in range(1, ntw):
+                    Mparts[p] += Mparts[i * size + p]
+        for f in prange(g.F, schedule="static", num_threads=nt):
+            for c in range(g.C):
+                _kernel_grad_transform(&Mparts[f * g.C + c], g.F * g.C, &dw[(f * g.C + c) * 9])
+
+
+# Winograd vs im2col + GEMM, measured on 3x3 stride-1 convolutions (1 thread, CPU time, float32,
+# N = 32, 32x32 images unless noted; ratio = Winograd time / GEMM time, the rules disabled;
+# /work/notes/conv_cython_rules.py winograd):
+#   C->F      3->64 8->8 8->32 16->16 16->32 16->64 32->32 32->64 64->16 64->64 64->64 on 8x8, 6x6
+#   forward   1.75  1.29 0.82  0.70   0.58   0.83   0.59   0.69   0.58   0.55   0.55, 0.73
+#   backward  2.22  1.32 0.91  0.69   0.70   1.16   0.68   0.86   0.56   0.68   0.64, 0.83
+#   and small images lose: 64->64 on 4x4 2.05 / 1.95, on 2x2 3.09 / 2.14, 128->128 on 4x4 1.19 / 1.17.
+cdef bint _winograd_applies(const Geometry* g) noexcept nogil:
+    """3x3, stride 1, dilation 1, one group, padding <= 2 (the input gradient pads by 2 - p)."""
+    return (g.KH == 3 and g.KW == 3 and g.sh == 1 and g.sw == 1 and g.dh == 1 and g.dw == 1
+            and g.G == 1 and g.ph <= 2 and g.pw <= 2)
+
+
+cdef bint _winograd_forward_pays(const Geometry* g) noexcept nogil:
+    return _winograd_applies(g) and g.C >= 8 and g.F >= 16 and g.Ho >= 6 and g.Wo >= 6
+
+
+cdef bint _winograd_backward_pays(const Geometry* g) noexcept nogil:
+    return _winograd_applies(g) and g.C >= 8 and 16 <= g.F <= 2 * g.C and g.Ho >= 6 and g.Wo >= 6
+
+
+# Workspaces are reused across calls (fresh pages cost a page fault each: ~2% of a c2 step in perf);
+# per Python thread, since the kernels release the GIL. Buffers above the cap are not kept.
+_SCRATCH_KEEP_BYTES = 64 << 20
+_scratch_local = threading.local()
+
+
+def _scratch(int slot, Py_ssize_t n, dtype):
+    """An uninitialized 1-D array of n elements of dtype, from this thread's workspace `slot`."""
+    cdef Py_ssize_t nbytes = max(n, 1) * np.dtype(dtype).itemsize
+    buffers = _scratch_local.__dict__.setdefault("buffers", {})
+    buf = buffers.get(slot)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(nbytes, np.uint8)
+        if nbytes <= _SCRATCH_KEEP_BYTES:
+            buffers[slot] = buf
+    return buf[:nbytes].view(dtype)[:max(n, 1)]
+
+
+# Benchmark hook: /work/notes/bench_conv_cython.py --gemm clears it to time the im2col + GEMM path
+# on the shapes where Winograd or the direct kernel runs.
+_fast_paths_enabled = True
+
+
+def _run_forward(x, w, b, stride, padding, dilation, groups, out, bint relu):
+    cdef Geometry g = _geometry(x, w, stride, padding, dilation, groups)
+    cdef int N = x.shape[0]
+    cdef int n_threads = get_num_threads()
+    cdef int loop_threads, Wq
+    y = np.empty((N, g.F, g.Ho, g.Wo), x.dtype) if out is None else out
+    if N == 0:
+        return y
+    bias = b if b is not None else np.empty(0, x.dtype)
+    xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
+    if _fast_paths_enabled and _winograd_forward_pays(&g) and _finite(xf, wf):
+        with blas_threads(1):
+            if x.dtype == np.float32:
+                _wino_forward_typed[float](xf, wf, bias, yf, &g, N, b is not None, relu, n_threads)
+            else:
+                _wino_forward_typed[double](xf, wf, bias, yf, &g, N, b is not None, relu, n_threads)
+        return y
+    if _fast_paths_enabled and x.dtype == np.float32 and _direct_pays(&g):
+        loop_threads = min(N, n_threads)
+        Wq = direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+        work = _scratch(0, loop_threads * g.C * (g.H + 2 * g.ph) * g.sw * Wq, x.dtype)
+        _direct_forward(xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
+        return y
+    # im2col + GEMM: images in parallel, one BLAS thread each. With fewer images than threads,
+    # handing the GEMMs BLAS's own threads instead was measured no faster forward and 12-22x slower
+    # backward (/work/notes/conv_cython_rules.py batch1; N = 1, 64->128 channels, 56x56, 3x3
+    # stride 2, 2 threads: 0.71 vs 0.70 ms, 18-31 vs 1.4 ms: OpenBLAS's workers and the OpenMP
+    # pool fight over the cores).
+    loop_threads = min(N, n_threads)
+    work = _scratch(0, 0 if g.direct else loop_threads * g.K * g.P, x.dtype)
+    with blas_threads(1):
+        if x.dtype == np.float32:
+            _forward_typed[float](xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
+        else:
+            _forward_typed[double](xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
+    return y
+
+
+cdef void _forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
+                         int N, const Geometry* g, real[::1] work, bint has_bias, bint relu,
+                         int n_threads) noexcept:
+    cdef real* work_ptr = &work[0] if work.shape[0] else NULL
+    cdef const real* b_ptr = &b[0] if b.shape[0] else NULL
+    with nogil:
+        _forward(&x[0], &w[0], b_ptr, &y[0], N, g, work_ptr, has_bias, relu, n_threads)
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups, out=None):
+    return _run_forward(x, w, b, stride, padding, dilation, groups, out, False)
+
+
+def conv2d_relu(x, w, b, stride, padding, dilation, groups, out=None):
+    return _run_forward(x, w, b, stride, padding, dilation, groups, out, True)
+
+
+cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real* dw_parts,
+                    real* work, int N, const Geometry* g, int n_threads) noexcept nogil:
+    """dx, and per-thread partial weight gradients dw_parts (n_threads, F, K)."""
+    cdef Py_ssize_t n
+    cdef int grp, tid
+    cdef real* col
+    cdef real* dcol
+    cdef const real* xg
+    cdef const real* dyg
+    cdef real* dxg
+    cdef real* dwt
+    for n in prange(N, schedule="static", num_threads=n_threads):
+        tid = threadid()
+        col = work + <Py_ssize_t>tid * 2 * g.K * g.P
+        dcol = col + <Py_ssize_t>g.K * g.P
+        dwt = dw_parts + <Py_ssize_t>tid * g.F * g.K
+        for grp in range(g.G):
+            xg = x + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
+            dxg = dx + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
+            dyg = dy + (n * g.F + grp * g.Fg) * <Py_ssize_t>g.P
+            if not g.direct:
+                _im2col(xg, col, g)
+                xg = col
+            # dw_g (Fg, K) += dy_g (Fg, P) @ col^T
+            _gemm(c"T", c"N", g.K, g.Fg, g.P, 1, xg, g.P, dyg, g.P, 1, dwt + grp * g.Fg * g.K, g.K)
+            if g.direct:  # dx_g (Cg, P) = w_g^T @ dy_g
+                _gemm(c"N", c"T", g.P, g.K, g.Fg, 1, dyg, g.P, w + grp * g.Fg * g.K, g.K, 0, dxg, g.P)
+            else:
+                _gemm(c"N", c"T", g.P, g.K, g.Fg, 1, dyg, g.P, w + grp * g.Fg * g.K, g.K, 0, dcol, g.P)
+                memset(dxg, 0, g.Cg * g.H * g.W * sizeof(real))
+                _col2im(dcol, dxg, g)
+
+
+cdef void _backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx,
+                          real[::1] dw, real[::1] dw_parts, real[::1] work, int N,
+                          const Geometry* g, int n_threads) noexcept:
+    cdef Py_ssize_t i, t, size = dw.shape[0]
+    cdef real acc
+    cdef real* work_ptr = &work[0] if work.shape[0] else NULL
+    with nogil:
+        memset(&dw_parts[0], 0, dw_parts.shape[0] * sizeof(real))
+        if N > 0:
+            _backward(&dy[0], &x[0], &w[0], &dx[0], &dw_parts[0], work_ptr, N, g, n_threads)
+        for i in prange(size, schedule="static", num_threads=n_threads):
+            acc = 0
+            for t in range(dw_parts.shape[0] // size):
+                acc = acc + dw_parts[t * size + i]
+            dw[i] = acc
+
+
+cdef void _bias_grad(const real[::1] dy, real[::1] db, int N, int F, Py_ssize_t P,
+                     int n_threads) noexcept:
+    """db[f] = sum of dy[:, f] (accumulated in double)."""
+    cdef Py_ssize_t n, p
+    cdef int f
+    cdef double s
+    with nogil:
+        for f in prange(F, schedule="static", num_threads=n_threads):
+            s = 0
+            for n in range(N):
+                for p in range(P):
+                    s = s + dy[(n * F + f) * P + p]
+            db[f] = <real>s
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
+    cdef Geometry g = _geometry(x, w, stride, padding, dilation, groups)
+    cdef int N = x.shape[0]
+    cdef int n_threads = get_num_threads()
+    cdef int loop_threads
+    dx = np.empty_like(x)
+    dw = np.empty_like(w)
+    db = np.empty(g.F, x.dtype)
+    dyf, xf, wf, dxf, dwf = dy.reshape(-1), x.reshape(-1), w.reshape(-1), dx.reshape(-1), dw.reshape(-1)
+    if N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g) and _finite(dyf, xf, wf):
+        with blas_threads(1):
+            if x.dtype == np.float32:
+                _wino_backward_typed[float](dyf, xf, wf, dxf, dwf, &g, N, n_threads)
+            else:
+                _wino_backward_typed[double](dyf, xf, wf, dxf, dwf, &g, N, n_threads)
+    else:
+        loop_threads = max(1, min(N, n_threads))  # one BLAS thread each, as in the forward
+        dw_parts = _scratch(1, loop_threads * w.size, x.dtype)
+        work = _scratch(0, 0 if g.direct else loop_threads * 2 * g.K * g.P, x.dtype)
+        with blas_threads(1):
+            if x.dtype == np.float32:
+                _backward_typed[float](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, loop_threads)
+            else:
+                _backward_typed[double](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, loop_threads)
+    # the bias gradient is a memory-bound pass: below 2^18 elements a second thread costs more than
+    # it saves (N = 1, 128 x 28 x 28: an extra 2-thread OpenMP region left a spinning worker that
+    # slowed the next call ~10x on a loaded machine; /work/notes/conv_cython_rules.py batch1)
+    bias_threads = n_threads if <Py_ssize_t>N * g.F * g.P >= (1 << 18) else 1
+    if x.dtype == np.float32:
+        _bias_grad[float](dy.reshape(-1), db, N, g.F, g.P, bias_threads)
+    else:
+        _bias_grad[double](dy.reshape(-1), db, N, g.F, g.P, bias_threads)
+    return dx, dw, db

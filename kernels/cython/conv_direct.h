@@ -1,0 +1,95 @@
+/* Direct float32 convolution forward for few input channels (the 3-channel stem convolutions),
+ * for kernels/cython/conv.pyx. im2col + GEMM there spends as long copying columns (im2col, then
+ * BLAS packing them) as multiplying; here each output row block of DIRECT_VW pixels x DIRECT_FB
+ * filters accumulates in registers over (c, kh, kw), FMA-bound. GCC vector extensions, compiled
+ * per target by target_clones (16 lanes = one AVX-512 register, two AVX2 ones).
+ */
+#ifndef FASTNN_CONV_DIRECT_H
+#define FASTNN_CONV_DIRECT_H
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DIRECT_TARGETS __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DIRECT_TARGETS
+#endif
+
+#define DIRECT_FB 8   /* filters per register block (F must be a multiple) */
+#define DIRECT_VW 32  /* output pixels per register block: two vectors of 16 */
+
+typedef float direct_v16 __attribute__((vector_size(64)));
+
+/* Row width of the phase-split padded image for a row of Wo outputs: every block of DIRECT_VW
+ * outputs may read DIRECT_VW + (KW - 1) / sw values from its phase row. */
+static inline int direct_phase_width(int W, int pw, int KW, int sw, int Wo)
+{
+    int need = (Wo + DIRECT_VW - 1) / DIRECT_VW * DIRECT_VW + (KW - 1) / sw;
+    int have = (W + 2 * pw + sw - 1) / sw;
+    return need > have ? need : have;
+}
+
+/* xp[((c * Hp + i) * sw + phase) * Wq + j] = x[c][i - ph][j * sw + phase - pw], zero outside. */
+static void direct_pad_split(const float *x, float *xp, int C, int H, int W, int ph, int pw,
+                             int sw, int Wq)
+{
+    int Hp = H + 2 * ph, c, i, phase, j;
+    memset(xp, 0, (size_t)C * Hp * sw * Wq * sizeof(float));
+    for (c = 0; c < C; c++)
+        for (i = 0; i < H; i++) {
+            const float *src = x + ((ptrdiff_t)c * H + i) * W;
+            for (phase = 0; phase < sw; phase++) {
+                float *dst = xp + (((ptrdiff_t)c * Hp + i + ph) * sw + phase) * Wq;
+                for (j = 0; j < Wq; j++) {
+                    int col = j * sw + phase - pw;
+                    if (col >= 0 && col < W)
+                        dst[j] = src[col];
+                }
+            }
+        }
+}
+
+/* y (F, Ho, Wo) of one image from its phase-split padded copy xp; w (F, C, KH, KW). */
+DIRECT_TARGETS
+static void direct_forward_f(const float *xp, const float *w, const float *b, float *y, int C,
+                             int H, int F, int KH, int KW, int ph, int sh, int sw, int Wq, int Ho,
+                             int Wo, int has_bias, int relu)
+{
+    int Hp = H + 2 * ph, ckk = C * KH * KW, f0, oh, ow0, c, kh, kw, f, l;
+    for (f0 = 0; f0 < F; f0 += DIRECT_FB)
+        for (oh = 0; oh < Ho; oh++)
+            for (ow0 = 0; ow0 < Wo; ow0 += DIRECT_VW) {
+                direct_v16 acc[DIRECT_FB][2];
+                float out[DIRECT_VW];
+                int width = Wo - ow0 < DIRECT_VW ? Wo - ow0 : DIRECT_VW;
+                memset(acc, 0, sizeof(acc));
+                for (c = 0; c < C; c++)
+                    for (kh = 0; kh < KH; kh++)
+                        for (kw = 0; kw < KW; kw++) {
+                            const float *row = xp + (((ptrdiff_t)c * Hp + oh * sh + kh) * sw + kw % sw) * Wq
+                                               + kw / sw + ow0;
+                            const float *wp = w + (ptrdiff_t)f0 * ckk + (c * KH + kh) * KW + kw;
+                            direct_v16 x0, x1;
+                            memcpy(&x0, row, sizeof(x0));
+                            memcpy(&x1, row + 16, sizeof(x1));
+                            for (f = 0; f < DIRECT_FB; f++) {
+                                float wv = wp[(ptrdiff_t)f * ckk];
+                                acc[f][0] += wv * x0;
+                                acc[f][1] += wv * x1;
+                            }
+                        }
+                for (f = 0; f < DIRECT_FB; f++) {
+                    float bias = has_bias ? b[f0 + f] : 0.0f;
+                    float *dst = y + ((ptrdiff_t)(f0 + f) * Ho + oh) * Wo + ow0;
+                    memcpy(out, &acc[f][0], sizeof(direct_v16));
+                    memcpy(out + 16, &acc[f][1], sizeof(direct_v16));
+                    for (l = 0; l < width; l++) {
+                        float v = out[l] + bias;
+                        dst[l] = relu && v < 0 ? 0.0f : v;  /* NaN passes */
+                    }
+                }
+            }
+}
+
+#endif

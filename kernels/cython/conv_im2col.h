@@ -1,0 +1,43 @@
+/* im2col / col2im for kernels/cython/conv.pyx, float and double, vectorized per output row by
+ * target_clones (the wheel targets baseline x86-64; stride-2 rows need AVX-512/AVX2 permutes). */
+#ifndef FASTNN_CONV_IM2COL_H
+#define FASTNN_CONV_IM2COL_H
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define IM2COL_TARGETS __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define IM2COL_TARGETS
+#endif
+
+/* Geometry of one group: Cg channels (H, W) -> columns (Cg*KH*KW, Ho*Wo). */
+typedef struct {
+    int Cg, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw;
+} im2col_geometry;
+
+/* [lo, hi): the outputs o < n_out whose input start + o * step lies in [0, limit). */
+static inline void im2col_valid(int n_out, int start, int step, int limit, int *lo, int *hi)
+{
+    int a = start < 0 ? (-start + step - 1) / step : 0;
+    int b = start >= limit ? 0 : (limit - 1 - start) / step + 1;
+    if (b > n_out) b = n_out;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+#define IM2COL_T float
+#define IM2COL_S f
+#include "conv_im2col_impl.h"
+#undef IM2COL_T
+#undef IM2COL_S
+
+#define IM2COL_T double
+#define IM2COL_S d
+#include "conv_im2col_impl.h"
+#undef IM2COL_T
+#undef IM2COL_S
+
+#endif

@@ -1,0 +1,81 @@
+"""OpInfo entries: conv2d, conv2d_backward, conv2d_relu."""
+import numpy as np
+
+from opinfo import OpInfo, Sample, randn, register
+
+# (x shape, w shape, parameters, with bias): odd sizes, every parameter alone and combined, and
+# sizes that reach the compiled backends' fast paths (Winograd 3x3, 1x1 GEMM, 3-channel 7x7).
+CASES = [
+    ((2, 3, 7, 9), (4, 3, 3, 3), {}, True),
+    ((2, 3, 4, 5), (4, 3, 6, 7), {"padding": 1}, True),  # kernel as big as the padded input
+    ((2, 8, 5, 7), (6, 8, 1, 1), {}, True),  # 1x1
+    ((2, 3, 11, 10), (4, 3, 2, 2), {"stride": 3}, False),  # stride > kernel
+    ((2, 3, 13, 12), (5, 3, 3, 3), {"stride": 2, "dilation": 2, "padding": 2}, True),
+    ((2, 4, 9, 11), (3, 4, 2, 5), {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2)}, True),
+    ((2, 4, 7, 7), (6, 2, 3, 3), {"padding": 1, "groups": 2}, True),
+    ((2, 6, 8, 9), (6, 1, 3, 3), {"padding": 1, "groups": 6}, True),  # depthwise
+    ((2, 3, 6, 5), (6, 1, 3, 2), {"padding": (0, 1), "groups": 3}, False),  # depthwise, 2 filters each
+    ((1, 5, 8, 8), (7, 5, 3, 3), {"padding": 1}, True),  # a batch of one
+    ((0, 3, 5, 5), (4, 3, 3, 3), {}, True),  # an empty batch
+    ((3, 2, 1, 1), (3, 2, 1, 1), {}, False),  # 1x1 images
+    ((2, 5, 6, 7), (4, 5, 3, 3), {"padding": 3}, True),  # padding wider than the kernel reaches
+    ((8, 32, 15, 13), (32, 32, 3, 3), {"padding": 1}, True),  # 3x3 stride 1 (Winograd), partial tiles
+    ((6, 4, 23, 21), (5, 4, 3, 3), {}, True),  # Winograd with few channels
+    ((2, 16, 9, 9), (24, 16, 1, 1), {"stride": 2}, True),  # strided 1x1
+    ((2, 8, 10, 10), (16, 8, 3, 3), {"stride": 2, "padding": 1}, True),
+    ((3, 3, 19, 17), (8, 3, 7, 7), {"padding": 3}, True),  # 3-channel stem
+    ((2, 3, 21, 20), (8, 3, 7, 7), {"stride": 2, "padding": 3}, False),
+    ((2, 64, 6, 5), (64, 64, 3, 3), {"padding": 1}, True),
+]
+# float32 results of long sums (and Winograd's transforms) differ from the reference's in the last
+# bits; outputs are O(1) by the weight scaling, so the tolerances are absolute and relative alike.
+TOL = {np.float32: (1e-4, 1e-4), np.float64: (1e-10, 1e-10)}
+
+
+def out_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    def size(n, k, s, p, d):
+        return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+    pairs = [v if isinstance(v, tuple) else (v, v) for v in (stride, padding, dilation)]
+    ho, wo = (size(x_shape[2 + a], w_shape[2 + a], *(v[a] for v in pairs)) for a in (0, 1))
+    return (x_shape[0], w_shape[0], ho, wo)
+
+
+def _inputs(rng, dtype, x_shape, w_shape, bias):
+    fan_in = int(np.prod(w_shape[1:]))
+    x = randn(rng, x_shape, dtype)
+    w = randn(rng, w_shape, dtype, 1 / np.sqrt(fan_in))
+    b = randn(rng, (w_shape[0],), dtype) if bias else None
+    return x, w, b
+
+
+def _forward_samples(rng, dtype):
+    return [Sample(_inputs(rng, dtype, xs, ws, bias), dict(params)) for xs, ws, params, bias in CASES]
+
+
+def _backward_samples(rng, dtype):
+    samples = []
+    for xs, ws, params, _ in CASES:
+        x, w, _ = _inputs(rng, dtype, xs, ws, False)
+        y_shape = out_shape(xs, ws, **params)
+        dy = randn(rng, y_shape, dtype)
+        x = (x / np.sqrt(max(1, y_shape[0] * y_shape[2] * y_shape[3]))).astype(dtype)  # dw is O(1) too
+        samples.append(Sample((dy, x, w), dict(params)))
+    return samples
+
+
+GRAD_CASES = [
+    ((2, 3, 5, 6), (4, 3, 3, 3), {"padding": 1}, True),
+    ((2, 4, 7, 6), (4, 2, 3, 2), {"stride": (2, 1), "padding": (1, 0), "dilation": (2, 1), "groups": 2}, True),
+    ((1, 3, 4, 4), (2, 3, 4, 4), {}, False),  # kernel = input: one output pixel
+    ((2, 3, 6, 6), (3, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 3}, True),  # depthwise
+]
+
+
+def _grad_samples(rng):
+    return [Sample(_inputs(rng, np.float64, xs, ws, bias), dict(params)) for xs, ws, params, bias in GRAD_CASES]
+
+
+register(OpInfo("conv2d", _forward_samples, grad_samples=_grad_samples, tol=TOL))
+register(OpInfo("conv2d_backward", _backward_samples, supports_out=False, tol=TOL))
+register(OpInfo("conv2d_relu", _forward_samples, tol=TOL))

@@ -1,0 +1,174 @@
+"""conv2d family: parameter errors, agreement with PyTorch, float32 accuracy, NaN propagation."""
+import numpy as np
+import pytest
+
+import fastnn
+from conftest import COMPILED
+from ops_conv import CASES, out_shape
+
+BACKENDS = ["numpy"] + COMPILED
+FORWARDS = ["conv2d", "conv2d_relu"]
+
+
+def _skip_missing(op, backend):
+    if backend != "numpy" and fastnn._ops.kernel(op, backend) is None:
+        pytest.skip(f"{op} is missing from the {backend} backend")
+
+
+def _call(op, x, w, b=None, **params):
+    """Forward ops take (x, w, b); the backward takes (dy, x, w): its parameters are checked before dy."""
+    if op == "conv2d_backward":
+        return fastnn.conv2d_backward(np.zeros((1, 1, 1, 1)), x, w, **params)
+    return getattr(fastnn, op)(x, w, b, **params)
+
+
+X = np.zeros((2, 4, 6, 6))
+W = np.zeros((8, 4, 3, 3))
+
+BAD = [
+    # (x, w, b, params, exception, message pattern)
+    (np.zeros((4, 6, 6)), W, None, {}, ValueError, "x must be 4-d"),
+    (X, np.zeros((8, 4, 3)), None, {}, ValueError, "w must be 4-d"),
+    (np.zeros((2, 3, 6, 6)), W, None, {}, ValueError, "w has 4 input channels per group, x has 3"),
+    (X, np.zeros((8, 4, 3, 3)), None, {"groups": 2}, ValueError, "w has 4 input channels per group, x has 2"),
+    (X, np.zeros((8, 1, 3, 3)), None, {"groups": 3}, ValueError, "groups = 3 does not divide the 4 channels"),
+    (X, np.zeros((6, 1, 3, 3)), None, {"groups": 4}, ValueError, "groups = 4 does not divide the 6 filters"),
+    (X, W, None, {"groups": 0}, ValueError, "groups must be >= 1"),
+    (X, W, None, {"groups": 1.0}, TypeError, "groups must be an integer"),
+    (X, W, None, {"stride": 0}, ValueError, "stride must be >= 1"),
+    (X, W, None, {"stride": (1, 0)}, ValueError, "stride must be >= 1"),
+    (X, W, None, {"stride": (1, 2, 3)}, ValueError, "stride must be an int or an"),
+    (X, W, None, {"stride": 1.5}, TypeError, "stride must be an integer"),
+    (X, W, None, {"padding": -1}, ValueError, "padding must be >= 0"),
+    (X, W, None, {"dilation": 0}, ValueError, "dilation must be >= 1"),
+    (X, W, None, {"dilation": True}, TypeError, "dilation must be an integer"),
+    (X, np.zeros((8, 4, 7, 3)), None, {}, ValueError, r"output size would be 0 \(< 1\) for x height size 6, kernel 7"),
+    (X, W, None, {"dilation": (1, 4)}, ValueError, "output size would be -2 .* x width"),
+    (np.zeros((2, 0, 6, 6)), np.zeros((8, 0, 3, 3)), None, {}, ValueError, "x must have at least one channel"),
+    (X, np.zeros((0, 4, 3, 3)), None, {}, ValueError, "w must have at least one filter"),
+    (X, np.zeros((8, 4, 0, 3)), None, {}, ValueError, "w must have .* a non-empty kernel"),
+]
+
+
+@pytest.mark.parametrize("op", FORWARDS + ["conv2d_backward"])
+@pytest.mark.parametrize("x, w, b, params, exc, message", BAD)
+def test_bad_parameters(op, x, w, b, params, exc, message):
+    with pytest.raises(exc, match=f"{op}: {message}"):
+        _call(op, x, w, b, **params)
+
+
+@pytest.mark.parametrize("op", FORWARDS)
+def test_bad_bias(op):
+    with pytest.raises(ValueError, match=rf"{op}: b has shape \(4,\), expected \(8,\)"):
+        getattr(fastnn, op)(X, W, np.zeros(4))
+    with pytest.raises(TypeError, match=f"{op}: b is float32 but x is float64"):
+        getattr(fastnn, op)(X, W, np.zeros(8, np.float32))
+
+
+def test_backward_rejects_dy_of_the_wrong_shape():
+    for shape in [(2, 8, 4, 5), (2, 7, 4, 4), (1, 8, 4, 4), (2, 8, 4)]:
+        with pytest.raises(ValueError, match=r"conv2d_backward: dy has shape .* expected \(2, 8, 4, 4\)"):
+            fastnn.conv2d_backward(np.zeros(shape), X, W)
+
+
+def test_pairs_and_ints_are_equivalent():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 4, 9, 8)), rng.standard_normal((8, 4, 3, 3))
+    with fastnn.use_backend("numpy"):
+        as_ints = fastnn.conv2d(x, w, None, 2, 1, 2)
+        as_pairs = fastnn.conv2d(x, w, None, (2, 2), [1, 1], (2, 2))
+    np.testing.assert_array_equal(as_ints, as_pairs)
+
+
+def _torch_case(torch, x, w, b, params, dy):
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b if b is not None else np.zeros(w.shape[0], x.dtype), requires_grad=True)
+    y = torch.nn.functional.conv2d(tx, tw, tb, **params)
+    y.backward(torch.tensor(dy))
+    return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_torch(backend, dtype):
+    torch = pytest.importorskip("torch")
+    for op in ("conv2d", "conv2d_backward", "conv2d_relu"):
+        _skip_missing(op, backend)
+    tol = 1e-4 if dtype == np.float32 else 1e-10  # relative to each output's largest entry
+    rng = np.random.default_rng(5)
+    for x_shape, w_shape, params, bias in CASES:
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+        dy = rng.standard_normal(out_shape(x_shape, w_shape, **params)).astype(dtype)
+        expected = _torch_case(torch, x, w, b, params, dy)
+        with fastnn.use_backend(backend):
+            y = fastnn.conv2d(x, w, b, **params)
+            grads = fastnn.conv2d_backward(dy, x, w, **params)
+            y_relu = fastnn.conv2d_relu(x, w, b, **params)
+        what = f"{backend} {x_shape} {w_shape} {params}"
+        for name, actual, wanted in zip(["y", "dx", "dw", "db"], (y,) + grads, expected):
+            assert actual.dtype == dtype, f"{what}: {name} is {actual.dtype}"
+            scale = max(1.0, float(np.abs(wanted).max(initial=0)))
+            np.testing.assert_allclose(actual, wanted, rtol=tol, atol=tol * scale, err_msg=f"{what}: {name}")
+        np.testing.assert_allclose(y_relu, np.maximum(expected[0], 0), rtol=tol, atol=tol,
+                                   err_msg=f"{what}: conv2d_relu")
+
+
+# 3x3 stride-1 layers of the benchmark's shapes (reduced batch, still large enough for the numba
+# backend to take its Winograd path), whose float32 rounding must stay small next to float64.
+ACCURACY_CASES = [
+    ((4, 64, 32, 32), (64, 64, 3, 3), {"padding": 1}),
+    ((8, 128, 16, 16), (128, 128, 3, 3), {"padding": 1}),
+    ((24, 256, 8, 8), (256, 256, 3, 3), {"padding": 1}),
+    ((8, 64, 15, 17), (32, 64, 3, 3), {}),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("x_shape, w_shape, params", ACCURACY_CASES)
+def test_float32_accuracy(backend, x_shape, w_shape, params):
+    """Normwise relative error of float32 results <= 1e-4 against float64 on the same inputs."""
+    _skip_missing("conv2d", backend)
+    _skip_missing("conv2d_backward", backend)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    dy = rng.standard_normal(out_shape(x_shape, w_shape, **params)).astype(np.float32)
+    with fastnn.use_backend("numpy"):
+        exact = (fastnn.conv2d(*(a.astype(np.float64) for a in (x, w, b)), **params),) + \
+            fastnn.conv2d_backward(*(a.astype(np.float64) for a in (dy, x, w)), **params)
+    with fastnn.use_backend(backend):
+        approx = (fastnn.conv2d(x, w, b, **params),) + fastnn.conv2d_backward(dy, x, w, **params)
+    for name, a, e in zip(["y", "dx", "dw", "db"], approx, exact):
+        error = np.linalg.norm(a - e) / np.linalg.norm(e)
+        assert error <= 1e-4, f"{backend} {x_shape} {w_shape}: {name} normwise error {error:.2e}"
+
+
+NAN_CASES = [
+    ((2, 3, 9, 10), (4, 3, 3, 3), {"padding": 1}),
+    ((8, 64, 13, 12), (64, 64, 3, 3), {"padding": 1}),  # Winograd-sized
+    ((2, 3, 19, 17), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((2, 16, 9, 9), (8, 16, 1, 1), {}),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("x_shape, w_shape, params", NAN_CASES)
+def test_nan_reaches_exactly_the_windows_that_contain_it(backend, x_shape, w_shape, params):
+    """As PyTorch: a NaN in x makes NaN exactly the outputs whose window covers it (w has no zeros)."""
+    _skip_missing("conv2d", backend)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.uniform(0.5, 1.0, w_shape) * rng.choice([-1, 1], w_shape)).astype(np.float32)
+    x[0, 1 % x_shape[1], x_shape[2] // 2, 3] = np.nan
+    x[-1, 0, 0, x_shape[3] - 1] = np.nan
+    with fastnn.use_backend("numpy"):
+        expected = fastnn.conv2d(np.isnan(x).astype(np.float32), np.abs(w), **params) > 0
+    with fastnn.use_backend(backend):
+        y = fastnn.conv2d(x, w, **params)
+        dx, dw, db = fastnn.conv2d_backward(np.ones_like(y), np.nan_to_num(x), w, **params)
+    np.testing.assert_array_equal(np.isnan(y), expected)
+    assert np.isfinite(dx).all() and np.isfinite(dw).all() and np.isfinite(db).all()
