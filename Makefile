@@ -20,12 +20,13 @@ $(INSTALLED): $(BIN)/python $(SOURCES)
 test: $(INSTALLED)
 	cd tests && ../$(BIN)/python -m pytest -q
 
+# Run from bench/ or tests/, never the repo root, where the source folder would shadow the install.
 bench: $(INSTALLED)
-	$(BIN)/python -m fastnn.warmup
+	cd bench && ../$(BIN)/python -m fastnn.warmup
 	cd bench && ../$(BIN)/python run.py
 
 warmup: $(INSTALLED)
-	$(BIN)/python -m fastnn.warmup
+	cd bench && ../$(BIN)/python -m fastnn.warmup
 
 clean:
 	rm -rf $(VENV) build *.egg-info kernels/cython/*.c kernels/cython/*.so
