@@ -11,6 +11,13 @@ for _path in sorted(Path(__file__).parent.glob("ops_*.py")):
     importlib.import_module(_path.stem)
 
 COMPILED = [b for b in fastnn.available_backends() if b != "numpy"]
+
+try:  # PyTorch is an optional extra oracle: tests that use it skip cleanly without it
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = F = None
+needs_torch = pytest.mark.skipif(torch is None, reason="comparisons with PyTorch need torch")
 THREADS = sorted({1, min(2, fastnn._threads._MAX_THREADS)})
 
 
@@ -25,3 +32,10 @@ def threads(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=fastnn.available_backends())
+def backend(request):
+    """Each backend in turn, the reference included, set for the test's duration."""
+    with fastnn.use_backend(request.param):
+        yield request.param

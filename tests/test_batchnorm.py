@@ -3,22 +3,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import COMPILED
-
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="comparisons with PyTorch need torch")
-
-BACKENDS = ["numpy"] + COMPILED
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with fastnn.use_backend(request.param):
-        yield request.param
+from conftest import COMPILED, F, needs_torch, torch
 
 
 def _inputs(rng, shape, dtype=np.float64):

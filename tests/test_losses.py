@@ -3,23 +3,9 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import COMPILED
+from conftest import F, needs_torch, torch
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="comparisons with PyTorch need torch")
-
-BACKENDS = ["numpy"] + COMPILED
 LOSSES = ["softmax_cross_entropy", "hinge_loss"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with fastnn.use_backend(request.param):
-        yield request.param
 
 
 @pytest.mark.parametrize("op", LOSSES)
