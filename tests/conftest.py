@@ -30,6 +30,14 @@ def threads(request):
 
 
 @pytest.fixture
+def one_thread():
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(1)
+    yield
+    fastnn.set_num_threads(previous)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

@@ -8,12 +8,8 @@ from fastnn.compat import cs231n
 from fastnn.gradcheck import numerical_gradient, rel_error
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(previous)
+# Tiny layers: one thread avoids waking a thread pool for microsecond kernels (hundreds of calls).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -9,12 +9,8 @@ import fastnn
 from fastnn import diagnostics, nn, optim
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(previous)
+# Tiny layers: one thread avoids waking a thread pool for microsecond kernels (hundreds of calls).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_dead_fraction_of_columns_and_channels():

@@ -14,13 +14,8 @@ F64 = dict(dtype=np.float64)
 # No bias right before a BatchNorm: its gradient is zero in theory and rounding noise in practice.
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny layers: one thread avoids waking a pool for microsecond kernels (hundreds of calls)."""
-    previous = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(previous)
+# Tiny layers: one thread avoids waking a thread pool for microsecond kernels (hundreds of calls).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _convnet(seed=0):
