@@ -24,6 +24,7 @@ CASES = [
     ((2, 16, 9, 9), (24, 16, 1, 1), {"stride": 2}, True),  # strided 1x1
     ((2, 8, 10, 10), (16, 8, 3, 3), {"stride": 2, "padding": 1}, True),
     ((3, 3, 19, 17), (8, 3, 7, 7), {"padding": 3}, True),  # 3-channel stem
+    ((2, 3, 20, 40), (8, 3, 7, 7), {"padding": 3}, True),  # wide rows: Cython's direct stem kernel
     ((2, 3, 21, 20), (8, 3, 7, 7), {"stride": 2, "padding": 3}, False),
     ((2, 64, 6, 5), (64, 64, 3, 3), {"padding": 1}, True),
 ]
