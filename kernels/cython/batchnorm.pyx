@@ -3,10 +3,13 @@
 # x is viewed as (N, C, S), S = H*W (1 for (N, D) inputs). Each direction makes two passes:
 #   forward:  sums of (x - k) and (x - k)^2, k = x[0, c, 0] (shifted sums keep float32 exact), then
 #             y = (x - mean) * gamma * invstd + beta            (relu'd for batch_norm_relu)
-#   backward: sums of dz and dz * (x - mean) (dz = dy, zeroed where y <= 0 after a relu), then
+#   backward: sums of dz and dz * (x - k), k = mean rounded to x's dtype (corrected to x - mean in
+#             double; dz = dy, zeroed where y <= 0 after a relu), then
 #             dx = dz * p + (x - mean) * q + r                  (p, q, r per channel)
+# The elementwise pass runs in x's dtype, about the mean rounded to it (x - k is exact near the mean).
 # Wide planes (S >= PLANE_MIN) are reduced per (sample chunk, channel) along the plane; narrower
-# inputs as an (N, C*S) matrix by column blocks. Per-task partial sums, merged serially.
+# inputs as an (N, C*S) matrix by column blocks, in x's dtype over runs of rows. Per-task partial
+# sums, merged serially.
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc
@@ -19,34 +22,37 @@ from _common cimport real
 
 
 cdef extern from "batchnorm_loops.h" nogil:
-    void fnn_bn_sums_run_f(const float* a, double ac, const float* x, double xc, const float* y, int masked,
+    void fnn_bn_sums_run_f(const float* a, float ac, const float* x, float xc, const float* y, int masked,
                            Py_ssize_t n, double* s1, double* s2)
     void fnn_bn_sums_run_d(const double* a, double ac, const double* x, double xc, const double* y, int masked,
                            Py_ssize_t n, double* s1, double* s2)
-    void fnn_bn_sums_cols_f(const float* a, const double* ac, const float* x, const double* xc, const float* y,
-                            int masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double* s1, double* s2)
+    void fnn_bn_sums_cols_f(const float* a, const float* ac, const float* x, const float* xc, const float* y,
+                            int masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, float* t1, float* t2,
+                            double* s1, double* s2)
     void fnn_bn_sums_cols_d(const double* a, const double* ac, const double* x, const double* xc, const double* y,
-                            int masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double* s1, double* s2)
-    void fnn_bn_apply_run_f(const float* a, const float* x, const float* y, int masked, float p, float k_hi,
-                            float k_lo, float q, float r, int relu, Py_ssize_t n, float* out)
-    void fnn_bn_apply_run_d(const double* a, const double* x, const double* y, int masked, double p, double k_hi,
-                            double k_lo, double q, double r, int relu, Py_ssize_t n, double* out)
+                            int masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double* t1, double* t2,
+                            double* s1, double* s2)
+    void fnn_bn_apply_run_f(const float* a, const float* x, const float* y, int masked, float p, float k, float q,
+                            float r, int relu, Py_ssize_t n, float* out)
+    void fnn_bn_apply_run_d(const double* a, const double* x, const double* y, int masked, double p, double k,
+                            double q, double r, int relu, Py_ssize_t n, double* out)
     void fnn_bn_apply_cols_f(const float* a, const float* x, const float* y, int masked, const float* p,
-                             const float* k_hi, const float* k_lo, const float* q, const float* r, int relu,
-                             Py_ssize_t n, float* out)
+                             const float* k, const float* q, const float* r, int relu, Py_ssize_t n, float* out)
     void fnn_bn_apply_cols_d(const double* a, const double* x, const double* y, int masked, const double* p,
-                             const double* k_hi, const double* k_lo, const double* q, const double* r, int relu,
-                             Py_ssize_t n, double* out)
+                             const double* k, const double* q, const double* r, int relu, Py_ssize_t n,
+                             double* out)
 
 
 # Planes at least this long are reduced along the plane; below, as columns of the (N, C*S) matrix
 # (a 7x7 plane would waste most of each vector).
 cdef Py_ssize_t PLANE_MIN = 64
-# Columns per task of the matrix path: two double accumulator rows of 4 KiB stay in L1.
-cdef Py_ssize_t COLUMN_BLOCK = 512
+# Columns per task of the matrix path: the statistics' accumulator rows stay in L1, as do the
+# elementwise pass's coefficient rows.
+cdef Py_ssize_t COLUMN_BLOCK = 1024
+cdef Py_ssize_t APPLY_BLOCK = 1024
 
 
-cdef inline void _sums_run(const real* a, double ac, const real* x, double xc, const real* y, bint masked,
+cdef inline void _sums_run(const real* a, real ac, const real* x, real xc, const real* y, bint masked,
                            Py_ssize_t n, double* s1, double* s2) noexcept nogil:
     if real is float:
         fnn_bn_sums_run_f(a, ac, x, xc, y, masked, n, s1, s2)
@@ -54,30 +60,30 @@ cdef inline void _sums_run(const real* a, double ac, const real* x, double xc, c
         fnn_bn_sums_run_d(a, ac, x, xc, y, masked, n, s1, s2)
 
 
-cdef inline void _sums_cols(const real* a, const double* ac, const real* x, const double* xc, const real* y,
-                            bint masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double* s1,
-                            double* s2) noexcept nogil:
+cdef inline void _sums_cols(const real* a, const real* ac, const real* x, const real* xc, const real* y,
+                            bint masked, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, real* t1, real* t2,
+                            double* s1, double* s2) noexcept nogil:
     if real is float:
-        fnn_bn_sums_cols_f(a, ac, x, xc, y, masked, rows, stride, n, s1, s2)
+        fnn_bn_sums_cols_f(a, ac, x, xc, y, masked, rows, stride, n, t1, t2, s1, s2)
     else:
-        fnn_bn_sums_cols_d(a, ac, x, xc, y, masked, rows, stride, n, s1, s2)
+        fnn_bn_sums_cols_d(a, ac, x, xc, y, masked, rows, stride, n, t1, t2, s1, s2)
 
 
-cdef inline void _apply_run(const real* a, const real* x, const real* y, bint masked, real p, real k_hi,
-                            real k_lo, real q, real r, bint relu, Py_ssize_t n, real* out) noexcept nogil:
+cdef inline void _apply_run(const real* a, const real* x, const real* y, bint masked, real p, real k, real q,
+                            real r, bint relu, Py_ssize_t n, real* out) noexcept nogil:
     if real is float:
-        fnn_bn_apply_run_f(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+        fnn_bn_apply_run_f(a, x, y, masked, p, k, q, r, relu, n, out)
     else:
-        fnn_bn_apply_run_d(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+        fnn_bn_apply_run_d(a, x, y, masked, p, k, q, r, relu, n, out)
 
 
 cdef inline void _apply_cols(const real* a, const real* x, const real* y, bint masked, const real* p,
-                             const real* k_hi, const real* k_lo, const real* q, const real* r, bint relu,
-                             Py_ssize_t n, real* out) noexcept nogil:
+                             const real* k, const real* q, const real* r, bint relu, Py_ssize_t n,
+                             real* out) noexcept nogil:
     if real is float:
-        fnn_bn_apply_cols_f(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+        fnn_bn_apply_cols_f(a, x, y, masked, p, k, q, r, relu, n, out)
     else:
-        fnn_bn_apply_cols_d(a, x, y, masked, p, k_hi, k_lo, q, r, relu, n, out)
+        fnn_bn_apply_cols_d(a, x, y, masked, p, k, q, r, relu, n, out)
 
 
 cdef Py_ssize_t _row_chunks(Py_ssize_t n_rows, Py_ssize_t n_tasks, int threads) noexcept nogil:
@@ -88,37 +94,48 @@ cdef Py_ssize_t _row_chunks(Py_ssize_t n_rows, Py_ssize_t n_tasks, int threads) 
     return max(1, min(n_rows, (wanted + n_tasks - 1) // n_tasks))
 
 
-cdef double* _repeat(const double* v, Py_ssize_t channels, Py_ssize_t size) noexcept nogil:
-    """v[c] repeated size times per channel (per-column coefficients); NULL if out of memory."""
-    cdef double* out = <double*>malloc((channels * size + 1) * sizeof(double))
+cdef real* _repeat(const double* v, Py_ssize_t channels, Py_ssize_t size, real* dtype) noexcept nogil:
+    """v[c] rounded to real, repeated size times per channel (dtype: NULL, only picks real); NULL if out
+    of memory."""
+    cdef real* out = <real*>malloc((channels * size + 1) * sizeof(real))
     cdef Py_ssize_t c, s
     if out != NULL:
         for c in range(channels):
             for s in range(size):
-                out[c * size + s] = v[c]
+                out[c * size + s] = <real>v[c]
     return out
 
 
 cdef int _channel_sums(const real* a, const double* a_center, const real* x, const double* x_center,
                        const real* y, bint masked, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size,
                        double* s1, double* s2, int threads) noexcept nogil:
-    """s1[c] = sum of u, s2[c] = sum of u * (x - x_center[c]); -1 if out of memory."""
-    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off
+    """s1[c] = sum of u, s2[c] = sum of u * (x - x_center[c]); -1 if out of memory.
+
+    The sums run in real about the centers rounded to real (a_center must be exact in real), then
+    s2 is corrected for the rounding of x_center."""
+    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
     cdef double* partial
-    cdef double* ac
-    cdef double* xc
+    cdef real* ac = _repeat(a_center, channels, 1 if size >= PLANE_MIN else size, <real*>NULL)
+    cdef real* xc = _repeat(x_center, channels, 1 if size >= PLANE_MIN else size, <real*>NULL)
+    cdef real* scratch = NULL
+    if ac == NULL or xc == NULL:
+        free(ac)
+        free(xc)
+        return -1
     if size >= PLANE_MIN:
         chunks = _row_chunks(n, channels, threads)
         rows = (n + chunks - 1) // chunks
         partial = <double*>calloc(2 * chunks * channels + 1, sizeof(double))
         if partial == NULL:
+            free(ac)
+            free(xc)
             return -1
         for task in prange(chunks * channels, schedule="static", num_threads=threads):
             chunk = task // channels
             c = task % channels
             for i in range(chunk * rows, min(n, chunk * rows + rows)):
                 off = (i * channels + c) * size
-                _sums_run(a + off, a_center[c], x + off, x_center[c], y + off, masked, size,
+                _sums_run(a + off, ac[c], x + off, xc[c], y + off, masked, size,
                           &partial[2 * task], &partial[2 * task + 1])
         for c in range(channels):
             s1[c] = 0
@@ -126,35 +143,39 @@ cdef int _channel_sums(const real* a, const double* a_center, const real* x, con
             for chunk in range(chunks):
                 s1[c] += partial[2 * (chunk * channels + c)]
                 s2[c] += partial[2 * (chunk * channels + c) + 1]
-        free(partial)
-        return 0
-    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    chunks = _row_chunks(n, blocks, threads)
-    rows = (n + chunks - 1) // chunks
-    partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
-    ac = _repeat(a_center, channels, size)
-    xc = _repeat(x_center, channels, size)
-    if partial == NULL or ac == NULL or xc == NULL:
-        free(partial)
-        free(ac)
-        free(xc)
-        return -1
-    for task in prange(chunks * blocks, schedule="static", num_threads=threads):
-        chunk = task // blocks
-        j0 = (task % blocks) * COLUMN_BLOCK
-        j1 = min(cols, j0 + COLUMN_BLOCK)
-        i = chunk * rows
-        off = i * cols + j0
-        _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + rows) - i), cols, j1 - j0,
-                   partial + chunk * cols + j0, partial + (chunks + chunk) * cols + j0)
-    for c in range(channels):
-        s1[c] = 0
-        s2[c] = 0
-        for chunk in range(chunks):
-            for j in range(c * size, c * size + size):
-                s1[c] += partial[chunk * cols + j]
-                s2[c] += partial[(chunks + chunk) * cols + j]
+    else:
+        blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+        chunks = _row_chunks(n, blocks, threads)
+        rows = (n + chunks - 1) // chunks
+        width = min(cols, COLUMN_BLOCK)
+        partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
+        scratch = <real*>malloc((2 * chunks * blocks * width + 1) * sizeof(real))
+        if partial == NULL or scratch == NULL:
+            free(partial)
+            free(scratch)
+            free(ac)
+            free(xc)
+            return -1
+        for task in prange(chunks * blocks, schedule="static", num_threads=threads):
+            chunk = task // blocks
+            j0 = (task % blocks) * COLUMN_BLOCK
+            j1 = min(cols, j0 + COLUMN_BLOCK)
+            i = chunk * rows
+            off = i * cols + j0
+            _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + rows) - i), cols,
+                       j1 - j0, scratch + 2 * task * width, scratch + (2 * task + 1) * width,
+                       partial + chunk * cols + j0, partial + (chunks + chunk) * cols + j0)
+        for c in range(channels):
+            s1[c] = 0
+            s2[c] = 0
+            for chunk in range(chunks):
+                for j in range(c * size, c * size + size):
+                    s1[c] += partial[chunk * cols + j]
+                    s2[c] += partial[(chunks + chunk) * cols + j]
+    for c in range(channels):  # u * (x - x_center) = u * (x - xc) - u * (x_center - xc)
+        s2[c] -= (x_center[c] - <double>xc[c * (1 if size >= PLANE_MIN else size)]) * s1[c]
     free(partial)
+    free(scratch)
     free(ac)
     free(xc)
     return 0
@@ -163,20 +184,22 @@ cdef int _channel_sums(const real* a, const double* a_center, const real* x, con
 cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked, const double* p,
                         const double* k, const double* q, const double* r, bint relu, Py_ssize_t n,
                         Py_ssize_t channels, Py_ssize_t size, real* out, int threads) noexcept nogil:
-    """out = u * p + (x - k) * q + r per channel, relu'd if asked; -1 if out of memory.
+    """out = u * p + (x - k) * q + r per channel (no u term when a is NULL), relu'd if asked; -1 if out
+    of memory.
 
-    The elementwise arithmetic is in x's dtype, with k split as k_hi + k_lo (x - k stays exact)."""
-    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j0, j1, off
-    cdef real* coefficients = <real*>malloc((5 * channels + 5 * cols + 1) * sizeof(real))
-    cdef real* per_column = coefficients + 5 * channels
+    The elementwise arithmetic is in x's dtype, about k rounded to it (x - k stays exact near the
+    mean), the rounding of k folded into r."""
+    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off
+    cdef real* coefficients = <real*>malloc((4 * channels + 4 * cols + 1) * sizeof(real))
+    cdef real* per_column = coefficients + 4 * channels
+    cdef const real* a_run = NULL
     if coefficients == NULL:
         return -1
     for c in range(channels):
-        coefficients[5 * c] = <real>p[c]
-        coefficients[5 * c + 1] = <real>k[c]
-        coefficients[5 * c + 2] = <real>(k[c] - coefficients[5 * c + 1])
-        coefficients[5 * c + 3] = <real>q[c]
-        coefficients[5 * c + 4] = <real>r[c]
+        coefficients[4 * c] = <real>p[c]
+        coefficients[4 * c + 1] = <real>k[c]
+        coefficients[4 * c + 2] = <real>q[c]
+        coefficients[4 * c + 3] = <real>(r[c] - (k[c] - coefficients[4 * c + 1]) * q[c])
     if size >= PLANE_MIN:
         chunks = _row_chunks(n, channels, threads)
         rows = (n + chunks - 1) // chunks
@@ -185,25 +208,29 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
             c = task % channels
             for i in range(chunk * rows, min(n, chunk * rows + rows)):
                 off = (i * channels + c) * size
-                _apply_run(a + off, x + off, y + off, masked, coefficients[5 * c], coefficients[5 * c + 1],
-                           coefficients[5 * c + 2], coefficients[5 * c + 3], coefficients[5 * c + 4], relu, size,
+                if a != NULL:
+                    a_run = a + off
+                _apply_run(a_run, x + off, y + off, masked, coefficients[4 * c],
+                           coefficients[4 * c + 1], coefficients[4 * c + 2], coefficients[4 * c + 3], relu, size,
                            out + off)
         free(coefficients)
         return 0
-    for task in range(cols):  # rows p, k_hi, k_lo, q, r of per-column coefficients
-        for j0 in range(5):
-            per_column[j0 * cols + task] = coefficients[5 * (task // size) + j0]
-    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    for task in range(cols):  # rows p, k, q, r of per-column coefficients
+        for j in range(4):
+            per_column[j * cols + task] = coefficients[4 * (task // size) + j]
+    blocks = (cols + APPLY_BLOCK - 1) // APPLY_BLOCK
     chunks = _row_chunks(n, blocks, threads)
     rows = (n + chunks - 1) // chunks
     for task in prange(chunks * blocks, schedule="static", num_threads=threads):
         chunk = task // blocks
-        j0 = (task % blocks) * COLUMN_BLOCK
-        j1 = min(cols, j0 + COLUMN_BLOCK)
+        j0 = (task % blocks) * APPLY_BLOCK
+        j1 = min(cols, j0 + APPLY_BLOCK)
         for i in range(chunk * rows, min(n, chunk * rows + rows)):
             off = i * cols + j0
-            _apply_cols(a + off, x + off, y + off, masked, per_column + j0, per_column + cols + j0,
-                        per_column + 2 * cols + j0, per_column + 3 * cols + j0, per_column + 4 * cols + j0, relu,
+            if a != NULL:
+                a_run = a + off
+            _apply_cols(a_run, x + off, y + off, masked, per_column + j0,
+                        per_column + cols + j0, per_column + 2 * cols + j0, per_column + 3 * cols + j0, relu,
                         j1 - j0, out + off)
     free(coefficients)
     return 0
@@ -244,7 +271,7 @@ cdef int _batch_norm(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ss
         s2[c] = 0
         save_mean[c] = <real>mean[c]
         save_invstd[c] = <real>s1[c]
-    return _channel_apply(&x[0], &x[0], &x[0], False, s2, mean, scale, bias, relu, n, channels, size, &out[0],
+    return _channel_apply(NULL, &x[0], &x[0], False, s2, mean, scale, bias, relu, n, channels, size, &out[0],
                           threads)
 
 

@@ -1,10 +1,12 @@
 /* Batch-norm loops over one contiguous run, for float and double. batchnorm.pyx splits the data
  * into runs (a plane row of one channel, or a block of columns) and runs them in parallel.
- *   sums:  statistics in double; u = a - ac, with a zeroed where masked and y <= 0 (relu'(0) = 0):
+ *   sums:  statistics in double (*_cols: in T over runs of rows, added up in double); u = a - ac,
+ *          with a zeroed where masked and y <= 0 (relu'(0) = 0):
  *          *_run adds sum(u) and sum(u * (x - xc)) to two scalars (one channel),
  *          *_cols adds them per column over `rows` rows `stride` apart (one accumulator per column).
- *   apply: out = a * p + (x - k) * q + r (a zeroed as above), relu'd if asked (v <= 0 -> 0); in T,
- *          with k = k_hi + k_lo split in two T so that x - k keeps float32 exact near the mean.
+ *   apply: out = a * p + (x - k) * q + r (a zeroed as above; no a term when a is NULL), relu'd if
+ *          asked (v <= 0 -> 0); in T, with k the mean rounded to T so that x - k stays exact near
+ *          the mean (the caller folds the rounding of k into r).
  * "omp simd" lets the reductions vectorize (they would not without reassociation). */
 #ifndef FASTNN_BATCHNORM_LOOPS_H
 #define FASTNN_BATCHNORM_LOOPS_H
@@ -49,68 +51,89 @@ static inline double fnn_bn_keep_double(double a, double y, int masked)
 #define FNN_BN_SIMD_SUMS
 #endif
 
-#define FNN_BN_U(T, i) ((double)fnn_bn_keep_##T(a[i], y[i], masked) - ac)
+/* Rows summed per column in T (float32 runs at full vector width) before adding into double: the
+ * rounding error stays ~FNN_BN_RUN_ROWS ulps of the run's magnitude. */
+#define FNN_BN_RUN_ROWS 32
 
 #define FASTNN_BATCHNORM_LOOPS(T, SUFFIX)                                                          \
 FNN_BN_CLONES static void fnn_bn_sums_run_##SUFFIX(                                                \
-    const T *restrict a, double ac, const T *restrict x, double xc, const T *restrict y,          \
+    const T *restrict a, T ac, const T *restrict x, T xc, const T *restrict y,                    \
     int masked, ptrdiff_t n, double *s1, double *s2)                                               \
 {                                                                                                  \
     double t1 = 0, t2 = 0;                                                                         \
     FNN_BN_SIMD_SUMS                                                                               \
     for (ptrdiff_t i = 0; i < n; i++) {                                                            \
-        double u = FNN_BN_U(T, i);                                                                 \
+        double u = (double)fnn_bn_keep_##T(a[i], y[i], masked) - (double)ac;                       \
         t1 += u;                                                                                   \
-        t2 += u * ((double)x[i] - xc);                                                             \
+        t2 += u * ((double)x[i] - (double)xc);                                                     \
     }                                                                                              \
     *s1 += t1;                                                                                     \
     *s2 += t2;                                                                                     \
 }                                                                                                  \
+/* t1, t2: scratch for n values each. */                                                           \
 FNN_BN_CLONES static void fnn_bn_sums_cols_##SUFFIX(                                               \
-    const T *restrict a, const double *restrict a_center, const T *restrict x,                    \
-    const double *restrict x_center, const T *restrict y, int masked, ptrdiff_t rows,             \
-    ptrdiff_t stride, ptrdiff_t n, double *restrict s1, double *restrict s2)                       \
+    const T *restrict a, const T *restrict ac, const T *restrict x, const T *restrict xc,         \
+    const T *restrict y, int masked, ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t n,               \
+    T *restrict t1, T *restrict t2, double *restrict s1, double *restrict s2)                      \
 {                                                                                                  \
-    ptrdiff_t r = 0;                                                                               \
-    for (; r + 1 < rows; r += 2) {  /* two rows per pass over the accumulators */                  \
-        const T *a1 = a + stride, *x1 = x + stride, *y1 = y + stride;                              \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
-            double ac = a_center[i], xc = x_center[i];                                             \
-            double u = FNN_BN_U(T, i);                                                             \
-            double u1 = (double)fnn_bn_keep_##T(a1[i], y1[i], masked) - ac;                        \
-            s1[i] += u + u1;                                                                       \
-            s2[i] += u * ((double)x[i] - xc) + u1 * ((double)x1[i] - xc);                          \
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += FNN_BN_RUN_ROWS) {                                     \
+        ptrdiff_t r1 = rows - r0 < FNN_BN_RUN_ROWS ? rows : r0 + FNN_BN_RUN_ROWS, r = r0;          \
+        memset(t1, 0, n * sizeof(T));                                                              \
+        memset(t2, 0, n * sizeof(T));                                                              \
+        for (; r + 1 < r1; r += 2) {  /* two rows per pass over the accumulators */                \
+            const T *a0 = a + r * stride, *x0 = x + r * stride, *y0 = y + r * stride;              \
+            const T *a1 = a0 + stride, *x1 = x0 + stride, *y1 = y0 + stride;                       \
+            for (ptrdiff_t i = 0; i < n; i++) {                                                    \
+                T u = fnn_bn_keep_##T(a0[i], y0[i], masked) - ac[i];                               \
+                T u1 = fnn_bn_keep_##T(a1[i], y1[i], masked) - ac[i];                              \
+                t1[i] += u + u1;                                                                   \
+                t2[i] += u * (x0[i] - xc[i]) + u1 * (x1[i] - xc[i]);                               \
+            }                                                                                      \
         }                                                                                          \
-        a += 2 * stride;                                                                           \
-        x += 2 * stride;                                                                           \
-        y += 2 * stride;                                                                           \
-    }                                                                                              \
-    if (r < rows) {                                                                                \
+        if (r < r1) {                                                                              \
+            const T *a0 = a + r * stride, *x0 = x + r * stride, *y0 = y + r * stride;              \
+            for (ptrdiff_t i = 0; i < n; i++) {                                                    \
+                T u = fnn_bn_keep_##T(a0[i], y0[i], masked) - ac[i];                               \
+                t1[i] += u;                                                                        \
+                t2[i] += u * (x0[i] - xc[i]);                                                      \
+            }                                                                                      \
+        }                                                                                          \
         for (ptrdiff_t i = 0; i < n; i++) {                                                        \
-            double ac = a_center[i];                                                               \
-            double u = FNN_BN_U(T, i);                                                             \
-            s1[i] += u;                                                                            \
-            s2[i] += u * ((double)x[i] - x_center[i]);                                             \
+            s1[i] += t1[i];                                                                        \
+            s2[i] += t2[i];                                                                        \
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
 FNN_BN_CLONES static void fnn_bn_apply_run_##SUFFIX(                                               \
-    const T *restrict a, const T *restrict x, const T *restrict y, int masked, T p, T k_hi,       \
-    T k_lo, T q, T r, int relu, ptrdiff_t n, T *restrict out)                                      \
+    const T *restrict a, const T *restrict x, const T *restrict y, int masked, T p, T k, T q,     \
+    T r, int relu, ptrdiff_t n, T *restrict out)                                                   \
 {                                                                                                  \
+    if (a == NULL) {                                                                               \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
+            T v = (x[i] - k) * q + r;                                                              \
+            out[i] = fnn_bn_keep_##T(v, v, relu);                                                  \
+        }                                                                                          \
+        return;                                                                                    \
+    }                                                                                              \
     for (ptrdiff_t i = 0; i < n; i++) {                                                            \
-        T v = fnn_bn_keep_##T(a[i], y[i], masked) * p + ((x[i] - k_hi) - k_lo) * q + r;           \
+        T v = fnn_bn_keep_##T(a[i], y[i], masked) * p + (x[i] - k) * q + r;                        \
         out[i] = fnn_bn_keep_##T(v, v, relu);                                                      \
     }                                                                                              \
 }                                                                                                  \
 FNN_BN_CLONES static void fnn_bn_apply_cols_##SUFFIX(                                              \
     const T *restrict a, const T *restrict x, const T *restrict y, int masked,                    \
-    const T *restrict p, const T *restrict k_hi, const T *restrict k_lo, const T *restrict q,     \
-    const T *restrict r, int relu, ptrdiff_t n, T *restrict out)                                   \
+    const T *restrict p, const T *restrict k, const T *restrict q, const T *restrict r,           \
+    int relu, ptrdiff_t n, T *restrict out)                                                        \
 {                                                                                                  \
+    if (a == NULL) {                                                                               \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
+            T v = (x[i] - k[i]) * q[i] + r[i];                                                     \
+            out[i] = fnn_bn_keep_##T(v, v, relu);                                                  \
+        }                                                                                          \
+        return;                                                                                    \
+    }                                                                                              \
     for (ptrdiff_t i = 0; i < n; i++) {                                                            \
-        T v = fnn_bn_keep_##T(a[i], y[i], masked) * p[i] + ((x[i] - k_hi[i]) - k_lo[i]) * q[i]     \
-              + r[i];                                                                              \
+        T v = fnn_bn_keep_##T(a[i], y[i], masked) * p[i] + (x[i] - k[i]) * q[i] + r[i];            \
         out[i] = fnn_bn_keep_##T(v, v, relu);                                                      \
     }                                                                                              \
 }

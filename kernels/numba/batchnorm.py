@@ -4,10 +4,13 @@ x is viewed as (N, C, S), S = H*W (1 for (N, D) inputs). Each direction makes tw
 data: per-channel sums (float64, per-task partials merged serially), then one elementwise pass.
   forward:  sums of (x - k) and (x - k)^2, k = x[0, c, 0] (shifted sums keep float32 exact), then
             y = (x - mean) * gamma * invstd + beta            (relu'd for batch_norm_relu)
-  backward: sums of dz and dz * (x - mean) (dz = dy, zeroed where y <= 0 after a relu), then
+  backward: sums of dz and dz * (x - k), k = mean rounded to x's dtype (corrected to x - mean in
+            float64; dz = dy, zeroed where y <= 0 after a relu), then
             dx = dz * p + (x - mean) * q + r                  (p, q, r per channel)
+The elementwise pass runs in x's dtype, about the mean rounded to it (x - k is exact near the mean).
 Wide planes (S >= PLANE_MIN) are reduced per (sample chunk, channel) along the contiguous plane;
-narrower inputs as an (N, C*S) matrix by column blocks, vectorized along the row.
+narrower inputs as an (N, C*S) matrix by column blocks, vectorized along the row, in x's dtype over
+RUN rows at a time.
 """
 import numpy as np
 from numba import njit, prange
@@ -15,13 +18,20 @@ from numba import njit, prange
 from fastnn._threads import get_num_threads
 
 _OPTS = dict(parallel=True, cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+# The elementwise pass must not rewrite (x - k) * q as x * q - k * q: x - k is exact, the products not.
+_OPTS_APPLY = dict(_OPTS, fastmath={"nsz", "arcp", "contract", "afn"})
 _SERIAL = dict(cache=True, nogil=True)  # drivers: serial per-channel work around the parallel passes
 
 # Planes at least this long are reduced with scalar accumulators; below, columns of the (N, C*S)
 # matrix with vector accumulators (a 7x7 plane would waste most of each vector).
 PLANE_MIN = 64
-# Columns per task of the matrix path: two float64 accumulator rows of 4 KiB stay in L1.
-COLUMN_BLOCK = 512
+# Columns per task of the statistics of the matrix path: their accumulator rows stay in L1.
+COLUMN_BLOCK = 1024
+# Rows summed per column in x's dtype (float32 runs at full vector width) before adding into float64:
+# the rounding error stays ~RUN ulps of the run's magnitude.
+RUN = 32
+# Columns per task of the elementwise pass of the matrix path: the coefficient rows stay in L1.
+APPLY_BLOCK = 1024
 
 
 @njit(**_SERIAL)
@@ -44,7 +54,7 @@ def _plane_sums(threads, a, a_center, x, x_center, y, masked):
     for task in prange(chunks * channels):
         chunk = task // channels
         c = task % channels
-        ac, xc = a_center[c], x_center[c]
+        ac, xc = float(a_center[c]), float(x_center[c])  # scalar float64 sums vectorize; float32 runs did not
         s1 = 0.0
         s2 = 0.0
         for i in range(chunk * rows, min(n, chunk * rows + rows)):
@@ -62,7 +72,7 @@ def _plane_sums(threads, a, a_center, x, x_center, y, masked):
 
 @njit(**_OPTS)
 def _column_sums(threads, a, a_center, x, x_center, y, masked):
-    """_plane_sums for (N, M) matrices: one sum per column."""
+    """_plane_sums for (N, M) matrices: one sum per column, in x's dtype over RUN rows at a time."""
     n, cols = x.shape
     blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
     chunks = _row_chunks(n, blocks, threads)
@@ -76,21 +86,29 @@ def _column_sums(threads, a, a_center, x, x_center, y, masked):
         j1 = min(cols, j0 + COLUMN_BLOCK)
         s1, s2 = partial1[chunk, j0:j1], partial2[chunk, j0:j1]
         ac, xc = a_center[j0:j1], x_center[j0:j1]
+        t1, t2 = np.empty(j1 - j0, a_center.dtype), np.empty(j1 - j0, a_center.dtype)
         i0, i1 = chunk * rows, min(n, chunk * rows + rows)
-        for i in range(i0, i1, 2):  # two rows per pass over the accumulators
-            last = min(i + 1, i1 - 1)  # an odd last row pairs with itself, counted once
-            paired = last > i
-            ai, xi, yi = a[i, j0:j1], x[i, j0:j1], y[i, j0:j1]  # row slices: the loop vectorizes
-            bi, wi, zi = a[last, j0:j1], x[last, j0:j1], y[last, j0:j1]
+        for r0 in range(i0, i1, RUN):
+            r1 = min(i1, r0 + RUN)
+            t1[:] = 0
+            t2[:] = 0
+            for i in range(r0, r1, 2):  # two rows per pass over the accumulators
+                last = min(i + 1, r1 - 1)  # an odd last row pairs with itself, counted once
+                paired = last > i
+                ai, xi, yi = a[i, j0:j1], x[i, j0:j1], y[i, j0:j1]  # row slices: the loop vectorizes
+                bi, wi, zi = a[last, j0:j1], x[last, j0:j1], y[last, j0:j1]
+                for j in range(j1 - j0):
+                    u = ai[j] - ac[j]
+                    if masked and yi[j] <= 0:
+                        u = ac[j] - ac[j]
+                    v = bi[j] - ac[j]
+                    if not paired or (masked and zi[j] <= 0):
+                        v = ac[j] - ac[j]
+                    t1[j] += u + v
+                    t2[j] += u * (xi[j] - xc[j]) + v * (wi[j] - xc[j])
             for j in range(j1 - j0):
-                u = ai[j] - ac[j]
-                if masked and yi[j] <= 0:
-                    u = 0.0
-                v = bi[j] - ac[j]
-                if not paired or (masked and zi[j] <= 0):
-                    v = 0.0
-                s1[j] += u + v
-                s2[j] += u * (xi[j] - xc[j]) + v * (wi[j] - xc[j])
+                s1[j] += t1[j]
+                s2[j] += t2[j]
     return partial1.sum(axis=0), partial2.sum(axis=0)
 
 
@@ -105,62 +123,80 @@ def _channel_sums(threads, a, a_center, x, x_center, y, masked):
     return s1.reshape((channels, size)).sum(axis=1), s2.reshape((channels, size)).sum(axis=1)
 
 
-@njit(**_OPTS)
+@njit(**_OPTS_APPLY)
 def _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
-    """out = u * p + (x - k) * q + r per channel (u = a, 0 where masked and y <= 0), relu'd if asked."""
+    """out = u * p + (x - k) * q + r per channel (u = a, 0 where masked and y <= 0; no u term when p
+    is empty), relu'd if asked. In x's dtype: k is x's mean rounded to it, so x - k stays exact."""
     n, channels, size = x.shape
     chunks = _row_chunks(n, channels, threads)
     rows = (n + chunks - 1) // chunks
+    with_a = p.size > 0
     for task in prange(chunks * channels):
         chunk = task // channels
         c = task % channels
-        pc, kc, qc, rc = p[c], k[c], q[c], r[c]
+        kc, qc, rc = k[c], q[c], r[c]
+        pc = p[c] if with_a else kc - kc
+        zero = kc - kc
         for i in range(chunk * rows, min(n, chunk * rows + rows)):
             ai, xi, yi, oi = a[i, c], x[i, c], y[i, c], out[i, c]
             for s in range(size):
-                u = ai[s]
-                if masked and yi[s] <= 0:
-                    u = 0.0
-                v = u * pc + (xi[s] - kc) * qc + rc
+                v = (xi[s] - kc) * qc + rc
+                if with_a:
+                    u = ai[s]
+                    if masked and yi[s] <= 0:
+                        u = zero
+                    v += u * pc
                 if relu and v <= 0:
-                    v = 0.0
+                    v = zero
                 oi[s] = v
 
 
-@njit(**_OPTS)
+@njit(**_OPTS_APPLY)
 def _column_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+    """_plane_apply for (N, M) matrices, by blocks of APPLY_BLOCK columns (their coefficients stay in L1)."""
     n, cols = x.shape
-    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    blocks = (cols + APPLY_BLOCK - 1) // APPLY_BLOCK
     chunks = _row_chunks(n, blocks, threads)
     rows = (n + chunks - 1) // chunks
+    with_a = p.size > 0
     for task in prange(chunks * blocks):
         chunk = task // blocks
         block = task % blocks
-        j0 = block * COLUMN_BLOCK
-        j1 = min(cols, j0 + COLUMN_BLOCK)
-        pb, kb, qb, rb = p[j0:j1], k[j0:j1], q[j0:j1], r[j0:j1]
+        j0 = block * APPLY_BLOCK
+        j1 = min(cols, j0 + APPLY_BLOCK)
+        kb, qb, rb = k[j0:j1], q[j0:j1], r[j0:j1]
+        pb = p[j0:j1] if with_a else kb
         for i in range(chunk * rows, min(n, chunk * rows + rows)):
             ai, xi, yi, oi = a[i, j0:j1], x[i, j0:j1], y[i, j0:j1], out[i, j0:j1]
             for j in range(j1 - j0):
-                u = ai[j]
-                if masked and yi[j] <= 0:
-                    u = 0.0
-                v = u * pb[j] + (xi[j] - kb[j]) * qb[j] + rb[j]
+                v = (xi[j] - kb[j]) * qb[j] + rb[j]
+                if with_a:
+                    u = ai[j]
+                    if masked and yi[j] <= 0:
+                        u = kb[j] - kb[j]
+                    v += u * pb[j]
                 if relu and v <= 0:
-                    v = 0.0
+                    v = kb[j] - kb[j]
                 oi[j] = v
 
 
 @njit(**_SERIAL)
 def _channel_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+    """out = u * p + (x - k) * q + r, the float64 coefficients rounded to x's dtype (p empty: no u term).
+
+    k is rounded, (k - round(k)) * q folded into r: x - round(k) is exact near the mean."""
     n, channels, size = x.shape
+    dtype = x.dtype
+    k_near = k.astype(dtype)
+    r = (r - (k - k_near.astype(np.float64)) * q).astype(dtype)
+    p, q = p.astype(dtype), q.astype(dtype)
     if size >= PLANE_MIN or n == 0:
-        _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, out)
+        _plane_apply(threads, a, x, y, masked, p, k_near, q, r, relu, out)
         return
     cols = channels * size
     _column_apply(threads, a.reshape((n, cols)), x.reshape((n, cols)), y.reshape((n, cols)), masked,
-                  np.repeat(p, size), np.repeat(k, size), np.repeat(q, size), np.repeat(r, size),
-                  relu, out.reshape((n, cols)))
+                  np.repeat(p, size), np.repeat(k_near, size), np.repeat(q, size),
+                  np.repeat(r, size), relu, out.reshape((n, cols)))
 
 
 @njit(**_SERIAL)
@@ -169,7 +205,7 @@ def _batch_norm(threads, x, weight, bias, mean, var, running_mean, running_var, 
     """Training fills mean/var (float64) from x and updates the running stats (when not empty)."""
     n, channels, size = x.shape
     if training:
-        center = np.empty(channels)
+        center = np.empty(channels, x.dtype)
         for c in range(channels):
             center[c] = x[0, c, 0]
         s1, s2 = _channel_sums(threads, x, center, x, center, x, False)
@@ -184,7 +220,7 @@ def _batch_norm(threads, x, weight, bias, mean, var, running_mean, running_var, 
                 running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
                 running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
     invstd = 1 / np.sqrt(var + eps)
-    _channel_apply(threads, x, x, x, False, np.zeros(channels), mean, weight * invstd, bias, relu, out)
+    _channel_apply(threads, x, x, x, False, np.empty(0), mean, weight * invstd, bias, relu, out)
     save_mean[:] = mean
     save_invstd[:] = invstd
 
@@ -192,7 +228,9 @@ def _batch_norm(threads, x, weight, bias, mean, var, running_mean, running_var, 
 @njit(**_SERIAL)
 def _batch_norm_backward(threads, dy, x, y, masked, weight, mean, invstd, training, dx, dweight, dbias):
     n, channels, size = x.shape
-    s1, s2 = _channel_sums(threads, dy, np.zeros(channels), x, mean, y, masked)
+    center = mean.astype(x.dtype)
+    s1, s2 = _channel_sums(threads, dy, np.zeros(channels, x.dtype), x, center, y, masked)
+    s2 -= (mean - center.astype(np.float64)) * s1  # the sums of dz * (x - center) -> dz * (x - mean)
     scale = weight * invstd
     if training:
         count = n * size
