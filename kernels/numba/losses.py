@@ -3,21 +3,33 @@ serially in float64."""
 import numpy as np
 from numba import njit, prange
 
+from .activations import _exp
+
 _OPTS = dict(parallel=True, cache=True, nogil=True)
+
+
+# reassoc lets the sum vectorize (no nnan/ninf: NaN and inf still propagate). Kept apart from the
+# exp, whose range reduction must not be reassociated.
+@njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def _sum(a):
+    total = 0.0
+    for j in range(a.size):
+        total += a[j]
+    return total
 
 
 @njit(cache=True, nogil=True)
 def _softmax_cross_entropy_row(logits, label, scale, dlogits):
     """Writes scale * d(loss)/d(logits) of one row; returns its loss."""
     top = logits.max()  # shifted by the max: stable for huge logits
-    total = 0.0
     for j in range(logits.size):
-        total += np.exp(logits[j] - top)
-    log_total = np.log(total)
+        dlogits[j] = _exp(logits[j] - top)  # float32: the vectorizable exp (Numba's np.exp is scalar)
+    total = _sum(dlogits)
+    factor = scale / total
     for j in range(logits.size):
-        dlogits[j] = np.exp(logits[j] - top - log_total) * scale
+        dlogits[j] *= factor
     dlogits[label] -= scale
-    return log_total - (logits[label] - top)
+    return np.log(total) - (logits[label] - top)
 
 
 @njit(**_OPTS)
