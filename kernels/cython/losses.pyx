@@ -10,6 +10,10 @@ from fastnn._threads import get_num_threads
 from _common cimport real
 
 
+cdef extern from "losses_loops.h" nogil:
+    double fnn_softmax_exp_row_f(const float* logits, float top, float* out, Py_ssize_t n)
+
+
 cdef double _softmax_cross_entropy_row(const real* logits, Py_ssize_t label, Py_ssize_t classes, double scale,
                                        real* dlogits) noexcept nogil:
     """Writes scale * d(loss)/d(logits) of one row; returns its loss."""
@@ -17,11 +21,17 @@ cdef double _softmax_cross_entropy_row(const real* logits, Py_ssize_t label, Py_
     cdef Py_ssize_t j
     for j in range(1, classes):
         top = max(top, <double>logits[j])  # shifted by the max: stable for huge logits
-    for j in range(classes):
-        total += exp(logits[j] - top)
-    log_total = log(total)
-    for j in range(classes):
-        dlogits[j] = <real>(exp(logits[j] - top - log_total) * scale)
+    if real is float:  # the vectorized float32 exp (libm's expf does not vectorize here)
+        total = fnn_softmax_exp_row_f(logits, <float>top, dlogits, classes)
+        for j in range(classes):
+            dlogits[j] = <real>(dlogits[j] * (scale / total))
+        log_total = log(total)
+    else:
+        for j in range(classes):
+            total += exp(logits[j] - top)
+        log_total = log(total)
+        for j in range(classes):
+            dlogits[j] = <real>(exp(logits[j] - top - log_total) * scale)
     dlogits[label] = <real>(dlogits[label] - scale)
     return log_total - (logits[label] - top)
 
