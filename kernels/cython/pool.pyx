@@ -14,6 +14,7 @@ from libc.math cimport INFINITY
 import numpy as np
 
 from fastnn._threads import get_num_threads
+from fastnn.kernels._pool_shapes import planes, pooled_output
 
 from _common cimport real
 
@@ -449,26 +450,13 @@ cdef void _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, Geo
             _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], &g)
 
 
-def _pooled_output(x, kernel, stride, padding, out):
-    if out is not None:
-        return out
-    shape = [x.shape[0], x.shape[1]]
-    for size, k, s, p in zip(x.shape[2:], kernel, stride, padding):
-        shape.append((size + 2 * p - k) // s + 1)
-    return np.empty(shape, x.dtype)
-
-
-def _planes(a):
-    return a.reshape((-1,) + a.shape[2:])
-
-
 def max_pool2d(x, kernel_size, stride, padding, out=None):
-    y = _pooled_output(x, kernel_size, stride, padding, out)
+    y = pooled_output(x, kernel_size, stride, padding, out)
     g = _geometry(x, y, kernel_size, stride, padding)
     if x.dtype == np.float32:
-        _max_pool2d[float](_planes(x), _planes(y), g, get_num_threads())
+        _max_pool2d[float](planes(x), planes(y), g, get_num_threads())
     else:
-        _max_pool2d[double](_planes(x), _planes(y), g, get_num_threads())
+        _max_pool2d[double](planes(x), planes(y), g, get_num_threads())
     return y
 
 
@@ -480,19 +468,19 @@ def max_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
     offsets = np.arange(g.kh * g.kw)
     delta = offsets // g.kw * g.width + offsets % g.kw  # in-window offset -> plane index step
     if x.dtype == np.float32:
-        _max_pool2d_backward[float](_planes(dy), _planes(x), _planes(dx), scratch, delta, g, n_threads)
+        _max_pool2d_backward[float](planes(dy), planes(x), planes(dx), scratch, delta, g, n_threads)
     else:
-        _max_pool2d_backward[double](_planes(dy), _planes(x), _planes(dx), scratch, delta, g, n_threads)
+        _max_pool2d_backward[double](planes(dy), planes(x), planes(dx), scratch, delta, g, n_threads)
     return dx
 
 
 def avg_pool2d(x, kernel_size, stride, padding, out=None):
-    y = _pooled_output(x, kernel_size, stride, padding, out)
+    y = pooled_output(x, kernel_size, stride, padding, out)
     g = _geometry(x, y, kernel_size, stride, padding)
     if x.dtype == np.float32:
-        _avg_pool2d[float](_planes(x), _planes(y), g, get_num_threads())
+        _avg_pool2d[float](planes(x), planes(y), g, get_num_threads())
     else:
-        _avg_pool2d[double](_planes(x), _planes(y), g, get_num_threads())
+        _avg_pool2d[double](planes(x), planes(y), g, get_num_threads())
     return y
 
 
@@ -500,7 +488,7 @@ def avg_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
     dx = np.empty_like(x) if out is None else out
     g = _geometry(x, dy, kernel_size, stride, padding)
     if x.dtype == np.float32:
-        _avg_pool2d_backward[float](_planes(dy), _planes(dx), g, get_num_threads())
+        _avg_pool2d_backward[float](planes(dy), planes(dx), g, get_num_threads())
     else:
-        _avg_pool2d_backward[double](_planes(dy), _planes(dx), g, get_num_threads())
+        _avg_pool2d_backward[double](planes(dy), planes(dx), g, get_num_threads())
     return dx

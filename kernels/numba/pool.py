@@ -12,20 +12,9 @@ generic row-at-a-time loop, so there is none).
 import numpy as np
 from numba import njit, prange
 
+from fastnn.kernels._pool_shapes import planes, pooled_output
+
 _OPTS = dict(parallel=True, cache=True, nogil=True)
-
-
-def _planes(a):
-    return a.reshape((-1,) + a.shape[2:])
-
-
-def _pooled_output(x, kernel, stride, padding, out):
-    if out is not None:
-        return out
-    shape = [x.shape[0], x.shape[1]]
-    for size, k, s, p in zip(x.shape[2:], kernel, stride, padding):
-        shape.append((size + 2 * p - k) // s + 1)
-    return np.empty(shape, x.dtype)
 
 
 def _is_2x2_s2(kernel, stride, padding):
@@ -87,11 +76,11 @@ def _max_pool2d_2x2(x, y):
 
 
 def max_pool2d(x, kernel_size, stride, padding, out=None):
-    y = _pooled_output(x, kernel_size, stride, padding, out)
+    y = pooled_output(x, kernel_size, stride, padding, out)
     if _is_2x2_s2(kernel_size, stride, padding):
-        _max_pool2d_2x2(_planes(x), _planes(y))
+        _max_pool2d_2x2(planes(x), planes(y))
     else:
-        _max_pool2d(_planes(x), _planes(y), *kernel_size, *stride, *padding)
+        _max_pool2d(planes(x), planes(y), *kernel_size, *stride, *padding)
     return y
 
 
@@ -205,11 +194,11 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
 def max_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
     dx = np.empty_like(x) if out is None else out
     if _is_2x2_s2(kernel_size, stride, padding):
-        _max_pool2d_backward_2x2(_planes(dy), _planes(x), _planes(dx), x.dtype.type(0))
+        _max_pool2d_backward_2x2(planes(dy), planes(x), planes(dx), x.dtype.type(0))
     elif _is_3x3_s2(kernel_size, stride):
-        _max_pool2d_backward_3x3(_planes(dy), _planes(x), _planes(dx), *padding)
+        _max_pool2d_backward_3x3(planes(dy), planes(x), planes(dx), *padding)
     else:
-        _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), *kernel_size, *stride, *padding)
+        _max_pool2d_backward(planes(dy), planes(x), planes(dx), *kernel_size, *stride, *padding)
     return dx
 
 
@@ -244,11 +233,11 @@ def _avg_pool2d_2x2(x, y, quarter):
 
 
 def avg_pool2d(x, kernel_size, stride, padding, out=None):
-    y = _pooled_output(x, kernel_size, stride, padding, out)
+    y = pooled_output(x, kernel_size, stride, padding, out)
     if _is_2x2_s2(kernel_size, stride, padding):
-        _avg_pool2d_2x2(_planes(x), _planes(y), x.dtype.type(0.25))
+        _avg_pool2d_2x2(planes(x), planes(y), x.dtype.type(0.25))
     else:
-        _avg_pool2d(_planes(x), _planes(y), *kernel_size, *stride, *padding)
+        _avg_pool2d(planes(x), planes(y), *kernel_size, *stride, *padding)
     return y
 
 
@@ -289,7 +278,7 @@ def _avg_pool2d_backward_2x2(dy, dx, quarter):
 def avg_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
     dx = np.empty_like(x) if out is None else out
     if _is_2x2_s2(kernel_size, stride, padding):
-        _avg_pool2d_backward_2x2(_planes(dy), _planes(dx), x.dtype.type(0.25))
+        _avg_pool2d_backward_2x2(planes(dy), planes(dx), x.dtype.type(0.25))
     else:
-        _avg_pool2d_backward(_planes(dy), _planes(dx), *kernel_size, *stride, *padding)
+        _avg_pool2d_backward(planes(dy), planes(dx), *kernel_size, *stride, *padding)
     return dx
