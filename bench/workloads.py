@@ -491,8 +491,8 @@ OPTIM_WORKLOADS = [_optimizer_workload(name) for name in OPTIMIZERS]
 
 
 # --- one training step of cs231n's ThreeLayerConvNet ------------------------------------------------
-# Same weights on both sides. torch skips the input gradient of the first conv (x needs no grad);
-# fastnn's Sequential.backward always returns dx, as cs231n's layers do: that is part of the API.
+# Same weights on both sides. Neither computes the input gradient of the first conv: torch's x needs
+# no grad, and fastnn's Sequential.backward is told so (input_grad=False).
 
 def _convnet_inputs(rng):
     def he(shape, fan_in):
@@ -521,7 +521,7 @@ def _convnet_stateful(inp):
 
     def step():
         loss, dscores = fastnn.softmax_cross_entropy(model.forward(x), y)
-        model.backward(dscores)
+        model.backward(dscores, input_grad=False)
         optimizer.step(model.params, model.grads)
         return [loss] + [model.grads[k] for k in sorted(model.grads)]
     return step

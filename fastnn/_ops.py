@@ -95,8 +95,8 @@ AUTO = {
     "silu_backward": "cython",  # 0.91
     "maxout": "numba",  # 1.20 (maxout2 fwd+bwd 32x64x32x32)
     "maxout_backward": "numba",  # 1.20
-    "linear": "numba",  # 1.01 (linear fwd+bwd 256x4096x1024)
-    "linear_backward": "numba",  # 1.01
+    "linear": "cython",  # 0.89 (linear fwd+bwd 256x4096x1024)
+    "linear_backward": "cython",  # 0.89
     "softmax_cross_entropy": "numba",  # 7.5 (softmax_cross_entropy 256x1000, 0.84 vs 0.11 ms)
     "conv2d": "cython",  # 0.71 (geometric mean of conv2d fwd c1..c7)
     "conv2d_backward": "cython",  # 0.75 (geometric mean of conv2d fwd+bwd c1..c7)

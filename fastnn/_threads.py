@@ -35,11 +35,12 @@ def get_num_threads():
 
 
 @contextmanager
-def numba_threads():
-    """Run a Numba call with fastnn's thread count; restore the caller's (thread-local) setting."""
+def numba_threads(limit=None):
+    """Run a Numba call with fastnn's thread count (at most `limit`); restore the caller's
+    (thread-local) setting."""
     import numba
 
-    n = min(_num_threads, numba.config.NUMBA_NUM_THREADS)
+    n = min(_num_threads, numba.config.NUMBA_NUM_THREADS, limit or _num_threads)
     previous = numba.get_num_threads()
     if previous == n:
         yield

@@ -42,13 +42,16 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, out=None)
     return call("conv2d", x, w, b, *params, out=out)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
-    """Returns (dx, dw, db); db = dy.sum((0, 2, 3)) is returned whether or not the forward had b."""
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *, input_grad=True):
+    """Returns (dx, dw, db); db = dy.sum((0, 2, 3)) is returned whether or not the forward had b.
+
+    input_grad=False skips dx (returned as None): a network's first layer, whose input is data,
+    needs only dw and db (PyTorch skips it the same way for inputs that do not require grad)."""
     dy, x, w = float_arrays("conv2d_backward", dy=dy, x=x, w=w)
     *params, y_shape = _conv_params("conv2d_backward", x, w, None, stride, padding, dilation, groups)
     if dy.shape != y_shape:
         raise ValueError(f"conv2d_backward: dy has shape {dy.shape}, expected {y_shape} (the shape of y)")
-    return call("conv2d_backward", dy, x, w, *params)
+    return call("conv2d_backward", dy, x, w, *params, input_grad=bool(input_grad))
 
 
 def conv2d_relu(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, out=None):

@@ -105,7 +105,7 @@ def overfit_small(model, x, y, optimizer, steps, loss=softmax_cross_entropy):
     model.train()
     for _ in range(steps):
         _, dscores = loss(model.forward(x), y)
-        model.backward(dscores)
+        model.backward(dscores, input_grad=False)
         optimizer.step(model.params, model.grads)
     model.eval()
     try:

@@ -29,12 +29,12 @@ def linear(x, w, b=None, *, out=None):
     return call("linear", x2d, w, b, out=out)
 
 
-def linear_backward(dy, x, w):
-    """Returns (dx, dw, db); dx has x's shape."""
+def linear_backward(dy, x, w, *, input_grad=True):
+    """Returns (dx, dw, db); dx has x's shape. input_grad=False skips dx (returned as None)."""
     dy, x, w = float_arrays("linear_backward", dy=dy, x=x, w=w)
     x2d = _flat_input("linear_backward", x, w)
     expected = (x.shape[0], w.shape[1])
     if dy.shape != expected:
         raise ValueError(f"linear_backward: dy has shape {dy.shape}, expected {expected}")
-    dx, dw, db = call("linear_backward", dy, x2d, w)
-    return dx.reshape(x.shape), dw, db
+    dx, dw, db = call("linear_backward", dy, x2d, w, input_grad=bool(input_grad))
+    return (dx.reshape(x.shape) if input_grad else None), dw, db

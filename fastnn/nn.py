@@ -51,7 +51,9 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """Gradients of the parameters into `grads`; returns dx, or None if input_grad is False
+        (the first layer of a network needs no dx: Linear and Conv2d then skip computing it)."""
         raise NotImplementedError
 
     def train(self):
@@ -97,7 +99,9 @@ class _Elementwise(Module):
         self._saved = y if self.from_output else x
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        if not input_grad:
+            return None
         key = _key(self._saved)
         return self._keep("dx", key, self._df(dy, self._saved, self._out("dx", key)))
 
@@ -186,9 +190,9 @@ class PReLU(Module):
         self._x = x
         return self._keep("y", key, prelu(x, self.params["weight"], out=self._out("y", key)))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         dx, self.grads["weight"] = prelu_backward(dy, self._x, self.params["weight"])
-        return dx
+        return dx if input_grad else None
 
 
 class Maxout(Module):
@@ -205,7 +209,9 @@ class Maxout(Module):
         self._x = x
         return self._keep("y", key, maxout(x, self.pieces, self.axis, out=self._out("y", key)))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        if not input_grad:
+            return None
         key = _key(self._x)
         dx = maxout_backward(dy, self._x, self.pieces, self.axis, out=self._out("dx", key))
         return self._keep("dx", key, dx)
@@ -249,8 +255,8 @@ class Linear(Module):
         y = linear(x, self.params["weight"], self.params.get("bias"), out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy):
-        dx, self.grads["weight"], db = linear_backward(dy, self._x, self.params["weight"])
+    def backward(self, dy, input_grad=True):
+        dx, self.grads["weight"], db = linear_backward(dy, self._x, self.params["weight"], input_grad=input_grad)
         if "bias" in self.params:
             self.grads["bias"] = db
         return dx
@@ -291,8 +297,9 @@ class Conv2d(Module):
         y = conv2d(x, self.params["weight"], self.params.get("bias"), *self._geometry(), out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy):
-        dx, self.grads["weight"], db = conv2d_backward(dy, self._x, self.params["weight"], *self._geometry())
+    def backward(self, dy, input_grad=True):
+        dx, self.grads["weight"], db = conv2d_backward(dy, self._x, self.params["weight"], *self._geometry(),
+                                                      input_grad=input_grad)
         if "bias" in self.params:
             self.grads["bias"] = db
         return dx
@@ -332,10 +339,10 @@ class _BatchNorm(Module):
             training=self.training, momentum=self.momentum, eps=self.eps, out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         dx, self.grads["weight"], self.grads["bias"] = batch_norm_backward(
             dy, self._x, self.params["weight"], self._mean, self._invstd, training=self._mode)
-        return dx
+        return dx if input_grad else None
 
     def __repr__(self):
         return f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum})"
@@ -370,7 +377,9 @@ class _Pool(Module):
         self._x = x
         return self._keep("y", key, self._forward(x, *self._geometry(), out=self._out("y", key)))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        if not input_grad:
+            return None
         key = _key(self._x)
         return self._keep("dx", key, self._backward(dy, self._x, *self._geometry(), out=self._out("dx", key)))
 
@@ -396,8 +405,8 @@ class Flatten(Module):
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
-        return np.asarray(dy).reshape(self._shape)
+    def backward(self, dy, input_grad=True):
+        return np.asarray(dy).reshape(self._shape) if input_grad else None
 
 
 class Sequential(Module):
@@ -429,10 +438,11 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
-        return dy
+    def backward(self, dy, input_grad=True):
+        """input_grad=False: the first layer skips dx (the model's input is data) and None is returned."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[i].backward(dy, input_grad=input_grad or i > 0)
+        return dy if input_grad else None
 
     def train(self):
         self.training = True

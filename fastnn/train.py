@@ -61,7 +61,7 @@ class Solver:
         self.model.train()
         scores = self.model.forward(self.X_train[index])
         loss, dscores = self.loss(scores, self.y_train[index])
-        self.model.backward(dscores)
+        self.model.backward(dscores, input_grad=False)  # the data needs no gradient
         self.optimizer.step(self.model.params, self.model.grads)
         self.loss_history.append(loss)
 

@@ -3,9 +3,11 @@ import numpy as np
 
 from opinfo import OpInfo, Sample, randn, register
 
-# (x shape, D_out, bias): flattened (N, ...) inputs, an empty batch, no input features, GEMM-sized.
+# (x shape, D_out, bias): flattened (N, ...) inputs, an empty batch, no input features, GEMM-sized
+# (the compiled backends split GEMMs of >= 2^20 multiply-adds between threads: by output columns,
+# by batch rows when the batch is the larger side, and odd block edges).
 CASES = [((4, 5), 3, True), ((2, 3, 4, 5), 7, False), ((1, 9), 1, True), ((0, 6), 2, True),
-         ((3, 0), 4, True), ((64, 300), 200, True)]
+         ((3, 0), 4, True), ((64, 300), 200, True), ((600, 130), 24, True), ((7, 4099), 37, False)]
 # float32 GEMMs of a few hundred terms: BLAS kernels may sum in different orders.
 TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-12, 1e-12)}
 
@@ -24,8 +26,10 @@ def _linear_samples(rng, dtype):
 
 
 def _backward_samples(rng, dtype):
-    return [Sample((randn(rng, (shape[0], d_out), dtype), randn(rng, shape, dtype), _weights(rng, shape, d_out, dtype)))
-            for shape, d_out, _ in CASES]
+    samples = [Sample((randn(rng, (shape[0], d_out), dtype), randn(rng, shape, dtype),
+                       _weights(rng, shape, d_out, dtype))) for shape, d_out, _ in CASES]
+    # input_grad=False: dx is None, dw and db unchanged (the odd cases: GEMM-sized, empty, plain)
+    return samples + [Sample(s.args, {"input_grad": False}) for s in samples[::2]]
 
 
 def _grad_samples(rng):

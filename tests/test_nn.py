@@ -65,6 +65,37 @@ def _check_sequential_gradients(model, shape):
         assert err < 1e-6, (name, err)
 
 
+@pytest.mark.parametrize("backend", ["numpy"] + COMPILED)
+@pytest.mark.parametrize("first", [lambda: nn.Conv2d(2, 4, 3, padding=1, seed=5, **F64),
+                                   lambda: nn.Linear(2 * 6 * 11, 4, seed=5, **F64), lambda: nn.ReLU(),
+                                   lambda: nn.BatchNorm2d(2, **F64), lambda: nn.PReLU(2, **F64),
+                                   lambda: nn.MaxPool2d(1), lambda: nn.Flatten(), lambda: nn.Maxout(2)],
+                         ids=["conv", "linear", "relu", "batchnorm", "prelu", "maxpool", "flatten", "maxout"])
+def test_input_grad_false_skips_dx_and_keeps_every_parameter_gradient(first, backend):
+    """backward(dy, input_grad=False) returns None and leaves the same gradients as backward(dy)."""
+    layer = first()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 6, 11))
+    if isinstance(layer, nn.Linear):
+        x = x.reshape(3, -1)
+    features = math.prod(layer.forward(x).shape[1:])
+    head = nn.Linear(features, 3, seed=6, **F64)
+    model = nn.Sequential(layer, nn.Flatten(), head)
+    with fastnn.use_backend(backend):
+        dy = rng.standard_normal(model.forward(x).shape)
+        dx = model.backward(dy)
+        expected = {k: v.copy() for k, v in model.grads.items()}
+        model.forward(x)
+        assert model.backward(dy, input_grad=False) is None
+        assert layer.backward(dy=np.ones(layer.forward(x).shape), input_grad=False) is None
+        model.forward(x)
+        model.backward(dy, input_grad=False)
+    assert dx is not None and dx.shape == x.shape
+    assert set(model.grads) == set(expected)
+    for name, grad in model.grads.items():
+        np.testing.assert_allclose(grad, expected[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
 def test_sequential_names_and_opt_step_updates_layers_in_place():
     model = nn.Sequential(nn.Linear(4, 3, seed=0), nn.ReLU(), nn.Linear(3, 2, bias=False, seed=1))
     assert list(model.params) == ["0.weight", "0.bias", "2.weight"]

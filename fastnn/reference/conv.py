@@ -35,7 +35,7 @@ def conv2d(x, w, b, stride, padding, dilation, groups):
     return y
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True):
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw_) = stride, padding, dilation
@@ -46,6 +46,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
     dxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=x.dtype)
     for cs, fs in zip(_group_slices(c, groups), _group_slices(f, groups)):
         dw[fs] = np.tensordot(dy[:, fs], win[:, cs], axes=([0, 2, 3], [0, 2, 3]))
+        if not input_grad:
+            continue
         # (N, Ho, Wo, Cg, KH, KW): the gradient of each window element
         dwin = np.tensordot(dy[:, fs], w[fs], axes=([1], [0]))
         for i in range(kh):
@@ -53,7 +55,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
                 rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
                 cols = slice(j * dw_, j * dw_ + sw * (wo - 1) + 1, sw)
                 dxp[:, cs, rows, cols] += dwin[..., i, j].transpose(0, 3, 1, 2)
-    dx = dxp[:, :, ph:ph + h, pw:pw + wd].copy()
+    dx = dxp[:, :, ph:ph + h, pw:pw + wd].copy() if input_grad else None
     return dx, dw, db
 
 

@@ -6,5 +6,5 @@ def linear(x, w, b):
     return y if b is None else y + b
 
 
-def linear_backward(dy, x, w):
-    return dy @ w.T, x.T @ dy, dy.sum(axis=0)
+def linear_backward(dy, x, w, input_grad=True):
+    return (dy @ w.T if input_grad else None), x.T @ dy, dy.sum(axis=0)

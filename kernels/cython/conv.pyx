@@ -399,7 +399,7 @@ cdef void _wino_forward_typed(const real[::1] x, const real[::1] w, const real[:
 
 
 cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
-                               real[::1] dx, real[::1] dw, const Geometry* g, int N,
+                               real[::1] dx, real[::1] dw, const Geometry* g, int N, bint input_grad,
                                int n_threads) except *:
     # dx = Winograd forward of dy (padding 2 - p) with kernel w'[c, f, i, j] = w[f, c, 2 - i, 2 - j]
     cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
@@ -415,10 +415,11 @@ cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real
     cdef real[::1] Mparts = _scratch(1, ntw * size, dtype)
     with nogil:
         memset(&Mparts[0], 0, ntw * size * sizeof(real))
-        for f in prange(g.F, schedule="static", num_threads=nt):
-            for c in range(g.C):
-                _kernel_transform(&w[(f * g.C + c) * 9 + 8], -3, -1, &U[c * g.F + f], g.F * g.C)
-        _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, &work[0], False, False, <int>ntd)
+        if input_grad:
+            for f in prange(g.F, schedule="static", num_threads=nt):
+                for c in range(g.C):
+                    _kernel_transform(&w[(f * g.C + c) * 9 + 8], -3, -1, &U[c * g.F + f], g.F * g.C)
+            _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, &work[0], False, False, <int>ntd)
         _wino_weight_grad(&dy[0], &x[0], &Mparts[0], g.C, g.F, &tw, TB, &work[0], <int>ntw)
         if ntw > 1:  # merge the per-thread sums (each element on its own: no race)
             for p in prange(size, schedule="static", num_threads=nt):
@@ -529,8 +530,10 @@ def conv2d_relu(x, w, b, stride, padding, dilation, groups, out=None):
 
 
 cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real* dw_parts,
-                    real* work, int N, const Geometry* g, int n_threads) noexcept nogil:
-    """dx, and per-thread partial weight gradients dw_parts (n_threads, F, K)."""
+                    real* work, int N, const Geometry* g, bint weight_grad, bint input_grad,
+                    int n_threads) noexcept nogil:
+    """Per-thread partial weight gradients dw_parts (n_threads, F, K) if weight_grad; dx if input_grad.
+    Each thread's workspace holds col (K, P) if weight_grad, then dcol (K, P) if input_grad."""
     cdef Py_ssize_t n
     cdef int grp, tid
     cdef real* col
@@ -541,18 +544,21 @@ cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real
     cdef real* dwt
     for n in prange(N, schedule="static", num_threads=n_threads):
         tid = threadid()
-        col = work + <Py_ssize_t>tid * 2 * g.K * g.P
-        dcol = col + <Py_ssize_t>g.K * g.P
+        col = work + <Py_ssize_t>tid * (weight_grad + input_grad) * g.K * g.P
+        dcol = col + <Py_ssize_t>weight_grad * g.K * g.P
         dwt = dw_parts + <Py_ssize_t>tid * g.F * g.K
         for grp in range(g.G):
-            xg = x + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
-            dxg = dx + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
             dyg = dy + (n * g.F + grp * g.Fg) * <Py_ssize_t>g.P
-            if not g.direct:
-                _im2col(xg, col, g)
-                xg = col
-            # dw_g (Fg, K) += dy_g (Fg, P) @ col^T
-            _gemm(c"T", c"N", g.K, g.Fg, g.P, 1, xg, g.P, dyg, g.P, 1, dwt + grp * g.Fg * g.K, g.K)
+            if weight_grad:
+                xg = x + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
+                if not g.direct:
+                    _im2col(xg, col, g)
+                    xg = col
+                # dw_g (Fg, K) += dy_g (Fg, P) @ col^T
+                _gemm(c"T", c"N", g.K, g.Fg, g.P, 1, xg, g.P, dyg, g.P, 1, dwt + grp * g.Fg * g.K, g.K)
+            if not input_grad:
+                continue
+            dxg = dx + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
             if g.direct:  # dx_g (Cg, P) = w_g^T @ dy_g
                 _gemm(c"N", c"T", g.P, g.K, g.Fg, 1, dyg, g.P, w + grp * g.Fg * g.K, g.K, 0, dxg, g.P)
             else:
@@ -561,16 +567,62 @@ cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real
                 _col2im(dcol, dxg, g)
 
 
+cdef extern from "conv_direct.h" nogil:
+    int DIRECT_GRAD_FB
+    int direct_grad_phase_width(int W, int pw, int KW, int sw, int Wo)
+    void direct_weight_grad_f(const float* xp, const float* dy, float* lanes, int C, int H, int F, int KH,
+                              int KW, int ph, int sh, int sw, int Wq, int Ho, int Wo)
+    void direct_grad_lanes_sum(const float* lanes, float* dw, Py_ssize_t n)
+
+
+cdef bint _direct_grad_pays(const Geometry* g) noexcept nogil:
+    """The direct forward's shapes (few channels, 7x7 and up), whole 16-lane rows (Wo % 16 == 0).
+    Measured on ThreeLayerConvNet's stem (50, 3->32, 32x32, 7x7, pad 3), float32 weight and bias
+    gradients (input_grad=False), 2 threads, side by side (/work/notes/cb4.py): im2col + GEMM
+    3.08-3.18 ms, direct 1.43-1.46 ms."""
+    return (g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo % 16 == 0 and g.G == 1 and g.dh == 1
+            and g.dw == 1 and g.F % DIRECT_GRAD_FB == 0)
+
+
+cdef Py_ssize_t _direct_grad_work(const Geometry* g) noexcept nogil:
+    """Elements of one thread's workspace for _direct_weight_grad: its lanes, then its image."""
+    cdef int Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    return 16 * <Py_ssize_t>g.F * g.K + <Py_ssize_t>g.C * (g.H + 2 * g.ph) * g.sw * Wq
+
+
+cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, float* work, int N,
+                              const Geometry* g, int n_threads) noexcept nogil:
+    """dw_parts (n_threads, F, K) = each thread's share of the weight gradient (direct_weight_grad_f
+    over a static block of images)."""
+    cdef int Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    cdef Py_ssize_t t, n, lanes_size = 16 * <Py_ssize_t>g.F * g.K
+    cdef float* lanes
+    cdef float* xp
+    for t in prange(n_threads, schedule="static", num_threads=n_threads):
+        lanes = work + t * _direct_grad_work(g)
+        xp = lanes + lanes_size
+        memset(lanes, 0, lanes_size * sizeof(float))
+        for n in range(t * N // n_threads, (t + 1) * N // n_threads):
+            direct_pad_split(x + n * g.C * <Py_ssize_t>(g.H * g.W), xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
+            direct_weight_grad_f(xp, dy + n * g.F * <Py_ssize_t>g.P, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph,
+                                 g.sh, g.sw, Wq, g.Ho, g.Wo)
+        direct_grad_lanes_sum(lanes, dw_parts + t * g.F * <Py_ssize_t>g.K, <Py_ssize_t>g.F * g.K)
+
+
 cdef void _backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx,
                           real[::1] dw, real[::1] dw_parts, real[::1] work, int N,
-                          const Geometry* g, int n_threads) noexcept:
+                          const Geometry* g, bint direct_grad, bint input_grad, int n_threads) noexcept:
     cdef Py_ssize_t i, t, size = dw.shape[0]
     cdef real acc
     cdef real* work_ptr = &work[0] if work.shape[0] else NULL
     with nogil:
         memset(&dw_parts[0], 0, dw_parts.shape[0] * sizeof(real))
-        if N > 0:
-            _backward(&dy[0], &x[0], &w[0], &dx[0], &dw_parts[0], work_ptr, N, g, n_threads)
+        if N > 0 and direct_grad:
+            if real is float:
+                _direct_weight_grad(&x[0], &dy[0], &dw_parts[0], work_ptr, N, g, n_threads)
+        if N > 0 and (input_grad or not direct_grad):
+            _backward(&dy[0], &x[0], &w[0], &dx[0] if input_grad else NULL, &dw_parts[0], work_ptr, N, g,
+                      not direct_grad, input_grad, n_threads)
         for i in prange(size, schedule="static", num_threads=n_threads):
             acc = 0
             for t in range(dw_parts.shape[0] // size):
@@ -578,9 +630,13 @@ cdef void _backward_typed(const real[::1] dy, const real[::1] x, const real[::1]
             dw[i] = acc
 
 
+cdef extern from "conv_im2col.h" nogil:
+    double sum_run_f(const float* x, Py_ssize_t n)
+
+
 cdef void _bias_grad(const real[::1] dy, real[::1] db, int N, int F, Py_ssize_t P,
                      int n_threads) noexcept:
-    """db[f] = sum of dy[:, f] (accumulated in double)."""
+    """db[f] = sum of dy[:, f] (accumulated in double; float32 rows in vector runs of sum_run_f)."""
     cdef Py_ssize_t n, p
     cdef int f
     cdef double s
@@ -588,35 +644,45 @@ cdef void _bias_grad(const real[::1] dy, real[::1] db, int N, int F, Py_ssize_t 
         for f in prange(F, schedule="static", num_threads=n_threads):
             s = 0
             for n in range(N):
-                for p in range(P):
-                    s = s + dy[(n * F + f) * P + p]
+                if real is float:
+                    s = s + sum_run_f(&dy[(n * F + f) * P], P)
+                else:
+                    for p in range(P):
+                        s = s + dy[(n * F + f) * P + p]
             db[f] = <real>s
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True):
     cdef Geometry g = _geometry(x, w, stride, padding, dilation, groups)
     cdef int N = x.shape[0]
     cdef int n_threads = get_num_threads()
     cdef int loop_threads
-    dx = np.empty_like(x)
+    dx = np.empty_like(x) if input_grad else None
     dw = np.empty_like(w)
     db = np.empty(g.F, x.dtype)
-    dyf, xf, wf, dxf, dwf = dy.reshape(-1), x.reshape(-1), w.reshape(-1), dx.reshape(-1), dw.reshape(-1)
+    dyf, xf, wf, dwf = dy.reshape(-1), x.reshape(-1), w.reshape(-1), dw.reshape(-1)
+    dxf = dx.reshape(-1) if input_grad else np.empty(0, x.dtype)
     if N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g) and _finite(dyf, xf, wf):
         with blas_threads(1):
             if x.dtype == np.float32:
-                _wino_backward_typed[float](dyf, xf, wf, dxf, dwf, &g, N, n_threads)
+                _wino_backward_typed[float](dyf, xf, wf, dxf, dwf, &g, N, input_grad, n_threads)
             else:
-                _wino_backward_typed[double](dyf, xf, wf, dxf, dwf, &g, N, n_threads)
+                _wino_backward_typed[double](dyf, xf, wf, dxf, dwf, &g, N, input_grad, n_threads)
     else:
         loop_threads = max(1, min(N, n_threads))  # one BLAS thread each, as in the forward
+        direct_grad = _fast_paths_enabled and x.dtype == np.float32 and _direct_grad_pays(&g)
         dw_parts = _scratch(1, loop_threads * w.size, x.dtype)
-        work = _scratch(0, 0 if g.direct else loop_threads * 2 * g.K * g.P, x.dtype)
+        # per thread: the direct gradient's image, or im2col's col (weight gradient) and dcol (dx)
+        cols = 0 if g.direct else (0 if direct_grad else 1) + (1 if input_grad else 0)
+        per_thread = max(_direct_grad_work(&g) if direct_grad else 0, cols * <Py_ssize_t>g.K * g.P)
+        work = _scratch(0, loop_threads * per_thread, x.dtype)
         with blas_threads(1):
             if x.dtype == np.float32:
-                _backward_typed[float](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, loop_threads)
+                _backward_typed[float](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, direct_grad, input_grad,
+                                       loop_threads)
             else:
-                _backward_typed[double](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, loop_threads)
+                _backward_typed[double](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, direct_grad, input_grad,
+                                        loop_threads)
     # the bias gradient is a memory-bound pass: below 2^18 elements a second thread costs more than
     # it saves (N = 1, 128 x 28 x 28: an extra 2-thread OpenMP region left a spinning worker that
     # slowed the next call ~10x on a loaded machine; /work/notes/conv_cython_rules.py batch1)

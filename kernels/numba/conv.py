@@ -126,8 +126,9 @@ def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks):
 
 
 @njit(**_OPTS)
-def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw):
-    """dy (N, G, Fg, P); w (G, Fg, Kg); dx (N, C, H, W); dw_part (T, G, Fg, Kg); db_part (T, F)."""
+def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, input_grad):
+    """dy (N, G, Fg, P); w (G, Fg, Kg); dx (N, C, H, W), written if input_grad; dw_part (T, G, Fg, Kg);
+    db_part (T, F)."""
     n_img = x.shape[0]
     chunks = dw_part.shape[0]
     groups, fg, kg = w.shape
@@ -138,7 +139,7 @@ def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, d
     pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     width = ho_wo if not pointwise else 0
     cols = np.empty((chunks, groups, kg, width), x.dtype)
-    dcols = np.empty((chunks, groups, kg, width), x.dtype)
+    dcols = np.empty((chunks, groups, kg, width if input_grad else 0), x.dtype)
     tmp = np.empty((chunks, fg, kg), x.dtype)
     for t in prange(chunks):
         dw_part[t] = 0
@@ -150,14 +151,17 @@ def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, d
                 for g in range(groups):
                     np.dot(dy[n, g], xg[g].T, tmp[t])
                     dw_part[t, g] += tmp[t]
-                    np.dot(w[g].T, dy[n, g], dxg[g])
+                    if input_grad:
+                        np.dot(w[g].T, dy[n, g], dxg[g])
             else:
                 _im2col(x[n], cols[t].reshape(groups * kg, ho_wo), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
                 for g in range(groups):
                     np.dot(dy[n, g], cols[t, g].T, tmp[t])
                     dw_part[t, g] += tmp[t]
-                    np.dot(w[g].T, dy[n, g], dcols[t, g])
-                _col2im(dcols[t].reshape(groups * kg, ho_wo), dx[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+                    if input_grad:
+                        np.dot(w[g].T, dy[n, g], dcols[t, g])
+                if input_grad:
+                    _col2im(dcols[t].reshape(groups * kg, ho_wo), dx[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
             for g in range(groups):
                 for f in range(fg):
                     s = 0.0
@@ -586,13 +590,14 @@ def conv2d_relu(x, w, b, stride, padding, dilation, groups, out=None):
     return _forward(x, w, b, stride, padding, dilation, groups, out, True)
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True):
+    """input_grad=False skips dx in the im2col path (None is returned); Winograd computes it anyway."""
     n, f, ho, wo = dy.shape
     kh, kw = w.shape[2:]
     dx = np.empty_like(x)
     if n == 0:
         dx[:] = 0
-        return dx, np.zeros_like(w), np.zeros(f, x.dtype)
+        return dx if input_grad else None, np.zeros_like(w), np.zeros(f, x.dtype)
     chunks = _chunks(n)
     if _winograd_fits(x, w, stride, dilation, groups, dy.shape):
         u = np.empty((36, f, x.shape[1]), x.dtype)
@@ -605,11 +610,11 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
         dw = np.empty_like(w)
         _wino_weight_grad(du_part.sum(axis=0), dw)
         if not bad.any() and np.isfinite(dw).all():
-            return dx, dw, db_part.sum(axis=0)
+            return dx if input_grad else None, dw, db_part.sum(axis=0)
     w3 = w.reshape(groups, f // groups, -1)
     dw_part = np.empty((chunks,) + w3.shape, x.dtype)
     db_part = np.empty((chunks, f), x.dtype)
     with _blas_for(chunks):
         _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
-                       kh, kw, *stride, *padding, *dilation)
-    return dx, dw_part.sum(axis=0).reshape(w.shape), db_part.sum(axis=0)
+                       kh, kw, *stride, *padding, *dilation, input_grad)
+    return dx if input_grad else None, dw_part.sum(axis=0).reshape(w.shape), db_part.sum(axis=0)
