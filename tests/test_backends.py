@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from conftest import COMPILED
 from fastnn import _ops
 
 
@@ -69,6 +70,29 @@ def test_numba_thread_setting_is_restored():
         assert numba.get_num_threads() == before
     finally:
         fastnn.set_num_threads(fastnn._threads._MAX_THREADS)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_blas_and_numba_thread_counts_are_the_callers_after_gemm_kernels(backend):
+    """linear and conv run BLAS single-threaded on our own threads, then restore every setting."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    def blas_counts():
+        return sorted(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+    rng = np.random.default_rng(0)
+    before_blas, before_numba = blas_counts(), numba.get_num_threads()
+    with fastnn.use_backend(backend):
+        for x_shape, d_out in (((3, 4), 2), ((64, 300), 200)):  # one thread, then split between threads
+            x = rng.standard_normal(x_shape).astype(np.float32)
+            w = rng.standard_normal((x_shape[1], d_out)).astype(np.float32)
+            fastnn.linear_backward(fastnn.linear(x, w), x, w)
+        x = rng.standard_normal((2, 3, 8, 16)).astype(np.float32)
+        w = rng.standard_normal((4, 3, 7, 7)).astype(np.float32)
+        fastnn.conv2d_backward(fastnn.conv2d(x, w, padding=3), x, w, padding=3, input_grad=False)
+    assert blas_counts() == before_blas
+    assert numba.get_num_threads() == before_numba
 
 
 def test_thread_setting_holds_in_other_python_threads():
