@@ -12,7 +12,7 @@ per-thread partials, merged serially afterwards.
   reach exactly the outputs whose window holds them, as with PyTorch's direct/GEMM algorithms.
 """
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange, uintp
 
 from fastnn._threads import blas_threads
 
@@ -21,6 +21,8 @@ _SERIAL = dict(cache=True, nogil=True)
 
 
 # --- im2col / col2im --------------------------------------------------------------------------
+# Indices are cast to uintp: with signed indices Numba checks each one for negative wraparound,
+# which keeps the copies scalar (the 3-channel 7x7 im2col of 50 images: 5.1 ms signed, 1.1 ms).
 
 @njit(**_SERIAL)
 def _valid_range(size_out, size_in, offset, stride):
@@ -47,23 +49,23 @@ def _im2col(xn, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
                 row = cols[(c * kh + i) * kw + j]
                 q_lo, q_hi = _valid_range(wo, wd, j * dw - pw, sw)
                 for q in range(p_lo * wo):  # explicit loops: slice assignments cost ~10 ns each
-                    row[q] = 0
+                    row[uintp(q)] = 0
                 for q in range(p_hi * wo, ho * wo):
-                    row[q] = 0
+                    row[uintp(q)] = 0
                 off = j * dw - pw
                 for p in range(p_lo, p_hi):
                     src = xn[c, p * sh + i * dh - ph]
                     base = p * wo
                     for q in range(q_lo):
-                        row[base + q] = 0
+                        row[uintp(base + q)] = 0
                     for q in range(q_hi, wo):
-                        row[base + q] = 0
+                        row[uintp(base + q)] = 0
                     if sw == 1:  # contiguous: vectorized
                         for q in range(q_lo, q_hi):
-                            row[base + q] = src[q + off]
+                            row[uintp(base + q)] = src[uintp(q + off)]
                     else:
                         for q in range(q_lo, q_hi):
-                            row[base + q] = src[q * sw + off]
+                            row[uintp(base + q)] = src[uintp(q * sw + off)]
 
 
 @njit(**_SERIAL)
@@ -83,10 +85,20 @@ def _col2im(dcols, dxn, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
                     base = p * wo
                     if sw == 1:
                         for q in range(q_lo, q_hi):
-                            dst[q + off] += row[base + q]
+                            dst[uintp(q + off)] += row[uintp(base + q)]
                     else:
                         for q in range(q_lo, q_hi):
-                            dst[q * sw + off] += row[base + q]
+                            dst[uintp(q * sw + off)] += row[uintp(base + q)]
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def _row_sum(row):
+    """The sum of a contiguous row in float64, vectorized (reassociated; NaN and inf propagate):
+    a serial chain of float64 adds made the stem's bias gradient 0.8 ms of its backward."""
+    s = 0.0
+    for p in range(row.size):
+        s += row[uintp(p)]
+    return s
 
 
 # --- generic GEMM path ------------------------------------------------------------------------
@@ -164,11 +176,7 @@ def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, d
                     _col2im(dcols[t].reshape(groups * kg, ho_wo), dx[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
             for g in range(groups):
                 for f in range(fg):
-                    s = 0.0
-                    row = dy[n, g, f]
-                    for p in range(ho_wo):
-                        s += row[p]
-                    db_part[t, g * fg + f] += s
+                    db_part[t, g * fg + f] += _row_sum(dy[n, g, f])
 
 
 # --- Winograd F(4x4, 3x3) for 3x3, stride 1, dilation 1, groups 1 ---------------------------------
