@@ -12,6 +12,7 @@ from _common cimport real
 
 cdef extern from "losses_loops.h" nogil:
     double fnn_softmax_exp_row_f(const float* logits, float top, float* out, Py_ssize_t n)
+    float fnn_row_max_f(const float* a, Py_ssize_t n)
 
 
 cdef double _softmax_cross_entropy_row(const real* logits, Py_ssize_t label, Py_ssize_t classes, double scale,
@@ -19,14 +20,15 @@ cdef double _softmax_cross_entropy_row(const real* logits, Py_ssize_t label, Py_
     """Writes scale * d(loss)/d(logits) of one row; returns its loss."""
     cdef double top = logits[0], total = 0, log_total
     cdef Py_ssize_t j
-    for j in range(1, classes):
-        top = max(top, <double>logits[j])  # shifted by the max: stable for huge logits
-    if real is float:  # the vectorized float32 exp (libm's expf does not vectorize here)
+    if real is float:  # vectorized max and float32 exp (libm's expf does not vectorize here)
+        top = fnn_row_max_f(logits, classes)  # shifted by the max: stable for huge logits
         total = fnn_softmax_exp_row_f(logits, <float>top, dlogits, classes)
         for j in range(classes):
             dlogits[j] = <real>(dlogits[j] * (scale / total))
         log_total = log(total)
     else:
+        for j in range(1, classes):
+            top = max(top, <double>logits[j])
         for j in range(classes):
             total += exp(logits[j] - top)
         log_total = log(total)

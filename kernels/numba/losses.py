@@ -19,9 +19,28 @@ def _sum(a):
 
 
 @njit(cache=True, nogil=True)
+def _row_max(a):
+    """max(a) over 16 independent lanes, which vectorize (a.max() ran one compare at a time: half of
+    softmax_cross_entropy's time). NaN is skipped here; it still reaches the loss through exp."""
+    n = a.size
+    tail = n - n % 16
+    lanes = np.full(16, -np.inf, dtype=a.dtype)
+    for j0 in range(0, tail, 16):
+        for lane in range(16):
+            v = a[j0 + lane]
+            if v > lanes[lane]:
+                lanes[lane] = v
+    top = lanes.max()
+    for j in range(tail, n):
+        if a[j] > top:
+            top = a[j]
+    return top
+
+
+@njit(cache=True, nogil=True)
 def _softmax_cross_entropy_row(logits, label, scale, dlogits):
     """Writes scale * d(loss)/d(logits) of one row; returns its loss."""
-    top = logits.max()  # shifted by the max: stable for huge logits
+    top = _row_max(logits)  # shifted by the max: stable for huge logits
     for j in range(logits.size):
         dlogits[j] = _exp(logits[j] - top)  # float32: the vectorizable exp (Numba's np.exp is scalar)
     total = _sum(dlogits)
