@@ -172,3 +172,39 @@ def test_nan_reaches_exactly_the_windows_that_contain_it(backend, x_shape, w_sha
         dx, dw, db = fastnn.conv2d_backward(np.ones_like(y), np.nan_to_num(x), w, **params)
     np.testing.assert_array_equal(np.isnan(y), expected)
     assert np.isfinite(dx).all() and np.isfinite(dw).all() and np.isfinite(db).all()
+
+
+# Shapes of Cython's direct weight gradient (float32, <= 4 channels, 7x7 and up, rows of 16k
+# outputs); its register blocks of 7 kernel columns read past KW = 9 and drop those sums.
+DIRECT_GRAD_CASES = [
+    ((2, 3, 9, 32), (8, 3, 7, 7), {"padding": 3}),
+    ((2, 2, 11, 40), (4, 2, 7, 9), {"stride": 2, "padding": (2, 0)}),  # input column 39 in no window
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("x_shape, w_shape, params", DIRECT_GRAD_CASES)
+def test_weight_gradient_infinities_as_the_reference(backend, x_shape, w_shape, params):
+    """inf in x makes +-inf or NaN exactly the weight gradients the reference has them in; an inf in
+    a column no window covers (but the dropped sums read) changes nothing."""
+    _skip_missing("conv2d_backward", backend)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(out_shape(x_shape, w_shape, **params)).astype(np.float32)
+    x[0, 0, 4, 5] = np.inf
+    x[-1, -1, 2, 20] = -np.inf
+    if x_shape[3] == 40:
+        x[:, :, :, 39] = np.inf
+    with fastnn.use_backend("numpy"):
+        _, expected, expected_db = fastnn.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                                          w.astype(np.float64), **params)
+    with fastnn.use_backend(backend):
+        for input_grad in (True, False):
+            _, dw, db = fastnn.conv2d_backward(dy, x, w, **params, input_grad=input_grad)
+            np.testing.assert_array_equal(np.isnan(dw), np.isnan(expected))
+            np.testing.assert_array_equal(np.isposinf(dw), np.isposinf(expected))
+            finite = np.isfinite(expected)
+            assert 0 < finite.sum() < finite.size
+            np.testing.assert_allclose(dw[finite], expected[finite], rtol=1e-4, atol=1e-3)
+            np.testing.assert_allclose(db, expected_db, rtol=1e-5, atol=1e-4)
