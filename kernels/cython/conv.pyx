@@ -578,8 +578,8 @@ cdef extern from "conv_direct.h" nogil:
 cdef bint _direct_grad_pays(const Geometry* g) noexcept nogil:
     """The direct forward's shapes (few channels, 7x7 and up), whole 16-lane rows (Wo % 16 == 0).
     Measured on ThreeLayerConvNet's stem (50, 3->32, 32x32, 7x7, pad 3), float32 weight and bias
-    gradients (input_grad=False), 2 threads, side by side (/work/notes/cb4.py): im2col + GEMM
-    3.08-3.18 ms, direct 1.43-1.46 ms."""
+    gradients (input_grad=False), 2 threads, side by side (bench/probes/conv_stem_weight_grad.py):
+    direct 1.43 / 2.12 ms against im2col + GEMM 3.08 / 3.36 ms in two runs an hour apart."""
     return (g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo % 16 == 0 and g.G == 1 and g.dh == 1
             and g.dw == 1 and g.F % DIRECT_GRAD_FB == 0)
 
