@@ -31,7 +31,10 @@ def _compiler_accepts(flags):
 
 
 def _compile_flags():
-    compile_args = ["-O3", "-fno-semantic-interposition"]
+    # -fno-wrapv undoes the -fwrapv that Python's own CFLAGS add: with wrapping int arithmetic gcc
+    # cannot turn index math into pointer increments (the direct conv kernel ran 13% slower).
+    # Cython's generated code does not rely on wrapping (it builds with MSVC, which has no such flag).
+    compile_args = ["-O3", "-fno-wrapv", "-fno-semantic-interposition"]
     link_args = []
     if os.environ.get("FASTNN_NO_OPENMP") != "1" and _compiler_accepts(["-fopenmp"]):
         compile_args.append("-fopenmp")
