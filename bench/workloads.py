@@ -507,8 +507,8 @@ def _convnet_inputs(rng):
     }
 
 
-def _convnet_stateful(inp):
-    import fastnn
+def convnet_model(inp):
+    """fastnn's ThreeLayerConvNet with the workload's weights, and its Adam optimizer."""
     import fastnn.nn as nn
     import fastnn.optim
 
@@ -516,7 +516,13 @@ def _convnet_stateful(inp):
                           nn.Linear(8192, 100), nn.ReLU(), nn.Linear(100, 10))
     for key, value in inp["params"].items():
         model.params[key][...] = value
-    optimizer = fastnn.optim.Adam(lr=1e-3)
+    return model, fastnn.optim.Adam(lr=1e-3)
+
+
+def _convnet_stateful(inp):
+    import fastnn
+
+    model, optimizer = convnet_model(inp)
     x, y = inp["x"], inp["y"]
 
     def step():

@@ -14,8 +14,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import workloads  # noqa: E402  (bench/workloads.py: the benchmark's weights and data)
 
 import fastnn  # noqa: E402
-import fastnn.nn as nn  # noqa: E402
-import fastnn.optim  # noqa: E402
 
 
 def main():
@@ -25,11 +23,7 @@ def main():
     args = parser.parse_args()
     fastnn.set_backend(args.backend)
     inp = workloads._convnet_inputs(np.random.default_rng(0))
-    model = nn.Sequential(nn.Conv2d(3, 32, 7, padding=3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(8192, 100), nn.ReLU(), nn.Linear(100, 10))
-    for key, value in inp["params"].items():
-        model.params[key][...] = value
-    optimizer = fastnn.optim.Adam(lr=1e-3)
+    model, optimizer = workloads.convnet_model(inp)
     x, y = inp["x"], inp["y"]
     names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(model.layers)]
     times = {}
