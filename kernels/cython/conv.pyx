@@ -410,7 +410,7 @@ cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real
     cdef int nt = <int>max(ntd, ntw)  # for the call's small parallel loops (see bias_threads)
     cdef Py_ssize_t f, c, i, p, size = 16 * g.F * g.C
     dtype = np.float32 if real is float else np.float64
-    cdef real[::1] U = np.empty(size, dtype)
+    cdef real[::1] U = np.empty(size if input_grad else 1, dtype)  # the flipped kernel, for dx only
     cdef real[::1] work = _scratch(0, max(ntd, ntw) * 16 * TB * (g.C + g.F), dtype)
     cdef real[::1] Mparts = _scratch(1, ntw * size, dtype)
     with nogil:
@@ -595,11 +595,11 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
     """dw_parts (n_threads, F, K) = each thread's share of the weight gradient (direct_weight_grad_f
     over a static block of images)."""
     cdef int Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    cdef Py_ssize_t t, n, lanes_size = 16 * <Py_ssize_t>g.F * g.K
+    cdef Py_ssize_t t, n, lanes_size = 16 * <Py_ssize_t>g.F * g.K, per_thread = _direct_grad_work(g)
     cdef float* lanes
     cdef float* xp
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
-        lanes = work + t * _direct_grad_work(g)
+        lanes = work + t * per_thread
         xp = lanes + lanes_size
         memset(lanes, 0, lanes_size * sizeof(float))
         for n in range(t * N // n_threads, (t + 1) * N // n_threads):

@@ -103,16 +103,22 @@ def _row_sum(row):
 
 # --- generic GEMM path ------------------------------------------------------------------------
 
+@njit(**_SERIAL)
+def _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw):
+    """(cg, ho, wo, pointwise) of the generic path for w (G, Fg, Kg) and P = ho_wo output pixels;
+    pointwise: 1x1, stride 1, no padding (the image is its own column matrix)."""
+    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    return x.shape[1] // w.shape[0], ho_wo // wo, wo, pointwise
+
+
 @njit(**_OPTS)
 def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks):
     """x (N, C, H, W); w (G, Fg, Kg); b (F,); y (N, G, Fg, P). One chunk of images per thread."""
     n_img = x.shape[0]
     groups, fg, kg = w.shape
     ho_wo = y.shape[3]
-    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    ho = ho_wo // wo
-    cg = x.shape[1] // groups
-    pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
     cols = np.empty((chunks, groups, kg, ho_wo if not pointwise else 0), x.dtype)
     for t in prange(chunks):
         for n in range(t * n_img // chunks, (t + 1) * n_img // chunks):
@@ -145,10 +151,7 @@ def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, d
     chunks = dw_part.shape[0]
     groups, fg, kg = w.shape
     ho_wo = dy.shape[3]
-    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    ho = ho_wo // wo
-    cg = x.shape[1] // groups
-    pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
     width = ho_wo if not pointwise else 0
     cols = np.empty((chunks, groups, kg, width), x.dtype)
     dcols = np.empty((chunks, groups, kg, width if input_grad else 0), x.dtype)
