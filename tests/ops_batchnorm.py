@@ -2,7 +2,7 @@
 import numpy as np
 
 import fastnn.reference.batchnorm as ref
-from opinfo import OpInfo, Sample, randn, register
+from opinfo import OpInfo, Sample, Terms, randn, register
 
 # (shape, training, affine, running stats): odd sizes; the plane path (H*W >= 64) and the column
 # path (N, D) / small planes; few channels (rows split across threads); a batch of one; one value
@@ -73,12 +73,69 @@ def _grad_samples(relu):
     return samples
 
 
-TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-11, 1e-12)}
+# The error model. Statistics are sums over K = N*H*W values per channel: the mean errs by about
+# u*sqrt(K)*mean|x| and the variance, a sum of squared deviations, by u*sqrt(K)*var (relative to
+# var + eps: u*sqrt(K)*var/(var + eps)). Each reaches an output through its first-order sensitivity.
+
+def _axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _channel(v, x):
+    return np.asarray(v, np.float64).reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _forward_terms(args, kwargs, exact):
+    x, gamma, beta, running_mean, running_var = args
+    training, momentum, eps = kwargs["training"], kwargs.get("momentum", 0.1), kwargs.get("eps", 1e-5)
+    count = x.size // max(1, x.shape[1])
+    g = 1.0 if gamma is None else _channel(np.abs(gamma), x)
+    b = 0.0 if beta is None else _channel(np.abs(beta), x)
+    if not training:
+        invstd = _channel(1 / np.sqrt(running_var + eps), x)
+        local = g * np.abs(x - _channel(running_mean, x)) * invstd + b
+        return {0: Terms(local=local), 1: Terms(), 2: Terms()}
+    mean, var = x.mean(axis=_axes(x)), x.var(axis=_axes(x))
+    mean_abs = np.abs(x).mean(axis=_axes(x))
+    invstd = 1 / np.sqrt(var + eps)
+    relative_var = var / (var + eps)  # d(invstd)/invstd = relative_var / 2 per relative error of var
+    deviation = np.abs(x - _channel(mean, x)) * _channel(invstd, x)
+    y_total = g * (_channel(mean_abs * invstd, x) + deviation * _channel(relative_var / 2, x))
+    terms = {0: Terms(count, y_total, g * deviation + b), 1: Terms(count, mean_abs),
+             2: Terms(count, invstd * relative_var / 2)}
+    if running_mean is not None:
+        unbiased = var * count / (count - 1) if count > 1 else var
+        terms["arg3"] = Terms(count, momentum * mean_abs, (1 - momentum) * np.abs(running_mean) + momentum * mean_abs)
+        terms["arg4"] = Terms(count, momentum * unbiased, (1 - momentum) * running_var + momentum * unbiased)
+    return terms
+
+
+def _backward_terms(relu):
+    def terms(args, kwargs, exact):
+        if relu:
+            dy, y, x, gamma, mean, invstd = args
+            dy = np.where(y <= 0, 0, dy)
+        else:
+            dy, x, gamma, mean, invstd = args
+        count = x.size // max(1, x.shape[1])
+        scale = _channel(np.abs(invstd) * (1.0 if gamma is None else np.abs(gamma)), x)
+        xhat = np.abs((x - _channel(mean, x)) * _channel(invstd, x))
+        if not kwargs["training"]:
+            return {0: Terms(local=scale * np.abs(dy)), 1: Terms(count, np.abs(dy * xhat).sum(axis=_axes(x))),
+                    2: Terms(count, np.abs(dy).sum(axis=_axes(x)))}
+        sum_dy = np.abs(dy).sum(axis=_axes(x))
+        sum_dy_xhat = np.abs(dy * xhat).sum(axis=_axes(x))
+        dx_total = scale * (_channel(sum_dy, x) + xhat * _channel(sum_dy_xhat, x)) / max(1, count)
+        dx_local = scale * (np.abs(dy) + dx_total)
+        return {0: Terms(count, dx_total, dx_local), 1: Terms(count, sum_dy_xhat), 2: Terms(count, sum_dy)}
+    return terms
+
 
 register(OpInfo("batch_norm", _forward_samples, grad_samples=_grad_samples(False), supports_out=False,
-                in_place=(3, 4), tol=TOL))
-register(OpInfo("batch_norm_backward", _backward_samples(ref.batch_norm, False), supports_out=False, tol=TOL))
+                in_place=(3, 4), terms=_forward_terms, ulps=4.0))
+register(OpInfo("batch_norm_backward", _backward_samples(ref.batch_norm, False), supports_out=False,
+                terms=_backward_terms(False), ulps=4.0))
 register(OpInfo("batch_norm_relu", _forward_samples, grad_samples=_grad_samples(True), supports_out=False,
-                in_place=(3, 4), tol=TOL))
+                in_place=(3, 4), terms=_forward_terms, ulps=4.0))
 register(OpInfo("batch_norm_relu_backward", _backward_samples(ref.batch_norm_relu, True), supports_out=False,
-                tol=TOL))
+                terms=_backward_terms(True), ulps=4.0))

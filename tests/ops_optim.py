@@ -1,11 +1,11 @@
 """OpInfo entries: optimizer steps (param and state buffers updated in place)."""
 import numpy as np
 
-from opinfo import OpInfo, Sample, randn, register, special
+from opinfo import OpInfo, Sample, Terms, randn, register, special
 
 SHAPES = [(3, 5, 7), (17,), (0, 4), (), (300, 301)]  # odd; empty; 0-d; above the parallel cut-off (65536)
-# A few roundings per element (reciprocal folded, fused multiply-adds) against the reference.
-TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-14)}
+# Elementwise updates: a few roundings per element, each relative to the magnitude of the values
+# combined (the parameter and its step, not their difference).
 
 
 def _array(rng, shape, dtype):
@@ -61,6 +61,55 @@ def _adam_samples(rng, dtype):
     return out + [Sample((p, g, _state(rng, g.shape, dtype), v, 3), {"lr": 1e-2, "weight_decay": 0.1}, "special")]
 
 
-for name, samples, in_place in [("sgd_step", _sgd_samples, (0, 2)), ("adagrad_step", _adagrad_samples, (0, 2)),
-                                ("rmsprop_step", _rmsprop_samples, (0, 2)), ("adam_step", _adam_samples, (0, 2, 3))]:
-    register(OpInfo(name, samples, tol=TOL, supports_out=False, special_values=True, in_place=in_place))
+def _abs(a):
+    return np.abs(np.asarray(a, np.float64))
+
+
+def _scaled(factor, a):
+    """factor * |a|, and 0 for a factor of 0 (whatever a holds: an inf parameter adds no decay term)."""
+    return factor * _abs(a) if factor else 0.0
+
+
+def _sgd_terms(args, kwargs, exact):
+    p, g, buf = args
+    lr, m, wd = kwargs["lr"], kwargs.get("momentum", 0.0), kwargs.get("weight_decay", 0.0)
+    grad = _abs(g) + _scaled(wd, p)
+    if not m:
+        return {"arg0": Terms(local=_abs(p) + lr * grad)}
+    new_buf = _scaled(m, buf) + grad
+    step = grad + _scaled(m, new_buf) if kwargs.get("nesterov") else new_buf
+    return {"arg0": Terms(local=_abs(p) + lr * step), "arg2": Terms(local=new_buf)}
+
+
+def _adagrad_terms(args, kwargs, exact):
+    p, g, state = args
+    new_state = _abs(state) + _abs(g) ** 2
+    step = kwargs["lr"] * _abs(g) / (np.sqrt(new_state) + kwargs.get("eps", 1e-10))
+    return {"arg0": Terms(local=_abs(p) + step), "arg2": Terms(local=new_state)}
+
+
+def _rmsprop_terms(args, kwargs, exact):
+    p, g, state = args
+    alpha = kwargs.get("alpha", 0.99)
+    new_state = alpha * _abs(state) + (1 - alpha) * _abs(g) ** 2
+    step = kwargs["lr"] * _abs(g) / (np.sqrt(new_state) + kwargs.get("eps", 1e-8))
+    return {"arg0": Terms(local=_abs(p) + step), "arg2": Terms(local=new_state)}
+
+
+def _adam_terms(args, kwargs, exact):
+    p, g, m, v, step = args
+    lr, b1, b2 = kwargs["lr"], kwargs.get("beta1", 0.9), kwargs.get("beta2", 0.999)
+    grad = _abs(g) + _scaled(kwargs.get("weight_decay", 0.0), p)
+    new_m = _abs(m) + (1 - b1) * (grad + _abs(m))  # torch's lerp: m + (1 - b1) * (g - m)
+    new_v = b2 * _abs(v) + (1 - b2) * grad ** 2
+    denominator = np.sqrt(new_v) / np.sqrt(1 - b2 ** step) + kwargs.get("eps", 1e-8)
+    update = lr / (1 - b1 ** step) * new_m / denominator
+    return {"arg0": Terms(local=_abs(p) + update), "arg2": Terms(local=new_m), "arg3": Terms(local=new_v)}
+
+
+for name, samples, in_place, terms in [
+    ("sgd_step", _sgd_samples, (0, 2), _sgd_terms), ("adagrad_step", _adagrad_samples, (0, 2), _adagrad_terms),
+    ("rmsprop_step", _rmsprop_samples, (0, 2), _rmsprop_terms), ("adam_step", _adam_samples, (0, 2, 3), _adam_terms),
+]:
+    register(OpInfo(name, samples, supports_out=False, special_values=True, in_place=in_place, ulps=8.0,
+                    terms=lambda *a, terms=terms: {0: terms(*a)["arg0"], **terms(*a)}))  # returns param

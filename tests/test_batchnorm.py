@@ -4,6 +4,7 @@ import pytest
 
 import fastnn
 from conftest import COMPILED, F, needs_torch, torch
+from opinfo import check_op
 
 
 def _inputs(rng, shape, dtype=np.float64):
@@ -69,15 +70,16 @@ def test_backward_errors(op, rng):
 @pytest.mark.parametrize("op", ["batch_norm", "batch_norm_relu"])
 def test_out(op, backend_name, rng):
     x, g, b = _inputs(rng, (3, 4, 9, 8), np.float32)
-    with fastnn.use_backend("numpy"):
-        expected = getattr(fastnn, op)(x, g, b)[0]
+    args, kwargs = (x, g, b, None, None), {"training": True}
     with fastnn.use_backend(backend_name):
         out = np.full(x.shape, 7, np.float32)
-        assert getattr(fastnn, op)(x, g, b, out=out)[0] is out
-        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+        result = getattr(fastnn, op)(*args, out=out)
+        assert result[0] is out
+        check_op(op, result, args, kwargs, np.float32, f"{op} out=")
         strided = np.zeros(x.shape[:-1] + (16,), np.float32)[..., ::2]
-        assert getattr(fastnn, op)(x, g, b, out=strided)[0] is strided
-        np.testing.assert_allclose(strided, expected, rtol=1e-5, atol=1e-5)
+        result = getattr(fastnn, op)(*args, out=strided)
+        assert result[0] is strided
+        check_op(op, result, args, kwargs, np.float32, f"{op} strided out=")
 
 
 def test_running_stats_are_updated_in_place(backend, rng):

@@ -4,6 +4,7 @@ import pytest
 
 import fastnn
 from conftest import F, needs_torch, torch
+from opinfo import check_op
 
 
 def test_errors(rng):
@@ -35,15 +36,17 @@ def test_flattens_and_restores_shape(backend, rng):
     np.testing.assert_allclose(db, dy.sum(axis=0), rtol=1e-12)
 
 
-def test_one_thread_matches(backend, rng):
-    x, w, b = rng.standard_normal((33, 70)).astype(np.float32), rng.standard_normal((70, 9)).astype(np.float32), None
-    expected = fastnn.linear(x, w, b)
-    previous = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    try:
-        np.testing.assert_allclose(fastnn.linear(x, w, b), expected, rtol=1e-5, atol=1e-5)
-    finally:
-        fastnn.set_num_threads(previous)
+@pytest.mark.parametrize("n, d_in, d_out", [(33, 70, 9), (512, 1024, 640), (2048, 700, 40), (40, 3000, 700)])
+def test_float32_within_the_rule(backend, threads, n, d_in, d_out, rng):
+    """Small and GEMM-sized layers (above the 2^20 multiply-add cut-off: split by output columns,
+    by batch rows, and for the backward by input features), forward and backward, 1 and 2 threads."""
+    x = rng.standard_normal((n, d_in)).astype(np.float32)
+    w = (rng.standard_normal((d_in, d_out)) / np.sqrt(d_in)).astype(np.float32)
+    b = rng.standard_normal(d_out).astype(np.float32)
+    dy = rng.standard_normal((n, d_out)).astype(np.float32)
+    what = f"{backend} t{threads} {(n, d_in, d_out)}"
+    check_op("linear", fastnn.linear(x, w, b), (x, w, b), {}, np.float32, what)
+    check_op("linear_backward", fastnn.linear_backward(dy, x, w), (dy, x, w), {}, np.float32, what)
 
 
 @needs_torch
