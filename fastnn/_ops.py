@@ -12,6 +12,7 @@ C-contiguous unless an op updates them in place), then calls `call(name, *args, 
 kernel returns what the public function returns. Forwards take `out=`: None, or a C-contiguous
 array of the right shape and dtype to write into (a non-contiguous user `out` is handled here).
 """
+import contextvars
 import importlib
 from contextlib import contextmanager
 
@@ -112,7 +113,8 @@ AUTO = {
     "adam_step": "cython",  # 0.99 (optim adam step 10x1M)
 }
 
-_state = {"backend": "auto"}
+_state = {"backend": "auto"}  # the process default (set_backend)
+_scoped_backend = contextvars.ContextVar("fastnn_backend", default=None)  # use_backend, per thread/context
 _modules = {}
 
 
@@ -163,31 +165,44 @@ def missing_kernels():
     }
 
 
-def set_backend(name):
+def _check_backend(name):
     if name != "auto" and name not in BACKENDS:
         raise ValueError(f"set_backend: name must be one of 'auto', {', '.join(map(repr, BACKENDS))}; got {name!r}")
     if name != "auto" and name not in available_backends():
         raise ValueError(f"set_backend: backend {name!r} is not available here (available: {available_backends()})")
+
+
+def set_backend(name):
+    """Set the process default backend: "auto" (the faster compiled backend per op), "numba",
+    "cython" or "numpy" (the reference). Threads inside a `use_backend` block keep theirs."""
+    _check_backend(name)
     _state["backend"] = name
 
 
 def get_backend():
-    return _state["backend"]
+    """The backend name in force for the caller ("auto" included, not the one it resolves to)."""
+    scoped = _scoped_backend.get()
+    return _state["backend"] if scoped is None else scoped
 
 
 @contextmanager
 def use_backend(name):
-    previous = get_backend()
-    set_backend(name)
+    """Use `name` for calls made in this block by this thread (and context); other threads keep theirs.
+
+    >>> with fastnn.use_backend("numpy"):
+    ...     y = fastnn.relu(x)   # the reference implementation
+    """
+    _check_backend(name)
+    token = _scoped_backend.set(name)
     try:
         yield
     finally:
-        _state["backend"] = previous
+        _scoped_backend.reset(token)
 
 
 def resolve(op):
     """The backend that runs `op` now."""
-    backend = _state["backend"]
+    backend = get_backend()
     if backend != "auto":
         return backend
     compiled = [b for b in available_backends() if b != "numpy"]
@@ -210,7 +225,7 @@ def call(op, *args, out=None, **params):
     fn = kernel(op, backend)
     if fn is None:
         raise NotImplementedError(f"{op}: the {backend} backend does not implement it (see fastnn.missing_kernels())")
-    if out is not None and backend != "numpy" and out.flags.c_contiguous:
+    if out is not None and backend != "numpy" and out.flags.c_contiguous and _kernel_may_write(op, out, args):
         params["out"] = out
     if backend == "numba":
         with _threads.numba_threads():
@@ -225,6 +240,22 @@ def call(op, *args, out=None, **params):
             np.copyto(out, first)
             result = (out,) + result[1:] if isinstance(result, tuple) else out
     return result
+
+
+def _same_view(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.shape == b.shape
+            and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def _kernel_may_write(op, out, args):
+    """Whether the kernel may write straight into `out`: it overlaps no input, or is exactly an input
+    of an elementwise op (in place, as NumPy's ufuncs). Any other overlap is computed into a fresh
+    array and then copied, so the result is right whatever the overlap."""
+    for a in args:
+        if isinstance(a, np.ndarray) and np.may_share_memory(out, a):
+            if not (FAMILY_OF[op] == "activations" and _same_view(out, a)):
+                return False
+    return True
 
 
 def _arrays(result):

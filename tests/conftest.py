@@ -23,18 +23,18 @@ THREADS = sorted({1, min(2, fastnn._threads._MAX_THREADS)})
 
 @pytest.fixture(params=THREADS, ids=lambda t: f"t{t}")
 def threads(request):
-    previous = fastnn.get_num_threads()
+    previous = fastnn._threads._explicit  # None: following OpenMP's setting, as a user who never set it
     fastnn.set_num_threads(request.param)
     yield request.param
-    fastnn.set_num_threads(previous)
+    fastnn._threads._explicit = previous
 
 
 @pytest.fixture
 def one_thread():
-    previous = fastnn.get_num_threads()
+    previous = fastnn._threads._explicit
     fastnn.set_num_threads(1)
     yield
-    fastnn.set_num_threads(previous)
+    fastnn._threads._explicit = previous
 
 
 @pytest.fixture

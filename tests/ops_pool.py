@@ -73,7 +73,7 @@ def _grad_samples(rng):
 
 
 def _geometry(kwargs):
-    kernel, stride, padding = (kwargs[k] for k in ("kernel_size", "stride", "padding"))
+    kernel, stride, padding = kwargs["kernel_size"], kwargs.get("stride"), kwargs.get("padding", 0)
     pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
     kernel = pair(kernel)
     return kernel, (kernel if stride is None else pair(stride)), pair(padding)

@@ -69,7 +69,7 @@ def test_numba_thread_setting_is_restored():
             fastnn.relu(np.ones(10))
         assert numba.get_num_threads() == before
     finally:
-        fastnn.set_num_threads(fastnn._threads._MAX_THREADS)
+        fastnn._threads._explicit = None
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -108,7 +108,7 @@ def test_thread_setting_holds_in_other_python_threads():
         t.start()
         t.join()
     finally:
-        fastnn.set_num_threads(fastnn._threads._MAX_THREADS)
+        fastnn._threads._explicit = None
     assert seen == [1]
 
 

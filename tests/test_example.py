@@ -19,11 +19,11 @@ def _load_example():
 
 
 def test_train_digits_reaches_98_percent(capsys):
-    previous = fastnn.get_num_threads()
+    previous = fastnn._threads._explicit  # the example may set the thread count
     try:
         accuracy = _load_example().main(verbose=True)
     finally:
-        fastnn.set_num_threads(previous)
+        fastnn._threads._explicit = previous
     out = capsys.readouterr().out
     assert accuracy >= 0.98
     for expected in ("initial loss", "update/weight ratios", "overfitting 20 samples: 1.00", "(Epoch 12 / 12)",

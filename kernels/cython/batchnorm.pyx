@@ -16,7 +16,7 @@ from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
 
-from fastnn._threads import get_num_threads
+from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
 
 from _common cimport real
 

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from fastnn._threads import blas_threads, get_num_threads
+from fastnn._threads import blas_threads, openmp_threads as get_num_threads  # one thread in a forked child
 
 from _common cimport real
 

@@ -8,7 +8,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import numpy as np
 
-from fastnn._threads import blas_threads, get_num_threads
+from fastnn._threads import blas_threads, openmp_threads as get_num_threads  # one thread in a forked child
 
 from _common cimport real
 

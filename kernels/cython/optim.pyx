@@ -6,7 +6,7 @@ from cython.parallel cimport prange
 
 import numpy as np
 
-from fastnn._threads import get_num_threads
+from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
 
 from _common cimport real
 

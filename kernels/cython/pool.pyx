@@ -13,7 +13,7 @@ from libc.math cimport INFINITY
 
 import numpy as np
 
-from fastnn._threads import get_num_threads
+from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
 from fastnn.kernels._pool_shapes import planes, pooled_output
 
 from _common cimport real
