@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.fastnn-installed
+JOBS := $(shell nproc 2>/dev/null || echo 2)
 SOURCES := $(shell find fastnn kernels -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h') setup.py pyproject.toml
 
 .PHONY: test bench warmup clean
@@ -14,19 +15,22 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q "setuptools>=69" wheel "cython>=3.0" "numpy>=1.26" "scipy>=1.11"
 
 $(INSTALLED): $(BIN)/python $(SOURCES)
+	@echo "== installing fastnn and its extras into $(VENV); the Cython kernels compile on $(JOBS) cores"
 	$(BIN)/python -m pip install -q --no-build-isolation ".[test,bench,examples]"
 	touch $@
 
+# Numba compiles each kernel on one core: warm the on-disk cache in $(JOBS) processes first.
 test: $(INSTALLED)
+	cd tests && ../$(BIN)/python -m fastnn.warmup --jobs $(JOBS)
 	cd tests && ../$(BIN)/python -m pytest -q
 
 # Run from bench/ or tests/, never the repo root, where the source folder would shadow the install.
 bench: $(INSTALLED)
-	cd bench && ../$(BIN)/python -m fastnn.warmup
+	cd bench && ../$(BIN)/python -m fastnn.warmup --jobs $(JOBS)
 	cd bench && ../$(BIN)/python run.py
 
 warmup: $(INSTALLED)
-	cd bench && ../$(BIN)/python -m fastnn.warmup
+	cd bench && ../$(BIN)/python -m fastnn.warmup --jobs $(JOBS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info kernels/cython/*.c kernels/cython/*.so

@@ -66,6 +66,7 @@ def _extensions():
     ]
     return cythonize(
         extensions,
+        nthreads=os.cpu_count() or 1,
         include_path=[str(CYTHON_DIR)],
         compiler_directives={
             "language_level": 3,
@@ -76,6 +77,15 @@ def _extensions():
         },
         quiet=True,
     )
+
+
+class ParallelBuildExt(build_ext):
+    """Compile the extensions on every core (pip runs build_ext without -j)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
 
 
 setup(
@@ -90,6 +100,6 @@ setup(
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
     package_data={"fastnn.kernels.cython": ["*.pyx", "*.pxd", "*.h"]},
     ext_modules=_extensions(),
-    cmdclass={"build_ext": build_ext},
+    cmdclass={"build_ext": ParallelBuildExt},
     zip_safe=False,
 )

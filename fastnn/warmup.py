@@ -1,4 +1,4 @@
-"""Compile every Numba kernel ahead of time: `python -m fastnn.warmup [--strict]`.
+"""Compile every Numba kernel ahead of time: `python -m fastnn.warmup [--strict] [--jobs N]`.
 
 Calls each op of `fastnn._ops.FAMILIES` that the numba backend implements, through its public
 function (so the compiled signatures are exactly those of real calls), on tiny valid inputs in
@@ -6,8 +6,11 @@ float32 and float64, including the variants that compile separately (bias or Non
 per-channel PReLU weight, 2-D and 4-D batch norm, training and eval, a few conv/pool
 configurations). Kernels are cached on disk (`cache=True`), so later processes load them.
 Ops without a numba kernel are skipped and listed at the end. Exit status is 0 even when a call
-fails (`make bench` goes on to report); `--strict` makes failures exit 1.
+fails (`make bench` goes on to report); `--strict` makes failures exit 1. `--jobs N` compiles in N
+processes (Numba compiles on one core; each process takes every N-th op), printing each op as it
+is done.
 """
+import subprocess
 import sys
 import time
 
@@ -133,19 +136,10 @@ def _cases(op, dtype):
     raise KeyError(f"warmup has no inputs for {op} (family {family}): add them to fastnn/warmup.py")
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    strict = "--strict" in argv
-    if "numba" not in fastnn.available_backends():
-        print("fastnn.warmup: numba is not available; nothing to compile")
-        return 0
-    missing, failed = [], []
-    started = time.perf_counter()
-    print(f"fastnn.warmup: compiling the Numba kernels ({', '.join(np.dtype(d).name for d in DTYPES)})", flush=True)
-    for op in _ops.FAMILY_OF:
-        if _ops.kernel(op, "numba") is None:
-            missing.append(op)
-            continue
+def _compile(ops):
+    """Compile `ops` here, one line per op; returns the ops that failed."""
+    failed = []
+    for op in ops:
         op_started = time.perf_counter()
         try:
             function = _public(op)
@@ -158,12 +152,39 @@ def main(argv=None):
             print(f"  {op:<28} FAILED: {type(error).__name__}: {error}", flush=True)
             continue
         print(f"  {op:<28} {time.perf_counter() - op_started:6.2f} s", flush=True)
-    print(f"fastnn.warmup: {len(_ops.FAMILY_OF) - len(missing) - len(failed)} ops compiled in "
-          f"{time.perf_counter() - started:.1f} s")
+    return failed
+
+
+def _compile_in_processes(ops, jobs):
+    """Every `jobs`-th op in each of `jobs` child processes (their lines interleave as they finish);
+    returns the shares whose process reported a failure (each printed its failed ops)."""
+    shares = [ops[i::jobs] for i in range(jobs)]
+    children = [subprocess.Popen([sys.executable, "-m", "fastnn.warmup", "--ops", ",".join(share)])
+                for share in shares]
+    return [f"ops {', '.join(share)}" for share, child in zip(shares, children) if child.wait() != 0]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    strict = "--strict" in argv
+    jobs = int(argv[argv.index("--jobs") + 1]) if "--jobs" in argv else 1
+    if "numba" not in fastnn.available_backends():
+        print("fastnn.warmup: numba is not available; nothing to compile")
+        return 0
+    if "--ops" in argv:  # a worker of --jobs: exit 1 when an op failed
+        return 1 if _compile(argv[argv.index("--ops") + 1].split(",")) else 0
+    ops = [op for op in _ops.FAMILY_OF if _ops.kernel(op, "numba") is not None]
+    missing = [op for op in _ops.FAMILY_OF if op not in ops]
+    started = time.perf_counter()
+    print(f"fastnn.warmup: compiling the Numba kernels of {len(ops)} ops "
+          f"({', '.join(np.dtype(d).name for d in DTYPES)}) in {jobs} process{'es' if jobs > 1 else ''}",
+          flush=True)
+    failed = _compile_in_processes(ops, jobs) if jobs > 1 else _compile(ops)
+    print(f"fastnn.warmup: done in {time.perf_counter() - started:.1f} s", flush=True)
     if missing:
         print(f"no numba kernel yet ({len(missing)}): {', '.join(missing)}")
     if failed:
-        print(f"FAILED ({len(failed)}): {', '.join(failed)}")
+        print(f"FAILED: {', '.join(failed)}")
     return 1 if strict and failed else 0
 
 
