@@ -98,7 +98,7 @@ setup(
         "fastnn.kernels.cython",
     ],
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
-    package_data={"fastnn.kernels.cython": ["*.pyx", "*.pxd", "*.h"]},
+    package_data={"fastnn": ["backend_table.json"], "fastnn.kernels.cython": ["*.pyx", "*.pxd", "*.h"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": ParallelBuildExt},
     zip_safe=False,

@@ -309,7 +309,8 @@ def _load_average():
 
 
 def suggest_auto(by_group, noisy):
-    """Per op, the compiled backend that was faster, from the group isolating it best (fewest ops)."""
+    """Per op, the compiled backend this run found faster (from the group isolating it best: fewest
+    ops), next to the AUTO table in use; `python -m fastnn.tune` measures and stores a table."""
     evidence = {}  # op -> list of (number of ops in the group, cython/numba time ratio, group)
     for name, group in by_group.items():
         workload, results = group["workload"], group["results"]
@@ -320,21 +321,19 @@ def suggest_auto(by_group, noisy):
             evidence.setdefault(op, []).append((len(workload.ops), ratio, name))
     if not evidence:
         return
-    print("\nAUTO suggestion for fastnn/_ops.py (float32, side by side in one process; "
-          "ratio = cython time / numba time):")
-    if noisy:
-        print("# WARNING: measured while other processes loaded the machine: rerun on a quiet one before pasting")
-    print("AUTO = {")
+    table = fastnn.backend_table()
+    print(f"\nAUTO: the {table['source']} table ({table['reason']}); this run, ratio = cython time / numba time"
+          + (" (WARNING: the machine was loaded)" if noisy else "") + ":")
     for op in _ops.FAMILY_OF:
         if op not in evidence:
             continue
         fewest = min(n for n, _, _ in evidence[op])
         chosen = [(r, g) for n, r, g in evidence[op] if n == fewest]
         ratio = math.exp(sum(math.log(r) for r, _ in chosen) / len(chosen))
-        backend = "numba" if ratio > 1 else "cython"
-        where = chosen[0][1] if len(chosen) == 1 else f"geometric mean of {len(chosen)} groups"
-        print(f'    "{op}": "{backend}",  # {ratio:.2f} ({where})')
-    print("}")
+        entry = fastnn._autotable.entry(ratio, list(_ops.COMPILED))
+        in_use = table["choices"].get(op, "numba")
+        flag = "" if entry["backend"] == in_use else "   <- differs from the table in use"
+        print(f"  {op:<26} {ratio:5.2f} {entry['backend']:<7}{' (tie)' if entry['tie'] else '      '} table: {in_use}{flag}")
 
 
 def plot(by_group, path, title):

@@ -6,6 +6,7 @@ Functional ops are importable from here; the training toolkit lives in the submo
 """
 import importlib
 
+from ._autotable import backend_table
 from ._ops import available_backends, get_backend, missing_kernels, set_backend, use_backend
 from ._threads import get_num_threads, set_num_threads
 from .activations import (
@@ -22,7 +23,7 @@ from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backwa
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("nn", "init", "optim", "preprocess", "gradcheck", "diagnostics", "train", "compat", "reference")
+_SUBMODULES = ("nn", "init", "optim", "preprocess", "gradcheck", "diagnostics", "train", "compat", "reference", "tune")
 
 
 def __getattr__(name):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import _threads
+from . import _autotable, _threads
 
 BACKENDS = ("numpy", "numba", "cython")
 COMPILED = ("numba", "cython")
@@ -71,46 +71,6 @@ DERIVATIVES = {
     "batch_norm_relu": (
         "batch_norm_relu_backward", ("x", "gamma", "beta"), ("out0", "x", "gamma", "out1", "out2"),
     ),
-}
-
-# "auto": the faster compiled backend per op (float32, 2 threads), from `make bench`
-# (bench/test_bench_ops.py, both backends side by side in one process; run.py prints this table),
-# measured 2026-11-27 on the 2-core Zen 5 machine with the OpenBLAS variables unset. The number is
-# cython time / numba time. An op not listed uses numba, else cython.
-AUTO = {
-    "relu": "cython",  # 0.99 (relu fwd 32x64x32x32)
-    "relu_backward": "cython",  # 0.96 (relu fwd+bwd 32x64x32x32)
-    "leaky_relu": "cython",  # 0.96 (leaky_relu fwd+bwd 32x64x32x32)
-    "leaky_relu_backward": "cython",  # 0.96
-    "prelu": "cython",  # 0.90 (prelu fwd+bwd 32x64x32x32)
-    "prelu_backward": "cython",  # 0.90
-    "elu": "cython",  # 0.97 (elu fwd 32x64x32x32)
-    "elu_backward": "cython",  # 0.93 (elu fwd+bwd 32x64x32x32)
-    "sigmoid": "cython",  # 0.94 (sigmoid fwd+bwd 32x64x32x32)
-    "sigmoid_backward": "cython",  # 0.94
-    "tanh": "cython",  # 1.00 (tanh fwd 32x64x32x32)
-    "tanh_backward": "cython",  # 0.99 (tanh fwd+bwd 32x64x32x32)
-    "gelu": "numba",  # 1.33 (gelu fwd+bwd 32x64x32x32)
-    "gelu_backward": "numba",  # 1.33
-    "silu": "cython",  # 0.91 (silu fwd+bwd 32x64x32x32)
-    "silu_backward": "cython",  # 0.91
-    "maxout": "numba",  # 1.20 (maxout2 fwd+bwd 32x64x32x32)
-    "maxout_backward": "numba",  # 1.20
-    "linear": "cython",  # 0.89 (linear fwd+bwd 256x4096x1024)
-    "linear_backward": "cython",  # 0.89
-    "softmax_cross_entropy": "cython",  # 0.83 (softmax_cross_entropy 256x1000, 0.065 vs 0.079 ms)
-    "conv2d": "cython",  # 0.71 (geometric mean of conv2d fwd c1..c7)
-    "conv2d_backward": "cython",  # 0.75 (geometric mean of conv2d fwd+bwd c1..c7)
-    "max_pool2d": "numba",  # 2.00 (max_pool2d fwd 32x64x32x32_k2s2)
-    "max_pool2d_backward": "numba",  # 1.73 (max_pool2d fwd+bwd 32x64x32x32_k2s2)
-    "avg_pool2d": "cython",  # 0.98 (avg_pool2d fwd 32x64x32x32_k2s2)
-    "avg_pool2d_backward": "cython",  # 0.94 (avg_pool2d fwd+bwd 32x64x32x32_k2s2)
-    "batch_norm": "numba",  # 1.19 (geometric mean of batch_norm fwd 32x64x32x32 and 256x4096)
-    "batch_norm_backward": "numba",  # 1.21 (the same, fwd+bwd)
-    "batch_norm_relu": "numba",  # 1.47 (batch_norm_relu fwd+bwd 32x64x32x32)
-    "batch_norm_relu_backward": "numba",  # 1.47
-    "sgd_step": "cython",  # 0.99 (optim sgd_momentum step 10x1M)
-    "adam_step": "cython",  # 0.99 (optim adam step 10x1M)
 }
 
 _state = {"backend": "auto"}  # the process default (set_backend)
@@ -208,7 +168,7 @@ def resolve(op):
     compiled = [b for b in available_backends() if b != "numpy"]
     if not compiled:
         return "numpy"
-    preferred = AUTO.get(op)
+    preferred = _autotable.choice(op)  # this machine's measured table, or the shipped one
     order = ([preferred] if preferred in compiled else []) + [b for b in COMPILED if b in compiled]
     for b in order:
         if kernel(op, b) is not None:
