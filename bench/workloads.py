@@ -2,7 +2,8 @@
 reshape a group, so results stay comparable across runs.
 
 Contenders (the test ids inside each group; see harness.py for how each is run):
-  numpy   the reference functions of `fastnn.reference.<family>`, called directly (the baseline);
+  numpy   fastnn's public functions on the "numpy" backend: the reference kernels of
+          `fastnn.reference.<family>` (the baseline);
           for the optimizer and training-step workloads, fastnn.optim / fastnn.nn classes under
           `use_backend("numpy")` (the classes dispatch straight to those reference kernels);
   numba, cython   the public fastnn functions (or classes) under `fastnn.use_backend(...)`;

@@ -12,13 +12,16 @@ C-contiguous unless an op updates them in place), then calls `call(name, *args, 
 kernel returns what the public function returns. Forwards take `out=`: None, or a C-contiguous
 array of the right shape and dtype to write into (a non-contiguous user `out` is handled here).
 """
+import contextlib
 import contextvars
 import importlib
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from . import _autotable, _threads
+from . import _autotable, _grain, _threads, _workspace
 
 BACKENDS = ("numpy", "numba", "cython")
 COMPILED = ("numba", "cython")
@@ -176,7 +179,81 @@ def resolve(op):
     raise NotImplementedError(f"{op}: no compiled backend implements it yet (see fastnn.missing_kernels())")
 
 
+@dataclass
+class Plan:
+    """What an op's meta function decides for one call, before any backend runs (ATen's meta
+    functions): the kernel's inputs, its output shapes, its scalar parameters and the call's work.
+
+    Every backend's kernel is called as kernel(*args, *outputs, *params, n_threads) (the reference
+    without n_threads), fills its outputs and may return a scalar (a loss); modules with an
+    `<op>_workspace(*args, *outputs, *params, n_threads)` function (elements needed) also get
+    `workspace=` a scratch array of the output dtype.
+    """
+    args: tuple  # input arrays (C-contiguous; in-place ones are the caller's own) and None
+    outputs: tuple  # output shapes, None for an output not computed; the first is `out=`'s
+    dtype: np.dtype
+    params: tuple = ()  # plain Python ints, floats and bools
+    work: int = 0  # in the grain table's unit for the op (fastnn/_grain.py)
+    result: Callable = None  # (outputs, kernel's return) -> the public return value
+    blas: bool = False  # the kernels call BLAS inside their parallel loops: BLAS on one thread
+
+
+META = {}  # op -> meta function (*public arguments) -> Plan, registered in fastnn/<family>.py
+
+
+def meta(op):
+    """Register the meta function of `op`."""
+    def register(fn):
+        META[op] = fn
+        return fn
+    return register
+
+
 def call(op, *args, out=None, **params):
+    """Run `op` on the current backend; write its (first) output into `out` if given."""
+    if op in META:
+        return _run(op, META[op](*args, **params), out)
+    return _call_legacy(op, *args, out=out, **params)
+
+
+def _run(op, plan, out):
+    from ._validation import check_out
+
+    if out is not None:
+        check_out(op, out, plan.outputs[0], plan.dtype)
+    backend = resolve(op)
+    module = _module(backend, FAMILY_OF[op])
+    fn = getattr(module, op, None) if module is not None else None
+    if fn is None:
+        raise NotImplementedError(f"{op}: the {backend} backend does not implement it (see fastnn.missing_kernels())")
+    outputs = _workspace.outputs(plan.outputs, plan.dtype, out, plan.args, FAMILY_OF[op] == "activations")
+    if backend == "numpy":
+        with np.errstate(all="ignore"):  # the reference's NaN and inf propagate quietly, as the kernels'
+            returned = fn(*plan.args, *outputs, *plan.params)
+    else:
+        returned = _run_compiled(op, plan, fn, module, backend, outputs)
+    if out is not None and outputs[0] is not out:
+        np.copyto(out, outputs[0])
+        outputs[0] = out
+    if plan.result is not None:
+        return plan.result(outputs, returned)
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _run_compiled(op, plan, fn, module, backend, outputs):
+    n_threads = _grain.threads(op, plan.work, backend)
+    kwargs = {}
+    size = getattr(module, op + "_workspace", None)
+    if size is not None:
+        kwargs["workspace"] = _workspace.scratch(size(*plan.args, *outputs, *plan.params, n_threads), plan.dtype)
+    with _threads.blas_threads(1) if plan.blas else contextlib.nullcontext():
+        if backend == "numba":
+            with _threads.numba_threads(n_threads):
+                return fn(*plan.args, *outputs, *plan.params, n_threads, **kwargs)
+        return fn(*plan.args, *outputs, *plan.params, n_threads, **kwargs)
+
+
+def _call_legacy(op, *args, out=None, **params):
     """Run `op` on the current backend with fastnn's thread policy; write into `out` if given.
 
     The numpy reference takes no `out` (it is the plain oracle): its result is copied into `out`.

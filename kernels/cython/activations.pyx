@@ -1,14 +1,14 @@
 # Cython/OpenMP activation kernels over flattened C-contiguous arrays.
 #
-# The per-chunk loops are C (activation_loops.h: vectorized, AVX-512/AVX2/baseline clones picked
-# at load time); this module splits the arrays into chunks and runs them in parallel.
+# Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, parameters, n_threads (the
+# dispatcher's count from the grain table: exactly that many threads run). The per-chunk loops are
+# C (activation_loops.h: vectorized, AVX-512/AVX2/baseline clones picked at load time); this module
+# splits the arrays into chunks and runs them in parallel, the GIL released throughout.
 from cython.parallel cimport prange
 
 import numpy as np
 
-from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
-
-from _common cimport real
+from _common cimport chunk_start, real
 
 
 cdef extern from "activation_loops.h" nogil:
@@ -52,18 +52,6 @@ cdef enum:
     # in L2. Work items are multiples of 64 elements (whole cache lines, full vectors).
     CHUNK = 16384
     ALIGN = 64
-    # Below these sizes one thread is faster: starting the OpenMP team (~2 us here) costs more
-    # than the second thread saves. Measured (1 vs 2 threads, min of 300, 1-D arrays): float32
-    # relu and tanh_backward break even at 48K-64K elements, float64 relu at 32K-64K; float32
-    # sigmoid at 12K-16K, gelu at ~7K; float64 sigmoid/gelu/tanh at 4K-6K.
-    SERIAL_BELOW = 65536
-    SERIAL_BELOW_TRANSCENDENTAL = 8192
-
-
-cdef inline bint _algebraic(int op) noexcept nogil:
-    """No exp/erf/tanh per element: memory-bound, so the larger serial cut-off applies."""
-    return op in (FNN_RELU, FNN_RELU_BACKWARD, FNN_LEAKY_RELU, FNN_LEAKY_RELU_BACKWARD,
-                  FNN_SIGMOID_BACKWARD, FNN_TANH_BACKWARD)
 
 
 cdef inline Py_ssize_t _chunk_size(Py_ssize_t n, int n_threads) noexcept nogil:
@@ -84,9 +72,10 @@ cdef inline void _chunk(int op, const real* a, const real* b, real* out, Py_ssiz
 cdef void _elementwise_loop(int op, const real[::1] a, const real[::1] b, real[::1] out,
                             double param, int n_threads) noexcept nogil:
     cdef Py_ssize_t n = out.shape[0], chunk_size, n_chunks, chunk, start
-    if n_threads == 1 or n < (SERIAL_BELOW if _algebraic(op) else SERIAL_BELOW_TRANSCENDENTAL):
-        if n:
-            _chunk(op, &a[0], &b[0], &out[0], n, param)
+    if n == 0:
+        return
+    if n_threads == 1:
+        _chunk(op, &a[0], &b[0], &out[0], n, param)
         return
     chunk_size = _chunk_size(n, n_threads)
     n_chunks = (n + chunk_size - 1) // chunk_size
@@ -95,98 +84,84 @@ cdef void _elementwise_loop(int op, const real[::1] a, const real[::1] b, real[:
         _chunk(op, &a[start], &b[start], &out[start], min(chunk_size, n - start), param)
 
 
-def _elementwise(int op, a, b, out, double param):
+def _elementwise(int op, const real[::1] a, const real[::1] b, real[::1] out, double param, int n_threads):
     """out = op(a, b, param) elementwise; b is a again for forwards, x or y for backwards."""
-    result = np.empty_like(b) if out is None else out
-    if b.dtype == np.float32:
-        _elementwise_loop[float](op, a.reshape(-1), b.reshape(-1), result.reshape(-1), param,
-                                 get_num_threads())
-    else:
-        _elementwise_loop[double](op, a.reshape(-1), b.reshape(-1), result.reshape(-1), param,
-                                  get_num_threads())
-    return result
+    with nogil:
+        _elementwise_loop(op, a, b, out, param, n_threads)
 
 
-def relu(x, out=None):
-    return _elementwise(FNN_RELU, x, x, out, 0)
+def _flat(a):
+    return a.reshape(-1)
 
 
-def relu_backward(dy, x, out=None):
-    return _elementwise(FNN_RELU_BACKWARD, dy, x, out, 0)
+def relu(x, y, n_threads):
+    _elementwise(FNN_RELU, _flat(x), _flat(x), _flat(y), 0, n_threads)
 
 
-def leaky_relu(x, negative_slope=0.01, out=None):
-    return _elementwise(FNN_LEAKY_RELU, x, x, out, negative_slope)
+def relu_backward(dy, x, dx, n_threads):
+    _elementwise(FNN_RELU_BACKWARD, _flat(dy), _flat(x), _flat(dx), 0, n_threads)
 
 
-def leaky_relu_backward(dy, x, negative_slope=0.01, out=None):
-    return _elementwise(FNN_LEAKY_RELU_BACKWARD, dy, x, out, negative_slope)
+def leaky_relu(x, y, negative_slope, n_threads):
+    _elementwise(FNN_LEAKY_RELU, _flat(x), _flat(x), _flat(y), negative_slope, n_threads)
 
 
-def elu(x, alpha=1.0, out=None):
-    return _elementwise(FNN_ELU, x, x, out, alpha)
+def leaky_relu_backward(dy, x, dx, negative_slope, n_threads):
+    _elementwise(FNN_LEAKY_RELU_BACKWARD, _flat(dy), _flat(x), _flat(dx), negative_slope, n_threads)
 
 
-def elu_backward(dy, x, alpha=1.0, out=None):
-    return _elementwise(FNN_ELU_BACKWARD, dy, x, out, alpha)
+def elu(x, y, alpha, n_threads):
+    _elementwise(FNN_ELU, _flat(x), _flat(x), _flat(y), alpha, n_threads)
 
 
-def sigmoid(x, out=None):
-    return _elementwise(FNN_SIGMOID, x, x, out, 0)
+def elu_backward(dy, x, dx, alpha, n_threads):
+    _elementwise(FNN_ELU_BACKWARD, _flat(dy), _flat(x), _flat(dx), alpha, n_threads)
 
 
-def sigmoid_backward(dy, y, out=None):
-    return _elementwise(FNN_SIGMOID_BACKWARD, dy, y, out, 0)
+def sigmoid(x, y, n_threads):
+    _elementwise(FNN_SIGMOID, _flat(x), _flat(x), _flat(y), 0, n_threads)
 
 
-def tanh(x, out=None):
-    return _elementwise(FNN_TANH, x, x, out, 0)
+def sigmoid_backward(dy, y, dx, n_threads):
+    _elementwise(FNN_SIGMOID_BACKWARD, _flat(dy), _flat(y), _flat(dx), 0, n_threads)
 
 
-def tanh_backward(dy, y, out=None):
-    return _elementwise(FNN_TANH_BACKWARD, dy, y, out, 0)
+def tanh(x, y, n_threads):
+    _elementwise(FNN_TANH, _flat(x), _flat(x), _flat(y), 0, n_threads)
 
 
-def gelu(x, out=None):
-    return _elementwise(FNN_GELU, x, x, out, 0)
+def tanh_backward(dy, y, dx, n_threads):
+    _elementwise(FNN_TANH_BACKWARD, _flat(dy), _flat(y), _flat(dx), 0, n_threads)
 
 
-def gelu_backward(dy, x, out=None):
-    return _elementwise(FNN_GELU_BACKWARD, dy, x, out, 0)
+def gelu(x, y, n_threads):
+    _elementwise(FNN_GELU, _flat(x), _flat(x), _flat(y), 0, n_threads)
 
 
-def silu(x, out=None):
-    return _elementwise(FNN_SILU, x, x, out, 0)
+def gelu_backward(dy, x, dx, n_threads):
+    _elementwise(FNN_GELU_BACKWARD, _flat(dy), _flat(x), _flat(dx), 0, n_threads)
 
 
-def silu_backward(dy, x, out=None):
-    return _elementwise(FNN_SILU_BACKWARD, dy, x, out, 0)
+def silu(x, y, n_threads):
+    _elementwise(FNN_SILU, _flat(x), _flat(x), _flat(y), 0, n_threads)
 
 
-# --- PReLU: x seen as (rows, inner), row r in channel r % channels ---------------------------
-
-def _prelu_layout(x, a):
-    """(channels, inner): a scalar a makes the whole array one channel."""
-    if a.ndim == 0:
-        return 1, max(x.size, 1)
-    return a.shape[0], int(np.prod(x.shape[2:]))
+def silu_backward(dy, x, dx, n_threads):
+    _elementwise(FNN_SILU_BACKWARD, _flat(dy), _flat(x), _flat(dx), 0, n_threads)
 
 
-cdef inline Py_ssize_t _block_start(Py_ssize_t n, Py_ssize_t block, Py_ssize_t n_blocks) noexcept nogil:
-    return n * block // n_blocks
-
+# --- PReLU: x seen as (outer, channels, inner); a scalar a is one channel ---------------------------
 
 cdef void _prelu_loop(const real[::1] x, const real[::1] a, real[::1] y, Py_ssize_t channels,
                       Py_ssize_t inner, int n_threads) noexcept nogil:
-    cdef Py_ssize_t n = x.shape[0], block, lo, hi
-    cdef Py_ssize_t n_blocks = n_threads if n >= SERIAL_BELOW else 1
-    for block in prange(n_blocks, schedule="static", num_threads=n_blocks):
-        lo = _block_start(n, block, n_blocks)
-        hi = _block_start(n, block + 1, n_blocks)
+    cdef Py_ssize_t n = x.shape[0], block
+    for block in prange(n_threads, schedule="static", num_threads=n_threads):
         if real is float:
-            fnn_prelu_f(&x[0], &a[0], &y[0], channels, inner, lo, hi)
+            fnn_prelu_f(&x[0], &a[0], &y[0], channels, inner, chunk_start(n, block, n_threads),
+                        chunk_start(n, block + 1, n_threads))
         else:
-            fnn_prelu_d(&x[0], &a[0], &y[0], channels, inner, lo, hi)
+            fnn_prelu_d(&x[0], &a[0], &y[0], channels, inner, chunk_start(n, block, n_threads),
+                        chunk_start(n, block + 1, n_threads))
 
 
 cdef void _prelu_backward_loop(const real[::1] dy, const real[::1] x, const real[::1] a,
@@ -196,8 +171,8 @@ cdef void _prelu_backward_loop(const real[::1] dy, const real[::1] x, const real
     cdef Py_ssize_t n = x.shape[0], n_blocks = partial_da.shape[0], block, lo, hi
     cdef Py_ssize_t channels = partial_da.shape[1]
     for block in prange(n_blocks, schedule="static", num_threads=n_blocks):
-        lo = _block_start(n, block, n_blocks)
-        hi = _block_start(n, block + 1, n_blocks)
+        lo = chunk_start(n, block, n_blocks)
+        hi = chunk_start(n, block + 1, n_blocks)
         if real is float:
             fnn_prelu_backward_f(&dy[0], &x[0], &a[0], &dx[0], &partial_da[block, 0], channels,
                                  inner, lo, hi)
@@ -206,43 +181,31 @@ cdef void _prelu_backward_loop(const real[::1] dy, const real[::1] x, const real
                                  inner, lo, hi)
 
 
-def prelu(x, a, out=None):
-    y = np.empty_like(x) if out is None else out
-    channels, inner = _prelu_layout(x, a)
-    if x.size:
-        if x.dtype == np.float32:
-            _prelu_loop[float](x.reshape(-1), a.reshape(-1), y.reshape(-1), channels, inner,
-                               get_num_threads())
-        else:
-            _prelu_loop[double](x.reshape(-1), a.reshape(-1), y.reshape(-1), channels, inner,
-                                get_num_threads())
-    return y
+def _prelu(const real[::1] x, const real[::1] a, real[::1] y, Py_ssize_t channels, Py_ssize_t inner,
+           int n_threads):
+    if x.shape[0]:
+        with nogil:
+            _prelu_loop(x, a, y, channels, inner, n_threads)
 
 
-def prelu_backward(dy, x, a):
-    dx = np.empty_like(x)
-    channels, inner = _prelu_layout(x, a)
-    n_threads = get_num_threads()
-    partial_da = np.zeros((n_threads if x.size >= SERIAL_BELOW else 1, channels))
-    if x.size:
-        if x.dtype == np.float32:
-            _prelu_backward_loop[float](dy.reshape(-1), x.reshape(-1), a.reshape(-1),
-                                        dx.reshape(-1), partial_da, inner)
-        else:
-            _prelu_backward_loop[double](dy.reshape(-1), x.reshape(-1), a.reshape(-1),
-                                         dx.reshape(-1), partial_da, inner)
-    da = partial_da.sum(axis=0).astype(x.dtype)  # the serial merge
-    return dx, da.reshape(a.shape)
+def _prelu_backward(const real[::1] dy, const real[::1] x, const real[::1] a, real[::1] dx,
+                    double[:, ::1] partial_da, Py_ssize_t inner):
+    if x.shape[0]:
+        with nogil:
+            _prelu_backward_loop(dy, x, a, dx, partial_da, inner)
 
 
-# --- Maxout: x seen as (groups, pieces, inner), groups = outer * units ------------------------
+def prelu(x, a, y, outer, channels, inner, n_threads):
+    _prelu(_flat(x), a, _flat(y), channels, max(inner, 1), n_threads)
 
-def _maxout_layout(shape, pieces, axis):
-    """(groups, inner, the output shape)."""
-    units = shape[axis] // pieces
-    groups = int(np.prod(shape[:axis])) * units
-    return groups, int(np.prod(shape[axis + 1:])), shape[:axis] + (units,) + shape[axis + 1:]
 
+def prelu_backward(dy, x, a, dx, da, outer, channels, inner, n_threads):
+    partial_da = np.zeros((n_threads, channels))  # float64 per-block sums, merged serially below
+    _prelu_backward(_flat(dy), _flat(x), a, _flat(dx), partial_da, max(inner, 1))
+    da[:] = partial_da.sum(axis=0)
+
+
+# --- Maxout: x seen as (groups, pieces, inner) -------------------------------------------------------
 
 cdef void _maxout_loop(const real[::1] dy, const real[::1] x, real[::1] out, Py_ssize_t groups,
                        Py_ssize_t pieces, Py_ssize_t inner, bint backward,
@@ -251,8 +214,6 @@ cdef void _maxout_loop(const real[::1] dy, const real[::1] x, real[::1] out, Py_
     cdef Py_ssize_t group_size = pieces * inner
     cdef Py_ssize_t per_item = max(1, CHUNK // group_size), n_items = (groups + per_item - 1) // per_item
     cdef Py_ssize_t item, g0, count
-    if groups * group_size < SERIAL_BELOW:
-        n_threads = 1
     for item in prange(n_items, schedule="static", num_threads=n_threads):
         g0 = item * per_item
         count = min(per_item, groups - g0)
@@ -270,22 +231,16 @@ cdef void _maxout_loop(const real[::1] dy, const real[::1] x, real[::1] out, Py_
                 fnn_maxout_d(&x[g0 * group_size], &out[g0 * inner], count, pieces, inner)
 
 
-def _maxout(dy, x, pieces, axis, out, bint backward):
-    groups, inner, y_shape = _maxout_layout(x.shape, pieces, axis)
-    result = np.empty(x.shape if backward else y_shape, x.dtype) if out is None else out
+def _maxout(const real[::1] dy, const real[::1] x, real[::1] out, Py_ssize_t groups, Py_ssize_t pieces,
+            Py_ssize_t inner, bint backward, int n_threads):
     if groups and inner:
-        if x.dtype == np.float32:
-            _maxout_loop[float](dy.reshape(-1), x.reshape(-1), result.reshape(-1), groups, pieces,
-                                inner, backward, get_num_threads())
-        else:
-            _maxout_loop[double](dy.reshape(-1), x.reshape(-1), result.reshape(-1), groups, pieces,
-                                 inner, backward, get_num_threads())
-    return result
+        with nogil:
+            _maxout_loop(dy, x, out, groups, pieces, inner, backward, n_threads)
 
 
-def maxout(x, pieces, axis=1, out=None):
-    return _maxout(x, x, pieces, axis, out, False)
+def maxout(x, y, groups, pieces, inner, n_threads):
+    _maxout(_flat(x), _flat(x), _flat(y), groups, pieces, inner, False, n_threads)
 
 
-def maxout_backward(dy, x, pieces, axis=1, out=None):
-    return _maxout(dy, x, pieces, axis, out, True)
+def maxout_backward(dy, x, dx, groups, pieces, inner, n_threads):
+    _maxout(_flat(dy), _flat(x), _flat(dx), groups, pieces, inner, True, n_threads)

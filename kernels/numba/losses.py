@@ -3,7 +3,7 @@ serially in float64."""
 import numpy as np
 from numba import njit, prange
 
-from .activations import _exp
+from ._math import _exp
 
 _OPTS = dict(parallel=True, cache=True, nogil=True)
 
