@@ -1,12 +1,17 @@
 """Activations: public functions (validation, then the op table). Any shape; forward then backward."""
 from ._ops import call
-from ._validation import check_out, check_same_shape, float_arrays, integer, real
+from ._validation import check_out, check_same_shape, float_arrays, integer, real, within_dtype
 
 
 def _unary(op, x, out):
     x = float_arrays(op, x=x)
     check_out(op, out, x.shape, x.dtype)
     return x
+
+
+def _scalar(op, name, value, x):
+    """A finite real parameter within x's dtype range (the kernels round it to that dtype)."""
+    return within_dtype(op, x.dtype, **{name: real(op, name, value)})
 
 
 def _grad_pair(op, dy, name, t, out):
@@ -28,13 +33,13 @@ def relu_backward(dy, x, *, out=None):
 
 def leaky_relu(x, negative_slope=0.01, *, out=None):
     x = _unary("leaky_relu", x, out)
-    slope = real("leaky_relu", "negative_slope", negative_slope)
+    slope = _scalar("leaky_relu", "negative_slope", negative_slope, x)
     return call("leaky_relu", x, slope, out=out)
 
 
 def leaky_relu_backward(dy, x, negative_slope=0.01, *, out=None):
     dy, x = _grad_pair("leaky_relu_backward", dy, "x", x, out)
-    slope = real("leaky_relu_backward", "negative_slope", negative_slope)
+    slope = _scalar("leaky_relu_backward", "negative_slope", negative_slope, x)
     return call("leaky_relu_backward", dy, x, slope, out=out)
 
 
@@ -65,13 +70,13 @@ def prelu_backward(dy, x, a):
 
 def elu(x, alpha=1.0, *, out=None):
     x = _unary("elu", x, out)
-    alpha = real("elu", "alpha", alpha)
+    alpha = _scalar("elu", "alpha", alpha, x)
     return call("elu", x, alpha, out=out)
 
 
 def elu_backward(dy, x, alpha=1.0, *, out=None):
     dy, x = _grad_pair("elu_backward", dy, "x", x, out)
-    alpha = real("elu_backward", "alpha", alpha)
+    alpha = _scalar("elu_backward", "alpha", alpha, x)
     return call("elu_backward", dy, x, alpha, out=out)
 
 
@@ -126,7 +131,7 @@ def _maxout_args(op, x, pieces, axis):
     axis %= x.ndim
     if x.shape[axis] % pieces:
         raise ValueError(
-            f"{op}: x.shape[{axis}] = {x.shape[axis]} is not a multiple of pieces = {pieces}"
+            f"{op}: x.shape[{axis}] = {x.shape[axis]} is not a multiple of pieces = {pieces} (axis = {axis})"
         )
     out_shape = x.shape[:axis] + (x.shape[axis] // pieces,) + x.shape[axis + 1:]
     return pieces, axis, out_shape
@@ -145,6 +150,7 @@ def maxout_backward(dy, x, pieces, axis=1, *, out=None):
     dy, x = float_arrays("maxout_backward", dy=dy, x=x)
     pieces, axis, out_shape = _maxout_args("maxout_backward", x, pieces, axis)
     if dy.shape != out_shape:
-        raise ValueError(f"maxout_backward: dy has shape {dy.shape}, expected {out_shape}")
+        raise ValueError(f"maxout_backward: dy has shape {dy.shape}, expected {out_shape} (x's shape {x.shape} with "
+                         f"axis {axis} divided by pieces = {pieces})")
     check_out("maxout_backward", out, x.shape, x.dtype)
     return call("maxout_backward", dy, x, pieces, axis, out=out)

@@ -7,7 +7,7 @@ place as PyTorch does (unbiased variance into running_var); eval normalizes with
 import numpy as np
 
 from ._ops import call
-from ._validation import check_ndim, check_out, check_same_shape, float_arrays, real
+from ._validation import check_ndim, check_out, check_same_shape, flag, float_arrays, real
 
 
 def _channel_vector(op, name, a, channels, required=True):
@@ -37,7 +37,7 @@ def _running_stat(op, name, r, x):
 
 
 def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, out):
-    x, gamma, beta = float_arrays(op, x=x, gamma=gamma, beta=beta)
+    x, gamma, beta = float_arrays(op, optional=("gamma", "beta"), x=x, gamma=gamma, beta=beta)
     check_ndim(op, "x", x, (2, 4))
     channels = x.shape[1]
     if (gamma is None) != (beta is None):
@@ -46,7 +46,7 @@ def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momen
     _channel_vector(op, "beta", beta, channels, required=False)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: running_mean and running_var must both be given or both be None")
-    training = bool(training)
+    training = flag(op, "training", training)
     _check_count(op, x, training)
     if training:
         if running_mean is not None:
@@ -66,7 +66,7 @@ def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momen
 
 def _backward_args(op, training, **arrays):
     """dy (and y) shaped like x; gamma (optional), save_mean and save_invstd of shape (C,)."""
-    arrays = dict(zip(arrays, float_arrays(op, **arrays)))
+    arrays = dict(zip(arrays, float_arrays(op, optional=("gamma",), **arrays)))
     x = arrays["x"]
     check_ndim(op, "x", x, (2, 4))
     check_same_shape(op, "dy", arrays["dy"], "x", x)
@@ -75,7 +75,7 @@ def _backward_args(op, training, **arrays):
     _channel_vector(op, "gamma", arrays["gamma"], x.shape[1], required=False)
     _channel_vector(op, "save_mean", arrays["save_mean"], x.shape[1])
     _channel_vector(op, "save_invstd", arrays["save_invstd"], x.shape[1])
-    training = bool(training)
+    training = flag(op, "training", training)
     _check_count(op, x, training)
     return tuple(arrays.values()) + (training,)
 
