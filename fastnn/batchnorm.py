@@ -19,8 +19,14 @@ def _channel_vector(op, name, a, channels, required=True):
         raise ValueError(f"{op}: {name} has shape {a.shape}, expected ({channels},) (x.shape[1])")
 
 
-def _check_count(op, x, training):
-    if training and x.shape[0] * int(np.prod(x.shape[2:])) == 0:
+def _check_count(op, x, training, minimum):
+    """Training needs `minimum` values per channel: the forward's batch variance two (a single value
+    would normalize to beta whatever it is: PyTorch raises too), the backward's mean one."""
+    count = x.shape[0] * int(np.prod(x.shape[2:]))
+    if training and count < minimum:
+        if minimum == 2:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, x has shape {x.shape} "
+                             f"({count} per channel)")
         raise ValueError(f"{op}: training needs at least one value per channel, x has shape {x.shape}")
 
 
@@ -47,7 +53,7 @@ def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momen
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: running_mean and running_var must both be given or both be None")
     training = flag(op, "training", training)
-    _check_count(op, x, training)
+    _check_count(op, x, training, minimum=2)
     if training:
         if running_mean is not None:
             running_mean = _running_stat(op, "running_mean", running_mean, x)
@@ -76,7 +82,7 @@ def _backward_args(op, training, **arrays):
     _channel_vector(op, "save_mean", arrays["save_mean"], x.shape[1])
     _channel_vector(op, "save_invstd", arrays["save_invstd"], x.shape[1])
     training = flag(op, "training", training)
-    _check_count(op, x, training)
+    _check_count(op, x, training, minimum=1)  # one value per channel has a gradient (torch's backward takes it)
     return tuple(arrays.values()) + (training,)
 
 
