@@ -5,20 +5,44 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+# The largest integer parameter (stride, padding, dilation, kernel_size, groups, pieces, ...), padded
+# image plane ((H + 2 * padding) * (W + 2 * padding) elements) and dilated kernel extent: the
+# compiled kernels keep convolution geometry in C ints (kernels/cython/conv.pyx), which would
+# overflow beyond it (an OverflowError at the call, or wrapped sizes).
+INDEX_MAX = 2 ** 31 - 1
 
-def float_arrays(op, contiguous=True, **arrays):
+
+def _short(value):
+    """repr(value), cut short (a huge int or a long list)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({type(value).__name__})"
+
+
+def _as_array(op, name, value, kind="a float32 or float64 array"):
+    """np.asarray(value), with a TypeError naming the argument for None and for what NumPy refuses
+    (ragged nested sequences)."""
+    if value is None:
+        raise TypeError(f"{op}: {name} must be {kind}, got None")
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise TypeError(f"{op}: {name} must be {kind}, got {_short(value)} ({error})") from None
+
+
+def float_arrays(op, contiguous=True, optional=(), **arrays):
     """Convert each named array-like to a float32/float64 ndarray sharing one dtype.
 
-    None passes through (optional inputs). With `contiguous`, arrays come back C-contiguous (a
-    copy only when needed; the caller's array is never modified).
+    None passes through for the names in `optional` (optional inputs) and is a TypeError for the
+    others. With `contiguous`, arrays come back C-contiguous (a copy only when needed; the
+    caller's array is never modified).
     """
     converted = []
     first = None
     for name, value in arrays.items():
-        if value is None:
+        if value is None and name in optional:
             converted.append(None)
             continue
-        a = np.asarray(value)
+        a = _as_array(op, name, value)
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
         if first is None:
@@ -58,34 +82,56 @@ def check_ndim(op, name, a, ndims):
         raise ValueError(f"{op}: {name} must be {expected}, got shape {a.shape}")
 
 
-def integer(op, name, value, minimum=None):
-    """An int parameter (bools and floats refused) that is >= minimum."""
+def integer(op, name, value, minimum=None, maximum=INDEX_MAX):
+    """An int parameter (bools, floats and arrays refused) in [minimum, maximum]."""
     if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
-        raise TypeError(f"{op}: {name} must be an integer, got {value!r}")
-    value = operator.index(value)
+        raise TypeError(f"{op}: {name} must be an integer, got {_short(value)}")
+    try:
+        value = operator.index(value)
+    except TypeError:  # e.g. an integer array of one or more dimensions
+        raise TypeError(f"{op}: {name} must be an integer, got {_short(value)}") from None
     if minimum is not None and value < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{op}: {name} must be <= {maximum}, got {value}")
     return value
 
 
 def pair(op, name, value, minimum=None):
-    """An int or an (h, w) pair of ints, as a tuple of two ints each >= minimum."""
+    """An int or an (h, w) pair of ints, as a tuple of two ints each in [minimum, INDEX_MAX]."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or an (h, w) pair, got {value!r}")
+            raise ValueError(f"{op}: {name} must be an int or an (h, w) pair, got {_short(value)}")
         return tuple(integer(op, name, v, minimum) for v in value)
     v = integer(op, name, value, minimum)
     return (v, v)
 
 
+def flag(op, name, value):
+    """A boolean option: anything with a truth value but an array of one or more dimensions (whose
+    truth value is an error or a deprecation warning)."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        raise TypeError(f"{op}: {name} must be a bool, got an array of shape {value.shape}")
+    try:
+        return bool(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: {name} must be a bool, got {_short(value)}") from None
+
+
 def real(op, name, value, minimum=None, maximum=None, strict_minimum=False):
-    """A finite real scalar parameter within bounds."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    """A finite real scalar parameter within bounds (bools, strings, complex and arrays refused)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        refused = value.ndim != 0 or value.dtype.kind not in "iuf"
+    else:
+        refused = isinstance(value, (bool, str, bytes, complex))
+    if refused:
+        raise TypeError(f"{op}: {name} must be a real number, got {_short(value)}")
     try:
         v = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"{op}: {name} must be finite, got {_short(value)}") from None
     except (TypeError, ValueError):
-        raise TypeError(f"{op}: {name} must be a real number, got {value!r}") from None
+        raise TypeError(f"{op}: {name} must be a real number, got {_short(value)}") from None
     if not np.isfinite(v):
         raise ValueError(f"{op}: {name} must be finite, got {v}")
     if minimum is not None and (v <= minimum if strict_minimum else v < minimum):
@@ -95,24 +141,52 @@ def real(op, name, value, minimum=None, maximum=None, strict_minimum=False):
     return v
 
 
-def labels(op, name, value, n, num_classes):
-    """Integer class labels of shape (n,), each in [0, num_classes)."""
-    y = np.asarray(value)
+def within_dtype(op, dtype, **values):
+    """Real parameters the kernels round to the arrays' dtype: beyond its range they would turn into
+    infinities (with NumPy's "overflow encountered in cast" printed), so they are refused."""
+    limit = float(np.finfo(dtype).max)
+    for name, v in values.items():
+        if abs(v) > limit:
+            raise ValueError(f"{op}: {name} must be at most {limit:.8g} in magnitude for {np.dtype(dtype).name} "
+                             f"arrays, got {v}")
+    checked = tuple(values.values())
+    return checked[0] if len(checked) == 1 else checked
+
+
+def labels(op, name, value, n, num_classes, scores="scores"):
+    """Integer class labels of shape (n,), each in [0, num_classes): n and num_classes the shape of
+    the argument named `scores`."""
+    y = _as_array(op, name, value, kind="an integer array")
     if y.dtype.kind not in "iu":
         raise TypeError(f"{op}: {name} must be integers, got {y.dtype}")
     if y.shape != (n,):
-        raise ValueError(f"{op}: {name} has shape {y.shape}, expected ({n},)")
+        raise ValueError(f"{op}: {name} has shape {y.shape}, expected ({n},) ({scores}.shape[0])")
     if n and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"{op}: {name} must be in [0, {num_classes}), got values in [{y.min()}, {y.max()}]")
+        raise ValueError(f"{op}: {name} must be in [0, {num_classes}), got values in [{y.min()}, {y.max()}] "
+                         f"({num_classes} classes: {scores}.shape[1])")
     return np.asarray(y, dtype=np.intp, order="C")
 
 
-def conv_output_size(op, size, kernel, stride, padding, dilation, what="input"):
-    """PyTorch's output size; a size < 1 is a ValueError."""
-    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-    if out < 1:
-        raise ValueError(
-            f"{op}: output size would be {out} (< 1) for {what} size {size}, kernel {kernel}, "
-            f"stride {stride}, padding {padding}, dilation {dilation}"
-        )
-    return out
+def output_size_2d(op, hw, kernel, stride, padding, dilation=(1, 1), kernel_from_w=True):
+    """PyTorch's output (height, width) of a sliding window over x's planes of size hw; kernel,
+    stride, padding and dilation are (h, w) pairs, the kernel w's (conv) or kernel_size (pool).
+    ValueError naming the argument to blame for an output size < 1, a dilated kernel or a padded
+    plane beyond INDEX_MAX (only padding makes a plane larger than its input)."""
+    (h, w), (ph, pw) = hw, padding
+    if (h + 2 * ph) * (w + 2 * pw) > INDEX_MAX:
+        culprit = f"padding {padding}" if ph or pw else "x"
+        raise ValueError(f"{op}: {culprit} too large: the padded planes would be {h + 2 * ph} x {w + 2 * pw} "
+                         f"(> {INDEX_MAX} elements) for x planes {h} x {w}")
+    sizes = []
+    for axis, size, k, s, p, d in zip((2, 3), hw, kernel, stride, padding, dilation):
+        what = f"x {'height' if axis == 2 else 'width'} size {size}, " + (
+            f"kernel {k} (w.shape[{axis}])" if kernel_from_w else f"kernel_size {k}")
+        if d * (k - 1) + 1 > INDEX_MAX:
+            raise ValueError(f"{op}: dilation {d} too large: the dilated kernel would span {d * (k - 1) + 1} "
+                             f"(> {INDEX_MAX}) pixels for {what}")
+        out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        if out < 1:
+            raise ValueError(f"{op}: output size would be {out} (< 1) for {what}, stride {s}, padding {p}, "
+                             f"dilation {d}")
+        sizes.append(out)
+    return tuple(sizes)

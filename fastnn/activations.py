@@ -7,7 +7,12 @@ backend are called as kernel(inputs..., outputs..., params..., n_threads).
 import math
 
 from ._ops import Plan, call, meta
-from ._validation import check_same_shape, float_arrays, integer, real
+from ._validation import check_same_shape, float_arrays, integer, real, within_dtype
+
+
+def _scalar(op, name, value, x):
+    """A finite real parameter within x's dtype range (the kernels round it to that dtype)."""
+    return within_dtype(op, x.dtype, **{name: real(op, name, value)})
 
 
 def _unary(op, x, *params):
@@ -51,13 +56,18 @@ def relu_backward(dy, x, *, out=None):
 
 # leaky relu ------------------------------------------------------------------------------------
 
-def _slope(op, negative_slope):
-    return real(op, "negative_slope", negative_slope)
+@meta("leaky_relu")
+def _leaky_relu_meta(x, negative_slope=0.01):
+    plan = _unary("leaky_relu", x)
+    plan.params = (_scalar("leaky_relu", "negative_slope", negative_slope, plan.args[0]),)
+    return plan
 
 
-meta("leaky_relu")(lambda x, negative_slope=0.01: _unary("leaky_relu", x, _slope("leaky_relu", negative_slope)))
-meta("leaky_relu_backward")(lambda dy, x, negative_slope=0.01: _gradient(
-    "leaky_relu_backward", dy, "x", x, _slope("leaky_relu_backward", negative_slope)))
+@meta("leaky_relu_backward")
+def _leaky_relu_backward_meta(dy, x, negative_slope=0.01):
+    plan = _gradient("leaky_relu_backward", dy, "x", x)
+    plan.params = (_scalar("leaky_relu_backward", "negative_slope", negative_slope, plan.args[1]),)
+    return plan
 
 
 def leaky_relu(x, negative_slope=0.01, *, out=None):
@@ -111,8 +121,18 @@ def prelu_backward(dy, x, a):
 
 # elu -------------------------------------------------------------------------------------------
 
-meta("elu")(lambda x, alpha=1.0: _unary("elu", x, real("elu", "alpha", alpha)))
-meta("elu_backward")(lambda dy, x, alpha=1.0: _gradient("elu_backward", dy, "x", x, real("elu_backward", "alpha", alpha)))
+@meta("elu")
+def _elu_meta(x, alpha=1.0):
+    plan = _unary("elu", x)
+    plan.params = (_scalar("elu", "alpha", alpha, plan.args[0]),)
+    return plan
+
+
+@meta("elu_backward")
+def _elu_backward_meta(dy, x, alpha=1.0):
+    plan = _gradient("elu_backward", dy, "x", x)
+    plan.params = (_scalar("elu_backward", "alpha", alpha, plan.args[1]),)
+    return plan
 
 
 def elu(x, alpha=1.0, *, out=None):
@@ -191,7 +211,7 @@ def _maxout_layout(op, x, pieces, axis):
         raise ValueError(f"{op}: axis {axis} is out of range for x of shape {x.shape}")
     axis %= x.ndim
     if x.shape[axis] % pieces:
-        raise ValueError(f"{op}: x.shape[{axis}] = {x.shape[axis]} is not a multiple of pieces = {pieces}")
+        raise ValueError(f"{op}: x.shape[{axis}] = {x.shape[axis]} is not a multiple of pieces = {pieces} (axis = {axis})")
     units = x.shape[axis] // pieces
     y_shape = x.shape[:axis] + (units,) + x.shape[axis + 1:]
     return y_shape, (math.prod(x.shape[:axis]) * units, pieces, math.prod(x.shape[axis + 1:]))
@@ -209,7 +229,8 @@ def _maxout_backward_meta(dy, x, pieces, axis=1):
     dy, x = float_arrays("maxout_backward", dy=dy, x=x)
     y_shape, layout = _maxout_layout("maxout_backward", x, pieces, axis)
     if dy.shape != y_shape:
-        raise ValueError(f"maxout_backward: dy has shape {dy.shape}, expected {y_shape}")
+        raise ValueError(f"maxout_backward: dy has shape {dy.shape}, expected {y_shape} (x's shape {x.shape} with "
+                         f"axis {axis} divided by pieces = {layout[1]})")
     return Plan((dy, x), (x.shape,), x.dtype, layout, work=x.size)
 
 

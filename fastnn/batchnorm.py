@@ -7,7 +7,7 @@ place as PyTorch does (unbiased variance into running_var); eval normalizes with
 import numpy as np
 
 from ._ops import call
-from ._validation import check_ndim, check_out, check_same_shape, float_arrays, real
+from ._validation import check_ndim, check_out, check_same_shape, flag, float_arrays, real
 
 
 def _channel_vector(op, name, a, channels, required=True):
@@ -19,8 +19,14 @@ def _channel_vector(op, name, a, channels, required=True):
         raise ValueError(f"{op}: {name} has shape {a.shape}, expected ({channels},) (x.shape[1])")
 
 
-def _check_count(op, x, training):
-    if training and x.shape[0] * int(np.prod(x.shape[2:])) == 0:
+def _check_count(op, x, training, minimum):
+    """Training needs `minimum` values per channel: the forward's batch variance two (a single value
+    would normalize to beta whatever it is: PyTorch raises too), the backward's mean one."""
+    count = x.shape[0] * int(np.prod(x.shape[2:]))
+    if training and count < minimum:
+        if minimum == 2:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, x has shape {x.shape} "
+                             f"({count} per channel)")
         raise ValueError(f"{op}: training needs at least one value per channel, x has shape {x.shape}")
 
 
@@ -37,7 +43,7 @@ def _running_stat(op, name, r, x):
 
 
 def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, out):
-    x, gamma, beta = float_arrays(op, x=x, gamma=gamma, beta=beta)
+    x, gamma, beta = float_arrays(op, optional=("gamma", "beta"), x=x, gamma=gamma, beta=beta)
     check_ndim(op, "x", x, (2, 4))
     channels = x.shape[1]
     if (gamma is None) != (beta is None):
@@ -46,8 +52,8 @@ def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momen
     _channel_vector(op, "beta", beta, channels, required=False)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: running_mean and running_var must both be given or both be None")
-    training = bool(training)
-    _check_count(op, x, training)
+    training = flag(op, "training", training)
+    _check_count(op, x, training, minimum=2)
     if training:
         if running_mean is not None:
             running_mean = _running_stat(op, "running_mean", running_mean, x)
@@ -66,7 +72,7 @@ def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momen
 
 def _backward_args(op, training, **arrays):
     """dy (and y) shaped like x; gamma (optional), save_mean and save_invstd of shape (C,)."""
-    arrays = dict(zip(arrays, float_arrays(op, **arrays)))
+    arrays = dict(zip(arrays, float_arrays(op, optional=("gamma",), **arrays)))
     x = arrays["x"]
     check_ndim(op, "x", x, (2, 4))
     check_same_shape(op, "dy", arrays["dy"], "x", x)
@@ -75,8 +81,8 @@ def _backward_args(op, training, **arrays):
     _channel_vector(op, "gamma", arrays["gamma"], x.shape[1], required=False)
     _channel_vector(op, "save_mean", arrays["save_mean"], x.shape[1])
     _channel_vector(op, "save_invstd", arrays["save_invstd"], x.shape[1])
-    training = bool(training)
-    _check_count(op, x, training)
+    training = flag(op, "training", training)
+    _check_count(op, x, training, minimum=1)  # one value per channel has a gradient (torch's backward takes it)
     return tuple(arrays.values()) + (training,)
 
 

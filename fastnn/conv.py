@@ -4,7 +4,7 @@ x (N, C, H, W); w (F, C // groups, KH, KW); b (F,) or None; y (N, F, Ho, Wo) wit
 output size. stride, padding and dilation are ints or (h, w) pairs.
 """
 from ._ops import call
-from ._validation import check_ndim, check_out, conv_output_size, float_arrays, integer, pair
+from ._validation import check_ndim, check_out, flag, float_arrays, integer, output_size_2d, pair
 
 
 def _conv_params(op, x, w, b, stride, padding, dilation, groups):
@@ -26,17 +26,16 @@ def _conv_params(op, x, w, b, stride, padding, dilation, groups):
     if f % groups:
         raise ValueError(f"{op}: groups = {groups} does not divide the {f} filters of w (w.shape[0])")
     if cg != c // groups:
-        detail = f" ({c} channels / {groups} groups)" if groups > 1 else ""
-        raise ValueError(f"{op}: w has {cg} input channels per group, x has {c // groups}{detail}")
+        raise ValueError(f"{op}: w has {cg} input channels per group, x has {c // groups} ({c} channels, "
+                         f"groups = {groups})")
     if b is not None and b.shape != (f,):
         raise ValueError(f"{op}: b has shape {b.shape}, expected ({f},)")
-    ho = conv_output_size(op, h, kh, stride[0], padding[0], dilation[0], what="x height")
-    wo = conv_output_size(op, wd, kw, stride[1], padding[1], dilation[1], what="x width")
+    ho, wo = output_size_2d(op, (h, wd), (kh, kw), stride, padding, dilation)
     return stride, padding, dilation, groups, (n, f, ho, wo)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, out=None):
-    x, w, b = float_arrays("conv2d", x=x, w=w, b=b)
+    x, w, b = float_arrays("conv2d", optional=("b",), x=x, w=w, b=b)
     *params, y_shape = _conv_params("conv2d", x, w, b, stride, padding, dilation, groups)
     check_out("conv2d", out, y_shape, x.dtype)
     return call("conv2d", x, w, b, *params, out=out)
@@ -50,13 +49,16 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *, inpu
     dy, x, w = float_arrays("conv2d_backward", dy=dy, x=x, w=w)
     *params, y_shape = _conv_params("conv2d_backward", x, w, None, stride, padding, dilation, groups)
     if dy.shape != y_shape:
-        raise ValueError(f"conv2d_backward: dy has shape {dy.shape}, expected {y_shape} (the shape of y)")
-    return call("conv2d_backward", dy, x, w, *params, input_grad=bool(input_grad))
+        stride, padding, dilation = params[:3]
+        raise ValueError(f"conv2d_backward: dy has shape {dy.shape}, expected {y_shape} (the shape of y for x, w, "
+                         f"stride {stride}, padding {padding}, dilation {dilation})")
+    input_grad = flag("conv2d_backward", "input_grad", input_grad)
+    return call("conv2d_backward", dy, x, w, *params, input_grad=input_grad)
 
 
 def conv2d_relu(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, out=None):
     """relu(conv2d(...)) in one pass (forward only)."""
-    x, w, b = float_arrays("conv2d_relu", x=x, w=w, b=b)
+    x, w, b = float_arrays("conv2d_relu", optional=("b",), x=x, w=w, b=b)
     *params, y_shape = _conv_params("conv2d_relu", x, w, b, stride, padding, dilation, groups)
     check_out("conv2d_relu", out, y_shape, x.dtype)
     return call("conv2d_relu", x, w, b, *params, out=out)

@@ -5,7 +5,7 @@ cs231n layout: w is (D_in, D_out) and y = x2d @ w + b, where x (N, ...) is flatt
 import math
 
 from ._ops import call
-from ._validation import check_ndim, check_out, float_arrays
+from ._validation import check_ndim, check_out, flag, float_arrays
 
 
 def _flat_input(op, x, w):
@@ -21,7 +21,7 @@ def _flat_input(op, x, w):
 
 
 def linear(x, w, b=None, *, out=None):
-    x, w, b = float_arrays("linear", x=x, w=w, b=b)
+    x, w, b = float_arrays("linear", optional=("b",), x=x, w=w, b=b)
     x2d = _flat_input("linear", x, w)
     if b is not None and b.shape != (w.shape[1],):
         raise ValueError(f"linear: b has shape {b.shape}, expected ({w.shape[1]},) (w.shape[1])")
@@ -35,6 +35,7 @@ def linear_backward(dy, x, w, *, input_grad=True):
     x2d = _flat_input("linear_backward", x, w)
     expected = (x.shape[0], w.shape[1])
     if dy.shape != expected:
-        raise ValueError(f"linear_backward: dy has shape {dy.shape}, expected {expected}")
-    dx, dw, db = call("linear_backward", dy, x2d, w, input_grad=bool(input_grad))
+        raise ValueError(f"linear_backward: dy has shape {dy.shape}, expected {expected} (x.shape[0], w.shape[1])")
+    input_grad = flag("linear_backward", "input_grad", input_grad)
+    dx, dw, db = call("linear_backward", dy, x2d, w, input_grad=input_grad)
     return (dx.reshape(x.shape) if input_grad else None), dw, db

@@ -1,7 +1,7 @@
 """Classification losses: public functions. Each returns (loss, gradient): the loss a Python float,
 the mean over the batch; labels are integers (any integer dtype) in [0, num_classes)."""
 from ._ops import call
-from ._validation import check_ndim, float_arrays, labels as check_labels, real
+from ._validation import check_ndim, float_arrays, labels as check_labels, real, within_dtype
 
 
 def _scores_and_labels(op, name, scores, labels):
@@ -9,7 +9,7 @@ def _scores_and_labels(op, name, scores, labels):
     check_ndim(op, name, scores, 2)
     if scores.shape[0] == 0:
         raise ValueError(f"{op}: {name} has no samples (shape {scores.shape}); the mean over the batch is undefined")
-    return scores, check_labels(op, "labels", labels, scores.shape[0], scores.shape[1])
+    return scores, check_labels(op, "labels", labels, scores.shape[0], scores.shape[1], scores=name)
 
 
 def softmax_cross_entropy(logits, labels):
@@ -21,5 +21,5 @@ def softmax_cross_entropy(logits, labels):
 def hinge_loss(scores, labels, margin=1.0):
     """Returns (loss, dscores): cs231n's multiclass SVM loss, mean over the batch."""
     scores, labels = _scores_and_labels("hinge_loss", "scores", scores, labels)
-    margin = real("hinge_loss", "margin", margin)
+    margin = within_dtype("hinge_loss", scores.dtype, margin=real("hinge_loss", "margin", margin))
     return call("hinge_loss", scores, labels, margin)

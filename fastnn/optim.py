@@ -8,7 +8,7 @@ torch.optim's update formulas and hyperparameters.
 import numpy as np
 
 from ._ops import call
-from ._validation import check_same_shape, float_arrays, integer, real
+from ._validation import check_same_shape, flag, float_arrays, integer, real, within_dtype
 
 __all__ = ["SGD", "AdaGrad", "RMSProp", "Adam", "sgd_step", "adagrad_step", "rmsprop_step", "adam_step"]
 
@@ -51,6 +51,7 @@ def sgd_step(param, grad, momentum_buffer=None, lr=0.01, momentum=0.0, nesterov=
     lr = real(op, "lr", lr, minimum=0.0)
     momentum = real(op, "momentum", momentum, minimum=0.0)
     weight_decay = real(op, "weight_decay", weight_decay, minimum=0.0)
+    nesterov = flag(op, "nesterov", nesterov)
     if nesterov and momentum == 0:
         raise ValueError(f"{op}: nesterov requires momentum > 0, got momentum={momentum}")
     if momentum and momentum_buffer is None:
@@ -60,7 +61,8 @@ def sgd_step(param, grad, momentum_buffer=None, lr=0.01, momentum=0.0, nesterov=
     else:  # plain SGD reads no buffer
         param, grad, state = _arrays(op, param, grad)
         state = [None]
-    return _run_in_place(op, param, grad, state, lr, momentum, bool(nesterov), weight_decay)
+    within_dtype(op, param.dtype, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return _run_in_place(op, param, grad, state, lr, momentum, nesterov, weight_decay)
 
 
 def adagrad_step(param, grad, sum_sq, lr=0.01, eps=1e-10):
@@ -69,6 +71,7 @@ def adagrad_step(param, grad, sum_sq, lr=0.01, eps=1e-10):
     lr = real(op, "lr", lr, minimum=0.0)
     eps = real(op, "eps", eps, minimum=0.0)
     param, grad, state = _arrays(op, param, grad, sum_sq=sum_sq)
+    within_dtype(op, param.dtype, lr=lr, eps=eps)
     return _run_in_place(op, param, grad, state, lr, eps)
 
 
@@ -79,6 +82,7 @@ def rmsprop_step(param, grad, square_avg, lr=0.01, alpha=0.99, eps=1e-8):
     alpha = real(op, "alpha", alpha, minimum=0.0, maximum=1.0)
     eps = real(op, "eps", eps, minimum=0.0)
     param, grad, state = _arrays(op, param, grad, square_avg=square_avg)
+    within_dtype(op, param.dtype, lr=lr, eps=eps)
     return _run_in_place(op, param, grad, state, lr, alpha, eps)
 
 
@@ -94,13 +98,14 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=
     m = lerp(m, g, 1-beta1); v = beta2*v + (1-beta2)*g*g;
     p -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)."""
     op = "adam_step"
-    step = integer(op, "step", step, minimum=1)
+    step = integer(op, "step", step, minimum=1, maximum=2 ** 63 - 1)  # a counter, not an index: any int64
     lr = real(op, "lr", lr, minimum=0.0)
     beta1 = _beta(op, "beta1", beta1)
     beta2 = _beta(op, "beta2", beta2)
     eps = real(op, "eps", eps, minimum=0.0)
     weight_decay = real(op, "weight_decay", weight_decay, minimum=0.0)
     param, grad, state = _arrays(op, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    within_dtype(op, param.dtype, lr=lr, eps=eps, weight_decay=weight_decay)
     return _run_in_place(op, param, grad, state, step, lr, beta1, beta2, eps, weight_decay)
 
 

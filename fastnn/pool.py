@@ -4,7 +4,7 @@ Parameters follow PyTorch: kernel_size/stride/padding are ints or (h, w) pairs, 
 kernel_size, padding <= kernel_size // 2, output size floor((H + 2p - k) / s) + 1.
 """
 from ._ops import call
-from ._validation import check_ndim, check_out, conv_output_size, float_arrays, pair
+from ._validation import check_ndim, check_out, float_arrays, output_size_2d, pair
 
 
 def _params(op, x, kernel_size, stride, padding):
@@ -20,9 +20,8 @@ def _params(op, x, kernel_size, stride, padding):
             f"{op}: padding must be at most half of kernel_size (as PyTorch), got padding {padding} "
             f"for kernel_size {kernel}"
         )
-    out_h = conv_output_size(op, x.shape[2], kernel[0], stride[0], padding[0], 1, "input height")
-    out_w = conv_output_size(op, x.shape[3], kernel[1], stride[1], padding[1], 1, "input width")
-    return kernel, stride, padding, x.shape[:2] + (out_h, out_w)
+    out_hw = output_size_2d(op, x.shape[2:], kernel, stride, padding, kernel_from_w=False)
+    return kernel, stride, padding, x.shape[:2] + out_hw
 
 
 def _forward(op, x, kernel_size, stride, padding, out):
@@ -36,7 +35,8 @@ def _backward(op, dy, x, kernel_size, stride, padding, out):
     dy, x = float_arrays(op, dy=dy, x=x)
     kernel, stride, padding, out_shape = _params(op, x, kernel_size, stride, padding)
     if dy.shape != out_shape:
-        raise ValueError(f"{op}: dy has shape {dy.shape}, expected {out_shape} (the pooled shape of x {x.shape})")
+        raise ValueError(f"{op}: dy has shape {dy.shape}, expected {out_shape} (the pooled shape of x {x.shape} for "
+                         f"kernel_size {kernel}, stride {stride}, padding {padding})")
     check_out(op, out, x.shape, x.dtype)
     return call(op, dy, x, kernel, stride, padding, out=out)
 

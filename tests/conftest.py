@@ -1,10 +1,23 @@
 import importlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastnn
+
+try:  # hypothesis (the test extra) drives test_properties.py, which skips without it
+    from hypothesis import settings
+except ImportError:
+    settings = None
+else:
+    # "ci" (default): a fixed, bounded run (well under a minute once Numba has compiled);
+    # "long": many more random examples (HYPOTHESIS_PROFILE=long, DEVELOPERS.md). No deadline:
+    # a first call compiles a Numba kernel.
+    settings.register_profile("ci", derandomize=True, max_examples=200, deadline=None, database=None)
+    settings.register_profile("long", max_examples=2000, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Each family's OpInfo entries live in tests/ops_<family>.py and register on import.
 for _path in sorted(Path(__file__).parent.glob("ops_*.py")):

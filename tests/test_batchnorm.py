@@ -43,8 +43,12 @@ def test_errors(op, rng):
         fn(x, g, b, momentum=1.5)
     with pytest.raises(ValueError, match="eps must be > 0"):
         fn(x, g, b, eps=0)
-    with pytest.raises(ValueError, match="training needs at least one value per channel"):
-        fn(x[:0], g, b)
+    # as PyTorch: "Expected more than 1 value per channel when training"
+    for few in (x[:0], x[:1, :, :1, :1], x[:1, :, 0, 0]):
+        with pytest.raises(ValueError, match=rf"{op}: expected more than 1 value per channel when training, "
+                                             rf"x has shape \({few.shape[0]}, 3"):
+            fn(few, g, b)
+    fn(x[:1, :, :1, :1], g, b, np.zeros(3), np.ones(3), training=False)  # eval takes a single value
     with pytest.raises(ValueError, match=op):
         fn(x, g, b, out=np.empty((4, 3, 2, 3)))
     with pytest.raises(TypeError, match=op):
@@ -58,7 +62,7 @@ def test_backward_errors(op, rng):
     head = (x, x) if op == "batch_norm_relu_backward" else (x,)
     with pytest.raises(ValueError, match="dy has shape"):
         fn(x[:3], *head, g, np.zeros(4), np.ones(4))
-    with pytest.raises(ValueError, match="save_mean is required"):
+    with pytest.raises(TypeError, match=f"{op}: save_mean must be a float32 or float64 array, got None"):
         fn(x, *head, g, None, np.ones(4))
     with pytest.raises(ValueError, match=r"save_invstd has shape \(3,\), expected \(4,\)"):
         fn(x, *head, g, np.zeros(4), np.ones(3))
@@ -125,12 +129,16 @@ def test_semantics(backend, rng):
 
 
 def test_degenerate_channels(backend, rng):
-    """Constant channels and one value per channel give beta and zero gradients, never NaN."""
+    """Constant channels give beta and zero gradients, never NaN; one value per channel is refused
+    in training (the batch variance needs two) but has a backward (dx = 0 at its own mean)."""
     x = np.full((1, 2, 1, 1), 3.0)
-    rm, rv = np.zeros(2), np.ones(2)
-    y, mean, invstd = fastnn.batch_norm(x, np.ones(2), np.array([0.5, -1.0]), rm, rv)
-    np.testing.assert_array_equal(y.reshape(-1), [0.5, -1.0])
-    assert np.isfinite(rv).all()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        fastnn.batch_norm(x, np.ones(2), np.array([0.5, -1.0]), np.zeros(2), np.ones(2))
+    dx, dgamma, dbeta = fastnn.batch_norm_backward(np.array([2.0, -1.0]).reshape(x.shape), x, np.ones(2),
+                                                   x.reshape(2), np.full(2, 1 / np.sqrt(1e-5)))
+    np.testing.assert_allclose(dx, 0, atol=1e-12)  # up to the rounding of dy - mean(dy), scaled
+    np.testing.assert_array_equal(dgamma, 0)
+    np.testing.assert_array_equal(dbeta, [2.0, -1.0])
     x = np.ones((8, 3, 4, 4), np.float32) * np.float32(7.1)
     y, mean, invstd = fastnn.batch_norm(x, None, None)
     np.testing.assert_array_equal(y, 0)

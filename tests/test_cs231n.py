@@ -63,6 +63,26 @@ def test_batchnorm_running_stats_follow_cs231n(rng):
                  cs231n.batchnorm_backward_alt)
     with pytest.raises(ValueError, match="mode"):
         cs231n.batchnorm_forward(x, gamma, beta, {"mode": "eval"})
+    with pytest.raises(ValueError, match="expected more than 1 value per channel when training"):  # as torch
+        cs231n.batchnorm_forward(x[:1], gamma, beta, {"mode": "train"})
+    cs231n.batchnorm_forward(x[:1], gamma, beta, bn_param)  # test mode takes one sample
+
+
+def test_layernorm_and_groupnorm_of_one_value_give_beta(rng):
+    """A single value per sample (layer norm) or per group normalizes to 0, as in cs231n and
+    torch's layer_norm (batch_norm's training form refuses one value per channel; these do not)."""
+    x, gamma, beta = rng.standard_normal((4, 1)), rng.standard_normal(1), rng.standard_normal(1)
+    out, cache = cs231n.layernorm_forward(x, gamma, beta, {})
+    np.testing.assert_array_equal(out, np.broadcast_to(beta, x.shape))
+    dx, dgamma, dbeta = cs231n.layernorm_backward(np.ones_like(x), cache)
+    np.testing.assert_allclose(dx, 0, atol=1e-12)  # up to the rounding of dy - mean(dy) scaled by 1/sqrt(eps)
+    np.testing.assert_array_equal(dgamma, 0)
+    np.testing.assert_array_equal(dbeta, [4.0])
+    x = rng.standard_normal((2, 3, 1, 1))
+    g, b = rng.standard_normal((1, 3, 1, 1)), rng.standard_normal((1, 3, 1, 1))
+    out, cache = cs231n.spatial_groupnorm_forward(x, g, b, 3, {})
+    np.testing.assert_array_equal(out, np.broadcast_to(b, x.shape))
+    np.testing.assert_allclose(cs231n.spatial_groupnorm_backward(np.ones_like(x), cache)[0], 0, atol=1e-12)
 
 
 def test_spatial_batchnorm_layernorm_and_groupnorm(rng):

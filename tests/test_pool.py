@@ -24,7 +24,7 @@ x4 = np.zeros((2, 3, 8, 8))
     ({"kernel_size": 3, "padding": 2}, ValueError, "padding"),        # > kernel_size // 2
     ({"kernel_size": (3, 2), "padding": (1, 2)}, ValueError, "padding"),
     ({"kernel_size": 9}, ValueError, "output size"),                  # larger than the input
-    ({"kernel_size": (2, 9), "padding": (0, 0)}, ValueError, "input width"),
+    ({"kernel_size": (2, 9), "padding": (0, 0)}, ValueError, "x width"),
 ])
 def test_bad_parameters(op, kwargs, error, match):
     with pytest.raises(error, match=match):

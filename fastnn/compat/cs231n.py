@@ -101,7 +101,14 @@ batchnorm_backward_alt = batchnorm_backward
 
 def _normalize_columns(x2d, eps):
     """Each column of x2d normalized to zero mean, unit variance (fastnn's batch_norm, no affine)."""
-    y, mean, invstd = fastnn.batch_norm(x2d, None, None, training=True, eps=eps)
+    if len(x2d) == 1:
+        # One value per column (layer norm of one feature, a group of one value) normalizes to 0, as
+        # in cs231n and torch's layer_norm; training batch_norm refuses it, its eval form with the
+        # value as mean and a zero variance computes it (and the training backward gives dx = 0).
+        y, mean, invstd = fastnn.batch_norm(x2d, None, None, x2d[0].copy(), np.zeros_like(x2d[0]),
+                                            training=False, eps=eps)
+    else:
+        y, mean, invstd = fastnn.batch_norm(x2d, None, None, training=True, eps=eps)
     return y, (x2d, mean, invstd)
 
 
