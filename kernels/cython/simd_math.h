@@ -1,4 +1,4 @@
-/* Vectorizable float32 math for the Cython kernels, and FNN_CLONES.
+/* Vectorizable float32 math for the Cython kernels.
  *
  * The functions are branch-free C that gcc auto-vectorizes when inlined into a loop; a loop
  * marked FNN_CLONES is compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time, so
@@ -15,27 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Loops using these helpers must be compiled, like the helpers, without -ftrapping-math (so
- * FNN_BEGIN_LOOPS ... FNN_END_LOOPS around them): otherwise gcc will not evaluate both sides of
- * a select, and only AVX-512 (masked lanes) vectorizes them; AVX2 and SSE2 loops stay scalar
- * and branchy, 10-40x slower. Results, NaN and inf included, do not change: only the floating-
- * point exception flags, which nothing reads. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define FNN_BEGIN_LOOPS _Pragma("GCC push_options") _Pragma("GCC optimize(\"no-trapping-math\")")
-#define FNN_END_LOOPS _Pragma("GCC pop_options")
-#else
-#define FNN_BEGIN_LOOPS
-#define FNN_END_LOOPS
-#endif
-
-/* target_clones needs gcc >= 11 (x86-64-vN names) and ifunc support (glibc); elsewhere the
- * loops are plain C built for the compiler's default target. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) \
-    && defined(__linux__) && defined(__GLIBC__)
-#define FNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FNN_CLONES
-#endif
+#include "simd.h"  /* FNN_CLONES, FNN_BEGIN_LOOPS / FNN_END_LOOPS */
 
 FNN_BEGIN_LOOPS
 
