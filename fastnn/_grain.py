@@ -35,8 +35,14 @@ GRAIN = {
                                  "maxout_backward")},
     **{op: _TRANSCENDENTAL for op in ("elu", "elu_backward", "sigmoid", "tanh", "gelu", "gelu_backward",
                                       "silu", "silu_backward")},
+    # linear
     "linear": _GEMM,
     "linear_backward": _GEMM,
+    # losses
+    # conv
+    # pool
+    # batchnorm
+    # optim
     **{op: _STEP for op in ("sgd_step", "adagrad_step", "rmsprop_step", "adam_step")},
 }
 
