@@ -3,7 +3,8 @@
 Solver(model, data, optimizer).train() runs minibatch training: per epoch a fresh permutation of
 the training set, `optimizer.step(model.params, model.grads)` per batch, `optimizer.lr *= lr_decay`
 after each epoch, train/validation accuracy at each epoch's end, and the parameters (and
-BatchNorm running statistics) of the best validation accuracy restored at the end.
+BatchNorm running statistics) of the best validation accuracy restored at the end. With an MPI
+communicator (``comm=``) it trains data-parallel over the ranks (`fastnn.distributed`).
 """
 import math
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 
 from .losses import softmax_cross_entropy
 
-__all__ = ["Solver", "random_search", "refine"]
+__all__ = ["Solver", "random_search", "refine", "load"]
 
 
 def _copy(arrays):
@@ -27,11 +28,20 @@ class Solver:
     After train(): loss_history (per iteration), train_acc_history and val_acc_history (per
     epoch), best_val_acc, best_params (copies; also loaded into the model). With `checkpoint` (a
     file name) the best parameters and buffers are written with np.savez at each improvement.
+
+    With `comm` (an mpi4py communicator; every rank builds the Solver and calls train()), the
+    training is data-parallel: `batch_size` is the global batch, every rank draws rank 0's
+    permutations and trains on its slice of each global batch (`fastnn.distributed.local_slice`)
+    through `fastnn.distributed.DataParallel` (rank 0's parameters and buffers broadcast first,
+    gradients averaged over the global batch, BatchNorm on global-batch statistics), accuracy
+    checks are split over the ranks and summed, `loss_history` holds the global-batch losses, and
+    only rank 0 prints and writes checkpoints. Every rank ends with the parameters one process
+    gets on the same data and seed, up to the rounding of the reductions.
     """
 
     def __init__(self, model, data, optimizer, loss=softmax_cross_entropy, batch_size=100, num_epochs=10,
                  lr_decay=1.0, print_every=100, verbose=True, checkpoint=None, num_train_samples=1000,
-                 num_val_samples=None, seed=0, stream=None):
+                 num_val_samples=None, seed=0, stream=None, comm=None):
         missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
         if missing:
             raise ValueError(f"Solver: data is missing {missing}")
@@ -43,11 +53,17 @@ class Solver:
         self.X_train, self.y_train = data["X_train"], np.asarray(data["y_train"])
         self.X_val, self.y_val = data["X_val"], np.asarray(data["y_val"])
         self.batch_size, self.num_epochs = int(batch_size), int(num_epochs)
-        self.lr_decay, self.print_every, self.verbose = float(lr_decay), max(1, int(print_every)), verbose
+        self.comm = comm
+        self.rank, self.size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+        self.lr_decay, self.print_every = float(lr_decay), max(1, int(print_every))
+        self.verbose = bool(verbose) and self.rank == 0
         self.checkpoint = checkpoint
         self.num_train_samples, self.num_val_samples = num_train_samples, num_val_samples
         self.rng = np.random.default_rng(seed)
+        if comm is not None:  # rank 0's stream on every rank: the same permutations and subsets everywhere
+            self.rng.bit_generator.state = comm.bcast(self.rng.bit_generator.state, root=0)
         self.stream = stream or sys.stdout
+        self._parallel = None  # the DataParallel wrapper, made by train() when comm is given
         self._reset()
 
     def _reset(self):
@@ -58,6 +74,8 @@ class Solver:
         self.loss_history, self.train_acc_history, self.val_acc_history = [], [], []
 
     def _step(self, index):
+        if self._parallel is not None:
+            return self._parallel_step(index)
         self.model.train()
         scores = self.model.forward(self.X_train[index])
         loss, dscores = self.loss(scores, self.y_train[index])
@@ -65,12 +83,35 @@ class Solver:
         self.optimizer.step(self.model.params, self.model.grads)
         self.loss_history.append(loss)
 
+    def _parallel_step(self, index):
+        """This rank's slice of the global batch `index`; gradients and loss reduced over the ranks."""
+        from .distributed import local_slice
+
+        start, stop = local_slice(len(index), self.rank, self.size)
+        local = index[start:stop]
+        net = self._parallel.train()
+        scores = net.forward(self.X_train[local])
+        loss, dscores = self.loss(scores, self.y_train[local]) if len(local) else (0.0, None)
+        net.backward(dscores, input_grad=False, loss=loss)
+        self.optimizer.step(net.params, net.grads)
+        self.loss_history.append(net.loss)
+
     def check_accuracy(self, X, y, num_samples=None, batch_size=None):
-        """Accuracy of the model (eval mode) on X, or on a random subset of num_samples."""
+        """Accuracy of the model (eval mode) on X, or on a random subset of num_samples.
+
+        With `comm`, each rank scores its slice of the (same) subset and the counts are summed:
+        every rank must call it.
+        """
         y = np.asarray(y)
         if num_samples is not None and len(X) > num_samples:
             index = self.rng.choice(len(X), num_samples, replace=False)
             X, y = X[index], y[index]
+        total = len(X)
+        if self.comm is not None:
+            from .distributed import local_slice
+
+            start, stop = local_slice(total, self.rank, self.size)
+            X, y = X[start:stop], y[start:stop]
         batch_size = batch_size or self.batch_size
         self.model.eval()
         try:
@@ -80,7 +121,9 @@ class Solver:
                 correct += int(np.sum(np.argmax(scores, axis=1) == y[start:start + batch_size]))
         finally:
             self.model.train()
-        return correct / max(1, len(X))
+        if self.comm is not None:
+            correct = self.comm.allreduce(correct)
+        return correct / max(1, total)
 
     def _progress(self, iteration, total, start):
         width = 30
@@ -107,12 +150,23 @@ class Solver:
                 self.save(self.checkpoint)
 
     def save(self, path):
-        """np.savez of the best parameters, buffers (BatchNorm running stats), epoch and accuracy."""
+        """np.savez of the best parameters, buffers (BatchNorm running stats), epoch and accuracy
+        (with `comm`: rank 0 writes, the other ranks do nothing)."""
+        if self.rank != 0:
+            return
         np.savez(path, **{f"params/{k}": v for k, v in self.best_params.items()},
                  **{f"buffers/{k}": v for k, v in self.best_buffers.items()},
                  epoch=self.epoch, best_val_acc=self.best_val_acc)
 
     def train(self):
+        """Run num_epochs epochs; returns self (the model holds the best validation parameters)."""
+        if self.comm is not None and self._parallel is None:
+            from .distributed import DataParallel
+
+            self._parallel = DataParallel(self.model, self.comm)  # broadcasts rank 0's parameters and buffers
+            if not self.val_acc_history:  # the starting point is rank 0's now
+                self.best_params = _copy(self.model.params)
+                self.best_buffers = _copy(getattr(self.model, "buffers", {}))
         num_train = len(self.X_train)
         per_epoch = max(1, math.ceil(num_train / self.batch_size))
         total = self.num_epochs * per_epoch
@@ -128,6 +182,9 @@ class Solver:
             self.optimizer.lr *= self.lr_decay
             self._end_of_epoch()
         load(self.model, self.best_params, self.best_buffers)
+        if self._parallel is not None:
+            # the ranks already agree up to reduction rounding; rank 0's copy makes them agree to the bit
+            self._parallel.broadcast_state()
         return self
 
 

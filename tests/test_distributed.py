@@ -1,0 +1,116 @@
+"""Scale-out: data-parallel training over MPI (two ranks under mpiexec against one process, float64)."""
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import distributed
+
+import _mpi_scenarios as scenarios
+
+HERE = Path(__file__).resolve().parent
+MPIEXEC = Path(sys.executable).parent / "mpiexec"  # the mpich wheel installs it beside the interpreter
+TOLERANCE = 1e-10  # float64: only the order of the reductions differs from one process
+
+
+def _mpi4py():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_mpi = pytest.mark.skipif(not (_mpi4py() and MPIEXEC.exists()),
+                               reason="needs mpi4py and mpiexec beside the interpreter (the distributed extra)")
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """Run tests/_mpi_scenarios.py on two ranks once; each rank's arrays and the job's output."""
+    outdir = tmp_path_factory.mktemp("mpi")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the default thread share
+    run = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, str(HERE / "_mpi_scenarios.py"), str(outdir)],
+                         cwd=HERE, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    ranks = [dict(np.load(outdir / f"rank{r}.npz")) for r in range(2)]
+    return ranks, run.stdout, outdir
+
+
+@pytest.fixture(scope="module")
+def one_process():
+    """The same scenarios without MPI: one process, the whole global batches."""
+    out = scenarios.solver_run(stream=io.StringIO())
+    out.update(scenarios.dp_run())
+    return out
+
+
+def _assert_close(got, expected, name):
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.shape == expected.shape, name
+    err = float(np.max(np.abs(got - expected))) if got.size else 0.0
+    assert err <= TOLERANCE, f"{name}: max |difference| {err:.2e}"
+
+
+@needs_mpi
+@pytest.mark.parametrize("rank", [0, 1])
+def test_solver_on_two_ranks_matches_one_process(two_ranks, one_process, rank):
+    got = two_ranks[0][rank]
+    keys = [k for k in one_process if k.startswith("solver/")]
+    assert any("running_var" in k for k in keys) and any("solver/params/6" in k for k in keys)  # BN 2-d and 1-d
+    assert len(one_process["solver/loss"]) == 12  # a last batch of one: rank 1's slice is empty there
+    for key in keys:
+        _assert_close(got[key], one_process[key], key)
+
+
+@needs_mpi
+def test_only_rank_0_prints_and_writes_the_checkpoint(two_ranks, one_process):
+    _, stdout, outdir = two_ranks
+    assert stdout.count("(Epoch 1 / 2)") == 1 and stdout.count("(Epoch 2 / 2)") == 1
+    saved = np.load(outdir / "best.npz")
+    for key in (k for k in one_process if k.startswith("solver/params/")):
+        _assert_close(saved["params/" + key.split("/", 2)[2]], one_process[key], key)
+
+
+@needs_mpi
+@pytest.mark.parametrize("rank", [0, 1])
+def test_data_parallel_matches_one_process(two_ranks, one_process, rank):
+    """Gradients after each backward (global-batch averages), the input gradient of the rank's slice,
+    the loss, and parameters and running statistics after the Adam steps."""
+    got = two_ranks[0][rank]
+    for step in range(scenarios.DP_STEPS):
+        start, stop = got[f"dp/{step}/slice"]
+        assert stop - start == (5, 4)[rank]
+        _assert_close(got[f"dp/{step}/dx"], one_process[f"dp/{step}/dx"][start:stop], f"step {step} dx")
+        _assert_close(got[f"dp/{step}/loss"], one_process[f"dp/{step}/loss"], f"step {step} loss")
+        for key in (k for k in one_process if k.startswith(f"dp/{step}/grads/")):
+            _assert_close(got[key], one_process[key], key)
+    for key in (k for k in one_process if k.startswith(("dp/params/", "dp/buffers/"))):
+        _assert_close(got[key], one_process[key], key)
+
+
+@needs_mpi
+def test_each_rank_uses_its_share_of_the_cores(two_ranks):
+    share = max(1, fastnn._threads._MAX_THREADS // 2)
+    assert [int(r["threads"]) for r in two_ranks[0]] == [share, share]
+
+
+def test_local_slice_splits_like_array_split():
+    for n in range(0, 12):
+        for size in (1, 2, 3, 5):
+            expected = [len(part) for part in np.array_split(np.arange(n), size)]
+            slices = [distributed.local_slice(n, r, size) for r in range(size)]
+            assert [stop - start for start, stop in slices] == expected
+            assert slices[0][0] == 0 and slices[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
+
+
+def test_missing_mpi4py_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # `import mpi4py` raises ImportError
+    with pytest.raises(ImportError, match=r"fastnn\[distributed\]"):
+        distributed.DataParallel(scenarios.model(), comm=None)
