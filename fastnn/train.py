@@ -5,16 +5,24 @@ the training set, `optimizer.step(model.params, model.grads)` per batch, `optimi
 after each epoch, train/validation accuracy at each epoch's end, and the parameters (and
 BatchNorm running statistics) of the best validation accuracy restored at the end. With an MPI
 communicator (``comm=``) it trains data-parallel over the ranks (`fastnn.distributed`).
+
+random_search(build, data, space, trials) trains one short Solver run per sampled point of
+`space`, in this process or on an executor (concurrent.futures, dask.distributed), and
+refine(results) narrows the space around the best (coarse to fine).
 """
+import concurrent.futures
+import contextlib
 import math
+import pickle
 import sys
 import time
 
 import numpy as np
 
+from . import _threads
 from .losses import softmax_cross_entropy
 
-__all__ = ["Solver", "random_search", "refine", "load"]
+__all__ = ["Solver", "random_search", "refine", "TrialError", "load"]
 
 
 def _copy(arrays):
@@ -205,27 +213,263 @@ def _sample(rng, low, high):
     return int(round(value)) if both_int else value
 
 
-def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=100, verbose=False):
-    """Random search (Bergstra & Bengio): each trial samples every `space[name] = (low, high)`
-    log-uniformly (ints when both bounds are ints), calls `build(**sample) -> (model, optimizer)`,
-    trains briefly (num_epochs) with a Solver, and records the best validation accuracy.
-    Returns the trials sorted best first: dicts with hparams, val_acc, train_acc, loss."""
+def _draw_trials(space, trials, seed):
+    """Every trial's (hparams, seed), drawn in the serial search's order: where a trial runs never
+    changes what it samples."""
     rng = np.random.default_rng(seed)
-    results = []
-    for trial in range(int(trials)):
+    drawn = []
+    for _ in range(int(trials)):
         hparams = {name: _sample(rng, *bounds) for name, bounds in space.items()}
+        drawn.append((hparams, int(rng.integers(2 ** 31))))
+    return drawn
+
+
+class _ThreadShare:
+    """fastnn's thread count inside a trial: the cores of the worker's machine divided by the trials
+    that run at once there (`slots`: a count, or a {host: count} map for a dask cluster)."""
+
+    def __init__(self, slots):
+        self.slots = slots
+
+    def threads(self):
+        if self.slots is None or _threads._explicit is not None:  # set_num_threads in the worker wins
+            return None
+        slots = self.slots
+        if isinstance(slots, dict):
+            slots = slots.get(_dask_worker_host())
+        return max(1, _threads._MAX_THREADS // int(slots)) if slots else None
+
+    @contextlib.contextmanager
+    def applied(self):
+        n = self.threads()
+        if n is None:
+            yield
+            return
+        from threadpoolctl import threadpool_limits
+
+        # per calling thread (OpenMP's setting, which fastnn follows): a dask worker's other trials keep theirs
+        with threadpool_limits(n, user_api="openmp"):
+            yield
+
+
+def _dask_worker_host():
+    try:
+        from distributed import get_worker
+        from distributed.comm import get_address_host
+
+        return get_address_host(get_worker().address)
+    except (ImportError, ValueError):
+        return None
+
+
+def _run_trial(build, data, hparams, seed, num_epochs, batch_size, trial, share=None):
+    """One trial, here or in an executor's worker: build, a short Solver run, its summary."""
+    with share.applied() if share is not None else contextlib.nullcontext():
         model, optimizer = build(**hparams)
         solver = Solver(model, data, optimizer, batch_size=batch_size, num_epochs=num_epochs, verbose=False,
-                        seed=int(rng.integers(2 ** 31)))
+                        seed=seed)
         solver.train()
-        final = solver.loss_history[-1] if solver.loss_history else math.nan
-        results.append({"hparams": hparams, "val_acc": solver.best_val_acc,
-                        "train_acc": solver.train_acc_history[-1] if solver.train_acc_history else math.nan,
-                        "loss": final})
-        if verbose:
-            shown = ", ".join(f"{k}={v:.3g}" for k, v in hparams.items())
-            print(f"trial {trial + 1}/{trials}: {shown}: val acc {solver.best_val_acc:.4f}")
+    return {"hparams": hparams, "val_acc": solver.best_val_acc,
+            "train_acc": solver.train_acc_history[-1] if solver.train_acc_history else math.nan,
+            "loss": solver.loss_history[-1] if solver.loss_history else math.nan,
+            "trial": trial, "seed": seed}
+
+
+def _by_accuracy(results):
     return sorted(results, key=lambda r: (-r["val_acc"], r["loss"] if math.isfinite(r["loss"]) else math.inf))
+
+
+def _describe(hparams):
+    return ", ".join(f"{k}={v:.3g}" for k, v in hparams.items())
+
+
+class TrialError(RuntimeError):
+    """Trials of `random_search` on an executor failed: an exception, or a worker process that died.
+
+    Attributes
+    ----------
+    results : list of dict
+        The trials that finished, sorted as random_search sorts them (feed them to `refine`).
+    failed : dict
+        Trial index -> the exception its future raised.
+    not_started : list of int
+        Trials never submitted (submission stops at the first failure).
+    """
+
+    def __init__(self, message, results, failed, not_started):
+        super().__init__(message)
+        self.results, self.failed, self.not_started = results, failed, not_started
+
+
+# exceptions that mean the process running a trial went away (concurrent.futures, dask, loky/joblib)
+_WORKER_DIED = ("BrokenProcessPool", "KilledWorker", "TerminatedWorkerError")
+
+
+def _client_of(executor):
+    """The dask.distributed Client behind `executor` (a Client or its get_executor()), or None."""
+    for candidate in (executor, getattr(executor, "_client", None)):
+        if candidate is not None and type(candidate).__module__.split(".")[0] == "distributed" \
+                and hasattr(candidate, "nthreads"):
+            return candidate
+    return None
+
+
+def _slots(executor, client):
+    """(trials at once per machine for _ThreadShare, trials to keep in flight) for `executor`."""
+    if client is not None:
+        from distributed.comm import get_address_host
+
+        per_host = {}
+        for address, n in client.nthreads().items():
+            host = get_address_host(address)
+            per_host[host] = per_host.get(host, 0) + n
+        return per_host, sum(per_host.values()) or None
+    workers = getattr(executor, "_max_workers", None)  # concurrent.futures and loky executors
+    return workers, workers
+
+
+def _check_picklable(build, executor, client):
+    if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+        return  # threads share the objects
+    if client is not None:
+        import cloudpickle as pickler  # what dask sends functions with (lambdas and closures pass)
+    else:
+        pickler = pickle
+    try:
+        pickler.dumps(build)
+    except Exception as error:
+        raise TypeError(f"random_search: build must be picklable to run trials on {type(executor).__name__} "
+                        f"(define it at module level, not as a lambda or a nested function; a functools.partial "
+                        f"of a module-level function works): {error}") from error
+
+
+def _wait_any(futures):
+    if all(isinstance(f, concurrent.futures.Future) for f in futures):
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+        return
+    while not any(f.done() for f in futures):  # any future with .done(): poll (trials take seconds)
+        time.sleep(0.01)
+
+
+def _run_on_executor(executor, build, data, drawn, num_epochs, batch_size, verbose):
+    """Trials on `executor`, at most one per worker slot in flight (so a pool that breaks names only
+    the trials it was running); results in trial order. TrialError when any failed."""
+    client = _client_of(executor)
+    _check_picklable(build, executor, client)
+    slots, limit = _slots(executor, client)
+    share = _ThreadShare(slots)
+    if client is not None:
+        # sent once to every worker, not once per trial; a fresh key (hash=False): releasing an earlier
+        # search's copy of the same data must not drop this one
+        [data] = client.scatter([data], broadcast=True, hash=False)
+    futures, results, failed = {}, {}, {}
+    submitted, submit_error = 0, None
+    while futures or (submitted < len(drawn) and not failed and submit_error is None):
+        while submitted < len(drawn) and not failed and submit_error is None and (limit is None or len(futures) < limit):
+            hparams, seed = drawn[submitted]
+            try:
+                futures[submitted] = executor.submit(_run_trial, build, data, hparams, seed, num_epochs, batch_size,
+                                                     submitted, share)
+            except Exception as error:  # e.g. the pool broke since the last check
+                submit_error = error
+                break
+            submitted += 1
+        if not futures:
+            break
+        _wait_any(list(futures.values()))
+        for trial in sorted(futures):
+            future = futures[trial]
+            if not future.done():
+                continue
+            del futures[trial]
+            try:
+                results[trial] = future.result()
+            except Exception as error:
+                failed[trial] = error
+                continue
+            if verbose:
+                print(f"trial {trial + 1}/{len(drawn)}: {_describe(drawn[trial][0])}: "
+                      f"val acc {results[trial]['val_acc']:.4f}")
+    if failed or submit_error is not None:
+        not_started = list(range(len(results) + len(failed), len(drawn)))
+        raise _trial_error(drawn, results, failed, not_started, submit_error)
+    return [results[t] for t in range(len(drawn))]
+
+
+def _trial_error(drawn, results, failed, not_started, submit_error):
+    lines = []
+    for trial, error in sorted(failed.items()):
+        what = f"trial {trial} ({_describe(drawn[trial][0])})"
+        if type(error).__name__ in _WORKER_DIED:
+            lines.append(f"{what} did not finish: a worker process died while it ran ({type(error).__name__}: {error})")
+        else:
+            lines.append(f"{what} raised {type(error).__name__}: {error}")
+    if submit_error is not None:
+        lines.append(f"submitting trial {len(results) + len(failed)} failed: {type(submit_error).__name__}: "
+                     f"{submit_error}")
+    message = (f"random_search: {'; '.join(lines)}. {len(results)} of {len(drawn)} trials finished (in this "
+               f"error's .results)" + (f"; trials {not_started} were not started" if not_started else ""))
+    error = TrialError(message, _by_accuracy(results.values()), failed, not_started)
+    error.__cause__ = next(iter(failed.values()), submit_error)
+    return error
+
+
+def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=100, verbose=False, executor=None):
+    """Random hyperparameter search (Bergstra & Bengio), in this process or on an executor.
+
+    Each trial samples every ``space[name] = (low, high)`` log-uniformly (ints when both bounds
+    are ints), calls ``build(**sample) -> (model, optimizer)``, trains briefly (`num_epochs`) with
+    a Solver and records its best validation accuracy.
+
+    Parameters
+    ----------
+    build : callable
+        ``build(**hparams) -> (model, optimizer)``; picklable when `executor` runs trials in
+        other processes (a module-level function or a functools.partial of one).
+    data : dict
+        X_train, y_train, X_val, y_val, as Solver takes.
+    space : dict
+        Name -> (low, high), 0 < low <= high.
+    trials : int
+        Number of trials.
+    seed : int, optional
+        Seeds the samples and each trial's Solver; every trial's hyperparameters and seed are
+        drawn up front in the serial order, so the results are the same with or without an
+        executor.
+    num_epochs, batch_size : int, optional
+        Each trial's Solver run.
+    verbose : bool, optional
+        Print each trial's result when it finishes.
+    executor : object, optional
+        Anything with ``submit(fn, *args)`` returning a future with ``.result()``:
+        `concurrent.futures` executors, a `dask.distributed.Client` or its ``get_executor()``.
+        At most one trial per worker slot is in flight; inside a worker fastnn uses the cores of
+        its machine divided by the trials running there (unless the worker called
+        ``fastnn.set_num_threads``). None runs the trials here, one after another.
+
+    Returns
+    -------
+    list of dict
+        Trials sorted best first (validation accuracy, then final loss): ``hparams``,
+        ``val_acc``, ``train_acc``, ``loss``, ``trial`` (index in drawing order), ``seed``.
+
+    Raises
+    ------
+    TrialError
+        On an executor, when a trial raised or its worker process died: names the trials and
+        carries the finished ones in ``.results``.
+    TypeError
+        When `build` cannot be pickled for `executor`.
+    """
+    drawn = _draw_trials(space, trials, seed)
+    if executor is not None:
+        return _by_accuracy(_run_on_executor(executor, build, data, drawn, num_epochs, batch_size, verbose))
+    results = []
+    for trial, (hparams, trial_seed) in enumerate(drawn):
+        results.append(_run_trial(build, data, hparams, trial_seed, num_epochs, batch_size, trial))
+        if verbose:
+            print(f"trial {trial + 1}/{len(drawn)}: {_describe(hparams)}: val acc {results[-1]['val_acc']:.4f}")
+    return _by_accuracy(results)
 
 
 def refine(results, top_k=3):

@@ -1,5 +1,9 @@
-"""Scale-out: data-parallel training over MPI (two ranks under mpiexec against one process, float64)."""
+"""Scale-out: data-parallel training over MPI (two ranks under mpiexec against one process, float64)
+and random_search on executors (process pools, dask) against the serial search."""
+import concurrent.futures
+import functools
 import io
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -9,9 +13,10 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import distributed
+from fastnn import distributed, train
 
 import _mpi_scenarios as scenarios
+import _trials
 
 HERE = Path(__file__).resolve().parent
 MPIEXEC = Path(sys.executable).parent / "mpiexec"  # the mpich wheel installs it beside the interpreter
@@ -114,3 +119,106 @@ def test_missing_mpi4py_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # `import mpi4py` raises ImportError
     with pytest.raises(ImportError, match=r"fastnn\[distributed\]"):
         distributed.DataParallel(scenarios.model(), comm=None)
+
+
+# --- random search on executors -------------------------------------------------------------------
+
+SEARCH = {"space": _trials.SPACE, "trials": 4, "seed": 3, "batch_size": 50}
+
+
+@pytest.fixture(scope="module")
+def serial_search():
+    previous = fastnn._threads._explicit
+    fastnn.set_num_threads(1)  # what each of two workers gets on two cores: the same reduction order
+    try:
+        return train.random_search(_trials.build, _trials.data(), **SEARCH)
+    finally:
+        fastnn._threads._explicit = previous
+
+
+def _spawn_pool(workers=2):
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def test_search_on_a_process_pool_equals_the_serial_search(serial_search):
+    with _spawn_pool() as pool:
+        results = train.random_search(_trials.build, _trials.data(), executor=pool, **SEARCH)
+    assert results == serial_search
+    assert sorted(r["trial"] for r in results) == [0, 1, 2, 3]
+    fine = train.refine(results, top_k=2)
+    assert fine == train.refine(serial_search, top_k=2)
+
+
+def test_search_on_a_thread_pool_equals_the_serial_search(serial_search, one_thread):
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # threads need no pickling: a lambda is fine
+        results = train.random_search(lambda **h: _trials.build(**h), _trials.data(), executor=pool, **SEARCH)
+    assert results == serial_search
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    pytest.importorskip("distributed")
+    import dask
+    from distributed import Client, LocalCluster
+
+    # a killed worker fails its task at once instead of being retried on the other workers
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=50) as cluster, Client(cluster) as client:
+            yield client
+
+
+def test_search_on_dask_equals_the_serial_search(serial_search, dask_client):
+    results = train.random_search(_trials.build, _trials.data(), executor=dask_client, **SEARCH)
+    assert results == serial_search
+    results = train.random_search(_trials.build, _trials.data(), executor=dask_client.get_executor(), **SEARCH)
+    assert results == serial_search
+
+
+def _die_at(trial):
+    """A build that kills its worker process in trial `trial` (of SEARCH's draws)."""
+    lr = train._draw_trials(SEARCH["space"], SEARCH["trials"], SEARCH["seed"])[trial][0]["lr"]
+    return functools.partial(_trials.build_or_die, die_at_lr=lr)
+
+
+def _check_trial_error(error, trial, serial_search):
+    assert f"trial {trial} (lr=" in str(error) and "worker process died" in str(error)
+    assert trial in error.failed
+    finished = {r["trial"]: r for r in serial_search}
+    assert error.results and all(r == finished[r["trial"]] for r in error.results)  # kept, and right
+
+
+def test_a_killed_pool_worker_names_the_trial_and_keeps_finished_ones(serial_search):
+    with _spawn_pool() as pool:
+        with pytest.raises(train.TrialError) as info:
+            train.random_search(_die_at(2), _trials.data(), executor=pool, **SEARCH)
+    _check_trial_error(info.value, 2, serial_search)
+    assert type(info.value.failed[2]).__name__ == "BrokenProcessPool"
+
+
+def test_a_killed_dask_worker_names_the_trial_and_keeps_finished_ones(serial_search, dask_client):
+    with pytest.raises(train.TrialError) as info:
+        train.random_search(_die_at(1), _trials.data(), executor=dask_client, **SEARCH)
+    _check_trial_error(info.value, 1, serial_search)
+    assert list(info.value.failed) == [1]  # dask fails only the trial whose worker died
+    finished = sorted(r["trial"] for r in info.value.results)
+    assert 0 in finished and sorted(finished + info.value.not_started) == [0, 2, 3]  # none lost, none run twice
+
+
+def test_a_trial_that_raises_is_named(serial_search):
+    lr = train._draw_trials(SEARCH["space"], SEARCH["trials"], SEARCH["seed"])[0][0]["lr"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with pytest.raises(train.TrialError, match=r"trial 0 \(lr=.*\) raised FloatingPointError: this trial") as info:
+            train.random_search(functools.partial(_trials.build_or_raise, raise_at_lr=lr), _trials.data(),
+                                executor=pool, **SEARCH)
+    assert info.value.failed.keys() == {0} and info.value.not_started == [1, 2, 3]
+    assert isinstance(info.value.__cause__, FloatingPointError)
+
+
+def test_build_must_be_picklable_for_a_process_pool():
+    def local_build(lr, hidden):
+        return _trials.build(lr, hidden)
+
+    with _spawn_pool() as pool:  # no worker starts: the check comes before any submit
+        with pytest.raises(TypeError, match="build must be picklable"):
+            train.random_search(local_build, _trials.data(), executor=pool, **SEARCH)
