@@ -2,6 +2,7 @@
 and random_search on executors (process pools, dask) against the serial search."""
 import concurrent.futures
 import functools
+import importlib.util
 import io
 import multiprocessing
 import os
@@ -23,15 +24,7 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"  # the mpich wheel installs it
 TOLERANCE = 1e-10  # float64: only the order of the reductions differs from one process
 
 
-def _mpi4py():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_mpi = pytest.mark.skipif(not (_mpi4py() and MPIEXEC.exists()),
+needs_mpi = pytest.mark.skipif(not (importlib.util.find_spec("mpi4py") and MPIEXEC.exists()),
                                reason="needs mpi4py and mpiexec beside the interpreter (the distributed extra)")
 
 
