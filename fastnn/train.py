@@ -364,8 +364,12 @@ def _run_on_executor(executor, build, data, drawn, num_epochs, batch_size, verbo
         [data] = client.scatter([data], broadcast=True, hash=False)
     futures, results, failed = {}, {}, {}
     submitted, submit_error = 0, None
-    while futures or (submitted < len(drawn) and not failed and submit_error is None):
-        while submitted < len(drawn) and not failed and submit_error is None and (limit is None or len(futures) < limit):
+
+    def more_to_submit():  # until all are submitted, or the first failure (then drain what runs)
+        return submitted < len(drawn) and not failed and submit_error is None
+
+    while futures or more_to_submit():
+        while more_to_submit() and (limit is None or len(futures) < limit):
             hparams, seed = drawn[submitted]
             try:
                 futures[submitted] = executor.submit(_run_trial, build, data, hparams, seed, num_epochs, batch_size,

@@ -33,8 +33,9 @@ def two_ranks(tmp_path_factory):
     """Run tests/_mpi_scenarios.py on two ranks once; each rank's arrays and the job's output."""
     outdir = tmp_path_factory.mktemp("mpi")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the default thread share
-    run = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, str(HERE / "_mpi_scenarios.py"), str(outdir)],
-                         cwd=HERE, env=env, capture_output=True, text=True, timeout=600)
+    command = [str(MPIEXEC), "-n", "2", sys.executable, str(HERE / "_mpi_scenarios.py"), str(outdir)]
+    run = subprocess.run(command, cwd=HERE, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     ranks = [dict(np.load(outdir / f"rank{r}.npz")) for r in range(2)]
     return ranks, run.stdout, outdir

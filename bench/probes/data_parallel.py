@@ -129,9 +129,11 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    me = [sys.executable, os.path.abspath(__file__), "--worker", "--steps", str(args.steps), "--rounds", str(args.rounds)]
+    me = [sys.executable, os.path.abspath(__file__), "--worker", "--steps", str(args.steps),
+          "--rounds", str(args.rounds)]
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    env_note = "OMP_NUM_THREADS unset" if "OMP_NUM_THREADS" not in os.environ else f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+    env_note = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if "OMP_NUM_THREADS" in os.environ else \
+        "OMP_NUM_THREADS unset"
     load = os.getloadavg()[0]
     singles, multis = [], []
     for _ in range(args.repeat):
@@ -143,7 +145,8 @@ def main():
     print(f"ThreeLayerConvNet, global batch 50, Adam; best of {args.repeat} runs x {args.rounds} rounds x "
           f"{args.steps} steps ({env_note}); load average {load:.1f} before, {multis[-1]['load']:.1f} after, on "
           f"{cores} cores" + (": other processes compete, timings are noisy" if load > cores / 2 else ""))
-    print(f"  1 rank  x {single['threads']} threads: {single['step'] * 1e3:7.2f} ms/step  {1 / single['step']:6.1f} steps/s")
+    print(f"  1 rank  x {single['threads']} threads: {single['step'] * 1e3:7.2f} ms/step  "
+          f"{1 / single['step']:6.1f} steps/s")
     for name, label in (("thread", "Iallreduce per bucket during the backward, progress thread"),
                         ("poll", "Iallreduce per bucket during the backward, tested between layers"),
                         ("after", "allreduces after the backward")):
