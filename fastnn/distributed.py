@@ -428,10 +428,14 @@ class DataParallel:
     overlap : bool, optional
         Start each bucket's allreduce as soon as its layers' gradients are ready (True), or all
         of them after the backward (False: for measuring what the overlap hides).
-    progress : {"thread", "poll"}, optional
-        How the started allreduces advance while later layers compute: a helper thread that
+    progress : {"poll", "thread"}, optional
+        How the started allreduces advance while later layers compute (MPICH moves their data
+        only inside MPI calls): a test between layers ("poll"), or also a helper thread that
         polls MPI every ~0.1 ms ("thread"; needs MPI initialized with THREAD_MULTIPLE, mpi4py's
-        default, else it polls), or only a test between layers ("poll").
+        default). On one machine the reduction is memory copies on the cores that compute, so
+        the thread hides more of the wait but slowed the step (bench/probes/data_parallel.py:
+        ThreeLayerConvNet on 2 ranks x 1 thread, 1-4 ms per ~30 ms step); it pays off where
+        cores are spare or the data crosses a network.
     broadcast : bool, optional
         Copy rank 0's parameters and buffers to every rank now.
 
@@ -455,14 +459,14 @@ class DataParallel:
     OMP_NUM_THREADS is set.
     """
 
-    def __init__(self, model, comm, *, bucket_cap_mb=1.0, overlap=True, progress="thread", broadcast=True):
+    def __init__(self, model, comm, *, bucket_cap_mb=1.0, overlap=True, progress="poll", broadcast=True):
         MPI = _mpi()
         if not isinstance(model, nn.Module):
             raise TypeError(f"DataParallel: model must be a fastnn.nn.Module, got {type(model).__name__}")
         if not bucket_cap_mb > 0:
             raise ValueError(f"DataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb}")
-        if progress not in ("thread", "poll"):
-            raise ValueError(f"DataParallel: progress must be 'thread' or 'poll', got {progress!r}")
+        if progress not in ("poll", "thread"):
+            raise ValueError(f"DataParallel: progress must be 'poll' or 'thread', got {progress!r}")
         self.comm = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.module = convert_sync_batchnorm(model, self.comm)

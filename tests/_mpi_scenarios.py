@@ -68,7 +68,8 @@ def dp_run(comm=None):
     if comm is not None:
         from fastnn.distributed import DataParallel, local_slice
 
-        net = DataParallel(net, comm, bucket_cap_mb=1e-4)  # tiny buckets: several Iallreduces per step
+        # tiny buckets (several Iallreduces per step), progressed by the helper thread (the Solver polls)
+        net = DataParallel(net, comm, bucket_cap_mb=1e-4, progress="thread")
     out = {}
     for step in range(DP_STEPS):
         index = np.arange(step * DP_BATCH, (step + 1) * DP_BATCH)
