@@ -291,9 +291,9 @@ class TrialError(RuntimeError):
     results : list of dict
         The trials that finished, sorted as random_search sorts them (feed them to `refine`).
     failed : dict
-        Trial index -> the exception its future raised.
+        Trial index (0-based, as the results' ``trial``) -> the exception its future raised.
     not_started : list of int
-        Trials never submitted (submission stops at the first failure).
+        Indices of the trials never submitted (submission stops at the first failure).
     """
 
     def __init__(self, message, results, failed, not_started):
@@ -403,16 +403,16 @@ def _run_on_executor(executor, build, data, drawn, num_epochs, batch_size, verbo
 def _trial_error(drawn, results, failed, not_started, submit_error):
     lines = []
     for trial, error in sorted(failed.items()):
-        what = f"trial {trial} ({_describe(drawn[trial][0])})"
+        what = f"trial {trial + 1}/{len(drawn)} ({_describe(drawn[trial][0])})"  # numbered as verbose prints
         if type(error).__name__ in _WORKER_DIED:
             lines.append(f"{what} did not finish: a worker process died while it ran ({type(error).__name__}: {error})")
         else:
             lines.append(f"{what} raised {type(error).__name__}: {error}")
     if submit_error is not None:
-        lines.append(f"submitting trial {len(results) + len(failed)} failed: {type(submit_error).__name__}: "
-                     f"{submit_error}")
+        lines.append(f"submitting trial {len(results) + len(failed) + 1}/{len(drawn)} failed: "
+                     f"{type(submit_error).__name__}: {submit_error}")
     message = (f"random_search: {'; '.join(lines)}. {len(results)} of {len(drawn)} trials finished (in this "
-               f"error's .results)" + (f"; trials {not_started} were not started" if not_started else ""))
+               f"error's .results)" + (f", {len(not_started)} were not started" if not_started else ""))
     error = TrialError(message, _by_accuracy(results.values()), failed, not_started)
     error.__cause__ = next(iter(failed.values()), submit_error)
     return error

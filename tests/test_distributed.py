@@ -176,7 +176,7 @@ def _die_at(trial):
 
 
 def _check_trial_error(error, trial, serial_search):
-    assert f"trial {trial} (lr=" in str(error) and "worker process died" in str(error)
+    assert f"trial {trial + 1}/4 (lr=" in str(error) and "worker process died" in str(error)
     assert trial in error.failed
     finished = {r["trial"]: r for r in serial_search}
     assert error.results and all(r == finished[r["trial"]] for r in error.results)  # kept, and right
@@ -202,7 +202,8 @@ def test_a_killed_dask_worker_names_the_trial_and_keeps_finished_ones(serial_sea
 def test_a_trial_that_raises_is_named(serial_search):
     lr = train._draw_trials(SEARCH["space"], SEARCH["trials"], SEARCH["seed"])[0][0]["lr"]
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        with pytest.raises(train.TrialError, match=r"trial 0 \(lr=.*\) raised FloatingPointError: this trial") as info:
+        message = r"trial 1/4 \(lr=.*\) raised FloatingPointError: this trial"
+        with pytest.raises(train.TrialError, match=message) as info:
             train.random_search(functools.partial(_trials.build_or_raise, raise_at_lr=lr), _trials.data(),
                                 executor=pool, **SEARCH)
     assert info.value.failed.keys() == {0} and info.value.not_started == [1, 2, 3]
@@ -216,3 +217,4 @@ def test_build_must_be_picklable_for_a_process_pool():
     with _spawn_pool() as pool:  # no worker starts: the check comes before any submit
         with pytest.raises(TypeError, match="build must be picklable"):
             train.random_search(local_build, _trials.data(), executor=pool, **SEARCH)
+
