@@ -11,6 +11,7 @@ one worker thread with the cores of its machine divided by the trials running th
 results equal the serial search's for the same seed (`random_search(..., executor=None)`).
 """
 import argparse
+import logging
 import os
 import sys
 import time
@@ -59,7 +60,9 @@ def main(scheduler=None, workers=2, coarse_trials=8, fine_trials=6, epochs=12, s
     start = time.perf_counter()
     data, X_test, y_test = load_data(seed)
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # dask's own warnings (e.g. a busy machine's slow event loop) would drown the search's lines
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
     else:
         cluster = None
     try:

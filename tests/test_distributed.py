@@ -218,3 +218,34 @@ def test_build_must_be_picklable_for_a_process_pool():
         with pytest.raises(TypeError, match="build must be picklable"):
             train.random_search(local_build, _trials.data(), executor=pool, **SEARCH)
 
+
+# --- the examples ---------------------------------------------------------------------------------
+
+EXAMPLES = HERE.parent / "examples"
+
+
+def _held_out_accuracy(output):
+    line = next(line for line in output.splitlines() if line.startswith("held-out accuracy: "))
+    return float(line.split()[2])
+
+
+@needs_mpi
+def test_mpi_example_reaches_the_single_process_accuracy():
+    pytest.importorskip("sklearn")
+    command = [str(MPIEXEC), "-n", "2", sys.executable, str(EXAMPLES / "train_digits_mpi.py"), "--quiet"]
+    run = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("held-out accuracy") == 1  # rank 0 alone prints
+    assert _held_out_accuracy(run.stdout) >= 0.98  # examples/train_digits.py's bar (tests/test_example.py)
+
+
+def test_dask_example_searches_coarse_then_fine():
+    pytest.importorskip("sklearn")
+    pytest.importorskip("distributed")
+    command = [sys.executable, str(EXAMPLES / "random_search_dask.py"), "--coarse-trials", "2", "--fine-trials", "2",
+               "--epochs", "3"]
+    run = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for expected in ("dask: 2 workers", "coarse: 2 trials", "trial 2/2", "fine: 2 trials", "best: lr="):
+        assert expected in run.stdout
+    assert _held_out_accuracy(run.stdout) > 0.9
