@@ -326,7 +326,6 @@ class _Bucket:
         self.slots = slots  # (layer, name, offset, size, shape)
         self.buffer = np.empty(sum(s[3] for s in slots), dtype)
         self.ready_after = ready_after  # the unit (top-level layer) whose backward completes it
-        self.request = None
 
     def pack(self):
         for layer, name, offset, size, shape in self.slots:

@@ -99,6 +99,11 @@ def main(outdir):
     out = solver_run(comm, checkpoint=f"{outdir}/best.npz", stream=sys.stdout)
     out.update(dp_run(comm))
     out["threads"] = np.array(fastnn.get_num_threads())
+    from fastnn.distributed import DataParallel
+
+    fastnn.set_num_threads(fastnn._threads._MAX_THREADS)  # the user's choice outlives the share
+    DataParallel(model(), comm)
+    out["threads_chosen"] = np.array(fastnn.get_num_threads())
     np.savez(f"{outdir}/rank{comm.Get_rank()}.npz", **out)
 
 

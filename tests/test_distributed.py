@@ -97,6 +97,8 @@ def test_data_parallel_matches_one_process(two_ranks, one_process, rank):
 def test_each_rank_uses_its_share_of_the_cores(two_ranks):
     share = max(1, fastnn._threads._MAX_THREADS // 2)
     assert [int(r["threads"]) for r in two_ranks[0]] == [share, share]
+    chosen = fastnn._threads._MAX_THREADS  # after fastnn.set_num_threads, DataParallel leaves the count alone
+    assert [int(r["threads_chosen"]) for r in two_ranks[0]] == [chosen, chosen]
 
 
 def test_local_slice_splits_like_array_split():
