@@ -1,4 +1,5 @@
-"""Data-parallel training of bench's ThreeLayerConvNet: 2 ranks x 1 thread against 1 rank x 2 threads.
+"""Data-parallel training of bench's ThreeLayerConvNet: 2 ranks x 1 thread against 1 rank x 2 threads
+(and 1 rank x 1 thread, for scale).
 
 Global batch (50, 3, 32, 32) (workloads._convnet_inputs), Adam. The 2-rank run trains through
 fastnn.distributed.DataParallel (25 samples per rank) and reports, per step: the time, the
@@ -135,18 +136,21 @@ def main():
     env_note = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if "OMP_NUM_THREADS" in os.environ else \
         "OMP_NUM_THREADS unset"
     load = os.getloadavg()[0]
-    singles, multis = [], []
+    singles, ones, multis = [], [], []
     for _ in range(args.repeat):
         singles.append(_run(me + ["--ranks", "1", "--threads", str(min(2, os.cpu_count() or 1))]))
+        ones.append(_run(me + ["--ranks", "1", "--threads", "1"]))  # context: one core's worth of work
         multis.append(_run([mpiexec, "-n", "2"] + me))
     single = min(singles, key=lambda r: r["step"])
+    one = min(ones, key=lambda r: r["step"])
     multi = {k: min(r[k] for r in multis) if isinstance(v, float) else v for k, v in multis[0].items()}
     cores = os.cpu_count()
     print(f"ThreeLayerConvNet, global batch 50, Adam; best of {args.repeat} runs x {args.rounds} rounds x "
           f"{args.steps} steps ({env_note}); load average {load:.1f} before, {multis[-1]['load']:.1f} after, on "
           f"{cores} cores" + (": other processes compete, timings are noisy" if load > cores / 2 else ""))
-    print(f"  1 rank  x {single['threads']} threads: {single['step'] * 1e3:7.2f} ms/step  "
-          f"{1 / single['step']:6.1f} steps/s")
+    for r in (single, one):
+        print(f"  1 rank  x {r['threads']} thread{'s' if r['threads'] > 1 else ' '}: {r['step'] * 1e3:7.2f} ms/step  "
+              f"{1 / r['step']:6.1f} steps/s")
     for name, label in (("thread", "Iallreduce per bucket during the backward, progress thread"),
                         ("poll", "Iallreduce per bucket during the backward, tested between layers"),
                         ("after", "allreduces after the backward")):
