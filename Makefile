@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(INSTALLED): $(BIN)/python $(SOURCES)
 	@echo "== installing fastnn and its extras into $(VENV); the Cython kernels compile on $(JOBS) cores"
-	$(BIN)/python -m pip install -q --no-build-isolation ".[test,bench,examples]"
+	$(BIN)/python -m pip install -q --no-build-isolation ".[test,bench,examples,distributed]"
 	touch $@
 
 # Numba compiles each kernel on one core: warm the on-disk cache in $(JOBS) processes first.

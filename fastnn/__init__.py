@@ -1,8 +1,8 @@
 """fastnn: fast, tested CPU kernels for training convnets, behind a NumPy API.
 
 Functional ops are importable from here; the training toolkit lives in the submodules
-`fastnn.nn`, `init`, `optim`, `preprocess`, `gradcheck`, `diagnostics`, `train` and
-`compat.cs231n` (imported on first use, so `import fastnn` stays fast and compiles nothing).
+`fastnn.nn`, `init`, `optim`, `preprocess`, `gradcheck`, `diagnostics`, `train`, `distributed`
+and `compat.cs231n` (imported on first use, so `import fastnn` stays fast and compiles nothing).
 """
 import importlib
 
@@ -23,7 +23,8 @@ from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backwa
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("nn", "init", "optim", "preprocess", "gradcheck", "diagnostics", "train", "compat", "reference", "tune")
+_SUBMODULES = ("nn", "init", "optim", "preprocess", "gradcheck", "diagnostics", "train", "distributed", "compat",
+               "reference", "tune")
 
 
 def __getattr__(name):

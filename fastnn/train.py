@@ -3,17 +3,26 @@
 Solver(model, data, optimizer).train() runs minibatch training: per epoch a fresh permutation of
 the training set, `optimizer.step(model.params, model.grads)` per batch, `optimizer.lr *= lr_decay`
 after each epoch, train/validation accuracy at each epoch's end, and the parameters (and
-BatchNorm running statistics) of the best validation accuracy restored at the end.
+BatchNorm running statistics) of the best validation accuracy restored at the end. With an MPI
+communicator (``comm=``) it trains data-parallel over the ranks (`fastnn.distributed`).
+
+random_search(build, data, space, trials) trains one short Solver run per sampled point of
+`space`, in this process or on an executor (concurrent.futures, dask.distributed), and
+refine(results) narrows the space around the best (coarse to fine).
 """
+import concurrent.futures
+import contextlib
 import math
+import pickle
 import sys
 import time
 
 import numpy as np
 
+from . import _threads
 from .losses import softmax_cross_entropy
 
-__all__ = ["Solver", "random_search", "refine"]
+__all__ = ["Solver", "random_search", "refine", "TrialError", "load"]
 
 
 def _copy(arrays):
@@ -27,11 +36,20 @@ class Solver:
     After train(): loss_history (per iteration), train_acc_history and val_acc_history (per
     epoch), best_val_acc, best_params (copies; also loaded into the model). With `checkpoint` (a
     file name) the best parameters and buffers are written with np.savez at each improvement.
+
+    With `comm` (an mpi4py communicator; every rank builds the Solver and calls train()), the
+    training is data-parallel: `batch_size` is the global batch, every rank draws rank 0's
+    permutations and trains on its slice of each global batch (`fastnn.distributed.local_slice`)
+    through `fastnn.distributed.DataParallel` (rank 0's parameters and buffers broadcast first,
+    gradients averaged over the global batch, BatchNorm on global-batch statistics), accuracy
+    checks are split over the ranks and summed, `loss_history` holds the global-batch losses, and
+    only rank 0 prints and writes checkpoints. Every rank ends with the parameters one process
+    gets on the same data and seed, up to the rounding of the reductions.
     """
 
     def __init__(self, model, data, optimizer, loss=softmax_cross_entropy, batch_size=100, num_epochs=10,
                  lr_decay=1.0, print_every=100, verbose=True, checkpoint=None, num_train_samples=1000,
-                 num_val_samples=None, seed=0, stream=None):
+                 num_val_samples=None, seed=0, stream=None, comm=None):
         missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
         if missing:
             raise ValueError(f"Solver: data is missing {missing}")
@@ -43,11 +61,17 @@ class Solver:
         self.X_train, self.y_train = data["X_train"], np.asarray(data["y_train"])
         self.X_val, self.y_val = data["X_val"], np.asarray(data["y_val"])
         self.batch_size, self.num_epochs = int(batch_size), int(num_epochs)
-        self.lr_decay, self.print_every, self.verbose = float(lr_decay), max(1, int(print_every)), verbose
+        self.comm = comm
+        self.rank, self.size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+        self.lr_decay, self.print_every = float(lr_decay), max(1, int(print_every))
+        self.verbose = bool(verbose) and self.rank == 0
         self.checkpoint = checkpoint
         self.num_train_samples, self.num_val_samples = num_train_samples, num_val_samples
         self.rng = np.random.default_rng(seed)
+        if comm is not None:  # rank 0's stream on every rank: the same permutations and subsets everywhere
+            self.rng.bit_generator.state = comm.bcast(self.rng.bit_generator.state, root=0)
         self.stream = stream or sys.stdout
+        self._parallel = None  # the DataParallel wrapper, made by train() when comm is given
         self._reset()
 
     def _reset(self):
@@ -58,6 +82,8 @@ class Solver:
         self.loss_history, self.train_acc_history, self.val_acc_history = [], [], []
 
     def _step(self, index):
+        if self._parallel is not None:
+            return self._parallel_step(index)
         self.model.train()
         scores = self.model.forward(self.X_train[index])
         loss, dscores = self.loss(scores, self.y_train[index])
@@ -65,12 +91,35 @@ class Solver:
         self.optimizer.step(self.model.params, self.model.grads)
         self.loss_history.append(loss)
 
+    def _parallel_step(self, index):
+        """This rank's slice of the global batch `index`; gradients and loss reduced over the ranks."""
+        from .distributed import local_slice
+
+        start, stop = local_slice(len(index), self.rank, self.size)
+        local = index[start:stop]
+        net = self._parallel.train()
+        scores = net.forward(self.X_train[local])
+        loss, dscores = self.loss(scores, self.y_train[local]) if len(local) else (0.0, None)
+        net.backward(dscores, input_grad=False, loss=loss)
+        self.optimizer.step(net.params, net.grads)
+        self.loss_history.append(net.loss)
+
     def check_accuracy(self, X, y, num_samples=None, batch_size=None):
-        """Accuracy of the model (eval mode) on X, or on a random subset of num_samples."""
+        """Accuracy of the model (eval mode) on X, or on a random subset of num_samples.
+
+        With `comm`, each rank scores its slice of the (same) subset and the counts are summed:
+        every rank must call it.
+        """
         y = np.asarray(y)
         if num_samples is not None and len(X) > num_samples:
             index = self.rng.choice(len(X), num_samples, replace=False)
             X, y = X[index], y[index]
+        total = len(X)
+        if self.comm is not None:
+            from .distributed import local_slice
+
+            start, stop = local_slice(total, self.rank, self.size)
+            X, y = X[start:stop], y[start:stop]
         batch_size = batch_size or self.batch_size
         self.model.eval()
         try:
@@ -80,7 +129,9 @@ class Solver:
                 correct += int(np.sum(np.argmax(scores, axis=1) == y[start:start + batch_size]))
         finally:
             self.model.train()
-        return correct / max(1, len(X))
+        if self.comm is not None:
+            correct = self.comm.allreduce(correct)
+        return correct / max(1, total)
 
     def _progress(self, iteration, total, start):
         width = 30
@@ -107,12 +158,23 @@ class Solver:
                 self.save(self.checkpoint)
 
     def save(self, path):
-        """np.savez of the best parameters, buffers (BatchNorm running stats), epoch and accuracy."""
+        """np.savez of the best parameters, buffers (BatchNorm running stats), epoch and accuracy
+        (with `comm`: rank 0 writes, the other ranks do nothing)."""
+        if self.rank != 0:
+            return
         np.savez(path, **{f"params/{k}": v for k, v in self.best_params.items()},
                  **{f"buffers/{k}": v for k, v in self.best_buffers.items()},
                  epoch=self.epoch, best_val_acc=self.best_val_acc)
 
     def train(self):
+        """Run num_epochs epochs; returns self (the model holds the best validation parameters)."""
+        if self.comm is not None and self._parallel is None:
+            from .distributed import DataParallel
+
+            self._parallel = DataParallel(self.model, self.comm)  # broadcasts rank 0's parameters and buffers
+            if not self.val_acc_history:  # the starting point is rank 0's now
+                self.best_params = _copy(self.model.params)
+                self.best_buffers = _copy(getattr(self.model, "buffers", {}))
         num_train = len(self.X_train)
         per_epoch = max(1, math.ceil(num_train / self.batch_size))
         total = self.num_epochs * per_epoch
@@ -128,6 +190,9 @@ class Solver:
             self.optimizer.lr *= self.lr_decay
             self._end_of_epoch()
         load(self.model, self.best_params, self.best_buffers)
+        if self._parallel is not None:
+            # the ranks already agree up to reduction rounding; rank 0's copy makes them agree to the bit
+            self._parallel.broadcast_state()
         return self
 
 
@@ -148,27 +213,267 @@ def _sample(rng, low, high):
     return int(round(value)) if both_int else value
 
 
-def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=100, verbose=False):
-    """Random search (Bergstra & Bengio): each trial samples every `space[name] = (low, high)`
-    log-uniformly (ints when both bounds are ints), calls `build(**sample) -> (model, optimizer)`,
-    trains briefly (num_epochs) with a Solver, and records the best validation accuracy.
-    Returns the trials sorted best first: dicts with hparams, val_acc, train_acc, loss."""
+def _draw_trials(space, trials, seed):
+    """Every trial's (hparams, seed), drawn in the serial search's order: where a trial runs never
+    changes what it samples."""
     rng = np.random.default_rng(seed)
-    results = []
-    for trial in range(int(trials)):
+    drawn = []
+    for _ in range(int(trials)):
         hparams = {name: _sample(rng, *bounds) for name, bounds in space.items()}
+        drawn.append((hparams, int(rng.integers(2 ** 31))))
+    return drawn
+
+
+class _ThreadShare:
+    """fastnn's thread count inside a trial: the cores of the worker's machine divided by the trials
+    that run at once there (`slots`: a count, or a {host: count} map for a dask cluster)."""
+
+    def __init__(self, slots):
+        self.slots = slots
+
+    def threads(self):
+        if self.slots is None or _threads._explicit is not None:  # set_num_threads in the worker wins
+            return None
+        slots = self.slots
+        if isinstance(slots, dict):
+            slots = slots.get(_dask_worker_host())
+        return max(1, _threads._MAX_THREADS // int(slots)) if slots else None
+
+    @contextlib.contextmanager
+    def applied(self):
+        n = self.threads()
+        if n is None:
+            yield
+            return
+        from threadpoolctl import threadpool_limits
+
+        # per calling thread (OpenMP's setting, which fastnn follows): a dask worker's other trials keep theirs
+        with threadpool_limits(n, user_api="openmp"):
+            yield
+
+
+def _dask_worker_host():
+    try:
+        from distributed import get_worker
+        from distributed.comm import get_address_host
+
+        return get_address_host(get_worker().address)
+    except (ImportError, ValueError):
+        return None
+
+
+def _run_trial(build, data, hparams, seed, num_epochs, batch_size, trial, share=None):
+    """One trial, here or in an executor's worker: build, a short Solver run, its summary."""
+    with share.applied() if share is not None else contextlib.nullcontext():
         model, optimizer = build(**hparams)
         solver = Solver(model, data, optimizer, batch_size=batch_size, num_epochs=num_epochs, verbose=False,
-                        seed=int(rng.integers(2 ** 31)))
+                        seed=seed)
         solver.train()
-        final = solver.loss_history[-1] if solver.loss_history else math.nan
-        results.append({"hparams": hparams, "val_acc": solver.best_val_acc,
-                        "train_acc": solver.train_acc_history[-1] if solver.train_acc_history else math.nan,
-                        "loss": final})
-        if verbose:
-            shown = ", ".join(f"{k}={v:.3g}" for k, v in hparams.items())
-            print(f"trial {trial + 1}/{trials}: {shown}: val acc {solver.best_val_acc:.4f}")
+    return {"hparams": hparams, "val_acc": solver.best_val_acc,
+            "train_acc": solver.train_acc_history[-1] if solver.train_acc_history else math.nan,
+            "loss": solver.loss_history[-1] if solver.loss_history else math.nan,
+            "trial": trial, "seed": seed}
+
+
+def _by_accuracy(results):
     return sorted(results, key=lambda r: (-r["val_acc"], r["loss"] if math.isfinite(r["loss"]) else math.inf))
+
+
+def _describe(hparams):
+    return ", ".join(f"{k}={v:.3g}" for k, v in hparams.items())
+
+
+class TrialError(RuntimeError):
+    """Trials of `random_search` on an executor failed: an exception, or a worker process that died.
+
+    Attributes
+    ----------
+    results : list of dict
+        The trials that finished, sorted as random_search sorts them (feed them to `refine`).
+    failed : dict
+        Trial index (0-based, as the results' ``trial``) -> the exception its future raised.
+    not_started : list of int
+        Indices of the trials never submitted (submission stops at the first failure).
+    """
+
+    def __init__(self, message, results, failed, not_started):
+        super().__init__(message)
+        self.results, self.failed, self.not_started = results, failed, not_started
+
+
+# exceptions that mean the process running a trial went away (concurrent.futures, dask, loky/joblib)
+_WORKER_DIED = ("BrokenProcessPool", "KilledWorker", "TerminatedWorkerError")
+
+
+def _client_of(executor):
+    """The dask.distributed Client behind `executor` (a Client or its get_executor()), or None."""
+    for candidate in (executor, getattr(executor, "_client", None)):
+        if candidate is not None and type(candidate).__module__.split(".")[0] == "distributed" \
+                and hasattr(candidate, "nthreads"):
+            return candidate
+    return None
+
+
+def _slots(executor, client):
+    """(trials at once per machine for _ThreadShare, trials to keep in flight) for `executor`."""
+    if client is not None:
+        from distributed.comm import get_address_host
+
+        per_host = {}
+        for address, n in client.nthreads().items():
+            host = get_address_host(address)
+            per_host[host] = per_host.get(host, 0) + n
+        return per_host, sum(per_host.values()) or None
+    workers = getattr(executor, "_max_workers", None)  # concurrent.futures and loky executors
+    return workers, workers
+
+
+def _check_picklable(build, executor, client):
+    if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+        return  # threads share the objects
+    if client is not None:
+        import cloudpickle as pickler  # what dask sends functions with (lambdas and closures pass)
+    else:
+        pickler = pickle
+    try:
+        pickler.dumps(build)
+    except Exception as error:
+        raise TypeError(f"random_search: build must be picklable to run trials on {type(executor).__name__} "
+                        f"(define it at module level, not as a lambda or a nested function; a functools.partial "
+                        f"of a module-level function works): {error}") from error
+
+
+def _wait_any(futures):
+    if all(isinstance(f, concurrent.futures.Future) for f in futures):
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+        return
+    while not any(f.done() for f in futures):  # any future with .done(): poll (trials take seconds)
+        time.sleep(0.01)
+
+
+def _run_on_executor(executor, build, data, drawn, num_epochs, batch_size, verbose):
+    """Trials on `executor`, at most one per worker slot in flight (so a pool that breaks names only
+    the trials it was running); results in trial order. TrialError when any failed."""
+    client = _client_of(executor)
+    _check_picklable(build, executor, client)
+    slots, limit = _slots(executor, client)
+    share = _ThreadShare(slots)
+    if client is not None:
+        # sent once to every worker, not once per trial; a fresh key (hash=False): releasing an earlier
+        # search's copy of the same data must not drop this one
+        [data] = client.scatter([data], broadcast=True, hash=False)
+    futures, results, failed = {}, {}, {}
+    submitted, submit_error = 0, None
+
+    def more_to_submit():  # until all are submitted, or the first failure (then drain what runs)
+        return submitted < len(drawn) and not failed and submit_error is None
+
+    while futures or more_to_submit():
+        while more_to_submit() and (limit is None or len(futures) < limit):
+            hparams, seed = drawn[submitted]
+            try:
+                futures[submitted] = executor.submit(_run_trial, build, data, hparams, seed, num_epochs, batch_size,
+                                                     submitted, share)
+            except Exception as error:  # e.g. the pool broke since the last check
+                submit_error = error
+                break
+            submitted += 1
+        if not futures:
+            break
+        _wait_any(list(futures.values()))
+        for trial in sorted(futures):
+            future = futures[trial]
+            if not future.done():
+                continue
+            del futures[trial]
+            try:
+                results[trial] = future.result()
+            except Exception as error:
+                failed[trial] = error
+                continue
+            if verbose:
+                print(f"trial {trial + 1}/{len(drawn)}: {_describe(drawn[trial][0])}: "
+                      f"val acc {results[trial]['val_acc']:.4f}")
+    if failed or submit_error is not None:
+        not_started = list(range(len(results) + len(failed), len(drawn)))
+        raise _trial_error(drawn, results, failed, not_started, submit_error)
+    return [results[t] for t in range(len(drawn))]
+
+
+def _trial_error(drawn, results, failed, not_started, submit_error):
+    lines = []
+    for trial, error in sorted(failed.items()):
+        what = f"trial {trial + 1}/{len(drawn)} ({_describe(drawn[trial][0])})"  # numbered as verbose prints
+        if type(error).__name__ in _WORKER_DIED:
+            lines.append(f"{what} did not finish: a worker process died while it ran ({type(error).__name__}: {error})")
+        else:
+            lines.append(f"{what} raised {type(error).__name__}: {error}")
+    if submit_error is not None:
+        lines.append(f"submitting trial {len(results) + len(failed) + 1}/{len(drawn)} failed: "
+                     f"{type(submit_error).__name__}: {submit_error}")
+    message = (f"random_search: {'; '.join(lines)}. {len(results)} of {len(drawn)} trials finished (in this "
+               f"error's .results)" + (f", {len(not_started)} were not started" if not_started else ""))
+    error = TrialError(message, _by_accuracy(results.values()), failed, not_started)
+    error.__cause__ = next(iter(failed.values()), submit_error)
+    return error
+
+
+def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=100, verbose=False, executor=None):
+    """Random hyperparameter search (Bergstra & Bengio), in this process or on an executor.
+
+    Each trial samples every ``space[name] = (low, high)`` log-uniformly (ints when both bounds
+    are ints), calls ``build(**sample) -> (model, optimizer)``, trains briefly (`num_epochs`) with
+    a Solver and records its best validation accuracy.
+
+    Parameters
+    ----------
+    build : callable
+        ``build(**hparams) -> (model, optimizer)``; picklable when `executor` runs trials in
+        other processes (a module-level function or a functools.partial of one).
+    data : dict
+        X_train, y_train, X_val, y_val, as Solver takes.
+    space : dict
+        Name -> (low, high), 0 < low <= high.
+    trials : int
+        Number of trials.
+    seed : int, optional
+        Seeds the samples and each trial's Solver; every trial's hyperparameters and seed are
+        drawn up front in the serial order, so the results are the same with or without an
+        executor.
+    num_epochs, batch_size : int, optional
+        Each trial's Solver run.
+    verbose : bool, optional
+        Print each trial's result when it finishes.
+    executor : object, optional
+        Anything with ``submit(fn, *args)`` returning a future with ``.result()``:
+        `concurrent.futures` executors, a `dask.distributed.Client` or its ``get_executor()``.
+        At most one trial per worker slot is in flight; inside a worker fastnn uses the cores of
+        its machine divided by the trials running there (unless the worker called
+        ``fastnn.set_num_threads``). None runs the trials here, one after another.
+
+    Returns
+    -------
+    list of dict
+        Trials sorted best first (validation accuracy, then final loss): ``hparams``,
+        ``val_acc``, ``train_acc``, ``loss``, ``trial`` (index in drawing order), ``seed``.
+
+    Raises
+    ------
+    TrialError
+        On an executor, when a trial raised or its worker process died: names the trials and
+        carries the finished ones in ``.results``.
+    TypeError
+        When `build` cannot be pickled for `executor`.
+    """
+    drawn = _draw_trials(space, trials, seed)
+    if executor is not None:
+        return _by_accuracy(_run_on_executor(executor, build, data, drawn, num_epochs, batch_size, verbose))
+    results = []
+    for trial, (hparams, trial_seed) in enumerate(drawn):
+        results.append(_run_trial(build, data, hparams, trial_seed, num_epochs, batch_size, trial))
+        if verbose:
+            print(f"trial {trial + 1}/{len(drawn)}: {_describe(hparams)}: val acc {results[-1]['val_acc']:.4f}")
+    return _by_accuracy(results)
 
 
 def refine(results, top_k=3):
