@@ -1,9 +1,12 @@
-"""Dependable on every machine: sizes past 32 bits, bounded workspaces. Both compiled backends; calls
-that used to crash the interpreter run in a child process."""
+"""Dependable on every machine: sizes past 32 bits, bounded workspaces, empty inputs, the GIL released
+by every kernel. Both compiled backends; calls that used to crash the interpreter run in a child
+process."""
 import importlib
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -142,3 +145,208 @@ def test_conv_column_blocks(backend, budget, monkeypatch):
                     with fastnn.use_backend(backend):
                         actual = getattr(fastnn, op)(*sample.args, **sample.kwargs)
                     check_op(op, actual, sample.args, sample.kwargs, dtype, f"{op}[{backend}, {budget} B] {sample!r}")
+
+
+# --- max pooling: window offsets past 2^24 ----------------------------------------------------
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_max_pool_backward_offsets_past_2_24(backend):
+    """A 4099x4099 window holds 16,801,801 offsets: in float32 the odd ones past 2^24 are not
+    representable (Cython kept the winner's offset in the data's dtype and sent the gradient elsewhere,
+    possibly out of bounds)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 4099, 4100)).astype(np.float32)  # two windows: columns 0.., 1..
+    x[0, 0, 4097, 0] = 10  # window 0's winner, at offset 4097 * 4099 = 16,793,603
+    x[0, 0, 4097, 4099] = 9  # window 1's, at offset 4097 * 4099 + 4098
+    dy = np.array([[[[1.5, -2.0]]]], np.float32)
+    with fastnn.use_backend(backend):
+        dx = fastnn.max_pool2d_backward(dy, x, 4099, stride=1)
+    expected = np.zeros_like(x)
+    expected[0, 0, 4097, 0] = 1.5
+    expected[0, 0, 4097, 4099] = -2.0
+    np.testing.assert_array_equal(dx, expected)
+
+
+# --- empty inputs -------------------------------------------------------------------------------
+# Every public op with a zero-size dimension (batch, channels, features, D_out, plane): the result
+# NumPy's reference gives (empty or zero arrays, zeros + bias), or the same exception type.
+
+def _r(*shape):
+    return np.random.default_rng(sum(shape) + len(shape)).standard_normal(shape)
+
+
+def _p(*shape):
+    return np.abs(_r(*shape)) + 0.5
+
+
+def _pool(k, s=None, p=0):
+    return {"kernel_size": k, "stride": s, "padding": p}
+
+
+# (op, arguments as the OpInfo samples pass them, keyword arguments)
+EMPTY_CALLS = [
+    ("relu", lambda: (_r(0, 4),), {}),
+    ("gelu", lambda: (_r(4, 0),), {}),
+    ("relu_backward", lambda: (_r(0, 4), _r(0, 4)), {}),
+    ("prelu", lambda: (_r(2, 0, 3), _r(0)), {}),
+    ("prelu", lambda: (_r(0, 3, 4), _r(3)), {}),
+    ("prelu", lambda: (_r(2, 3, 0), _r(3)), {}),
+    ("prelu_backward", lambda: (_r(2, 0, 3), _r(2, 0, 3), _r(0)), {}),
+    ("prelu_backward", lambda: (_r(0, 3, 4), _r(0, 3, 4), _r(3)), {}),
+    ("prelu_backward", lambda: (_r(2, 3, 0), _r(2, 3, 0), _r(3)), {}),
+    ("maxout", lambda: (_r(2, 0), 2), {}),
+    ("maxout", lambda: (_r(0, 4), 2), {}),
+    ("maxout", lambda: (_r(2, 4, 0, 3), 2), {}),
+    ("maxout_backward", lambda: (_r(0, 2), _r(0, 4), 2), {}),
+    ("maxout_backward", lambda: (_r(2, 2, 0), _r(2, 4, 0), 2), {}),
+    ("linear", lambda: (_r(0, 5), _r(5, 3), None), {}),
+    ("linear", lambda: (_r(3, 0), _r(0, 4), None), {}),  # no input features: zeros (Cython raised IndexError)
+    ("linear", lambda: (_r(3, 0), _r(0, 4), _r(4)), {}),  # zeros + bias
+    ("linear", lambda: (_r(3, 0, 4), _r(0, 2), None), {}),
+    ("linear", lambda: (_r(0, 0), _r(0, 0), None), {}),
+    ("linear", lambda: (_r(3, 5), _r(5, 0), None), {}),
+    ("linear", lambda: (_r(3, 5), _r(5, 0), _r(0)), {}),
+    ("linear_backward", lambda: (_r(0, 3), _r(0, 5), _r(5, 3)), {}),
+    ("linear_backward", lambda: (_r(3, 4), _r(3, 0), _r(0, 4)), {}),
+    ("linear_backward", lambda: (_r(3, 0), _r(3, 5), _r(5, 0)), {}),
+    ("linear_backward", lambda: (_r(0, 0), _r(0, 0), _r(0, 0)), {}),
+    ("conv2d", lambda: (_r(0, 3, 5, 5), _r(4, 3, 3, 3), None), {}),
+    ("conv2d", lambda: (_r(1, 1, 0, 5), _r(2, 1, 1, 1), None), {"padding": 1}),  # an empty plane: padding only
+    ("conv2d", lambda: (_r(1, 1, 0, 0), _r(2, 1, 1, 1), _r(2)), {"padding": 1}),
+    ("conv2d", lambda: (_r(2, 8, 0, 0), _r(16, 8, 3, 3), None), {"padding": 2}),  # (the Winograd shapes)
+    ("conv2d", lambda: (_r(2, 3, 0, 0), _r(32, 3, 7, 7), None), {"padding": 6}),  # (the direct kernel's)
+    ("conv2d", lambda: (np.zeros((2 ** 32 + 1, 1, 0, 0)), _r(2, 1, 1, 1), None), {"padding": 1}),  # MemoryError
+    ("conv2d_relu", lambda: (_r(1, 1, 0, 5), _r(2, 1, 1, 1), None), {"padding": 1}),
+    ("conv2d_backward", lambda: (_r(1, 2, 2, 7), _r(1, 1, 0, 5), _r(2, 1, 1, 1)), {"padding": 1}),
+    ("conv2d_backward", lambda: (_r(2, 16, 2, 2), _r(2, 8, 0, 0), _r(16, 8, 3, 3)), {"padding": 2}),
+    ("conv2d_backward", lambda: (_r(2, 32, 8, 8), _r(2, 3, 0, 0), _r(32, 3, 7, 7)), {"padding": 7}),
+    ("conv2d_backward", lambda: (_r(0, 4, 3, 3), _r(0, 3, 5, 5), _r(4, 3, 3, 3)), {}),
+    ("max_pool2d", lambda: (_r(0, 3, 4, 4),), _pool(2)),
+    ("max_pool2d", lambda: (_r(2, 0, 5, 5),), _pool(3, 2, 1)),
+    ("max_pool2d_backward", lambda: (_r(2, 0, 2, 2), _r(2, 0, 4, 4)), _pool(2)),
+    ("max_pool2d_backward", lambda: (_r(0, 3, 3, 3), _r(0, 3, 5, 5)), _pool(3, 2, 1)),
+    ("max_pool2d_backward", lambda: (_r(2, 0, 5, 5), _r(2, 0, 5, 5)), _pool(3, 1, 1)),
+    ("avg_pool2d", lambda: (_r(2, 0, 5, 5),), _pool(3, 1, 1)),
+    ("avg_pool2d_backward", lambda: (_r(0, 3, 2, 2), _r(0, 3, 4, 4)), _pool(2)),
+    ("batch_norm", lambda: (_r(0, 4), _r(4), _r(4), _r(4), _p(4)), {"training": False}),
+    ("batch_norm", lambda: (_r(4, 0), _r(0), _r(0), None, None), {"training": True}),
+    ("batch_norm", lambda: (_r(2, 0, 3, 3), None, None, None, None), {"training": True}),
+    ("batch_norm", lambda: (_r(2, 3, 0, 4), _r(3), _r(3), _r(3), _p(3)), {"training": False}),
+    ("batch_norm", lambda: (_r(2, 3, 0, 4), _r(3), _r(3), None, None), {"training": True}),  # ValueError
+    ("batch_norm_relu", lambda: (_r(0, 3, 2, 2), _r(3), _r(3), _r(3), _p(3)), {"training": False}),
+    ("batch_norm_backward", lambda: (_r(0, 4), _r(0, 4), _r(4), _r(4), _p(4)), {"training": False}),
+    ("batch_norm_backward", lambda: (_r(4, 0), _r(4, 0), _r(0), _r(0), _r(0)), {"training": True}),
+    ("batch_norm_relu_backward", lambda: (_r(2, 0, 3, 3),) * 3 + (_r(0), _r(0), _r(0)), {"training": True}),
+    ("softmax_cross_entropy", lambda: (_r(0, 3), np.zeros(0, int)), {}),  # ValueError (no mean)
+    ("hinge_loss", lambda: (_r(2, 0), np.zeros(2, int)), {}),  # ValueError (labels out of range)
+    ("sgd_step", lambda: (_r(0, 3), _r(0, 3), _r(0, 3)), {"lr": 0.1, "momentum": 0.9}),
+    ("adam_step", lambda: (_r(0), _r(0), _r(0), _r(0), 1), {"lr": 0.1}),
+]
+
+
+def _outcome(op, args, kwargs):
+    try:
+        return getattr(fastnn, op)(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 (the exception type is the result compared)
+        return type(e)
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("op, make, kwargs", EMPTY_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(EMPTY_CALLS)])
+def test_empty_inputs(op, make, kwargs, backend, dtype, threads):
+    args = [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in make()]
+    with fastnn.use_backend("numpy"):
+        expected = _outcome(op, args, kwargs)
+    fastnn.set_num_threads(threads)
+    with fastnn.use_backend(backend):
+        actual = _outcome(op, args, kwargs)
+    if isinstance(expected, type):
+        assert actual is expected, f"{op}: expected {expected.__name__}, got {actual!r}"
+    else:
+        assert not isinstance(actual, type), f"{op}: raised {actual.__name__}"
+        check_op(op, actual, args, kwargs, dtype, f"{op}[{backend}] {[getattr(a, 'shape', a) for a in args]}")
+
+
+# --- the GIL ------------------------------------------------------------------------------------
+# One long call per op family (tens to hundreds of ms, float64) runs in a thread while this thread
+# counts: a kernel holding the GIL freezes it for the whole call. 1 thread runs the serial paths.
+
+def _r64(*shape):
+    return np.random.default_rng(len(shape)).standard_normal(shape)
+
+
+def _bn_backward():
+    x, dy, g = _r64(16, 64, 64, 64), _r64(16, 64, 64, 64), _r64(64)
+    _, mean, invstd = fastnn.batch_norm(x, g, g)
+    return lambda: fastnn.batch_norm_backward(dy, x, g, mean, invstd)
+
+
+def _adam():
+    p, g, m, v = _r64(8_000_000), _r64(8_000_000), _r64(8_000_000), np.abs(_r64(8_000_000))
+    return lambda: fastnn.adam_step(p, g, m, v, 1, lr=1e-9)
+
+
+# family: a function making the arrays and returning the call
+FAMILY_CALLS = {
+    "activations": lambda: (lambda x: lambda: fastnn.gelu(x))(_r64(16, 64, 64, 64)),
+    "linear": lambda: (lambda a: lambda: fastnn.linear_backward(a, a, a))(_r64(1024, 1024)),
+    "losses": lambda: (lambda z: lambda: fastnn.softmax_cross_entropy(z, np.zeros(8192, int)))(_r64(8192, 1000)),
+    "conv": lambda: (lambda x, w, dy: lambda: fastnn.conv2d_backward(dy, x, w))(
+        _r64(16, 32, 64, 64), _r64(32, 32, 5, 5), _r64(16, 32, 60, 60)),
+    "pool": lambda: (lambda x, dy: lambda: fastnn.max_pool2d_backward(dy, x, 5, stride=1, padding=2))(
+        _r64(16, 64, 64, 64), _r64(16, 64, 64, 64)),
+    "batchnorm": _bn_backward,
+    "optim": _adam,
+}
+
+
+def _longest_pause_during(call):
+    """(call duration, longest gap between this thread's wake-ups while the call ran). This thread
+    sleeps 0.2 ms between time stamps (a spinning one would slow the kernel's threads on 2 cores); each
+    wake-up needs the GIL."""
+    span = []
+
+    def worker():
+        start = time.perf_counter()
+        call()
+        span.extend((start, time.perf_counter()))
+
+    thread = threading.Thread(target=worker)
+    stamps = [time.perf_counter()]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)  # the call's own Python code hands the GIL over within 0.1 ms, not 5
+    try:
+        thread.start()
+        while thread.is_alive():
+            time.sleep(0.0002)
+            stamps.append(time.perf_counter())
+        thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    start, end = span
+    stamps = np.array(stamps + [time.perf_counter()])
+    inside = stamps[(stamps >= start) & (stamps <= end)]
+    edges = np.concatenate([[start], inside, [end]])
+    return end - start, np.diff(edges).max()
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("family", sorted(FAMILY_CALLS))
+def test_kernels_release_the_gil(family, backend, threads):
+    """A call holding the GIL pauses the other thread for all of it, every time; one that releases it, for
+    a scheduler slice at most (several ms on a loaded 2-core machine): the best of 10 tries is compared."""
+    fastnn.set_num_threads(threads)
+    tries = []
+    with fastnn.use_backend(backend):
+        call = FAMILY_CALLS[family]()
+        call()  # compiles (Numba), warms caches
+        for _ in range(10):
+            duration, pause = _longest_pause_during(call)
+            tries.append(f"{pause * 1e3:.1f} of {duration * 1e3:.1f} ms")
+            assert duration > 0.004, f"{family} ran {duration * 1e3:.1f} ms: too short to tell"
+            if pause < 0.5 * duration:
+                return
+    pytest.fail(f"{family}: another Python thread paused for most of each call (the GIL held): {tries}")

@@ -207,7 +207,7 @@ FNN_DEFINE_PRELU(double, d)
                                                      ptrdiff_t groups, ptrdiff_t pieces,           \
                                                      ptrdiff_t inner) {                            \
         T best[FNN_MAXOUT_BLOCK];                                                                  \
-        int winner[FNN_MAXOUT_BLOCK];                                                              \
+        ptrdiff_t winner[FNN_MAXOUT_BLOCK]; /* pieces may pass 2^31 */                             \
         for (ptrdiff_t g = 0; g < groups; g++, x += pieces * inner, dx += pieces * inner,          \
                        dy += inner) {                                                              \
             for (ptrdiff_t i0 = 0; i0 < inner; i0 += FNN_MAXOUT_BLOCK) {                           \
@@ -217,7 +217,7 @@ FNN_DEFINE_PRELU(double, d)
                     best[i] = x[i0 + i];                                                           \
                     winner[i] = 0;                                                                 \
                 }                                                                                  \
-                for (int j = 1; j < pieces; j++) {                                                 \
+                for (ptrdiff_t j = 1; j < pieces; j++) {                                           \
                     const T *piece = x + j * inner + i0;                                           \
                     for (ptrdiff_t i = 0; i < m; i++) {                                            \
                         const T v = piece[i];                                                      \
@@ -226,7 +226,7 @@ FNN_DEFINE_PRELU(double, d)
                         winner[i] = take ? j : winner[i];                                          \
                     }                                                                              \
                 }                                                                                  \
-                for (int j = 0; j < pieces; j++) {                                                 \
+                for (ptrdiff_t j = 0; j < pieces; j++) {                                           \
                     T *piece = dx + j * inner + i0;                                                \
                     for (ptrdiff_t i = 0; i < m; i++)                                              \
                         piece[i] = winner[i] == j ? dy[i0 + i] : (T)0;                             \

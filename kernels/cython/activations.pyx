@@ -82,17 +82,18 @@ cdef inline void _chunk(int op, const real* a, const real* b, real* out, Py_ssiz
 
 
 cdef void _elementwise_loop(int op, const real[::1] a, const real[::1] b, real[::1] out,
-                            double param, int n_threads) noexcept nogil:
+                            double param, int n_threads) noexcept:
     cdef Py_ssize_t n = out.shape[0], chunk_size, n_chunks, chunk, start
-    if n_threads == 1 or n < (SERIAL_BELOW if _algebraic(op) else SERIAL_BELOW_TRANSCENDENTAL):
-        if n:
-            _chunk(op, &a[0], &b[0], &out[0], n, param)
-        return
-    chunk_size = _chunk_size(n, n_threads)
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
-        start = chunk * chunk_size
-        _chunk(op, &a[start], &b[start], &out[start], min(chunk_size, n - start), param)
+    with nogil:
+        if n_threads == 1 or n < (SERIAL_BELOW if _algebraic(op) else SERIAL_BELOW_TRANSCENDENTAL):
+            if n:
+                _chunk(op, &a[0], &b[0], &out[0], n, param)
+            return
+        chunk_size = _chunk_size(n, n_threads)
+        n_chunks = (n + chunk_size - 1) // chunk_size
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            start = chunk * chunk_size
+            _chunk(op, &a[start], &b[start], &out[start], min(chunk_size, n - start), param)
 
 
 def _elementwise(int op, a, b, out, double param):
@@ -177,33 +178,35 @@ cdef inline Py_ssize_t _block_start(Py_ssize_t n, Py_ssize_t block, Py_ssize_t n
 
 
 cdef void _prelu_loop(const real[::1] x, const real[::1] a, real[::1] y, Py_ssize_t channels,
-                      Py_ssize_t inner, int n_threads) noexcept nogil:
+                      Py_ssize_t inner, int n_threads) noexcept:
     cdef Py_ssize_t n = x.shape[0], block, lo, hi
     cdef Py_ssize_t n_blocks = n_threads if n >= SERIAL_BELOW else 1
-    for block in prange(n_blocks, schedule="static", num_threads=n_blocks):
-        lo = _block_start(n, block, n_blocks)
-        hi = _block_start(n, block + 1, n_blocks)
-        if real is float:
-            fnn_prelu_f(&x[0], &a[0], &y[0], channels, inner, lo, hi)
-        else:
-            fnn_prelu_d(&x[0], &a[0], &y[0], channels, inner, lo, hi)
+    with nogil:
+        for block in prange(n_blocks, schedule="static", num_threads=n_blocks):
+            lo = _block_start(n, block, n_blocks)
+            hi = _block_start(n, block + 1, n_blocks)
+            if real is float:
+                fnn_prelu_f(&x[0], &a[0], &y[0], channels, inner, lo, hi)
+            else:
+                fnn_prelu_d(&x[0], &a[0], &y[0], channels, inner, lo, hi)
 
 
 cdef void _prelu_backward_loop(const real[::1] dy, const real[::1] x, const real[::1] a,
                                real[::1] dx, double[:, ::1] partial_da,
-                               Py_ssize_t inner) noexcept nogil:
+                               Py_ssize_t inner) noexcept:
     """Block b adds its share of da into partial_da[b] (no shared writes)."""
     cdef Py_ssize_t n = x.shape[0], n_blocks = partial_da.shape[0], block, lo, hi
     cdef Py_ssize_t channels = partial_da.shape[1]
-    for block in prange(n_blocks, schedule="static", num_threads=n_blocks):
-        lo = _block_start(n, block, n_blocks)
-        hi = _block_start(n, block + 1, n_blocks)
-        if real is float:
-            fnn_prelu_backward_f(&dy[0], &x[0], &a[0], &dx[0], &partial_da[block, 0], channels,
-                                 inner, lo, hi)
-        else:
-            fnn_prelu_backward_d(&dy[0], &x[0], &a[0], &dx[0], &partial_da[block, 0], channels,
-                                 inner, lo, hi)
+    with nogil:
+        for block in prange(n_blocks, schedule="static", num_threads=n_blocks):
+            lo = _block_start(n, block, n_blocks)
+            hi = _block_start(n, block + 1, n_blocks)
+            if real is float:
+                fnn_prelu_backward_f(&dy[0], &x[0], &a[0], &dx[0], &partial_da[block, 0], channels,
+                                     inner, lo, hi)
+            else:
+                fnn_prelu_backward_d(&dy[0], &x[0], &a[0], &dx[0], &partial_da[block, 0], channels,
+                                     inner, lo, hi)
 
 
 def prelu(x, a, out=None):
@@ -246,28 +249,29 @@ def _maxout_layout(shape, pieces, axis):
 
 cdef void _maxout_loop(const real[::1] dy, const real[::1] x, real[::1] out, Py_ssize_t groups,
                        Py_ssize_t pieces, Py_ssize_t inner, bint backward,
-                       int n_threads) noexcept nogil:
+                       int n_threads) noexcept:
     """Forward (dy unused): out = y, else out = dx. Work items of about CHUNK elements of x."""
     cdef Py_ssize_t group_size = pieces * inner
     cdef Py_ssize_t per_item = max(1, CHUNK // group_size), n_items = (groups + per_item - 1) // per_item
     cdef Py_ssize_t item, g0, count
-    if groups * group_size < SERIAL_BELOW:
-        n_threads = 1
-    for item in prange(n_items, schedule="static", num_threads=n_threads):
-        g0 = item * per_item
-        count = min(per_item, groups - g0)
-        if real is float:
-            if backward:
-                fnn_maxout_backward_f(&dy[g0 * inner], &x[g0 * group_size], &out[g0 * group_size],
-                                      count, pieces, inner)
+    with nogil:
+        if groups * group_size < SERIAL_BELOW:
+            n_threads = 1
+        for item in prange(n_items, schedule="static", num_threads=n_threads):
+            g0 = item * per_item
+            count = min(per_item, groups - g0)
+            if real is float:
+                if backward:
+                    fnn_maxout_backward_f(&dy[g0 * inner], &x[g0 * group_size], &out[g0 * group_size],
+                                          count, pieces, inner)
+                else:
+                    fnn_maxout_f(&x[g0 * group_size], &out[g0 * inner], count, pieces, inner)
             else:
-                fnn_maxout_f(&x[g0 * group_size], &out[g0 * inner], count, pieces, inner)
-        else:
-            if backward:
-                fnn_maxout_backward_d(&dy[g0 * inner], &x[g0 * group_size], &out[g0 * group_size],
-                                      count, pieces, inner)
-            else:
-                fnn_maxout_d(&x[g0 * group_size], &out[g0 * inner], count, pieces, inner)
+                if backward:
+                    fnn_maxout_backward_d(&dy[g0 * inner], &x[g0 * group_size], &out[g0 * group_size],
+                                          count, pieces, inner)
+                else:
+                    fnn_maxout_d(&x[g0 * group_size], &out[g0 * inner], count, pieces, inner)
 
 
 def _maxout(dy, x, pieces, axis, out, bint backward):

@@ -60,7 +60,7 @@ _EXP_MIN = np.float32(-87.33654)  # ln(2**-126): below it exp is flushed to 0 (n
 _ROUND_BIAS = np.float32(12583039.0)
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _exp_parts_f32(x):
     """(s, p) with exp(x) = s * (1 + p), s = 2**n, |p| < 0.42 (Cephes expf reduction), x <= 0.
 
@@ -86,26 +86,26 @@ def _exp_parts_f32(x):
     return s, p
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _exp_f32(x):
     s, p = _exp_parts_f32(x)
     return s + s * p
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _expm1_f32(x):
     s, p = _exp_parts_f32(x)
     return (s - np.float32(1.0)) + s * p
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _tanh_f32(x):
     """tanh |x| = -expm1(-2|x|) / (2 + expm1(-2|x|)): no cancellation near 0, 1 at infinity."""
     e = _expm1_f32(np.float32(-2.0) * abs(x))
     return math.copysign(-e / (np.float32(2.0) + e), x)
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _normal_cdf_pdf_f32(x):
     """(Phi(x), phi(x)) to ~2e-7 relative.
 
@@ -181,30 +181,30 @@ def _normal_cdf_pdf_impl(x):
 
 # --- per-element formulas (the reference's, branch for branch) --------------------------------
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _sigmoid_value(x):
     z = _exp(-abs(x))
     r = _as(x, 1.0) / (_as(x, 1.0) + z)
     return r if x >= 0 else z * r
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _elu_value(x, alpha):
     return x if x > 0 else alpha * _expm1(x)
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _elu_grad(dy, x, alpha):
     return dy * alpha * _exp(x) if x <= 0 else dy
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _gelu_grad(dy, x):
     cdf, pdf = _normal_cdf_pdf(x)
     return dy * (cdf + x * pdf)
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _silu_grad(dy, x):
     s = _sigmoid_value(x)
     return dy * s * (_as(x, 1.0) + x * (_as(x, 1.0) - s))
@@ -401,7 +401,7 @@ def _num_chunks(n):
     return min(numba.get_num_threads(), n)
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _chunk(c, nchunks, n):
     return c * n // nchunks, (c + 1) * n // nchunks
 
@@ -479,7 +479,7 @@ def _maxout_layout(x, pieces, axis):
     return x.size // (pieces * inner) if x.size else 0, inner
 
 
-@njit(inline="always")
+@njit(inline="always", nogil=True)
 def _takes_over(v, best):
     """v replaces the running maximum: strictly greater, or the first NaN (np.max/argmax)."""
     return best == best and not v <= best
