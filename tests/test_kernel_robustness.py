@@ -1,6 +1,6 @@
 """Dependable on every machine: sizes past 32 bits, bounded workspaces, empty inputs, the GIL released
-by every kernel. Both compiled backends; calls that used to crash the interpreter run in a child
-process."""
+by every kernel, float64 GELU to 1e-12. Both compiled backends; calls that used to crash the interpreter
+run in a child process."""
 import importlib
 import subprocess
 import sys
@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import scipy.special
 
 import fastnn
 from conftest import COMPILED
@@ -350,3 +351,67 @@ def test_kernels_release_the_gil(family, backend, threads):
             if pause < 0.5 * duration:
                 return
     pytest.fail(f"{family}: another Python thread paused for most of each call (the GIL held): {tries}")
+
+
+# --- float64 GELU to 1e-12 --------------------------------------------------------------------
+# Oracles accurate to ~1e-13 relative, also where the result is subnormal: x Phi(x) from erfc where
+# its argument's rounding costs little (x >= -5), else -exp(log(-x) + log Phi(x)), one rounding at the
+# end; gelu' = Phi + x phi likewise, as -exp(log phi(x) + log(-x - Phi / phi)) for x < -5. An element
+# passes within 1e-12 of the exact result plus two units of the last subnormal place (2^-1073: a
+# subnormal result cannot be closer than half a unit).
+
+def _exact_gelu(x):
+    with np.errstate(all="ignore"):
+        tail = -np.exp(np.log(-x) + scipy.special.log_ndtr(x))
+        return np.where(x < -5, tail, 0.5 * x * scipy.special.erfc(-x / np.sqrt(2)))
+
+
+def _exact_gelu_grad(dy, x):
+    """dy * (Phi(x) + x phi(x)) and the magnitude of its summands, dy * (Phi(x) + |x| phi(x))."""
+    with np.errstate(all="ignore"):
+        log_phi = -0.5 * x * x - 0.5 * np.log(2 * np.pi)
+        ratio = np.exp(scipy.special.log_ndtr(x) - log_phi)  # Phi / phi
+        tail = -np.sign(dy) * np.exp(np.log(np.abs(dy)) + log_phi + np.log(-x - ratio))
+        cdf, pdf = 0.5 * scipy.special.erfc(-x / np.sqrt(2)), np.exp(log_phi)
+        exact = np.where(x < -5, tail, dy * (cdf + x * pdf))
+        summands = np.abs(dy) * (cdf + np.abs(x) * pdf)
+    return exact, summands
+
+
+def _gelu_points():
+    rng = np.random.default_rng(0)
+    return np.concatenate([np.linspace(-40, 40, 800_001), rng.uniform(-40, 40, 200_000),
+                           rng.standard_normal(200_000) * 3, rng.uniform(-39, -36, 100_000)])
+
+
+def _assert_close_1e12(actual, exact, what, where=None):
+    allowed = 1e-12 * np.abs(exact) + 2.0 ** -1073
+    bad = ~(np.abs(actual - exact) <= allowed)
+    if where is not None:
+        bad &= where
+    assert not bad.any(), (f"{what}: {bad.sum()} elements off by more than 1e-12 relative, worst "
+                           f"{np.max(np.abs(actual - exact)[bad] / allowed[bad]):.3g}x the bound")
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
+def test_cython_gelu_float64_accuracy(threads):
+    fastnn.set_num_threads(threads)
+    x = _gelu_points()
+    with fastnn.use_backend("cython"):
+        y = fastnn.gelu(x)
+    _assert_close_1e12(y, _exact_gelu(x), "gelu")
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
+def test_cython_gelu_backward_float64_accuracy(threads):
+    """Where the result is not tiny next to its summands (gelu' crosses 0 near x = -0.75), including
+    huge dy, whose product with a subnormal gelu' is a normal number."""
+    fastnn.set_num_threads(threads)
+    x = _gelu_points()
+    rng = np.random.default_rng(1)
+    for dy in (np.ones_like(x), rng.standard_normal(x.size), np.full_like(x, 1e300),
+               rng.choice([-1, 1], x.size) * 10.0 ** rng.uniform(-300, 300, x.size)):
+        with fastnn.use_backend("cython"):
+            dx = fastnn.gelu_backward(dy, x)
+        exact, summands = _exact_gelu_grad(dy, x)
+        _assert_close_1e12(dx, exact, "gelu_backward", where=np.abs(exact) >= 1e-3 * summands)
