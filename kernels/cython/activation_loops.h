@@ -76,13 +76,60 @@ static inline double fnn_sigmoid_d(double x) {
 /* GELU = x Phi(x); its derivative Phi(x) + x phi(x) is NaN at x = +-inf (inf * 0), as torch's. */
 static inline double fnn_normal_cdf_d(double x) { return 0.5 * erfc(-x * 0.70710678118654752); }
 
+static inline float fnn_gelu_f(float x) { return x * fnn_normal_cdf_f(x); }
+
 static inline float fnn_gelu_grad_f(float g, float x) {
     const float pdf = 0.398942280401432678f * fnn_exp_nonpos_f(-0.5f * x * x);
     return g * (fnn_normal_cdf_f(x) + x * pdf);
 }
+
+/* float64 tail, x < FNN_GELU_TAIL: from erfc, gelu and gelu' are subnormal products of subnormals
+ * (off by up to ~20 units of 2^-1074, 1e-9 relative), and dy * gelu' loses all but a few bits
+ * where dy is huge. There phi(u), u = -x, is computed as 2^-k e^r with k = round(u^2 / 2 / ln 2)
+ * (u^2 exact as hi + lo, k ln 2 in two parts, as libm's exp reduces), Phi(x) as phi(u) S(u) / u
+ * with S(u) = sum (-1)^j (2j - 1)!! / u^(2j) (Mills ratio; the first omitted term is < 4e-21 at u = 36),
+ * and each result is scaled by 2^-k once, at the end: one rounding. */
+#define FNN_GELU_TAIL (-36.0)
+
+/* e^(-u^2 / 2) / sqrt(2 pi) = m 2^-k, m in [0.28, 0.57]; and S(u). */
+static inline double fnn_normal_tail_d(double u, int *k, double *series) {
+    const double hi = u * u, lo = fma(u, u, -hi), z = 1 / hi;
+    const double kd = nearbyint(0.5 * hi * 1.44269504088896340736);
+    /* fdlibm's ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 significant bits: kd * LN2_HI is exact, and
+     * so is its difference with 0.5 hi (Sterbenz) */
+    const double r = (kd * 6.93147180369123816490e-01 - 0.5 * hi) + (kd * 1.90821492927058770002e-10 - 0.5 * lo);
+    *k = (int)kd;
+    *series = 1 + z * (-1 + z * (3 + z * (-15 + z * (105 + z * (-945 + z * (10395 + z * (-135135 + z * 2027025)))))));
+    return exp(r) * 0.398942280401432677939946059934;
+}
+
+/* gelu(x) = x Phi(x) = -phi(u) S(u); -0 below -39 (|gelu| < 2^-1074) and NaN at -inf (-inf * 0). */
+static inline double fnn_gelu_d(double x) {
+    double series, m;
+    int k;
+    if (!(x < FNN_GELU_TAIL) || x == -INFINITY)
+        return x * fnn_normal_cdf_d(x);
+    if (x < -39.0)
+        return x * 0.0;
+    m = fnn_normal_tail_d(-x, &k, &series);
+    return ldexp(-m * series, -k);
+}
+
+/* g gelu'(x) = g phi(u) (S(u) / u - u), the exponent of g taken apart (frexp) so that a huge g
+ * does not overflow before the scaling. Non-finite g as g * (Phi + x phi): NaN where that is 0 (torch's). */
 static inline double fnn_gelu_grad_d(double g, double x) {
-    const double pdf = 0.398942280401432678 * exp(-0.5 * x * x);
-    return g * (fnn_normal_cdf_d(x) + x * pdf);
+    double series, m, gm;
+    int k, ge;
+    if (!(x < FNN_GELU_TAIL) || x == -INFINITY || !isfinite(g)) {
+        const double pdf = 0.398942280401432678 * exp(-0.5 * x * x);
+        return g * (fnn_normal_cdf_d(x) + x * pdf);
+    }
+    if (x < -55.0)  /* |g gelu'(x)| < 2^1024 * 2^-2100 */
+        return g * -0.0;
+    m = fnn_normal_tail_d(-x, &k, &series);
+    m *= series / -x + x;
+    gm = frexp(g, &ge);
+    return ldexp(gm * m, ge - k);
 }
 
 static inline float fnn_silu_grad_f(float g, float x) {
@@ -98,7 +145,7 @@ static inline double fnn_silu_grad_d(double g, double x) {
     FNN_MAP(ATTR, fnn_loop_elu_##SFX, T, fnn_elu_##SFX(v, p))                                      \
     FNN_MAP_GRAD(ATTR, fnn_loop_elu_backward_##SFX, T, fnn_elu_grad_##SFX(g, v, p))                \
     FNN_MAP(ATTR, fnn_loop_sigmoid_##SFX, T, fnn_sigmoid_##SFX(v))                                 \
-    FNN_MAP(ATTR, fnn_loop_gelu_##SFX, T, v * fnn_normal_cdf_##SFX(v))                             \
+    FNN_MAP(ATTR, fnn_loop_gelu_##SFX, T, fnn_gelu_##SFX(v))                                       \
     FNN_MAP_GRAD(ATTR, fnn_loop_gelu_backward_##SFX, T, fnn_gelu_grad_##SFX(g, v))                 \
     FNN_MAP(ATTR, fnn_loop_silu_##SFX, T, v * fnn_sigmoid_##SFX(v))                                \
     FNN_MAP_GRAD(ATTR, fnn_loop_silu_backward_##SFX, T, fnn_silu_grad_##SFX(g, v))
@@ -207,7 +254,7 @@ FNN_DEFINE_PRELU(double, d)
                                                      ptrdiff_t groups, ptrdiff_t pieces,           \
                                                      ptrdiff_t inner) {                            \
         T best[FNN_MAXOUT_BLOCK];                                                                  \
-        int winner[FNN_MAXOUT_BLOCK];                                                              \
+        ptrdiff_t winner[FNN_MAXOUT_BLOCK]; /* pieces may pass 2^31 */                             \
         for (ptrdiff_t g = 0; g < groups; g++, x += pieces * inner, dx += pieces * inner,          \
                        dy += inner) {                                                              \
             for (ptrdiff_t i0 = 0; i0 < inner; i0 += FNN_MAXOUT_BLOCK) {                           \
@@ -217,7 +264,7 @@ FNN_DEFINE_PRELU(double, d)
                     best[i] = x[i0 + i];                                                           \
                     winner[i] = 0;                                                                 \
                 }                                                                                  \
-                for (int j = 1; j < pieces; j++) {                                                 \
+                for (ptrdiff_t j = 1; j < pieces; j++) {                                           \
                     const T *piece = x + j * inner + i0;                                           \
                     for (ptrdiff_t i = 0; i < m; i++) {                                            \
                         const T v = piece[i];                                                      \
@@ -226,7 +273,7 @@ FNN_DEFINE_PRELU(double, d)
                         winner[i] = take ? j : winner[i];                                          \
                     }                                                                              \
                 }                                                                                  \
-                for (int j = 0; j < pieces; j++) {                                                 \
+                for (ptrdiff_t j = 0; j < pieces; j++) {                                           \
                     T *piece = dx + j * inner + i0;                                                \
                     for (ptrdiff_t i = 0; i < m; i++)                                              \
                         piece[i] = winner[i] == j ? dy[i0 + i] : (T)0;                             \

@@ -239,7 +239,7 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
 cdef int _batch_norm(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size,
                      double[:, ::1] work, bint training, real[::1] running_mean, real[::1] running_var,
                      double momentum, double eps, bint relu, real[::1] out, real[::1] save_mean,
-                     real[::1] save_invstd, int threads) noexcept nogil:
+                     real[::1] save_invstd, int threads) noexcept:
     """work rows: weight, bias, mean, var (inputs in eval; filled in training), then scratch."""
     cdef double* weight = &work[0, 0]
     cdef double* bias = &work[1, 0]
@@ -251,34 +251,35 @@ cdef int _batch_norm(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ss
     cdef double* scale = &work[7, 0]
     cdef Py_ssize_t c, count = n * size
     cdef double shift, unbiased
-    if training:
-        for c in range(channels):
-            center[c] = x[c * size]
-        if _channel_sums(&x[0], center, &x[0], center, &x[0], False, n, channels, size, s1, s2, threads):
-            return -1
-        for c in range(channels):
-            shift = s1[c] / count
-            mean[c] = center[c] + shift
-            var[c] = max(s2[c] / count - shift * shift, 0.0)
-        if running_mean.shape[0]:
-            unbiased = count / (count - 1.0) if count > 1 else 1.0
+    with nogil:
+        if training:
             for c in range(channels):
-                running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
-                running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
-    for c in range(channels):
-        s1[c] = 1 / sqrt(var[c] + eps)  # invstd
-        scale[c] = weight[c] * s1[c]
-        s2[c] = 0
-        save_mean[c] = <real>mean[c]
-        save_invstd[c] = <real>s1[c]
-    return _channel_apply(NULL, &x[0], &x[0], False, s2, mean, scale, bias, relu, n, channels, size, &out[0],
-                          threads)
+                center[c] = x[c * size]
+            if _channel_sums(&x[0], center, &x[0], center, &x[0], False, n, channels, size, s1, s2, threads):
+                return -1
+            for c in range(channels):
+                shift = s1[c] / count
+                mean[c] = center[c] + shift
+                var[c] = max(s2[c] / count - shift * shift, 0.0)
+            if running_mean.shape[0]:
+                unbiased = count / (count - 1.0) if count > 1 else 1.0
+                for c in range(channels):
+                    running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
+                    running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
+        for c in range(channels):
+            s1[c] = 1 / sqrt(var[c] + eps)  # invstd
+            scale[c] = weight[c] * s1[c]
+            s2[c] = 0
+            save_mean[c] = <real>mean[c]
+            save_invstd[c] = <real>s1[c]
+        return _channel_apply(NULL, &x[0], &x[0], False, s2, mean, scale, bias, relu, n, channels, size, &out[0],
+                              threads)
 
 
 cdef int _batch_norm_backward(const real[::1] dy, const real[::1] x, const real[::1] y, bint masked,
                               Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, double[:, ::1] work,
                               bint training, real[::1] dx, real[::1] dweight, real[::1] dbias,
-                              int threads) noexcept nogil:
+                              int threads) noexcept:
     """work rows: weight, mean, invstd (inputs), then scratch."""
     cdef double* weight = &work[0, 0]
     cdef double* mean = &work[1, 0]
@@ -289,18 +290,19 @@ cdef int _batch_norm_backward(const real[::1] dy, const real[::1] x, const real[
     cdef double* q = &work[6, 0]
     cdef double* r = &work[7, 0]
     cdef Py_ssize_t c, count = n * size
-    for c in range(channels):
-        zeros[c] = 0
-    if _channel_sums(&dy[0], zeros, &x[0], mean, &y[0], masked, n, channels, size, s1, s2, threads):
-        return -1
-    for c in range(channels):
-        q[c] = -weight[c] * invstd[c] ** 3 * s2[c] / count if training else 0.0
-        r[c] = -weight[c] * invstd[c] * s1[c] / count if training else 0.0
-        dbias[c] = <real>s1[c]
-        dweight[c] = <real>(s2[c] * invstd[c])
-        weight[c] *= invstd[c]  # the dz coefficient
-    return _channel_apply(&dy[0], &x[0], &y[0], masked, weight, mean, q, r, False, n, channels, size, &dx[0],
-                          threads)
+    with nogil:
+        for c in range(channels):
+            zeros[c] = 0
+        if _channel_sums(&dy[0], zeros, &x[0], mean, &y[0], masked, n, channels, size, s1, s2, threads):
+            return -1
+        for c in range(channels):
+            q[c] = -weight[c] * invstd[c] ** 3 * s2[c] / count if training else 0.0
+            r[c] = -weight[c] * invstd[c] * s1[c] / count if training else 0.0
+            dbias[c] = <real>s1[c]
+            dweight[c] = <real>(s2[c] * invstd[c])
+            weight[c] *= invstd[c]  # the dz coefficient
+        return _channel_apply(&dy[0], &x[0], &y[0], masked, weight, mean, q, r, False, n, channels, size, &dx[0],
+                              threads)
 
 
 def _geometry(x):

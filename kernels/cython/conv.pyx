@@ -11,6 +11,7 @@
 # Each thread owns its workspace and its partial weight gradient; the partials are summed after
 # the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h, conv_winograd.h.
 from cython.parallel cimport prange, threadid
+from libc.limits cimport INT_MAX
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -24,16 +25,24 @@ from _common cimport real
 
 
 cdef struct Geometry:
-    int C, H, W          # input channels and size
-    int F, KH, KW        # filters and kernel size
-    int Ho, Wo           # output size
-    int sh, sw, ph, pw, dh, dw
-    int G, Cg, Fg        # groups, channels and filters per group
-    int K, P             # GEMM depth (Cg*KH*KW) and output pixels per image (Ho*Wo)
-    bint direct          # 1x1, stride 1, no padding: col is the image itself
+    # Py_ssize_t throughout: products such as K * P or C * H * W must not wrap at 2^31
+    Py_ssize_t C, H, W       # input channels and size
+    Py_ssize_t F, KH, KW     # filters and kernel size
+    Py_ssize_t Ho, Wo        # output size
+    Py_ssize_t sh, sw, ph, pw, dh, dw
+    Py_ssize_t G, Cg, Fg     # groups, channels and filters per group
+    Py_ssize_t K, P          # GEMM depth (Cg*KH*KW) and output pixels per image (Ho*Wo)
+    Py_ssize_t B             # output pixels per im2col block (P, unless K * P exceeds the budget)
+    bint direct              # 1x1, stride 1, no padding: col is the image itself
 
 
-cdef Geometry _geometry(x, w, stride, padding, dilation, int groups):
+# Each thread's im2col columns (and their gradient) cover blocks of at most this many bytes: huge
+# outputs (e.g. from a huge padding) would otherwise need K * P values per thread (gigabytes).
+# Every shape of bench/workloads.py fits in one block (c2, K * P * 4 = 2.3 MB, is the largest).
+COL_BLOCK_BYTES = 4 << 20
+
+
+cdef Geometry _geometry(x, w, stride, padding, dilation, Py_ssize_t groups):
     cdef Geometry g
     g.C, g.H, g.W = x.shape[1], x.shape[2], x.shape[3]
     g.F, g.KH, g.KW = w.shape[0], w.shape[2], w.shape[3]
@@ -47,7 +56,12 @@ cdef Geometry _geometry(x, w, stride, padding, dilation, int groups):
     g.Wo = (g.W + 2 * g.pw - g.dw * (g.KW - 1) - 1) // g.sw + 1
     g.K = g.Cg * g.KH * g.KW
     g.P = g.Ho * g.Wo
+    g.B = min(g.P, max(1, COL_BLOCK_BYTES // (g.K * x.itemsize)))
     g.direct = (g.KH == 1 and g.KW == 1 and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0)
+    # BLAS takes 32-bit sizes (only arrays of many GiB get here)
+    if max(g.K, g.P, g.F) > INT_MAX:
+        raise ValueError(f"conv2d: sizes beyond BLAS's 32-bit limit (x {x.shape}, w {w.shape}, "
+                         f"output {g.Ho}x{g.Wo})")
     return g
 
 
@@ -62,11 +76,11 @@ cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, const 
 
 cdef extern from "conv_im2col.h" nogil:
     ctypedef struct im2col_geometry:
-        int Cg, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw
-    void im2col_f(const float* x, float* col, const im2col_geometry* g)
-    void im2col_d(const double* x, double* col, const im2col_geometry* g)
-    void col2im_f(const float* col, float* dx, const im2col_geometry* g)
-    void col2im_d(const double* col, double* dx, const im2col_geometry* g)
+        Py_ssize_t Cg, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw
+    void im2col_f(const float* x, float* col, const im2col_geometry* g, Py_ssize_t p0, Py_ssize_t count)
+    void im2col_d(const double* x, double* col, const im2col_geometry* g, Py_ssize_t p0, Py_ssize_t count)
+    void col2im_f(const float* col, float* dx, const im2col_geometry* g, Py_ssize_t p0, Py_ssize_t count)
+    void col2im_d(const double* col, double* dx, const im2col_geometry* g, Py_ssize_t p0, Py_ssize_t count)
 
 
 cdef inline im2col_geometry _im2col_geometry(const Geometry* g) noexcept nogil:
@@ -76,27 +90,30 @@ cdef inline im2col_geometry _im2col_geometry(const Geometry* g) noexcept nogil:
     return c
 
 
-cdef inline void _im2col(const real* x, real* col, const Geometry* g) noexcept nogil:
-    """col (K, P) from one group's channels x (Cg, H, W)."""
+cdef inline void _im2col(const real* x, real* col, const Geometry* g, Py_ssize_t p0,
+                         Py_ssize_t count) noexcept nogil:
+    """col (K, count): the columns of output pixels p0 .. p0 + count - 1 from one group's x (Cg, H, W)."""
     cdef im2col_geometry c = _im2col_geometry(g)
     if real is float:
-        im2col_f(x, col, &c)
+        im2col_f(x, col, &c, p0, count)
     else:
-        im2col_d(x, col, &c)
+        im2col_d(x, col, &c, p0, count)
 
 
-cdef inline void _col2im(const real* col, real* dx, const Geometry* g) noexcept nogil:
-    """dx (Cg, H, W) += the columns dcol (K, P) scattered back (the adjoint of _im2col)."""
+cdef inline void _col2im(const real* col, real* dx, const Geometry* g, Py_ssize_t p0,
+                         Py_ssize_t count) noexcept nogil:
+    """dx (Cg, H, W) += the columns dcol (K, count) scattered back (the adjoint of _im2col)."""
     cdef im2col_geometry c = _im2col_geometry(g)
     if real is float:
-        col2im_f(col, dx, &c)
+        col2im_f(col, dx, &c, p0, count)
     else:
-        col2im_d(col, dx, &c)
+        col2im_d(col, dx, &c, p0, count)
 
 
-cdef void _epilogue(real* y, const real* b, int F, int P, bint has_bias, bint relu) noexcept nogil:
+cdef void _epilogue(real* y, const real* b, Py_ssize_t F, Py_ssize_t P, bint has_bias,
+                    bint relu) noexcept nogil:
     """y (F, P) += b[f] per row if has_bias, then max(y, 0) if relu (NaN propagates)."""
-    cdef int f, p
+    cdef Py_ssize_t f, p
     cdef real v, bf
     for f in range(F):
         bf = b[f] if has_bias else 0
@@ -105,34 +122,43 @@ cdef void _epilogue(real* y, const real* b, int F, int P, bint has_bias, bint re
             y[f * P + p] = 0 if relu and v < 0 else v
 
 
-cdef void _forward(const real* x, const real* w, const real* b, real* y, int N, const Geometry* g,
-                   real* work, bint has_bias, bint relu, int n_threads) noexcept nogil:
-    cdef Py_ssize_t n
-    cdef int grp
+cdef void _forward(const real* x, const real* w, const real* b, real* y, Py_ssize_t N,
+                   const Geometry* g, real* work, bint has_bias, bint relu, int n_threads) noexcept nogil:
+    """Per image and group, y_g (Fg, P) = w_g (Fg, K) @ col, col in blocks of B pixels."""
+    cdef Py_ssize_t n, grp, p0, nb
     cdef real* col
     cdef const real* xg
+    cdef const real* wg
     cdef real* yg
     for n in prange(N, schedule="static", num_threads=n_threads):
-        col = work + <Py_ssize_t>threadid() * g.K * g.P
+        col = work + <Py_ssize_t>threadid() * g.K * g.B
         for grp in range(g.G):
-            xg = x + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
-            yg = y + (n * g.F + grp * g.Fg) * <Py_ssize_t>g.P
-            if not g.direct:
-                _im2col(xg, col, g)
-                xg = col
-            _gemm(c"N", c"N", g.P, g.Fg, g.K, 1, xg, g.P, w + grp * g.Fg * g.K, g.K, 0, yg, g.P)
+            xg = x + (n * g.C + grp * g.Cg) * g.H * g.W
+            wg = w + grp * g.Fg * g.K
+            yg = y + (n * g.F + grp * g.Fg) * g.P
+            if g.direct:
+                _gemm(c"N", c"N", g.P, g.Fg, g.K, 1, xg, g.P, wg, g.K, 0, yg, g.P)
+                continue
+            p0 = 0
+            while p0 < g.P:  # y_g[:, p0:p0 + nb] (row stride P) = w_g @ col (K, nb)
+                nb = min(g.B, g.P - p0)
+                _im2col(xg, col, g, p0, nb)
+                _gemm(c"N", c"N", nb, g.Fg, g.K, 1, col, nb, wg, g.K, 0, yg + p0, g.P)
+                p0 = p0 + nb
         if has_bias or relu:
-            _epilogue(y + n * g.F * <Py_ssize_t>g.P, b, g.F, g.P, has_bias, relu)
+            _epilogue(y + n * g.F * g.P, b, g.F, g.P, has_bias, relu)
 
 
 # ---- Direct float32 forward for few input channels (conv_direct.h) -----------------------------
 
 cdef extern from "conv_direct.h" nogil:
     int DIRECT_FB
-    int direct_phase_width(int W, int pw, int KW, int sw, int Wo)
-    void direct_pad_split(const float* x, float* xp, int C, int H, int W, int ph, int pw, int sw, int Wq)
-    void direct_forward_f(const float* xp, const float* w, const float* b, float* y, int C, int H,
-                          int F, int KH, int KW, int ph, int sh, int sw, int Wq, int Ho, int Wo,
+    Py_ssize_t direct_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw, Py_ssize_t Wo)
+    void direct_pad_split(const float* x, float* xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                          Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sw, Py_ssize_t Wq)
+    void direct_forward_f(const float* xp, const float* w, const float* b, float* y, Py_ssize_t C,
+                          Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
+                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
                           int has_bias, int relu)
 
 
@@ -142,16 +168,18 @@ cdef bint _direct_pays(const Geometry* g) noexcept nogil:
     direct / im2col + GEMM (N, C->F, H, k, s):
     (32, 3->32, 32, 7, 1) 0.55, (16, 3->64, 64, 7, 2) 0.67; 3x3 is marginal: (32, 3->64, 32) 0.91,
     (32, 4->64, 32) 0.98, (32, 6->64, 32) 0.96, (32, 8->64, 32) 1.14; narrow rows lose: (32, 1->32,
-    28, 5, 1) 1.35, (32, 3->64, 32, 5, 2) 1.23, (8, 3->64, 112, 3, 2) 1.10."""
+    28, 5, 1) 1.35, (32, 3->64, 32, 5, 2) 1.23, (8, 3->64, 112, 3, 2) 1.10.
+    Padding below the kernel size: the padded copy per thread stays the input's size (a huge padding
+    with a huge stride would copy gigabytes of zeros for a small output)."""
     return (g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo >= 32 and g.G == 1 and g.dh == 1
-            and g.dw == 1 and g.F % DIRECT_FB == 0)
+            and g.dw == 1 and g.F % DIRECT_FB == 0 and g.ph < g.KH and g.pw < g.KW)
 
 
 cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::1] b, float[::1] y,
-                          int N, const Geometry* g, float[::1] work, bint has_bias, bint relu,
+                          Py_ssize_t N, const Geometry* g, float[::1] work, bint has_bias, bint relu,
                           int n_threads) noexcept:
-    cdef int Wq = direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    cdef Py_ssize_t n, xp_size = <Py_ssize_t>g.C * (g.H + 2 * g.ph) * g.sw * Wq
+    cdef Py_ssize_t Wq = direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    cdef Py_ssize_t n, xp_size = g.C * (g.H + 2 * g.ph) * g.sw * Wq
     cdef const float* b_ptr = &b[0] if b.shape[0] else NULL
     cdef float* xp
     with nogil:
@@ -171,47 +199,50 @@ cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::
 # Tiles are numbered over the whole batch (n, tile row, tile col); threads take blocks of TB tiles.
 
 cdef struct Tiles:
-    int N, H, W, Ho, Wo, ph, pw
-    int th, tw, per_image   # tiles per column, per row, per image
+    Py_ssize_t N, H, W, Ho, Wo, ph, pw
+    Py_ssize_t th, tw, per_image   # tiles per column, per row, per image
     Py_ssize_t total
 
 
-cdef Tiles _tiles(int N, int H, int W, int Ho, int Wo, int ph, int pw) noexcept nogil:
+cdef Tiles _tiles(Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t ph,
+                  Py_ssize_t pw) noexcept nogil:
     cdef Tiles t
     t.N, t.H, t.W, t.Ho, t.Wo, t.ph, t.pw = N, H, W, Ho, Wo, ph, pw
     t.th = (Ho + 1) // 2
     t.tw = (Wo + 1) // 2
     t.per_image = t.th * t.tw
-    t.total = <Py_ssize_t>N * t.per_image
+    t.total = N * t.per_image
     return t
 
 
 cdef extern from "conv_winograd.h" nogil:
-    void wino_input_run_f(const float* plane, int H, int W, int ph, int pw, int tw, int r0, int cnt,
-                          float* v, Py_ssize_t vs)
-    void wino_input_run_d(const double* plane, int H, int W, int ph, int pw, int tw, int r0, int cnt,
-                          double* v, Py_ssize_t vs)
-    void wino_grad_run_f(const float* plane, int Ho, int Wo, int tw, int r0, int cnt, float* v,
-                         Py_ssize_t vs)
-    void wino_grad_run_d(const double* plane, int Ho, int Wo, int tw, int r0, int cnt, double* v,
-                         Py_ssize_t vs)
-    void wino_output_run_f(const float* m, Py_ssize_t ms, float* plane, int Ho, int Wo, int tw, int r0,
-                           int cnt, float bias, int relu)
-    void wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, int Ho, int Wo, int tw, int r0,
-                           int cnt, double bias, int relu)
+    void wino_input_run_f(const float* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph, Py_ssize_t pw,
+                          Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float* v, Py_ssize_t vs)
+    void wino_input_run_d(const double* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph, Py_ssize_t pw,
+                          Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double* v, Py_ssize_t vs)
+    void wino_grad_run_f(const float* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw, Py_ssize_t r0,
+                         Py_ssize_t cnt, float* v, Py_ssize_t vs)
+    void wino_grad_run_d(const double* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw, Py_ssize_t r0,
+                         Py_ssize_t cnt, double* v, Py_ssize_t vs)
+    void wino_output_run_f(const float* m, Py_ssize_t ms, float* plane, Py_ssize_t Ho, Py_ssize_t Wo,
+                           Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float bias, int relu)
+    void wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho, Py_ssize_t Wo,
+                           Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double bias, int relu)
     int wino_all_finite_f(const float* x, Py_ssize_t n)
     int wino_all_finite_d(const double* x, Py_ssize_t n)
 
 
-cdef bint _all_finite(const real[::1] a) noexcept nogil:
+cdef bint _all_finite(const real[::1] a) noexcept:
     """No NaN or inf in a (the Winograd transforms would spread one across its 2x2 output tile,
     where PyTorch's convolution keeps it to the outputs that read it)."""
-    if a.shape[0] == 0:
-        return True
-    if real is float:
-        return wino_all_finite_f(&a[0], a.shape[0])
-    else:
-        return wino_all_finite_d(&a[0], a.shape[0])
+    cdef bint finite = True
+    if a.shape[0]:
+        with nogil:
+            if real is float:
+                finite = wino_all_finite_f(&a[0], a.shape[0])
+            else:
+                finite = wino_all_finite_d(&a[0], a.shape[0])
+    return finite
 
 
 def _finite(*arrays):
@@ -221,7 +252,7 @@ def _finite(*arrays):
     return True
 
 
-cdef inline void _input_run(const real* plane, const Tiles* t, int r0, int cnt, real* v,
+cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
                             Py_ssize_t vs) noexcept nogil:
     """B^T d B of the input tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
     if real is float:
@@ -230,7 +261,7 @@ cdef inline void _input_run(const real* plane, const Tiles* t, int r0, int cnt, 
         wino_input_run_d(plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
 
 
-cdef inline void _grad_run(const real* plane, const Tiles* t, int r0, int cnt, real* v,
+cdef inline void _grad_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
                            Py_ssize_t vs) noexcept nogil:
     """A dy A^T of the output-gradient tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
     if real is float:
@@ -239,8 +270,8 @@ cdef inline void _grad_run(const real* plane, const Tiles* t, int r0, int cnt, r
         wino_grad_run_d(plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
 
 
-cdef inline void _output_run(const real* m, Py_ssize_t ms, real* plane, const Tiles* t, int r0,
-                             int cnt, real bias, bint relu) noexcept nogil:
+cdef inline void _output_run(const real* m, Py_ssize_t ms, real* plane, const Tiles* t, Py_ssize_t r0,
+                             Py_ssize_t cnt, real bias, bint relu) noexcept nogil:
     """A^T m A (+ bias, relu) of the output tiles r0 .. r0 + cnt - 1 of one plane."""
     if real is float:
         wino_output_run_f(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
@@ -249,16 +280,16 @@ cdef inline void _output_run(const real* m, Py_ssize_t ms, real* plane, const Ti
 
 
 cdef struct Run:
-    int n, r, cnt   # image, its first tile, and how many of its tiles follow in the block
+    Py_ssize_t n, r, cnt   # image, its first tile, and how many of its tiles follow in the block
 
 
 cdef inline Run _run_at(const Tiles* t, Py_ssize_t tt, Py_ssize_t end) noexcept nogil:
     """The run of tiles from global tile tt to the end of its image or to `end`. (Returned, not
     written through pointers: a variable assigned in a prange body is thread-private.)"""
     cdef Run run
-    run.n = <int>(tt // t.per_image)
-    run.r = <int>(tt - <Py_ssize_t>run.n * t.per_image)
-    run.cnt = <int>min(<Py_ssize_t>(t.per_image - run.r), end - tt)
+    run.n = tt // t.per_image
+    run.r = tt - run.n * t.per_image
+    run.cnt = min(t.per_image - run.r, end - tt)
     return run
 
 
@@ -286,13 +317,13 @@ cdef inline void _kernel_transform(const real* g, Py_ssize_t gi, Py_ssize_t gj, 
         u[(i * 4 + 3) * stride] = g2
 
 
-cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, int Cin, int Cout,
-                        const Tiles* t, int TB, real* work, bint has_bias, bint relu,
+cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py_ssize_t Cin,
+                        Py_ssize_t Cout, const Tiles* t, int TB, real* work, bint has_bias, bint relu,
                         int n_threads) noexcept nogil:
     """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (16, Cout, Cin), the transformed kernels."""
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
-    cdef Py_ssize_t t0, t1, tt, plane = <Py_ssize_t>t.H * t.W, oplane = <Py_ssize_t>t.Ho * t.Wo
-    cdef int c, f, k
+    cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
+    cdef int k
     cdef Run run
     cdef real* V
     cdef real* M
@@ -305,8 +336,8 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, in
         while tt < t1:
             run = _run_at(t, tt, t1)
             for c in range(Cin):
-                _input_run(x + (<Py_ssize_t>run.n * Cin + c) * plane, t, run.r, run.cnt,
-                           V + <Py_ssize_t>c * TB + (tt - t0), <Py_ssize_t>Cin * TB)
+                _input_run(x + (run.n * Cin + c) * plane, t, run.r, run.cnt,
+                           V + c * TB + (tt - t0), Cin * TB)
             tt = tt + run.cnt
         for k in range(16):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
             _gemm(c"N", c"N", <int>(t1 - t0), Cout, Cin, 1, V + <Py_ssize_t>k * Cin * TB, TB,
@@ -315,18 +346,18 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, in
         while tt < t1:
             run = _run_at(t, tt, t1)
             for f in range(Cout):
-                _output_run(M + <Py_ssize_t>f * TB + (tt - t0), <Py_ssize_t>Cout * TB,
-                            y + (<Py_ssize_t>run.n * Cout + f) * oplane, t, run.r, run.cnt,
+                _output_run(M + f * TB + (tt - t0), Cout * TB,
+                            y + (run.n * Cout + f) * oplane, t, run.r, run.cnt,
                             b[f] if has_bias else 0, relu)
             tt = tt + run.cnt
 
 
-cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, int C, int F,
+cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssize_t C, Py_ssize_t F,
                             const Tiles* t, int TB, real* work, int n_threads) noexcept nogil:
     """Mparts (threads, 16, F, C) += per-thread sums over tiles of (A dy A^T)_k (B^T d B)_k."""
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
-    cdef Py_ssize_t t0, t1, tt, plane = <Py_ssize_t>t.H * t.W, oplane = <Py_ssize_t>t.Ho * t.Wo
-    cdef int c, f, k, tid
+    cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
+    cdef int k, tid
     cdef Run run
     cdef real* X
     cdef real* D
@@ -342,11 +373,11 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, int C, 
         while tt < t1:
             run = _run_at(t, tt, t1)
             for c in range(C):
-                _input_run(x + (<Py_ssize_t>run.n * C + c) * plane, t, run.r, run.cnt,
-                           X + <Py_ssize_t>c * TB + (tt - t0), <Py_ssize_t>C * TB)
+                _input_run(x + (run.n * C + c) * plane, t, run.r, run.cnt,
+                           X + c * TB + (tt - t0), C * TB)
             for f in range(F):
-                _grad_run(dy + (<Py_ssize_t>run.n * F + f) * oplane, t, run.r, run.cnt,
-                          D + <Py_ssize_t>f * TB + (tt - t0), <Py_ssize_t>F * TB)
+                _grad_run(dy + (run.n * F + f) * oplane, t, run.r, run.cnt,
+                          D + f * TB + (tt - t0), F * TB)
             tt = tt + run.cnt
         for k in range(16):  # M_k (F, C) += D_k (F, nb) @ X_k (C, nb)^T
             _gemm(c"T", c"N", C, F, <int>(t1 - t0), 1, X + <Py_ssize_t>k * C * TB, TB,
@@ -381,7 +412,7 @@ cdef inline void _kernel_grad_transform(const real* M, Py_ssize_t stride, real* 
 
 
 cdef void _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
-                              const Geometry* g, int N, bint has_bias, bint relu,
+                              const Geometry* g, Py_ssize_t N, bint has_bias, bint relu,
                               int n_threads) except *:
     cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
     cdef int TB = _wino_block(g.C + g.F)
@@ -399,7 +430,7 @@ cdef void _wino_forward_typed(const real[::1] x, const real[::1] w, const real[:
 
 
 cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
-                               real[::1] dx, real[::1] dw, const Geometry* g, int N, bint input_grad,
+                               real[::1] dx, real[::1] dw, const Geometry* g, Py_ssize_t N, bint input_grad,
                                int n_threads) except *:
     # dx = Winograd forward of dy (padding 2 - p) with kernel w'[c, f, i, j] = w[f, c, 2 - i, 2 - j]
     cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
@@ -476,9 +507,9 @@ _fast_paths_enabled = True
 
 def _run_forward(x, w, b, stride, padding, dilation, groups, out, bint relu):
     cdef Geometry g = _geometry(x, w, stride, padding, dilation, groups)
-    cdef int N = x.shape[0]
+    cdef Py_ssize_t N = x.shape[0]
     cdef int n_threads = get_num_threads()
-    cdef int loop_threads, Wq
+    cdef int loop_threads
     y = np.empty((N, g.F, g.Ho, g.Wo), x.dtype) if out is None else out
     if N == 0:
         return y
@@ -493,8 +524,8 @@ def _run_forward(x, w, b, stride, padding, dilation, groups, out, bint relu):
         return y
     if _fast_paths_enabled and x.dtype == np.float32 and _direct_pays(&g):
         loop_threads = min(N, n_threads)
-        Wq = direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-        work = _scratch(0, loop_threads * g.C * (g.H + 2 * g.ph) * g.sw * Wq, x.dtype)
+        work = _scratch(0, loop_threads * g.C * (g.H + 2 * g.ph) * g.sw
+                        * direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo), x.dtype)
         _direct_forward(xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
         return y
     # im2col + GEMM: images in parallel, one BLAS thread each. With fewer images than threads,
@@ -503,7 +534,7 @@ def _run_forward(x, w, b, stride, padding, dilation, groups, out, bint relu):
     # stride 2, 2 threads: 0.71 vs 0.70 ms, 18-31 vs 1.4 ms: OpenBLAS's workers and the OpenMP
     # pool fight over the cores).
     loop_threads = min(N, n_threads)
-    work = _scratch(0, 0 if g.direct else loop_threads * g.K * g.P, x.dtype)
+    work = _scratch(0, 0 if g.direct else loop_threads * g.K * g.B, x.dtype)
     with blas_threads(1):
         if x.dtype == np.float32:
             _forward_typed[float](xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
@@ -513,7 +544,7 @@ def _run_forward(x, w, b, stride, padding, dilation, groups, out, bint relu):
 
 
 cdef void _forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
-                         int N, const Geometry* g, real[::1] work, bint has_bias, bint relu,
+                         Py_ssize_t N, const Geometry* g, real[::1] work, bint has_bias, bint relu,
                          int n_threads) noexcept:
     cdef real* work_ptr = &work[0] if work.shape[0] else NULL
     cdef const real* b_ptr = &b[0] if b.shape[0] else NULL
@@ -530,48 +561,56 @@ def conv2d_relu(x, w, b, stride, padding, dilation, groups, out=None):
 
 
 cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real* dw_parts,
-                    real* work, int N, const Geometry* g, bint weight_grad, bint input_grad,
+                    real* work, Py_ssize_t N, const Geometry* g, bint weight_grad, bint input_grad,
                     int n_threads) noexcept nogil:
     """Per-thread partial weight gradients dw_parts (n_threads, F, K) if weight_grad; dx if input_grad.
-    Each thread's workspace holds col (K, P) if weight_grad, then dcol (K, P) if input_grad."""
-    cdef Py_ssize_t n
-    cdef int grp, tid
+    Pixels in blocks of B: each thread's workspace holds col (K, B) if weight_grad, then dcol (K, B)
+    if input_grad."""
+    cdef Py_ssize_t n, grp, tid, p0, nb
     cdef real* col
     cdef real* dcol
     cdef const real* xg
+    cdef const real* wg
     cdef const real* dyg
     cdef real* dxg
     cdef real* dwt
     for n in prange(N, schedule="static", num_threads=n_threads):
         tid = threadid()
-        col = work + <Py_ssize_t>tid * (weight_grad + input_grad) * g.K * g.P
-        dcol = col + <Py_ssize_t>weight_grad * g.K * g.P
-        dwt = dw_parts + <Py_ssize_t>tid * g.F * g.K
+        col = work + tid * (weight_grad + input_grad) * g.K * g.B
+        dcol = col + weight_grad * g.K * g.B
+        dwt = dw_parts + tid * g.F * g.K
         for grp in range(g.G):
-            dyg = dy + (n * g.F + grp * g.Fg) * <Py_ssize_t>g.P
-            if weight_grad:
-                xg = x + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
-                if not g.direct:
-                    _im2col(xg, col, g)
-                    xg = col
-                # dw_g (Fg, K) += dy_g (Fg, P) @ col^T
-                _gemm(c"T", c"N", g.K, g.Fg, g.P, 1, xg, g.P, dyg, g.P, 1, dwt + grp * g.Fg * g.K, g.K)
-            if not input_grad:
+            dyg = dy + (n * g.F + grp * g.Fg) * g.P
+            xg = x + (n * g.C + grp * g.Cg) * g.H * g.W
+            wg = w + grp * g.Fg * g.K
+            dxg = dx + (n * g.C + grp * g.Cg) * g.H * g.W if input_grad else NULL
+            if g.direct:
+                if weight_grad:  # dw_g (Fg, K) += dy_g (Fg, P) @ x_g^T
+                    _gemm(c"T", c"N", g.K, g.Fg, g.P, 1, xg, g.P, dyg, g.P, 1, dwt + grp * g.Fg * g.K, g.K)
+                if input_grad:  # dx_g (Cg, P) = w_g^T @ dy_g
+                    _gemm(c"N", c"T", g.P, g.K, g.Fg, 1, dyg, g.P, wg, g.K, 0, dxg, g.P)
                 continue
-            dxg = dx + (n * g.C + grp * g.Cg) * <Py_ssize_t>(g.H * g.W)
-            if g.direct:  # dx_g (Cg, P) = w_g^T @ dy_g
-                _gemm(c"N", c"T", g.P, g.K, g.Fg, 1, dyg, g.P, w + grp * g.Fg * g.K, g.K, 0, dxg, g.P)
-            else:
-                _gemm(c"N", c"T", g.P, g.K, g.Fg, 1, dyg, g.P, w + grp * g.Fg * g.K, g.K, 0, dcol, g.P)
+            if input_grad:
                 memset(dxg, 0, g.Cg * g.H * g.W * sizeof(real))
-                _col2im(dcol, dxg, g)
+            p0 = 0
+            while p0 < g.P:  # the block of pixels p0 .. p0 + nb - 1: dy_g[:, p0:p0 + nb] has row stride P
+                nb = min(g.B, g.P - p0)
+                if weight_grad:  # dw_g (Fg, K) += dy_g block (Fg, nb) @ col^T
+                    _im2col(xg, col, g, p0, nb)
+                    _gemm(c"T", c"N", g.K, g.Fg, nb, 1, col, nb, dyg + p0, g.P, 1, dwt + grp * g.Fg * g.K, g.K)
+                if input_grad:  # dcol (K, nb) = w_g^T @ dy_g block, scattered into dx_g
+                    _gemm(c"N", c"T", nb, g.K, g.Fg, 1, dyg + p0, g.P, wg, g.K, 0, dcol, nb)
+                    _col2im(dcol, dxg, g, p0, nb)
+                p0 = p0 + nb
 
 
 cdef extern from "conv_direct.h" nogil:
     int DIRECT_GRAD_FB
-    int direct_grad_phase_width(int W, int pw, int KW, int sw, int Wo)
-    void direct_weight_grad_f(const float* xp, const float* dy, float* lanes, int C, int H, int F, int KH,
-                              int KW, int ph, int sh, int sw, int Wq, int Ho, int Wo)
+    Py_ssize_t direct_grad_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw,
+                                       Py_ssize_t Wo)
+    void direct_weight_grad_f(const float* xp, const float* dy, float* lanes, Py_ssize_t C, Py_ssize_t H,
+                              Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph, Py_ssize_t sh,
+                              Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo)
     void direct_grad_lanes_sum(const float* lanes, float* dw, Py_ssize_t n)
 
 
@@ -579,23 +618,24 @@ cdef bint _direct_grad_pays(const Geometry* g) noexcept nogil:
     """The direct forward's shapes (few channels, 7x7 and up), whole 16-lane rows (Wo % 16 == 0).
     Measured on ThreeLayerConvNet's stem (50, 3->32, 32x32, 7x7, pad 3), float32 weight and bias
     gradients (input_grad=False), 2 threads, side by side (bench/probes/conv_stem_weight_grad.py):
-    direct 1.43 / 2.12 ms against im2col + GEMM 3.08 / 3.36 ms in two runs an hour apart."""
+    direct 1.43 / 2.12 ms against im2col + GEMM 3.08 / 3.36 ms in two runs an hour apart.
+    Padding below the kernel size, as _direct_pays."""
     return (g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo % 16 == 0 and g.G == 1 and g.dh == 1
-            and g.dw == 1 and g.F % DIRECT_GRAD_FB == 0)
+            and g.dw == 1 and g.F % DIRECT_GRAD_FB == 0 and g.ph < g.KH and g.pw < g.KW)
 
 
 cdef Py_ssize_t _direct_grad_work(const Geometry* g) noexcept nogil:
     """Elements of one thread's workspace for _direct_weight_grad: its lanes, then its image."""
-    cdef int Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    return 16 * <Py_ssize_t>g.F * g.K + <Py_ssize_t>g.C * (g.H + 2 * g.ph) * g.sw * Wq
+    cdef Py_ssize_t Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    return 16 * g.F * g.K + g.C * (g.H + 2 * g.ph) * g.sw * Wq
 
 
-cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, float* work, int N,
+cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, float* work, Py_ssize_t N,
                               const Geometry* g, int n_threads) noexcept nogil:
     """dw_parts (n_threads, F, K) = each thread's share of the weight gradient (direct_weight_grad_f
     over a static block of images)."""
-    cdef int Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    cdef Py_ssize_t t, n, lanes_size = 16 * <Py_ssize_t>g.F * g.K, per_thread = _direct_grad_work(g)
+    cdef Py_ssize_t Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    cdef Py_ssize_t t, n, lanes_size = 16 * g.F * g.K, per_thread = _direct_grad_work(g)
     cdef float* lanes
     cdef float* xp
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
@@ -603,14 +643,14 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
         xp = lanes + lanes_size
         memset(lanes, 0, lanes_size * sizeof(float))
         for n in range(t * N // n_threads, (t + 1) * N // n_threads):
-            direct_pad_split(x + n * g.C * <Py_ssize_t>(g.H * g.W), xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
-            direct_weight_grad_f(xp, dy + n * g.F * <Py_ssize_t>g.P, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph,
+            direct_pad_split(x + n * g.C * g.H * g.W, xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
+            direct_weight_grad_f(xp, dy + n * g.F * g.P, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph,
                                  g.sh, g.sw, Wq, g.Ho, g.Wo)
-        direct_grad_lanes_sum(lanes, dw_parts + t * g.F * <Py_ssize_t>g.K, <Py_ssize_t>g.F * g.K)
+        direct_grad_lanes_sum(lanes, dw_parts + t * g.F * g.K, g.F * g.K)
 
 
 cdef void _backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx,
-                          real[::1] dw, real[::1] dw_parts, real[::1] work, int N,
+                          real[::1] dw, real[::1] dw_parts, real[::1] work, Py_ssize_t N,
                           const Geometry* g, bint direct_grad, bint input_grad, int n_threads) noexcept:
     cdef Py_ssize_t i, t, size = dw.shape[0]
     cdef real acc
@@ -634,11 +674,10 @@ cdef extern from "conv_im2col.h" nogil:
     double sum_run_f(const float* x, Py_ssize_t n)
 
 
-cdef void _bias_grad(const real[::1] dy, real[::1] db, int N, int F, Py_ssize_t P,
+cdef void _bias_grad(const real[::1] dy, real[::1] db, Py_ssize_t N, Py_ssize_t F, Py_ssize_t P,
                      int n_threads) noexcept:
     """db[f] = sum of dy[:, f] (accumulated in double; float32 rows in vector runs of sum_run_f)."""
-    cdef Py_ssize_t n, p
-    cdef int f
+    cdef Py_ssize_t n, p, f
     cdef double s
     with nogil:
         for f in prange(F, schedule="static", num_threads=n_threads):
@@ -654,7 +693,7 @@ cdef void _bias_grad(const real[::1] dy, real[::1] db, int N, int F, Py_ssize_t 
 
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True):
     cdef Geometry g = _geometry(x, w, stride, padding, dilation, groups)
-    cdef int N = x.shape[0]
+    cdef Py_ssize_t N = x.shape[0]
     cdef int n_threads = get_num_threads()
     cdef int loop_threads
     dx = np.empty_like(x) if input_grad else None
@@ -674,7 +713,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True
         dw_parts = _scratch(1, loop_threads * w.size, x.dtype)
         # per thread: the direct gradient's image, or im2col's col (weight gradient) and dcol (dx)
         cols = 0 if g.direct else (0 if direct_grad else 1) + (1 if input_grad else 0)
-        per_thread = max(_direct_grad_work(&g) if direct_grad else 0, cols * <Py_ssize_t>g.K * g.P)
+        per_thread = max(_direct_grad_work(&g) if direct_grad else 0, cols * g.K * g.B)
         work = _scratch(0, loop_threads * per_thread, x.dtype)
         with blas_threads(1):
             if x.dtype == np.float32:
@@ -686,7 +725,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True
     # the bias gradient is a memory-bound pass: below 2^18 elements a second thread costs more than
     # it saves (N = 1, 128 x 28 x 28: an extra 2-thread OpenMP region left a spinning worker that
     # slowed the next call ~10x on a loaded machine; /work/notes/conv_cython_rules.py batch1)
-    bias_threads = n_threads if <Py_ssize_t>N * g.F * g.P >= (1 << 18) else 1
+    bias_threads = n_threads if N * g.F * g.P >= (1 << 18) else 1
     if x.dtype == np.float32:
         _bias_grad[float](dy.reshape(-1), db, N, g.F, g.P, bias_threads)
     else:

@@ -24,26 +24,27 @@ typedef float direct_v16 __attribute__((vector_size(64)));
 
 /* Row width of the phase-split padded image for a row of Wo outputs: every block of DIRECT_VW
  * outputs may read DIRECT_VW + (KW - 1) / sw values from its phase row. */
-static inline int direct_phase_width(int W, int pw, int KW, int sw, int Wo)
+static inline ptrdiff_t direct_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdiff_t KW, ptrdiff_t sw,
+                                           ptrdiff_t Wo)
 {
-    int need = (Wo + DIRECT_VW - 1) / DIRECT_VW * DIRECT_VW + (KW - 1) / sw;
-    int have = (W + 2 * pw + sw - 1) / sw;
+    ptrdiff_t need = (Wo + DIRECT_VW - 1) / DIRECT_VW * DIRECT_VW + (KW - 1) / sw;
+    ptrdiff_t have = (W + 2 * pw + sw - 1) / sw;
     return need > have ? need : have;
 }
 
 /* xp[((c * Hp + i) * sw + phase) * Wq + j] = x[c][i - ph][j * sw + phase - pw], zero outside. */
-static void direct_pad_split(const float *x, float *xp, int C, int H, int W, int ph, int pw,
-                             int sw, int Wq)
+static void direct_pad_split(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                             ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t sw, ptrdiff_t Wq)
 {
-    int Hp = H + 2 * ph, c, i, phase, j;
-    memset(xp, 0, (size_t)C * Hp * sw * Wq * sizeof(float));
+    ptrdiff_t Hp = H + 2 * ph, c, i, phase, j;
+    memset(xp, 0, (size_t)(C * Hp * sw * Wq) * sizeof(float));
     for (c = 0; c < C; c++)
         for (i = 0; i < H; i++) {
-            const float *src = x + ((ptrdiff_t)c * H + i) * W;
+            const float *src = x + (c * H + i) * W;
             for (phase = 0; phase < sw; phase++) {
-                float *dst = xp + (((ptrdiff_t)c * Hp + i + ph) * sw + phase) * Wq;
+                float *dst = xp + ((c * Hp + i + ph) * sw + phase) * Wq;
                 for (j = 0; j < Wq; j++) {
-                    int col = j * sw + phase - pw;
+                    ptrdiff_t col = j * sw + phase - pw;
                     if (col >= 0 && col < W)
                         dst[j] = src[col];
                 }
@@ -55,35 +56,37 @@ static void direct_pad_split(const float *x, float *xp, int C, int H, int W, int
  * block is DIRECT_FB filters x DIRECT_ROWS output rows x DIRECT_VW columns: per (c, kh, kw), 4
  * vector loads and 4 weight broadcasts feed 16 FMAs (8 filters x 1 row: 10 loads, 7% slower). */
 DIRECT_TARGETS
-static void direct_forward_f(const float *xp, const float *w, const float *b, float *y, int C,
-                             int H, int F, int KH, int KW, int ph, int sh, int sw, int Wq, int Ho,
-                             int Wo, int has_bias, int relu)
+static void direct_forward_f(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C,
+                             ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
+                             ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
+                             int has_bias, int relu)
 {
-    int Hp = H + 2 * ph, ckk = C * KH * KW, f0, oh, ow0, c, kh, kw, f, l, r;
-    ptrdiff_t row_step = (ptrdiff_t)sh * sw * Wq;
+    ptrdiff_t Hp = H + 2 * ph, ckk = C * KH * KW, f0, oh, ow0, c, kh, kw;
+    ptrdiff_t row_step = sh * sw * Wq;
+    int f, l, r;
     for (f0 = 0; f0 < F; f0 += DIRECT_FB)
         for (oh = 0; oh < Ho; oh += DIRECT_ROWS)
             for (ow0 = 0; ow0 < Wo; ow0 += DIRECT_VW) {
                 direct_v16 acc[DIRECT_FB][DIRECT_ROWS][2];
                 float out[DIRECT_VW];
-                int width = Wo - ow0 < DIRECT_VW ? Wo - ow0 : DIRECT_VW;
-                int rows = Ho - oh < DIRECT_ROWS ? Ho - oh : DIRECT_ROWS;
+                int width = Wo - ow0 < DIRECT_VW ? (int)(Wo - ow0) : DIRECT_VW;
+                int rows = Ho - oh < DIRECT_ROWS ? (int)(Ho - oh) : DIRECT_ROWS;
                 /* a last odd row computes its partner from itself again (kept in bounds, dropped) */
                 ptrdiff_t second = rows > 1 ? row_step : 0;
                 memset(acc, 0, sizeof(acc));
                 for (c = 0; c < C; c++)
                     for (kh = 0; kh < KH; kh++)
                         for (kw = 0; kw < KW; kw++) {
-                            const float *row = xp + (((ptrdiff_t)c * Hp + oh * sh + kh) * sw + kw % sw) * Wq
+                            const float *row = xp + ((c * Hp + oh * sh + kh) * sw + kw % sw) * Wq
                                                + kw / sw + ow0;
-                            const float *wp = w + (ptrdiff_t)f0 * ckk + (c * KH + kh) * KW + kw;
+                            const float *wp = w + f0 * ckk + (c * KH + kh) * KW + kw;
                             direct_v16 x0, x1, x2, x3;
                             memcpy(&x0, row, sizeof(x0));
                             memcpy(&x1, row + 16, sizeof(x1));
                             memcpy(&x2, row + second, sizeof(x2));
                             memcpy(&x3, row + second + 16, sizeof(x3));
                             for (f = 0; f < DIRECT_FB; f++) {
-                                float wv = wp[(ptrdiff_t)f * ckk];
+                                float wv = wp[f * ckk];
                                 acc[f][0][0] += wv * x0;
                                 acc[f][0][1] += wv * x1;
                                 acc[f][1][0] += wv * x2;
@@ -93,7 +96,7 @@ static void direct_forward_f(const float *xp, const float *w, const float *b, fl
                 for (f = 0; f < DIRECT_FB; f++)
                     for (r = 0; r < rows; r++) {
                         float bias = has_bias ? b[f0 + f] : 0.0f;
-                        float *dst = y + ((ptrdiff_t)(f0 + f) * Ho + oh + r) * Wo + ow0;
+                        float *dst = y + ((f0 + f) * Ho + oh + r) * Wo + ow0;
                         memcpy(out, &acc[f][r][0], sizeof(direct_v16));
                         memcpy(out + 16, &acc[f][r][1], sizeof(direct_v16));
                         for (l = 0; l < width; l++) {
@@ -109,11 +112,12 @@ static void direct_forward_f(const float *xp, const float *w, const float *b, fl
 
 /* Row width of the phase-split image for direct_weight_grad_f: the blocks of DIRECT_GRAD_KB
  * kernel columns read past the last column when KW is not a multiple (those sums are dropped). */
-static inline int direct_grad_phase_width(int W, int pw, int KW, int sw, int Wo)
+static inline ptrdiff_t direct_grad_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdiff_t KW, ptrdiff_t sw,
+                                                ptrdiff_t Wo)
 {
-    int kw_span = (KW + DIRECT_GRAD_KB - 1) / DIRECT_GRAD_KB * DIRECT_GRAD_KB;
-    int need = Wo + (kw_span - 1) / sw + 1;
-    int have = direct_phase_width(W, pw, KW, sw, Wo);
+    ptrdiff_t kw_span = (KW + DIRECT_GRAD_KB - 1) / DIRECT_GRAD_KB * DIRECT_GRAD_KB;
+    ptrdiff_t need = Wo + (kw_span - 1) / sw + 1;
+    ptrdiff_t have = direct_phase_width(W, pw, KW, sw, Wo);
     return need > have ? need : have;
 }
 
@@ -123,27 +127,29 @@ static inline int direct_grad_phase_width(int W, int pw, int KW, int sw, int Wo)
  * direct_grad_phase_width). Wo must be a multiple of 16 and F of DIRECT_GRAD_FB. The lanes are
  * added up once per thread (direct_grad_lanes_sum): reducing 16 lanes per block cost 12%. */
 DIRECT_TARGETS
-static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes, int C, int H, int F,
-                                 int KH, int KW, int ph, int sh, int sw, int Wq, int Ho, int Wo)
+static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
+                                 ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
+                                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo)
 {
-    int Hp = H + 2 * ph, P = Ho * Wo, c, kh, kw0, kw, f0, f, oh, ow0;
-    ptrdiff_t koff[DIRECT_GRAD_KB], row_step = (ptrdiff_t)sh * sw * Wq;
+    ptrdiff_t Hp = H + 2 * ph, P = Ho * Wo, c, kh, kw0, f0, oh, ow0;
+    ptrdiff_t koff[DIRECT_GRAD_KB], row_step = sh * sw * Wq;
+    int kw, f;
     for (c = 0; c < C; c++)
         for (kh = 0; kh < KH; kh++)
             for (kw0 = 0; kw0 < KW; kw0 += DIRECT_GRAD_KB) {
-                const float *xbase = xp + ((ptrdiff_t)c * Hp + kh) * sw * Wq;
+                const float *xbase = xp + (c * Hp + kh) * sw * Wq;
                 for (kw = 0; kw < DIRECT_GRAD_KB; kw++)  /* kernel column k reads phase k % sw at k / sw */
                     koff[kw] = ((kw0 + kw) % sw) * Wq + (kw0 + kw) / sw;
                 for (f0 = 0; f0 < F; f0 += DIRECT_GRAD_FB) {
                     direct_v16 acc[DIRECT_GRAD_FB][DIRECT_GRAD_KB];
-                    const float *dyp = dy + (ptrdiff_t)f0 * P;
+                    const float *dyp = dy + f0 * P;
                     const float *xrow = xbase;
                     memset(acc, 0, sizeof(acc));
                     for (oh = 0; oh < Ho; oh++, xrow += row_step, dyp += Wo)
                         for (ow0 = 0; ow0 < Wo; ow0 += 16) {
                             direct_v16 d[DIRECT_GRAD_FB];
                             for (f = 0; f < DIRECT_GRAD_FB; f++)
-                                memcpy(&d[f], dyp + (ptrdiff_t)f * P + ow0, sizeof(direct_v16));
+                                memcpy(&d[f], dyp + f * P + ow0, sizeof(direct_v16));
                             for (kw = 0; kw < DIRECT_GRAD_KB; kw++) {
                                 direct_v16 xv;
                                 memcpy(&xv, xrow + koff[kw] + ow0, sizeof(xv));
@@ -153,7 +159,7 @@ static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes,
                         }
                     for (f = 0; f < DIRECT_GRAD_FB; f++)
                         for (kw = 0; kw < DIRECT_GRAD_KB && kw0 + kw < KW; kw++) {
-                            float *dst = lanes + ((((ptrdiff_t)(f0 + f) * C + c) * KH + kh) * KW + kw0 + kw) * 16;
+                            float *dst = lanes + ((((f0 + f) * C + c) * KH + kh) * KW + kw0 + kw) * 16;
                             direct_v16 v;
                             memcpy(&v, dst, sizeof(v));
                             v += acc[f][kw];

@@ -12,16 +12,18 @@
 #define IM2COL_TARGETS
 #endif
 
-/* Geometry of one group: Cg channels (H, W) -> columns (Cg*KH*KW, Ho*Wo). */
+/* Geometry of one group: Cg channels (H, W) -> columns (Cg*KH*KW, Ho*Wo). ptrdiff_t: products
+ * and offsets of huge paddings or outputs must not wrap. */
 typedef struct {
-    int Cg, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw;
+    ptrdiff_t Cg, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw;
 } im2col_geometry;
 
 /* [lo, hi): the outputs o < n_out whose input start + o * step lies in [0, limit). */
-static inline void im2col_valid(int n_out, int start, int step, int limit, int *lo, int *hi)
+static inline void im2col_valid(ptrdiff_t n_out, ptrdiff_t start, ptrdiff_t step, ptrdiff_t limit,
+                                ptrdiff_t *lo, ptrdiff_t *hi)
 {
-    int a = start < 0 ? (-start + step - 1) / step : 0;
-    int b = start >= limit ? 0 : (limit - 1 - start) / step + 1;
+    ptrdiff_t a = start < 0 ? (-start + step - 1) / step : 0;
+    ptrdiff_t b = start >= limit ? 0 : (limit - 1 - start) / step + 1;
     if (b > n_out) b = n_out;
     if (a > b) a = b;
     *lo = a;

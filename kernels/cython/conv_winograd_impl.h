@@ -6,19 +6,20 @@
 /* B^T d B of the 4x4 input tiles r0 .. r0 + cnt - 1 (row-major over tw tiles per row) of one
  * plane (H, W); tile (ti, tj) reads rows 2 ti - ph .. + 3, columns 2 tj - pw .. + 3, zero-padded. */
 WINO_TARGETS
-static void WINO_FN(wino_input_run)(const WINO_T *plane, int H, int W, int ph, int pw, int tw,
-                                    int r0, int cnt, WINO_T *v, ptrdiff_t vs)
+static void WINO_FN(wino_input_run)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
+                                    ptrdiff_t pw, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v,
+                                    ptrdiff_t vs)
 {
     WINO_T d[16][WINO_RUN], padded[4][2 * WINO_RUN + 2];
-    int ti = r0 / tw, tj = r0 % tw;
+    ptrdiff_t ti = r0 / tw, tj = r0 % tw;
     while (cnt > 0) {
-        int n = cnt < WINO_RUN ? cnt : WINO_RUN, j, i, q;
+        int n = cnt < WINO_RUN ? (int)cnt : WINO_RUN, j, i, q;
         /* gather d[4 i + q][j] = element (i, q) of tile j, one tile-row segment at a time, from
          * the segment's 4 input rows copied into zero-padded buffers (no bounds tests per tile) */
         for (j = 0; j < n;) {
-            int seg = tw - tj < n - j ? tw - tj : n - j;
-            int ih = 2 * ti - ph, c0 = 2 * tj - pw, len = 2 * seg + 2, jj;
-            int a = c0 < 0 ? -c0 : 0, b = W - c0 < len ? W - c0 : len;
+            int seg = tw - tj < n - j ? (int)(tw - tj) : n - j, len = 2 * seg + 2, jj;
+            ptrdiff_t ih = 2 * ti - ph, c0 = 2 * tj - pw;
+            ptrdiff_t a = c0 < 0 ? -c0 : 0, b = W - c0 < len ? W - c0 : len;
             for (i = 0; i < 4; i++) {
                 WINO_T *pr = padded[i], *d0 = d[4 * i] + j, *d1 = d[4 * i + 1] + j;
                 WINO_T *d2 = d[4 * i + 2] + j, *d3 = d[4 * i + 3] + j;
@@ -26,7 +27,7 @@ static void WINO_FN(wino_input_run)(const WINO_T *plane, int H, int W, int ph, i
                     memset(pr, 0, len * sizeof(WINO_T));
                 } else {
                     memset(pr, 0, a * sizeof(WINO_T));
-                    memcpy(pr + a, plane + (ptrdiff_t)(ih + i) * W + c0 + a, (b - a) * sizeof(WINO_T));
+                    memcpy(pr + a, plane + (ih + i) * W + c0 + a, (b - a) * sizeof(WINO_T));
                     memset(pr + b, 0, (len - b) * sizeof(WINO_T));
                 }
                 for (jj = 0; jj < seg; jj++) {
@@ -63,16 +64,16 @@ static void WINO_FN(wino_input_run)(const WINO_T *plane, int H, int W, int ph, i
 /* A dy A^T, A = [[1, 0], [1, 1], [1, -1], [0, -1]], of the 2x2 output-gradient tiles r0 .. r0 +
  * cnt - 1 of one plane (Ho, Wo); tile (ti, tj) covers rows 2 ti, 2 ti + 1, columns 2 tj, 2 tj + 1. */
 WINO_TARGETS
-static void WINO_FN(wino_grad_run)(const WINO_T *plane, int Ho, int Wo, int tw, int r0, int cnt,
-                                   WINO_T *v, ptrdiff_t vs)
+static void WINO_FN(wino_grad_run)(const WINO_T *plane, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t tw,
+                                   ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v, ptrdiff_t vs)
 {
     WINO_T d[4][WINO_RUN];
-    int ti = r0 / tw, tj = r0 % tw;
+    ptrdiff_t ti = r0 / tw, tj = r0 % tw;
     while (cnt > 0) {
-        int n = cnt < WINO_RUN ? cnt : WINO_RUN, j;
+        int n = cnt < WINO_RUN ? (int)cnt : WINO_RUN, j;
         for (j = 0; j < n; j++) {
-            int oh = 2 * ti, ow = 2 * tj;
-            const WINO_T *p = plane + (ptrdiff_t)oh * Wo + ow;
+            ptrdiff_t oh = 2 * ti, ow = 2 * tj;
+            const WINO_T *p = plane + oh * Wo + ow;
             int right = ow + 1 < Wo, below = oh + 1 < Ho;
             d[0][j] = p[0];
             d[1][j] = right ? p[1] : 0;
@@ -102,13 +103,14 @@ static void WINO_FN(wino_grad_run)(const WINO_T *plane, int Ho, int Wo, int tw, 
 /* A^T m A (+ bias, then relu if asked) of the output tiles r0 .. r0 + cnt - 1 of one plane
  * (Ho, Wo), m[k * ms + j]; tiles are clipped at the bottom and right edges. */
 WINO_TARGETS
-static void WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plane, int Ho, int Wo,
-                                     int tw, int r0, int cnt, WINO_T bias, int relu)
+static void WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plane, ptrdiff_t Ho,
+                                     ptrdiff_t Wo, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T bias,
+                                     int relu)
 {
     WINO_T o[4][WINO_RUN];
-    int ti = r0 / tw, tj = r0 % tw;
+    ptrdiff_t ti = r0 / tw, tj = r0 % tw;
     while (cnt > 0) {
-        int n = cnt < WINO_RUN ? cnt : WINO_RUN, j, k;
+        int n = cnt < WINO_RUN ? (int)cnt : WINO_RUN, j, k;
         for (j = 0; j < n; j++) {
             const WINO_T *p = m + j;
             /* A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]: rows then columns */
@@ -126,8 +128,8 @@ static void WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plan
                 o[k][j] = relu && y[k] < 0 ? 0 : y[k];
         }
         for (j = 0; j < n; j++) {
-            int oh = 2 * ti, ow = 2 * tj;
-            WINO_T *q = plane + (ptrdiff_t)oh * Wo + ow;
+            ptrdiff_t oh = 2 * ti, ow = 2 * tj;
+            WINO_T *q = plane + oh * Wo + ow;
             if (oh + 1 < Ho && ow + 1 < Wo) {
                 q[0] = o[0][j]; q[1] = o[1][j]; q[Wo] = o[2][j]; q[Wo + 1] = o[3][j];
             } else {

@@ -39,14 +39,15 @@ cdef double _softmax_cross_entropy_row(const real* logits, Py_ssize_t label, Py_
 
 
 cdef double _softmax_cross_entropy(const real[:, ::1] logits, const Py_ssize_t[::1] labels, real[:, ::1] dlogits,
-                                   double[::1] row_loss, int threads) noexcept nogil:
+                                   double[::1] row_loss, int threads) noexcept:
     cdef Py_ssize_t n = logits.shape[0], i
     cdef double total = 0
-    for i in prange(n, schedule="static", num_threads=threads):
-        row_loss[i] = _softmax_cross_entropy_row(&logits[i, 0], labels[i], logits.shape[1], 1.0 / n, &dlogits[i, 0])
-    for i in range(n):
-        total += row_loss[i]
-    return total / n
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads):
+            row_loss[i] = _softmax_cross_entropy_row(&logits[i, 0], labels[i], logits.shape[1], 1.0 / n, &dlogits[i, 0])
+        for i in range(n):
+            total += row_loss[i]
+        return total / n
 
 
 def softmax_cross_entropy(logits, labels):
@@ -77,14 +78,15 @@ cdef double _hinge_row(const real* scores, Py_ssize_t label, Py_ssize_t classes,
 
 
 cdef double _hinge_loss(const real[:, ::1] scores, const Py_ssize_t[::1] labels, real margin, real[:, ::1] dscores,
-                        double[::1] row_loss, int threads) noexcept nogil:
+                        double[::1] row_loss, int threads) noexcept:
     cdef Py_ssize_t n = scores.shape[0], i
     cdef double total = 0
-    for i in prange(n, schedule="static", num_threads=threads):
-        row_loss[i] = _hinge_row(&scores[i, 0], labels[i], scores.shape[1], margin, 1.0 / n, &dscores[i, 0])
-    for i in range(n):
-        total += row_loss[i]
-    return total / n
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads):
+            row_loss[i] = _hinge_row(&scores[i, 0], labels[i], scores.shape[1], margin, 1.0 / n, &dscores[i, 0])
+        for i in range(n):
+            total += row_loss[i]
+        return total / n
 
 
 def hinge_loss(scores, labels, margin):

@@ -45,25 +45,27 @@ cdef inline Py_ssize_t _length(Py_ssize_t c, Py_ssize_t n) noexcept nogil:
     return min(CHUNK, n - c * CHUNK)
 
 
-cdef void _sgd(real[::1] p, const real[::1] g, real lr, real wd, int n_threads) noexcept nogil:
+cdef void _sgd(real[::1] p, const real[::1] g, real lr, real wd, int n_threads) noexcept:
     cdef Py_ssize_t c, i, n = p.shape[0]
-    for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-        i = c * CHUNK
-        if real is float:
-            fnn_sgd_f32(&p[i], &g[i], _length(c, n), lr, wd)
-        else:
-            fnn_sgd_f64(&p[i], &g[i], _length(c, n), lr, wd)
+    with nogil:
+        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
+            i = c * CHUNK
+            if real is float:
+                fnn_sgd_f32(&p[i], &g[i], _length(c, n), lr, wd)
+            else:
+                fnn_sgd_f64(&p[i], &g[i], _length(c, n), lr, wd)
 
 
 cdef void _sgd_momentum(real[::1] p, const real[::1] g, real[::1] b, real lr, real mom, int nesterov,
-                        real wd, int n_threads) noexcept nogil:
+                        real wd, int n_threads) noexcept:
     cdef Py_ssize_t c, i, n = p.shape[0]
-    for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-        i = c * CHUNK
-        if real is float:
-            fnn_sgd_momentum_f32(&p[i], &g[i], &b[i], _length(c, n), lr, mom, nesterov, wd)
-        else:
-            fnn_sgd_momentum_f64(&p[i], &g[i], &b[i], _length(c, n), lr, mom, nesterov, wd)
+    with nogil:
+        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
+            i = c * CHUNK
+            if real is float:
+                fnn_sgd_momentum_f32(&p[i], &g[i], &b[i], _length(c, n), lr, mom, nesterov, wd)
+            else:
+                fnn_sgd_momentum_f64(&p[i], &g[i], &b[i], _length(c, n), lr, mom, nesterov, wd)
 
 
 def sgd_step(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay):
@@ -82,14 +84,15 @@ def sgd_step(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay)
     return param
 
 
-cdef void _adagrad(real[::1] p, const real[::1] g, real[::1] s, real lr, real eps, int n_threads) noexcept nogil:
+cdef void _adagrad(real[::1] p, const real[::1] g, real[::1] s, real lr, real eps, int n_threads) noexcept:
     cdef Py_ssize_t c, i, n = p.shape[0]
-    for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-        i = c * CHUNK
-        if real is float:
-            fnn_adagrad_f32(&p[i], &g[i], &s[i], _length(c, n), lr, eps)
-        else:
-            fnn_adagrad_f64(&p[i], &g[i], &s[i], _length(c, n), lr, eps)
+    with nogil:
+        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
+            i = c * CHUNK
+            if real is float:
+                fnn_adagrad_f32(&p[i], &g[i], &s[i], _length(c, n), lr, eps)
+            else:
+                fnn_adagrad_f64(&p[i], &g[i], &s[i], _length(c, n), lr, eps)
 
 
 def adagrad_step(param, grad, sum_sq, lr, eps):
@@ -103,14 +106,15 @@ def adagrad_step(param, grad, sum_sq, lr, eps):
 
 
 cdef void _rmsprop(real[::1] p, const real[::1] g, real[::1] s, real lr, real alpha, real one_minus_alpha,
-                   real eps, int n_threads) noexcept nogil:
+                   real eps, int n_threads) noexcept:
     cdef Py_ssize_t c, i, n = p.shape[0]
-    for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-        i = c * CHUNK
-        if real is float:
-            fnn_rmsprop_f32(&p[i], &g[i], &s[i], _length(c, n), lr, alpha, one_minus_alpha, eps)
-        else:
-            fnn_rmsprop_f64(&p[i], &g[i], &s[i], _length(c, n), lr, alpha, one_minus_alpha, eps)
+    with nogil:
+        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
+            i = c * CHUNK
+            if real is float:
+                fnn_rmsprop_f32(&p[i], &g[i], &s[i], _length(c, n), lr, alpha, one_minus_alpha, eps)
+            else:
+                fnn_rmsprop_f64(&p[i], &g[i], &s[i], _length(c, n), lr, alpha, one_minus_alpha, eps)
 
 
 def rmsprop_step(param, grad, square_avg, lr, alpha, eps):
@@ -124,14 +128,15 @@ def rmsprop_step(param, grad, square_avg, lr, alpha, eps):
 
 
 cdef void _adam(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, real step_size, real inv_bc2_sqrt,
-                real w1, real beta2, real w2, real eps, real wd, int n_threads) noexcept nogil:
+                real w1, real beta2, real w2, real eps, real wd, int n_threads) noexcept:
     cdef Py_ssize_t c, i, n = p.shape[0]
-    for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-        i = c * CHUNK
-        if real is float:
-            fnn_adam_f32(&p[i], &g[i], &m[i], &v[i], _length(c, n), step_size, inv_bc2_sqrt, w1, beta2, w2, eps, wd)
-        else:
-            fnn_adam_f64(&p[i], &g[i], &m[i], &v[i], _length(c, n), step_size, inv_bc2_sqrt, w1, beta2, w2, eps, wd)
+    with nogil:
+        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
+            i = c * CHUNK
+            if real is float:
+                fnn_adam_f32(&p[i], &g[i], &m[i], &v[i], _length(c, n), step_size, inv_bc2_sqrt, w1, beta2, w2, eps, wd)
+            else:
+                fnn_adam_f64(&p[i], &g[i], &m[i], &v[i], _length(c, n), step_size, inv_bc2_sqrt, w1, beta2, w2, eps, wd)
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):

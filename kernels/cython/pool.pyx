@@ -77,11 +77,11 @@ cdef inline void _add_mean_into(real* dst, Py_ssize_t stride, const real* grad, 
         dst[ow * stride] += grad[ow] / area
 
 
-cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, real* offset,
-                              real this_offset, Py_ssize_t n) noexcept nogil:
+cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, Py_ssize_t* offset,
+                              Py_ssize_t this_offset, Py_ssize_t n) noexcept nogil:
     """Like _max_into, also recording this_offset where src wins (branch-free selects)."""
-    cdef Py_ssize_t ow
-    cdef real v, b, o
+    cdef Py_ssize_t ow, o
+    cdef real v, b
     cdef bint wins
     for ow in range(n):
         v = src[ow * stride]
@@ -183,7 +183,8 @@ cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nog
 
 
 cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real* row_best,
-                                  real* offset, const Py_ssize_t* delta, const Geometry* g) noexcept nogil:
+                                  real* offset, Py_ssize_t* row_offset, const Py_ssize_t* delta,
+                                  const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, ow, lo, hi, base, i, w = g.width
     cdef const real* r
     cdef const real* grad
@@ -194,7 +195,7 @@ cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real*
         grad = dy + oh * g.out_w
         _interior_3x3(g, oh, &lo, &hi)
         if hi == lo:  # no interior window (a padded row): the generic row code
-            _max_backward_row(grad, x, dx, row_best, offset, delta, oh, g)
+            _max_backward_row(grad, x, dx, row_best, row_offset, delta, oh, g)
             continue
         base = (2 * oh - g.ph) * w + 2 * lo - g.pw
         r = x + base
@@ -234,31 +235,31 @@ cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
 
 
 cdef void _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Geometry g,
-                      int n_threads) noexcept nogil:
+                      int n_threads) noexcept:
     cdef Py_ssize_t p
     cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
     cdef bint fast3 = g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
-    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        if fast2:
-            _max_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
-        elif fast3:
-            _max_plane_3x3(&x[p, 0, 0], &y[p, 0, 0], &g)
-        else:
-            _max_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
+    with nogil:
+        for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+            if fast2:
+                _max_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
+            elif fast3:
+                _max_plane_3x3(&x[p, 0, 0], &y[p, 0, 0], &g)
+            else:
+                _max_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
 
 
-cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, real* offset,
+cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, Py_ssize_t* offset,
                             const Py_ssize_t* delta, Py_ssize_t oh, const Geometry* g) noexcept nogil:
     """Adds output row oh's gradient `grad` into dx.
 
     Scanning offsets in row-major order applies PyTorch's rule to every window of the row at
     once; -inf starts, so an all -inf window keeps its first unpadded element. The winner's
-    in-window offset i * kw + j is held as a real (exact: small integers) so the selects share
-    the data's vector lanes; delta[i * kw + j] = i * width + j.
+    in-window offset i * kw + j is an integer (a float32 one rounds past 2^24: a wrong, even
+    out-of-bounds, write); delta[i * kw + j] = i * width + j.
     """
-    cdef Py_ssize_t ow, ih, j, lo, hi, w0, h0 = oh * g.sh - g.ph
+    cdef Py_ssize_t ow, ih, j, lo, hi, w0, h0 = oh * g.sh - g.ph, this_offset
     cdef const real* src
-    cdef real this_offset
     for ow in range(g.out_w):
         w0 = ow * g.sw - g.pw
         best[ow] = -INFINITY
@@ -277,10 +278,10 @@ cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* bes
             else:
                 _argmax_into(src, g.sw, best + lo, offset + lo, this_offset, hi - lo)
     for ow in range(g.out_w):
-        dx[h0 * g.width + ow * g.sw - g.pw + delta[<Py_ssize_t>offset[ow]]] += grad[ow]
+        dx[h0 * g.width + ow * g.sw - g.pw + delta[offset[ow]]] += grad[ow]
 
 
-cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, real* offset,
+cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, Py_ssize_t* offset,
                               const Py_ssize_t* delta, const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, i
     for i in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
@@ -330,23 +331,25 @@ cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real*
 
 
 cdef void _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x,
-                               real[:, :, ::1] dx, real[:, :, ::1] scratch,
-                               const Py_ssize_t[::1] delta, Geometry g, int n_threads) noexcept nogil:
-    """scratch: per thread, two rows of out_w (running maxima, winners' offsets)."""
+                               real[:, :, ::1] dx, real[:, :, ::1] scratch, Py_ssize_t[:, ::1] offsets,
+                               const Py_ssize_t[::1] delta, Geometry g, int n_threads) noexcept:
+    """scratch: per thread, two rows of out_w (running maxima, the 3x3 path's winners 0..8);
+    offsets: per thread, a row of out_w (the generic rows' winners)."""
     cdef Py_ssize_t p
     cdef int t
     cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
     cdef bint fast3 = g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
-    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        t = threadid()
-        if fast2:
-            _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &g)
-        elif fast3:
-            _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &scratch[t, 1, 0],
+    with nogil:
+        for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+            t = threadid()
+            if fast2:
+                _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &g)
+            elif fast3:
+                _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &scratch[t, 1, 0],
+                                        &offsets[t, 0], &delta[0], &g)
+            else:
+                _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &offsets[t, 0],
                                     &delta[0], &g)
-        else:
-            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &scratch[t, 1, 0],
-                                &delta[0], &g)
 
 
 cdef void _avg_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
@@ -387,14 +390,15 @@ cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
 
 
 cdef void _avg_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Geometry g,
-                      int n_threads) noexcept nogil:
+                      int n_threads) noexcept:
     cdef Py_ssize_t p
     cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
-    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        if fast2:
-            _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
-        else:
-            _avg_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
+    with nogil:
+        for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+            if fast2:
+                _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
+            else:
+                _avg_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
 
 
 cdef void _avg_backward_plane(const real* dy, real* dx, const Geometry* g) noexcept nogil:
@@ -440,14 +444,15 @@ cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) n
 
 
 cdef void _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, Geometry g,
-                               int n_threads) noexcept nogil:
+                               int n_threads) noexcept:
     cdef Py_ssize_t p
     cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
-    for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
-        if fast2:
-            _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], &g)
-        else:
-            _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], &g)
+    with nogil:
+        for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
+            if fast2:
+                _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], &g)
+            else:
+                _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], &g)
 
 
 def max_pool2d(x, kernel_size, stride, padding, out=None):
@@ -465,12 +470,13 @@ def max_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
     g = _geometry(x, dy, kernel_size, stride, padding)
     n_threads = get_num_threads()
     scratch = np.empty((n_threads, 2, dy.shape[3]), x.dtype)
+    winners = np.empty((n_threads, dy.shape[3]), np.intp)
     offsets = np.arange(g.kh * g.kw)
     delta = offsets // g.kw * g.width + offsets % g.kw  # in-window offset -> plane index step
     if x.dtype == np.float32:
-        _max_pool2d_backward[float](planes(dy), planes(x), planes(dx), scratch, delta, g, n_threads)
+        _max_pool2d_backward[float](planes(dy), planes(x), planes(dx), scratch, winners, delta, g, n_threads)
     else:
-        _max_pool2d_backward[double](planes(dy), planes(x), planes(dx), scratch, delta, g, n_threads)
+        _max_pool2d_backward[double](planes(dy), planes(x), planes(dx), scratch, winners, delta, g, n_threads)
     return dx
 
 

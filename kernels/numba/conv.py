@@ -39,40 +39,88 @@ def _valid_range(size_out, size_in, offset, stride):
 
 
 @njit(**_SERIAL)
-def _im2col(xn, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
-    """cols[(c * kh + i) * kw + j, p * wo + q] = padded xn[c, p * sh + i * dh, q * sw + j * dw]."""
+def _im2col_run(row, base, src, a, b, q_lo, q_hi, sw, off):
+    """row[base + q] for the outputs q in [a, b) of one output row: src[q * sw + off] where q is in
+    [q_lo, q_hi), else 0 (src None: a padding row)."""
+    lo, hi = max(q_lo, a), min(q_hi, b)
+    if src is None or lo >= hi:
+        for q in range(a, b):  # explicit loops: slice assignments cost ~10 ns each
+            row[uintp(base + q)] = 0
+        return
+    for q in range(a, lo):
+        row[uintp(base + q)] = 0
+    for q in range(hi, b):
+        row[uintp(base + q)] = 0
+    if sw == 1:  # contiguous: vectorized
+        for q in range(lo, hi):
+            row[uintp(base + q)] = src[uintp(q + off)]
+    else:
+        for q in range(lo, hi):
+            row[uintp(base + q)] = src[uintp(q * sw + off)]
+
+
+@njit(**_SERIAL)
+def _im2col(xn, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0):
+    """cols[(c * kh + i) * kw + j, p - p0] = padded xn[c, oh * sh + i * dh, ow * sw + j * dw] for the
+    output pixels p = oh * wo + ow in [p0, p0 + cols.shape[1]): a block of the image's columns.
+    Whole output rows go through one loop with fixed bounds (a block's partial first and last rows
+    apart): per-row bounds made the copies 1.6x slower."""
     c_in, h, wd = xn.shape
+    p1 = p0 + cols.shape[1]
+    first, last = p0 // wo, (p1 - 1) // wo  # the output rows the block touches
+    full_lo, full_hi = -(-p0 // wo), p1 // wo  # ... and those it holds whole
     for c in range(c_in):
         for i in range(kh):
-            p_lo, p_hi = _valid_range(ho, h, i * dh - ph, sh)
+            p_lo, p_hi = _valid_range(ho, h, i * dh - ph, sh)  # output rows reading inside x
             for j in range(kw):
                 row = cols[(c * kh + i) * kw + j]
                 q_lo, q_hi = _valid_range(wo, wd, j * dw - pw, sw)
-                for q in range(p_lo * wo):  # explicit loops: slice assignments cost ~10 ns each
-                    row[uintp(q)] = 0
-                for q in range(p_hi * wo, ho * wo):
-                    row[uintp(q)] = 0
                 off = j * dw - pw
-                for p in range(p_lo, p_hi):
+                if first < full_lo or full_lo > full_hi:  # a partial first row
+                    end = wo if full_lo <= full_hi else p1 - first * wo
+                    src = xn[c, first * sh + i * dh - ph] if p_lo <= first < p_hi else None
+                    _im2col_run(row, first * wo - p0, src, p0 - first * wo, end, q_lo, q_hi, sw, off)
+                for p in range(full_lo, full_hi):
+                    base = p * wo - p0
+                    if p < p_lo or p >= p_hi:
+                        for q in range(wo):
+                            row[uintp(base + q)] = 0
+                        continue
                     src = xn[c, p * sh + i * dh - ph]
-                    base = p * wo
                     for q in range(q_lo):
                         row[uintp(base + q)] = 0
                     for q in range(q_hi, wo):
                         row[uintp(base + q)] = 0
-                    if sw == 1:  # contiguous: vectorized
+                    if sw == 1:
                         for q in range(q_lo, q_hi):
                             row[uintp(base + q)] = src[uintp(q + off)]
                     else:
                         for q in range(q_lo, q_hi):
                             row[uintp(base + q)] = src[uintp(q * sw + off)]
+                if full_hi <= last and full_lo <= full_hi:  # a partial last row
+                    src = xn[c, last * sh + i * dh - ph] if p_lo <= last < p_hi else None
+                    _im2col_run(row, last * wo - p0, src, 0, p1 - last * wo, q_lo, q_hi, sw, off)
 
 
 @njit(**_SERIAL)
-def _col2im(dcols, dxn, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
-    """The adjoint of _im2col: dxn (zeroed here) accumulates every window element's gradient."""
+def _col2im_run(row, base, dst, lo, hi, sw, off):
+    """dst[q * sw + off] += row[base + q] for q in [lo, hi)."""
+    if sw == 1:
+        for q in range(lo, hi):
+            dst[uintp(q + off)] += row[uintp(base + q)]
+    else:
+        for q in range(lo, hi):
+            dst[uintp(q * sw + off)] += row[uintp(base + q)]
+
+
+@njit(**_SERIAL)
+def _col2im(dcols, dxn, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0):
+    """The adjoint of _im2col for the same block: dxn accumulates every window element's gradient
+    (whole output rows with fixed bounds, as there)."""
     c_in, h, wd = dxn.shape
-    dxn[...] = 0
+    p1 = p0 + dcols.shape[1]
+    first, last = p0 // wo, (p1 - 1) // wo
+    full_lo, full_hi = -(-p0 // wo), p1 // wo
     for c in range(c_in):
         for i in range(kh):
             p_lo, p_hi = _valid_range(ho, h, i * dh - ph, sh)
@@ -80,15 +128,19 @@ def _col2im(dcols, dxn, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
                 row = dcols[(c * kh + i) * kw + j]
                 q_lo, q_hi = _valid_range(wo, wd, j * dw - pw, sw)
                 off = j * dw - pw
-                for p in range(p_lo, p_hi):
+                for p in range(max(p_lo, full_lo), min(p_hi, full_hi)):
                     dst = dxn[c, p * sh + i * dh - ph]
-                    base = p * wo
+                    base = p * wo - p0
                     if sw == 1:
                         for q in range(q_lo, q_hi):
                             dst[uintp(q + off)] += row[uintp(base + q)]
                     else:
                         for q in range(q_lo, q_hi):
                             dst[uintp(q * sw + off)] += row[uintp(base + q)]
+                for p in range(first, last + 1, max(1, last - first)):  # the block's partial rows
+                    if (p * wo < p0 or p * wo + wo > p1) and p_lo <= p < p_hi:
+                        _col2im_run(row, p * wo - p0, dxn[c, p * sh + i * dh - ph], max(q_lo, p0 - p * wo),
+                                    min(q_hi, p1 - p * wo), sw, off)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
@@ -113,13 +165,15 @@ def _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw):
 
 
 @njit(**_OPTS)
-def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks):
-    """x (N, C, H, W); w (G, Fg, Kg); b (F,); y (N, G, Fg, P). One chunk of images per thread."""
+def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks, block):
+    """x (N, C, H, W); w (G, Fg, Kg); b (F,); y (N, G, Fg, P). One chunk of images per thread; the
+    columns in blocks of `block` output pixels (all P in one block unless it is huge)."""
     n_img = x.shape[0]
     groups, fg, kg = w.shape
     ho_wo = y.shape[3]
     cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
-    cols = np.empty((chunks, groups, kg, ho_wo if not pointwise else 0), x.dtype)
+    cols = np.empty((chunks, groups * kg * block if not pointwise else 0), x.dtype)
+    part = np.empty((chunks, fg * block if block < ho_wo else 0), x.dtype)  # a block's y_g, then copied
     for t in prange(chunks):
         for n in range(t * n_img // chunks, (t + 1) * n_img // chunks):
             if pointwise:
@@ -127,9 +181,17 @@ def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks):
                 for g in range(groups):
                     np.dot(w[g], xg[g], y[n, g])
             else:
-                _im2col(x[n], cols[t].reshape(groups * kg, ho_wo), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
-                for g in range(groups):
-                    np.dot(w[g], cols[t, g], y[n, g])
+                for p0 in range(0, ho_wo, block):
+                    nb = min(block, ho_wo - p0)
+                    col = cols[t, :groups * kg * nb].reshape((groups, kg, nb))
+                    _im2col(x[n], col.reshape((groups * kg, nb)), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0)
+                    for g in range(groups):
+                        if nb == ho_wo:
+                            np.dot(w[g], col[g], y[n, g])
+                        else:
+                            yb = part[t, :fg * nb].reshape((fg, nb))
+                            np.dot(w[g], col[g], yb)
+                            y[n, g, :, p0:p0 + nb] = yb
             for g in range(groups):
                 for f in range(fg):
                     bias = b[g * fg + f]
@@ -144,17 +206,18 @@ def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks):
 
 
 @njit(**_OPTS)
-def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, input_grad):
+def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, input_grad, block):
     """dy (N, G, Fg, P); w (G, Fg, Kg); dx (N, C, H, W), written if input_grad; dw_part (T, G, Fg, Kg);
-    db_part (T, F)."""
+    db_part (T, F). Columns in blocks of `block` output pixels, as _gemm_forward."""
     n_img = x.shape[0]
     chunks = dw_part.shape[0]
     groups, fg, kg = w.shape
     ho_wo = dy.shape[3]
     cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
-    width = ho_wo if not pointwise else 0
-    cols = np.empty((chunks, groups, kg, width), x.dtype)
-    dcols = np.empty((chunks, groups, kg, width if input_grad else 0), x.dtype)
+    width = groups * kg * block if not pointwise else 0
+    cols = np.empty((chunks, width), x.dtype)
+    dcols = np.empty((chunks, width if input_grad else 0), x.dtype)
+    part = np.empty((chunks, fg * block if block < ho_wo else 0), x.dtype)  # a block of dy_g, contiguous
     tmp = np.empty((chunks, fg, kg), x.dtype)
     for t in prange(chunks):
         dw_part[t] = 0
@@ -169,14 +232,26 @@ def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, d
                     if input_grad:
                         np.dot(w[g].T, dy[n, g], dxg[g])
             else:
-                _im2col(x[n], cols[t].reshape(groups * kg, ho_wo), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
-                for g in range(groups):
-                    np.dot(dy[n, g], cols[t, g].T, tmp[t])
-                    dw_part[t, g] += tmp[t]
-                    if input_grad:
-                        np.dot(w[g].T, dy[n, g], dcols[t, g])
                 if input_grad:
-                    _col2im(dcols[t].reshape(groups * kg, ho_wo), dx[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+                    dx[n] = 0
+                for p0 in range(0, ho_wo, block):
+                    nb = min(block, ho_wo - p0)
+                    col = cols[t, :groups * kg * nb].reshape((groups, kg, nb))
+                    _im2col(x[n], col.reshape((groups * kg, nb)), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0)
+                    if input_grad:
+                        dcol = dcols[t, :groups * kg * nb].reshape((groups, kg, nb))
+                    for g in range(groups):
+                        if nb == ho_wo:
+                            dyb = dy[n, g]
+                        else:
+                            dyb = part[t, :fg * nb].reshape((fg, nb))
+                            dyb[...] = dy[n, g, :, p0:p0 + nb]
+                        np.dot(dyb, col[g].T, tmp[t])
+                        dw_part[t, g] += tmp[t]
+                        if input_grad:
+                            np.dot(w[g].T, dyb, dcol[g])
+                    if input_grad:
+                        _col2im(dcol.reshape((groups * kg, nb)), dx[n], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0)
             for g in range(groups):
                 for f in range(fg):
                     db_part[t, g * fg + f] += _row_sum(dy[n, g, f])
@@ -577,6 +652,25 @@ def _winograd_forward(x, w, bias, padding, y, relu):
     return not bad.any()
 
 
+# Each thread's im2col columns (and their gradient) cover blocks of at most this many bytes: huge
+# outputs (e.g. from a huge padding) would otherwise need C * KH * KW * P values per thread
+# (gigabytes). Every shape of bench/workloads.py fits in one block (c2, K * P * 4 = 2.3 MB, is the largest).
+COL_BLOCK_BYTES = 4 << 20
+
+
+_BLAS_MAX = 2 ** 31 - 1  # np.dot hands BLAS 32-bit sizes
+
+
+def _check_blas_sizes(x, w, ho_wo):
+    if max(x.shape[1] * w.shape[2] * w.shape[3], ho_wo, w.shape[0]) > _BLAS_MAX:
+        raise ValueError(f"conv2d: sizes beyond BLAS's 32-bit limit (x {x.shape}, w {w.shape}, {ho_wo} output pixels)")
+
+
+def _block(x, w, ho_wo):
+    """Output pixels per im2col block: all of them unless their columns exceed COL_BLOCK_BYTES."""
+    return max(1, min(ho_wo, COL_BLOCK_BYTES // (x.shape[1] * w.shape[2] * w.shape[3] * x.itemsize)))
+
+
 def _forward(x, w, b, stride, padding, dilation, groups, out, relu):
     y = _output(x, w, stride, padding, dilation, out)
     n, f, ho, wo = y.shape
@@ -586,10 +680,11 @@ def _forward(x, w, b, stride, padding, dilation, groups, out, relu):
     bias = np.zeros(f, x.dtype) if b is None else b
     if _winograd_fits(x, w, stride, dilation, groups, y.shape) and _winograd_forward(x, w, bias, padding, y, relu):
         return y
+    _check_blas_sizes(x, w, ho * wo)
     chunks = _chunks(n)
     with _blas_for(chunks):
         _gemm_forward(x, w.reshape(groups, f // groups, -1), bias, y.reshape(n, groups, f // groups, ho * wo),
-                      kh, kw, *stride, *padding, *dilation, relu, chunks)
+                      kh, kw, *stride, *padding, *dilation, relu, chunks, _block(x, w, ho * wo))
     return y
 
 
@@ -622,10 +717,11 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True
         _wino_weight_grad(du_part.sum(axis=0), dw)
         if not bad.any() and np.isfinite(dw).all():
             return dx if input_grad else None, dw, db_part.sum(axis=0)
+    _check_blas_sizes(x, w, ho * wo)
     w3 = w.reshape(groups, f // groups, -1)
     dw_part = np.empty((chunks,) + w3.shape, x.dtype)
     db_part = np.empty((chunks, f), x.dtype)
     with _blas_for(chunks):
         _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
-                       kh, kw, *stride, *padding, *dilation, input_grad)
+                       kh, kw, *stride, *padding, *dilation, input_grad, _block(x, w, ho * wo))
     return dx if input_grad else None, dw_part.sum(axis=0).reshape(w.shape), db_part.sum(axis=0)

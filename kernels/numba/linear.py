@@ -31,6 +31,14 @@ def _linear(x, w, b, has_bias, y, blocks):
                     y[i, j] += b[j]
 
 
+_BLAS_MAX = 2 ** 31 - 1  # np.dot hands BLAS 32-bit sizes
+
+
+def _check_blas_sizes(op, x, w):
+    if max(x.shape + w.shape) > _BLAS_MAX:
+        raise ValueError(f"{op}: x {x.shape} and w {w.shape} exceed BLAS's 32-bit sizes")
+
+
 def linear(x, w, b, out=None):
     n, d_in = x.shape
     y = np.empty((n, w.shape[1]), x.dtype) if out is None else out
@@ -39,6 +47,7 @@ def linear(x, w, b, out=None):
     if d_in == 0:  # an empty sum: BLAS may leave y untouched
         y[...] = 0 if b is None else b
         return y
+    _check_blas_sizes("linear", x, w)
     fmas = n * d_in * w.shape[1]
     blocks = max(1, min(get_num_threads(), n)) if fmas >= _PARALLEL_MIN_FMAS else 1
     with blas_threads(1), _threads_for(fmas):
@@ -69,6 +78,7 @@ def linear_backward(dy, x, w, input_grad=True):
         dw[...] = 0
         db[...] = dy.sum(axis=0)
         return dx, dw, db
+    _check_blas_sizes("linear_backward", x, w)
     with blas_threads(1), _threads_for(x.size * w.shape[1] * (2 if input_grad else 1)):
         _linear_backward(dy, x, w, dx if input_grad else x[:0], dw, db, input_grad)
     return dx, dw, db
