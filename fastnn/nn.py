@@ -24,7 +24,7 @@ from ._validation import FLOAT_DTYPES, check_ndim, integer, pair, real
 
 __all__ = [
     "Module", "Conv2d", "Linear", "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "GELU", "SiLU",
-    "Maxout", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential",
+    "Maxout", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "Residual",
 ]
 
 
@@ -468,3 +468,72 @@ class Sequential(Module):
     def __repr__(self):
         inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
+
+
+class Residual(Module):
+    """y = activation(body(x) + x): a skip connection around `body` (a Module whose output has x's
+    shape), then an optional activation layer. ResNet's basic block is
+    `Residual(Sequential(Conv2d(c, c, 3, padding=1, bias=False), BatchNorm2d(c), ReLU(),
+    Conv2d(c, c, 3, padding=1, bias=False), BatchNorm2d(c)), ReLU())`.
+
+    `params` / `grads` / `buffers` key the body's arrays "body.<name>" and the activation's
+    "activation.<name>", the layers' own arrays.
+    """
+
+    def __init__(self, body, activation=None):
+        for name, layer in (("body", body), ("activation", activation)):
+            if layer is not None and not isinstance(layer, Module):
+                raise TypeError(f"Residual: {name} must be a fastnn.nn.Module, got {type(layer).__name__}")
+        if body is None:
+            raise TypeError("Residual: body must be a fastnn.nn.Module, got NoneType")
+        self.body, self.activation = body, activation
+        self.training = True
+        self._workspace = {}  # the sum and dx buffers (Module's params/grads/buffers are the parts')
+
+    def _parts(self):
+        return [("body", self.body)] + ([("activation", self.activation)] if self.activation else [])
+
+    @property
+    def params(self):
+        return {f"{p}.{k}": a for p, layer in self._parts() for k, a in layer.params.items()}
+
+    @property
+    def grads(self):
+        return {f"{p}.{k}": a for p, layer in self._parts() for k, a in layer.grads.items()}
+
+    @property
+    def buffers(self):
+        return {f"{p}.{k}": a for p, layer in self._parts() for k, a in layer.buffers.items()}
+
+    def forward(self, x):
+        x = np.asarray(x)
+        z = self.body.forward(x)
+        if z.shape != x.shape:
+            raise ValueError(f"Residual: body maps x of shape {x.shape} to {z.shape}; the skip connection "
+                             "needs the same shape")
+        key = _key(x)
+        s = self._keep("sum", key, np.add(z, x, out=self._out("sum", key)))
+        return self.activation.forward(s) if self.activation else s
+
+    def backward(self, dy, input_grad=True):
+        ds = self.activation.backward(dy) if self.activation else np.asarray(dy)
+        dx = self.body.backward(ds, input_grad=input_grad)
+        if not input_grad:
+            return None
+        key = _key(ds)
+        return self._keep("dx", key, np.add(dx, ds, out=self._out("dx", key)))
+
+    def train(self):
+        self.training = True
+        for _, layer in self._parts():
+            layer.train()
+        return self
+
+    def eval(self):
+        self.training = False
+        for _, layer in self._parts():
+            layer.eval()
+        return self
+
+    def __repr__(self):
+        return f"Residual(\n  (body): {self.body!r}\n  (activation): {self.activation!r}\n)"

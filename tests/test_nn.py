@@ -192,3 +192,32 @@ def test_training_a_small_model_drives_the_loss_down():
         opt.step(model.params, model.grads)
         losses.append(loss)
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_residual_block_gradients_and_keys():
+    """ResNet's basic block from fastnn.nn: gradients of x and of every parameter against centred
+    differences (float64), parameter keys, and train/eval reaching the body."""
+    from fastnn.gradcheck import numerical_gradient, rel_error
+
+    c = 3
+    body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False, dtype=np.float64, seed=0),
+                         nn.BatchNorm2d(c, dtype=np.float64), nn.ReLU(),
+                         nn.Conv2d(c, c, 3, padding=1, bias=False, dtype=np.float64, seed=1),
+                         nn.BatchNorm2d(c, dtype=np.float64))
+    block = nn.Residual(body, nn.ReLU())
+    assert sorted(block.params) == ["body.0.weight", "body.1.bias", "body.1.weight", "body.3.weight",
+                                    "body.4.bias", "body.4.weight"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, c, 4, 5)) + 0.3
+    dy = rng.standard_normal(x.shape)
+    block.forward(x)
+    dx = block.backward(dy)
+    grads = {k: v.copy() for k, v in block.grads.items()}
+    loss = lambda: float((block.forward(x) * dy).sum())  # noqa: E731
+    assert rel_error(numerical_gradient(lambda xx: float((block.forward(xx) * dy).sum()), x.copy()), dx) < 1e-6
+    for key, param in block.params.items():
+        assert rel_error(numerical_gradient(lambda p: loss(), param), grads[key]) < 1e-6, key
+    block.eval()
+    assert not body[1].training and not body[4].training
+    with pytest.raises(ValueError, match="Residual: body maps x of shape"):
+        nn.Residual(nn.Conv2d(c, 2 * c, 1, dtype=np.float64)).forward(x)
