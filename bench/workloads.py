@@ -206,14 +206,17 @@ def _conv_out(size, k, s, p):
     return (size + 2 * p - k) // s + 1
 
 
-def _conv_workloads(name, with_backward):
-    n, c, f, hw, k, s, p = CONV_SHAPES[name]
+def _conv_workloads(name, with_backward, spec=None):
+    """spec (N, C, F, H=W, k, stride, padding[, groups]); CONV_SHAPES[name] by default."""
+    n, c, f, hw, k, s, p, *rest = spec or CONV_SHAPES[name]
+    groups = rest[0] if rest else 1
+    cg = c // groups
     ho = _conv_out(hw, k, s, p)
-    params = dict(stride=(s, s), padding=(p, p), dilation=(1, 1), groups=1)
+    params = dict(stride=(s, s), padding=(p, p), dilation=(1, 1), groups=groups)
 
     def inputs(rng):
         return {"x": _randn(rng, (n, c, hw, hw)),
-                "w": _randn(rng, (f, c, k, k)) * np.float32(np.sqrt(2.0 / (c * k * k))),
+                "w": _randn(rng, (f, cg, k, k)) * np.float32(np.sqrt(2.0 / (cg * k * k))),
                 "b": _randn(rng, (f,)), "dy": _randn(rng, (n, f, ho, ho))}
 
     def run(F, inp):
@@ -226,20 +229,21 @@ def _conv_workloads(name, with_backward):
         x, w, b, dy = (T.from_numpy(inp[key]) for key in ("x", "w", "b", "dy"))
         conv = T.nn.functional.conv2d
         if not with_backward:
-            return lambda: conv(x, w, b, (s, s), (p, p))
+            return lambda: conv(x, w, b, (s, s), (p, p), 1, groups)
 
         def step():
-            y = conv(x, w, b, (s, s), (p, p))
+            y = conv(x, w, b, (s, s), (p, p), 1, groups)
             return (y,) + tuple(_aten(T).convolution_backward(
-                dy, x, w, [f], [s, s], [p, p], [1, 1], False, [0, 0], 1, [True, True, True]))
+                dy, x, w, [f], [s, s], [p, p], [1, 1], False, [0, 0], groups, [True, True, True]))
         return step
 
-    gemm_flops = 2 * n * f * ho * ho * c * k * k
-    x_b, w_b, y_b = n * c * hw * hw * F32, f * c * k * k * F32, n * f * ho * ho * F32
+    gemm_flops = 2 * n * f * ho * ho * cg * k * k
+    x_b, w_b, y_b = n * c * hw * hw * F32, f * cg * k * k * F32, n * f * ho * ho * F32
     mode = "fwd+bwd" if with_backward else "fwd"
     ops = ("conv2d", "conv2d_backward") if with_backward else ("conv2d",)
+    g = f"g{groups}" if groups > 1 else ""
     return Workload(
-        f"conv2d {mode} {name}:{n}x{c}->{f}x{hw}x{hw}/k{k}s{s}p{p}", ops, inputs, run, torch_fn,
+        f"conv2d {mode} {name}:{n}x{c}->{f}x{hw}x{hw}/k{k}s{s}p{p}{g}", ops, inputs, run, torch_fn,
         flops=gemm_flops * (3 if with_backward else 1),
         bytes=(2 * (x_b + w_b + y_b) + 2 * f * F32) if with_backward else x_b + w_b + y_b + f * F32,
         kind="gemm", tol=GEMM_TOL)
@@ -254,12 +258,13 @@ POOL_SHAPE = (32, 64, 32, 32)
 POOL_N = int(np.prod(POOL_SHAPE))
 
 
-def _pool_workload(op, with_backward):
-    params = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))
-    out_shape = POOL_SHAPE[:2] + (POOL_SHAPE[2] // 2, POOL_SHAPE[3] // 2)
+def _pool_workload(op, with_backward, shape=POOL_SHAPE, k=2, s=2, p=0):
+    params = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p))
+    out_shape = shape[:2] + (_conv_out(shape[2], k, s, p), _conv_out(shape[3], k, s, p))
+    n_in, n_out = int(np.prod(shape)), int(np.prod(out_shape))
 
     def inputs(rng):
-        return {"x": _randn(rng, POOL_SHAPE), "dy": _randn(rng, out_shape)}
+        return {"x": _randn(rng, shape), "dy": _randn(rng, out_shape)}
 
     def run(F, inp):
         y = getattr(F, op)(inp["x"], **params)
@@ -272,22 +277,23 @@ def _pool_workload(op, with_backward):
         aten = _aten(T)
         if op == "max_pool2d":
             if not with_backward:
-                return lambda: T.nn.functional.max_pool2d(x, 2, 2)
+                return lambda: T.nn.functional.max_pool2d(x, k, s, p)
 
             def step():
-                y, index = aten.max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0])
-                return y, aten.max_pool2d_with_indices_backward(dy, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
+                y, index = aten.max_pool2d_with_indices(x, [k, k], [s, s], [p, p])
+                return y, aten.max_pool2d_with_indices_backward(dy, x, [k, k], [s, s], [p, p], [1, 1], False, index)
             return step
         if not with_backward:
-            return lambda: T.nn.functional.avg_pool2d(x, 2, 2)
-        return lambda: (aten.avg_pool2d(x, [2, 2], [2, 2], [0, 0]),
-                        aten.avg_pool2d_backward(dy, x, [2, 2], [2, 2], [0, 0], False, True, None))
+            return lambda: T.nn.functional.avg_pool2d(x, k, s, p)
+        return lambda: (aten.avg_pool2d(x, [k, k], [s, s], [p, p]),
+                        aten.avg_pool2d_backward(dy, x, [k, k], [s, s], [p, p], False, True, None))
 
     mode = "fwd+bwd" if with_backward else "fwd"
     ops = (op, op + "_backward") if with_backward else (op,)
-    elements = POOL_N * (1.25 if not with_backward else 2.5)  # x + y (quarter size) [+ dy + dx]
-    return Workload(f"{op} {mode} {_shape_name(POOL_SHAPE)}_k2s2", ops, inputs, run, torch_fn,
-                    flops=POOL_N * (2 if with_backward else 1), bytes=elements * F32)
+    elements = (n_in + n_out) * (2 if with_backward else 1)  # x + y [+ dy + dx]
+    pad = f"p{p}" if p else ""
+    return Workload(f"{op} {mode} {_shape_name(shape)}_k{k}s{s}{pad}", ops, inputs, run, torch_fn,
+                    flops=n_out * k * k * (2 if with_backward else 1), bytes=elements * F32)
 
 
 POOL_WORKLOADS = [_pool_workload(op, bwd) for op in ("max_pool2d", "avg_pool2d") for bwd in (False, True)]
@@ -574,7 +580,165 @@ TRAINING_WORKLOADS = [
 ]
 
 
+# --- the grid: shapes beyond the tuned ones (issue "fast on every shape") --------------------------------
+# Kernel sizes 1, 3, 5, 7; strides 1 and 2; stems; depthwise and grouped; batch 1 and 32; odd sizes.
+
+# name: (N, C, F, H=W, k, stride, padding, groups)
+CONV_GRID = {
+    "g5x5": (32, 32, 64, 16, 5, 1, 2, 1),
+    "g3s2": (16, 128, 256, 16, 3, 2, 1, 1),
+    "g1s2": (32, 256, 512, 14, 1, 2, 0, 1),
+    "g1x1": (32, 64, 256, 28, 1, 1, 0, 1),
+    "g7stem": (8, 3, 64, 112, 7, 2, 3, 1),
+    "g7c64": (8, 64, 64, 28, 7, 1, 3, 1),
+    "g3deep": (32, 512, 512, 7, 3, 1, 1, 1),
+    "gdw": (32, 64, 64, 32, 3, 1, 1, 64),
+    "gdws2": (32, 128, 128, 28, 3, 2, 1, 128),
+    "ggroup4": (32, 64, 64, 28, 3, 1, 1, 4),
+    "gbatch1": (1, 64, 64, 56, 3, 1, 1, 1),
+    "godd": (32, 48, 64, 27, 3, 1, 1, 1),
+    "g5odd": (16, 24, 48, 33, 5, 2, 2, 1),
+}
+CONV_GRID_WORKLOADS = [_conv_workloads(name, bwd, spec) for bwd in (False, True) for name, spec in CONV_GRID.items()]
+
+# (shape, kernel, stride, padding): overlapping windows, odd sizes, ResNet's stem pool
+POOL_GRID = [((16, 96, 28, 28), 3, 2, 1), ((32, 64, 32, 32), 2, 1, 0), ((32, 64, 57, 57), 2, 2, 0),
+             ((32, 64, 56, 56), 3, 2, 1), ((32, 32, 27, 27), 3, 3, 0)]
+POOL_GRID_WORKLOADS = [_pool_workload(op, bwd, shape, k, s, p) for op in ("max_pool2d", "avg_pool2d")
+                       for bwd in (False, True) for shape, k, s, p in POOL_GRID]
+
+BN_GRID_WORKLOADS = [_bn_workload(shape, bwd) for shape in ((128, 1000), (16, 96, 28, 28), (32, 128, 56, 56), (64, 37))
+                     for bwd in (False, True)]
+
+
+def _activation_grid(name, shape):
+    """The fwd+bwd activation workload on another shape (ACT_SHAPE's builder, rebound)."""
+    kwargs, from_y, t_fwd, t_bwd, flops = ACTIVATIONS[name]
+    n = int(np.prod(shape))
+
+    def inputs(rng):
+        return {"x": _randn(rng, shape) * 3, "dy": _randn(rng, shape)}
+
+    def run(F, inp):
+        y = getattr(F, name)(inp["x"], **kwargs)
+        return y, getattr(F, name + "_backward")(inp["dy"], y if from_y else inp["x"], **kwargs)
+
+    def torch_fn(T, inp):
+        x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
+
+        def step():
+            y = t_fwd(T, x)
+            return y, t_bwd(T, dy, x, y)
+        return step
+
+    return Workload(f"{name} fwd+bwd {_shape_name(shape)}", (name, name + "_backward"), inputs, run, torch_fn,
+                    flops=flops * n, bytes=4 * n * F32)
+
+
+ACTIVATION_GRID_WORKLOADS = [_activation_grid(name, shape) for name, shape in
+                             [("relu", (64, 128, 32, 32)), ("relu", (256, 4096)), ("gelu", (256, 4096)),
+                              ("silu", (16, 96, 28, 28)), ("sigmoid", (1000, 37)), ("tanh", (64, 1000))]]
+
+
+def _many_tensors(count, size):
+    def inputs(rng):
+        return {"params": {f"p{i}": _randn(rng, (size,)) for i in range(count)},
+                "grads": {f"p{i}": _randn(rng, (size,)) * np.float32(0.1) for i in range(count)}}
+    return inputs
+
+
+def _optimizer_grid(name, count, size, label):
+    """An OPTIMIZERS workload over `count` tensors of `size`: a real model's parameter list, where
+    per-tensor call overhead counts."""
+    base = _optimizer_workload(name)
+    total = count * size
+    _, _, bytes_per, flops_per = OPTIMIZERS[name]
+    return Workload(f"optim {name} step {label}", base.ops, _many_tensors(count, size), stateful=base.stateful,
+                    torch=base.torch, torch_result=base.torch_result, flops=flops_per * total,
+                    bytes=bytes_per * total * F32, tol=base.tol)
+
+
+OPTIM_GRID_WORKLOADS = [_optimizer_grid(name, count, size, label) for name in OPTIMIZERS
+                        for count, size, label in ((200, 10_000, "200x10k"), (1, 10_000_000, "1x10M"))]
+
+
+# --- one training step of a ResNet basic block -----------------------------------------------------------
+# conv3x3 (no bias) -> BatchNorm2d -> ReLU -> conv3x3 -> BatchNorm2d, plus the identity, then ReLU;
+# 64 channels, input (16, 64, 32, 32), SGD with momentum; fastnn.nn's Residual against torch eager.
+
+RESNET_SHAPE = (16, 64, 32, 32)
+
+
+def _resnet_inputs(rng):
+    c = RESNET_SHAPE[1]
+    scale = np.float32(np.sqrt(2.0 / (c * 9)))
+    return {"x": _randn(rng, RESNET_SHAPE), "dy": _randn(rng, RESNET_SHAPE) * np.float32(1e-3),
+            "w1": _randn(rng, (c, c, 3, 3)) * scale, "w2": _randn(rng, (c, c, 3, 3)) * scale}
+
+
+def _resnet_stateful(inp):
+    import fastnn.nn as nn
+    import fastnn.optim
+
+    c = RESNET_SHAPE[1]
+    body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                         nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+    block = nn.Residual(body, nn.ReLU())
+    block.params["body.0.weight"][...] = inp["w1"]
+    block.params["body.3.weight"][...] = inp["w2"]
+    optimizer = fastnn.optim.SGD(lr=1e-2, momentum=0.9)
+    x, dy = inp["x"], inp["dy"]
+
+    def step():
+        block.forward(x)
+        dx = block.backward(dy)
+        optimizer.step(block.params, block.grads)
+        return [dx] + [block.grads[k] for k in sorted(block.grads)]
+    return step
+
+
+def _resnet_torch(T, inp):
+    nn = T.nn
+    c = RESNET_SHAPE[1]
+    body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                         nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+    with T.no_grad():
+        body[0].weight.copy_(T.from_numpy(inp["w1"]))
+        body[3].weight.copy_(T.from_numpy(inp["w2"]))
+    optimizer = T.optim.SGD(body.parameters(), lr=1e-2, momentum=0.9)  # torch's default (foreach)
+    x = T.from_numpy(inp["x"]).requires_grad_()
+    dy = T.from_numpy(inp["dy"])
+    named = dict(body.named_parameters())
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        x.grad = None
+        T.relu(body(x) + x).backward(dy)
+        optimizer.step()
+        return x, named
+    return step
+
+
+def _resnet_torch_result(result):
+    x, named = result
+    order = {"0.weight": "body.0.weight", "1.weight": "body.1.weight", "1.bias": "body.1.bias",
+             "3.weight": "body.3.weight", "4.weight": "body.4.weight", "4.bias": "body.4.bias"}
+    grads = {order[k]: p.grad.numpy() for k, p in named.items()}
+    return [x.grad.numpy()] + [grads[k] for k in sorted(grads)]
+
+
+_RESNET_CONV_FLOPS = 2 * int(np.prod(RESNET_SHAPE)) * RESNET_SHAPE[1] * 9
+RESNET_WORKLOADS = [
+    Workload(f"ResNet basic block train step {_shape_name(RESNET_SHAPE)}",
+             ("conv2d", "conv2d_backward", "batch_norm", "batch_norm_backward", "relu", "relu_backward",
+              "sgd_step"), _resnet_inputs, stateful=_resnet_stateful, torch=_resnet_torch,
+             torch_result=_resnet_torch_result, flops=2 * 3 * _RESNET_CONV_FLOPS,
+             bytes=12 * int(np.prod(RESNET_SHAPE)) * F32, kind="gemm", tol=GEMM_TOL, auto=False),
+]
+
+
 # --- the list: add new workloads at its end (append only) ----------------------------------------------
 
 WORKLOADS = (ACTIVATION_WORKLOADS + CONV_WORKLOADS + POOL_WORKLOADS + BN_WORKLOADS + LINEAR_WORKLOADS
-             + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS)
+             + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS + CONV_GRID_WORKLOADS + POOL_GRID_WORKLOADS
+             + BN_GRID_WORKLOADS + ACTIVATION_GRID_WORKLOADS + OPTIM_GRID_WORKLOADS + RESNET_WORKLOADS)
