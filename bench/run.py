@@ -308,6 +308,43 @@ def _load_average():
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
+# issue "fast on every shape": per family, geometric mean and slowest of fwd+bwd speedups vs torch
+TARGETS = {"conv": (1.5, 1.0), "pool": (5.0, 3.0), "batchnorm": (2.0, 1.2), "activations": (2.5, 1.0),
+           "optim": (1.0, 1.0), "linear": (1.0, 1.0), "losses": (1.0, 1.0), "training": (1.5, 1.5)}
+
+
+def _family(workload):
+    if not workload.ops:
+        return None  # a baseline row (plain GEMMs)
+    if "train step" in workload.group:
+        return "training"
+    return _ops.FAMILY_OF[workload.ops[0]]
+
+
+def print_family_summary(by_group):
+    """Per family: the geometric mean and the slowest of the best compiled backend's speedup over
+    torch, on fwd+bwd rows (steps for optimizers and training), against the targets."""
+    rows = {}
+    for name, group in by_group.items():
+        workload = group["workload"]
+        family = _family(workload)
+        if family is None or not group["results"] or (" fwd " in f" {name} " and family not in ("optim", "losses")):
+            continue
+        _, _, cells = _row_cells(group, None)
+        if "vs_torch" in cells:
+            rows.setdefault(family, []).append((cells["vs_torch"], name))
+    if not rows:
+        return
+    print("\nper family, fwd+bwd (and steps) vs torch: geometric mean, slowest (target geomean / slowest)")
+    for family, speedups in rows.items():
+        geomean = math.exp(sum(math.log(r) for r, _ in speedups) / len(speedups))
+        slowest, where = min(speedups)
+        goal = TARGETS.get(family)
+        met = goal and geomean >= goal[0] and slowest >= goal[1]
+        print(f"  {family:<12} {geomean:5.2f}x geomean, slowest {slowest:5.2f}x ({where}) over {len(speedups)} rows"
+              + (f"; target {goal[0]:g}x / {goal[1]:g}x: {'met' if met else 'NOT met'}" if goal else ""))
+
+
 def suggest_auto(by_group, noisy):
     """Per op, the compiled backend this run found faster (from the group isolating it best: fewest
     ops), next to the AUTO table in use; `python -m fastnn.tune` measures and stores a table."""
@@ -418,6 +455,7 @@ def main():
     if roof:
         print_roofline(roof)
     print_table(by_group, skips, roof)
+    print_family_summary(by_group)
     print_notes(by_group, skips)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     noisy = load_before is not None and load_before > cores / 2
