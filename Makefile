@@ -12,7 +12,7 @@ SOURCES := $(shell find fastnn kernels -name '*.py' -o -name '*.pyx' -o -name '*
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "setuptools>=69" wheel "cython>=3.0" "numpy>=1.26" "scipy>=1.11"
+	$(BIN)/python -m pip install -q "setuptools>=77" wheel "cython>=3.0" "numpy>=1.26" "scipy>=1.11"
 
 $(INSTALLED): $(BIN)/python $(SOURCES)
 	@echo "== installing fastnn and its extras into $(VENV); the Cython kernels compile on $(JOBS) cores"

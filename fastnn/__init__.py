@@ -21,7 +21,12 @@ from .optim import adagrad_step, adam_step, rmsprop_step, sgd_step
 from .conv import conv2d, conv2d_backward, conv2d_relu
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    __version__ = _version("fastnn")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _SUBMODULES = ("nn", "init", "optim", "preprocess", "gradcheck", "diagnostics", "train", "distributed", "compat",
                "reference", "tune")

@@ -116,7 +116,25 @@ def available_backends():
             except ImportError:
                 pass
         _available = tuple(found)
+        if _available == ("numpy",):
+            _warn_if_source_tree()
     return _available
+
+
+class SourceTreeWarning(UserWarning):
+    """fastnn was imported from a source checkout, which has no compiled kernels."""
+
+
+def _warn_if_source_tree():
+    import warnings
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if (root / "setup.py").exists() and (root / "kernels").is_dir():
+        warnings.warn(
+            f"fastnn is imported from its source tree ({root}), which has no compiled kernels: only the "
+            "slow NumPy reference runs. Install it (`pip install .`, or `make test`, which uses .venv) and "
+            "run Python from another directory.", SourceTreeWarning, stacklevel=3)
 
 
 def missing_kernels():

@@ -49,18 +49,39 @@ class Module:
         return self.forward(x)
 
     def forward(self, x):
+        """The layer's output for input x (an array valid until the layer's next forward).
+
+        Parameters
+        ----------
+        x : ndarray of the layer's dtype
+            The input batch (NCHW for convolutions and pooling, (N, D) or (N, ...) for Linear).
+
+        Returns
+        -------
+        ndarray
+        """
         raise NotImplementedError
 
     def backward(self, dy, input_grad=True):
         """Gradients of the parameters into `grads`; returns dx, or None if input_grad is False
-        (the first layer of a network needs no dx: Linear and Conv2d then skip computing it)."""
+        (the first layer of a network needs no dx: Linear and Conv2d then skip computing it).
+
+        Parameters
+        ----------
+        dy : ndarray
+            Gradient of the loss with respect to the last forward's output.
+        input_grad : bool
+            Whether to compute and return dx.
+        """
         raise NotImplementedError
 
     def train(self):
+        """Training mode (batch statistics in BatchNorm); returns the layer."""
         self.training = True
         return self
 
     def eval(self):
+        """Evaluation mode (running statistics in BatchNorm); returns the layer."""
         self.training = False
         return self
 

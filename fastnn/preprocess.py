@@ -11,7 +11,24 @@ __all__ = ["MeanImage", "ChannelMean", "PCA", "Whitening"]
 
 
 class _Transform:
+    def fit(self, X):
+        """Learn the statistics from training data X (samples first); returns self.
+
+        Raises
+        ------
+        TypeError
+            X is not float32 or float64.
+        ValueError
+            X has no samples or too few dimensions.
+        """
+        raise NotImplementedError
+
+    def transform(self, X):
+        """X with the fitted statistics applied; X's dtype. RuntimeError before `fit`."""
+        raise NotImplementedError
+
     def fit_transform(self, X):
+        """fit(X), then transform(X)."""
         return self.fit(X).transform(X)
 
     def _check_fitted(self):

@@ -72,6 +72,7 @@ class Solver:
             self.rng.bit_generator.state = comm.bcast(self.rng.bit_generator.state, root=0)
         self.stream = stream or sys.stdout
         self._parallel = None  # the DataParallel wrapper, made by train() when comm is given
+        self._bar = None  # the progress bar while train() runs (verbose)
         self._reset()
 
     def _reset(self):
@@ -133,14 +134,13 @@ class Solver:
             correct = self.comm.allreduce(correct)
         return correct / max(1, total)
 
-    def _progress(self, iteration, total, start):
-        width = 30
-        done = int(width * iteration / max(1, total))
-        recent = np.mean(self.loss_history[-self.print_every:])
-        elapsed = time.perf_counter() - start
-        self.stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {iteration}/{total} "
-                          f"loss {recent:.4f} ({elapsed:.1f} s)")
-        self.stream.flush()
+    def _progress_bar(self, total):
+        """A tqdm bar on `stream` (None when not verbose): iterations, rate and the recent loss."""
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, file=self.stream, unit="batch", leave=True, dynamic_ncols=True)
 
     def _end_of_epoch(self):
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
@@ -148,8 +148,11 @@ class Solver:
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
         if self.verbose:
-            self.stream.write(f"\n(Epoch {self.epoch} / {self.num_epochs}) train acc: {train_acc:.4f}; "
-                              f"val acc: {val_acc:.4f}\n")
+            message = f"(Epoch {self.epoch} / {self.num_epochs}) train acc: {train_acc:.4f}; val acc: {val_acc:.4f}"
+            if self._bar is not None:
+                self._bar.write(message, file=self.stream)
+            else:
+                self.stream.write(message + "\n")
         if val_acc > self.best_val_acc:
             self.best_val_acc = val_acc
             self.best_params = _copy(self.model.params)
@@ -177,18 +180,22 @@ class Solver:
                 self.best_buffers = _copy(getattr(self.model, "buffers", {}))
         num_train = len(self.X_train)
         per_epoch = max(1, math.ceil(num_train / self.batch_size))
-        total = self.num_epochs * per_epoch
-        start = time.perf_counter()
-        iteration = 0
-        for self.epoch in range(1, self.num_epochs + 1):
-            order = self.rng.permutation(num_train)
-            for b in range(per_epoch):
-                self._step(order[b * self.batch_size:(b + 1) * self.batch_size])
-                iteration += 1
-                if self.verbose and (iteration % self.print_every == 0 or b == per_epoch - 1):
-                    self._progress(iteration, total, start)
-            self.optimizer.lr *= self.lr_decay
-            self._end_of_epoch()
+        self._bar = self._progress_bar(self.num_epochs * per_epoch)
+        try:
+            for self.epoch in range(1, self.num_epochs + 1):
+                order = self.rng.permutation(num_train)
+                for b in range(per_epoch):
+                    self._step(order[b * self.batch_size:(b + 1) * self.batch_size])
+                    if self._bar is not None:
+                        self._bar.update()
+                        if len(self.loss_history) % self.print_every == 0 or b == per_epoch - 1:
+                            self._bar.set_postfix(loss=f"{np.mean(self.loss_history[-self.print_every:]):.4f}")
+                self.optimizer.lr *= self.lr_decay
+                self._end_of_epoch()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = None
         load(self.model, self.best_params, self.best_buffers)
         if self._parallel is not None:
             # the ranks already agree up to reduction rounding; rank 0's copy makes them agree to the bit

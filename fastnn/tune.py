@@ -127,6 +127,7 @@ def tune(ops, seconds, log=print):
 
 
 def main(argv=None):
+    """The command line: measure, write the table, print where (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m fastnn.tune", description=__doc__.splitlines()[0])
     parser.add_argument("--ops", help="comma-separated ops (default: all)")
     parser.add_argument("--seconds", type=float, default=0.3, help="per op and backend")

@@ -126,3 +126,19 @@ def test_saturating_inputs_are_quiet():
             assert float(fastnn.sigmoid(1000.0)) == 1.0
             assert float(fastnn.tanh(np.float32(-1e4))) == -1.0
             assert float(fastnn.elu(-1e4)) == -1.0
+
+
+def test_source_tree_without_kernels_warns_once():
+    """Python started in the repository root imports the source tree, which has no compiled
+    kernels (an editable install maps them in): then one warning names the cause and the fix."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import warnings, fastnn; warnings.simplefilter('always'); b = fastnn.available_backends(); "
+            "fastnn.available_backends(); print(b)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    if out.stdout.strip() == "('numpy',)":
+        assert out.stderr.count("SourceTreeWarning") == 1 and "Install it" in out.stderr
+    else:
+        assert "SourceTreeWarning" not in out.stderr

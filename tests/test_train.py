@@ -50,7 +50,7 @@ def test_solver_trains_and_keeps_histories(tmp_path):
         np.testing.assert_array_equal(saved[f"params/{key}"], value)
     np.testing.assert_array_equal(saved["buffers/1.running_mean"], solver.best_buffers["1.running_mean"])
     text = stream.getvalue()
-    assert "(Epoch 3 / 3) train acc:" in text and "[" + "#" * 30 + "]" in text
+    assert "(Epoch 3 / 3) train acc:" in text and "30/30" in text and "loss=" in text  # tqdm bar, epoch lines
 
 
 class _ScramblesAfterFirstEpoch:

@@ -47,16 +47,19 @@ def affine_forward(x, w, b):
 
 
 def affine_backward(dout, cache):
+    """(dx, dw, db) of affine_forward from dout and its cache; dx has x's shape."""
     x, w, _ = cache
     return fastnn.linear_backward(_floats(dout).astype(x.dtype, copy=False), x, w)
 
 
 def relu_forward(x):
+    """(max(x, 0), cache)."""
     x = _floats(x)
     return fastnn.relu(x), x
 
 
 def relu_backward(dout, cache):
+    """dx = dout where x > 0, else 0 (from relu_forward's cache)."""
     x = cache
     return fastnn.relu_backward(np.asarray(dout, x.dtype), x)
 
@@ -92,6 +95,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 
 def batchnorm_backward(dout, cache):
+    """(dx, dgamma, dbeta) of batchnorm_forward from dout and its cache."""
     x, gamma, mean, invstd, training = cache
     return fastnn.batch_norm_backward(np.asarray(dout, x.dtype), x, gamma, mean, invstd, training=training)
 
@@ -126,6 +130,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
 
 
 def layernorm_backward(dout, cache):
+    """(dx, dgamma, dbeta) of layernorm_forward from dout and its cache."""
     x_hat, gamma, norm_cache = cache
     dout = np.asarray(dout, x_hat.dtype)
     dgamma = np.sum(dout * x_hat, axis=0)
@@ -153,6 +158,7 @@ def dropout_forward(x, dropout_param):
 
 
 def dropout_backward(dout, cache):
+    """dx of dropout_forward: dout times the cached mask in train mode, dout in test mode."""
     dropout_param, mask = cache
     return dout * mask if dropout_param["mode"] == "train" else dout
 
@@ -169,6 +175,7 @@ def conv_forward_naive(x, w, b, conv_param):
 
 
 def conv_backward_naive(dout, cache):
+    """(dx, dw, db) of conv_forward_naive from dout and its cache."""
     x, w, _, conv_param = cache
     stride, pad = _conv_geometry(conv_param)
     return fastnn.conv2d_backward(np.asarray(dout, x.dtype), x, w, stride=stride, padding=pad)
@@ -187,6 +194,7 @@ def max_pool_forward_naive(x, pool_param):
 
 
 def max_pool_backward_naive(dout, cache):
+    """dx of max_pool_forward_naive from dout and its cache."""
     x, pool_param = cache
     kernel, stride = _pool_geometry(pool_param)
     return fastnn.max_pool2d_backward(np.asarray(dout, x.dtype), x, kernel, stride)
@@ -215,6 +223,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 
 
 def spatial_groupnorm_backward(dout, cache):
+    """(dx, dgamma, dbeta) of spatial_groupnorm_forward from dout and its cache."""
     x_hat, gamma, G, norm_cache = cache
     dout = np.asarray(dout, x_hat.dtype)
     n = x_hat.shape[0]
@@ -246,28 +255,33 @@ max_pool_backward_fast = max_pool_backward_reshape = max_pool_backward_im2col = 
 # --- layer_utils.py sandwiches --------------------------------------------------------------------
 
 def affine_relu_forward(x, w, b):
+    """(relu(x @ w + b), cache): affine then ReLU."""
     a, fc_cache = affine_forward(x, w, b)
     out, relu_cache = relu_forward(a)
     return out, (fc_cache, relu_cache)
 
 
 def affine_relu_backward(dout, cache):
+    """(dx, dw, db) of affine_relu_forward."""
     fc_cache, relu_cache = cache
     return affine_backward(relu_backward(dout, relu_cache), fc_cache)
 
 
 def conv_relu_forward(x, w, b, conv_param):
+    """(relu(conv(x, w, b)), cache) with conv_param's stride and pad."""
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     out, relu_cache = relu_forward(a)
     return out, (conv_cache, relu_cache)
 
 
 def conv_relu_backward(dout, cache):
+    """(dx, dw, db) of conv_relu_forward."""
     conv_cache, relu_cache = cache
     return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
 
 
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
+    """(max_pool(relu(conv(x, w, b))), cache) with conv_param and pool_param."""
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     s, relu_cache = relu_forward(a)
     out, pool_cache = max_pool_forward_fast(s, pool_param)
@@ -275,6 +289,7 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
 
 
 def conv_relu_pool_backward(dout, cache):
+    """(dx, dw, db) of conv_relu_pool_forward."""
     conv_cache, relu_cache, pool_cache = cache
     ds = max_pool_backward_fast(dout, pool_cache)
     return conv_backward_fast(relu_backward(ds, relu_cache), conv_cache)
