@@ -93,6 +93,7 @@ setup(
         "fastnn",
         "fastnn.reference",
         "fastnn.compat",
+        "fastnn.torch",
         "fastnn.kernels",
         "fastnn.kernels.numba",
         "fastnn.kernels.cython",
