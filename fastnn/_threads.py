@@ -93,10 +93,16 @@ def get_num_threads():
 
 
 class host_threads:
-    """Calls made in this block (by this thread and context) use `n` threads, at most the cores
-    available, unless `set_num_threads` was called: the count of the library calling fastnn.
+    """Context manager: fastnn calls made in the block (by this thread and context) use `n` threads.
 
-    A class rather than a generator context manager: fastnn.torch enters one around every call.
+    For a library that calls fastnn with its own thread count (fastnn.torch: `torch.get_num_threads()`).
+    `set_num_threads` still overrides it; at most the cores available are used. A class rather than a
+    generator context manager: fastnn.torch enters one around every call.
+
+    Parameters
+    ----------
+    n : int
+        The caller's thread count.
     """
 
     __slots__ = ("n", "token")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -711,3 +712,9 @@ def test_torch_compile_of_a_converted_model_gives_torch_answer():
     compiled = torch.compile(converted, backend="eager")  # dynamo's tracing, no code generation
     torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
 
+
+def test_readme_example_runs():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## fastnn inside PyTorch"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    exec(code[:code.index("```")], {})
