@@ -14,9 +14,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "setuptools>=77" wheel "cython>=3.0" "numpy>=1.26" "scipy>=1.11"
 
-$(INSTALLED): $(BIN)/python $(SOURCES)
+# constraints.txt pins torch to the CPU build stored on this project's machines (the extras leave it open).
+$(INSTALLED): $(BIN)/python $(SOURCES) constraints.txt
 	@echo "== installing fastnn and its extras into $(VENV); the Cython kernels compile on $(JOBS) cores"
-	$(BIN)/python -m pip install -q --no-build-isolation ".[test,bench,examples,distributed]"
+	$(BIN)/python -m pip install -q --no-build-isolation -c constraints.txt ".[test,bench,examples,distributed,torch]"
 	touch $@
 
 # Numba compiles each kernel on one core: warm the on-disk cache in $(JOBS) processes first.

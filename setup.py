@@ -94,6 +94,7 @@ setup(
         "fastnn",
         "fastnn.reference",
         "fastnn.compat",
+        "fastnn.torch",
         "fastnn.kernels",
         "fastnn.kernels.numba",
         "fastnn.kernels.cython",

@@ -540,7 +540,8 @@ def _convnet_stateful(inp):
     return step
 
 
-def _convnet_torch(T, inp):
+def convnet_torch_model(T, inp):
+    """PyTorch's ThreeLayerConvNet with the workload's weights (torch's layouts), and its Adam optimizer."""
     nn = T.nn
     model = nn.Sequential(nn.Conv2d(3, 32, 7, padding=3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                           nn.Linear(8192, 100), nn.ReLU(), nn.Linear(100, 10))
@@ -548,17 +549,25 @@ def _convnet_torch(T, inp):
         for key, p in model.named_parameters():
             value = inp["params"][key]
             p.copy_(T.from_numpy(value.T.copy() if key.endswith("weight") and value.ndim == 2 else value))
-    optimizer = T.optim.Adam(model.parameters(), lr=1e-3)  # torch's default (foreach) Adam
+    return model, T.optim.Adam(model.parameters(), lr=1e-3)  # torch's default (foreach) Adam
+
+
+def _torch_step(T, model, optimizer, loss_fn, inp):
     x, y = T.from_numpy(inp["x"]), T.from_numpy(inp["y"])
     named = dict(model.named_parameters())
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(x), y)
+        loss = loss_fn(model(x), y)
         loss.backward()
         optimizer.step()
         return loss, named
     return step
+
+
+def _convnet_torch(T, inp):
+    model, optimizer = convnet_torch_model(T, inp)
+    return _torch_step(T, model, optimizer, T.nn.functional.cross_entropy, inp)
 
 
 def _convnet_torch_result(result):
@@ -734,6 +743,40 @@ RESNET_WORKLOADS = [
               "sgd_step"), _resnet_inputs, stateful=_resnet_stateful, torch=_resnet_torch,
              torch_result=_resnet_torch_result, flops=2 * 3 * _RESNET_CONV_FLOPS,
              bytes=12 * int(np.prod(RESNET_SHAPE)) * F32, kind="gemm", tol=GEMM_TOL, auto=False),
+
+# --- the same step in PyTorch, its model converted to fastnn (fastnn.torch) -------------------------------
+# Contenders numba and cython: torch's model and Adam after fastnn.torch.convert, with
+# fastnn.torch.cross_entropy, fastnn's kernels on that backend; torch: the plain model. Both return
+# the loss and torch's gradients (weights (out, in)); the reference is the converted model on
+# fastnn's NumPy kernels.
+
+def _convnet_adapter_stateful(inp):
+    import torch
+
+    import fastnn.torch as ft
+
+    model, optimizer = convnet_torch_model(torch, inp)
+    step = _torch_step(torch, ft.convert(model), optimizer, ft.cross_entropy, inp)
+
+    def run():  # NumPy views of the results (a few microseconds): what snapshot() takes
+        return _torch_grads_result(step())
+    return run
+
+
+def _torch_grads_result(result):
+    """The loss and the gradients sorted by name, as NumPy views in torch's layout."""
+    loss, named = result
+    return [loss.detach().numpy()] + [named[k].grad.numpy() for k in sorted(named)]
+
+
+TORCH_ADAPTER_WORKLOADS = [
+    Workload("ThreeLayerConvNet train step batch50 fastnn.torch",
+             ("conv2d", "conv2d_backward", "relu", "relu_backward", "max_pool2d", "max_pool2d_backward", "linear",
+              "softmax_cross_entropy"),
+             _convnet_inputs, stateful=_convnet_adapter_stateful, torch=_convnet_torch,
+             torch_result=_torch_grads_result,
+             flops=_CONVNET_FLOPS, bytes=(50 * 3 * 1024 + 6 * _CONVNET_PARAMS) * F32, kind="gemm",
+             tol=GEMM_TOL, contenders=("numba", "cython", "torch"), auto=False),
 ]
 
 
@@ -741,4 +784,5 @@ RESNET_WORKLOADS = [
 
 WORKLOADS = (ACTIVATION_WORKLOADS + CONV_WORKLOADS + POOL_WORKLOADS + BN_WORKLOADS + LINEAR_WORKLOADS
              + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS + CONV_GRID_WORKLOADS + POOL_GRID_WORKLOADS
-             + BN_GRID_WORKLOADS + ACTIVATION_GRID_WORKLOADS + OPTIM_GRID_WORKLOADS + RESNET_WORKLOADS)
+             + BN_GRID_WORKLOADS + ACTIVATION_GRID_WORKLOADS + OPTIM_GRID_WORKLOADS + RESNET_WORKLOADS
+             + TORCH_ADAPTER_WORKLOADS)

@@ -5,7 +5,10 @@ How many threads a call uses:
 - otherwise it follows OpenMP's own setting for the calling thread (`omp_get_max_threads()` of the
   GNU OpenMP runtime the Cython kernels use): `OMP_NUM_THREADS` at start-up,
   `threadpoolctl.threadpool_limits(n)` while one is active, and `torch.set_num_threads(n)` (PyTorch
-  shares the same runtime), never more than the cores the process may use.
+  shares the same runtime), never more than the cores the process may use;
+- inside a `host_threads(n)` block (fastnn.torch passes `torch.get_num_threads()`), n instead of
+  OpenMP's setting: a thread torch has not run in yet still has OpenMP's default, and a torch built
+  on another threading runtime never sets it.
 Numba's count is thread-local, so it is set and restored around every Numba call; Cython kernels
 read `get_num_threads()` and pass it to `prange(num_threads=...)`.
 
@@ -19,6 +22,7 @@ hangs), and the pool may have run for any library of the process (fastnn, PyTorc
 child the Cython kernels run on one thread (`openmp_threads()`). Numba runs on the TBB threading
 layer (kernels/numba/__init__.py), which survives fork: its kernels keep their threads.
 """
+import contextvars
 import ctypes
 import os
 import threading
@@ -33,6 +37,7 @@ def _cores_available():
 
 _MAX_THREADS = _cores_available()
 _explicit = None  # set_num_threads(n); None: follow OpenMP's setting
+_host = contextvars.ContextVar("fastnn_host_threads", default=None)  # host_threads(n), per thread/context
 
 
 def _load_openmp():
@@ -81,8 +86,35 @@ def get_num_threads():
     kernels use one in a process forked from another: see openmp_threads)."""
     if _explicit is not None:
         return _explicit
-    limit = _omp_get_max_threads() if _omp_get_max_threads is not None else _env_threads()
+    limit = _host.get()
+    if limit is None:
+        limit = _omp_get_max_threads() if _omp_get_max_threads is not None else _env_threads()
     return max(1, min(_MAX_THREADS, limit))
+
+
+class host_threads:
+    """Context manager: fastnn calls made in the block (by this thread and context) use `n` threads.
+
+    For a library that calls fastnn with its own thread count (fastnn.torch: `torch.get_num_threads()`).
+    `set_num_threads` still overrides it; at most the cores available are used. A class rather than a
+    generator context manager: fastnn.torch enters one around every call.
+
+    Parameters
+    ----------
+    n : int
+        The caller's thread count.
+    """
+
+    __slots__ = ("n", "token")
+
+    def __init__(self, n):
+        self.n = int(n)
+
+    def __enter__(self):
+        self.token = _host.set(self.n)
+
+    def __exit__(self, *exc_info):
+        _host.reset(self.token)
 
 
 def openmp_threads():

@@ -119,6 +119,20 @@ def test_import_compiles_nothing():
     assert out.stderr == ""
 
 
+def test_import_never_imports_torch():
+    """torch is optional (the `torch` extra): only `import fastnn.torch` imports it, even with every other
+    submodule loaded and ops run."""
+    code = ("import sys, numpy as np, fastnn\n"
+            "for name in ('nn', 'init', 'optim', 'preprocess', 'gradcheck', 'diagnostics', 'train', 'compat',"
+            " 'reference'):\n"
+            "    getattr(fastnn, name)\n"
+            "import fastnn.compat.cs231n\n"
+            "fastnn.relu(np.ones(3))\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+
+
 def test_saturating_inputs_are_quiet():
     for backend in fastnn.available_backends():
         with fastnn.use_backend(backend):

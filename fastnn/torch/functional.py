@@ -1,0 +1,834 @@
+"""torch.nn.functional's functions on fastnn's kernels, differentiable through torch.autograd.
+
+Each function takes torch.nn.functional's arguments (names, order, defaults, layouts) and returns
+what it returns. The fast path: plain CPU float32/float64 tensors in eager mode go to fastnn as
+zero-copy NumPy views (`Tensor.numpy()`, any strides: fastnn copies to contiguous when it needs
+to), its results come back through `torch.from_numpy`, and a `torch.autograd.Function` per op runs
+fastnn's backward kernels. Everything else runs torch's own function, so a valid torch call never
+fails and never gives another answer: other devices, dtypes, layouts and tensor subclasses,
+autocast, tracing, torch.compile, torch function/dispatch modes, forward-mode AD, empty tensors,
+options fastnn lacks (see each function), and any argument fastnn rejects (torch then raises its
+own error for an invalid call). Double backward (`create_graph=True`) differentiates torch's own
+backward formulas, recomputing the forward with torch where needed.
+
+Threads: every fastnn call runs with `torch.get_num_threads()` threads unless
+`fastnn.set_num_threads` was called.
+"""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.autograd import forward_ad
+
+import fastnn
+from fastnn import _threads
+
+__all__ = [
+    "conv2d", "linear", "batch_norm", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "elu",
+    "sigmoid", "tanh", "gelu", "silu", "cross_entropy",
+]
+
+_FLOATS = (torch.float32, torch.float64)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # subclasses may override torch functions: torch runs them
+_UNSUPPORTED = (ValueError, TypeError, RuntimeError)  # fastnn rejects an argument, .numpy() refuses a tensor
+_aten = torch.ops.aten
+_C = torch._C
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch >= 2.3
+_is_autocast = getattr(_C, "_is_any_autocast_enabled", None) or (
+    lambda: torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled())  # older torch
+
+
+# --- when fastnn runs, and how tensors cross over ------------------------------------------------
+
+def _eager():
+    """Plain eager mode: nothing that must see torch's own ops (autocast computes in lower precision;
+    tracers, compilers and modes record or redirect ops; custom Functions have no forward-mode AD)."""
+    return not (_is_autocast() or _C._get_tracing_state() is not None
+                or _C._len_torch_function_stack() or _C._len_torch_dispatch_stack()
+                or forward_ad._current_level >= 0 or _is_compiling())
+
+
+def _fast(x, *others):
+    """fastnn can take these tensors: plain strided CPU tensors, float32 or float64, one dtype, x not
+    empty. None entries (optional arguments) pass."""
+    if not _eager():
+        return False
+    dtype = x.dtype
+    if dtype not in _FLOATS or x.numel() == 0:
+        return False
+    for t in (x, *others):
+        if t is None:
+            continue
+        if (type(t) not in _PLAIN or t.dtype is not dtype or not t.is_cpu or t.layout is not torch.strided
+                or t.is_nested):
+            return False
+    return True
+
+
+def _needs_graph(*tensors):
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _np(t):
+    """The tensor's memory as a NumPy array (no copy), or None."""
+    return None if t is None else t.detach().numpy()
+
+
+def _tensor(a):
+    return torch.from_numpy(a)
+
+
+def _call(fn, *args, **kwargs):
+    """A fastnn call with torch's thread count (fastnn.set_num_threads overrides it)."""
+    with _threads.host_threads(torch.get_num_threads()):
+        return fn(*args, **kwargs)
+
+
+def _pair(value):
+    """An int or a 1- or 2-sequence of ints (torch expands one value) as an (h, w) tuple; None if not."""
+    try:
+        if isinstance(value, (tuple, list, torch.Size)):
+            if len(value) == 1:
+                return (operator.index(value[0]),) * 2
+            if len(value) == 2:
+                return operator.index(value[0]), operator.index(value[1])
+            return None
+        return (operator.index(value),) * 2
+    except TypeError:
+        return None
+
+
+def _torch_grads(forward, inputs, needs, grad_output):
+    """Gradients from torch's own autograd, by recomputing the forward in torch: the create_graph
+    (double backward) path, where the gradient itself must be differentiable."""
+    with torch.enable_grad():
+        output = forward(*inputs)
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    grads = iter(torch.autograd.grad(output, wanted, grad_output, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if need else None for need in needs)
+
+
+# --- activations ---------------------------------------------------------------------------------
+
+def _dense_order(t):
+    """The dimension order in which t's memory is C-contiguous (channels_last NCHW: (0, 2, 3, 1)), or
+    None when t is contiguous already or has gaps or overlaps."""
+    if t.is_contiguous():
+        return None
+    strides = t.stride()
+    order = sorted(range(t.dim()), key=lambda d: -strides[d])
+    return order if t.permute(order).is_contiguous() else None
+
+
+def _pointwise(fn, like, *tensors, args=(), out=None):
+    """fn over the tensors' memory in `like`'s own dimension order, so a dense input of any layout
+    (channels_last included) goes in and out without a copy; the result has `like`'s strides, as
+    torch's pointwise ops give."""
+    order = _dense_order(like)
+    arrays = [_np(t) for t in tensors]
+    if order is not None:
+        arrays = [a.transpose(order) for a in arrays]
+        if out is not None:
+            out = out.transpose(order)
+    kwargs = {} if out is None else {"out": out}
+    y = _call(fn, *arrays, *args, **kwargs)
+    if order is not None:
+        y = y.transpose(np.argsort(order))
+    return y
+
+
+class _Activation:
+    """One activation: fastnn's forward and backward, whether the backward takes the output (y) or the
+    input (x), torch's forward and its differentiable backward (for double backward), and whether its
+    in-place form can take its gradient from the output."""
+
+    def __init__(self, name, from_output, torch_forward, torch_backward, inplace_from_output=None):
+        self.name = name
+        self.from_output = from_output
+        self.torch_forward = torch_forward  # (x, *args, inplace) -> y
+        self.torch_backward = torch_backward  # (dy, saved, *args) -> dx
+        self.inplace_from_output = inplace_from_output  # (*args) -> bool
+
+    def forward(self, *arrays, **kwargs):
+        return getattr(fastnn, self.name)(*arrays, **kwargs)
+
+    def backward(self, *arrays):
+        return getattr(fastnn, self.name + "_backward")(*arrays)
+
+
+class _ActivationFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, act, args):
+        y = _tensor(_pointwise(act.forward, x, x, args=args))
+        ctx.act, ctx.args = act, args
+        ctx.save_for_backward(y if act.from_output else x)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (saved,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return ctx.act.torch_backward(dy, saved, *ctx.args), None, None
+        return _tensor(_pointwise(ctx.act.backward, saved, dy, saved, args=ctx.args)), None, None
+
+
+class _InplaceActivationFn(torch.autograd.Function):
+    """Overwrites x with the activation (marked dirty: autograd checks and versions it as torch's own
+    in-place ops); the gradient comes from the output (relu, leaky_relu with a slope >= 0: same sign
+    as the input, so the same branch)."""
+
+    @staticmethod
+    def forward(ctx, x, act, args):
+        a = _np(x)
+        _pointwise(act.forward, x, x, args=args, out=a)
+        ctx.act, ctx.args = act, args
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return ctx.act.torch_backward(dy, y, *ctx.args), None, None
+        return _tensor(_pointwise(ctx.act.backward, y, dy, y, args=ctx.args)), None, None
+
+
+def _activation(act, x, args=(), inplace=False):
+    if not _fast(x):
+        return act.torch_forward(x, *args, inplace=inplace)
+    try:
+        if inplace:
+            return _activation_inplace(act, x, args)
+        if _needs_graph(x):
+            return _ActivationFn.apply(x, act, args)
+        return _tensor(_pointwise(act.forward, x, x, args=args))
+    except _UNSUPPORTED:
+        return act.torch_forward(x, *args, inplace=inplace)
+
+
+def _activation_inplace(act, x, args):
+    dense = x.is_contiguous() or _dense_order(x) is not None  # no overlaps: every element written once
+    if not dense or x.is_inference():
+        return act.torch_forward(x, *args, inplace=True)
+    if _needs_graph(x):
+        # torch refuses in-place on a leaf that requires grad, and some activations need the input
+        if x.is_leaf or act.inplace_from_output is None or not act.inplace_from_output(*args):
+            return act.torch_forward(x, *args, inplace=True)
+        return _InplaceActivationFn.apply(x, act, args)
+    _pointwise(act.forward, x, x, args=args, out=_np(x))
+    torch.autograd.graph.increment_version(x)  # a graph that saved x sees the change, as with torch's ops
+    return x
+
+
+_RELU = _Activation("relu", False, lambda x, inplace: F.relu(x, inplace),
+                    lambda dy, x: _aten.threshold_backward(dy, x, 0), lambda: True)
+_LEAKY_RELU = _Activation("leaky_relu", False, lambda x, slope, inplace: F.leaky_relu(x, slope, inplace),
+                          lambda dy, x, slope: _aten.leaky_relu_backward(dy, x, slope, False),
+                          lambda slope: slope >= 0)
+_ELU = _Activation("elu", False, lambda x, alpha, inplace: F.elu(x, alpha, inplace),
+                   lambda dy, x, alpha: _aten.elu_backward(dy, alpha, 1, 1, False, x))
+_SIGMOID = _Activation("sigmoid", True, lambda x, inplace: torch.sigmoid(x),
+                       lambda dy, y: _aten.sigmoid_backward(dy, y))
+_TANH = _Activation("tanh", True, lambda x, inplace: torch.tanh(x), lambda dy, y: _aten.tanh_backward(dy, y))
+_GELU = _Activation("gelu", False, lambda x, inplace: F.gelu(x), lambda dy, x: _aten.gelu_backward(dy, x))
+_SILU = _Activation("silu", False, lambda x, inplace: F.silu(x, inplace),  # aten's silu_backward has no derivative
+                    lambda dy, x: _torch_grads(F.silu, (x,), (True,), dy)[0])
+
+
+def _real(value):
+    """A Python float from a real number (a 0-d tensor included); TypeError otherwise."""
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a slope")
+    return float(value)
+
+
+def relu(input, inplace=False):
+    """ReLU, as ``torch.nn.functional.relu``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+    inplace : bool, default False
+        Overwrite `input` and return it. Runs in place on fastnn when the tensor has no gaps or
+        overlaps (torch's own in-place ReLU otherwise, and for a leaf that requires grad, which
+        torch refuses).
+
+    Returns
+    -------
+    torch.Tensor
+        ``max(input, 0)``, laid out as `input`.
+    """
+    return _activation(_RELU, input, (), inplace)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """Leaky ReLU, as ``torch.nn.functional.leaky_relu``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+    negative_slope : float, default 0.01
+        Slope for ``input <= 0``.
+    inplace : bool, default False
+        Overwrite `input`; with autograd, on fastnn only for ``negative_slope >= 0`` (torch's own
+        otherwise, as for :func:`relu`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``where(input > 0, input, negative_slope * input)``.
+    """
+    try:
+        slope = _real(negative_slope)
+    except (TypeError, ValueError):
+        return F.leaky_relu(input, negative_slope, inplace)
+    return _activation(_LEAKY_RELU, input, (slope,), inplace)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """ELU, as ``torch.nn.functional.elu``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+    alpha : float, default 1.0
+        ``alpha * (exp(x) - 1)`` for ``x <= 0``.
+    inplace : bool, default False
+        Overwrite `input`; with autograd this runs torch's own in-place ELU (fastnn's gradient needs
+        the input).
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    try:
+        alpha_value = _real(alpha)
+    except (TypeError, ValueError):
+        return F.elu(input, alpha, inplace)
+    return _activation(_ELU, input, (alpha_value,), inplace)
+
+
+def sigmoid(input):
+    """Logistic sigmoid, as ``torch.nn.functional.sigmoid``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+
+    Returns
+    -------
+    torch.Tensor
+        ``1 / (1 + exp(-input))``; the backward uses this output.
+    """
+    return _activation(_SIGMOID, input)
+
+
+def tanh(input):
+    """Hyperbolic tangent, as ``torch.nn.functional.tanh``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+
+    Returns
+    -------
+    torch.Tensor
+        ``tanh(input)``; the backward uses this output.
+    """
+    return _activation(_TANH, input)
+
+
+def gelu(input, approximate="none"):
+    """GELU, as ``torch.nn.functional.gelu``, on fastnn's kernels (the exact erf form).
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+    approximate : {"none", "tanh"}, default "none"
+        "tanh" runs torch's own tanh approximation (fastnn has the erf form only).
+
+    Returns
+    -------
+    torch.Tensor
+        ``input * Phi(input)``.
+    """
+    if approximate != "none":
+        return F.gelu(input, approximate=approximate)
+    return _activation(_GELU, input)
+
+
+def silu(input, inplace=False):
+    """SiLU (swish), as ``torch.nn.functional.silu``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+    inplace : bool, default False
+        Overwrite `input`; with autograd this runs torch's own in-place SiLU (fastnn's gradient needs
+        the input).
+
+    Returns
+    -------
+    torch.Tensor
+        ``input * sigmoid(input)``.
+    """
+    return _activation(_SILU, input, (), inplace)
+
+
+# --- convolution ---------------------------------------------------------------------------------
+
+def _conv_params(weight, stride, padding, dilation, groups):
+    """(stride, padding, dilation, groups) as fastnn takes them, or None for what it lacks: a "same"
+    padding that needs more on one side than the other (torch pads it asymmetrically)."""
+    stride, dilation = _pair(stride), _pair(dilation)
+    if stride is None or dilation is None:
+        return None
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same" and stride == (1, 1):
+            total = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+            if any(t % 2 for t in total):
+                return None
+            padding = (total[0] // 2, total[1] // 2)
+        else:
+            return None
+    padding = _pair(padding)
+    if padding is None or isinstance(groups, bool):
+        return None
+    try:
+        groups = operator.index(groups)
+    except TypeError:
+        return None
+    return stride, padding, dilation, groups
+
+
+class _Conv2dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, params):
+        ctx.params = params
+        ctx.save_for_backward(x, weight, bias)
+        return _tensor(_call(fastnn.conv2d, _np(x), _np(weight), _np(bias), *params))
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            return _torch_grads(lambda *a: F.conv2d(*a, *ctx.params), (x, weight, bias), needs, dy) + (None,)
+        dx, dw, db = _call(fastnn.conv2d_backward, _np(dy), _np(x), _np(weight), *ctx.params,
+                           input_grad=needs[0])
+        return (_tensor(dx) if needs[0] else None, _tensor(dw) if needs[1] else None,
+                _tensor(db) if needs[2] else None, None)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution, as ``torch.nn.functional.conv2d``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        (N, C, H, W) or unbatched (C, H, W); any strides (channels_last included).
+    weight : torch.Tensor
+        (F, C // groups, KH, KW).
+    bias : torch.Tensor or None, default None
+        (F,).
+    stride, dilation : int or (int, int), default 1
+    padding : int, (int, int), "valid" or "same", default 0
+        Zero padding on both sides; a "same" that needs more padding on one side than on the other
+        runs torch's own convolution.
+    groups : int, default 1
+
+    Returns
+    -------
+    torch.Tensor
+        (N, F, Ho, Wo), contiguous.
+    """
+    params = _conv_params(weight, stride, padding, dilation, groups)
+    if params is None or input.dim() not in (3, 4) or not _fast(input, weight, bias):
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    try:
+        if _needs_graph(x, weight, bias):
+            y = _Conv2dFn.apply(x, weight, bias, params)
+        else:
+            y = _tensor(_call(fastnn.conv2d, _np(x), _np(weight), _np(bias), *params))
+    except _UNSUPPORTED:
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return y.squeeze(0) if unbatched else y
+
+
+# --- linear --------------------------------------------------------------------------------------
+
+def _rows(t, features):
+    """t (..., features) as a 2-D (rows, features) array (a view when t's strides allow)."""
+    return _np(t).reshape(-1, features)
+
+
+class _LinearFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight, bias)
+        return _linear_forward(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return _torch_grads(F.linear, (x, weight, bias), needs, dy)
+        out_features, in_features = weight.shape
+        dy2, x2, w = _rows(dy, out_features), _rows(x, in_features), _np(weight)
+        if w.T.flags.c_contiguous:
+            # weight stored as the transpose of a row-major (in, out) array: fastnn's own layout, and
+            # dw.T has the weight's strides (autograd keeps such a gradient without a copy)
+            dx, dw, db = _call(fastnn.linear_backward, dy2, x2, w.T, input_grad=needs[0])
+            dw = dw.T
+        else:
+            # row-major (out, in), torch's default: dx = dy @ weight and dw = dy.T @ x are fastnn.linear
+            # products of row-major operands (only dy.T, a small (out, N) matrix, is copied)
+            dx = _call(fastnn.linear, dy2, w) if needs[0] else None
+            dw = _call(fastnn.linear, dy2.T, x2) if needs[1] else None
+            db = dy2.sum(axis=0) if needs[2] else None
+        return (_tensor(dx.reshape(x.shape)) if needs[0] else None, _tensor(dw) if needs[1] else None,
+                _tensor(db) if needs[2] else None)
+
+
+def _linear_forward(x, weight, bias):
+    out_features, in_features = weight.shape
+    w = _np(weight).T
+    if not w.flags.c_contiguous:  # torch's row-major weight: torch's blocked transpose is 5x NumPy's copy
+        w = weight.detach().t().contiguous().numpy()
+    y = _call(fastnn.linear, _rows(x, in_features), w, _np(bias))
+    return _tensor(y.reshape(*x.shape[:-1], out_features))
+
+
+def linear(input, weight, bias=None):
+    """Fully connected layer, as ``torch.nn.functional.linear``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        (..., in_features): every leading dimension is a batch dimension, as in torch.
+    weight : torch.Tensor
+        (out_features, in_features), torch's layout (fastnn.linear's is the transpose).
+    bias : torch.Tensor or None, default None
+        (out_features,).
+
+    Returns
+    -------
+    torch.Tensor
+        (..., out_features): ``input @ weight.T + bias``.
+    """
+    if (input.dim() < 1 or weight.dim() != 2 or input.shape[-1] != weight.shape[1] or weight.numel() == 0
+            or (bias is not None and bias.shape != weight.shape[:1]) or not _fast(input, weight, bias)):
+        return F.linear(input, weight, bias)
+    try:
+        if _needs_graph(input, weight, bias):
+            return _LinearFn.apply(input, weight, bias)
+        return _linear_forward(input, weight, bias)
+    except _UNSUPPORTED:
+        return F.linear(input, weight, bias)
+
+
+# --- batch normalization --------------------------------------------------------------------------
+
+def _affine(weight, bias, channels, dtype):
+    """(gamma, beta) for fastnn, which takes both or neither: the missing one is the identity."""
+    if weight is None and bias is None:
+        return None, None
+    gamma = _np(weight) if weight is not None else np.ones(channels, dtype)
+    beta = _np(bias) if bias is not None else np.zeros(channels, dtype)
+    return gamma, beta
+
+
+def _spatial(a):
+    """fastnn normalizes (N, C) and (N, C, H, W): (N, C, L) becomes (N, C, L, 1), a view."""
+    return a.reshape(*a.shape, 1) if a.ndim == 3 else a
+
+
+def _batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    a = _np(x)
+    gamma, beta = _affine(weight, bias, x.shape[1], a.dtype)
+    y, mean, invstd = _call(fastnn.batch_norm, _spatial(a), gamma, beta, _np(running_mean), _np(running_var),
+                            training, momentum, eps)
+    if training and running_mean is not None:  # updated in place: versioned as torch's own update
+        torch.autograd.graph.increment_version(running_mean)
+        torch.autograd.graph.increment_version(running_var)
+    return _tensor(y.reshape(a.shape)), gamma, mean, invstd
+
+
+class _BatchNormFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, stats, training, momentum, eps):
+        y, gamma, mean, invstd = _batch_norm_forward(x, weight, bias, *stats, training, momentum, eps)
+        ctx.save_for_backward(x, weight, bias)
+        ctx.stats, ctx.training, ctx.eps = stats, training, eps
+        ctx.gamma, ctx.mean, ctx.invstd = gamma, mean, invstd
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            # batch statistics again in training (the running ones must not be updated twice)
+            stats = (None, None) if ctx.training else ctx.stats
+
+            def forward(x, weight, bias):
+                return F.batch_norm(x, *stats, weight, bias, ctx.training, 0.0, ctx.eps)
+            return _torch_grads(forward, (x, weight, bias), needs, dy) + (None,) * 4
+        a = _np(x)
+        dx, dgamma, dbeta = _call(fastnn.batch_norm_backward, _spatial(_np(dy)), _spatial(a), ctx.gamma,
+                                  ctx.mean, ctx.invstd, ctx.training)
+        return (_tensor(dx.reshape(a.shape)) if needs[0] else None, _tensor(dgamma) if needs[1] else None,
+                _tensor(dbeta) if needs[2] else None) + (None,) * 4
+
+
+def _batch_norm_supported(input, running_mean, running_var, weight, bias, training, momentum, eps):
+    if input.dim() not in (2, 3, 4) or not _fast(input, weight, bias, running_mean, running_var):
+        return False
+    if (running_mean is None) != (running_var is None):
+        return False
+    if running_mean is None:
+        if not training:
+            return False  # torch's error
+    elif (running_mean.requires_grad or running_var.requires_grad  # torch has no gradient for them
+          or not running_mean.is_contiguous() or not running_var.is_contiguous()  # updated in place
+          or running_mean.is_inference() or running_var.is_inference()):
+        return False
+    if training and input.numel() // input.shape[1] <= 1:
+        return False  # torch's "more than 1 value per channel" error
+    try:
+        return 0 <= float(momentum) <= 1 and float(eps) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalization, as ``torch.nn.functional.batch_norm``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        (N, C), (N, C, L) or (N, C, H, W): statistics per channel (dimension 1). Other ranks run
+        torch's own.
+    running_mean, running_var : torch.Tensor or None
+        (C,). Training updates them in place, ``r = (1 - momentum) * r + momentum * batch`` (unbiased
+        variance), when given; eval normalizes with them (required).
+    weight, bias : torch.Tensor or None, default None
+        (C,) affine parameters.
+    training : bool, default False
+        Batch statistics (True) or the running ones (False).
+    momentum : float, default 0.1
+        In [0, 1] (torch's own function for other values).
+    eps : float, default 1e-5
+        Added to the variance; > 0 (torch's own function for 0).
+
+    Returns
+    -------
+    torch.Tensor
+        The normalized input, its shape.
+    """
+    if not _batch_norm_supported(input, running_mean, running_var, weight, bias, training, momentum, eps):
+        return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    training, momentum, eps = bool(training), float(momentum), float(eps)
+    try:
+        if _needs_graph(input, weight, bias):
+            return _BatchNormFn.apply(input, weight, bias, (running_mean, running_var), training, momentum, eps)
+        return _batch_norm_forward(input, weight, bias, running_mean, running_var, training, momentum, eps)[0]
+    except _UNSUPPORTED:
+        return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+# --- pooling -------------------------------------------------------------------------------------
+
+class _PoolFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, op, params, torch_forward):
+        ctx.op, ctx.params, ctx.torch_forward = op, params, torch_forward
+        ctx.save_for_backward(x)
+        return _tensor(_call(getattr(fastnn, op), _np(x), *params))
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return _torch_grads(ctx.torch_forward, (x,), (True,), dy) + (None,) * 3
+        return _tensor(_call(getattr(fastnn, ctx.op + "_backward"), _np(dy), _np(x), *ctx.params)), None, None, None
+
+
+def _pool_params(kernel_size, stride, padding):
+    kernel = _pair(kernel_size)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):  # torch: [] means kernel_size
+        stride = kernel
+    else:
+        stride = _pair(stride)
+    padding = _pair(padding)
+    if kernel is None or stride is None or padding is None:
+        return None
+    return kernel, stride, padding
+
+
+def _pool(op, input, params, torch_forward):
+    if params is None or input.dim() not in (3, 4) or not _fast(input):
+        return torch_forward(input)
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    try:
+        if _needs_graph(x):
+            y = _PoolFn.apply(x, op, params, torch_forward)
+        else:
+            y = _tensor(_call(getattr(fastnn, op), _np(x), *params))
+    except _UNSUPPORTED:
+        return torch_forward(input)
+    return y.squeeze(0) if unbatched else y
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """2-D max pooling, as ``torch.nn.functional.max_pool2d``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        (N, C, H, W) or unbatched (C, H, W).
+    kernel_size : int or (int, int)
+    stride : int, (int, int) or None, default None
+        None: kernel_size.
+    padding : int or (int, int), default 0
+        -inf padding, at most half the kernel (as torch).
+    dilation : int or (int, int), default 1
+        Other than 1 runs torch's own pooling, as do `ceil_mode` and `return_indices`.
+    ceil_mode : bool, default False
+    return_indices : bool, default False
+
+    Returns
+    -------
+    torch.Tensor
+        The pooled input, contiguous (with the indices, from torch, when `return_indices`).
+    """
+    def torch_forward(x):
+        return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
+                            return_indices=return_indices)
+
+    params = _pool_params(kernel_size, stride, padding)
+    if ceil_mode or return_indices or _pair(dilation) != (1, 1):
+        params = None
+    return _pool("max_pool2d", input, params, torch_forward)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """2-D average pooling, as ``torch.nn.functional.avg_pool2d``, on fastnn's kernels.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        (N, C, H, W) or unbatched (C, H, W).
+    kernel_size : int or (int, int)
+    stride : int, (int, int) or None, default None
+        None: kernel_size.
+    padding : int or (int, int), default 0
+        Zero padding, at most half the kernel (as torch).
+    ceil_mode : bool, default False
+        True runs torch's own pooling, as do `divisor_override` and ``count_include_pad=False``
+        with padding (without padding it changes nothing).
+    count_include_pad : bool, default True
+    divisor_override : int or None, default None
+
+    Returns
+    -------
+    torch.Tensor
+        The pooled input, contiguous.
+    """
+    def torch_forward(x):
+        return F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+    params = _pool_params(kernel_size, stride, padding)
+    if ceil_mode or divisor_override is not None or (params and not count_include_pad and params[2] != (0, 0)):
+        params = None
+    return _pool("avg_pool2d", input, params, torch_forward)
+
+
+# --- loss ----------------------------------------------------------------------------------------
+
+class _CrossEntropyFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target):
+        loss, dlogits = _call(fastnn.softmax_cross_entropy, _np(logits), target.numpy())
+        ctx.save_for_backward(logits)
+        ctx.target, ctx.dlogits = target, _tensor(dlogits)
+        return torch.tensor(loss, dtype=logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            (logits,) = ctx.saved_tensors
+            return _torch_grads(lambda x: F.cross_entropy(x, ctx.target), (logits,), (True,), grad) + (None,)
+        return ctx.dlogits * grad, None
+
+
+def _cross_entropy_supported(input, target, weight, size_average, ignore_index, reduce, reduction,
+                             label_smoothing):
+    if (weight is not None or size_average is not None or reduce is not None or reduction != "mean"
+            or isinstance(label_smoothing, torch.Tensor) or label_smoothing != 0.0):
+        return False
+    if (input.dim() != 2 or not _fast(input) or type(target) not in _PLAIN or target.dtype is not torch.int64
+            or not target.is_cpu or target.layout is not torch.strided or target.shape != input.shape[:1]):
+        return False
+    labels = target.numpy()
+    classes = input.shape[1]
+    if labels.min() < 0 or labels.max() >= classes:
+        return False  # torch ignores ignore_index (-100 by default) or raises its error
+    try:
+        ignore = operator.index(ignore_index)
+    except TypeError:
+        return False
+    return not (0 <= ignore < classes and (labels == ignore).any())
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy with class-index targets, as ``torch.nn.functional.cross_entropy``, on
+    fastnn's kernel (``fastnn.softmax_cross_entropy``).
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        (N, C) logits.
+    target : torch.Tensor
+        (N,) int64 class indices in [0, C).
+    weight, size_average, ignore_index, reduce, reduction, label_smoothing
+        As torch's. fastnn computes the default: no class weights, ``reduction="mean"``, no label
+        smoothing, no target equal to `ignore_index`; anything else (and probability targets,
+        other shapes) runs torch's own function.
+
+    Returns
+    -------
+    torch.Tensor
+        The mean loss over the batch, a 0-d tensor of input's dtype.
+    """
+    if not _cross_entropy_supported(input, target, weight, size_average, ignore_index, reduce, reduction,
+                                    label_smoothing):
+        return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
+                               label_smoothing)
+    try:
+        if _needs_graph(input):
+            return _CrossEntropyFn.apply(input, target)
+        loss, _ = _call(fastnn.softmax_cross_entropy, _np(input), target.numpy())
+        return torch.tensor(loss, dtype=input.dtype)
+    except _UNSUPPORTED:
+        return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
+                               label_smoothing)
