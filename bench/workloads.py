@@ -743,6 +743,8 @@ RESNET_WORKLOADS = [
               "sgd_step"), _resnet_inputs, stateful=_resnet_stateful, torch=_resnet_torch,
              torch_result=_resnet_torch_result, flops=2 * 3 * _RESNET_CONV_FLOPS,
              bytes=12 * int(np.prod(RESNET_SHAPE)) * F32, kind="gemm", tol=GEMM_TOL, auto=False),
+]
+
 
 # --- the same step in PyTorch, its model converted to fastnn (fastnn.torch) -------------------------------
 # Contenders numba and cython: torch's model and Adam after fastnn.torch.convert, with
