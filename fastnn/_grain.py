@@ -26,6 +26,8 @@ _ALGEBRAIC = Grain(1 << 15, "elements", "1 vs 2 threads, relu/tanh_backward floa
 _TRANSCENDENTAL = Grain(1 << 12, "elements", "1 vs 2 threads, sigmoid/gelu break even at 4K-16K elements")
 # GEMM-shaped: below 2^20 multiply-adds the second thread's start-up and split cost more than it saves.
 _GEMM = Grain(1 << 19, "multiply-adds", "linear fwd+bwd, 1 vs 2 threads: break even near 2^20 multiply-adds")
+# Convolutions: TODO measured below
+_CONV = Grain(1 << 19, "multiply-adds", "TODO")
 # Optimizer steps stream 3-5 arrays: one thread finishes below 2^16 elements before a team wakes up.
 _STEP = Grain(1 << 15, "elements", "optim steps, 1 vs 2 threads: break even near 2^16 parameters")
 
@@ -40,6 +42,7 @@ GRAIN = {
     "linear_backward": _GEMM,
     # losses
     # conv
+    **{op: _CONV for op in ("conv2d", "conv2d_relu", "conv2d_backward")},
     # pool
     # batchnorm
     # optim

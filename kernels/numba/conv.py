@@ -12,9 +12,7 @@ per-thread partials, merged serially afterwards.
   reach exactly the outputs whose window holds them, as with PyTorch's direct/GEMM algorithms.
 """
 import numpy as np
-from numba import get_num_threads, njit, prange, uintp
-
-from fastnn._threads import blas_threads
+from numba import njit, prange, uintp
 
 _OPTS = dict(parallel=True, cache=True, nogil=True)
 _SERIAL = dict(cache=True, nogil=True)
@@ -156,22 +154,21 @@ def _row_sum(row):
 # --- generic GEMM path ------------------------------------------------------------------------
 
 @njit(**_SERIAL)
-def _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw):
-    """(cg, ho, wo, pointwise) of the generic path for w (G, Fg, Kg) and P = ho_wo output pixels;
-    pointwise: 1x1, stride 1, no padding (the image is its own column matrix)."""
-    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+def _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw):
+    """(cg, ho, wo, pointwise) of the generic path for w (G, Fg, Kg) and P = ho_wo output pixels
+    in rows of wo; pointwise: 1x1, stride 1, no padding (the image is its own column matrix)."""
     pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     return x.shape[1] // w.shape[0], ho_wo // wo, wo, pointwise
 
 
 @njit(**_OPTS)
-def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks, block):
+def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, chunks, block):
     """x (N, C, H, W); w (G, Fg, Kg); b (F,); y (N, G, Fg, P). One chunk of images per thread; the
     columns in blocks of `block` output pixels (all P in one block unless it is huge)."""
     n_img = x.shape[0]
     groups, fg, kg = w.shape
     ho_wo = y.shape[3]
-    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
+    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw)
     cols = np.empty((chunks, groups * kg * block if not pointwise else 0), x.dtype)
     part = np.empty((chunks, fg * block if block < ho_wo else 0), x.dtype)  # a block's y_g, then copied
     for t in prange(chunks):
@@ -206,14 +203,14 @@ def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks, bloc
 
 
 @njit(**_OPTS)
-def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, input_grad, block):
+def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, wo, input_grad, block):
     """dy (N, G, Fg, P); w (G, Fg, Kg); dx (N, C, H, W), written if input_grad; dw_part (T, G, Fg, Kg);
     db_part (T, F). Columns in blocks of `block` output pixels, as _gemm_forward."""
     n_img = x.shape[0]
     chunks = dw_part.shape[0]
     groups, fg, kg = w.shape
     ho_wo = dy.shape[3]
-    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
+    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw)
     width = groups * kg * block if not pointwise else 0
     cols = np.empty((chunks, width), x.dtype)
     dcols = np.empty((chunks, width if input_grad else 0), x.dtype)
@@ -600,25 +597,20 @@ def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad
 
 
 # --- public kernels ---------------------------------------------------------------------------
+# Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads. Images
+# are split into min(n_threads, N) static chunks; the dispatcher caps BLAS at one thread (Plan.blas).
 
-def _chunks(n_img):
-    return max(1, min(get_num_threads(), n_img))
-
-
-def _blas_for(chunks):
-    """BLAS threads while our loop runs `chunks` chunks: one each, or all of them for one chunk."""
-    return blas_threads(1 if chunks > 1 else get_num_threads())
-
-
-def _output(x, w, stride, padding, dilation, out):
-    n, _, h, wd = x.shape
-    f, _, kh, kw = w.shape
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return np.empty((n, f, ho, wo), x.dtype) if out is None else out
+@njit(**_OPTS)
+def _merge(parts, out):
+    """out[i] = the sum over t of parts[t, i] (the per-thread partials of a reduction)."""
+    for i in prange(out.size):
+        s = parts[0, i]
+        for t in range(1, parts.shape[0]):
+            s += parts[t, i]
+        out[i] = s
 
 
-def _winograd_fits(x, w, stride, dilation, groups, y_shape):
+def _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
     """3x3, stride 1, dilation 1, ungrouped, with enough channels and output tiles.
 
     Measured (float32, 1 thread, CPU time of forward and backward, Winograd vs the GEMM path):
@@ -628,7 +620,7 @@ def _winograd_fits(x, w, stride, dilation, groups, y_shape):
     """
     c, f = x.shape[1], w.shape[0]
     tiles = y_shape[0] * ((y_shape[2] + 3) // 4) * ((y_shape[3] + 3) // 4)
-    return (w.shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
+    return (w.shape[2:] == (3, 3) and (sh, sw, dh, dw) == (1, 1, 1, 1) and groups == 1
             and c >= 4 and f >= 4 and tiles >= 96)
 
 
@@ -641,15 +633,37 @@ def _strips_per_block(x, tw):
     return max(1, tiles // tw)
 
 
-def _winograd_forward(x, w, bias, padding, y, relu):
-    n, f, ho, wo = y.shape
+def _winograd_forward(x, w, bias, y, ph, pw, relu, chunks):
+    """y by Winograd; False when an output is not finite (y is then to be recomputed)."""
+    u = np.empty((36, w.shape[0], x.shape[1]), x.dtype)
+    _wino_weights(w, u)
+    bad = np.zeros(chunks, np.int64)
+    _wino_forward(x, u, bias, y, ph, pw, relu, _strips_per_block(x, (y.shape[3] + 3) // 4), chunks, bad)
+    return not bad.any()
+
+
+def _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks):
+    """dx, dw, db by Winograd; False when one of them is not finite (to be recomputed)."""
+    f = w.shape[0]
     u = np.empty((36, f, x.shape[1]), x.dtype)
     _wino_weights(w, u)
-    chunks = _chunks(n)
+    du_part = np.empty((chunks,) + u.shape, x.dtype)
+    db_part = np.empty((chunks, f), x.dtype)
     bad = np.zeros(chunks, np.int64)
-    with _blas_for(chunks):
-        _wino_forward(x, u, bias, y, *padding, relu, _strips_per_block(x, (wo + 3) // 4), chunks, bad)
-    return not bad.any()
+    _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, _strips_per_block(x, (dy.shape[3] + 3) // 4), bad)
+    du = u  # u is no longer needed: it receives the merged dU
+    _merge(du_part.reshape(chunks, -1), du.reshape(-1))
+    _wino_weight_grad(du, dw)
+    _merge(db_part, db)
+    return not bad.any() and _all_finite(dw.reshape(-1))
+
+
+@njit(**_SERIAL)
+def _all_finite(a):
+    check = 0.0
+    for i in range(a.size):
+        check += a[i] * 0  # NaN once any value is inf or NaN
+    return check == 0
 
 
 # Each thread's im2col columns (and their gradient) cover blocks of at most this many bytes: huge
@@ -671,57 +685,49 @@ def _block(x, w, ho_wo):
     return max(1, min(ho_wo, COL_BLOCK_BYTES // (x.shape[1] * w.shape[2] * w.shape[3] * x.itemsize)))
 
 
-def _forward(x, w, b, stride, padding, dilation, groups, out, relu):
-    y = _output(x, w, stride, padding, dilation, out)
+def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu):
     n, f, ho, wo = y.shape
     if n == 0:
-        return y
+        return
     kh, kw = w.shape[2:]
     bias = np.zeros(f, x.dtype) if b is None else b
-    if _winograd_fits(x, w, stride, dilation, groups, y.shape) and _winograd_forward(x, w, bias, padding, y, relu):
-        return y
+    chunks = max(1, min(n_threads, n))
+    if _winograd_fits(x, w, y.shape, sh, sw, dh, dw, groups) and _winograd_forward(x, w, bias, y, ph, pw, relu,
+                                                                                 chunks):
+        return
     _check_blas_sizes(x, w, ho * wo)
-    chunks = _chunks(n)
-    with _blas_for(chunks):
-        _gemm_forward(x, w.reshape(groups, f // groups, -1), bias, y.reshape(n, groups, f // groups, ho * wo),
-                      kh, kw, *stride, *padding, *dilation, relu, chunks, _block(x, w, ho * wo))
-    return y
+    _gemm_forward(x, w.reshape(groups, f // groups, -1), bias, y.reshape(n, groups, f // groups, ho * wo),
+                  kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, chunks, _block(x, w, ho * wo))
 
 
-def conv2d(x, w, b, stride, padding, dilation, groups, out=None):
-    return _forward(x, w, b, stride, padding, dilation, groups, out, False)
+def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
+    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, False)
 
 
-def conv2d_relu(x, w, b, stride, padding, dilation, groups, out=None):
-    return _forward(x, w, b, stride, padding, dilation, groups, out, True)
+def conv2d_relu(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
+    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, True)
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True):
-    """input_grad=False skips dx in the im2col path (None is returned); Winograd computes it anyway."""
+def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, input_grad, n_threads):
+    """dx None (input_grad False) is skipped by the im2col path; Winograd computes it anyway."""
     n, f, ho, wo = dy.shape
     kh, kw = w.shape[2:]
-    dx = np.empty_like(x)
+    if dx is None:
+        dx = np.empty_like(x)
     if n == 0:
-        dx[:] = 0
-        return dx if input_grad else None, np.zeros_like(w), np.zeros(f, x.dtype)
-    chunks = _chunks(n)
-    if _winograd_fits(x, w, stride, dilation, groups, dy.shape):
-        u = np.empty((36, f, x.shape[1]), x.dtype)
-        _wino_weights(w, u)
-        du_part = np.empty((chunks,) + u.shape, x.dtype)
-        db_part = np.empty((chunks, f), x.dtype)
-        bad = np.zeros(chunks, np.int64)
-        with _blas_for(chunks):
-            _wino_backward(dy, x, u, dx, du_part, db_part, *padding, _strips_per_block(x, (wo + 3) // 4), bad)
-        dw = np.empty_like(w)
-        _wino_weight_grad(du_part.sum(axis=0), dw)
-        if not bad.any() and np.isfinite(dw).all():
-            return dx if input_grad else None, dw, db_part.sum(axis=0)
+        dx[...] = 0
+        dw[...] = 0
+        db[...] = 0
+        return
+    chunks = max(1, min(n_threads, n))
+    if (_winograd_fits(x, w, dy.shape, sh, sw, dil_h, dil_w, groups)
+            and _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks)):
+        return
     _check_blas_sizes(x, w, ho * wo)
     w3 = w.reshape(groups, f // groups, -1)
     dw_part = np.empty((chunks,) + w3.shape, x.dtype)
     db_part = np.empty((chunks, f), x.dtype)
-    with _blas_for(chunks):
-        _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
-                       kh, kw, *stride, *padding, *dilation, input_grad, _block(x, w, ho * wo))
-    return dx if input_grad else None, dw_part.sum(axis=0).reshape(w.shape), db_part.sum(axis=0)
+    _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
+                   kh, kw, sh, sw, ph, pw, dil_h, dil_w, wo, input_grad, _block(x, w, ho * wo))
+    _merge(dw_part.reshape(chunks, -1), dw.reshape(-1))
+    _merge(db_part, db)
