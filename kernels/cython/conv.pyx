@@ -6,10 +6,17 @@
 #   col (K, P) gives y_g (Fg, P) = w_g (Fg, K) @ col, dw_g += dy_g @ col^T, and dcol = w_g^T @ dy_g
 #   scattered back by col2im into dx. A row-major (r, c) matrix is a column-major (c, r) one, so
 #   each product is one Fortran GEMM (scipy.linalg.cython_blas). Images run in parallel, one BLAS
-#   thread each.
-# - Winograd F(2x2, 3x3) for 3x3 stride-1 kernels (below).
-# Each thread owns its workspace and its partial weight gradient; the partials are summed after
-# the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h, conv_winograd.h.
+#   thread each (the dispatcher caps BLAS: Plan.blas).
+# - Winograd F(2x2, 3x3) for 3x3 stride-1 kernels (below). Non-finite values (the strategy of both
+#   compiled backends): Winograd's results are kept only when every one is finite (y; dx and dw),
+#   otherwise the call is recomputed by im2col + GEMM, so inf and NaN reach exactly the outputs
+#   whose windows hold them (the transforms would spread them over whole tiles).
+# - A direct float32 kernel for few channels and 7x7-and-up kernels (conv_direct.h).
+# Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
+# workspace (conv2d_workspace / conv2d_backward_workspace size it for the path the call takes).
+# Each thread owns its part of the workspace and its partial weight gradient; the partials are
+# summed after the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h,
+# conv_winograd.h, conv_direct.h.
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.string cimport memset
@@ -17,7 +24,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import numpy as np
 
-from _common cimport real
+from _common cimport chunk_start, real
 
 
 cdef struct Geometry:
@@ -218,25 +225,19 @@ cdef extern from "conv_winograd.h" nogil:
                          Py_ssize_t cnt, float* v, Py_ssize_t vs)
     void wino_grad_run_d(const double* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw, Py_ssize_t r0,
                          Py_ssize_t cnt, double* v, Py_ssize_t vs)
-    void wino_output_run_f(const float* m, Py_ssize_t ms, float* plane, Py_ssize_t Ho, Py_ssize_t Wo,
+    int wino_output_run_f(const float* m, Py_ssize_t ms, float* plane, Py_ssize_t Ho, Py_ssize_t Wo,
                            Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float bias, int relu)
-    void wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho, Py_ssize_t Wo,
+    int wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho, Py_ssize_t Wo,
                            Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double bias, int relu)
     int wino_all_finite_f(const float* x, Py_ssize_t n)
     int wino_all_finite_d(const double* x, Py_ssize_t n)
 
 
-cdef bint _all_finite(const real[::1] a) noexcept:
-    """No NaN or inf in a (the Winograd transforms would spread one across its 2x2 output tile,
-    where PyTorch's convolution keeps it to the outputs that read it)."""
-    cdef bint finite = True
-    if a.shape[0]:
-        with nogil:
-            if real is float:
-                finite = wino_all_finite_f(&a[0], a.shape[0])
-            else:
-                finite = wino_all_finite_d(&a[0], a.shape[0])
-    return finite
+cdef inline bint _all_finite(const real* a, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        return wino_all_finite_f(a, n)
+    else:
+        return wino_all_finite_d(a, n)
 
 
 cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
@@ -257,13 +258,14 @@ cdef inline void _grad_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_
         wino_grad_run_d(plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
 
 
-cdef inline void _output_run(const real* m, Py_ssize_t ms, real* plane, const Tiles* t, Py_ssize_t r0,
-                             Py_ssize_t cnt, real bias, bint relu) noexcept nogil:
-    """A^T m A (+ bias, relu) of the output tiles r0 .. r0 + cnt - 1 of one plane."""
+cdef inline int _output_run(const real* m, Py_ssize_t ms, real* plane, const Tiles* t, Py_ssize_t r0,
+                            Py_ssize_t cnt, real bias, bint relu) noexcept nogil:
+    """A^T m A (+ bias, relu) of the output tiles r0 .. r0 + cnt - 1 of one plane; 0 if one is
+    not finite."""
     if real is float:
-        wino_output_run_f(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+        return wino_output_run_f(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
     else:
-        wino_output_run_d(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+        return wino_output_run_d(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
 
 
 cdef struct Run:
@@ -306,8 +308,9 @@ cdef inline void _kernel_transform(const real* g, Py_ssize_t gi, Py_ssize_t gj, 
 
 cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py_ssize_t Cin,
                         Py_ssize_t Cout, const Tiles* t, int TB, real* work, bint has_bias, bint relu,
-                        int n_threads) noexcept nogil:
-    """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (16, Cout, Cin), the transformed kernels."""
+                        int* finite, int n_threads) noexcept nogil:
+    """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (16, Cout, Cin), the transformed kernels;
+    finite[blk] = 0 when block blk of TB tiles has an output that is not finite."""
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
     cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
     cdef int k
@@ -333,9 +336,9 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
         while tt < t1:
             run = _run_at(t, tt, t1)
             for f in range(Cout):
-                _output_run(M + f * TB + (tt - t0), Cout * TB,
-                            y + (run.n * Cout + f) * oplane, t, run.r, run.cnt,
-                            b[f] if has_bias else 0, relu)
+                finite[blk] = finite[blk] & _output_run(M + f * TB + (tt - t0), Cout * TB,
+                                                        y + (run.n * Cout + f) * oplane, t, run.r, run.cnt,
+                                                        b[f] if has_bias else 0, relu)
             tt = tt + run.cnt
 
 
@@ -409,20 +412,31 @@ cdef Py_ssize_t _wino_forward_work(const Geometry* g, Py_ssize_t N, int n_thread
     return _wino_threads(&t, TB, n_threads) * 16 * TB * (g.C + g.F)
 
 
-cdef void _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
-                              const Geometry* g, Py_ssize_t N, bint has_bias, bint relu,
-                              int n_threads, real* work) except *:
+cdef int _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
+                             const Geometry* g, Py_ssize_t N, bint has_bias, bint relu,
+                             int n_threads, real* work) except -1:
+    """y by Winograd; 1 if every output is finite, else 0 (the caller recomputes y)."""
     cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
     cdef int TB = _wino_block(g.C + g.F)
     cdef Py_ssize_t nt = _wino_threads(&t, TB, n_threads)
     cdef real[::1] U = np.empty(16 * g.F * g.C, np.float32 if real is float else np.float64)
     cdef Py_ssize_t f, c
     cdef const real* b_ptr = &b[0] if b.shape[0] else NULL
+    cdef int[::1] finite = np.ones((t.total + TB - 1) // TB, np.intc)
     with nogil:  # every parallel region of the call takes nt threads
         for f in prange(g.F, schedule="static", num_threads=nt):
             for c in range(g.C):
                 _kernel_transform(&w[(f * g.C + c) * 9], 3, 1, &U[f * g.C + c], g.F * g.C)
-        _wino_forward(&x[0], &U[0], b_ptr, &y[0], g.C, g.F, &t, TB, work, has_bias, relu, <int>nt)
+        _wino_forward(&x[0], &U[0], b_ptr, &y[0], g.C, g.F, &t, TB, work, has_bias, relu, &finite[0], <int>nt)
+    return _min_flag(finite)
+
+
+cdef int _min_flag(const int[::1] flags) noexcept:
+    cdef Py_ssize_t i
+    for i in range(flags.shape[0]):
+        if not flags[i]:
+            return 0
+    return 1
 
 
 cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, Py_ssize_t* ntd,
@@ -438,9 +452,10 @@ cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, P
     work[0] = max(ntd[0], ntw[0]) * 16 * TB * (g.C + g.F)
 
 
-cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
-                               real[::1] dx, real[::1] dw, const Geometry* g, Py_ssize_t N, bint input_grad,
-                               int n_threads, real* workspace) except *:
+cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
+                              real[::1] dx, real[::1] dw, const Geometry* g, Py_ssize_t N, bint input_grad,
+                              int n_threads, real* workspace) except -1:
+    """dx (if input_grad) and dw by Winograd; 1 if all of them are finite, else 0 (to recompute)."""
     # dx = Winograd forward of dy (padding 2 - p) with kernel w'[c, f, i, j] = w[f, c, 2 - i, 2 - j]
     cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
     cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
@@ -452,13 +467,16 @@ cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real
     cdef real[::1] U = np.empty(size if input_grad else 1, np.float32 if real is float else np.float64)
     cdef real* Mparts = workspace
     cdef real* work = workspace + parts
+    cdef int[::1] finite = np.ones((td.total + TB - 1) // TB, np.intc)
+    cdef bint dw_finite
     with nogil:
         memset(Mparts, 0, parts * sizeof(real))
         if input_grad:
             for f in prange(g.F, schedule="static", num_threads=nt):
                 for c in range(g.C):
                     _kernel_transform(&w[(f * g.C + c) * 9 + 8], -3, -1, &U[c * g.F + f], g.F * g.C)
-            _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, work, False, False, <int>ntd)
+            _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, work, False, False, &finite[0],
+                          <int>ntd)
         _wino_weight_grad(&dy[0], &x[0], Mparts, g.C, g.F, &tw, TB, work, <int>ntw)
         if ntw > 1:  # merge the per-thread sums (each element on its own: no race)
             for p in prange(size, schedule="static", num_threads=nt):
@@ -467,6 +485,8 @@ cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real
         for f in prange(g.F, schedule="static", num_threads=nt):
             for c in range(g.C):
                 _kernel_grad_transform(&Mparts[f * g.C + c], g.F * g.C, &dw[(f * g.C + c) * 9])
+        dw_finite = _all_finite(&dw[0], dw.shape[0])
+    return dw_finite and _min_flag(finite)
 
 
 # Winograd vs im2col + GEMM, measured on 3x3 stride-1 convolutions (1 thread, CPU time, float32,
@@ -513,7 +533,7 @@ cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bi
 def _forward_entry(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y, real[::1] work,
                    tuple x_shape, tuple w_shape, tuple y_shape, tuple params, bint has_bias, bint relu,
                    int n_threads):
-    """The forward's path: Winograd (finite inputs), the direct float32 kernel, or im2col + GEMM.
+    """The forward's path: Winograd (kept when y is finite), the direct float32 kernel, or im2col + GEMM.
     Images in parallel, one BLAS thread each (the dispatcher caps BLAS): with fewer images than
     threads, handing the GEMMs BLAS's own threads instead was measured no faster forward and 12-22x
     slower backward (N = 1, 64->128 channels, 56x56, 3x3 stride 2, 2 threads: 0.71 vs 0.70 ms,
@@ -523,9 +543,9 @@ def _forward_entry(const real[::1] x, const real[::1] w, const real[::1] b, real
     cdef int loop_threads = <int>min(N, <Py_ssize_t>n_threads)
     if N == 0:
         return
-    if _fast_paths_enabled and _winograd_forward_pays(&g) and _all_finite(x) and _all_finite(w):
-        _wino_forward_typed(x, w, b, y, &g, N, has_bias, relu, n_threads, &work[0])
-        return
+    if _fast_paths_enabled and _winograd_forward_pays(&g):
+        if _wino_forward_typed(x, w, b, y, &g, N, has_bias, relu, n_threads, &work[0]):
+            return
     if real is float:
         if _fast_paths_enabled and _direct_pays(&g):
             _direct_forward(x, w, b, y, N, &g, work, has_bias, relu, loop_threads)
@@ -550,9 +570,14 @@ def _bias(b, x):
     return np.empty(0, x.dtype) if b is None else b
 
 
+def _forward_work_entry(const real[::1] x, tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
+                        int n_threads):
+    cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
+    return _forward_work(&g, x_shape[0], n_threads, real is float)
+
+
 def conv2d_workspace(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
-    cdef Geometry g = _geometry(x.shape, w.shape, y.shape, (sh, sw, ph, pw, dh, dw, groups), x.itemsize)
-    return _forward_work(&g, x.shape[0], n_threads, x.dtype == np.float32)
+    return _forward_work_entry(_flat(x), x.shape, w.shape, y.shape, (sh, sw, ph, pw, dh, dw, groups), n_threads)
 
 
 def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, workspace):
@@ -648,7 +673,7 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
         lanes = work + t * per_thread
         xp = lanes + lanes_size
         memset(lanes, 0, lanes_size * sizeof(float))
-        for n in range(t * N // n_threads, (t + 1) * N // n_threads):
+        for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
             direct_pad_split(x + n * g.C * g.H * g.W, xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
             direct_weight_grad_f(xp, dy + n * g.F * g.P, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph,
                                  g.sh, g.sw, Wq, g.Ho, g.Wo)
@@ -715,7 +740,7 @@ cdef void _generic_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads
 cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, bint is_float,
                                bint input_grad) except -1:
     """Workspace elements of the backward's path (Winograd also reserves the fallback's)."""
-    cdef Py_ssize_t loop_threads, parts, work, ntd, ntw, wino_parts, wino_work
+    cdef Py_ssize_t loop_threads = 0, parts = 0, work = 0, ntd, ntw, wino_parts = 0, wino_work = 0
     cdef bint direct_grad
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
     if N > 0 and _fast_paths_enabled and _winograd_backward_pays(g):
@@ -727,15 +752,13 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
 def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx, real[::1] dw,
                     real[::1] db, real[::1] workspace, tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
                     bint input_grad, int n_threads):
-    """Winograd when all inputs are finite, else im2col + GEMM (or the direct float32 weight
+    """Winograd (kept when dx and dw are finite), else im2col + GEMM (or the direct float32 weight
     gradient); then the bias gradient."""
     cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
     cdef Py_ssize_t N = x_shape[0], loop_threads, parts, work
     cdef bint direct_grad
-    if N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g) and _all_finite(dy) and _all_finite(x) \
-            and _all_finite(w):
-        _wino_backward_typed(dy, x, w, dx, dw, &g, N, input_grad, n_threads, &workspace[0])
-    else:
+    if not (N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g)
+            and _wino_backward_typed(dy, x, w, dx, dw, &g, N, input_grad, n_threads, &workspace[0])):
         _generic_backward_sizes(&g, N, n_threads, real is float, input_grad, &loop_threads, &direct_grad,
                                 &parts, &work)
         _backward_typed(dy, x, w, dx, dw, workspace[:parts], workspace[parts:parts + work], N, &g, direct_grad,
@@ -745,9 +768,15 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
     _bias_grad(dy, db, N, g.F, g.P, <int>max(1, min(N, <Py_ssize_t>n_threads)))
 
 
+def _backward_work_entry(const real[::1] x, tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
+                         bint input_grad, int n_threads):
+    cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
+    return _backward_work(&g, x_shape[0], n_threads, real is float, input_grad)
+
+
 def conv2d_backward_workspace(dy, x, w, dx, dw, db, sh, sw, ph, pw, dh, dil_w, groups, input_grad, n_threads):
-    cdef Geometry g = _geometry(x.shape, w.shape, dy.shape, (sh, sw, ph, pw, dh, dil_w, groups), x.itemsize)
-    return _backward_work(&g, x.shape[0], n_threads, x.dtype == np.float32, input_grad)
+    return _backward_work_entry(_flat(x), x.shape, w.shape, dy.shape, (sh, sw, ph, pw, dh, dil_w, groups),
+                                input_grad, n_threads)
 
 
 def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dh, dil_w, groups, input_grad, n_threads, workspace):
