@@ -108,7 +108,9 @@ static int WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plane
                                      ptrdiff_t Wo, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T bias,
                                      int relu)
 {
-    WINO_T o[4][WINO_RUN], check = 0;  /* y * 0 is 0, or NaN for NaN and +-inf */
+    WINO_T o[4][WINO_RUN];
+    int bad = 0;  /* y - y != 0 only for NaN and +-inf; an integer OR keeps the loop vectorized
+                   * (a floating-point sum would be a serial chain without reassociation) */
     ptrdiff_t ti = r0 / tw, tj = r0 % tw;
     while (cnt > 0) {
         int n = cnt < WINO_RUN ? (int)cnt : WINO_RUN, j, k;
@@ -125,11 +127,16 @@ static int WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plane
             WINO_T t3 = p[7 * ms] - p[11 * ms] - p[15 * ms];
             WINO_T y[4] = {s0 + s1 + s2 + bias, s1 - s2 - s3 + bias,
                            t0 + t1 + t2 + bias, t1 - t2 - t3 + bias};
-            for (k = 0; k < 4; k++) {  /* NaN passes (NaN < 0 is false) */
-                check += y[k] * 0;
-                o[k][j] = relu && y[k] < 0 ? 0 : y[k];
-            }
+            for (k = 0; k < 4; k++)
+                o[k][j] = y[k];
         }
+        for (k = 0; k < 4; k++)  /* apart: these two loops vectorize, the one above does not */
+            for (j = 0; j < n; j++)
+                bad |= o[k][j] - o[k][j] != 0;
+        if (relu)
+            for (k = 0; k < 4; k++)
+                for (j = 0; j < n; j++)  /* NaN passes (NaN < 0 is false) */
+                    o[k][j] = o[k][j] < 0 ? 0 : o[k][j];
         for (j = 0; j < n; j++) {
             ptrdiff_t oh = 2 * ti, ow = 2 * tj;
             WINO_T *q = plane + oh * Wo + ow;
@@ -148,7 +155,7 @@ static int WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plane
         m += n;
         cnt -= n;
     }
-    return check == 0;
+    return !bad;
 }
 
 /* 1 when every x[i] is finite (the weight gradient's check; see wino_output_run). */
