@@ -26,6 +26,10 @@ _ALGEBRAIC = Grain(1 << 15, "elements", "1 vs 2 threads, relu/tanh_backward floa
 _TRANSCENDENTAL = Grain(1 << 12, "elements", "1 vs 2 threads, sigmoid/gelu break even at 4K-16K elements")
 # GEMM-shaped: below 2^20 multiply-adds the second thread's start-up and split cost more than it saves.
 _GEMM = Grain(1 << 19, "multiply-adds", "linear fwd+bwd, 1 vs 2 threads: break even near 2^20 multiply-adds")
+# Convolutions (multiply-adds of the forward; x2 for a backward with dx): 3x3 float32 fwd and bwd,
+# 1 vs 2 threads, min of 200 (bench/probes/conv_grain.py): equal up to 2^20 multiply-adds
+# (8 x 16->16 x 8x8: Numba 113/111 us fwd, 192/193 us bwd; Cython 78/77, 138/137 us).
+_CONV = Grain(1 << 19, "multiply-adds", "1 vs 2 threads, 3x3 conv fwd/bwd: no gain up to 2^20 multiply-adds")
 # Optimizer steps stream 3-5 arrays: one thread finishes below 2^16 elements before a team wakes up.
 _STEP = Grain(1 << 15, "elements", "optim steps, 1 vs 2 threads: break even near 2^16 parameters")
 
@@ -40,6 +44,7 @@ GRAIN = {
     "linear_backward": _GEMM,
     # losses
     # conv
+    **{op: _CONV for op in ("conv2d", "conv2d_relu", "conv2d_backward")},
     # pool
     # batchnorm
     # optim

@@ -205,3 +205,40 @@ def test_weight_gradient_infinities_as_the_reference(backend, x_shape, w_shape, 
             finite = np.isfinite(expected)
             assert 0 < finite.sum() < finite.size
             check_op("conv2d_backward", grads, (dy, x, w), params_now, np.float32, backend)
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("backend", COMPILED)
+def test_winograd_nonfinite_strategy(backend, where, threads):
+    """Both compiled backends' one strategy for inf and NaN on their Winograd shapes: Winograd's
+    results (y; dx and dw) are kept only when all finite, else the call is recomputed on im2col +
+    GEMM, so inf and NaN reach exactly the outputs whose windows hold them: the float64 reference's
+    NaN and +-inf, and no warning (Numba, 2 threads, printed NumPy's "invalid value encountered in
+    reduce" when its per-thread dw were +inf and -inf)."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 32, 15, 13)).astype(np.float32)
+    w = (rng.standard_normal((32, 32, 3, 3)) / 17).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    dy = rng.standard_normal((8, 32, 15, 13)).astype(np.float32)
+    target = {"x": x, "w": w, "dy": dy}[where]
+    target[0, 0, 1, 2] = np.inf  # image 0 and image 5: the two threads' partial sums
+    target[5, 1, 2, 1] = -np.inf
+    target[6, 2, 0, 0] = np.nan
+    fastnn.set_num_threads(threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fastnn.use_backend(backend):
+            actual = (fastnn.conv2d(x, w, b, padding=1), fastnn.conv2d_relu(x, w, b, padding=1),
+                      *fastnn.conv2d_backward(dy, x, w, padding=1))
+    x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+    with fastnn.use_backend("numpy"):
+        y = fastnn.conv2d(x64, w64, b64, padding=1)
+        expected = (y, np.where(np.isnan(y), y, np.maximum(y, 0)), *fastnn.conv2d_backward(dy64, x64, w64, padding=1))
+    for name, a, e in zip(("y", "relu(y)", "dx", "dw", "db"), actual, expected):
+        for test in (np.isnan, np.isposinf, np.isneginf):
+            assert np.array_equal(test(a), test(e)), f"{name}: {test.__name__} differs"
+        finite = np.isfinite(e)
+        np.testing.assert_allclose(a[finite], e[finite], rtol=1e-3, atol=1e-3 * np.abs(e[finite]).max(), err_msg=name)

@@ -6,22 +6,25 @@
 #   col (K, P) gives y_g (Fg, P) = w_g (Fg, K) @ col, dw_g += dy_g @ col^T, and dcol = w_g^T @ dy_g
 #   scattered back by col2im into dx. A row-major (r, c) matrix is a column-major (c, r) one, so
 #   each product is one Fortran GEMM (scipy.linalg.cython_blas). Images run in parallel, one BLAS
-#   thread each.
-# - Winograd F(2x2, 3x3) for 3x3 stride-1 kernels (below).
-# Each thread owns its workspace and its partial weight gradient; the partials are summed after
-# the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h, conv_winograd.h.
+#   thread each (the dispatcher caps BLAS: Plan.blas).
+# - Winograd F(2x2, 3x3) for 3x3 stride-1 kernels (below). Non-finite values (the strategy of both
+#   compiled backends): Winograd's results are kept only when every one is finite (y; dx and dw),
+#   otherwise the call is recomputed by im2col + GEMM, so inf and NaN reach exactly the outputs
+#   whose windows hold them (the transforms would spread them over whole tiles).
+# - A direct float32 kernel for few channels and 7x7-and-up kernels (conv_direct.h).
+# Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
+# workspace (conv2d_workspace / conv2d_backward_workspace size it for the path the call takes).
+# Each thread owns its part of the workspace and its partial weight gradient; the partials are
+# summed after the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h,
+# conv_winograd.h, conv_direct.h.
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-import threading
-
 import numpy as np
 
-from fastnn._threads import blas_threads, openmp_threads as get_num_threads  # one thread in a forked child
-
-from _common cimport real
+from _common cimport chunk_start, real
 
 
 cdef struct Geometry:
@@ -42,25 +45,23 @@ cdef struct Geometry:
 COL_BLOCK_BYTES = 4 << 20
 
 
-cdef Geometry _geometry(x, w, stride, padding, dilation, Py_ssize_t groups):
+cdef Geometry _geometry(tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
+                        Py_ssize_t itemsize) except *:
+    """The call's geometry; the output size comes from y (decided by the meta function)."""
     cdef Geometry g
-    g.C, g.H, g.W = x.shape[1], x.shape[2], x.shape[3]
-    g.F, g.KH, g.KW = w.shape[0], w.shape[2], w.shape[3]
-    g.sh, g.sw = stride
-    g.ph, g.pw = padding
-    g.dh, g.dw = dilation
-    g.G = groups
-    g.Cg = g.C // groups
-    g.Fg = g.F // groups
-    g.Ho = (g.H + 2 * g.ph - g.dh * (g.KH - 1) - 1) // g.sh + 1
-    g.Wo = (g.W + 2 * g.pw - g.dw * (g.KW - 1) - 1) // g.sw + 1
+    g.C, g.H, g.W = x_shape[1], x_shape[2], x_shape[3]
+    g.F, g.KH, g.KW = w_shape[0], w_shape[2], w_shape[3]
+    g.Ho, g.Wo = y_shape[2], y_shape[3]
+    g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.G = params
+    g.Cg = g.C // g.G
+    g.Fg = g.F // g.G
     g.K = g.Cg * g.KH * g.KW
     g.P = g.Ho * g.Wo
-    g.B = min(g.P, max(1, COL_BLOCK_BYTES // (g.K * x.itemsize)))
+    g.B = min(g.P, max(1, COL_BLOCK_BYTES // (g.K * itemsize)))
     g.direct = (g.KH == 1 and g.KW == 1 and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0)
     # BLAS takes 32-bit sizes (only arrays of many GiB get here)
     if max(g.K, g.P, g.F) > INT_MAX:
-        raise ValueError(f"conv2d: sizes beyond BLAS's 32-bit limit (x {x.shape}, w {w.shape}, "
+        raise ValueError(f"conv2d: sizes beyond BLAS's 32-bit limit (x {x_shape}, w {w_shape}, "
                          f"output {g.Ho}x{g.Wo})")
     return g
 
@@ -224,32 +225,19 @@ cdef extern from "conv_winograd.h" nogil:
                          Py_ssize_t cnt, float* v, Py_ssize_t vs)
     void wino_grad_run_d(const double* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw, Py_ssize_t r0,
                          Py_ssize_t cnt, double* v, Py_ssize_t vs)
-    void wino_output_run_f(const float* m, Py_ssize_t ms, float* plane, Py_ssize_t Ho, Py_ssize_t Wo,
+    int wino_output_run_f(const float* m, Py_ssize_t ms, float* plane, Py_ssize_t Ho, Py_ssize_t Wo,
                            Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float bias, int relu)
-    void wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho, Py_ssize_t Wo,
+    int wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho, Py_ssize_t Wo,
                            Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double bias, int relu)
     int wino_all_finite_f(const float* x, Py_ssize_t n)
     int wino_all_finite_d(const double* x, Py_ssize_t n)
 
 
-cdef bint _all_finite(const real[::1] a) noexcept:
-    """No NaN or inf in a (the Winograd transforms would spread one across its 2x2 output tile,
-    where PyTorch's convolution keeps it to the outputs that read it)."""
-    cdef bint finite = True
-    if a.shape[0]:
-        with nogil:
-            if real is float:
-                finite = wino_all_finite_f(&a[0], a.shape[0])
-            else:
-                finite = wino_all_finite_d(&a[0], a.shape[0])
-    return finite
-
-
-def _finite(*arrays):
-    for a in arrays:
-        if not (_all_finite[float](a) if a.dtype == np.float32 else _all_finite[double](a)):
-            return False
-    return True
+cdef inline bint _all_finite(const real* a, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        return wino_all_finite_f(a, n)
+    else:
+        return wino_all_finite_d(a, n)
 
 
 cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
@@ -270,13 +258,14 @@ cdef inline void _grad_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_
         wino_grad_run_d(plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
 
 
-cdef inline void _output_run(const real* m, Py_ssize_t ms, real* plane, const Tiles* t, Py_ssize_t r0,
-                             Py_ssize_t cnt, real bias, bint relu) noexcept nogil:
-    """A^T m A (+ bias, relu) of the output tiles r0 .. r0 + cnt - 1 of one plane."""
+cdef inline int _output_run(const real* m, Py_ssize_t ms, real* plane, const Tiles* t, Py_ssize_t r0,
+                            Py_ssize_t cnt, real bias, bint relu) noexcept nogil:
+    """A^T m A (+ bias, relu) of the output tiles r0 .. r0 + cnt - 1 of one plane; 0 if one is
+    not finite."""
     if real is float:
-        wino_output_run_f(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+        return wino_output_run_f(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
     else:
-        wino_output_run_d(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+        return wino_output_run_d(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
 
 
 cdef struct Run:
@@ -319,8 +308,9 @@ cdef inline void _kernel_transform(const real* g, Py_ssize_t gi, Py_ssize_t gj, 
 
 cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py_ssize_t Cin,
                         Py_ssize_t Cout, const Tiles* t, int TB, real* work, bint has_bias, bint relu,
-                        int n_threads) noexcept nogil:
-    """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (16, Cout, Cin), the transformed kernels."""
+                        int* finite, int n_threads) noexcept nogil:
+    """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (16, Cout, Cin), the transformed kernels;
+    finite[blk] = 0 when block blk of TB tiles has an output that is not finite."""
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
     cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
     cdef int k
@@ -346,9 +336,9 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
         while tt < t1:
             run = _run_at(t, tt, t1)
             for f in range(Cout):
-                _output_run(M + f * TB + (tt - t0), Cout * TB,
-                            y + (run.n * Cout + f) * oplane, t, run.r, run.cnt,
-                            b[f] if has_bias else 0, relu)
+                finite[blk] = finite[blk] & _output_run(M + f * TB + (tt - t0), Cout * TB,
+                                                        y + (run.n * Cout + f) * oplane, t, run.r, run.cnt,
+                                                        b[f] if has_bias else 0, relu)
             tt = tt + run.cnt
 
 
@@ -411,47 +401,83 @@ cdef inline void _kernel_grad_transform(const real* M, Py_ssize_t stride, real* 
         dw[i * 3 + 2] = (e[i * 4 + 1] + e[i * 4 + 2]) * <real>0.5 + e[i * 4 + 3]
 
 
-cdef void _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
-                              const Geometry* g, Py_ssize_t N, bint has_bias, bint relu,
-                              int n_threads) except *:
+cdef Py_ssize_t _wino_threads(const Tiles* t, int TB, int n_threads) noexcept nogil:
+    """Threads of a Winograd loop: one per block of TB tiles at most."""
+    return min(<Py_ssize_t>n_threads, (t.total + TB - 1) // TB)
+
+
+cdef Py_ssize_t _wino_forward_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
     cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
     cdef int TB = _wino_block(g.C + g.F)
-    cdef Py_ssize_t nt = min(<Py_ssize_t>n_threads, (t.total + TB - 1) // TB)
-    dtype = np.float32 if real is float else np.float64
-    cdef real[::1] U = np.empty(16 * g.F * g.C, dtype)
-    cdef real[::1] work = _scratch(0, nt * 16 * TB * (g.C + g.F), dtype)
+    return _wino_threads(&t, TB, n_threads) * 16 * TB * (g.C + g.F)
+
+
+cdef int _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
+                             const Geometry* g, Py_ssize_t N, bint has_bias, bint relu,
+                             int n_threads, real* work) except -1:
+    """y by Winograd; 1 if every output is finite, else 0 (the caller recomputes y)."""
+    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
+    cdef int TB = _wino_block(g.C + g.F)
+    cdef Py_ssize_t nt = _wino_threads(&t, TB, n_threads)
+    cdef real[::1] U = np.empty(16 * g.F * g.C, np.float32 if real is float else np.float64)
     cdef Py_ssize_t f, c
     cdef const real* b_ptr = &b[0] if b.shape[0] else NULL
-    with nogil:  # every parallel region of the call takes nt threads (see bias_threads)
+    cdef int[::1] finite = np.ones((t.total + TB - 1) // TB, np.intc)
+    with nogil:  # every parallel region of the call takes nt threads
         for f in prange(g.F, schedule="static", num_threads=nt):
             for c in range(g.C):
                 _kernel_transform(&w[(f * g.C + c) * 9], 3, 1, &U[f * g.C + c], g.F * g.C)
-        _wino_forward(&x[0], &U[0], b_ptr, &y[0], g.C, g.F, &t, TB, &work[0], has_bias, relu, <int>nt)
+        _wino_forward(&x[0], &U[0], b_ptr, &y[0], g.C, g.F, &t, TB, work, has_bias, relu, &finite[0], <int>nt)
+    return _min_flag(finite)
 
 
-cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
-                               real[::1] dx, real[::1] dw, const Geometry* g, Py_ssize_t N, bint input_grad,
-                               int n_threads) except *:
+cdef int _min_flag(const int[::1] flags) noexcept:
+    cdef Py_ssize_t i
+    for i in range(flags.shape[0]):
+        if not flags[i]:
+            return 0
+    return 1
+
+
+cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, Py_ssize_t* ntd,
+                               Py_ssize_t* ntw, Py_ssize_t* parts, Py_ssize_t* work) noexcept nogil:
+    """Threads of the input and weight gradients' loops; workspace: the per-thread dU sums, then
+    each thread's transformed tiles."""
+    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
+    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
+    cdef int TB = _wino_block(g.C + g.F)
+    ntd[0] = _wino_threads(&td, TB, n_threads)
+    ntw[0] = _wino_threads(&tw, TB, n_threads)
+    parts[0] = ntw[0] * 16 * g.F * g.C
+    work[0] = max(ntd[0], ntw[0]) * 16 * TB * (g.C + g.F)
+
+
+cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
+                              real[::1] dx, real[::1] dw, const Geometry* g, Py_ssize_t N, bint input_grad,
+                              int n_threads, real* workspace) except -1:
+    """dx (if input_grad) and dw by Winograd; 1 if all of them are finite, else 0 (to recompute)."""
     # dx = Winograd forward of dy (padding 2 - p) with kernel w'[c, f, i, j] = w[f, c, 2 - i, 2 - j]
     cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
     cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
     cdef int TB = _wino_block(g.C + g.F)
-    cdef Py_ssize_t ntd = min(<Py_ssize_t>n_threads, (td.total + TB - 1) // TB)
-    cdef Py_ssize_t ntw = min(<Py_ssize_t>n_threads, (tw.total + TB - 1) // TB)
-    cdef int nt = <int>max(ntd, ntw)  # for the call's small parallel loops (see bias_threads)
+    cdef Py_ssize_t ntd, ntw, parts, work_size
+    _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &parts, &work_size)
+    cdef int nt = <int>max(ntd, ntw)  # for the call's small parallel loops
     cdef Py_ssize_t f, c, i, p, size = 16 * g.F * g.C
-    dtype = np.float32 if real is float else np.float64
-    cdef real[::1] U = np.empty(size if input_grad else 1, dtype)  # the flipped kernel, for dx only
-    cdef real[::1] work = _scratch(0, max(ntd, ntw) * 16 * TB * (g.C + g.F), dtype)
-    cdef real[::1] Mparts = _scratch(1, ntw * size, dtype)
+    cdef real[::1] U = np.empty(size if input_grad else 1, np.float32 if real is float else np.float64)
+    cdef real* Mparts = workspace
+    cdef real* work = workspace + parts
+    cdef int[::1] finite = np.ones((td.total + TB - 1) // TB, np.intc)
+    cdef bint dw_finite
     with nogil:
-        memset(&Mparts[0], 0, ntw * size * sizeof(real))
+        memset(Mparts, 0, parts * sizeof(real))
         if input_grad:
             for f in prange(g.F, schedule="static", num_threads=nt):
                 for c in range(g.C):
                     _kernel_transform(&w[(f * g.C + c) * 9 + 8], -3, -1, &U[c * g.F + f], g.F * g.C)
-            _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, &work[0], False, False, <int>ntd)
-        _wino_weight_grad(&dy[0], &x[0], &Mparts[0], g.C, g.F, &tw, TB, &work[0], <int>ntw)
+            _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, work, False, False, &finite[0],
+                          <int>ntd)
+        _wino_weight_grad(&dy[0], &x[0], Mparts, g.C, g.F, &tw, TB, work, <int>ntw)
         if ntw > 1:  # merge the per-thread sums (each element on its own: no race)
             for p in prange(size, schedule="static", num_threads=nt):
                 for i in range(1, ntw):
@@ -459,11 +485,12 @@ cdef void _wino_backward_typed(const real[::1] dy, const real[::1] x, const real
         for f in prange(g.F, schedule="static", num_threads=nt):
             for c in range(g.C):
                 _kernel_grad_transform(&Mparts[f * g.C + c], g.F * g.C, &dw[(f * g.C + c) * 9])
+        dw_finite = _all_finite(&dw[0], dw.shape[0])
+    return dw_finite and _min_flag(finite)
 
 
 # Winograd vs im2col + GEMM, measured on 3x3 stride-1 convolutions (1 thread, CPU time, float32,
-# N = 32, 32x32 images unless noted; ratio = Winograd time / GEMM time, the rules disabled;
-# /work/notes/conv_cython_rules.py winograd):
+# N = 32, 32x32 images unless noted; ratio = Winograd time / GEMM time, the rules disabled):
 #   C->F      3->64 8->8 8->32 16->16 16->32 16->64 32->32 32->64 64->16 64->64 64->64 on 8x8, 6x6
 #   forward   1.75  1.29 0.82  0.70   0.58   0.83   0.59   0.69   0.58   0.55   0.55, 0.73
 #   backward  2.22  1.32 0.91  0.69   0.70   1.16   0.68   0.86   0.56   0.68   0.64, 0.83
@@ -482,65 +509,48 @@ cdef bint _winograd_backward_pays(const Geometry* g) noexcept nogil:
     return _winograd_applies(g) and g.C >= 8 and 16 <= g.F <= 2 * g.C and g.Ho >= 6 and g.Wo >= 6
 
 
-# Workspaces are reused across calls (fresh pages cost a page fault each: ~2% of a c2 step in perf);
-# per Python thread, since the kernels release the GIL. Buffers above the cap are not kept.
-_SCRATCH_KEEP_BYTES = 64 << 20
-_scratch_local = threading.local()
-
-
-def _scratch(int slot, Py_ssize_t n, dtype):
-    """An uninitialized 1-D array of n elements of dtype, from this thread's workspace `slot`."""
-    cdef Py_ssize_t nbytes = max(n, 1) * np.dtype(dtype).itemsize
-    buffers = _scratch_local.__dict__.setdefault("buffers", {})
-    buf = buffers.get(slot)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(nbytes, np.uint8)
-        if nbytes <= _SCRATCH_KEEP_BYTES:
-            buffers[slot] = buf
-    return buf[:nbytes].view(dtype)[:max(n, 1)]
-
-
-# Benchmark hook: /work/notes/bench_conv_cython.py --gemm clears it to time the im2col + GEMM path
+# Benchmark hook: bench/probes/conv_stem_weight_grad.py clears it to time the im2col + GEMM path
 # on the shapes where Winograd or the direct kernel runs.
 _fast_paths_enabled = True
 
 
-def _run_forward(x, w, b, stride, padding, dilation, groups, out, bint relu):
-    cdef Geometry g = _geometry(x, w, stride, padding, dilation, groups)
-    cdef Py_ssize_t N = x.shape[0]
-    cdef int n_threads = get_num_threads()
-    cdef int loop_threads
-    y = np.empty((N, g.F, g.Ho, g.Wo), x.dtype) if out is None else out
+cdef Py_ssize_t _direct_forward_work(const Geometry* g) noexcept nogil:
+    """Elements of one thread's workspace for _direct_forward: its padded, phase-split image."""
+    return g.C * (g.H + 2 * g.ph) * g.sw * direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+
+
+cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bint is_float) except -1:
+    """Workspace elements of the forward's path (Winograd also reserves the im2col fallback's)."""
+    cdef Py_ssize_t loop_threads = min(N, <Py_ssize_t>n_threads)
+    cdef Py_ssize_t gemm = 0 if g.direct else loop_threads * g.K * g.B
+    if _fast_paths_enabled and _winograd_forward_pays(g):
+        return max(gemm, _wino_forward_work(g, N, n_threads))
+    if _fast_paths_enabled and is_float and _direct_pays(g):
+        return loop_threads * _direct_forward_work(g)
+    return gemm
+
+
+def _forward_entry(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y, real[::1] work,
+                   tuple x_shape, tuple w_shape, tuple y_shape, tuple params, bint has_bias, bint relu,
+                   int n_threads):
+    """The forward's path: Winograd (kept when y is finite), the direct float32 kernel, or im2col + GEMM.
+    Images in parallel, one BLAS thread each (the dispatcher caps BLAS): with fewer images than
+    threads, handing the GEMMs BLAS's own threads instead was measured no faster forward and 12-22x
+    slower backward (N = 1, 64->128 channels, 56x56, 3x3 stride 2, 2 threads: 0.71 vs 0.70 ms,
+    18-31 vs 1.4 ms: OpenBLAS's workers and the OpenMP pool fight over the cores)."""
+    cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
+    cdef Py_ssize_t N = x_shape[0]
+    cdef int loop_threads = <int>min(N, <Py_ssize_t>n_threads)
     if N == 0:
-        return y
-    bias = b if b is not None else np.empty(0, x.dtype)
-    xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
-    if _fast_paths_enabled and _winograd_forward_pays(&g) and _finite(xf, wf):
-        with blas_threads(1):
-            if x.dtype == np.float32:
-                _wino_forward_typed[float](xf, wf, bias, yf, &g, N, b is not None, relu, n_threads)
-            else:
-                _wino_forward_typed[double](xf, wf, bias, yf, &g, N, b is not None, relu, n_threads)
-        return y
-    if _fast_paths_enabled and x.dtype == np.float32 and _direct_pays(&g):
-        loop_threads = min(N, n_threads)
-        work = _scratch(0, loop_threads * g.C * (g.H + 2 * g.ph) * g.sw
-                        * direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo), x.dtype)
-        _direct_forward(xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
-        return y
-    # im2col + GEMM: images in parallel, one BLAS thread each. With fewer images than threads,
-    # handing the GEMMs BLAS's own threads instead was measured no faster forward and 12-22x slower
-    # backward (/work/notes/conv_cython_rules.py batch1; N = 1, 64->128 channels, 56x56, 3x3
-    # stride 2, 2 threads: 0.71 vs 0.70 ms, 18-31 vs 1.4 ms: OpenBLAS's workers and the OpenMP
-    # pool fight over the cores).
-    loop_threads = min(N, n_threads)
-    work = _scratch(0, 0 if g.direct else loop_threads * g.K * g.B, x.dtype)
-    with blas_threads(1):
-        if x.dtype == np.float32:
-            _forward_typed[float](xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
-        else:
-            _forward_typed[double](xf, wf, bias, yf, N, &g, work, b is not None, relu, loop_threads)
-    return y
+        return
+    if _fast_paths_enabled and _winograd_forward_pays(&g):
+        if _wino_forward_typed(x, w, b, y, &g, N, has_bias, relu, n_threads, &work[0]):
+            return
+    if real is float:
+        if _fast_paths_enabled and _direct_pays(&g):
+            _direct_forward(x, w, b, y, N, &g, work, has_bias, relu, loop_threads)
+            return
+    _forward_typed(x, w, b, y, N, &g, work, has_bias, relu, loop_threads)
 
 
 cdef void _forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
@@ -552,14 +562,35 @@ cdef void _forward_typed(const real[::1] x, const real[::1] w, const real[::1] b
         _forward(&x[0], &w[0], b_ptr, &y[0], N, g, work_ptr, has_bias, relu, n_threads)
 
 
-def conv2d(x, w, b, stride, padding, dilation, groups, out=None):
-    return _run_forward(x, w, b, stride, padding, dilation, groups, out, False)
+def _flat(a):
+    return a.reshape(-1)
 
 
-def conv2d_relu(x, w, b, stride, padding, dilation, groups, out=None):
-    return _run_forward(x, w, b, stride, padding, dilation, groups, out, True)
+def _bias(b, x):
+    return np.empty(0, x.dtype) if b is None else b
 
 
+def _forward_work_entry(const real[::1] x, tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
+                        int n_threads):
+    cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
+    return _forward_work(&g, x_shape[0], n_threads, real is float)
+
+
+def conv2d_workspace(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
+    return _forward_work_entry(_flat(x), x.shape, w.shape, y.shape, (sh, sw, ph, pw, dh, dw, groups), n_threads)
+
+
+def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, workspace):
+    _forward_entry(_flat(x), _flat(w), _bias(b, x), _flat(y), workspace, x.shape, w.shape, y.shape,
+                   (sh, sw, ph, pw, dh, dw, groups), b is not None, False, n_threads)
+
+
+conv2d_relu_workspace = conv2d_workspace
+
+
+def conv2d_relu(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, workspace):
+    _forward_entry(_flat(x), _flat(w), _bias(b, x), _flat(y), workspace, x.shape, w.shape, y.shape,
+                   (sh, sw, ph, pw, dh, dw, groups), b is not None, True, n_threads)
 cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real* dw_parts,
                     real* work, Py_ssize_t N, const Geometry* g, bint weight_grad, bint input_grad,
                     int n_threads) noexcept nogil:
@@ -642,7 +673,7 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
         lanes = work + t * per_thread
         xp = lanes + lanes_size
         memset(lanes, 0, lanes_size * sizeof(float))
-        for n in range(t * N // n_threads, (t + 1) * N // n_threads):
+        for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
             direct_pad_split(x + n * g.C * g.H * g.W, xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
             direct_weight_grad_f(xp, dy + n * g.F * g.P, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph,
                                  g.sh, g.sw, Wq, g.Ho, g.Wo)
@@ -691,43 +722,64 @@ cdef void _bias_grad(const real[::1] dy, real[::1] db, Py_ssize_t N, Py_ssize_t 
             db[f] = <real>s
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True):
-    cdef Geometry g = _geometry(x, w, stride, padding, dilation, groups)
-    cdef Py_ssize_t N = x.shape[0]
-    cdef int n_threads = get_num_threads()
-    cdef int loop_threads
-    dx = np.empty_like(x) if input_grad else None
-    dw = np.empty_like(w)
-    db = np.empty(g.F, x.dtype)
-    dyf, xf, wf, dwf = dy.reshape(-1), x.reshape(-1), w.reshape(-1), dw.reshape(-1)
-    dxf = dx.reshape(-1) if input_grad else np.empty(0, x.dtype)
-    if N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g) and _finite(dyf, xf, wf):
-        with blas_threads(1):
-            if x.dtype == np.float32:
-                _wino_backward_typed[float](dyf, xf, wf, dxf, dwf, &g, N, input_grad, n_threads)
-            else:
-                _wino_backward_typed[double](dyf, xf, wf, dxf, dwf, &g, N, input_grad, n_threads)
-    else:
-        loop_threads = max(1, min(N, n_threads))  # one BLAS thread each, as in the forward
-        direct_grad = _fast_paths_enabled and x.dtype == np.float32 and _direct_grad_pays(&g)
-        dw_parts = _scratch(1, loop_threads * w.size, x.dtype)
-        # per thread: the direct gradient's image, or im2col's col (weight gradient) and dcol (dx)
-        cols = 0 if g.direct else (0 if direct_grad else 1) + (1 if input_grad else 0)
-        per_thread = max(_direct_grad_work(&g) if direct_grad else 0, cols * g.K * g.B)
-        work = _scratch(0, loop_threads * per_thread, x.dtype)
-        with blas_threads(1):
-            if x.dtype == np.float32:
-                _backward_typed[float](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, direct_grad, input_grad,
-                                       loop_threads)
-            else:
-                _backward_typed[double](dyf, xf, wf, dxf, dwf, dw_parts, work, N, &g, direct_grad, input_grad,
-                                        loop_threads)
-    # the bias gradient is a memory-bound pass: below 2^18 elements a second thread costs more than
-    # it saves (N = 1, 128 x 28 x 28: an extra 2-thread OpenMP region left a spinning worker that
-    # slowed the next call ~10x on a loaded machine; /work/notes/conv_cython_rules.py batch1)
-    bias_threads = n_threads if N * g.F * g.P >= (1 << 18) else 1
-    if x.dtype == np.float32:
-        _bias_grad[float](dy.reshape(-1), db, N, g.F, g.P, bias_threads)
-    else:
-        _bias_grad[double](dy.reshape(-1), db, N, g.F, g.P, bias_threads)
-    return dx, dw, db
+
+
+cdef void _generic_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, bint is_float,
+                                  bint input_grad, Py_ssize_t* loop_threads, bint* direct_grad,
+                                  Py_ssize_t* parts, Py_ssize_t* work) except *:
+    """Threads of the im2col (or direct) backward; workspace: the per-thread dw, then per thread the
+    direct gradient's image, or im2col's col (weight gradient) and dcol (dx)."""
+    cdef Py_ssize_t cols
+    loop_threads[0] = max(1, min(N, <Py_ssize_t>n_threads))
+    direct_grad[0] = _fast_paths_enabled and is_float and _direct_grad_pays(g)
+    parts[0] = loop_threads[0] * g.F * g.K
+    cols = 0 if g.direct else (0 if direct_grad[0] else 1) + (1 if input_grad else 0)
+    work[0] = loop_threads[0] * max(_direct_grad_work(g) if direct_grad[0] else 0, cols * g.K * g.B)
+
+
+cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, bint is_float,
+                               bint input_grad) except -1:
+    """Workspace elements of the backward's path (Winograd also reserves the fallback's)."""
+    cdef Py_ssize_t loop_threads = 0, parts = 0, work = 0, ntd, ntw, wino_parts = 0, wino_work = 0
+    cdef bint direct_grad
+    _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
+    if N > 0 and _fast_paths_enabled and _winograd_backward_pays(g):
+        _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &wino_parts, &wino_work)
+        return max(parts + work, wino_parts + wino_work)
+    return parts + work
+
+
+def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx, real[::1] dw,
+                    real[::1] db, real[::1] workspace, tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
+                    bint input_grad, int n_threads):
+    """Winograd (kept when dx and dw are finite), else im2col + GEMM (or the direct float32 weight
+    gradient); then the bias gradient."""
+    cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
+    cdef Py_ssize_t N = x_shape[0], loop_threads, parts, work
+    cdef bint direct_grad
+    if not (N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g)
+            and _wino_backward_typed(dy, x, w, dx, dw, &g, N, input_grad, n_threads, &workspace[0])):
+        _generic_backward_sizes(&g, N, n_threads, real is float, input_grad, &loop_threads, &direct_grad,
+                                &parts, &work)
+        _backward_typed(dy, x, w, dx, dw, workspace[:parts], workspace[parts:parts + work], N, &g, direct_grad,
+                        input_grad, <int>loop_threads)
+    # the bias gradient's team is the image loop's: an extra, larger OpenMP team for a small pass left
+    # a spinning worker that slowed the next call ~10x on a loaded machine (N = 1, 128 x 28 x 28)
+    _bias_grad(dy, db, N, g.F, g.P, <int>max(1, min(N, <Py_ssize_t>n_threads)))
+
+
+def _backward_work_entry(const real[::1] x, tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
+                         bint input_grad, int n_threads):
+    cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
+    return _backward_work(&g, x_shape[0], n_threads, real is float, input_grad)
+
+
+def conv2d_backward_workspace(dy, x, w, dx, dw, db, sh, sw, ph, pw, dh, dil_w, groups, input_grad, n_threads):
+    return _backward_work_entry(_flat(x), x.shape, w.shape, dy.shape, (sh, sw, ph, pw, dh, dil_w, groups),
+                                input_grad, n_threads)
+
+
+def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dh, dil_w, groups, input_grad, n_threads, workspace):
+    _backward_entry(_flat(dy), _flat(x), _flat(w), _flat(dx) if input_grad else np.empty(0, x.dtype), _flat(dw),
+                    db, workspace, x.shape, w.shape, dy.shape, (sh, sw, ph, pw, dh, dil_w, groups), input_grad,
+                    n_threads)

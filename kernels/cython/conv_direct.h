@@ -2,7 +2,7 @@
  * and weight gradient, for kernels/cython/conv.pyx. im2col + GEMM there spends as long copying
  * columns (im2col, then BLAS packing them) as multiplying; here register blocks of outputs (or of
  * weight gradients) accumulate over the whole reduction, FMA-bound. GCC vector extensions, compiled
- * per target by target_clones (16 lanes = one AVX-512 register, two AVX2 ones).
+ * per target by FNN_CLONES (16 lanes = one AVX-512 register, two AVX2 ones).
  */
 #ifndef FASTNN_CONV_DIRECT_H
 #define FASTNN_CONV_DIRECT_H
@@ -10,11 +10,9 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define DIRECT_TARGETS __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DIRECT_TARGETS
-#endif
+#include "simd.h"
+
+FNN_BEGIN_LOOPS
 
 #define DIRECT_FB 4    /* filters per register block (F must be a multiple) */
 #define DIRECT_ROWS 2  /* output rows per register block (written out for 2 below) */
@@ -55,7 +53,7 @@ static void direct_pad_split(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H
 /* y (F, Ho, Wo) of one image from its phase-split padded copy xp; w (F, C, KH, KW). A register
  * block is DIRECT_FB filters x DIRECT_ROWS output rows x DIRECT_VW columns: per (c, kh, kw), 4
  * vector loads and 4 weight broadcasts feed 16 FMAs (8 filters x 1 row: 10 loads, 7% slower). */
-DIRECT_TARGETS
+FNN_CLONES
 static void direct_forward_f(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C,
                              ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
                              ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
@@ -126,7 +124,7 @@ static inline ptrdiff_t direct_grad_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdi
  * x[c][oh*sh + kh - ph][ow*sw + kw - pw], from its phase-split padded copy xp (width Wq from
  * direct_grad_phase_width). Wo must be a multiple of 16 and F of DIRECT_GRAD_FB. The lanes are
  * added up once per thread (direct_grad_lanes_sum): reducing 16 lanes per block cost 12%. */
-DIRECT_TARGETS
+FNN_CLONES
 static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
                                  ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
                                  ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo)
@@ -182,5 +180,7 @@ static void direct_grad_lanes_sum(const float *lanes, float *dw, ptrdiff_t n)
         dw[i] = s;
     }
 }
+
+FNN_END_LOOPS
 
 #endif

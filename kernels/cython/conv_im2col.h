@@ -1,16 +1,14 @@
 /* im2col / col2im for kernels/cython/conv.pyx, float and double, vectorized per output row by
- * target_clones (the wheel targets baseline x86-64; stride-2 rows need AVX-512/AVX2 permutes). */
+ * FNN_CLONES (the wheel targets baseline x86-64; stride-2 rows need AVX-512/AVX2 permutes). */
 #ifndef FASTNN_CONV_IM2COL_H
 #define FASTNN_CONV_IM2COL_H
 
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IM2COL_TARGETS __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define IM2COL_TARGETS
-#endif
+#include "simd.h"
+
+FNN_BEGIN_LOOPS
 
 /* Geometry of one group: Cg channels (H, W) -> columns (Cg*KH*KW, Ho*Wo). ptrdiff_t: products
  * and offsets of huge paddings or outputs must not wrap. */
@@ -47,7 +45,7 @@ static inline void im2col_valid(ptrdiff_t n_out, ptrdiff_t start, ptrdiff_t step
  * conv2d_backward: a serial double chain ran at one add per 4 cycles). NaN and inf propagate. */
 typedef float sum_run_v16 __attribute__((vector_size(64)));
 
-IM2COL_TARGETS
+FNN_CLONES
 static double sum_run_f(const float *x, ptrdiff_t n)
 {
     double total = 0;
@@ -68,5 +66,7 @@ static double sum_run_f(const float *x, ptrdiff_t n)
     }
     return total;
 }
+
+FNN_END_LOOPS
 
 #endif

@@ -6,7 +6,7 @@
 /* The columns of output pixels p0 <= p < p0 + count (p = oh*Wo + ow), a block of the image's:
  * col[(c*KH + kh)*KW + kw][p - p0] = x[c][oh*sh - ph + kh*dh][ow*sw - pw + kw*dw], 0 outside.
  * Blocks bound the workspace (K * count values) whatever the output size. */
-IM2COL_TARGETS
+FNN_CLONES
 static void IM2COL_FN(im2col)(const IM2COL_T *x, IM2COL_T *col, const im2col_geometry *g,
                               ptrdiff_t p0, ptrdiff_t count)
 {
@@ -45,7 +45,7 @@ static void IM2COL_FN(im2col)(const IM2COL_T *x, IM2COL_T *col, const im2col_geo
 
 /* The adjoint for the same block: dx[c][ih][iw] += col[...] over every column entry that im2col
  * read from there. */
-IM2COL_TARGETS
+FNN_CLONES
 static void IM2COL_FN(col2im)(const IM2COL_T *col, IM2COL_T *dx, const im2col_geometry *g,
                               ptrdiff_t p0, ptrdiff_t count)
 {

@@ -3,7 +3,7 @@
  * Each function handles a run of `cnt` horizontally adjacent tiles of one tile row and writes
  * transform position k of tile j to v[k * vs + j], so runs stream into the 16 GEMM operands.
  * Rows are gathered once into even/odd column buffers (zero-padded), which turns the tile
- * transforms into unit-stride loops the compiler vectorizes; target_clones picks AVX-512/AVX2
+ * transforms into unit-stride loops the compiler vectorizes; FNN_CLONES picks AVX-512/AVX2
  * at load time (the wheel itself targets baseline x86-64).
  */
 #ifndef FASTNN_CONV_WINOGRAD_H
@@ -12,20 +12,12 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define WINO_TARGETS __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define WINO_TARGETS
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-#define WINO_IVDEP _Pragma("GCC ivdep")
-#else
-#define WINO_IVDEP
-#endif
+#include "simd.h"
 
 /* Longest run handled at once; longer runs are split. */
 #define WINO_RUN 64
+
+FNN_BEGIN_LOOPS
 
 #define WINO_T float
 #define WINO_S f
@@ -38,5 +30,7 @@
 #include "conv_winograd_impl.h"
 #undef WINO_T
 #undef WINO_S
+
+FNN_END_LOOPS
 
 #endif

@@ -5,7 +5,7 @@
 
 /* B^T d B of the 4x4 input tiles r0 .. r0 + cnt - 1 (row-major over tw tiles per row) of one
  * plane (H, W); tile (ti, tj) reads rows 2 ti - ph .. + 3, columns 2 tj - pw .. + 3, zero-padded. */
-WINO_TARGETS
+FNN_CLONES
 static void WINO_FN(wino_input_run)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
                                     ptrdiff_t pw, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v,
                                     ptrdiff_t vs)
@@ -41,7 +41,7 @@ static void WINO_FN(wino_input_run)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t 
             tj += seg;
             if (tj == tw) { tj = 0; ti++; }
         }
-        WINO_IVDEP  /* the 16 output streams never overlap: vectorize without alias checks */
+        FNN_IVDEP  /* the 16 output streams never overlap: vectorize without alias checks */
         for (j = 0; j < n; j++) {
             WINO_T e[16];
             for (q = 0; q < 4; q++) {  /* B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
@@ -63,7 +63,7 @@ static void WINO_FN(wino_input_run)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t 
 
 /* A dy A^T, A = [[1, 0], [1, 1], [1, -1], [0, -1]], of the 2x2 output-gradient tiles r0 .. r0 +
  * cnt - 1 of one plane (Ho, Wo); tile (ti, tj) covers rows 2 ti, 2 ti + 1, columns 2 tj, 2 tj + 1. */
-WINO_TARGETS
+FNN_CLONES
 static void WINO_FN(wino_grad_run)(const WINO_T *plane, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t tw,
                                    ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v, ptrdiff_t vs)
 {
@@ -81,7 +81,7 @@ static void WINO_FN(wino_grad_run)(const WINO_T *plane, ptrdiff_t Ho, ptrdiff_t 
             d[3][j] = right && below ? p[Wo + 1] : 0;
             if (++tj == tw) { tj = 0; ti++; }
         }
-        WINO_IVDEP
+        FNN_IVDEP
         for (j = 0; j < n; j++) {
             WINO_T a0 = d[0][j], a1 = d[1][j], a2 = d[2][j], a3 = d[3][j];
             /* A dy: rows (a0 a1), (a0 + a2, a1 + a3), (a0 - a2, a1 - a3), (-a2, -a3); then columns
@@ -101,13 +101,16 @@ static void WINO_FN(wino_grad_run)(const WINO_T *plane, ptrdiff_t Ho, ptrdiff_t 
 }
 
 /* A^T m A (+ bias, then relu if asked) of the output tiles r0 .. r0 + cnt - 1 of one plane
- * (Ho, Wo), m[k * ms + j]; tiles are clipped at the bottom and right edges. */
-WINO_TARGETS
-static void WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plane, ptrdiff_t Ho,
+ * (Ho, Wo), m[k * ms + j]; tiles are clipped at the bottom and right edges. Returns 0 when a
+ * tile's output (before relu, clipped parts included) is inf or NaN: the caller recomputes. */
+FNN_CLONES
+static int WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plane, ptrdiff_t Ho,
                                      ptrdiff_t Wo, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T bias,
                                      int relu)
 {
     WINO_T o[4][WINO_RUN];
+    int bad = 0;  /* y - y != 0 only for NaN and +-inf; an integer OR keeps the loop vectorized
+                   * (a floating-point sum would be a serial chain without reassociation) */
     ptrdiff_t ti = r0 / tw, tj = r0 % tw;
     while (cnt > 0) {
         int n = cnt < WINO_RUN ? (int)cnt : WINO_RUN, j, k;
@@ -124,9 +127,16 @@ static void WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plan
             WINO_T t3 = p[7 * ms] - p[11 * ms] - p[15 * ms];
             WINO_T y[4] = {s0 + s1 + s2 + bias, s1 - s2 - s3 + bias,
                            t0 + t1 + t2 + bias, t1 - t2 - t3 + bias};
-            for (k = 0; k < 4; k++)  /* NaN passes (NaN < 0 is false) */
-                o[k][j] = relu && y[k] < 0 ? 0 : y[k];
+            for (k = 0; k < 4; k++)
+                o[k][j] = y[k];
         }
+        for (k = 0; k < 4; k++)  /* apart: these two loops vectorize, the one above does not */
+            for (j = 0; j < n; j++)
+                bad |= o[k][j] - o[k][j] != 0;
+        if (relu)
+            for (k = 0; k < 4; k++)
+                for (j = 0; j < n; j++)  /* NaN passes (NaN < 0 is false) */
+                    o[k][j] = o[k][j] < 0 ? 0 : o[k][j];
         for (j = 0; j < n; j++) {
             ptrdiff_t oh = 2 * ti, ow = 2 * tj;
             WINO_T *q = plane + oh * Wo + ow;
@@ -145,11 +155,11 @@ static void WINO_FN(wino_output_run)(const WINO_T *m, ptrdiff_t ms, WINO_T *plan
         m += n;
         cnt -= n;
     }
+    return !bad;
 }
 
-/* 1 when every x[i] is finite. The transforms mix a tile's values, so a NaN or inf would reach
- * outputs its receptive field does not touch: such inputs take the direct (GEMM) path instead. */
-WINO_TARGETS
+/* 1 when every x[i] is finite (the weight gradient's check; see wino_output_run). */
+FNN_CLONES
 static int WINO_FN(wino_all_finite)(const WINO_T *x, ptrdiff_t n)
 {
     WINO_T acc[16] = {0};  /* x - x is 0, or NaN for NaN and +-inf; 16 lanes vectorize */

@@ -1,30 +1,31 @@
 """Numba conv2d kernels.
 
-Images are split into one static chunk per thread; BLAS (np.dot) runs single-threaded inside
-those loops (or on all threads when there is one chunk). Weight and bias gradients accumulate in
-per-thread partials, merged serially afterwards.
+Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads. Images
+are split into min(n_threads, N) static chunks (`chunk`); BLAS (np.dot) runs on one thread inside
+those loops (the dispatcher caps it: Plan.blas). Weight and bias gradients accumulate in
+per-thread partials, merged after the loop by `_merge`.
 
 - Generic path (any stride, padding, dilation, groups): per image, im2col into a per-thread
   workspace, then one GEMM per group; 1x1 stride-1 unpadded convolutions skip the im2col.
 - Winograd F(4x4, 3x3) for 3x3 stride-1 layers with enough channels and tiles (`_winograd_fits`,
   measured there): 4x fewer multiplications, half the time of the generic path on c2/c3/c5.
-  Results with an inf or NaN anywhere are recomputed on the generic path, so non-finite values
-  reach exactly the outputs whose window holds them, as with PyTorch's direct/GEMM algorithms.
+  Non-finite values (the strategy of both compiled backends): Winograd's results are kept only
+  when every one is finite (y; dx and dw); otherwise the call is recomputed on the generic path,
+  so inf and NaN reach exactly the outputs whose window holds them, as with PyTorch's direct/GEMM
+  algorithms (the transforms would spread them over whole tiles).
 """
 import numpy as np
-from numba import get_num_threads, njit, prange, uintp
+from numba import njit, prange, uintp
 
-from fastnn._threads import blas_threads
+from ._common import FASTMATH_SUMS, PARALLEL, SERIAL, chunk
 
-_OPTS = dict(parallel=True, cache=True, nogil=True)
-_SERIAL = dict(cache=True, nogil=True)
 
 
 # --- im2col / col2im --------------------------------------------------------------------------
 # Indices are cast to uintp: with signed indices Numba checks each one for negative wraparound,
 # which keeps the copies scalar (the 3-channel 7x7 im2col of 50 images: 5.1 ms signed, 1.1 ms).
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _valid_range(size_out, size_in, offset, stride):
     """[lo, hi) of output positions o with 0 <= o * stride + offset < size_in."""
     lo = 0
@@ -38,7 +39,7 @@ def _valid_range(size_out, size_in, offset, stride):
     return lo, hi
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _im2col_run(row, base, src, a, b, q_lo, q_hi, sw, off):
     """row[base + q] for the outputs q in [a, b) of one output row: src[q * sw + off] where q is in
     [q_lo, q_hi), else 0 (src None: a padding row)."""
@@ -59,7 +60,7 @@ def _im2col_run(row, base, src, a, b, q_lo, q_hi, sw, off):
             row[uintp(base + q)] = src[uintp(q * sw + off)]
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _im2col(xn, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0):
     """cols[(c * kh + i) * kw + j, p - p0] = padded xn[c, oh * sh + i * dh, ow * sw + j * dw] for the
     output pixels p = oh * wo + ow in [p0, p0 + cols.shape[1]): a block of the image's columns.
@@ -102,7 +103,7 @@ def _im2col(xn, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0):
                     _im2col_run(row, last * wo - p0, src, 0, p1 - last * wo, q_lo, q_hi, sw, off)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _col2im_run(row, base, dst, lo, hi, sw, off):
     """dst[q * sw + off] += row[base + q] for q in [lo, hi)."""
     if sw == 1:
@@ -113,7 +114,7 @@ def _col2im_run(row, base, dst, lo, hi, sw, off):
             dst[uintp(q * sw + off)] += row[uintp(base + q)]
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _col2im(dcols, dxn, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0):
     """The adjoint of _im2col for the same block: dxn accumulates every window element's gradient
     (whole output rows with fixed bounds, as there)."""
@@ -143,7 +144,7 @@ def _col2im(dcols, dxn, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, p0):
                                     min(q_hi, p1 - p * wo), sw, off)
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+@njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
 def _row_sum(row):
     """The sum of a contiguous row in float64, vectorized (reassociated; NaN and inf propagate):
     a serial chain of float64 adds made the stem's bias gradient 0.8 ms of its backward."""
@@ -155,27 +156,27 @@ def _row_sum(row):
 
 # --- generic GEMM path ------------------------------------------------------------------------
 
-@njit(**_SERIAL)
-def _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw):
-    """(cg, ho, wo, pointwise) of the generic path for w (G, Fg, Kg) and P = ho_wo output pixels;
-    pointwise: 1x1, stride 1, no padding (the image is its own column matrix)."""
-    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+@njit(**SERIAL)
+def _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw):
+    """(cg, ho, wo, pointwise) of the generic path for w (G, Fg, Kg) and P = ho_wo output pixels
+    in rows of wo; pointwise: 1x1, stride 1, no padding (the image is its own column matrix)."""
     pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     return x.shape[1] // w.shape[0], ho_wo // wo, wo, pointwise
 
 
-@njit(**_OPTS)
-def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks, block):
+@njit(**PARALLEL)
+def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, chunks, block):
     """x (N, C, H, W); w (G, Fg, Kg); b (F,); y (N, G, Fg, P). One chunk of images per thread; the
     columns in blocks of `block` output pixels (all P in one block unless it is huge)."""
     n_img = x.shape[0]
     groups, fg, kg = w.shape
     ho_wo = y.shape[3]
-    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
+    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw)
     cols = np.empty((chunks, groups * kg * block if not pointwise else 0), x.dtype)
     part = np.empty((chunks, fg * block if block < ho_wo else 0), x.dtype)  # a block's y_g, then copied
     for t in prange(chunks):
-        for n in range(t * n_img // chunks, (t + 1) * n_img // chunks):
+        n_lo, n_hi = chunk(t, chunks, n_img)
+        for n in range(n_lo, n_hi):
             if pointwise:
                 xg = x[n].reshape(groups, cg, ho_wo)
                 for g in range(groups):
@@ -205,15 +206,15 @@ def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, relu, chunks, bloc
                             row[p] += bias
 
 
-@njit(**_OPTS)
-def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, input_grad, block):
+@njit(**PARALLEL)
+def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, wo, input_grad, block):
     """dy (N, G, Fg, P); w (G, Fg, Kg); dx (N, C, H, W), written if input_grad; dw_part (T, G, Fg, Kg);
     db_part (T, F). Columns in blocks of `block` output pixels, as _gemm_forward."""
     n_img = x.shape[0]
     chunks = dw_part.shape[0]
     groups, fg, kg = w.shape
     ho_wo = dy.shape[3]
-    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, kh, kw, sh, sw, ph, pw, dw)
+    cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw)
     width = groups * kg * block if not pointwise else 0
     cols = np.empty((chunks, width), x.dtype)
     dcols = np.empty((chunks, width if input_grad else 0), x.dtype)
@@ -222,7 +223,8 @@ def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, d
     for t in prange(chunks):
         dw_part[t] = 0
         db_part[t] = 0
-        for n in range(t * n_img // chunks, (t + 1) * n_img // chunks):
+        n_lo, n_hi = chunk(t, chunks, n_img)
+        for n in range(n_lo, n_hi):
             if pointwise:
                 xg = x[n].reshape(groups, cg, ho_wo)
                 dxg = dx[n].reshape(groups, cg, ho_wo)
@@ -266,28 +268,28 @@ def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, d
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _bt(d0, d1, d2, d3, d4, d5):
     """B^T d: the input transform of a 6-vector."""
     return (_4 * d0 - _5 * d2 + d4, d3 + d4 - _4 * (d1 + d2), _4 * (d1 - d2) + d4 - d3,
             _2 * (d3 - d1) + d4 - d2, _2 * (d1 - d3) + d4 - d2, _4 * d1 - _5 * d3 + d5)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _b(v0, v1, v2, v3, v4, v5):
     """B v: the adjoint of _bt."""
     return (_4 * v0, _4 * (v2 - v1 + v5) + _2 * (v4 - v3), -_5 * v0 - _4 * (v1 + v2) - v3 - v4,
             v1 - v2 + _2 * (v3 - v4) - _5 * v5, v0 + v1 + v2 + v3 + v4, v5)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _at(m0, m1, m2, m3, m4, m5):
     """A^T m: the output transform of a 6-vector (4 values)."""
     return (m0 + m1 + m2 + m3 + m4, m1 - m2 + _2 * (m3 - m4), m1 + m2 + _4 * (m3 + m4),
             m1 - m2 + _8 * (m3 - m4) + m5)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _a(e0, e1, e2, e3):
     """A e: the adjoint of _at (6 values)."""
     return (e0, e0 + e1 + e2 + e3, e0 - e1 + e2 - e3, e0 + _2 * e1 + _4 * e2 + _8 * e3,
@@ -297,7 +299,7 @@ def _a(e0, e1, e2, e3):
 _SIXTH, _TWELFTH, _TWENTYFOURTH = 1 / 6, 1 / 12, 1 / 24  # multiplications: divisions made _g 3x slower
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _g(g0, g1, g2):
     """G g: the filter transform of a 3-vector (6 values)."""
     even, odd = (g0 + g2) * _SIXTH, g1 * _SIXTH
@@ -305,7 +307,7 @@ def _g(g0, g1, g2):
     return g0 * 0.25, -even - odd, odd - even, quarter + g1 * _TWELFTH, quarter - g1 * _TWELFTH, g2
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _gt(u0, u1, u2, u3, u4, u5):
     """G^T u: the adjoint of _g (3 values)."""
     s12, d12, s34, d34 = u1 + u2, u2 - u1, u3 + u4, u3 - u4
@@ -313,7 +315,7 @@ def _gt(u0, u1, u2, u3, u4, u5):
             (s34 - s12) * _SIXTH + u5)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _store6(buf, k, c, q):
     buf[k, c] = q[0]
     buf[k + 1, c] = q[1]
@@ -326,7 +328,7 @@ def _store6(buf, k, c, q):
 # The filter transforms run one filter at a time, vectorized over channels, through a (36, C + 8)
 # buffer copied row by row: storing into u (36 rows F*C apart, one L1 set) or computing channel by
 # channel took 14 ms, then 5 ms, for c5's weights (1 thread); this takes under 1 ms.
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _wino_weights(w, u):
     """u[a * 6 + b, f, c] = (G w[f, c] G^T)[a, b], computed in float64."""
     f_out, c_in = w.shape[:2]
@@ -348,7 +350,7 @@ def _wino_weights(w, u):
                 u[k, f, c] = buf[k, c]
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _wino_weight_grad(du, dw):
     """dw[f, c] = G^T du[:, f, c] G, computed in float64."""
     f_out, c_in = dw.shape[:2]
@@ -378,7 +380,7 @@ def _wino_weight_grad(du, dw):
 _PAD = 16
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _input_tiles(x, v, strip, rows, s0, ns, th, tw, tb, ph, pw):
     """v[a * 6 + b, c * tb + si * tw + tj] = (B^T d B)[a, b] for the tiles of strips s0 .. s0 + ns."""
     c_in, h, wd = x.shape[1:]
@@ -434,7 +436,7 @@ def _input_tiles(x, v, strip, rows, s0, ns, th, tw, tb, ph, pw):
                     v[a * 6 + 5, base + tj] = v5
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _wino_forward(x, u, b, y, ph, pw, relu, strips_per_block, chunks, bad):
     """y = conv2d(x, w) + b (relu'd if asked) from u = the transformed w; bad[t] > 0 flags a
     non-finite output of thread t (the caller then recomputes on the GEMM path)."""
@@ -451,7 +453,8 @@ def _wino_forward(x, u, b, y, ph, pw, relu, strips_per_block, chunks, bad):
     out4 = np.empty((chunks, 4, 4 * tw), x.dtype)
     for t in prange(chunks):
         check = 0.0
-        s_lo, s_hi = t * n_img // chunks * th, (t + 1) * n_img // chunks * th
+        n_lo, n_hi = chunk(t, chunks, n_img)
+        s_lo, s_hi = n_lo * th, n_hi * th
         for s0 in range(s_lo, s_hi, strips_per_block):
             ns = min(strips_per_block, s_hi - s0)
             _input_tiles(x, v[t], strip[t], rows[t], s0, ns, th, tw, tb, ph, pw)
@@ -489,10 +492,103 @@ def _wino_forward(x, u, b, y, ph, pw, relu, strips_per_block, chunks, bad):
         bad[t] = 0 if check == 0 else 1
 
 
-@njit(**_OPTS)
+@njit(**SERIAL)
+def _grad_tiles(dy, m, grad4, grad6, db, s0, ns, th, tw, tb):
+    """m[a * 6 + b, f * tb + si * tw + tj] = (A dy_tile A^T)[a, b] for the output-gradient tiles of
+    strips s0 .. s0 + ns (4x4, zero past the edges); db[f] += their sum."""
+    f_out, ho, wo = dy.shape[1:]
+    for f in range(f_out):
+        for si in range(ns):
+            n, ti = (s0 + si) // th, (s0 + si) % th
+            grad4[...] = 0
+            s = 0.0
+            for r in range(min(4, ho - 4 * ti)):
+                src = dy[n, f, 4 * ti + r]
+                for col in range(wo):
+                    grad4[r, col] = src[col]
+                    s += src[col]
+            db[f] += s
+            for col in range(4 * tw):  # A along the columns, vectorized over the strip
+                e0, e1, e2, e3, e4, e5 = _a(grad4[0, col], grad4[1, col], grad4[2, col], grad4[3, col])
+                grad6[0, col] = e0
+                grad6[1, col] = e1
+                grad6[2, col] = e2
+                grad6[3, col] = e3
+                grad6[4, col] = e4
+                grad6[5, col] = e5
+            base = f * tb + si * tw
+            for a in range(6):
+                q = grad6[a]
+                for tj in range(tw):
+                    o = 4 * tj
+                    e0, e1, e2, e3, e4, e5 = _a(q[o], q[o + 1], q[o + 2], q[o + 3])
+                    m[a * 6, base + tj] = e0
+                    m[a * 6 + 1, base + tj] = e1
+                    m[a * 6 + 2, base + tj] = e2
+                    m[a * 6 + 3, base + tj] = e3
+                    m[a * 6 + 4, base + tj] = e4
+                    m[a * 6 + 5, base + tj] = e5
+
+
+@njit(**SERIAL)
+def _input_grad_tiles(dv, dx, rows, strip, s0, ns, th, tw, tb, ph, pw):
+    """dx += B dV_tile B^T for the input tiles of strips s0 .. s0 + ns (6x6, overlap-added, clipped
+    to dx); dv[a * 6 + b, c * tb + si * tw + tj] holds dV."""
+    c_in, h, wd = dx.shape[1:]
+    width = strip.shape[1]
+    lo, hi = min(pw, width), min(pw + wd, width)
+    for c in range(c_in):
+        for si in range(ns):
+            n, ti = (s0 + si) // th, (s0 + si) % th
+            rows[...] = 0
+            base = c * tb + si * tw
+            for a in range(6):
+                q = rows[a]
+                for tj in range(tw):
+                    k = base + tj
+                    o = 4 * tj
+                    d0, d1, d2, d3, d4, d5 = _b(dv[a * 6, k], dv[a * 6 + 1, k], dv[a * 6 + 2, k],
+                                                dv[a * 6 + 3, k], dv[a * 6 + 4, k], dv[a * 6 + 5, k])
+                    q[o] += d0
+                    q[o + 1] += d1
+                    q[o + 2] += d2
+                    q[o + 3] += d3
+                    q[o + 4] += d4
+                    q[o + 5] += d5
+            for col in range(lo, hi):  # B along the columns, vectorized over the strip
+                d0, d1, d2, d3, d4, d5 = _b(rows[0, col], rows[1, col], rows[2, col],
+                                            rows[3, col], rows[4, col], rows[5, col])
+                strip[0, col] = d0
+                strip[1, col] = d1
+                strip[2, col] = d2
+                strip[3, col] = d3
+                strip[4, col] = d4
+                strip[5, col] = d5
+            for r in range(6):
+                hr = 4 * ti - ph + r
+                if 0 <= hr < h:
+                    dst = dx[n, c, hr]
+                    src = strip[r]
+                    for col in range(lo, hi):
+                        dst[col - pw] += src[col]
+
+
+@njit(**SERIAL)
+def _images_finite(a, n_lo, n_hi):
+    """No inf or NaN in a[n_lo:n_hi] (a 4-D array)."""
+    check = 0.0
+    for n in range(n_lo, n_hi):
+        for c in range(a.shape[1]):
+            for r in range(a.shape[2]):
+                for col in range(a.shape[3]):
+                    check += a[n, c, r, col] * 0  # NaN once any value is inf or NaN
+    return check == 0
+
+
+@njit(**PARALLEL)
 def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad):
     """dx, per-thread partials of dU (36, F, C) and db; bad[t] > 0 flags a non-finite dx."""
-    n_img, c_in, h, wd = x.shape
+    n_img, c_in = x.shape[:2]
     f_out, ho, wo = dy.shape[1:]
     chunks = du_part.shape[0]
     th, tw = (ho + 3) // 4, (wo + 3) // 4
@@ -508,7 +604,7 @@ def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad
     for t in prange(chunks):
         du_part[t] = 0
         db_part[t] = 0
-        n_lo, n_hi = t * n_img // chunks, (t + 1) * n_img // chunks
+        n_lo, n_hi = chunk(t, chunks, n_img)
         dx[n_lo:n_hi] = 0
         for s0 in range(n_lo * th, n_hi * th, strips_per_block):
             ns = min(strips_per_block, n_hi * th - s0)
@@ -517,108 +613,32 @@ def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad
                     for f in range(f_out):
                         m[t, xi, f * tb + ns * tw: (f + 1) * tb] = 0
             _input_tiles(x, v[t], strip[t], rows[t], s0, ns, th, tw, tb, ph, pw)
-            for f in range(f_out):
-                for si in range(ns):
-                    n, ti = (s0 + si) // th, (s0 + si) % th
-                    grad4[t] = 0
-                    s = 0.0
-                    for r in range(min(4, ho - 4 * ti)):
-                        src = dy[n, f, 4 * ti + r]
-                        for col in range(wo):
-                            grad4[t, r, col] = src[col]
-                            s += src[col]
-                    db_part[t, f] += s
-                    for col in range(4 * tw):  # A along the columns, vectorized over the strip
-                        e0, e1, e2, e3, e4, e5 = _a(grad4[t, 0, col], grad4[t, 1, col],
-                                                    grad4[t, 2, col], grad4[t, 3, col])
-                        grad6[t, 0, col] = e0
-                        grad6[t, 1, col] = e1
-                        grad6[t, 2, col] = e2
-                        grad6[t, 3, col] = e3
-                        grad6[t, 4, col] = e4
-                        grad6[t, 5, col] = e5
-                    base = f * tb + si * tw
-                    for a in range(6):
-                        q = grad6[t, a]
-                        for tj in range(tw):
-                            o = 4 * tj
-                            e0, e1, e2, e3, e4, e5 = _a(q[o], q[o + 1], q[o + 2], q[o + 3])
-                            m[t, a * 6, base + tj] = e0
-                            m[t, a * 6 + 1, base + tj] = e1
-                            m[t, a * 6 + 2, base + tj] = e2
-                            m[t, a * 6 + 3, base + tj] = e3
-                            m[t, a * 6 + 4, base + tj] = e4
-                            m[t, a * 6 + 5, base + tj] = e5
+            _grad_tiles(dy, m[t], grad4[t], grad6[t], db_part[t], s0, ns, th, tw, tb)
             for xi in range(36):
                 mx = m[t, xi, :f_out * tb].reshape((f_out, tb))
                 vx = v[t, xi, :c_in * tb].reshape((c_in, tb))
                 np.dot(mx, vx.T, tmp[t])
                 du_part[t, xi] += tmp[t]
                 np.dot(u[xi].T, mx, vx)  # v now holds dV
-            lo, hi = min(pw, width), min(pw + wd, width)
-            for c in range(c_in):
-                for si in range(ns):
-                    n, ti = (s0 + si) // th, (s0 + si) % th
-                    rows[t] = 0
-                    base = c * tb + si * tw
-                    for a in range(6):
-                        q = rows[t, a]
-                        for tj in range(tw):
-                            k = base + tj
-                            o = 4 * tj
-                            d0, d1, d2, d3, d4, d5 = _b(v[t, a * 6, k], v[t, a * 6 + 1, k], v[t, a * 6 + 2, k],
-                                                        v[t, a * 6 + 3, k], v[t, a * 6 + 4, k], v[t, a * 6 + 5, k])
-                            q[o] += d0
-                            q[o + 1] += d1
-                            q[o + 2] += d2
-                            q[o + 3] += d3
-                            q[o + 4] += d4
-                            q[o + 5] += d5
-                    for col in range(lo, hi):  # B along the columns, vectorized over the strip
-                        d0, d1, d2, d3, d4, d5 = _b(rows[t, 0, col], rows[t, 1, col], rows[t, 2, col],
-                                                    rows[t, 3, col], rows[t, 4, col], rows[t, 5, col])
-                        strip[t, 0, col] = d0
-                        strip[t, 1, col] = d1
-                        strip[t, 2, col] = d2
-                        strip[t, 3, col] = d3
-                        strip[t, 4, col] = d4
-                        strip[t, 5, col] = d5
-                    for r in range(6):
-                        hr = 4 * ti - ph + r
-                        if 0 <= hr < h:
-                            dst = dx[n, c, hr]
-                            src = strip[t, r]
-                            for col in range(lo, hi):
-                                dst[col - pw] += src[col]
-        check = 0.0
-        for n in range(n_lo, n_hi):
-            for c in range(c_in):
-                for hr in range(h):
-                    for col in range(wd):
-                        check += dx[n, c, hr, col] * 0
-        bad[t] = 0 if check == 0 else 1
+            _input_grad_tiles(v[t], dx, rows[t], strip[t], s0, ns, th, tw, tb, ph, pw)
+        bad[t] = 0 if _images_finite(dx, n_lo, n_hi) else 1
 
 
 # --- public kernels ---------------------------------------------------------------------------
+# Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads. Images
+# are split into min(n_threads, N) static chunks; the dispatcher caps BLAS at one thread (Plan.blas).
 
-def _chunks(n_img):
-    return max(1, min(get_num_threads(), n_img))
-
-
-def _blas_for(chunks):
-    """BLAS threads while our loop runs `chunks` chunks: one each, or all of them for one chunk."""
-    return blas_threads(1 if chunks > 1 else get_num_threads())
-
-
-def _output(x, w, stride, padding, dilation, out):
-    n, _, h, wd = x.shape
-    f, _, kh, kw = w.shape
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return np.empty((n, f, ho, wo), x.dtype) if out is None else out
+@njit(**PARALLEL)
+def _merge(parts, out):
+    """out[i] = the sum over t of parts[t, i] (the per-thread partials of a reduction)."""
+    for i in prange(out.size):
+        s = parts[0, i]
+        for t in range(1, parts.shape[0]):
+            s += parts[t, i]
+        out[i] = s
 
 
-def _winograd_fits(x, w, stride, dilation, groups, y_shape):
+def _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
     """3x3, stride 1, dilation 1, ungrouped, with enough channels and output tiles.
 
     Measured (float32, 1 thread, CPU time of forward and backward, Winograd vs the GEMM path):
@@ -628,7 +648,7 @@ def _winograd_fits(x, w, stride, dilation, groups, y_shape):
     """
     c, f = x.shape[1], w.shape[0]
     tiles = y_shape[0] * ((y_shape[2] + 3) // 4) * ((y_shape[3] + 3) // 4)
-    return (w.shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
+    return (w.shape[2:] == (3, 3) and (sh, sw, dh, dw) == (1, 1, 1, 1) and groups == 1
             and c >= 4 and f >= 4 and tiles >= 96)
 
 
@@ -641,15 +661,29 @@ def _strips_per_block(x, tw):
     return max(1, tiles // tw)
 
 
-def _winograd_forward(x, w, bias, padding, y, relu):
-    n, f, ho, wo = y.shape
+def _winograd_forward(x, w, bias, y, ph, pw, relu, chunks):
+    """y by Winograd; False when an output is not finite (y is then to be recomputed)."""
+    u = np.empty((36, w.shape[0], x.shape[1]), x.dtype)
+    _wino_weights(w, u)
+    bad = np.zeros(chunks, np.int64)
+    _wino_forward(x, u, bias, y, ph, pw, relu, _strips_per_block(x, (y.shape[3] + 3) // 4), chunks, bad)
+    return not bad.any()
+
+
+def _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks):
+    """dx, dw, db by Winograd; False when one of them is not finite (to be recomputed)."""
+    f = w.shape[0]
     u = np.empty((36, f, x.shape[1]), x.dtype)
     _wino_weights(w, u)
-    chunks = _chunks(n)
+    du_part = np.empty((chunks,) + u.shape, x.dtype)
+    db_part = np.empty((chunks, f), x.dtype)
     bad = np.zeros(chunks, np.int64)
-    with _blas_for(chunks):
-        _wino_forward(x, u, bias, y, *padding, relu, _strips_per_block(x, (wo + 3) // 4), chunks, bad)
-    return not bad.any()
+    _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, _strips_per_block(x, (dy.shape[3] + 3) // 4), bad)
+    du = u  # u is no longer needed: it receives the merged dU
+    _merge(du_part.reshape(chunks, -1), du.reshape(-1))
+    _wino_weight_grad(du, dw)
+    _merge(db_part, db)
+    return not bad.any() and _images_finite(dw, 0, dw.shape[0])
 
 
 # Each thread's im2col columns (and their gradient) cover blocks of at most this many bytes: huge
@@ -671,57 +705,49 @@ def _block(x, w, ho_wo):
     return max(1, min(ho_wo, COL_BLOCK_BYTES // (x.shape[1] * w.shape[2] * w.shape[3] * x.itemsize)))
 
 
-def _forward(x, w, b, stride, padding, dilation, groups, out, relu):
-    y = _output(x, w, stride, padding, dilation, out)
+def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu):
     n, f, ho, wo = y.shape
     if n == 0:
-        return y
+        return
     kh, kw = w.shape[2:]
     bias = np.zeros(f, x.dtype) if b is None else b
-    if _winograd_fits(x, w, stride, dilation, groups, y.shape) and _winograd_forward(x, w, bias, padding, y, relu):
-        return y
+    chunks = max(1, min(n_threads, n))
+    if _winograd_fits(x, w, y.shape, sh, sw, dh, dw, groups) and _winograd_forward(x, w, bias, y, ph, pw, relu,
+                                                                                 chunks):
+        return
     _check_blas_sizes(x, w, ho * wo)
-    chunks = _chunks(n)
-    with _blas_for(chunks):
-        _gemm_forward(x, w.reshape(groups, f // groups, -1), bias, y.reshape(n, groups, f // groups, ho * wo),
-                      kh, kw, *stride, *padding, *dilation, relu, chunks, _block(x, w, ho * wo))
-    return y
+    _gemm_forward(x, w.reshape(groups, f // groups, -1), bias, y.reshape(n, groups, f // groups, ho * wo),
+                  kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, chunks, _block(x, w, ho * wo))
 
 
-def conv2d(x, w, b, stride, padding, dilation, groups, out=None):
-    return _forward(x, w, b, stride, padding, dilation, groups, out, False)
+def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
+    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, False)
 
 
-def conv2d_relu(x, w, b, stride, padding, dilation, groups, out=None):
-    return _forward(x, w, b, stride, padding, dilation, groups, out, True)
+def conv2d_relu(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
+    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, True)
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, input_grad=True):
-    """input_grad=False skips dx in the im2col path (None is returned); Winograd computes it anyway."""
+def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, input_grad, n_threads):
+    """dx None (input_grad False) is skipped by the im2col path; Winograd computes it anyway."""
     n, f, ho, wo = dy.shape
     kh, kw = w.shape[2:]
-    dx = np.empty_like(x)
+    if dx is None:
+        dx = np.empty_like(x)
     if n == 0:
-        dx[:] = 0
-        return dx if input_grad else None, np.zeros_like(w), np.zeros(f, x.dtype)
-    chunks = _chunks(n)
-    if _winograd_fits(x, w, stride, dilation, groups, dy.shape):
-        u = np.empty((36, f, x.shape[1]), x.dtype)
-        _wino_weights(w, u)
-        du_part = np.empty((chunks,) + u.shape, x.dtype)
-        db_part = np.empty((chunks, f), x.dtype)
-        bad = np.zeros(chunks, np.int64)
-        with _blas_for(chunks):
-            _wino_backward(dy, x, u, dx, du_part, db_part, *padding, _strips_per_block(x, (wo + 3) // 4), bad)
-        dw = np.empty_like(w)
-        _wino_weight_grad(du_part.sum(axis=0), dw)
-        if not bad.any() and np.isfinite(dw).all():
-            return dx if input_grad else None, dw, db_part.sum(axis=0)
+        dx[...] = 0
+        dw[...] = 0
+        db[...] = 0
+        return
+    chunks = max(1, min(n_threads, n))
+    if (_winograd_fits(x, w, dy.shape, sh, sw, dil_h, dil_w, groups)
+            and _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks)):
+        return
     _check_blas_sizes(x, w, ho * wo)
     w3 = w.reshape(groups, f // groups, -1)
     dw_part = np.empty((chunks,) + w3.shape, x.dtype)
     db_part = np.empty((chunks, f), x.dtype)
-    with _blas_for(chunks):
-        _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
-                       kh, kw, *stride, *padding, *dilation, input_grad, _block(x, w, ho * wo))
-    return dx if input_grad else None, dw_part.sum(axis=0).reshape(w.shape), db_part.sum(axis=0)
+    _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
+                   kh, kw, sh, sw, ph, pw, dil_h, dil_w, wo, input_grad, _block(x, w, ho * wo))
+    _merge(dw_part.reshape(chunks, -1), dw.reshape(-1))
+    _merge(db_part, db)
