@@ -1,6 +1,9 @@
 """Running one workload for one contender: availability (skip reasons), the untimed warm-up,
-and the correctness flag against the NumPy reference."""
+the correctness flag against the NumPy reference, and the peak extra memory of one call."""
+import gc
+import importlib
 import numbers
+import re
 
 import numpy as np
 import pytest
@@ -103,3 +106,34 @@ def check(result, reference, tol):
         if want.size:
             worst = max(worst, float(np.max(np.abs(got - want), initial=0.0)) / scale)
     return ok, worst
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def _drop_kept_scratch():
+    """fastnn keeps one scratch buffer per thread across calls: drop it, so the measured call pays
+    for its workspace as a first call does (torch allocates its own per call)."""
+    try:
+        local = importlib.import_module("fastnn._workspace")._local
+    except (ImportError, AttributeError):
+        return
+    local.__dict__.pop("buf", None)
+
+
+def peak_extra_bytes(fn):
+    """Peak resident memory that one call of `fn` adds, its result included (Linux): the peak-RSS
+    counter (VmHWM) is reset to the current RSS just before the call and read after it. Run with a
+    fixed glibc mmap threshold (run.py's memory pass), so every large buffer is a fresh mapping
+    whose pages count when touched, rather than heap memory a previous call left resident."""
+    _drop_kept_scratch()
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    before = _status_kib("VmRSS")
+    result = fn()
+    peak = _status_kib("VmHWM")
+    del result
+    return max(0, peak - before) * 1024

@@ -1,28 +1,32 @@
-"""`make bench`: measure the machine's roofline, run the pytest-benchmark suite, print the report.
+"""`make bench`: measure the machine's roofline, time the pytest-benchmark suite, measure each
+workload's peak memory, print the report.
 
-    cd bench && python run.py [--quick] [-k EXPR] [--threads N] [--passes N] [-- extra pytest args]
+    cd bench && python run.py [--quick] [-k EXPR] [--threads N] [--passes N] [--no-memory] [-- pytest args]
 
-Steps: roofline (fp32 sgemm with NumPy at the thread count; copy bandwidth at several working-set
-sizes, in cache to DRAM), the suite (bench/test_bench_ops.py, progress shown), results saved as
-bench/results/<timestamp>.json and latest.json, then one table row per group (ms per contender,
-speedup of the best compiled backend over NumPy and over PyTorch, throughput and % of roofline),
-a PNG of the speedups, and the AUTO table suggestion for fastnn/_ops.py. A failing or missing
-op shows up in the report; it never stops it.
+Steps: the roofline (sgemm peak; memory bandwidth at working sets from 1 to 256 MiB: cache to DRAM);
+the timing pass (pytest on test_bench_ops.py with pytest-benchmark's options, --benchmark-max-time
+0.4 s per test, at least 3 rounds; anything after `--` is appended, so e.g. `-- --benchmark-min-rounds=10`
+or `-- --benchmark-autosave` work as in any pytest-benchmark run); the memory pass (one fresh
+process per op family, MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072, each
+contender's peak extra memory of one call); then one table row per group (ms per contender,
+speedups of the best compiled backend over NumPy and PyTorch, rate and % of peak, memory and its
+ratio to torch), the per-family summary, a PNG of the speedups and the AUTO table suggestion.
+Progress: a tqdm bar per pass (the current test and its phase: warm-up, measure, memory); pytest's
+own output goes to results/<timestamp>-<pass>.log. A failing or missing op shows up in the report;
+it never stops it.
 """
 import argparse
 import json
-import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 import fastnn
 from fastnn import _ops
@@ -30,10 +34,15 @@ from fastnn import _ops
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
+import report  # noqa: E402
+import roofline  # noqa: E402
+from conftest import workload_family  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
-CONTENDERS = ("numpy", "numba", "cython", "torch")
-COPY_SIZES_MIB = (1, 4, 16, 64, 256)  # working set (source + destination): L2, L3, DRAM
+BY_ID = {f"{w.id}-{b}": w for w in WORKLOADS for b in w.contenders}
+# the memory pass: every buffer above 128 KiB its own mapping, given back when freed, so the peak
+# resident memory of one call counts what that call allocates and touches
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
 # --- machine ---------------------------------------------------------------------------------------
@@ -81,112 +90,94 @@ def header(threads):
     return lines
 
 
-def _best_time(fn, samples):
-    fn()
-    best = math.inf
-    for _ in range(samples):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _load_average():
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def sgemm_gflops(threads, samples, n=2048):
-    from threadpoolctl import threadpool_limits
+# --- the passes ------------------------------------------------------------------------------------
 
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    c = np.empty_like(a)
-    with threadpool_limits(threads, user_api="blas"):
-        seconds = _best_time(lambda: np.matmul(a, b, out=c), samples)
-    return 2 * n ** 3 / seconds / 1e9
+def _test_id(test):
+    return test.removeprefix("test_bench[").removesuffix("]")
 
 
-def torch_sgemm_gflops(threads, samples, n=2048):
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    c = torch.empty(n, n)
-    return 2 * n ** 3 / _best_time(lambda: torch.mm(a, b, out=c), samples) / 1e9
-
-
-def copy_gbytes(working_set, threads, samples):
-    """np.copyto bandwidth (bytes read + written per second), one contiguous slice per thread."""
-    n = working_set // 2 // 4
-    src, dst = np.ones(n, np.float32), np.empty(n, np.float32)
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    parts = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    repeats = max(1, (256 << 20) // working_set)  # ~256 MiB of traffic per sample
-
-    def work(part):
-        for _ in range(repeats):
-            np.copyto(*part)
-
-    def run():
-        if threads == 1:
-            return work(parts[0])
-        workers = [threading.Thread(target=work, args=(part,)) for part in parts]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-
-    return 2 * n * 4 * repeats / _best_time(run, samples) / 1e9
-
-
-def roofline(threads, quick):
-    samples = 3 if quick else 7
-    return {"threads": threads, "sgemm_gflops": sgemm_gflops(threads, samples),
-            "torch_sgemm_gflops": torch_sgemm_gflops(threads, samples),
-            "copy_gbytes": {str(mib << 20): copy_gbytes(mib << 20, threads, samples) for mib in COPY_SIZES_MIB}}
-
-
-def copy_roof(roof, working_set):
-    """Copy bandwidth measured at the smallest working set >= `working_set` (else the largest)."""
-    sizes = sorted(int(s) for s in roof["copy_gbytes"])
-    size = next((s for s in sizes if s >= working_set), sizes[-1])
-    return roof["copy_gbytes"][str(size)], size
-
-
-# --- the suite -------------------------------------------------------------------------------------
-
-def run_suite(args, json_path, skips_path):
-    cmd = [sys.executable, "-m", "pytest", "-v", "--tb=line", "-rfE", "test_bench_ops.py",
-           "--benchmark-disable-gc", "--benchmark-group-by=group", f"--benchmark-json={json_path}"]
+def run_pytest(args, extra, log_path, label, env=None):
+    """pytest on the suite with `extra` options, its output to `log_path`, its progress events read
+    from a pipe into a tqdm bar. Returns (exit code, not-measured entries, test ids started)."""
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "pytest", "test_bench_ops.py", "-q", "-rfE", "--tb=line",
+           f"--fastnn-threads={args.threads}", f"--fastnn-progress-fd={write_fd}"]
     if args.k:
         cmd += ["-k", args.k]
-    cmd += args.pytest_args
-    budget, min_rounds = (0.03, 1) if args.quick else (0.4, 3)  # seconds of timed calls per test
-    env = dict(os.environ, FASTNN_BENCH_THREADS=str(args.threads), FASTNN_BENCH_SKIPS=str(skips_path),
-               FASTNN_BENCH_BUDGET=str(budget), FASTNN_BENCH_MIN_ROUNDS=str(min_rounds))
-    print("$", " ".join(cmd), flush=True)
-    process = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, bufsize=1)
-    in_benchmark_tables = False  # pytest-benchmark's own per-group tables: the report below replaces them
-    for line in process.stdout:
-        if re.match(r"^-+ benchmark", line):
-            in_benchmark_tables = True
-        elif in_benchmark_tables and line.startswith("="):
-            in_benchmark_tables = False
-        if not in_benchmark_tables:
-            print(line, end="", flush=True)
-    return process.wait()
+    cmd += extra
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        process = subprocess.Popen(cmd, cwd=HERE, env=dict(os.environ, **(env or {})), stdout=log,
+                                   stderr=subprocess.STDOUT, pass_fds=(write_fd,))
+    os.close(write_fd)
+    not_measured, started = [], []
+    bar = tqdm(total=None, desc=label, unit="test", dynamic_ncols=True, file=sys.stderr)
+    current = ""
+    with os.fdopen(read_fd) as events:
+        for line in events:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind = event.get("event")
+            if kind == "collected":
+                bar.reset(total=event["total"])
+            elif kind == "phase" and event["phase"] == "roofline":
+                bar.set_postfix_str("roofline")
+            elif kind == "start":
+                current = _test_id(event["test"])
+                started.append(current)
+                bar.set_postfix_str(current)
+            elif kind == "phase":
+                detail = f" {event['rounds']} rounds" if event.get("rounds") else ""
+                bar.set_postfix_str(f"{current}: {event['phase']}{detail}")
+            elif kind == "end":
+                bar.update(1)
+            elif kind == "outcome":
+                not_measured.append({k: v for k, v in event.items() if k != "event"})
+    bar.close()
+    code = process.wait()
+    problems = [l.rstrip() for l in Path(log_path).read_text().splitlines()
+                if l.startswith(("FAILED", "ERROR", "INTERNALERROR"))]
+    print(f"{label}: pytest exit code {code}; log {log_path}" + "".join(f"\n  {p}" for p in problems[:20]),
+          flush=True)
+    return code, not_measured, started
 
 
-def load_results(json_path, skips_path):
-    benchmarks, skips = [], []
+def timing_pass(args, roof_path, json_path, log_path, label):
+    budget = ["--benchmark-max-time=0.03", "--benchmark-min-rounds=1"] if args.quick else \
+        ["--benchmark-max-time=0.4", "--benchmark-min-rounds=3"]
+    extra = ["--benchmark-disable-gc", "--benchmark-group-by=group", f"--benchmark-json={json_path}",
+             f"--fastnn-roofline={roof_path}", *budget, *args.pytest_args]
+    code, skips, started = run_pytest(args, extra, log_path, label)
+    benchmarks = []
     try:
         benchmarks = json.loads(Path(json_path).read_text())["benchmarks"]
     except (OSError, ValueError, KeyError) as error:
         print(f"no benchmark results ({error})")
-    try:
-        skips = json.loads(Path(skips_path).read_text())
-    except (OSError, ValueError):
-        pass
-    return benchmarks, skips
+    return benchmarks, skips, started
+
+
+def memory_pass(args, families, tmp, stamp):
+    """{group: {backend: bytes}} and the not-measured entries, one fresh process per family."""
+    memory, skips = {}, []
+    for family in families:
+        path = Path(tmp) / f"memory-{family}.json"
+        log = RESULTS / f"{stamp}-memory-{family}.log"
+        run_pytest(args, [f"--fastnn-memory={path}", f"--fastnn-family={family}"], log, f"memory {family}",
+                   env=MALLOC_ENV)
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        memory.update(found["memory"])
+        skips += found["not_measured"]
+    return memory, skips
 
 
 def merge_passes(kept, new):
@@ -199,214 +190,6 @@ def merge_passes(kept, new):
     return list(best.values())
 
 
-# --- the report ------------------------------------------------------------------------------------
-
-def _row_cells(group, roof):
-    """Times (ms) per contender, correctness flags, and the derived columns for one group."""
-    workload = group["workload"]
-    times = {b: r["stats"]["min"] for b, r in group["results"].items()}
-    correct = {b: r["extra_info"].get("correct") for b, r in group["results"].items()}
-    compiled = {b: t for b, t in times.items() if b in _ops.COMPILED and correct.get(b) is not False}
-    best = min(compiled, key=compiled.get) if compiled else None
-    rate_backend = best or ("numpy" if "numpy" in times else None)
-    cells = {"best": best}
-    if best and "numpy" in times:
-        cells["vs_numpy"] = times["numpy"] / times[best]
-    if best and "torch" in times:
-        cells["vs_torch"] = times["torch"] / times[best]
-    if rate_backend:
-        seconds = times[rate_backend]
-        if workload.kind == "gemm":
-            cells["rate"] = f"{workload.flops / seconds / 1e9:.0f} GFLOP/s"
-            cells["roof"] = workload.flops / seconds / 1e9 / roof["sgemm_gflops"] if roof else None
-        else:
-            cells["rate"] = f"{workload.bytes / seconds / 1e9:.1f} GB/s"
-            cells["roof"] = workload.bytes / seconds / 1e9 / copy_roof(roof, workload.bytes)[0] if roof else None
-        if rate_backend != best:
-            cells["rate"] += f" ({rate_backend})"
-    return times, correct, cells
-
-
-def group_results(benchmarks):
-    by_group = {w.group: {"workload": w, "results": {}} for w in WORKLOADS}
-    for bench in benchmarks:
-        info = bench.get("extra_info", {})
-        if info.get("group") in by_group:
-            by_group[info["group"]]["results"][info["backend"]] = bench
-    return by_group
-
-
-def print_table(by_group, skips, roof):
-    status = {}  # (group, backend) -> short reason for a missing time
-    ids = {f"{w.id}-{b}": (w.group, b) for w in WORKLOADS for b in w.contenders}
-    for entry in skips:
-        key = ids.get(entry["test"].removeprefix("test_bench[").removesuffix("]"))
-        if key:
-            status[key] = "fail" if entry.get("outcome") == "failed" else "skip"
-    columns = ["group", *CONTENDERS, "x numpy", "x torch", "throughput (best compiled)", "% roof"]
-    rows = []
-    for name, group in by_group.items():
-        if not group["results"] and not any(k[0] == name for k in status):
-            continue  # deselected
-        try:
-            times, correct, cells = _row_cells(group, roof)
-        except Exception as error:  # one broken row must not lose the report
-            rows.append([name, f"report error: {error!r}"] + [""] * (len(columns) - 2))
-            continue
-        row = [name]
-        for backend in CONTENDERS:
-            if backend in times:
-                mark = "*" if backend == cells["best"] else ("!" if correct.get(backend) is False else "")
-                row.append(f"{times[backend] * 1e3:.3f}{mark}")
-            else:
-                row.append(status.get((name, backend), "-"))
-        row.append(f"{cells['vs_numpy']:.2f}x" if "vs_numpy" in cells else "")
-        row.append(f"{cells['vs_torch']:.2f}x" if "vs_torch" in cells else "")
-        row.append(cells.get("rate", ""))
-        row.append(f"{100 * cells['roof']:.0f}%" if cells.get("roof") is not None else "")
-        rows.append(row)
-    widths = [max(len(str(r[i])) for r in rows + [columns]) for i in range(len(columns))]
-    print("\nmin time in ms (* best compiled backend, ! result differs from the reference; "
-          "skip/fail: see below); x = speedup of the best compiled backend")
-    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths))))
-    for row in rows:
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-
-
-def print_roofline(roof):
-    print(f"\nroofline ({roof['threads']} threads): sgemm {roof['sgemm_gflops']:.0f} GFLOP/s (numpy)"
-          + (f", {roof['torch_sgemm_gflops']:.0f} GFLOP/s (torch.mm)" if roof.get("torch_sgemm_gflops") else ""))
-    print("copy bandwidth (read+write) by working set: "
-          + ", ".join(f"{int(s) >> 20} MiB {gb:.0f} GB/s" for s, gb in roof["copy_gbytes"].items()))
-
-
-def print_notes(by_group, skips):
-    linear = {n: g for n, g in by_group.items() if n.startswith(("linear ", "gemm(linear) "))}
-    for name, group in linear.items():
-        if not name.startswith("linear "):
-            continue
-        gemm = linear.get(name.replace("linear ", "gemm(linear) ", 1))
-        times, _, cells = _row_cells(group, None)
-        if gemm and cells["best"] and gemm["results"]:
-            for backend, result in gemm["results"].items():
-                print(f"{name}: best compiled ({cells['best']}) takes {times[cells['best']] / result['stats']['min']:.2f}x "
-                      f"the time of its three GEMMs in {backend}")
-    wrong = [(n, b, r["extra_info"].get("max_error")) for n, g in by_group.items() for b, r in g["results"].items()
-             if r["extra_info"].get("correct") is False]
-    for name, backend, error in wrong:
-        print(f"WRONG RESULT: {name} [{backend}] max error {error:.3g} (relative to max |reference|)")
-    reasons = {}
-    for entry in skips:
-        reasons.setdefault((entry.get("outcome", "skipped"), entry["reason"]), []).append(entry["test"])
-    if reasons:
-        print("\nnot measured:")
-        for (outcome, reason), tests in sorted(reasons.items()):
-            print(f"  {outcome} x{len(tests)}: {reason}")
-
-
-def _load_average():
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
-
-# issue "fast on every shape": per family, geometric mean and slowest of fwd+bwd speedups vs torch
-TARGETS = {"conv": (1.5, 1.0), "pool": (5.0, 3.0), "batchnorm": (2.0, 1.2), "activations": (2.5, 1.0),
-           "optim": (1.0, 1.0), "linear": (1.0, 1.0), "losses": (1.0, 1.0), "training": (1.5, 1.5)}
-
-
-def _family(workload):
-    if not workload.ops:
-        return None  # a baseline row (plain GEMMs)
-    if "train step" in workload.group:
-        return "training"
-    return _ops.FAMILY_OF[workload.ops[0]]
-
-
-def print_family_summary(by_group):
-    """Per family: the geometric mean and the slowest of the best compiled backend's speedup over
-    torch, on fwd+bwd rows (steps for optimizers and training), against the targets."""
-    rows = {}
-    for name, group in by_group.items():
-        workload = group["workload"]
-        family = _family(workload)
-        if family is None or not group["results"] or (" fwd " in f" {name} " and family not in ("optim", "losses")):
-            continue
-        _, _, cells = _row_cells(group, None)
-        if "vs_torch" in cells:
-            rows.setdefault(family, []).append((cells["vs_torch"], name))
-    if not rows:
-        return
-    print("\nper family, fwd+bwd (and steps) vs torch: geometric mean, slowest (target geomean / slowest)")
-    for family, speedups in rows.items():
-        geomean = math.exp(sum(math.log(r) for r, _ in speedups) / len(speedups))
-        slowest, where = min(speedups)
-        goal = TARGETS.get(family)
-        met = goal and geomean >= goal[0] and slowest >= goal[1]
-        print(f"  {family:<12} {geomean:5.2f}x geomean, slowest {slowest:5.2f}x ({where}) over {len(speedups)} rows"
-              + (f"; target {goal[0]:g}x / {goal[1]:g}x: {'met' if met else 'NOT met'}" if goal else ""))
-
-
-def suggest_auto(by_group, noisy):
-    """Per op, the compiled backend this run found faster (from the group isolating it best: fewest
-    ops), next to the AUTO table in use; `python -m fastnn.tune` measures and stores a table."""
-    evidence = {}  # op -> list of (number of ops in the group, cython/numba time ratio, group)
-    for name, group in by_group.items():
-        workload, results = group["workload"], group["results"]
-        if not workload.auto or not all(b in results and results[b]["extra_info"].get("correct") for b in _ops.COMPILED):
-            continue
-        ratio = results["cython"]["stats"]["min"] / results["numba"]["stats"]["min"]
-        for op in workload.ops:
-            evidence.setdefault(op, []).append((len(workload.ops), ratio, name))
-    if not evidence:
-        return
-    table = fastnn.backend_table()
-    print(f"\nAUTO: the {table['source']} table ({table['reason']}); this run, ratio = cython time / numba time"
-          + (" (WARNING: the machine was loaded)" if noisy else "") + ":")
-    for op in _ops.FAMILY_OF:
-        if op not in evidence:
-            continue
-        fewest = min(n for n, _, _ in evidence[op])
-        chosen = [(r, g) for n, r, g in evidence[op] if n == fewest]
-        ratio = math.exp(sum(math.log(r) for r, _ in chosen) / len(chosen))
-        entry = fastnn._autotable.entry(ratio, list(_ops.COMPILED))
-        in_use = table["choices"].get(op, "numba")
-        flag = "" if entry["backend"] == in_use else "   <- differs from the table in use"
-        print(f"  {op:<26} {ratio:5.2f} {entry['backend']:<7}{' (tie)' if entry['tie'] else '      '} table: {in_use}{flag}")
-
-
-def plot(by_group, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names, speedups = [], {b: [] for b in CONTENDERS[1:]}
-    for name, group in by_group.items():
-        times = {b: r["stats"]["min"] for b, r in group["results"].items()}
-        if "numpy" not in times or len(times) < 2:
-            continue
-        names.append(name)
-        for backend in speedups:
-            speedups[backend].append(times["numpy"] / times[backend] if backend in times else np.nan)
-    if not names:
-        return None
-    fig, ax = plt.subplots(figsize=(10, 1.5 + 0.32 * len(names)))
-    positions = np.arange(len(names))
-    height = 0.8 / len(speedups)
-    for i, (backend, values) in enumerate(speedups.items()):
-        ax.barh(positions + (i - 1) * height, values, height, label=backend)
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yticks(positions, names, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("speedup over the NumPy reference (min time, log scale)")
-    ax.legend(loc="lower right")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few rounds (checks the harness, not for numbers)")
@@ -414,9 +197,10 @@ def main():
     parser.add_argument("--threads", type=int, default=fastnn.get_num_threads(),
                         help="thread count of every contender (default: fastnn's, the usable cores)")
     parser.add_argument("--passes", type=int, default=1,
-                        help="run the suite N times and keep each contender's best pass (noisy machines)")
-    parser.add_argument("--no-roofline", action="store_true", help="skip the roofline measurement")
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+                        help="run the timing pass N times and keep each contender's best (noisy machines)")
+    parser.add_argument("--no-roofline", action="store_true", help="skip the roofline measurement (no %% of peak)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory pass (no memory column)")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for the timing pass (after --)")
     args = parser.parse_args()
     fastnn.set_num_threads(args.threads)
     # other processes' load, sampled before our own threads raise the average (the roofline and the
@@ -424,46 +208,61 @@ def main():
     load_before = _load_average()
 
     print("\n".join(header(args.threads)), flush=True)
-    roof = None
-    if not args.no_roofline:
-        roof = roofline(args.threads, args.quick)
-        print_roofline(roof)
-
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    data, benchmarks, skips = {"benchmarks": []}, [], []
+    benchmarks, skips, started, memory = [], [], [], {}
+    data = {"benchmarks": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for run_index in range(args.passes):
-            json_path, skips_path = Path(tmp) / f"bench{run_index}.json", Path(tmp) / f"skips{run_index}.json"
-            started = time.perf_counter()
-            returncode = run_suite(args, json_path, skips_path)
-            print(f"suite pass {run_index + 1}/{args.passes}: {time.perf_counter() - started:.0f} s, "
-                  f"pytest exit code {returncode}", flush=True)
-            pass_benchmarks, skips = load_results(json_path, skips_path)
-            benchmarks = merge_passes(benchmarks, pass_benchmarks)
+        roof, roof_path = None, "off"
+        if not args.no_roofline:
+            roof = roofline.measure(args.threads, args.quick)
+            roof_path = Path(tmp) / "roofline.json"
+            roof_path.write_text(json.dumps(roof))
+            print("\n".join(roofline.describe(roof)), flush=True)
+        for index in range(args.passes):
+            json_path = Path(tmp) / f"bench{index}.json"
+            started_at = time.perf_counter()
+            found, skips, started = timing_pass(args, roof_path, json_path, RESULTS / f"{stamp}-timing{index + 1}.log",
+                                                f"timing {index + 1}/{args.passes}")
+            print(f"timing pass {index + 1}/{args.passes}: {time.perf_counter() - started_at:.0f} s", flush=True)
+            benchmarks = merge_passes(benchmarks, found)
             if json_path.exists():
                 data = json.loads(json_path.read_text())
+        if not args.no_memory:
+            # the families of the tests the timing pass ran (its -k selection), in the list's order
+            seen = {workload_family(BY_ID[t]) for t in started if t in BY_ID}
+            families = list(dict.fromkeys(workload_family(w) for w in WORKLOADS if workload_family(w) in seen))
+            started_at = time.perf_counter()
+            memory, memory_skips = memory_pass(args, families, tmp, stamp)
+            skips += [dict(e, reason=f"memory pass: {e['reason']}") for e in memory_skips if e.get("outcome") == "failed"]
+            print(f"memory pass ({len(families)} processes): {time.perf_counter() - started_at:.0f} s", flush=True)
+
+    by_group = report.group_results(benchmarks)
+    cells = report.rows(by_group, roof, memory)
     data["benchmarks"] = benchmarks
-    data["fastnn"] = {"roofline": roof, "not_measured": skips, "quick": args.quick, "threads": args.threads,
-                      "passes": args.passes, "load_average": [load_before, _load_average()],
+    for group in by_group.values():  # fastnn's per-contender columns, for the merged passes
+        if group["results"]:
+            info = report.contender_info(group["workload"], group["results"], roof)
+            for backend, bench in group["results"].items():
+                bench["extra_info"]["fastnn"] = dict(info[backend], memory=memory.get(bench["extra_info"]["group"], {}).get(backend))
+    data["fastnn"] = {"roofline": roof, "rows": report.json_rows(cells), "memory": memory, "not_measured": skips,
+                      "quick": args.quick, "threads": args.threads, "passes": args.passes,
+                      "load_average": [load_before, _load_average()],
                       "environment": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}}
     saved = RESULTS / f"{stamp}.json"
     saved.write_text(json.dumps(data, indent=1))
     shutil.copyfile(saved, RESULTS / "latest.json")
 
-    by_group = group_results(benchmarks)
-    if roof:
-        print_roofline(roof)
-    print_table(by_group, skips, roof)
-    print_family_summary(by_group)
-    print_notes(by_group, skips)
+    lines = (roofline.describe(roof) if roof else []) + report.table_lines(by_group, skips, roof, memory)
+    lines += report.family_summary_lines(by_group) + report.notes_lines(by_group, skips)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     noisy = load_before is not None and load_before > cores / 2
-    suggest_auto(by_group, noisy)
+    lines += report.auto_lines(by_group, noisy)
+    print("\n" + "\n".join(lines))
     try:
         title = (f"fastnn {stamp}, float32, {args.threads} threads" + (" (quick)" if args.quick else "")
                  + (f", load average {load_before:.1f} before the run: noisy" if noisy else ""))
-        png = plot(by_group, RESULTS / f"{stamp}.png", title)
+        png = report.plot(by_group, RESULTS / f"{stamp}.png", title)
         if png:
             shutil.copyfile(png, RESULTS / "latest.png")
             print(f"\nplot: {png}")

@@ -41,10 +41,20 @@ class Workload:
     stateful: Callable = None  # inp -> zero-argument function (optim, nn classes), instead of run
     flops: float = 0.0
     bytes: float = 0.0  # minimum traffic: each input read once, each output written once
-    kind: str = "memory"  # roofline: "memory" (copy bandwidth at `bytes`) or "gemm" (sgemm peak)
+    kind: str = "memory"  # roofline: "memory" (copy bandwidth at `working_set`) or "gemm" (sgemm peak)
     tol: tuple = ELEMENTWISE_TOL  # allclose (rtol, atol); atol is scaled by max |reference|
     contenders: tuple = ("numpy", "numba", "cython", "torch")
     auto: bool = True  # informs run.py's AUTO table suggestion
+    # distinct bytes touched per call as the benchmark loop runs it (inputs, outputs, intermediates),
+    # where it differs from `bytes`: in-place updates touch an array once but move it twice
+    working_set: float = 0.0
+    # flops counted as direct convolution, where Winograd (3x3, stride 1, one group) executes fewer
+    effective: bool = False
+
+    @property
+    def touched(self):
+        """The working set the copy bandwidth of the roofline is taken at."""
+        return self.working_set or self.bytes
 
     @property
     def id(self):
@@ -246,7 +256,7 @@ def _conv_workloads(name, with_backward, spec=None):
         f"conv2d {mode} {name}:{n}x{c}->{f}x{hw}x{hw}/k{k}s{s}p{p}{g}", ops, inputs, run, torch_fn,
         flops=gemm_flops * (3 if with_backward else 1),
         bytes=(2 * (x_b + w_b + y_b) + 2 * f * F32) if with_backward else x_b + w_b + y_b + f * F32,
-        kind="gemm", tol=GEMM_TOL)
+        kind="gemm", tol=GEMM_TOL, effective=k == 3 and s == 1 and groups == 1)
 
 
 CONV_WORKLOADS = [_conv_workloads(name, bwd) for bwd in (False, True) for name in CONV_SHAPES]
@@ -361,6 +371,8 @@ def _bn_workload(shape, with_backward, fused=None):
     mode = "fwd+bwd" if with_backward else "fwd"
     return Workload(f"{name} {mode} {_shape_name(shape)}", ops, inputs, run, torch_fn,
                     flops=n * (12 if with_backward else 5), bytes=(4 if with_backward else 2) * n * F32,
+                    # unfused: y and relu's gradient are arrays of their own
+                    working_set=(6 if with_backward else 3) * n * F32 if fused is False else 0.0,
                     tol=GEMM_TOL, auto=fused is not False)
 
 
@@ -460,6 +472,8 @@ OPTIMIZERS = {
     "sgd_momentum": (("SGD", dict(lr=1e-2, momentum=0.9)),
                      ("SGD", dict(lr=1e-2, momentum=0.9, foreach=True)), 5, 4),
 }
+# arrays per element an optimizer step touches: adam p, g, m, v; sgd p, g, momentum (updated in place)
+OPTIMIZER_ARRAYS = {"adam": 4, "sgd_momentum": 3}
 
 
 def _optimizer_workload(name):
@@ -491,7 +505,8 @@ def _optimizer_workload(name):
     total = OPT_TENSORS * OPT_SIZE
     return Workload(f"optim {name} step 10x1M", (op,), _opt_inputs, stateful=stateful, torch=torch_fn,
                     torch_result=lambda params: [p.detach().numpy() for p in params],
-                    flops=flops_per * total, bytes=bytes_per * total * F32, tol=(1e-5, 1e-6))
+                    flops=flops_per * total, bytes=bytes_per * total * F32,
+                    working_set=OPTIMIZER_ARRAYS[name] * total * F32, tol=(1e-5, 1e-6))
 
 
 OPTIM_WORKLOADS = [_optimizer_workload(name) for name in OPTIMIZERS]
@@ -664,7 +679,7 @@ def _optimizer_grid(name, count, size, label):
     _, _, bytes_per, flops_per = OPTIMIZERS[name]
     return Workload(f"optim {name} step {label}", base.ops, _many_tensors(count, size), stateful=base.stateful,
                     torch=base.torch, torch_result=base.torch_result, flops=flops_per * total,
-                    bytes=bytes_per * total * F32, tol=base.tol)
+                    bytes=bytes_per * total * F32, working_set=OPTIMIZER_ARRAYS[name] * total * F32, tol=base.tol)
 
 
 OPTIM_GRID_WORKLOADS = [_optimizer_grid(name, count, size, label) for name in OPTIMIZERS
@@ -742,7 +757,7 @@ RESNET_WORKLOADS = [
              ("conv2d", "conv2d_backward", "batch_norm", "batch_norm_backward", "relu", "relu_backward",
               "sgd_step"), _resnet_inputs, stateful=_resnet_stateful, torch=_resnet_torch,
              torch_result=_resnet_torch_result, flops=2 * 3 * _RESNET_CONV_FLOPS,
-             bytes=12 * int(np.prod(RESNET_SHAPE)) * F32, kind="gemm", tol=GEMM_TOL, auto=False),
+             bytes=12 * int(np.prod(RESNET_SHAPE)) * F32, kind="gemm", tol=GEMM_TOL, auto=False, effective=True),
 ]
 
 

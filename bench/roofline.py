@@ -1,0 +1,212 @@
+"""The machine's roofline: fp32 sgemm peak and memory bandwidth by working set.
+
+Bandwidth is measured at working sets of 1, 2, 4, ..., 256 MiB (from L2 through L3 to DRAM) with
+two kernels, each counting the bytes its source code reads plus writes, one contiguous slice per
+thread: a copy (`np.copyto(dst, src)`: 8 bytes per element) and an in-place update
+(`np.add(a, b, out=a)`: 12 bytes per element, as an optimizer step updates its arrays). The memory
+roof at a size is the faster of the two: a copy's destination is written without being read, and
+where the CPU reads it anyway (write-allocate) the copy moves 12 bytes for the 8 it counts, which
+an in-place update does not, so the copy alone would let in-place workloads pass 100%.
+
+A memory-bound workload is compared with the roof at its own working set (the distinct bytes it
+touches per call, `Workload.touched`), never with another working set: a 32 MiB working set that
+stays in cache held against a 64 MiB copy reads as 232% of peak.
+"""
+import concurrent.futures
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+COPY_SIZES_MIB = tuple(1 << i for i in range(9))  # 1 .. 256 MiB
+
+
+def _best_time(fn, samples):
+    fn()
+    best = math.inf
+    for _ in range(samples):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def sgemm_gflops(threads, samples, n=2048):
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty_like(a)
+    with threadpool_limits(threads, user_api="blas"):
+        seconds = _best_time(lambda: np.matmul(a, b, out=c), samples)
+    return 2 * n ** 3 / seconds / 1e9
+
+
+def scipy_sgemm_gflops(threads, samples, n=2048):
+    """scipy's BLAS (a library of its own in the wheels): Numba's np.dot and fastnn's Cython kernels
+    call it through scipy.linalg.cython_blas, so their GEMMs run at its speed, not NumPy's."""
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((n, n), dtype=np.float32))
+    b = np.asfortranarray(rng.standard_normal((n, n), dtype=np.float32))
+    c = np.zeros((n, n), np.float32, order="F")
+    with threadpool_limits(threads, user_api="blas"):
+        seconds = _best_time(lambda: blas.sgemm(1.0, a, b, c=c, overwrite_c=True), samples)
+    return 2 * n ** 3 / seconds / 1e9
+
+
+def parallel_sgemm_gflops(threads, samples, n=512, products=4):
+    """Independent single-threaded GEMMs, one per thread, as fastnn's kernels run theirs (per image
+    or per block, one BLAS thread each): no BLAS-internal synchronization, so on a loaded machine
+    often well above a multi-threaded GEMM. The faster of NumPy's and scipy's BLAS."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    best = 0.0
+    libraries = [("numpy", None)]
+    try:
+        from scipy.linalg import blas
+
+        libraries.append(("scipy", blas))
+    except ImportError:
+        pass
+    for _, blas in libraries:
+        jobs = []
+        for _ in range(threads):
+            a = np.asfortranarray(rng.standard_normal((n, n), dtype=np.float32))
+            b = np.asfortranarray(rng.standard_normal((n, n), dtype=np.float32))
+            c = np.zeros((n, n), np.float32, order="F")
+            if blas is None:
+                jobs.append(lambda a=a, b=b, c=c: [np.matmul(a, b, out=c) for _ in range(products)])
+            else:
+                jobs.append(lambda a=a, b=b, c=c: [blas.sgemm(1.0, a, b, c=c, overwrite_c=True) for _ in range(products)])
+        with threadpool_limits(1, user_api="blas"):
+            seconds = _best_time(lambda: _on_threads(lambda job: job(), jobs), samples)
+        best = max(best, 2 * n ** 3 * products * threads / seconds / 1e9)
+    return best
+
+
+def torch_sgemm_gflops(threads, samples, n=2048):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.empty(n, n)
+    return 2 * n ** 3 / _best_time(lambda: torch.mm(a, b, out=c), samples) / 1e9
+
+
+def copy_gbytes(working_set, threads, samples):
+    """np.copyto bandwidth (bytes read + written per second), one contiguous slice per thread."""
+    n = working_set // 2 // 4
+    src, dst = np.ones(n, np.float32), np.empty(n, np.float32)
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    parts = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    repeats = max(1, (128 << 20) // working_set)  # ~128 MiB of traffic per sample
+
+    def work(part):
+        for _ in range(repeats):
+            np.copyto(*part)
+
+    return 2 * n * 4 * repeats / _best_time(lambda: _on_threads(work, parts), samples) / 1e9
+
+
+def update_gbytes(working_set, threads, samples):
+    """np.add(a, b, out=a) bandwidth (a and b read, a written: 12 bytes per element), one slice per thread."""
+    n = working_set // 2 // 4
+    a, b = np.ones(n, np.float32), np.full(n, 1e-30, np.float32)
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    parts = [(a[lo:hi], b[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    repeats = max(1, (128 << 20) // working_set)
+
+    def work(part):
+        for _ in range(repeats):
+            np.add(part[0], part[1], out=part[0])
+
+    return 3 * n * 4 * repeats / _best_time(lambda: _on_threads(work, parts), samples) / 1e9
+
+
+_pool = None
+
+
+def _on_threads(work, parts):
+    """work(part) for each part, one part per thread (a pool kept across samples: a sample of a
+    millisecond must not pay for starting threads)."""
+    global _pool
+    if len(parts) == 1:
+        return work(parts[0])
+    if _pool is None or _pool._max_workers < len(parts):
+        _pool = concurrent.futures.ThreadPoolExecutor(len(parts))
+    for future in [_pool.submit(work, part) for part in parts]:
+        future.result()
+
+
+def measure(threads, quick=False):
+    """The roofline at `threads`. Many short samples, best kept: the benchmark keeps each contender's
+    fastest round, so the roof must get as many chances at a moment when no other process competes
+    (on a loaded machine a roof from a few long samples is too low, and the % of peak overstated)."""
+    samples, short = (3, 15) if quick else (7, 41)
+    sizes = [mib << 20 for mib in COPY_SIZES_MIB]
+    copy = {str(s): copy_gbytes(s, threads, short) for s in sizes}
+    update = {str(s): update_gbytes(s, threads, short) for s in sizes}
+    gemms = {"numpy_sgemm_gflops": sgemm_gflops(threads, samples),
+             "scipy_sgemm_gflops": scipy_sgemm_gflops(threads, samples),
+             "parallel_sgemm_gflops": parallel_sgemm_gflops(threads, short, products=1),
+             "torch_sgemm_gflops": torch_sgemm_gflops(threads, samples)}
+    return {"threads": threads, "sgemm_gflops": max(v for v in gemms.values() if v), **gemms,
+            "copy_gbytes": copy, "update_gbytes": update,
+            "memory_gbytes": {s: max(copy[s], update[s]) for s in copy}}
+
+
+def best_of(*roofs):
+    """The highest value of each measurement over several rooflines of one machine (a roof measured
+    while other processes competed is too low, which would overstate the % of peak)."""
+    roofs = [r for r in roofs if r]
+    if not roofs:
+        return None
+    out = dict(roofs[0])
+    for key in ("sgemm_gflops", "numpy_sgemm_gflops", "scipy_sgemm_gflops", "parallel_sgemm_gflops",
+                "torch_sgemm_gflops"):
+        values = [r[key] for r in roofs if r.get(key)]
+        out[key] = max(values) if values else None
+    for key in ("copy_gbytes", "update_gbytes", "memory_gbytes"):
+        out[key] = {s: max(r[key][s] for r in roofs) for s in roofs[0][key]}
+    return out
+
+
+def load(path):
+    return json.loads(Path(path).read_text())
+
+
+def memory_roof(roof, working_set):
+    """(GB/s, size): the memory roof measured at the largest working set <= `working_set` (the
+    smallest measured one below it). Bandwidth only falls as the working set grows, so this roof is
+    at least as high as one at the workload's exact working set: the % of peak is never overstated."""
+    table = roof.get("memory_gbytes") or roof["copy_gbytes"]  # (results saved before the update kernel)
+    sizes = sorted(int(s) for s in table)
+    size = max((s for s in sizes if s <= working_set), default=sizes[0])
+    # what a larger working set reached, a smaller one can reach too: a noisy dip at one size (another
+    # process's burst) must not lower the roof there
+    return max(table[str(s)] for s in sizes if s >= size), size
+
+
+def describe(roof):
+    """Two lines for the report header."""
+    parts = [f"{roof[key]:.0f} ({name})" for key, name in
+             (("numpy_sgemm_gflops", "numpy"), ("scipy_sgemm_gflops", "scipy's BLAS, which fastnn calls"),
+              ("parallel_sgemm_gflops", "one single-threaded GEMM per thread"), ("torch_sgemm_gflops", "torch.mm"))
+             if roof.get(key)]
+    return [f"roofline ({roof['threads']} threads): sgemm peak {roof['sgemm_gflops']:.0f} GFLOP/s, the fastest of "
+            + ", ".join(parts),
+            "memory bandwidth (bytes read + written) by working set, copy / in-place update: "
+            + ", ".join(f"{int(s) >> 20} MiB {gb:.0f}/{roof.get('update_gbytes', {}).get(s, float('nan')):.0f}"
+                        for s, gb in roof["copy_gbytes"].items()) + " GB/s"]
