@@ -49,7 +49,8 @@ REWRITE_IN_PROGRESS = {
     # optim
     "fastnn.sgd_step", "fastnn.adagrad_step", "fastnn.rmsprop_step", "fastnn.adam_step",
     "fastnn.optim.sgd_step", "fastnn.optim.adagrad_step", "fastnn.optim.rmsprop_step", "fastnn.optim.adam_step",
-    "fastnn.optim.SGD", "fastnn.optim.AdaGrad", "fastnn.optim.RMSProp", "fastnn.optim.Adam",
+    "fastnn.optim.Optimizer", "fastnn.optim.SGD", "fastnn.optim.AdaGrad", "fastnn.optim.RMSProp",
+    "fastnn.optim.Adam",
 }
 
 
@@ -60,20 +61,18 @@ def _import(name):
 
 
 def public_callables(module):
-    """{name: object}: the module's `__all__`, else its public names bound to functions or classes
-    defined in fastnn (not re-exports of other libraries)."""
-    if hasattr(module, "__all__"):
-        names = list(module.__all__)
-    else:
-        names = [n for n in vars(module) if not n.startswith("_")]
+    """{name: object}: the callables named in the module's `__all__`, and its other public names bound
+    to functions or classes of fastnn (defined in the module itself when it has an `__all__`; for the
+    top level, in any fastnn module: not re-exports of other libraries)."""
+    listed = set(getattr(module, "__all__", ()))
     found = {}
-    for name in names:
-        obj = getattr(module, name)
-        if not callable(obj) or inspect.ismodule(obj):
+    for name, obj in vars(module).items():
+        if name.startswith("_") or not callable(obj) or inspect.ismodule(obj):
             continue
-        if not getattr(obj, "__module__", "").startswith("fastnn"):
-            continue
-        found[name] = obj
+        owner = getattr(obj, "__module__", None) or ""
+        defined_here = owner == module.__name__ if hasattr(module, "__all__") else owner.startswith("fastnn")
+        if name in listed or defined_here:
+            found[name] = obj
     return found
 
 
