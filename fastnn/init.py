@@ -267,7 +267,8 @@ def kaiming_uniform(shape: tuple[int, ...], nonlinearity: str = "relu", negative
     Raises
     ------
     ValueError
-        A shape with negative or non-integer sizes, fewer than 2 dimensions, an unknown mode or nonlinearity, or both `rng` and `seed`.
+        A shape with negative or non-integer sizes, fewer than 2 dimensions, an unknown mode or
+        nonlinearity, or both `rng` and `seed`.
     TypeError
         `rng` is not a numpy Generator, or `dtype` is not float32 or float64.
     """
@@ -308,7 +309,8 @@ def kaiming_normal(shape: tuple[int, ...], nonlinearity: str = "relu", negative_
     Raises
     ------
     ValueError
-        A shape with negative or non-integer sizes, fewer than 2 dimensions, an unknown mode or nonlinearity, or both `rng` and `seed`.
+        A shape with negative or non-integer sizes, fewer than 2 dimensions, an unknown mode or
+        nonlinearity, or both `rng` and `seed`.
     TypeError
         `rng` is not a numpy Generator, or `dtype` is not float32 or float64.
 

@@ -8,6 +8,10 @@ Outputs and input gradients live in buffers the layer reuses while the input sha
 same (the ops write into them with `out=`): an array returned by `forward` or `backward` is valid
 until that layer's next call; copy it to keep it.
 """
+from __future__ import annotations
+
+from typing import Callable, Union
+
 import numpy as np
 
 from . import init as _init
@@ -26,6 +30,10 @@ __all__ = [
     "Module", "Conv2d", "Linear", "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "GELU", "SiLU",
     "Maxout", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "Residual",
 ]
+
+
+_Pair = Union[int, "tuple[int, int]"]
+_Init = Union[str, float, Callable[..., np.ndarray]]
 
 
 def _dtype(layer, dtype):
@@ -48,7 +56,7 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """The layer's output for input x (an array valid until the layer's next forward).
 
         Parameters
@@ -62,7 +70,7 @@ class Module:
         """
         raise NotImplementedError
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Gradients of the parameters into `grads`; returns dx, or None if input_grad is False
         (the first layer of a network needs no dx: Linear and Conv2d then skip computing it).
 
@@ -75,12 +83,12 @@ class Module:
         """
         raise NotImplementedError
 
-    def train(self):
+    def train(self) -> Module:
         """Training mode (batch statistics in BatchNorm); returns the layer."""
         self.training = True
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         """Evaluation mode (running statistics in BatchNorm); returns the layer."""
         self.training = False
         return self
@@ -113,14 +121,14 @@ class _Elementwise(Module):
     def _df(self, dy, t, out):
         raise NotImplementedError
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         y = self._keep("y", key, self._f(x, self._out("y", key)))
         self._saved = y if self.from_output else x
         return y
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         key = _key(self._saved)
@@ -161,7 +169,7 @@ class LeakyReLU(_Elementwise):
         `negative_slope` is not a finite real number.
     """
 
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = real("LeakyReLU", "negative_slope", negative_slope)
 
@@ -185,7 +193,7 @@ class ELU(_Elementwise):
         `alpha` is not a finite real number.
     """
 
-    def __init__(self, alpha=1.0):
+    def __init__(self, alpha: float = 1.0):
         super().__init__()
         self.alpha = real("ELU", "alpha", alpha)
 
@@ -304,20 +312,20 @@ class PReLU(Module):
         A bad `num_parameters` (< 1), `init` or `dtype`.
     """
 
-    def __init__(self, num_parameters=1, init=0.25, *, dtype=np.float32):
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, *, dtype=np.float32):
         super().__init__()
         num_parameters = integer("PReLU", "num_parameters", num_parameters, minimum=1)
         dtype = _dtype("PReLU", dtype)
         shape = () if num_parameters == 1 else (num_parameters,)
         self.params["weight"] = np.full(shape, real("PReLU", "init", init), dtype)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         return self._keep("y", key, prelu(x, self.params["weight"], out=self._out("y", key)))
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"] = prelu_backward(dy, self._x, self.params["weight"])
         return dx if input_grad else None
 
@@ -338,18 +346,18 @@ class Maxout(Module):
         `pieces` or `axis` is not an integer, or `pieces` < 1.
     """
 
-    def __init__(self, pieces, axis=1):
+    def __init__(self, pieces: int, axis: int = 1):
         super().__init__()
         self.pieces = integer("Maxout", "pieces", pieces, minimum=1)
         self.axis = integer("Maxout", "axis", axis)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         return self._keep("y", key, maxout(x, self.pieces, self.axis, out=self._out("y", key)))
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         key = _key(self._x)
@@ -411,8 +419,8 @@ class Linear(Module):
     (4, 2)
     """
 
-    def __init__(self, in_features, out_features, bias=True, *, init="kaiming_normal", dtype=np.float32,
-                 rng=None, seed=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, init: _Init = "kaiming_normal",
+                 dtype=np.float32, rng: np.random.Generator | None = None, seed: int | None = None):
         super().__init__()
         self.in_features = integer("Linear", "in_features", in_features, minimum=1)
         self.out_features = integer("Linear", "out_features", out_features, minimum=1)
@@ -422,14 +430,14 @@ class Linear(Module):
         if bias:
             self.params["bias"] = np.zeros(self.out_features, dtype)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         y = linear(x, self.params["weight"], self.params.get("bias"), out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"], db = linear_backward(dy, self._x, self.params["weight"], input_grad=input_grad)
         if "bias" in self.params:
             self.grads["bias"] = db
@@ -476,8 +484,9 @@ class Conv2d(Module):
     (2, 8, 16, 16)
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, *, init="kaiming_normal", dtype=np.float32, rng=None, seed=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Pair, stride: _Pair = 1, padding: _Pair = 0,
+                 dilation: _Pair = 1, groups: int = 1, bias: bool = True, *, init: _Init = "kaiming_normal",
+                 dtype=np.float32, rng: np.random.Generator | None = None, seed: int | None = None):
         super().__init__()
         self.in_channels = integer("Conv2d", "in_channels", in_channels, minimum=1)
         self.out_channels = integer("Conv2d", "out_channels", out_channels, minimum=1)
@@ -498,14 +507,14 @@ class Conv2d(Module):
     def _geometry(self):
         return self.stride, self.padding, self.dilation, self.groups
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         y = conv2d(x, self.params["weight"], self.params.get("bias"), *self._geometry(), out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"], db = conv2d_backward(dy, self._x, self.params["weight"], *self._geometry(),
                                                       input_grad=input_grad)
         if "bias" in self.params:
@@ -541,7 +550,7 @@ class _BatchNorm(Module):
 
     ndim = None
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *, dtype=np.float32):
         super().__init__()
         name = type(self).__name__
         self.num_features = integer(name, "num_features", num_features, minimum=1)
@@ -554,7 +563,7 @@ class _BatchNorm(Module):
         self.running_var = np.ones(self.num_features, dtype)
         self.buffers = {"running_mean": self.running_mean, "running_var": self.running_var}
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         check_ndim(type(self).__name__, "x", x, self.ndim)
         key = _key(x)
@@ -565,7 +574,7 @@ class _BatchNorm(Module):
             training=self.training, momentum=self.momentum, eps=self.eps, out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"], self.grads["bias"] = batch_norm_backward(
             dy, self._x, self.params["weight"], self._mean, self._invstd, training=self._mode)
         return dx if input_grad else None
@@ -624,7 +633,7 @@ class BatchNorm2d(_BatchNorm):
 class _Pool(Module):
     """A 2-D pooling layer on NCHW arrays: kernel_size, stride (None: kernel_size), padding."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size: _Pair, stride: _Pair | None = None, padding: _Pair = 0):
         super().__init__()
         name = type(self).__name__
         self.kernel_size = pair(name, "kernel_size", kernel_size, minimum=1)
@@ -634,13 +643,13 @@ class _Pool(Module):
     def _geometry(self):
         return self.kernel_size, self.stride, self.padding
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         return self._keep("y", key, self._forward(x, *self._geometry(), out=self._out("y", key)))
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         key = _key(self._x)
@@ -695,12 +704,12 @@ class AvgPool2d(_Pool):
 class Flatten(Module):
     """(N, ...) -> (N, prod(...)); a view when x is contiguous."""
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         return np.asarray(dy).reshape(self._shape) if input_grad else None
 
 
@@ -729,7 +738,7 @@ class Sequential(Module):
     (5, 2)
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Module):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: layer {i} must be a fastnn.nn.Module, got {type(layer).__name__}")
@@ -751,12 +760,12 @@ class Sequential(Module):
         """{"<index>.<name>": array}: the layers' untrained state (BatchNorm running statistics)."""
         return {f"{i}.{name}": a for i, layer in enumerate(self.layers) for name, a in layer.buffers.items()}
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backward through the layers, last to first; each layer's `grads` are overwritten.
 
         Parameters
@@ -775,13 +784,13 @@ class Sequential(Module):
             dy = self.layers[i].backward(dy, input_grad=input_grad or i > 0)
         return dy if input_grad else None
 
-    def train(self):
+    def train(self) -> Module:
         self.training = True
         for layer in self.layers:
             layer.train()
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         self.training = False
         for layer in self.layers:
             layer.eval()
@@ -823,7 +832,7 @@ class Residual(Module):
         `body` (or `activation`) is not a fastnn.nn.Module.
     """
 
-    def __init__(self, body, activation=None):
+    def __init__(self, body: Module, activation: Module | None = None):
         for name, layer in (("body", body), ("activation", activation)):
             if layer is not None and not isinstance(layer, Module):
                 raise TypeError(f"Residual: {name} must be a fastnn.nn.Module, got {type(layer).__name__}")
@@ -851,7 +860,7 @@ class Residual(Module):
         """The parts' untrained state (BatchNorm running statistics), with params' key scheme."""
         return {f"{p}.{k}": a for p, layer in self._parts() for k, a in layer.buffers.items()}
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         z = self.body.forward(x)
         if z.shape != x.shape:
@@ -861,7 +870,7 @@ class Residual(Module):
         s = self._keep("sum", key, np.add(z, x, out=self._out("sum", key)))
         return self.activation.forward(s) if self.activation else s
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         ds = self.activation.backward(dy) if self.activation else np.asarray(dy)
         dx = self.body.backward(ds, input_grad=input_grad)
         if not input_grad:
@@ -869,13 +878,13 @@ class Residual(Module):
         key = _key(ds)
         return self._keep("dx", key, np.add(dx, ds, out=self._out("dx", key)))
 
-    def train(self):
+    def train(self) -> Module:
         self.training = True
         for _, layer in self._parts():
             layer.train()
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         self.training = False
         for _, layer in self._parts():
             layer.eval()
