@@ -26,7 +26,7 @@ class Conv2d(nn.Conv2d):
     Parameters
     ----------
     *args, **kwargs
-        ``torch.nn.Conv2d``'s: in_channels, out_channels, kernel_size, stride=1, padding=0,
+        The constructor is ``torch.nn.Conv2d``'s: in_channels, out_channels, kernel_size, stride=1, padding=0,
         dilation=1, groups=1, bias=True, padding_mode="zeros", device=None, dtype=None.
     """
 
@@ -125,7 +125,7 @@ class BatchNorm1d(nn.BatchNorm1d):
     Parameters
     ----------
     *args, **kwargs
-        ``torch.nn.BatchNorm1d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
+        The constructor is ``torch.nn.BatchNorm1d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
         convention: ``running = (1 - momentum) * running + momentum * batch``), affine=True,
         track_running_stats=True, device=None, dtype=None.
     """
@@ -140,7 +140,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     Parameters
     ----------
     *args, **kwargs
-        ``torch.nn.BatchNorm2d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
+        The constructor is ``torch.nn.BatchNorm2d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
         convention: ``running = (1 - momentum) * running + momentum * batch``), affine=True,
         track_running_stats=True, device=None, dtype=None.
     """
@@ -153,8 +153,8 @@ class ReLU(nn.ReLU):
 
     Parameters
     ----------
-    *args, **kwargs
-        ``torch.nn.ReLU``'s: inplace=False.
+    inplace : bool, default False
+        As ``torch.nn.ReLU``'s: overwrite the input.
     """
 
     def forward(self, input):
@@ -178,8 +178,9 @@ class LeakyReLU(nn.LeakyReLU):
 
     Parameters
     ----------
-    *args, **kwargs
-        ``torch.nn.LeakyReLU``'s: negative_slope=0.01, inplace=False.
+    negative_slope : float, default 0.01
+    inplace : bool, default False
+        As ``torch.nn.LeakyReLU``'s.
     """
 
     def forward(self, input):
@@ -203,8 +204,9 @@ class ELU(nn.ELU):
 
     Parameters
     ----------
-    *args, **kwargs
-        ``torch.nn.ELU``'s: alpha=1.0, inplace=False.
+    alpha : float, default 1.0
+    inplace : bool, default False
+        As ``torch.nn.ELU``'s.
     """
 
     def forward(self, input):
@@ -267,8 +269,8 @@ class GELU(nn.GELU):
 
     Parameters
     ----------
-    *args, **kwargs
-        ``torch.nn.GELU``'s: approximate="none".
+    approximate : {"none", "tanh"}, default "none"
+        As ``torch.nn.GELU``'s ("tanh" runs torch's own).
     """
 
     def forward(self, input):
@@ -292,8 +294,8 @@ class SiLU(nn.SiLU):
 
     Parameters
     ----------
-    *args, **kwargs
-        ``torch.nn.SiLU``'s: inplace=False.
+    inplace : bool, default False
+        As ``torch.nn.SiLU``'s: overwrite the input.
     """
 
     def forward(self, input):
@@ -319,7 +321,7 @@ class MaxPool2d(nn.MaxPool2d):
     Parameters
     ----------
     *args, **kwargs
-        ``torch.nn.MaxPool2d``'s: kernel_size, stride=None, padding=0, dilation=1,
+        The constructor is ``torch.nn.MaxPool2d``'s: kernel_size, stride=None, padding=0, dilation=1,
         return_indices=False, ceil_mode=False.
     """
 
@@ -347,7 +349,7 @@ class AvgPool2d(nn.AvgPool2d):
     Parameters
     ----------
     *args, **kwargs
-        ``torch.nn.AvgPool2d``'s: kernel_size, stride=None, padding=0, ceil_mode=False,
+        The constructor is ``torch.nn.AvgPool2d``'s: kernel_size, stride=None, padding=0, ceil_mode=False,
         count_include_pad=True, divisor_override=None.
     """
 
