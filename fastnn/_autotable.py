@@ -10,6 +10,8 @@ fastnn uses the local table when its fingerprint matches this machine, else the 
 `backend_table()` says which and why. Measured choices within 5% are ties, resolved by one fixed
 rule (TIE_BACKEND), never by the noise of a run. An op in no table uses numba, else cython.
 """
+from __future__ import annotations
+
 import functools
 import json
 import os
@@ -111,12 +113,23 @@ def choice(op):
     return None if entry is None else entry["backend"]
 
 
-def backend_table():
-    """The table AUTO uses now, and why.
+def backend_table() -> dict:
+    """The table "auto" uses now to pick a compiled backend per op, and why.
 
-    Returns a dict: source ("local" or "shipped"), path, reason, fingerprint (the table's),
-    machine (this machine's fingerprint), measured (date), and choices {op: backend} with ties
-    marked in `ties`.
+    Returns
+    -------
+    dict
+        ``source`` ("local": written by `python -m fastnn.tune` for this machine, or "shipped"),
+        ``path``, ``reason`` (why that table), ``fingerprint`` (the machine it was measured on),
+        ``machine`` (this machine's fingerprint), ``measured`` (ISO date), ``choices`` ({op:
+        backend}) and ``ties`` (ops whose backends measured within 5%, sorted).
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> table = fastnn.backend_table()
+    >>> table["source"] in ("local", "shipped")
+    True
     """
     table, source, path, reason = _select()
     entries = table["entries"]

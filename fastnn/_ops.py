@@ -12,12 +12,14 @@ C-contiguous unless an op updates them in place), then calls `call(name, *args, 
 kernel returns what the public function returns. Forwards take `out=`: None, or a C-contiguous
 array of the right shape and dtype to write into (a non-contiguous user `out` is handled here).
 """
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import importlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
@@ -104,8 +106,22 @@ def kernel(op, backend):
 _available = None
 
 
-def available_backends():
-    """Backends that import on this installation, e.g. ("numpy", "numba", "cython")."""
+def available_backends() -> tuple[str, ...]:
+    """The backends that import on this installation.
+
+    Returns
+    -------
+    tuple of str
+        "numpy" (the reference, always) then the compiled backends that import, e.g.
+        ``("numpy", "numba", "cython")``. Only ``("numpy",)`` warns (`SourceTreeWarning`) when
+        fastnn is imported from its uninstalled source tree.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> "numpy" in fastnn.available_backends()
+    True
+    """
     global _available
     if _available is None:
         found = ["numpy"]
@@ -137,8 +153,21 @@ def _warn_if_source_tree():
             "run Python from another directory.", SourceTreeWarning, stacklevel=3)
 
 
-def missing_kernels():
-    """{backend: [ops it does not implement]} for the compiled backends that import."""
+def missing_kernels() -> dict[str, list[str]]:
+    """The ops each compiled backend lacks (a complete installation lacks none).
+
+    Returns
+    -------
+    dict
+        ``{backend: [op names it does not implement]}`` for each compiled backend that imports;
+        under "auto" such an op runs on the other compiled backend.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> all(isinstance(ops, list) for ops in fastnn.missing_kernels().values())
+    True
+    """
     return {
         backend: [op for op in FAMILY_OF if kernel(op, backend) is None]
         for backend in available_backends()
@@ -153,25 +182,76 @@ def _check_backend(name):
         raise ValueError(f"set_backend: backend {name!r} is not available here (available: {available_backends()})")
 
 
-def set_backend(name):
-    """Set the process default backend: "auto" (the faster compiled backend per op), "numba",
-    "cython" or "numpy" (the reference). Threads inside a `use_backend` block keep theirs."""
+def set_backend(name: Literal["auto", "numba", "cython", "numpy"]) -> None:
+    """Set the process default backend, for calls from every thread.
+
+    Threads (and contexts) inside a `use_backend` block keep the block's backend.
+
+    Parameters
+    ----------
+    name : {"auto", "numba", "cython", "numpy"}
+        "auto" (the default) runs each op on the faster compiled backend for this machine (the
+        table `python -m fastnn.tune` measured, else the shipped one: see `backend_table`);
+        "numba" or "cython" one compiled backend; "numpy" the plain-NumPy reference.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or a backend that does not import here (see `available_backends`).
+
+    See Also
+    --------
+    get_backend, use_backend
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.set_backend("numpy")
+    >>> fastnn.get_backend()
+    'numpy'
+    >>> fastnn.set_backend("auto")
+    """
     _check_backend(name)
     _state["backend"] = name
 
 
-def get_backend():
-    """The backend name in force for the caller ("auto" included, not the one it resolves to)."""
+def get_backend() -> str:
+    """The backend name in force for the caller.
+
+    Returns
+    -------
+    str
+        The innermost `use_backend` of this thread and context, else the `set_backend` default:
+        "auto", "numba", "cython" or "numpy" ("auto" as such, not the backend it picks per op).
+    """
     scoped = _scoped_backend.get()
     return _state["backend"] if scoped is None else scoped
 
 
 @contextmanager
-def use_backend(name):
-    """Use `name` for calls made in this block by this thread (and context); other threads keep theirs.
+def use_backend(name: Literal["auto", "numba", "cython", "numpy"]) -> Iterator[None]:
+    """Context manager: calls made in the block by this thread (and context) use backend `name`.
 
-    >>> with fastnn.use_backend("numpy"):
-    ...     y = fastnn.relu(x)   # the reference implementation
+    Other threads keep theirs (a `contextvars` variable); the previous backend comes back at the
+    end of the block, also on an exception. Blocks nest.
+
+    Parameters
+    ----------
+    name : {"auto", "numba", "cython", "numpy"}
+        As `set_backend`.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or a backend that does not import here (on entering the block).
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> x = np.array([-1.0, 2.0])
+    >>> with fastnn.use_backend("numpy"):   # the reference implementation
+    ...     fastnn.relu(x)
+    array([0., 2.])
     """
     _check_backend(name)
     token = _scoped_backend.set(name)

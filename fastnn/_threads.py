@@ -22,6 +22,8 @@ hangs), and the pool may have run for any library of the process (fastnn, PyTorc
 child the Cython kernels run on one thread (`openmp_threads()`). Numba runs on the TBB threading
 layer (kernels/numba/__init__.py), which survives fork: its kernels keep their threads.
 """
+from __future__ import annotations
+
 import contextvars
 import ctypes
 import os
@@ -66,11 +68,34 @@ def _env_threads():
 _forked_child = False  # this process was forked: GNU OpenMP may be unable to start threads
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the thread count of both compiled backends, for calls from any Python thread.
 
-    Overrides OMP_NUM_THREADS, threadpoolctl limits and torch.set_num_threads for fastnn's calls.
-    `n` must be in [1, cores available to the process].
+    Overrides OMP_NUM_THREADS, threadpoolctl limits and torch.set_num_threads for fastnn's calls,
+    for the rest of the process.
+
+    Parameters
+    ----------
+    n : int
+        In [1, the number of cores the process may use].
+
+    Raises
+    ------
+    TypeError
+        `n` is not an integer.
+    ValueError
+        `n` is out of range.
+
+    See Also
+    --------
+    get_num_threads
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.set_num_threads(1)
+    >>> fastnn.get_num_threads()
+    1
     """
     global _explicit
     if isinstance(n, bool) or not hasattr(n, "__index__"):
@@ -81,9 +106,17 @@ def set_num_threads(n):
     _explicit = n
 
 
-def get_num_threads():
-    """The number of threads a fastnn call made now, from this Python thread, will use (the Cython
-    kernels use one in a process forked from another: see openmp_threads)."""
+def get_num_threads() -> int:
+    """The number of threads a fastnn call made now, from this Python thread, will use.
+
+    Returns
+    -------
+    int
+        The `set_num_threads` count if one was set; else OpenMP's setting for this thread
+        (OMP_NUM_THREADS, an active ``threadpoolctl.threadpool_limits``, torch.set_num_threads),
+        or `host_threads`' count inside one; at most the cores the process may use. (The Cython
+        kernels use one thread in a process forked after parallel calls.)
+    """
     if _explicit is not None:
         return _explicit
     limit = _host.get()

@@ -3,11 +3,71 @@
 Each op's meta function (`@meta`) checks the arguments and decides the call (fastnn/_ops.Plan): the
 kernel inputs, the output shapes, the scalar parameters and the work in elements. Kernels of every
 backend are called as kernel(inputs..., outputs..., params..., n_threads).
+
+The public functions' docstrings share their common paragraphs (the `x`, `dy` and `out` arguments,
+the errors): a line ``{name}`` in a docstring is replaced by ``_SHARED[name]`` at import (`_doc`),
+so `help(fastnn.relu)` shows the whole text.
 """
+from __future__ import annotations
+
+import inspect
 import math
+
+import numpy as np
 
 from ._ops import Plan, call, meta
 from ._validation import check_same_shape, float_arrays, integer, real, within_dtype
+
+_SHARED = {
+    "x": """\
+x : ndarray
+    float32 or float64, any shape and strides (array-likes are converted with `np.asarray`).""",
+    "dy": """\
+dy : ndarray
+    Gradient of the loss with respect to the forward's output: that output's shape, x's dtype.""",
+    "out": """\
+out : ndarray, optional
+    Written with the result and returned: x's shape and dtype. It may be x itself (in place);
+    any other overlap with an input still gives the right result.""",
+    "out_backward": """\
+out : ndarray, optional
+    Written with dx and returned: x's shape and dtype. It may be dy itself (in place); any other
+    overlap with an input still gives the right result.""",
+    "raises": """\
+Raises
+------
+TypeError
+    An array is not float32 or float64 (integer, bool, complex, object), the arrays' dtypes
+    differ, or `out` has another dtype or is not an ndarray.
+ValueError
+    The shapes do not match (the message names the argument and both shapes), or `out` has the
+    wrong shape or is read-only.""",
+    "raises_scalar": """\
+Raises
+------
+TypeError
+    An array is not float32 or float64 (integer, bool, complex, object), the arrays' dtypes
+    differ, a parameter is not a real number, or `out` has another dtype or is not an ndarray.
+ValueError
+    The shapes do not match (the message names the argument and both shapes), a parameter is not
+    finite or not representable in x's dtype, or `out` has the wrong shape or is read-only.""",
+}
+
+
+def _doc(fn):
+    """Expand the ``{name}`` lines of fn's docstring with _SHARED's paragraphs."""
+    if fn.__doc__ is None:  # python -OO
+        return fn
+    lines = []
+    for line in inspect.cleandoc(fn.__doc__).splitlines():
+        key = line.strip()
+        if key.startswith("{") and key.endswith("}") and key[1:-1] in _SHARED:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.extend(indent + shared if shared else shared for shared in _SHARED[key[1:-1]].splitlines())
+        else:
+            lines.append(line)
+    fn.__doc__ = "\n".join(lines)
+    return fn
 
 
 def _scalar(op, name, value, x):
@@ -33,24 +93,59 @@ meta("relu")(lambda x: _unary("relu", x))
 meta("relu_backward")(lambda dy, x: _gradient("relu_backward", dy, "x", x))
 
 
-def relu(x, *, out=None):
-    """max(x, 0), elementwise.
+@_doc
+def relu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Rectified linear unit, ``max(x, 0)`` elementwise (torch.nn.functional.relu).
 
     Parameters
     ----------
-    x : array_like of float32 or float64, any shape
-    out : ndarray, optional
-        Written with the result and returned (may be x itself: in place).
+    {x}
+    {out}
 
     Returns
     -------
-    ndarray of x's shape and dtype.
+    ndarray
+        x's shape and dtype. NaN propagates.
+
+    {raises}
+
+    See Also
+    --------
+    relu_backward, leaky_relu, fastnn.nn.ReLU
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.relu(np.array([-2.0, 0.0, 3.0]))
+    array([0., 0., 3.])
     """
     return call("relu", x, out=out)
 
 
-def relu_backward(dy, x, *, out=None):
-    """dy where x > 0, else 0 (relu'(0) = 0, as PyTorch)."""
+@_doc
+def relu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `relu`: dy where x > 0, else 0 (relu'(0) = 0, as PyTorch).
+
+    Parameters
+    ----------
+    {dy}
+    x : ndarray
+        The forward's input, dy's shape and dtype.
+    {out_backward}
+
+    Returns
+    -------
+    ndarray
+        dx, x's shape and dtype.
+
+    {raises}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.relu_backward(np.ones(3), np.array([-2.0, 0.0, 3.0]))
+    array([0., 0., 1.])
+    """
     return call("relu_backward", dy, x, out=out)
 
 
@@ -70,13 +165,54 @@ def _leaky_relu_backward_meta(dy, x, negative_slope=0.01):
     return plan
 
 
-def leaky_relu(x, negative_slope=0.01, *, out=None):
-    """x where x > 0, else negative_slope * x."""
+@_doc
+def leaky_relu(x: np.ndarray, negative_slope: float = 0.01, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Leaky ReLU: x where x > 0, else ``negative_slope * x`` (torch.nn.functional.leaky_relu).
+
+    Parameters
+    ----------
+    {x}
+    negative_slope : float, default 0.01
+        The slope for x <= 0 (any finite real, negative and > 1 included).
+    {out}
+
+    Returns
+    -------
+    ndarray
+        x's shape and dtype.
+
+    {raises_scalar}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.leaky_relu(np.array([-2.0, 3.0]), negative_slope=0.1)
+    array([-0.2,  3. ])
+    """
     return call("leaky_relu", x, negative_slope, out=out)
 
 
-def leaky_relu_backward(dy, x, negative_slope=0.01, *, out=None):
-    """dy where x > 0, else negative_slope * dy."""
+@_doc
+def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01, *,
+                        out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `leaky_relu`: dy where x > 0, else ``negative_slope * dy`` (at 0: the slope).
+
+    Parameters
+    ----------
+    {dy}
+    x : ndarray
+        The forward's input, dy's shape and dtype.
+    negative_slope : float, default 0.01
+        The forward's slope.
+    {out_backward}
+
+    Returns
+    -------
+    ndarray
+        dx, x's shape and dtype.
+
+    {raises_scalar}
+    """
     return call("leaky_relu_backward", dy, x, negative_slope, out=out)
 
 
@@ -109,13 +245,58 @@ def _prelu_backward_meta(dy, x, a):
                 result=lambda outputs, _: (outputs[0], outputs[1].reshape(a.shape)))
 
 
-def prelu(x, a, *, out=None):
-    """x where x > 0, else a * x; a has shape (C,) (per channel, axis 1) or () (one slope)."""
+@_doc
+def prelu(x: np.ndarray, a: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Parametric ReLU: x where x > 0, else ``a * x`` with a learned slope (torch.nn.functional.prelu).
+
+    Parameters
+    ----------
+    {x}
+        With a per-channel `a`, channels are axis 1 (NCHW, or (N, C) features).
+    a : ndarray
+        The slopes, x's dtype: shape (C,) with C = x.shape[1] (one per channel), or () (one for
+        all).
+    {out}
+
+    Returns
+    -------
+    ndarray
+        x's shape and dtype.
+
+    {raises}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> x = np.array([[-1.0, -1.0], [2.0, -4.0]])
+    >>> fastnn.prelu(x, np.array([0.1, 0.5]))          # a[c] scales column c
+    array([[-0.1, -0.5],
+           [ 2. , -2. ]])
+    """
     return call("prelu", x, a, out=out)
 
 
-def prelu_backward(dy, x, a):
-    """Returns (dx, da); da has a's shape."""
+@_doc
+def prelu_backward(dy: np.ndarray, x: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of `prelu` with respect to x and to the slopes a.
+
+    Parameters
+    ----------
+    {dy}
+    x : ndarray
+        The forward's input, dy's shape and dtype.
+    a : ndarray
+        The forward's slopes, shape (C,) or ().
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape: dy where x > 0, else ``a * dy`` (at 0: a).
+    da : ndarray
+        a's shape: the sum of ``dy * x`` over the entries where x <= 0 (of channel c for a (C,)).
+
+    {raises}
+    """
     return call("prelu_backward", dy, x, a)
 
 
@@ -135,13 +316,54 @@ def _elu_backward_meta(dy, x, alpha=1.0):
     return plan
 
 
-def elu(x, alpha=1.0, *, out=None):
-    """x where x > 0, else alpha * (exp(x) - 1)."""
+@_doc
+def elu(x: np.ndarray, alpha: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Exponential linear unit: x where x > 0, else ``alpha * (exp(x) - 1)`` (torch.nn.functional.elu).
+
+    Parameters
+    ----------
+    {x}
+    alpha : float, default 1.0
+        The value approached as x -> -inf is -alpha.
+    {out}
+
+    Returns
+    -------
+    ndarray
+        x's shape and dtype.
+
+    {raises_scalar}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.elu(np.array([-1000.0, 0.0, 2.0]))
+    array([-1.,  0.,  2.])
+    """
     return call("elu", x, alpha, out=out)
 
 
-def elu_backward(dy, x, alpha=1.0, *, out=None):
-    """dy where x > 0, else dy * alpha * exp(x) (elu'(0) = alpha, as PyTorch)."""
+@_doc
+def elu_backward(dy: np.ndarray, x: np.ndarray, alpha: float = 1.0, *,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `elu`: dy where x > 0, else ``dy * alpha * exp(x)`` (elu'(0) = alpha, as PyTorch).
+
+    Parameters
+    ----------
+    {dy}
+    x : ndarray
+        The forward's input (not its output), dy's shape and dtype.
+    alpha : float, default 1.0
+        The forward's alpha.
+    {out_backward}
+
+    Returns
+    -------
+    ndarray
+        dx, x's shape and dtype.
+
+    {raises_scalar}
+    """
     return call("elu_backward", dy, x, alpha, out=out)
 
 
@@ -153,23 +375,109 @@ meta("tanh")(lambda x: _unary("tanh", x))
 meta("tanh_backward")(lambda dy, y: _gradient("tanh_backward", dy, "y", y))
 
 
-def sigmoid(x, *, out=None):
-    """1 / (1 + exp(-x)); saturates quietly (sigmoid(-1000.0) is 0.0)."""
+@_doc
+def sigmoid(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic sigmoid, ``1 / (1 + exp(-x))``; saturates quietly (sigmoid(-1000.0) is 0.0, no warning).
+
+    Parameters
+    ----------
+    {x}
+    {out}
+
+    Returns
+    -------
+    ndarray
+        x's shape and dtype, in [0, 1].
+
+    {raises}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    array([0. , 0.5, 1. ])
+    """
     return call("sigmoid", x, out=out)
 
 
-def sigmoid_backward(dy, y, *, out=None):
-    """Gradient from the forward's output y = sigmoid(x): dy * y * (1 - y)."""
+@_doc
+def sigmoid_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `sigmoid` from the forward's OUTPUT y = sigmoid(x): ``dy * y * (1 - y)``.
+
+    Unlike most backwards, it takes y, not x (as torch's sigmoid_backward): keep the forward's
+    result, not its input.
+
+    Parameters
+    ----------
+    {dy}
+    y : ndarray
+        The forward's output sigmoid(x), dy's shape and dtype.
+    out : ndarray, optional
+        Written with dx and returned: y's shape and dtype. It may be dy itself (in place).
+
+    Returns
+    -------
+    ndarray
+        dx, y's shape and dtype.
+
+    {raises}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> y = fastnn.sigmoid(np.array([0.0]))
+    >>> fastnn.sigmoid_backward(np.ones(1), y)
+    array([0.25])
+    """
     return call("sigmoid_backward", dy, y, out=out)
 
 
-def tanh(x, *, out=None):
-    """tanh(x), elementwise."""
+@_doc
+def tanh(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Hyperbolic tangent, elementwise (saturates quietly to -1 and 1).
+
+    Parameters
+    ----------
+    {x}
+    {out}
+
+    Returns
+    -------
+    ndarray
+        x's shape and dtype, in [-1, 1].
+
+    {raises}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.tanh(np.array([-1000.0, 0.0]))
+    array([-1.,  0.])
+    """
     return call("tanh", x, out=out)
 
 
-def tanh_backward(dy, y, *, out=None):
-    """Gradient from the forward's output y = tanh(x): dy * (1 - y * y)."""
+@_doc
+def tanh_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `tanh` from the forward's OUTPUT y = tanh(x): ``dy * (1 - y * y)``.
+
+    Takes y, not x (as torch's tanh_backward): keep the forward's result.
+
+    Parameters
+    ----------
+    {dy}
+    y : ndarray
+        The forward's output tanh(x), dy's shape and dtype.
+    out : ndarray, optional
+        Written with dx and returned: y's shape and dtype. It may be dy itself (in place).
+
+    Returns
+    -------
+    ndarray
+        dx, y's shape and dtype.
+
+    {raises}
+    """
     return call("tanh_backward", dy, y, out=out)
 
 
@@ -181,23 +489,98 @@ meta("silu")(lambda x: _unary("silu", x))
 meta("silu_backward")(lambda dy, x: _gradient("silu_backward", dy, "x", x))
 
 
-def gelu(x, *, out=None):
-    """Exact GELU, x * Phi(x) with the erf form (PyTorch's default)."""
+@_doc
+def gelu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Exact GELU, ``x * Phi(x)`` with Phi the standard normal CDF in its erf form.
+
+    This is torch.nn.functional.gelu's default (``approximate="none"``); there is no tanh
+    approximation.
+
+    Parameters
+    ----------
+    {x}
+    {out}
+
+    Returns
+    -------
+    ndarray
+        x's shape and dtype.
+
+    {raises}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.gelu(np.array([0.0, 1.0])).round(4)
+    array([0.    , 0.8413])
+    """
     return call("gelu", x, out=out)
 
 
-def gelu_backward(dy, x, *, out=None):
-    """dy * (Phi(x) + x * phi(x))."""
+@_doc
+def gelu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `gelu`: ``dy * (Phi(x) + x * phi(x))``, phi the standard normal density.
+
+    Parameters
+    ----------
+    {dy}
+    x : ndarray
+        The forward's input, dy's shape and dtype.
+    {out_backward}
+
+    Returns
+    -------
+    ndarray
+        dx, x's shape and dtype.
+
+    {raises}
+    """
     return call("gelu_backward", dy, x, out=out)
 
 
-def silu(x, *, out=None):
-    """x * sigmoid(x)."""
+@_doc
+def silu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """SiLU (swish), ``x * sigmoid(x)`` (torch.nn.functional.silu).
+
+    Parameters
+    ----------
+    {x}
+    {out}
+
+    Returns
+    -------
+    ndarray
+        x's shape and dtype.
+
+    {raises}
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.silu(np.array([0.0, 1000.0]))
+    array([   0., 1000.])
+    """
     return call("silu", x, out=out)
 
 
-def silu_backward(dy, x, *, out=None):
-    """dy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
+@_doc
+def silu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `silu`: ``dy * s * (1 + x * (1 - s))`` with s = sigmoid(x).
+
+    Parameters
+    ----------
+    {dy}
+    x : ndarray
+        The forward's input, dy's shape and dtype.
+    {out_backward}
+
+    Returns
+    -------
+    ndarray
+        dx, x's shape and dtype.
+
+    {raises}
+    """
     return call("silu_backward", dy, x, out=out)
 
 
@@ -234,11 +617,83 @@ def _maxout_backward_meta(dy, x, pieces, axis=1):
     return Plan((dy, x), (x.shape,), x.dtype, layout, work=x.size)
 
 
-def maxout(x, pieces, axis=1, *, out=None):
-    """y.take(u, axis) = max_j x.take(u * pieces + j, axis)."""
+@_doc
+def maxout(x: np.ndarray, pieces: int, axis: int = 1, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Maxout (Goodfellow et al.): the max over groups of `pieces` consecutive units along `axis`.
+
+    ``y.take(u, axis) = max over j < pieces of x.take(u * pieces + j, axis)``.
+
+    Parameters
+    ----------
+    {x}
+        ``x.shape[axis]`` must be a multiple of `pieces`.
+    pieces : int
+        Units per group, >= 1.
+    axis : int, default 1
+        The axis to group (negative counts from the end).
+    out : ndarray, optional
+        Written with the result and returned: y's shape (x's with ``x.shape[axis] // pieces``
+        at `axis`) and x's dtype.
+
+    Returns
+    -------
+    ndarray
+        x's shape with ``x.shape[axis] // pieces`` at `axis`; x's dtype.
+
+    Raises
+    ------
+    TypeError
+        x is not float32 or float64, `pieces` or `axis` is not an integer, or `out` has another
+        dtype.
+    ValueError
+        `pieces` < 1, `axis` out of range, ``x.shape[axis]`` not a multiple of `pieces`, or `out`
+        has the wrong shape.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.maxout(np.array([[1.0, 5.0, -2.0, -3.0]]), pieces=2)
+    array([[ 5., -2.]])
+    """
     return call("maxout", x, pieces, axis, out=out)
 
 
-def maxout_backward(dy, x, pieces, axis=1, *, out=None):
-    """The gradient goes to the first maximal piece."""
+@_doc
+def maxout_backward(dy: np.ndarray, x: np.ndarray, pieces: int, axis: int = 1, *,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `maxout`: each dy entry goes to the first maximal piece of its group, 0 elsewhere.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient with respect to the forward's output: x's shape with ``x.shape[axis] // pieces``
+        at `axis`, x's dtype.
+    x : ndarray
+        The forward's input.
+    pieces : int
+        The forward's `pieces`.
+    axis : int, default 1
+        The forward's `axis`.
+    out : ndarray, optional
+        Written with dx and returned: x's shape and dtype.
+
+    Returns
+    -------
+    ndarray
+        dx, x's shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        An array is not float32 or float64, their dtypes differ, `pieces` or `axis` is not an
+        integer, or `out` has another dtype.
+    ValueError
+        As `maxout`, or dy's shape is not the forward output's.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> fastnn.maxout_backward(np.array([[10.0]]), np.array([[3.0, 3.0]]), pieces=2)   # a tie: the first
+    array([[10.,  0.]])
+    """
     return call("maxout_backward", dy, x, pieces, axis, out=out)

@@ -1,6 +1,9 @@
 """Training diagnostics (cs231n's babysitting checklist): dead units, activation statistics per
 layer, update/weight ratios, the initial loss, and overfitting a tiny subset."""
+from __future__ import annotations
+
 import math
+from typing import Any, Callable
 
 import numpy as np
 
@@ -10,9 +13,32 @@ __all__ = ["dead_fraction", "activation_stats", "format_stats", "update_ratios",
            "overfit_small"]
 
 
-def dead_fraction(a):
-    """Fraction of units (columns of (N, D), channels of (N, C, ...)) that are <= 0 for every sample
-    of the batch (and every position): units a ReLU after them never lets through."""
+def dead_fraction(a: np.ndarray) -> float:
+    """Fraction of units that are <= 0 for every sample of the batch: units a ReLU after them never
+    lets through ("dead ReLUs").
+
+    Parameters
+    ----------
+    a : array_like
+        Pre-activations (or activations) of a batch: (N, D), a unit per column, or (N, C, ...), a
+        unit per channel (dead when <= 0 at every sample and position).
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 dimensions, or no samples or units.
+
+    Examples
+    --------
+    >>> from fastnn.diagnostics import dead_fraction
+    >>> dead_fraction(np.array([[1.0, -1.0], [2.0, 0.0]]))   # column 1 is never positive
+    0.5
+    """
     a = np.asarray(a)
     if a.ndim < 2 or a.shape[0] == 0 or a.shape[1] == 0:
         raise ValueError(f"dead_fraction: a must be (N, D) or (N, C, ...) with N, D >= 1, got shape {a.shape}")
@@ -38,11 +64,34 @@ def _saturated(layer, y):
     return None
 
 
-def activation_stats(model, x):
-    """One forward pass; per layer a dict: name ("<index>.<Class>"), shape, mean, std, zero (fraction
-    of exact zeros), saturated (|tanh| > 0.99, sigmoid < 0.01 or > 0.99; None for other layers),
-    and dead (dead_fraction, for 2-d and 4-d outputs). BatchNorm running statistics are left as
-    they were."""
+def activation_stats(model: Any, x: np.ndarray) -> list[dict]:
+    """Statistics of each layer's output over one forward pass of x.
+
+    BatchNorm running statistics are left as they were (the forward runs in the model's mode).
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        A Sequential (one entry per layer) or a single layer.
+    x : ndarray
+        An input batch.
+
+    Returns
+    -------
+    list of dict
+        Per layer: ``name`` ("<index>.<Class>"), ``shape``, ``mean``, ``std``, ``zero`` (fraction
+        of exact zeros), ``saturated`` (fraction with |tanh| > 0.99, or sigmoid < 0.01 or > 0.99;
+        None for other layers) and ``dead`` (`dead_fraction`, for 2-d and 4-d outputs, else None).
+        `format_stats` prints them as a table.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> from fastnn.diagnostics import activation_stats
+    >>> model = nn.Sequential(nn.Linear(4, 3, seed=0), nn.Tanh())
+    >>> [s["name"] for s in activation_stats(model, np.ones((2, 4), np.float32))]
+    ['0.Linear', '1.Tanh']
+    """
     layers = _layers(model)
     saved = _running_stats(layers)
     stats = []
@@ -66,8 +115,19 @@ def activation_stats(model, x):
     return stats
 
 
-def format_stats(stats):
-    """activation_stats as a text table."""
+def format_stats(stats: list[dict]) -> str:
+    """`activation_stats`' result as a text table: a row per layer (mean, std, zero, dead, saturated).
+
+    Parameters
+    ----------
+    stats : list of dict
+        What `activation_stats` returned.
+
+    Returns
+    -------
+    str
+        Lines joined by newlines; "-" where a statistic does not apply.
+    """
     lines = [f"{'layer':<16}{'mean':>10}{'std':>10}{'zero':>8}{'dead':>8}{'satur.':>8}"]
     for s in stats:
         opt = [f"{s[k]:>8.2f}" if s[k] is not None else f"{'-':>8}" for k in ("dead", "saturated")]
@@ -75,9 +135,34 @@ def format_stats(stats):
     return "\n".join(lines)
 
 
-def update_ratios(params_before, params_after):
-    """{key: ||after - before|| / ||before||} per parameter; ~1e-3 per step is healthy (much larger:
-    lr too high; much smaller: too low). 0 before and after gives 0; 0 before only, inf."""
+def update_ratios(params_before: dict[str, np.ndarray], params_after: dict[str, np.ndarray]) -> dict[str, float]:
+    """The relative size of one update, per parameter: ``||after - before|| / ||before||``.
+
+    About 1e-3 per step is healthy; much larger means the learning rate is too high, much
+    smaller too low.
+
+    Parameters
+    ----------
+    params_before, params_after : dict of ndarray
+        The same keys (e.g. copies of ``model.params`` before a step, and ``model.params`` after).
+
+    Returns
+    -------
+    dict
+        ``{key: ratio}``; 0 when a parameter is 0 before and after, inf when only before.
+
+    Raises
+    ------
+    ValueError
+        The key sets differ.
+
+    Examples
+    --------
+    >>> from fastnn.diagnostics import update_ratios
+    >>> ratios = update_ratios({"w": np.ones(4)}, {"w": np.full(4, 1.001)})
+    >>> round(ratios["w"], 6)
+    0.001
+    """
     if set(params_before) != set(params_after):
         raise ValueError("update_ratios: params_before and params_after must have the same keys")
     ratios = {}
@@ -89,19 +174,60 @@ def update_ratios(params_before, params_after):
     return ratios
 
 
-def check_initial_loss(model, x, y, loss=softmax_cross_entropy):
-    """The loss of the untrained model on (x, y) against log(num_classes), the softmax loss of
-    uniform predictions (small weights should start close to it). Returns {"loss", "expected",
-    "ratio"}."""
+def check_initial_loss(model: Any, x: np.ndarray, y: np.ndarray,
+                       loss: Callable = softmax_cross_entropy) -> dict[str, float]:
+    """The loss of the untrained model on (x, y) against log(num_classes).
+
+    log(num_classes) is the softmax loss of uniform predictions: an untrained model with small
+    weights should start close to it (a ratio far from 1 means too large an init or a bug).
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        Its forward gives scores (N, num_classes).
+    x : ndarray
+        Inputs.
+    y : ndarray of int
+        Labels (N,).
+    loss : callable, default fastnn.softmax_cross_entropy
+        ``loss(scores, y) -> (loss, dscores)``.
+
+    Returns
+    -------
+    dict
+        ``loss``, ``expected`` (log(num_classes)) and ``ratio`` (loss / expected).
+    """
     scores = model.forward(x)
     value, _ = loss(scores, y)
     expected = math.log(scores.shape[1])
     return {"loss": value, "expected": expected, "ratio": value / expected if expected else math.nan}
 
 
-def overfit_small(model, x, y, optimizer, steps, loss=softmax_cross_entropy):
-    """Train on the small batch (x, y) for `steps` full-batch steps; returns the training accuracy
-    afterwards (1.0 expected: a model that cannot overfit 20 samples has a bug)."""
+def overfit_small(model: Any, x: np.ndarray, y: np.ndarray, optimizer: Any, steps: int,
+                  loss: Callable = softmax_cross_entropy) -> float:
+    """Train on a tiny batch until it is memorized: a model that cannot overfit 20 samples has a bug.
+
+    The model is trained in place (use a fresh one for the real training) and left in train mode.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+    x : ndarray
+        The small batch (e.g. 20 samples).
+    y : ndarray of int
+        Its labels.
+    optimizer : fastnn.optim optimizer
+        Anything with ``step(params, grads)``.
+    steps : int
+        Full-batch steps.
+    loss : callable, default fastnn.softmax_cross_entropy
+        ``loss(scores, y) -> (loss, dscores)``.
+
+    Returns
+    -------
+    float
+        The training accuracy afterwards, in eval mode (1.0 expected).
+    """
     model.train()
     for _ in range(steps):
         _, dscores = loss(model.forward(x), y)

@@ -157,6 +157,17 @@ class _SyncBatchNorm:
         self.running_var[...] = (1 - m) * self.running_var + m * unbiased
 
     def forward(self, x):
+        """Normalize x; in training, with the mean and variance of the global batch (collective).
+
+        Parameters
+        ----------
+        x : ndarray
+            This rank's samples, (N, C) or (N, C, H, W) as the layer's kind.
+
+        Returns
+        -------
+        ndarray
+        """
         if not self.training or self.comm is None:
             return super().forward(x)
         x = np.asarray(x)
@@ -177,6 +188,20 @@ class _SyncBatchNorm:
         self._mode, self._x = True, None
 
     def backward(self, dy, input_grad=True):
+        """Gradients through the global-batch statistics (collective); this rank's ``grads`` parts.
+
+        Parameters
+        ----------
+        dy : ndarray
+            Gradient of the global-batch loss with respect to this rank's output.
+        input_grad : bool, default True
+            Whether to return dx.
+
+        Returns
+        -------
+        ndarray or None
+            dx.
+        """
         if not self._mode or self.comm is None:
             return super().backward(dy, input_grad)
         x = self._x
@@ -532,6 +557,7 @@ class DataParallel:
 
     @property
     def training(self):
+        """Whether the model is in training mode."""
         return self.module.training
 
     def train(self):

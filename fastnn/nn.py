@@ -8,6 +8,10 @@ Outputs and input gradients live in buffers the layer reuses while the input sha
 same (the ops write into them with `out=`): an array returned by `forward` or `backward` is valid
 until that layer's next call; copy it to keep it.
 """
+from __future__ import annotations
+
+from typing import Callable, Union
+
 import numpy as np
 
 from . import init as _init
@@ -26,6 +30,10 @@ __all__ = [
     "Module", "Conv2d", "Linear", "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "GELU", "SiLU",
     "Maxout", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "Residual",
 ]
+
+
+_Pair = Union[int, "tuple[int, int]"]
+_Init = Union[str, float, Callable[..., np.ndarray]]
 
 
 def _dtype(layer, dtype):
@@ -48,7 +56,7 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """The layer's output for input x (an array valid until the layer's next forward).
 
         Parameters
@@ -62,7 +70,7 @@ class Module:
         """
         raise NotImplementedError
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Gradients of the parameters into `grads`; returns dx, or None if input_grad is False
         (the first layer of a network needs no dx: Linear and Conv2d then skip computing it).
 
@@ -75,12 +83,12 @@ class Module:
         """
         raise NotImplementedError
 
-    def train(self):
+    def train(self) -> Module:
         """Training mode (batch statistics in BatchNorm); returns the layer."""
         self.training = True
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         """Evaluation mode (running statistics in BatchNorm); returns the layer."""
         self.training = False
         return self
@@ -113,14 +121,14 @@ class _Elementwise(Module):
     def _df(self, dy, t, out):
         raise NotImplementedError
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         y = self._keep("y", key, self._f(x, self._out("y", key)))
         self._saved = y if self.from_output else x
         return y
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         key = _key(self._saved)
@@ -128,6 +136,19 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
+    """ReLU layer, ``max(x, 0)`` (torch.nn.ReLU; `fastnn.relu`).
+
+    Input (any shape), output and dx have one shape and dtype. `forward` and `backward` are
+    `Module`'s.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> layer = nn.ReLU()
+    >>> y = layer.forward(np.array([-1.0, 0.5]))
+    >>> dx = layer.backward(np.ones(2))
+    """
+
     def _f(self, x, out):
         return relu(x, out=out)
 
@@ -136,7 +157,19 @@ class ReLU(_Elementwise):
 
 
 class LeakyReLU(_Elementwise):
-    def __init__(self, negative_slope=0.01):
+    """Leaky ReLU layer: x where x > 0, else ``negative_slope * x`` (torch.nn.LeakyReLU; `fastnn.leaky_relu`).
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+
+    Raises
+    ------
+    TypeError, ValueError
+        `negative_slope` is not a finite real number.
+    """
+
+    def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = real("LeakyReLU", "negative_slope", negative_slope)
 
@@ -148,7 +181,19 @@ class LeakyReLU(_Elementwise):
 
 
 class ELU(_Elementwise):
-    def __init__(self, alpha=1.0):
+    """ELU layer: x where x > 0, else ``alpha * (exp(x) - 1)`` (torch.nn.ELU; `fastnn.elu`).
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+
+    Raises
+    ------
+    TypeError, ValueError
+        `alpha` is not a finite real number.
+    """
+
+    def __init__(self, alpha: float = 1.0):
         super().__init__()
         self.alpha = real("ELU", "alpha", alpha)
 
@@ -160,6 +205,19 @@ class ELU(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
+    """Logistic sigmoid layer (torch.nn.Sigmoid; `fastnn.sigmoid`); its backward uses the saved output.
+
+    Input (any shape), output and dx have one shape and dtype. `forward` and `backward` are
+    `Module`'s.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> layer = nn.Sigmoid()
+    >>> y = layer.forward(np.array([-1.0, 0.5]))
+    >>> dx = layer.backward(np.ones(2))
+    """
+
     from_output = True
 
     def _f(self, x, out):
@@ -170,6 +228,19 @@ class Sigmoid(_Elementwise):
 
 
 class Tanh(_Elementwise):
+    """Hyperbolic tangent layer (torch.nn.Tanh; `fastnn.tanh`); its backward uses the saved output.
+
+    Input (any shape), output and dx have one shape and dtype. `forward` and `backward` are
+    `Module`'s.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> layer = nn.Tanh()
+    >>> y = layer.forward(np.array([-1.0, 0.5]))
+    >>> dx = layer.backward(np.ones(2))
+    """
+
     from_output = True
 
     def _f(self, x, out):
@@ -180,6 +251,19 @@ class Tanh(_Elementwise):
 
 
 class GELU(_Elementwise):
+    """Exact (erf) GELU layer, ``x * Phi(x)`` (torch.nn.GELU's default; `fastnn.gelu`).
+
+    Input (any shape), output and dx have one shape and dtype. `forward` and `backward` are
+    `Module`'s.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> layer = nn.GELU()
+    >>> y = layer.forward(np.array([-1.0, 0.5]))
+    >>> dx = layer.backward(np.ones(2))
+    """
+
     def _f(self, x, out):
         return gelu(x, out=out)
 
@@ -188,6 +272,19 @@ class GELU(_Elementwise):
 
 
 class SiLU(_Elementwise):
+    """SiLU (swish) layer, ``x * sigmoid(x)`` (torch.nn.SiLU; `fastnn.silu`).
+
+    Input (any shape), output and dx have one shape and dtype. `forward` and `backward` are
+    `Module`'s.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> layer = nn.SiLU()
+    >>> y = layer.forward(np.array([-1.0, 0.5]))
+    >>> dx = layer.backward(np.ones(2))
+    """
+
     def _f(self, x, out):
         return silu(x, out=out)
 
@@ -196,41 +293,71 @@ class SiLU(_Elementwise):
 
 
 class PReLU(Module):
-    """torch.nn.PReLU: one learnable slope (`weight` of shape ()) or one per channel (axis 1)."""
+    """torch.nn.PReLU: one learnable slope (`weight` of shape ()) or one per channel (axis 1).
 
-    def __init__(self, num_parameters=1, init=0.25, *, dtype=np.float32):
+    y = x where x > 0, else ``weight * x`` (`fastnn.prelu`); `backward` fills ``grads["weight"]``.
+
+    Parameters
+    ----------
+    num_parameters : int, default 1
+        1: one slope for all (shape ()); C: one per channel, x.shape[1] == C.
+    init : float, default 0.25
+        The slopes' initial value.
+    dtype : {float32, float64}, default float32
+        The parameters' dtype (inputs must have it too).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad `num_parameters` (< 1), `init` or `dtype`.
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, *, dtype=np.float32):
         super().__init__()
         num_parameters = integer("PReLU", "num_parameters", num_parameters, minimum=1)
         dtype = _dtype("PReLU", dtype)
         shape = () if num_parameters == 1 else (num_parameters,)
         self.params["weight"] = np.full(shape, real("PReLU", "init", init), dtype)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         return self._keep("y", key, prelu(x, self.params["weight"], out=self._out("y", key)))
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"] = prelu_backward(dy, self._x, self.params["weight"])
         return dx if input_grad else None
 
 
 class Maxout(Module):
-    """Max over `pieces` consecutive units along `axis` (Goodfellow et al.)."""
+    """Max over `pieces` consecutive units along `axis` (Goodfellow et al.; `fastnn.maxout`).
 
-    def __init__(self, pieces, axis=1):
+    Parameters
+    ----------
+    pieces : int
+        Units per group; the input's size along `axis` must be a multiple of it.
+    axis : int, default 1
+        The axis to group (features of (N, D), channels of NCHW).
+
+    Raises
+    ------
+    TypeError, ValueError
+        `pieces` or `axis` is not an integer, or `pieces` < 1.
+    """
+
+    def __init__(self, pieces: int, axis: int = 1):
         super().__init__()
         self.pieces = integer("Maxout", "pieces", pieces, minimum=1)
         self.axis = integer("Maxout", "axis", axis)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         return self._keep("y", key, maxout(x, self.pieces, self.axis, out=self._out("y", key)))
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         key = _key(self._x)
@@ -255,11 +382,45 @@ def _initial_weight(layer, init, shape, rng, seed, dtype):
 
 
 class Linear(Module):
-    """y = x @ weight + bias with weight (in_features, out_features) (the transpose of PyTorch's);
-    x (N, in_features) or (N, ...) flattened. He init (kaiming_normal, ReLU gain), zero bias."""
+    """Fully connected layer, ``y = x @ weight + bias`` (`fastnn.linear`).
 
-    def __init__(self, in_features, out_features, bias=True, *, init="kaiming_normal", dtype=np.float32,
-                 rng=None, seed=None):
+    Coming from PyTorch: ``weight`` is (in_features, out_features), the TRANSPOSE of
+    torch.nn.Linear's (out_features, in_features). Copy torch weights with ``w.T`` (or run torch
+    models through `fastnn.torch`, which handles the layout). x is (N, in_features), or (N, ...)
+    flattened to it (cs231n's affine layer).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+        Add a learned bias (zeros at first).
+    init : str, float or callable, default "kaiming_normal"
+        The weight's initialization: a `fastnn.init` scheme name ("normal", "xavier_uniform",
+        "xavier_normal", "kaiming_uniform", "kaiming_normal"; He init with ReLU gain by default),
+        a std for a normal draw (cs231n's weight_scale), or ``init(shape, rng=, dtype=)``.
+    dtype : {float32, float64}, default float32
+        The parameters' dtype (inputs must have it too).
+    rng : numpy.random.Generator, optional
+    seed : int, optional
+        The initial weight's draw (one or the other; neither: fresh OS entropy).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad size (< 1), `init` or `dtype`.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> layer = nn.Linear(3, 2, seed=0)
+    >>> layer.params["weight"].shape        # (in, out): torch's is (2, 3)
+    (3, 2)
+    >>> layer.forward(np.ones((4, 3), np.float32)).shape
+    (4, 2)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, init: _Init = "kaiming_normal",
+                 dtype=np.float32, rng: np.random.Generator | None = None, seed: int | None = None):
         super().__init__()
         self.in_features = integer("Linear", "in_features", in_features, minimum=1)
         self.out_features = integer("Linear", "out_features", out_features, minimum=1)
@@ -269,14 +430,14 @@ class Linear(Module):
         if bias:
             self.params["bias"] = np.zeros(self.out_features, dtype)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         y = linear(x, self.params["weight"], self.params.get("bias"), out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"], db = linear_backward(dy, self._x, self.params["weight"], input_grad=input_grad)
         if "bias" in self.params:
             self.grads["bias"] = db
@@ -287,10 +448,45 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """torch.nn.Conv2d on NCHW arrays; weight (F, C // groups, KH, KW). He init, zero bias."""
+    """torch.nn.Conv2d on NCHW arrays (`fastnn.conv2d`); weight (F, C // groups, KH, KW), as torch's.
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, *, init="kaiming_normal", dtype=np.float32, rng=None, seed=None):
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Both multiples of `groups`.
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : int or (int, int), default 0
+        Zeros on each side.
+    dilation : int or (int, int), default 1
+    groups : int, default 1
+    bias : bool, default True
+        Add a learned bias per output channel (zeros at first).
+    init : str, float or callable, default "kaiming_normal"
+        As `Linear`'s (fans from (F, C, KH, KW): fan_in = C * KH * KW).
+    dtype : {float32, float64}, default float32
+        The parameters' dtype (inputs must have it too).
+    rng : numpy.random.Generator, optional
+    seed : int, optional
+        The initial weight's draw (one or the other; neither: fresh OS entropy).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad size or geometry, `groups` not dividing both channel counts, a bad `init` or
+        `dtype`.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> conv = nn.Conv2d(3, 8, 3, padding=1, seed=0)
+    >>> conv.forward(np.zeros((2, 3, 16, 16), np.float32)).shape
+    (2, 8, 16, 16)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: _Pair, stride: _Pair = 1, padding: _Pair = 0,
+                 dilation: _Pair = 1, groups: int = 1, bias: bool = True, *, init: _Init = "kaiming_normal",
+                 dtype=np.float32, rng: np.random.Generator | None = None, seed: int | None = None):
         super().__init__()
         self.in_channels = integer("Conv2d", "in_channels", in_channels, minimum=1)
         self.out_channels = integer("Conv2d", "out_channels", out_channels, minimum=1)
@@ -311,14 +507,14 @@ class Conv2d(Module):
     def _geometry(self):
         return self.stride, self.padding, self.dilation, self.groups
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         y = conv2d(x, self.params["weight"], self.params.get("bias"), *self._geometry(), out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"], db = conv2d_backward(dy, self._x, self.params["weight"], *self._geometry(),
                                                       input_grad=input_grad)
         if "bias" in self.params:
@@ -332,11 +528,29 @@ class Conv2d(Module):
 
 class _BatchNorm(Module):
     """Batch normalization with PyTorch's running statistics (momentum 0.1, unbiased running_var);
-    `weight` (gamma) starts at 1, `bias` (beta) at 0; eval() normalizes with the running stats."""
+    `weight` (gamma) starts at 1, `bias` (beta) at 0; eval() normalizes with the running stats.
+
+    Parameters
+    ----------
+    num_features : int
+        C: the input's size along axis 1.
+    eps : float, default 1e-5
+        Added to the variance, > 0.
+    momentum : float, default 0.1
+        torch's convention: ``running = (1 - momentum) * running + momentum * batch`` (cs231n's
+        bn_param momentum 0.9 is the same update as torch's 0.1).
+    dtype : {float32, float64}, default float32
+        The parameters' dtype (inputs must have it too).
+
+    Raises
+    ------
+    TypeError, ValueError
+        `num_features` < 1, eps <= 0, momentum outside [0, 1], or a bad `dtype`.
+    """
 
     ndim = None
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *, dtype=np.float32):
         super().__init__()
         name = type(self).__name__
         self.num_features = integer(name, "num_features", num_features, minimum=1)
@@ -349,7 +563,7 @@ class _BatchNorm(Module):
         self.running_var = np.ones(self.num_features, dtype)
         self.buffers = {"running_mean": self.running_mean, "running_var": self.running_var}
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         check_ndim(type(self).__name__, "x", x, self.ndim)
         key = _key(x)
@@ -360,7 +574,7 @@ class _BatchNorm(Module):
             training=self.training, momentum=self.momentum, eps=self.eps, out=self._out("y", key))
         return self._keep("y", key, y)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, self.grads["weight"], self.grads["bias"] = batch_norm_backward(
             dy, self._x, self.params["weight"], self._mean, self._invstd, training=self._mode)
         return dx if input_grad else None
@@ -370,19 +584,56 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Statistics per column of x (N, D)."""
+    """Batch normalization of x (N, D), statistics per column (torch.nn.BatchNorm1d; `fastnn.batch_norm`).
+
+    Training mode normalizes with the batch's mean and biased variance and updates
+    ``running_mean`` / ``running_var`` (also in ``buffers``) as torch does; eval mode normalizes
+    with them. Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
+
+    Parameters
+    ----------
+    num_features : int
+        D.
+    eps : float, default 1e-5
+        Added to the variance, > 0.
+    momentum : float, default 0.1
+        torch's convention: ``running = (1 - momentum) * running + momentum * batch``, with the
+        unbiased batch variance for running_var. (cs231n's bn_param momentum 0.9 is the same update.)
+    dtype : {float32, float64}, default float32
+        The parameters' dtype (inputs must have it too).
+    """
 
     ndim = 2
 
 
 class BatchNorm2d(_BatchNorm):
-    """Statistics per channel of x (N, C, H, W), over (N, H, W)."""
+    """Spatial batch normalization of x (N, C, H, W): statistics per channel over (N, H, W)
+    (torch.nn.BatchNorm2d; `fastnn.batch_norm`).
+
+    Training mode normalizes with the batch's mean and biased variance and updates
+    ``running_mean`` / ``running_var`` (also in ``buffers``) as torch does; eval mode normalizes
+    with them. Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
+
+    Parameters
+    ----------
+    num_features : int
+        C.
+    eps : float, default 1e-5
+        Added to the variance, > 0.
+    momentum : float, default 0.1
+        torch's convention: ``running = (1 - momentum) * running + momentum * batch``, with the
+        unbiased batch variance for running_var. (cs231n's bn_param momentum 0.9 is the same update.)
+    dtype : {float32, float64}, default float32
+        The parameters' dtype (inputs must have it too).
+    """
 
     ndim = 4
 
 
 class _Pool(Module):
-    def __init__(self, kernel_size, stride=None, padding=0):
+    """A 2-D pooling layer on NCHW arrays: kernel_size, stride (None: kernel_size), padding."""
+
+    def __init__(self, kernel_size: _Pair, stride: _Pair | None = None, padding: _Pair = 0):
         super().__init__()
         name = type(self).__name__
         self.kernel_size = pair(name, "kernel_size", kernel_size, minimum=1)
@@ -392,13 +643,13 @@ class _Pool(Module):
     def _geometry(self):
         return self.kernel_size, self.stride, self.padding
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         key = _key(x)
         self._x = x
         return self._keep("y", key, self._forward(x, *self._geometry(), out=self._out("y", key)))
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         key = _key(self._x)
@@ -409,11 +660,43 @@ class _Pool(Module):
 
 
 class MaxPool2d(_Pool):
+    """Max pooling over (H, W) windows of NCHW input (torch.nn.MaxPool2d; `fastnn.max_pool2d`).
+
+    Padding is -inf; a tie sends the gradient to the window's first maximum (row-major), as torch.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Default: kernel_size (non-overlapping windows).
+    padding : int or (int, int), default 0
+        At most kernel_size // 2, as torch.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> nn.MaxPool2d(2).forward(np.arange(16.0).reshape(1, 1, 4, 4))
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
+    """
+
     _forward = staticmethod(max_pool2d)
     _backward = staticmethod(max_pool2d_backward)
 
 
 class AvgPool2d(_Pool):
+    """Average pooling over (H, W) windows of NCHW input (torch.nn.AvgPool2d; `fastnn.avg_pool2d`).
+
+    Padded zeros count in the average (torch's default, count_include_pad=True).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Default: kernel_size (non-overlapping windows).
+    padding : int or (int, int), default 0
+    """
+
     _forward = staticmethod(avg_pool2d)
     _backward = staticmethod(avg_pool2d_backward)
 
@@ -421,21 +704,41 @@ class AvgPool2d(_Pool):
 class Flatten(Module):
     """(N, ...) -> (N, prod(...)); a view when x is contiguous."""
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         return np.asarray(dy).reshape(self._shape) if input_grad else None
 
 
 class Sequential(Module):
     """Layers applied in order. `params` / `grads` / `buffers` key each layer's arrays
     "<index>.<name>" and are the layers' own arrays, so `opt.step(model.params, model.grads)`
-    trains the model in place."""
+    trains the model in place.
 
-    def __init__(self, *layers):
+    Parameters
+    ----------
+    *layers : Module
+        Applied first to last by `forward`, last to first by `backward`.
+
+    Raises
+    ------
+    TypeError
+        A layer is not a fastnn.nn.Module.
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> model = nn.Sequential(nn.Linear(4, 8, seed=0), nn.ReLU(), nn.Linear(8, 2, seed=1))
+    >>> sorted(model.params)
+    ['0.bias', '0.weight', '2.bias', '2.weight']
+    >>> model.forward(np.ones((5, 4), np.float32)).shape
+    (5, 2)
+    """
+
+    def __init__(self, *layers: Module):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: layer {i} must be a fastnn.nn.Module, got {type(layer).__name__}")
@@ -444,34 +747,50 @@ class Sequential(Module):
 
     @property
     def params(self):
+        """{"<index>.<name>": array}: the layers' own parameter arrays (an optimizer updates them in place)."""
         return {f"{i}.{name}": a for i, layer in enumerate(self.layers) for name, a in layer.params.items()}
 
     @property
     def grads(self):
+        """{"<index>.<name>": array}: the layers' gradients from the last backward, params' keys."""
         return {f"{i}.{name}": a for i, layer in enumerate(self.layers) for name, a in layer.grads.items()}
 
     @property
     def buffers(self):
+        """{"<index>.<name>": array}: the layers' untrained state (BatchNorm running statistics)."""
         return {f"{i}.{name}": a for i, layer in enumerate(self.layers) for name, a in layer.buffers.items()}
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, input_grad=True):
-        """input_grad=False: the first layer skips dx (the model's input is data) and None is returned."""
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Backward through the layers, last to first; each layer's `grads` are overwritten.
+
+        Parameters
+        ----------
+        dy : ndarray
+            Gradient of the loss with respect to the last forward's output.
+        input_grad : bool, default True
+            False: the first layer skips dx (the model's input is data) and None is returned.
+
+        Returns
+        -------
+        ndarray or None
+            dx, the gradient with respect to the model's input.
+        """
         for i in range(len(self.layers) - 1, -1, -1):
             dy = self.layers[i].backward(dy, input_grad=input_grad or i > 0)
         return dy if input_grad else None
 
-    def train(self):
+    def train(self) -> Module:
         self.training = True
         for layer in self.layers:
             layer.train()
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         self.training = False
         for layer in self.layers:
             layer.eval()
@@ -499,9 +818,21 @@ class Residual(Module):
 
     `params` / `grads` / `buffers` key the body's arrays "body.<name>" and the activation's
     "activation.<name>", the layers' own arrays.
+
+    Parameters
+    ----------
+    body : Module
+        Maps x to an output of x's shape.
+    activation : Module, optional
+        Applied to ``body(x) + x``.
+
+    Raises
+    ------
+    TypeError
+        `body` (or `activation`) is not a fastnn.nn.Module.
     """
 
-    def __init__(self, body, activation=None):
+    def __init__(self, body: Module, activation: Module | None = None):
         for name, layer in (("body", body), ("activation", activation)):
             if layer is not None and not isinstance(layer, Module):
                 raise TypeError(f"Residual: {name} must be a fastnn.nn.Module, got {type(layer).__name__}")
@@ -516,17 +847,20 @@ class Residual(Module):
 
     @property
     def params(self):
+        """{"body.<name>" or "activation.<name>": array}: the parts' own parameter arrays."""
         return {f"{p}.{k}": a for p, layer in self._parts() for k, a in layer.params.items()}
 
     @property
     def grads(self):
+        """The parts' gradients from the last backward, with params' keys."""
         return {f"{p}.{k}": a for p, layer in self._parts() for k, a in layer.grads.items()}
 
     @property
     def buffers(self):
+        """The parts' untrained state (BatchNorm running statistics), with params' key scheme."""
         return {f"{p}.{k}": a for p, layer in self._parts() for k, a in layer.buffers.items()}
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         z = self.body.forward(x)
         if z.shape != x.shape:
@@ -536,7 +870,7 @@ class Residual(Module):
         s = self._keep("sum", key, np.add(z, x, out=self._out("sum", key)))
         return self.activation.forward(s) if self.activation else s
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         ds = self.activation.backward(dy) if self.activation else np.asarray(dy)
         dx = self.body.backward(ds, input_grad=input_grad)
         if not input_grad:
@@ -544,13 +878,13 @@ class Residual(Module):
         key = _key(ds)
         return self._keep("dx", key, np.add(dx, ds, out=self._out("dx", key)))
 
-    def train(self):
+    def train(self) -> Module:
         self.training = True
         for _, layer in self._parts():
             layer.train()
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         self.training = False
         for _, layer in self._parts():
             layer.eval()

@@ -10,12 +10,15 @@ random_search(build, data, space, trials) trains one short Solver run per sample
 `space`, in this process or on an executor (concurrent.futures, dask.distributed), and
 refine(results) narrows the space around the best (coarse to fine).
 """
+from __future__ import annotations
+
 import concurrent.futures
 import contextlib
 import math
 import pickle
 import sys
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,12 +33,12 @@ def _copy(arrays):
 
 
 class Solver:
-    """cs231n's Solver for a fastnn.nn model.
+    """cs231n's Solver for a fastnn.nn model: minibatch training with validation and checkpoints.
 
-    data: dict with X_train, y_train, X_val, y_val. loss(scores, y) -> (loss, dscores).
-    After train(): loss_history (per iteration), train_acc_history and val_acc_history (per
-    epoch), best_val_acc, best_params (copies; also loaded into the model). With `checkpoint` (a
-    file name) the best parameters and buffers are written with np.savez at each improvement.
+    After `train()`: ``loss_history`` (per iteration), ``train_acc_history`` and
+    ``val_acc_history`` (per epoch), ``best_val_acc``, ``best_params`` and ``best_buffers``
+    (copies; also loaded into the model). With `checkpoint` the best parameters and buffers are
+    written with np.savez at each improvement (`load` puts them back into a model).
 
     With `comm` (an mpi4py communicator; every rank builds the Solver and calls train()), the
     training is data-parallel: `batch_size` is the global batch, every rank draws rank 0's
@@ -45,6 +48,58 @@ class Solver:
     checks are split over the ranks and summed, `loss_history` holds the global-batch losses, and
     only rank 0 prints and writes checkpoints. Every rank ends with the parameters one process
     gets on the same data and seed, up to the rounding of the reductions.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        Trained in place: ``forward``, ``backward(dscores, input_grad=False)``, ``params``,
+        ``grads``, ``train()``, ``eval()`` (and ``buffers`` when it has BatchNorm).
+    data : dict
+        ``X_train``, ``y_train``, ``X_val``, ``y_val`` (labels: integer arrays).
+    optimizer : fastnn.optim optimizer
+        Anything with ``step(params, grads)`` and an ``lr`` attribute (decayed per epoch).
+    loss : callable, default fastnn.softmax_cross_entropy
+        ``loss(scores, y) -> (mean loss, dscores)``.
+    batch_size : int, default 100
+        The minibatch (with `comm`, the global batch over all ranks).
+    num_epochs : int, default 10
+    lr_decay : float, default 1.0
+        ``optimizer.lr *= lr_decay`` after each epoch.
+    print_every : int, default 100
+        Iterations between the progress bar's loss updates.
+    verbose : bool, default True
+        A progress bar and a line per epoch on `stream`.
+    checkpoint : str or path, optional
+        Where to np.savez the best parameters at each improvement.
+    num_train_samples : int or None, default 1000
+        The training accuracy is measured on a random subset this large (None: all).
+    num_val_samples : int or None, default None
+        Likewise for the validation accuracy (None: all).
+    seed : int, default 0
+        The permutations and subsets.
+    stream : file, optional
+        Where verbose output goes (default sys.stdout).
+    comm : mpi4py.MPI.Comm, optional
+        Train data-parallel over the communicator's ranks (above).
+
+    Raises
+    ------
+    ValueError
+        `data` lacks a key, X and y lengths differ, batch_size < 1 or num_epochs < 0.
+
+    Examples
+    --------
+    >>> from fastnn import nn, optim
+    >>> from fastnn.train import Solver
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((60, 5), dtype=np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> data = {"X_train": X[:40], "y_train": y[:40], "X_val": X[40:], "y_val": y[40:]}
+    >>> model = nn.Sequential(nn.Linear(5, 16, seed=0), nn.ReLU(), nn.Linear(16, 2, seed=1))
+    >>> solver = Solver(model, data, optim.Adam(lr=1e-2), batch_size=10, num_epochs=5, verbose=False)
+    >>> solver = solver.train()
+    >>> len(solver.loss_history), len(solver.val_acc_history)      # 4 batches per epoch, 5 epochs
+    (20, 5)
     """
 
     def __init__(self, model, data, optimizer, loss=softmax_cross_entropy, batch_size=100, num_epochs=10,
@@ -105,11 +160,26 @@ class Solver:
         self.optimizer.step(net.params, net.grads)
         self.loss_history.append(net.loss)
 
-    def check_accuracy(self, X, y, num_samples=None, batch_size=None):
+    def check_accuracy(self, X: np.ndarray, y: np.ndarray, num_samples: int | None = None,
+                       batch_size: int | None = None) -> float:
         """Accuracy of the model (eval mode) on X, or on a random subset of num_samples.
 
         With `comm`, each rank scores its slice of the (same) subset and the counts are summed:
         every rank must call it.
+
+        Parameters
+        ----------
+        X, y : ndarray
+            Inputs and integer labels.
+        num_samples : int, optional
+            Score a random subset this large (drawn from the Solver's generator).
+        batch_size : int, optional
+            Forward passes of this many samples (default: the Solver's batch_size).
+
+        Returns
+        -------
+        float
+            The fraction of argmax predictions equal to y.
         """
         y = np.asarray(y)
         if num_samples is not None and len(X) > num_samples:
@@ -160,17 +230,31 @@ class Solver:
             if self.checkpoint is not None:
                 self.save(self.checkpoint)
 
-    def save(self, path):
-        """np.savez of the best parameters, buffers (BatchNorm running stats), epoch and accuracy
-        (with `comm`: rank 0 writes, the other ranks do nothing)."""
+    def save(self, path) -> None:
+        """np.savez of the best parameters, buffers (BatchNorm running stats), epoch and accuracy.
+
+        Keys: ``params/<name>``, ``buffers/<name>``, ``epoch``, ``best_val_acc``. With `comm`, rank
+        0 writes and the other ranks do nothing.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file (np.savez adds ".npz" when it has no extension).
+        """
         if self.rank != 0:
             return
         np.savez(path, **{f"params/{k}": v for k, v in self.best_params.items()},
                  **{f"buffers/{k}": v for k, v in self.best_buffers.items()},
                  epoch=self.epoch, best_val_acc=self.best_val_acc)
 
-    def train(self):
-        """Run num_epochs epochs; returns self (the model holds the best validation parameters)."""
+    def train(self) -> "Solver":
+        """Run num_epochs epochs; the model ends with the parameters of the best validation accuracy.
+
+        Returns
+        -------
+        Solver
+            self (``solver.train().best_val_acc``).
+        """
         if self.comm is not None and self._parallel is None:
             from .distributed import DataParallel
 
@@ -203,8 +287,34 @@ class Solver:
         return self
 
 
-def load(model, params, buffers=None):
-    """Copy saved arrays into the model's own parameters (and buffers), in place."""
+def load(model: Any, params: dict[str, np.ndarray], buffers: dict[str, np.ndarray] | None = None) -> None:
+    """Copy saved arrays into the model's own parameters (and buffers), in place.
+
+    The model's arrays stay the same objects (an optimizer holding them keeps working).
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+    params : dict of ndarray
+        ``{key: array}`` with keys of ``model.params`` (e.g. ``solver.best_params``, or the
+        ``params/<key>`` entries of a checkpoint with the prefix removed).
+    buffers : dict of ndarray, optional
+        Likewise for ``model.buffers`` (BatchNorm running statistics).
+
+    Raises
+    ------
+    ValueError
+        A key the model does not have (shapes must broadcast into the model's arrays).
+
+    Examples
+    --------
+    >>> from fastnn import nn
+    >>> from fastnn.train import load
+    >>> model = nn.Linear(2, 1, seed=0)
+    >>> load(model, {"weight": np.ones((2, 1)), "bias": np.zeros(1)})
+    >>> model.params["weight"].ravel()
+    array([1., 1.], dtype=float32)
+    """
     for source, target in ((params, model.params), (buffers or {}, getattr(model, "buffers", {}))):
         for key, value in source.items():
             if key not in target:
@@ -292,6 +402,13 @@ def _describe(hparams):
 
 class TrialError(RuntimeError):
     """Trials of `random_search` on an executor failed: an exception, or a worker process that died.
+
+    Parameters
+    ----------
+    message : str
+        Names each failed trial and what happened to it.
+    results, failed, not_started
+        As the attributes below.
 
     Attributes
     ----------
@@ -425,7 +542,9 @@ def _trial_error(drawn, results, failed, not_started, submit_error):
     return error
 
 
-def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=100, verbose=False, executor=None):
+def random_search(build: Callable[..., tuple], data: dict, space: dict[str, tuple[float, float]], trials: int,
+                  seed: int = 0, num_epochs: int = 1, batch_size: int = 100, verbose: bool = False,
+                  executor: Any = None) -> list[dict]:
     """Random hyperparameter search (Bergstra & Bengio), in this process or on an executor.
 
     Each trial samples every ``space[name] = (low, high)`` log-uniformly (ints when both bounds
@@ -471,6 +590,27 @@ def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=1
         carries the finished ones in ``.results``.
     TypeError
         When `build` cannot be pickled for `executor`.
+    ValueError
+        A range that is not 0 < low <= high.
+
+    See Also
+    --------
+    refine
+
+    Examples
+    --------
+    >>> from fastnn import nn, optim
+    >>> from fastnn.train import random_search, refine
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((40, 5), dtype=np.float32)
+    >>> data = {"X_train": X[:30], "y_train": (X[:30, 0] > 0).astype(int),
+    ...         "X_val": X[30:], "y_val": (X[30:, 0] > 0).astype(int)}
+    >>> def build(lr, hidden):
+    ...     return nn.Sequential(nn.Linear(5, hidden), nn.ReLU(), nn.Linear(hidden, 2)), optim.Adam(lr=lr)
+    >>> results = random_search(build, data, {"lr": (1e-4, 1e-1), "hidden": (4, 32)}, trials=3, batch_size=10)
+    >>> sorted(results[0]["hparams"])
+    ['hidden', 'lr']
+    >>> space = refine(results, top_k=2)       # then search again in the narrower space
     """
     drawn = _draw_trials(space, trials, seed)
     if executor is not None:
@@ -483,9 +623,35 @@ def random_search(build, data, space, trials, seed=0, num_epochs=1, batch_size=1
     return _by_accuracy(results)
 
 
-def refine(results, top_k=3):
-    """A narrower search space around the best trials (coarse to fine): each range becomes
-    [min, max] of the top_k trials' values, widened by a factor 1.5 when they coincide."""
+def refine(results: list[dict], top_k: int = 3) -> dict[str, tuple[float, float]]:
+    """A narrower search space around the best trials (coarse to fine).
+
+    Parameters
+    ----------
+    results : list of dict
+        `random_search`'s result (best first), or `TrialError.results`.
+    top_k : int, default 3
+        How many of the best trials span the new ranges.
+
+    Returns
+    -------
+    dict
+        ``{name: (low, high)}`` for `random_search`: each range is [min, max] of the top_k
+        trials' values, widened by a factor 1.5 each way when they coincide (integers stay
+        integers, >= 1).
+
+    Raises
+    ------
+    ValueError
+        `results` is empty.
+
+    Examples
+    --------
+    >>> from fastnn.train import refine
+    >>> results = [{"hparams": {"lr": 1e-3}}, {"hparams": {"lr": 4e-3}}, {"hparams": {"lr": 1e-1}}]
+    >>> refine(results, top_k=2)
+    {'lr': (0.001, 0.004)}
+    """
     if not results:
         raise ValueError("refine: results is empty")
     best = results[: max(1, int(top_k))]

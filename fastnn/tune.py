@@ -10,11 +10,14 @@ fingerprint; AUTO uses it from then on, here only. Progress: one line per family
 Options: --ops a,b (only these), --seconds S (per op and backend, default 0.3), --out PATH
 (write there instead: `--out fastnn/backend_table.json` refreshes the shipped table).
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import json
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -64,8 +67,35 @@ def _optim_case(op, rng):
             "adam_step": ((p, g, _randn(rng, n), state, 3), {"lr": 1e-3})}[op]
 
 
-def typical_case(op, rng):
-    """(args, kwargs) of one typical float32 call of `op` (the benchmark's shapes)."""
+def typical_case(op: str, rng: np.random.Generator) -> tuple[tuple, dict]:
+    """The arguments of one typical float32 call of `op` (the benchmark's shapes).
+
+    Parameters
+    ----------
+    op : str
+        An op of fastnn's op table (``fastnn._ops.FAMILY_OF``), e.g. "relu" or "conv2d_backward".
+    rng : numpy.random.Generator
+        Draws the inputs.
+
+    Returns
+    -------
+    args : tuple
+        Positional arguments of the public function (arrays of tens of MB for most ops).
+    kwargs : dict
+        Keyword arguments.
+
+    Raises
+    ------
+    KeyError
+        `op` is not in the op table.
+
+    Examples
+    --------
+    >>> from fastnn.tune import typical_case
+    >>> args, kwargs = typical_case("relu", np.random.default_rng(0))
+    >>> args[0].shape, kwargs
+    ((32, 64, 32, 32), {})
+    """
     family = _ops.FAMILY_OF[op]
     if family == "activations":
         return _activation_case(op, rng)
@@ -88,8 +118,24 @@ def _public(op):
     return getattr(fastnn.optim if _ops.FAMILY_OF[op] == "optim" else fastnn, op)
 
 
-def measure(op, seconds):
-    """{backend: median seconds per call} for the compiled backends that implement `op`."""
+def measure(op: str, seconds: float) -> dict[str, float]:
+    """Time `op` on each compiled backend that implements it, on `typical_case`'s inputs.
+
+    After an untimed call per backend (Numba compiles there), the backends alternate call by
+    call until each has run about `seconds` and at least 5 times.
+
+    Parameters
+    ----------
+    op : str
+        An op of fastnn's op table.
+    seconds : float
+        Time per backend.
+
+    Returns
+    -------
+    dict
+        ``{backend: median seconds per call}``; empty when no compiled backend implements `op`.
+    """
     args, kwargs = typical_case(op, np.random.default_rng(0))
     fn = _public(op)
     backends = [b for b in _ops.COMPILED if b in fastnn.available_backends() and _ops.kernel(op, b)]
@@ -107,8 +153,24 @@ def measure(op, seconds):
     return {b: float(np.median(t)) for b, t in times.items()}
 
 
-def tune(ops, seconds, log=print):
-    """The table for `ops`: {"fingerprint", "measured", "entries"}."""
+def tune(ops: list[str], seconds: float, log: Callable[[str], None] = print) -> dict:
+    """Measure `ops` family by family and make the table "auto" reads.
+
+    Parameters
+    ----------
+    ops : list of str
+        Ops of fastnn's op table.
+    seconds : float
+        Per op and backend (`measure`).
+    log : callable, default print
+        Gets one line per family: its op count and the seconds it took.
+
+    Returns
+    -------
+    dict
+        ``{"fingerprint": this machine's, "measured": ISO date, "entries": {op: {"backend",
+        "ratio", "tie"}}}``, as `python -m fastnn.tune` writes it to JSON (fastnn._autotable).
+    """
     entries = {}
     for family, members in _ops.FAMILIES.items():
         members = [op for op in members if op in ops]
@@ -126,8 +188,26 @@ def tune(ops, seconds, log=print):
             "entries": entries}
 
 
-def main(argv=None):
-    """The command line: measure, write the table, print where (see the module docstring)."""
+def main(argv: list[str] | None = None) -> int:
+    """The command line ``python -m fastnn.tune``: measure, write the table, print where.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``): ``--ops a,b`` (only these ops), ``--seconds S``
+        (per op and backend, default 0.3), ``--out PATH`` (write there instead of the user cache
+        directory).
+
+    Returns
+    -------
+    int
+        The exit status, 0 (also when fewer than two compiled backends leave nothing to choose).
+
+    Raises
+    ------
+    SystemExit
+        Unknown options or ops (argparse's usage error, status 2).
+    """
     parser = argparse.ArgumentParser(prog="python -m fastnn.tune", description=__doc__.splitlines()[0])
     parser.add_argument("--ops", help="comma-separated ops (default: all)")
     parser.add_argument("--seconds", type=float, default=0.3, help="per op and backend")

@@ -10,6 +10,8 @@ fails (`make bench` goes on to report); `--strict` makes failures exit 1. `--job
 processes (Numba compiles on one core; each process takes every N-th op), printing each op as it
 is done.
 """
+from __future__ import annotations
+
 import subprocess
 import sys
 import time
@@ -164,7 +166,22 @@ def _compile_in_processes(ops, jobs):
     return [f"ops {', '.join(share)}" for share, child in zip(shares, children) if child.wait() != 0]
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
+    """The command line ``python -m fastnn.warmup [--strict] [--jobs N]``: compile every Numba kernel.
+
+    Prints what it compiles, the time taken, the ops without a numba kernel and the failures.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``): ``--strict`` (exit status 1 when a call
+        failed), ``--jobs N`` (compile in N processes). ``--ops a,b`` is the workers' own.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 1 with ``--strict`` when a call failed.
+    """
     argv = sys.argv[1:] if argv is None else argv
     strict = "--strict" in argv
     jobs = int(argv[argv.index("--jobs") + 1]) if "--jobs" in argv else 1

@@ -41,25 +41,61 @@ def _floats(*arrays):
 # --- layers.py --------------------------------------------------------------------------------
 
 def affine_forward(x, w, b):
-    """out = x.reshape(N, D) @ w + b; x (N, d_1, ..., d_k), w (D, M), b (M,)."""
+    """Forward pass of an affine (fully connected) layer: out = x.reshape(N, D) @ w + b.
+
+    Inputs:
+    - x: input data of shape (N, d_1, ..., d_k), D = d_1 * ... * d_k
+    - w: weights of shape (D, M)
+    - b: biases of shape (M,)
+
+    Returns a tuple of:
+    - out: output of shape (N, M)
+    - cache: (x, w, b)
+    """
     x, w, b = _floats(x, w, b)
     return fastnn.linear(x, w, b), (x, w, b)
 
 
 def affine_backward(dout, cache):
-    """(dx, dw, db) of affine_forward from dout and its cache; dx has x's shape."""
+    """Backward pass of an affine layer.
+
+    Inputs:
+    - dout: upstream derivative of shape (N, M)
+    - cache: affine_forward's cache (x, w, b)
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, d_1, ..., d_k)
+    - dw: gradient with respect to w, of shape (D, M)
+    - db: gradient with respect to b, of shape (M,)
+    """
     x, w, _ = cache
     return fastnn.linear_backward(_floats(dout).astype(x.dtype, copy=False), x, w)
 
 
 def relu_forward(x):
-    """(max(x, 0), cache)."""
+    """Forward pass of rectified linear units: out = max(x, 0).
+
+    Inputs:
+    - x: inputs, of any shape
+
+    Returns a tuple of:
+    - out: output, of the same shape as x
+    - cache: x
+    """
     x = _floats(x)
     return fastnn.relu(x), x
 
 
 def relu_backward(dout, cache):
-    """dx = dout where x > 0, else 0 (from relu_forward's cache)."""
+    """Backward pass of rectified linear units: dx = dout where x > 0, else 0.
+
+    Inputs:
+    - dout: upstream derivatives, of any shape
+    - cache: input x, of the same shape as dout
+
+    Returns:
+    - dx: gradient with respect to x
+    """
     x = cache
     return fastnn.relu_backward(np.asarray(dout, x.dtype), x)
 
@@ -88,14 +124,44 @@ def _bn_forward(x, gamma, beta, bn_param):
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
-    """x (N, D); train mode normalizes with the batch statistics and updates bn_param's running
-    statistics (momentum * running + (1 - momentum) * batch); test mode uses them."""
+    """Forward pass of batch normalization, statistics per column.
+
+    Train mode normalizes with the batch mean and (biased) variance and updates bn_param's
+    running statistics as running = momentum * running + (1 - momentum) * batch (cs231n's
+    convention: momentum 0.9 here is torch's 0.1); test mode normalizes with them.
+
+    Inputs:
+    - x: data of shape (N, D)
+    - gamma: scale parameter of shape (D,)
+    - beta: shift parameter of shape (D,)
+    - bn_param: dictionary with keys:
+      - mode: 'train' or 'test'; required
+      - eps: constant for numeric stability (default 1e-5)
+      - momentum: constant for the running mean / variance (default 0.9)
+      - running_mean: array of shape (D,), written by train mode
+      - running_var: array of shape (D,), written by train mode
+
+    Returns a tuple of:
+    - out: of shape (N, D)
+    - cache: a tuple of values needed in the backward pass
+    """
     x, gamma, beta = _floats(x, gamma, beta)
     return _bn_forward(x, gamma, beta, bn_param)
 
 
 def batchnorm_backward(dout, cache):
-    """(dx, dgamma, dbeta) of batchnorm_forward from dout and its cache."""
+    """Backward pass of batch normalization (also batchnorm_backward_alt and
+    spatial_batchnorm_backward: one fused kernel).
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, D) (or (N, C, H, W) for the spatial form)
+    - cache: the forward's cache
+
+    Returns a tuple of:
+    - dx: gradient with respect to the inputs x, of x's shape
+    - dgamma: gradient with respect to the scale parameter gamma
+    - dbeta: gradient with respect to the shift parameter beta
+    """
     x, gamma, mean, invstd, training = cache
     return fastnn.batch_norm_backward(np.asarray(dout, x.dtype), x, gamma, mean, invstd, training=training)
 
@@ -122,7 +188,20 @@ def _normalize_columns_backward(dy, cache):
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
-    """Per-sample normalization over the features of x (N, D), then gamma * x_hat + beta."""
+    """Forward pass of layer normalization: each sample normalized over its features,
+    then gamma * x_hat + beta.
+
+    Inputs:
+    - x: data of shape (N, D)
+    - gamma: scale parameter of shape (D,)
+    - beta: shift parameter of shape (D,)
+    - ln_param: dictionary with key:
+      - eps: constant for numeric stability (default 1e-5)
+
+    Returns a tuple of:
+    - out: of shape (N, D)
+    - cache: a tuple of values needed in the backward pass
+    """
     x, gamma, beta = _floats(x, gamma, beta)
     x_hat_t, norm_cache = _normalize_columns(np.ascontiguousarray(x.T), ln_param.get("eps", 1e-5))
     x_hat = x_hat_t.T
@@ -130,7 +209,17 @@ def layernorm_forward(x, gamma, beta, ln_param):
 
 
 def layernorm_backward(dout, cache):
-    """(dx, dgamma, dbeta) of layernorm_forward from dout and its cache."""
+    """Backward pass of layer normalization.
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, D)
+    - cache: layernorm_forward's cache
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, D)
+    - dgamma: gradient with respect to gamma, of shape (D,)
+    - dbeta: gradient with respect to beta, of shape (D,)
+    """
     x_hat, gamma, norm_cache = cache
     dout = np.asarray(dout, x_hat.dtype)
     dgamma = np.sum(dout * x_hat, axis=0)
@@ -140,8 +229,20 @@ def layernorm_backward(dout, cache):
 
 
 def dropout_forward(x, dropout_param):
-    """Inverted dropout: keep each unit with probability p and scale by 1 / p in train mode;
-    identity in test mode. 'seed' seeds NumPy's global generator (as cs231n)."""
+    """Forward pass of inverted dropout: keep each unit with probability p and scale by
+    1 / p in train mode; identity in test mode.
+
+    Inputs:
+    - x: input data, of any shape
+    - dropout_param: dictionary with keys:
+      - p: the probability of KEEPING each neuron output
+      - mode: 'train' or 'test'
+      - seed: seed for NumPy's global random generator (as cs231n), optional
+
+    Returns a tuple of:
+    - out: array of the same shape as x
+    - cache: (dropout_param, mask); mask is None in test mode
+    """
     x = _floats(x)
     p, mode = dropout_param["p"], dropout_param["mode"]
     if "seed" in dropout_param:
@@ -158,7 +259,15 @@ def dropout_forward(x, dropout_param):
 
 
 def dropout_backward(dout, cache):
-    """dx of dropout_forward: dout times the cached mask in train mode, dout in test mode."""
+    """Backward pass of inverted dropout.
+
+    Inputs:
+    - dout: upstream derivatives, of any shape
+    - cache: (dropout_param, mask) from dropout_forward
+
+    Returns:
+    - dx: dout * mask in train mode, dout in test mode
+    """
     dropout_param, mask = cache
     return dout * mask if dropout_param["mode"] == "train" else dout
 
@@ -168,14 +277,39 @@ def _conv_geometry(conv_param):
 
 
 def conv_forward_naive(x, w, b, conv_param):
-    """x (N, C, H, W), w (F, C, HH, WW), b (F,); conv_param {'stride', 'pad'}."""
+    """Forward pass of a convolutional layer (also conv_forward_fast, _im2col and _strides:
+    the same fastnn kernel).
+
+    Inputs:
+    - x: input data of shape (N, C, H, W)
+    - w: filter weights of shape (F, C, HH, WW)
+    - b: biases of shape (F,)
+    - conv_param: dictionary with keys:
+      - 'stride': pixels between adjacent receptive fields (default 1)
+      - 'pad': zeros padded on each side of H and W (default 0)
+
+    Returns a tuple of:
+    - out: output data of shape (N, F, H', W'), H' = 1 + (H + 2 * pad - HH) // stride,
+      W' = 1 + (W + 2 * pad - WW) // stride
+    - cache: (x, w, b, conv_param)
+    """
     x, w, b = _floats(x, w, b)
     stride, pad = _conv_geometry(conv_param)
     return fastnn.conv2d(x, w, b, stride=stride, padding=pad), (x, w, b, conv_param)
 
 
 def conv_backward_naive(dout, cache):
-    """(dx, dw, db) of conv_forward_naive from dout and its cache."""
+    """Backward pass of a convolutional layer (also conv_backward_fast, _im2col, _strides).
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, F, H', W')
+    - cache: (x, w, b, conv_param) as in conv_forward_naive
+
+    Returns a tuple of:
+    - dx: gradient with respect to x
+    - dw: gradient with respect to w
+    - db: gradient with respect to b
+    """
     x, w, _, conv_param = cache
     stride, pad = _conv_geometry(conv_param)
     return fastnn.conv2d_backward(np.asarray(dout, x.dtype), x, w, stride=stride, padding=pad)
@@ -187,21 +321,54 @@ def _pool_geometry(pool_param):
 
 
 def max_pool_forward_naive(x, pool_param):
-    """pool_param {'pool_height', 'pool_width', 'stride'}."""
+    """Forward pass of a max-pooling layer (also max_pool_forward_fast, _reshape, _im2col).
+
+    Inputs:
+    - x: input data, of shape (N, C, H, W)
+    - pool_param: dictionary with keys:
+      - 'pool_height': the height of each pooling region (default 2)
+      - 'pool_width': the width of each pooling region (default 2)
+      - 'stride': the distance between adjacent pooling regions (default 2)
+
+    Returns a tuple of:
+    - out: output data, of shape (N, C, H', W'), H' = 1 + (H - pool_height) // stride,
+      W' = 1 + (W - pool_width) // stride
+    - cache: (x, pool_param)
+    """
     x = _floats(x)
     kernel, stride = _pool_geometry(pool_param)
     return fastnn.max_pool2d(x, kernel, stride), (x, pool_param)
 
 
 def max_pool_backward_naive(dout, cache):
-    """dx of max_pool_forward_naive from dout and its cache."""
+    """Backward pass of a max-pooling layer (also max_pool_backward_fast, _reshape, _im2col).
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, C, H', W')
+    - cache: (x, pool_param) as in the forward pass
+
+    Returns:
+    - dx: gradient with respect to x (a tie goes to the first maximum of the window)
+    """
     x, pool_param = cache
     kernel, stride = _pool_geometry(pool_param)
     return fastnn.max_pool2d_backward(np.asarray(dout, x.dtype), x, kernel, stride)
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
-    """Batch normalization per channel of x (N, C, H, W) over (N, H, W)."""
+    """Forward pass of spatial batch normalization: statistics per channel over (N, H, W).
+
+    Inputs:
+    - x: input data of shape (N, C, H, W)
+    - gamma: scale parameter, of shape (C,)
+    - beta: shift parameter, of shape (C,)
+    - bn_param: dictionary with keys as in batchnorm_forward (mode, eps, momentum,
+      running_mean, running_var)
+
+    Returns a tuple of:
+    - out: output data, of shape (N, C, H, W)
+    - cache: values needed for the backward pass (spatial_batchnorm_backward)
+    """
     x, gamma, beta = _floats(x, gamma, beta)
     return _bn_forward(x, gamma, beta, bn_param)
 
@@ -210,8 +377,21 @@ spatial_batchnorm_backward = batchnorm_backward
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
-    """Normalize each sample's G channel groups of x (N, C, H, W) over (C // G, H, W); gamma and
-    beta have shape (1, C, 1, 1)."""
+    """Forward pass of spatial group normalization: each sample's G channel groups
+    normalized over (C // G, H, W).
+
+    Inputs:
+    - x: input data of shape (N, C, H, W)
+    - gamma: scale parameter, of shape (1, C, 1, 1)
+    - beta: shift parameter, of shape (1, C, 1, 1)
+    - G: integer number of groups to split into, should be a divisor of C
+    - gn_param: dictionary with key:
+      - eps: constant for numeric stability (default 1e-5)
+
+    Returns a tuple of:
+    - out: output data, of shape (N, C, H, W)
+    - cache: values needed for the backward pass
+    """
     x, gamma, beta = _floats(x, gamma, beta)
     n, c, h, w = x.shape
     if c % G:
@@ -223,7 +403,17 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 
 
 def spatial_groupnorm_backward(dout, cache):
-    """(dx, dgamma, dbeta) of spatial_groupnorm_forward from dout and its cache."""
+    """Backward pass of spatial group normalization.
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, C, H, W)
+    - cache: values from the forward pass
+
+    Returns a tuple of:
+    - dx: gradient with respect to inputs, of shape (N, C, H, W)
+    - dgamma: gradient with respect to the scale parameter, of shape (1, C, 1, 1)
+    - dbeta: gradient with respect to the shift parameter, of shape (1, C, 1, 1)
+    """
     x_hat, gamma, G, norm_cache = cache
     dout = np.asarray(dout, x_hat.dtype)
     n = x_hat.shape[0]
@@ -235,12 +425,30 @@ def spatial_groupnorm_backward(dout, cache):
 
 
 def svm_loss(x, y):
-    """Multiclass SVM loss (margin 1), mean over the batch: (loss, dx)."""
+    """Loss and gradient of multiclass SVM classification (margin 1, mean over the batch).
+
+    Inputs:
+    - x: input data, of shape (N, C) where x[i, j] is the score for the jth class of the ith input
+    - y: vector of labels, of shape (N,) where y[i] is the label for x[i] and 0 <= y[i] < C
+
+    Returns a tuple of:
+    - loss: scalar giving the loss
+    - dx: gradient of the loss with respect to x
+    """
     return fastnn.hinge_loss(_floats(x), np.asarray(y))
 
 
 def softmax_loss(x, y):
-    """Softmax cross-entropy, mean over the batch: (loss, dx)."""
+    """Loss and gradient of softmax classification (cross-entropy, mean over the batch).
+
+    Inputs:
+    - x: input data, of shape (N, C) where x[i, j] is the score for the jth class of the ith input
+    - y: vector of labels, of shape (N,) where y[i] is the label for x[i] and 0 <= y[i] < C
+
+    Returns a tuple of:
+    - loss: scalar giving the loss
+    - dx: gradient of the loss with respect to x
+    """
     return fastnn.softmax_cross_entropy(_floats(x), np.asarray(y))
 
 
@@ -255,33 +463,77 @@ max_pool_backward_fast = max_pool_backward_reshape = max_pool_backward_im2col = 
 # --- layer_utils.py sandwiches --------------------------------------------------------------------
 
 def affine_relu_forward(x, w, b):
-    """(relu(x @ w + b), cache): affine then ReLU."""
+    """Convenience layer: an affine transform followed by a ReLU.
+
+    Inputs:
+    - x: input to the affine layer
+    - w, b: weights for the affine layer
+
+    Returns a tuple of:
+    - out: output from the ReLU
+    - cache: object to give to the backward pass
+    """
     a, fc_cache = affine_forward(x, w, b)
     out, relu_cache = relu_forward(a)
     return out, (fc_cache, relu_cache)
 
 
 def affine_relu_backward(dout, cache):
-    """(dx, dw, db) of affine_relu_forward."""
+    """Backward pass of the affine-relu convenience layer.
+
+    Inputs:
+    - dout: upstream derivatives
+    - cache: affine_relu_forward's cache
+
+    Returns a tuple of:
+    - dx, dw, db: gradients with respect to x, w and b
+    """
     fc_cache, relu_cache = cache
     return affine_backward(relu_backward(dout, relu_cache), fc_cache)
 
 
 def conv_relu_forward(x, w, b, conv_param):
-    """(relu(conv(x, w, b)), cache) with conv_param's stride and pad."""
+    """Convenience layer: a convolution followed by a ReLU.
+
+    Inputs:
+    - x: input to the convolutional layer
+    - w, b, conv_param: weights and parameters for the convolutional layer
+
+    Returns a tuple of:
+    - out: output from the ReLU
+    - cache: object to give to the backward pass
+    """
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     out, relu_cache = relu_forward(a)
     return out, (conv_cache, relu_cache)
 
 
 def conv_relu_backward(dout, cache):
-    """(dx, dw, db) of conv_relu_forward."""
+    """Backward pass of the conv-relu convenience layer.
+
+    Inputs:
+    - dout: upstream derivatives
+    - cache: conv_relu_forward's cache
+
+    Returns a tuple of:
+    - dx, dw, db: gradients with respect to x, w and b
+    """
     conv_cache, relu_cache = cache
     return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
 
 
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
-    """(max_pool(relu(conv(x, w, b))), cache) with conv_param and pool_param."""
+    """Convenience layer: a convolution, a ReLU and a max pool.
+
+    Inputs:
+    - x: input to the convolutional layer
+    - w, b, conv_param: weights and parameters for the convolutional layer
+    - pool_param: parameters for the pooling layer
+
+    Returns a tuple of:
+    - out: output from the pooling layer
+    - cache: object to give to the backward pass
+    """
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     s, relu_cache = relu_forward(a)
     out, pool_cache = max_pool_forward_fast(s, pool_param)
@@ -289,7 +541,15 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
 
 
 def conv_relu_pool_backward(dout, cache):
-    """(dx, dw, db) of conv_relu_pool_forward."""
+    """Backward pass of the conv-relu-pool convenience layer.
+
+    Inputs:
+    - dout: upstream derivatives
+    - cache: conv_relu_pool_forward's cache
+
+    Returns a tuple of:
+    - dx, dw, db: gradients with respect to x, w and b
+    """
     conv_cache, relu_cache, pool_cache = cache
     ds = max_pool_backward_fast(dout, pool_cache)
     return conv_backward_fast(relu_backward(ds, relu_cache), conv_cache)
@@ -304,7 +564,18 @@ def _rule_inputs(w, dw, config):
 
 
 def sgd(w, dw, config=None):
-    """Vanilla SGD: w -= learning_rate * dw, in place on a float array w (as cs231n)."""
+    """Vanilla stochastic gradient descent: w -= learning_rate * dw, in place on a float array w.
+
+    Inputs:
+    - w: a numpy array giving the current weights
+    - dw: a numpy array of the same shape as w giving the gradient of the loss with respect to w
+    - config: a dictionary with key (None: defaults):
+      - learning_rate: scalar learning rate (default 1e-2)
+
+    Returns a tuple of:
+    - next_w: the updated weights (w itself)
+    - config: the config dictionary, to pass to the next iteration
+    """
     w, dw, config = _rule_inputs(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
     fastnn.sgd_step(w, dw, None, config["learning_rate"])
@@ -312,7 +583,22 @@ def sgd(w, dw, config=None):
 
 
 def sgd_momentum(w, dw, config=None):
-    """v = momentum * v - learning_rate * dw; next_w = w + v (config['velocity'] keeps v)."""
+    """Stochastic gradient descent with momentum: v = momentum * v - learning_rate * dw;
+    next_w = w + v.
+
+    Inputs:
+    - w: a numpy array giving the current weights
+    - dw: a numpy array of the same shape as w giving the gradient of the loss with respect to w
+    - config: a dictionary with keys (None: defaults):
+      - learning_rate: scalar learning rate (default 1e-2)
+      - momentum: scalar between 0 and 1 giving the momentum value (default 0.9)
+      - velocity: a numpy array of the same shape as w storing a moving average of the
+        gradients (default zeros)
+
+    Returns a tuple of:
+    - next_w: the updated weights (a new array)
+    - config: the config dictionary with the new velocity
+    """
     w, dw, config = _rule_inputs(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
@@ -332,7 +618,22 @@ def sgd_momentum(w, dw, config=None):
 
 
 def rmsprop(w, dw, config=None):
-    """cache = decay_rate * cache + (1 - decay_rate) * dw^2; w -= lr * dw / (sqrt(cache) + epsilon)."""
+    """RMSProp: cache = decay_rate * cache + (1 - decay_rate) * dw**2;
+    next_w = w - learning_rate * dw / (sqrt(cache) + epsilon).
+
+    Inputs:
+    - w, dw: the current weights and the gradient, of the same shape
+    - config: a dictionary with keys (None: defaults):
+      - learning_rate: scalar learning rate (default 1e-2)
+      - decay_rate: scalar between 0 and 1 giving the decay rate of the squared gradient
+        cache (default 0.99)
+      - epsilon: small scalar used for smoothing to avoid dividing by zero (default 1e-8)
+      - cache: moving average of the second moments of gradients (default zeros)
+
+    Returns a tuple of:
+    - next_w: the updated weights (a new array)
+    - config: the config dictionary with the new cache
+    """
     w, dw, config = _rule_inputs(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("decay_rate", 0.99)
@@ -345,7 +646,23 @@ def rmsprop(w, dw, config=None):
 
 
 def adam(w, dw, config=None):
-    """Adam with bias correction; config keeps m, v and the step count t."""
+    """Adam with bias correction (the step count t is incremented before the update).
+
+    Inputs:
+    - w, dw: the current weights and the gradient, of the same shape
+    - config: a dictionary with keys (None: defaults):
+      - learning_rate: scalar learning rate (default 1e-3)
+      - beta1: decay rate for the moving average of the first moment (default 0.9)
+      - beta2: decay rate for the moving average of the second moment (default 0.999)
+      - epsilon: small scalar used for smoothing to avoid dividing by zero (default 1e-8)
+      - m: moving average of the gradient (default zeros)
+      - v: moving average of the squared gradient (default zeros)
+      - t: iteration number (default 0)
+
+    Returns a tuple of:
+    - next_w: the updated weights (a new array)
+    - config: the config dictionary with the new m, v and t
+    """
     w, dw, config = _rule_inputs(w, dw, config)
     config.setdefault("learning_rate", 1e-3)
     config.setdefault("beta1", 0.9)

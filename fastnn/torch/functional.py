@@ -518,6 +518,9 @@ def _linear_forward(x, weight, bias):
 def linear(input, weight, bias=None):
     """Fully connected layer, as ``torch.nn.functional.linear``, on fastnn's kernels.
 
+    The weight is torch's (out_features, in_features); fastnn's own ``fastnn.linear(x, w)`` takes
+    the transpose, w (in_features, out_features).
+
     Parameters
     ----------
     input : torch.Tensor
@@ -619,6 +622,10 @@ def _batch_norm_supported(input, running_mean, running_var, weight, bias, traini
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """Batch normalization, as ``torch.nn.functional.batch_norm``, on fastnn's kernels.
+
+    torch's argument order: the running statistics come before weight and bias. (fastnn's own
+    ``fastnn.batch_norm(x, gamma, beta, running_mean, running_var, ...)`` takes the affine
+    parameters first and returns ``(y, save_mean, save_invstd)``.)
 
     Parameters
     ----------

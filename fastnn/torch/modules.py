@@ -22,6 +22,12 @@ class Conv2d(nn.Conv2d):
 
     Same constructor and attributes as ``torch.nn.Conv2d``; a `padding_mode` other than "zeros" runs
     torch's own forward.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The constructor is ``torch.nn.Conv2d``'s: in_channels, out_channels, kernel_size, stride=1, padding=0,
+        dilation=1, groups=1, bias=True, padding_mode="zeros", device=None, dtype=None.
     """
 
     def forward(self, input):
@@ -48,6 +54,11 @@ class Linear(nn.Linear):
     The weight is (out_features, in_features), as torch's, stored as the transpose of a row-major
     (in_features, out_features) array: fastnn's layout, which neither pass then copies (a row-major
     weight costs a transposed copy in every forward). Values, shape and state_dict are torch's.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        ``torch.nn.Linear``'s: in_features, out_features, bias=True, device=None, dtype=None.
     """
 
     def __init__(self, *args, **kwargs):
@@ -109,20 +120,42 @@ def _batch_norm_forward(self, input):
 
 class BatchNorm1d(nn.BatchNorm1d):
     """``torch.nn.BatchNorm1d`` on fastnn's batch-norm kernels (:func:`fastnn.torch.batch_norm`);
-    input (N, C) or (N, C, L)."""
+    input (N, C) or (N, C, L).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The constructor is ``torch.nn.BatchNorm1d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
+        convention: ``running = (1 - momentum) * running + momentum * batch``), affine=True,
+        track_running_stats=True, device=None, dtype=None.
+    """
 
     forward = _batch_norm_forward
 
 
 class BatchNorm2d(nn.BatchNorm2d):
     """``torch.nn.BatchNorm2d`` on fastnn's batch-norm kernels (:func:`fastnn.torch.batch_norm`);
-    input (N, C, H, W)."""
+    input (N, C, H, W).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The constructor is ``torch.nn.BatchNorm2d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
+        convention: ``running = (1 - momentum) * running + momentum * batch``), affine=True,
+        track_running_stats=True, device=None, dtype=None.
+    """
 
     forward = _batch_norm_forward
 
 
 class ReLU(nn.ReLU):
-    """``torch.nn.ReLU`` on fastnn's kernels (:func:`fastnn.torch.relu`)."""
+    """``torch.nn.ReLU`` on fastnn's kernels (:func:`fastnn.torch.relu`).
+
+    Parameters
+    ----------
+    inplace : bool, default False
+        As ``torch.nn.ReLU``'s: overwrite the input.
+    """
 
     def forward(self, input):
         """``max(input, 0)`` (in place when constructed with ``inplace=True``).
@@ -141,7 +174,14 @@ class ReLU(nn.ReLU):
 
 
 class LeakyReLU(nn.LeakyReLU):
-    """``torch.nn.LeakyReLU`` on fastnn's kernels (:func:`fastnn.torch.leaky_relu`)."""
+    """``torch.nn.LeakyReLU`` on fastnn's kernels (:func:`fastnn.torch.leaky_relu`).
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+    inplace : bool, default False
+        As ``torch.nn.LeakyReLU``'s.
+    """
 
     def forward(self, input):
         """``where(input > 0, input, negative_slope * input)``.
@@ -160,7 +200,14 @@ class LeakyReLU(nn.LeakyReLU):
 
 
 class ELU(nn.ELU):
-    """``torch.nn.ELU`` on fastnn's kernels (:func:`fastnn.torch.elu`)."""
+    """``torch.nn.ELU`` on fastnn's kernels (:func:`fastnn.torch.elu`).
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+    inplace : bool, default False
+        As ``torch.nn.ELU``'s.
+    """
 
     def forward(self, input):
         """``where(input > 0, input, alpha * (exp(input) - 1))``.
@@ -218,7 +265,13 @@ class Tanh(nn.Tanh):
 
 class GELU(nn.GELU):
     """``torch.nn.GELU`` on fastnn's kernels (:func:`fastnn.torch.gelu`; ``approximate="tanh"`` runs
-    torch's own)."""
+    torch's own).
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        As ``torch.nn.GELU``'s ("tanh" runs torch's own).
+    """
 
     def forward(self, input):
         """``input * Phi(input)``.
@@ -237,7 +290,13 @@ class GELU(nn.GELU):
 
 
 class SiLU(nn.SiLU):
-    """``torch.nn.SiLU`` on fastnn's kernels (:func:`fastnn.torch.silu`)."""
+    """``torch.nn.SiLU`` on fastnn's kernels (:func:`fastnn.torch.silu`).
+
+    Parameters
+    ----------
+    inplace : bool, default False
+        As ``torch.nn.SiLU``'s: overwrite the input.
+    """
 
     def forward(self, input):
         """``input * sigmoid(input)``.
@@ -257,7 +316,14 @@ class SiLU(nn.SiLU):
 
 class MaxPool2d(nn.MaxPool2d):
     """``torch.nn.MaxPool2d`` on fastnn's kernels (:func:`fastnn.torch.max_pool2d`; dilation,
-    ceil_mode and return_indices run torch's own)."""
+    ceil_mode and return_indices run torch's own).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The constructor is ``torch.nn.MaxPool2d``'s: kernel_size, stride=None, padding=0, dilation=1,
+        return_indices=False, ceil_mode=False.
+    """
 
     def forward(self, input):
         """Max over each window of `input` (N, C, H, W) or (C, H, W).
@@ -278,7 +344,14 @@ class MaxPool2d(nn.MaxPool2d):
 
 class AvgPool2d(nn.AvgPool2d):
     """``torch.nn.AvgPool2d`` on fastnn's kernels (:func:`fastnn.torch.avg_pool2d`; ceil_mode,
-    divisor_override and count_include_pad=False with padding run torch's own)."""
+    divisor_override and count_include_pad=False with padding run torch's own).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The constructor is ``torch.nn.AvgPool2d``'s: kernel_size, stride=None, padding=0, ceil_mode=False,
+        count_include_pad=True, divisor_override=None.
+    """
 
     def forward(self, input):
         """Mean over each window of `input` (N, C, H, W) or (C, H, W).
