@@ -28,6 +28,10 @@ _TRANSCENDENTAL = Grain(1 << 12, "elements", "1 vs 2 threads, sigmoid/gelu break
 _GEMM = Grain(1 << 19, "multiply-adds", "linear fwd+bwd, 1 vs 2 threads: break even near 2^20 multiply-adds")
 # Optimizer steps stream 3-5 arrays: one thread finishes below 2^16 elements before a team wakes up.
 _STEP = Grain(1 << 15, "elements", "optim steps, 1 vs 2 threads: break even near 2^16 parameters")
+# Pooling, in elements of x: float32 2x2 and 3x3 stride-2 pools and backwards over (n, 16, 32, 32)
+# break even (Cython) at 16K-32K elements; from 64K two threads run 1.2-1.8x faster
+# (bench/probes/grain_pool_batchnorm.py pool, min of 200 interleaved calls; Numba within noise).
+_POOL = Grain(1 << 15, "elements", "grain_pool_batchnorm.py pool: 1 vs 2 threads break even at 16K-32K elements")
 
 GRAIN = {
     **{op: _ALGEBRAIC for op in ("relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "prelu",
@@ -41,6 +45,7 @@ GRAIN = {
     # losses
     # conv
     # pool
+    **{op: _POOL for op in ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")},
     # batchnorm
     # optim
     **{op: _STEP for op in ("sgd_step", "adagrad_step", "rmsprop_step", "adam_step")},
