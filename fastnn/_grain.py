@@ -32,6 +32,17 @@ _GEMM = Grain(1 << 19, "multiply-adds", "linear fwd+bwd, 1 vs 2 threads: break e
 _CONV = Grain(1 << 19, "multiply-adds", "1 vs 2 threads, 3x3 conv fwd/bwd: no gain up to 2^20 multiply-adds")
 # Optimizer steps stream 3-5 arrays: one thread finishes below 2^16 elements before a team wakes up.
 _STEP = Grain(1 << 15, "elements", "optim steps, 1 vs 2 threads: break even near 2^16 parameters")
+# Pooling, in elements of x: float32 2x2 and 3x3 stride-2 pools and backwards over (n, 16, 32, 32)
+# break even (Cython) at 16K-32K elements; from 64K two threads run 1.2-1.8x faster
+# (bench/probes/grain_pool_batchnorm.py pool, min of 200 interleaved calls; Numba: see batch norm).
+_POOL = Grain(1 << 15, "elements", "grain_pool_batchnorm.py pool: 1 vs 2 threads break even at 16K-32K elements")
+# Batch norm, in elements of x: float32 training forward and backward and eval forward, (n, 32, 14, 14)
+# and (n, 256), break even (Cython) at 16K-32K elements (NCHW) and 32K-64K ((N, D)); from 128K two
+# threads run 1.1-2x faster (bench/probes/grain_pool_batchnorm.py batchnorm, min of 100 interleaved
+# calls). Numba's TBB pool ran 2 threads no faster than 1 on this loaded machine (a compute-bound
+# prange probe too), so its break-even is not resolved: the row is Cython's.
+_BATCHNORM = Grain(1 << 15, "elements", "grain_pool_batchnorm.py batchnorm: 1 vs 2 threads break even at "
+                                        "16K-64K elements")
 
 GRAIN = {
     **{op: _ALGEBRAIC for op in ("relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "prelu",
@@ -46,7 +57,9 @@ GRAIN = {
     # conv
     **{op: _CONV for op in ("conv2d", "conv2d_relu", "conv2d_backward")},
     # pool
+    **{op: _POOL for op in ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")},
     # batchnorm
+    **{op: _BATCHNORM for op in ("batch_norm", "batch_norm_backward", "batch_norm_relu", "batch_norm_relu_backward")},
     # optim
     **{op: _STEP for op in ("sgd_step", "adagrad_step", "rmsprop_step", "adam_step")},
 }

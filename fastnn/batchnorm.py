@@ -1,13 +1,15 @@
-"""Batch normalization: public functions (validation, then the op table).
+"""Batch normalization: public functions and their meta functions.
 
 x (N, D) normalizes per column; x (N, C, H, W) per channel over (N, H, W). Training normalizes with
 the batch mean and biased variance and, when running_mean/running_var are given, updates them in
 place as PyTorch does (unbiased variance into running_var); eval normalizes with the running stats.
+Each op's meta function (`@meta`) checks the arguments and decides the call (fastnn/_ops.Plan); the
+work is counted in elements of x.
 """
 import numpy as np
 
-from ._ops import call
-from ._validation import check_ndim, check_out, check_same_shape, flag, float_arrays, real
+from ._ops import Plan, call, meta
+from ._validation import check_ndim, check_same_shape, flag, float_arrays, real
 
 
 def _channel_vector(op, name, a, channels, required=True):
@@ -42,73 +44,138 @@ def _running_stat(op, name, r, x):
     return r
 
 
-def _forward_args(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, out):
-    x, gamma, beta = float_arrays(op, optional=("gamma", "beta"), x=x, gamma=gamma, beta=beta)
-    check_ndim(op, "x", x, (2, 4))
-    channels = x.shape[1]
-    if (gamma is None) != (beta is None):
-        raise ValueError(f"{op}: gamma and beta must both be given or both be None")
-    _channel_vector(op, "gamma", gamma, channels, required=False)
-    _channel_vector(op, "beta", beta, channels, required=False)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{op}: running_mean and running_var must both be given or both be None")
-    training = flag(op, "training", training)
-    _check_count(op, x, training, minimum=2)
-    if training:
-        if running_mean is not None:
-            running_mean = _running_stat(op, "running_mean", running_mean, x)
-            running_var = _running_stat(op, "running_var", running_var, x)
-    else:
-        if running_mean is None:
-            raise ValueError(f"{op}: training=False normalizes with running_mean and running_var; both are required")
-        _, running_mean, running_var = float_arrays(op, x=x, running_mean=running_mean, running_var=running_var)
-        _channel_vector(op, "running_mean", running_mean, channels)
-        _channel_vector(op, "running_var", running_var, channels)
-    momentum = real(op, "momentum", momentum, minimum=0.0, maximum=1.0)
-    eps = real(op, "eps", eps, minimum=0.0, strict_minimum=True)
-    check_out(op, out, x.shape, x.dtype)
-    return x, gamma, beta, running_mean, running_var, training, momentum, eps
+def _forward_meta(op):
+    """The meta function of a forward: kernel(x, gamma, beta, running_mean, running_var, y, save_mean,
+    save_invstd, training, momentum, eps[, n_threads]); gamma/beta and the running stats may be None."""
+    def plan(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
+        x, gamma, beta = float_arrays(op, optional=("gamma", "beta"), x=x, gamma=gamma, beta=beta)
+        check_ndim(op, "x", x, (2, 4))
+        channels = x.shape[1]
+        if (gamma is None) != (beta is None):
+            raise ValueError(f"{op}: gamma and beta must both be given or both be None")
+        _channel_vector(op, "gamma", gamma, channels, required=False)
+        _channel_vector(op, "beta", beta, channels, required=False)
+        if (running_mean is None) != (running_var is None):
+            raise ValueError(f"{op}: running_mean and running_var must both be given or both be None")
+        training = flag(op, "training", training)
+        _check_count(op, x, training, minimum=2)
+        if training:
+            if running_mean is not None:
+                running_mean = _running_stat(op, "running_mean", running_mean, x)
+                running_var = _running_stat(op, "running_var", running_var, x)
+        else:
+            if running_mean is None:
+                raise ValueError(f"{op}: training=False normalizes with running_mean and running_var; both are "
+                                 "required")
+            _, running_mean, running_var = float_arrays(op, x=x, running_mean=running_mean, running_var=running_var)
+            _channel_vector(op, "running_mean", running_mean, channels)
+            _channel_vector(op, "running_var", running_var, channels)
+        momentum = real(op, "momentum", momentum, minimum=0.0, maximum=1.0)
+        eps = real(op, "eps", eps, minimum=0.0, strict_minimum=True)
+        return Plan((x, gamma, beta, running_mean, running_var), (x.shape, (channels,), (channels,)), x.dtype,
+                    (bool(training), float(momentum), float(eps)), work=x.size)
+    return meta(op)(plan)
 
 
-def _backward_args(op, training, **arrays):
-    """dy (and y) shaped like x; gamma (optional), save_mean and save_invstd of shape (C,)."""
-    arrays = dict(zip(arrays, float_arrays(op, optional=("gamma",), **arrays)))
-    x = arrays["x"]
-    check_ndim(op, "x", x, (2, 4))
-    check_same_shape(op, "dy", arrays["dy"], "x", x)
-    if "y" in arrays:
-        check_same_shape(op, "y", arrays["y"], "x", x)
-    _channel_vector(op, "gamma", arrays["gamma"], x.shape[1], required=False)
-    _channel_vector(op, "save_mean", arrays["save_mean"], x.shape[1])
-    _channel_vector(op, "save_invstd", arrays["save_invstd"], x.shape[1])
-    training = flag(op, "training", training)
-    _check_count(op, x, training, minimum=1)  # one value per channel has a gradient (torch's backward takes it)
-    return tuple(arrays.values()) + (training,)
+def _backward_meta(op, with_output):
+    """The meta function of a backward: kernel(dy, [y,] x, gamma, save_mean, save_invstd, dx, dgamma,
+    dbeta, training[, n_threads]); dy (and y) shaped like x; gamma (optional), save_mean and
+    save_invstd of shape (C,). The kernels always fill dgamma and dbeta; the public result drops
+    them when gamma is None."""
+    def plan(dy, *args, training=True):
+        names = ("y", "x", "gamma", "save_mean", "save_invstd") if with_output else \
+            ("x", "gamma", "save_mean", "save_invstd")
+        arrays = dict(zip(("dy",) + names, float_arrays(op, optional=("gamma",), dy=dy, **dict(zip(names, args)))))
+        x = arrays["x"]
+        check_ndim(op, "x", x, (2, 4))
+        check_same_shape(op, "dy", arrays["dy"], "x", x)
+        if with_output:
+            check_same_shape(op, "y", arrays["y"], "x", x)
+        _channel_vector(op, "gamma", arrays["gamma"], x.shape[1], required=False)
+        _channel_vector(op, "save_mean", arrays["save_mean"], x.shape[1])
+        _channel_vector(op, "save_invstd", arrays["save_invstd"], x.shape[1])
+        training = flag(op, "training", training)
+        _check_count(op, x, training, minimum=1)  # one value per channel has a gradient (torch's backward takes it)
+        result = _without_affine if arrays["gamma"] is None else None
+        channels = (x.shape[1],)
+        return Plan(tuple(arrays.values()), (x.shape, channels, channels), x.dtype, (bool(training),),
+                    work=x.size, result=result)
+    return meta(op)(plan)
 
+
+def _without_affine(outputs, _):
+    return outputs[0], None, None
+
+
+_forward_meta("batch_norm")
+_backward_meta("batch_norm_backward", with_output=False)
+_forward_meta("batch_norm_relu")
+_backward_meta("batch_norm_relu_backward", with_output=True)
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5, *,
                out=None):
-    """Returns (y, save_mean, save_invstd); save_invstd = 1 / sqrt(var + eps)."""
-    args = _forward_args("batch_norm", x, gamma, beta, running_mean, running_var, training, momentum, eps, out)
-    return call("batch_norm", *args, out=out)
+    """Normalize x per channel (per column for (N, D)), then scale by gamma and shift by beta.
+
+    Parameters
+    ----------
+    x : array_like of float32 or float64, shape (N, D) or (N, C, H, W)
+        Statistics per column of (N, D), per channel over (N, H, W) of (N, C, H, W).
+    gamma, beta : array_like of shape (C,), or both None (no affine transform)
+    running_mean, running_var : ndarray of shape (C,) and x's dtype, or both None
+        training: updated in place when given, r = (1 - momentum) * r + momentum * batch (the
+        unbiased variance into running_var); eval (training=False): required, they normalize.
+    training : bool
+        Normalize with the batch's mean and biased variance (True) or the running stats (False).
+    momentum : float in [0, 1]
+    eps : float > 0
+        Added to the variance: save_invstd = 1 / sqrt(var + eps).
+    out : ndarray, optional
+        Written with y and returned as it.
+
+    Returns
+    -------
+    (y, save_mean, save_invstd) : y of x's shape; save_mean and save_invstd of shape (C,), the
+        statistics used (the batch's in training, the running ones in eval), for the backward.
+
+    Notes
+    -----
+    torch.nn.functional.batch_norm's conventions differ in two places: it takes running_mean and
+    running_var before weight and bias (here they follow gamma and beta), and it returns y alone.
+    momentum weighs the batch statistic, as torch's (not Keras' or cs231n's momentum * running).
+    """
+    return call("batch_norm", x, gamma, beta, running_mean, running_var, training, momentum, eps, out=out)
 
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
-    """Returns (dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
-    args = _backward_args("batch_norm_backward", training, dy=dy, x=x, gamma=gamma, save_mean=save_mean,
-                          save_invstd=save_invstd)
-    return call("batch_norm_backward", *args)
+    """Gradients of batch_norm.
+
+    Parameters
+    ----------
+    dy : array_like, x's shape
+    x, gamma : the forward's input and gamma (None if the forward had no affine transform)
+    save_mean, save_invstd : array_like of shape (C,), the forward's second and third outputs
+    training : bool, as in the forward
+        Eval's backward is the one of an affine map: dx = gamma * save_invstd * dy, whatever x is.
+
+    Returns
+    -------
+    (dx, dgamma, dbeta) : dx of x's shape; dgamma and dbeta of shape (C,), None when gamma is None.
+    """
+    return call("batch_norm_backward", dy, x, gamma, save_mean, save_invstd, training=training)
 
 
 def batch_norm_relu(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5,
                     *, out=None):
-    """relu(batch_norm(...)) in one pass; returns (y, save_mean, save_invstd)."""
-    args = _forward_args("batch_norm_relu", x, gamma, beta, running_mean, running_var, training, momentum, eps, out)
-    return call("batch_norm_relu", *args, out=out)
+    """relu(batch_norm(...)) in one pass; the parameters, returns and notes are batch_norm's (y relu'd)."""
+    return call("batch_norm_relu", x, gamma, beta, running_mean, running_var, training, momentum, eps, out=out)
 
 
 def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, training=True):
-    """Gradient of batch_norm_relu from its output y; returns (dx, dgamma, dbeta)."""
-    args = _backward_args("batch_norm_relu_backward", training, dy=dy, y=y, x=x, gamma=gamma,
-                          save_mean=save_mean, save_invstd=save_invstd)
-    return call("batch_norm_relu_backward", *args)
+    """Gradients of batch_norm_relu from its output y: batch_norm_backward of dy where y > 0 (0 where
+    y <= 0: relu's derivative at 0 is 0, as PyTorch's).
+
+    Returns
+    -------
+    (dx, dgamma, dbeta), as batch_norm_backward.
+    """
+    return call("batch_norm_relu_backward", dy, y, x, gamma, save_mean, save_invstd, training=training)

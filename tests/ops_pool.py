@@ -2,7 +2,6 @@
 import numpy as np
 
 import fastnn
-import fastnn.reference.pool as ref
 from opinfo import OpInfo, Sample, Terms, randn, register
 
 # (x shape, kernel_size, stride, padding)
@@ -79,6 +78,11 @@ def _geometry(kwargs):
     return kernel, (kernel if stride is None else pair(stride)), pair(padding)
 
 
+def _reference(op, *args, **kwargs):
+    with fastnn.use_backend("numpy"), np.errstate(invalid="ignore"):
+        return getattr(fastnn, op)(*args, **kwargs)
+
+
 def _windows_per_input(kernel, stride):
     """The most windows one input element is in: the length of each dx sum."""
     return -(-kernel[0] // stride[0]) * -(-kernel[1] // stride[1])
@@ -86,26 +90,23 @@ def _windows_per_input(kernel, stride):
 
 def _avg_terms(args, kwargs, exact):
     """Each output sums its window (K = kh * kw) and divides: avg_pool2d of |x|."""
-    kernel, stride, padding = _geometry(kwargs)
-    with np.errstate(invalid="ignore"):
-        return {0: Terms(kernel[0] * kernel[1], ref.avg_pool2d(np.abs(args[0]), kernel, stride, padding))}
+    kernel, _, _ = _geometry(kwargs)
+    return {0: Terms(kernel[0] * kernel[1], _reference("avg_pool2d", np.abs(args[0]), **kwargs))}
 
 
 def _backward_terms(backward):
     """dx sums the dy of the windows each input wins (max) or is in (avg): the backward on |dy|."""
     def terms(args, kwargs, exact):
         dy, x = args
-        kernel, stride, padding = _geometry(kwargs)
-        with np.errstate(invalid="ignore"):
-            total = backward(np.abs(dy), x, kernel, stride, padding)
-        return {0: Terms(_windows_per_input(kernel, stride), total)}
+        kernel, stride, _ = _geometry(kwargs)
+        return {0: Terms(_windows_per_input(kernel, stride), _reference(backward, np.abs(dy), x, **kwargs))}
     return terms
 
 
 register(OpInfo("max_pool2d", _forward_samples(True), grad_samples=_grad_samples, special_values=True, ulps=0.0))
 register(OpInfo("max_pool2d_backward", _backward_samples(fastnn.max_pool2d, True), special_values=True,
-                terms=_backward_terms(ref.max_pool2d_backward)))
+                terms=_backward_terms("max_pool2d_backward")))
 register(OpInfo("avg_pool2d", _forward_samples(True), grad_samples=_grad_samples, special_values=True,
                 terms=_avg_terms))
 register(OpInfo("avg_pool2d_backward", _backward_samples(fastnn.avg_pool2d, False),
-                terms=_backward_terms(ref.avg_pool2d_backward)))
+                terms=_backward_terms("avg_pool2d_backward")))

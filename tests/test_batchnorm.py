@@ -183,3 +183,50 @@ def test_matches_torch(backend, shape, training, relu, rng):
         grads = fastnn.batch_norm_backward(dy, x, g, mean, invstd, training=training)
     for ours, theirs in zip(grads, (tx.grad, tg.grad, tb.grad)):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape", [(4, 3, 9, 9), (4, 3, 2, 3), (6, 5)])
+def test_nonfinite_first_value(backend, shape, relu, rng):
+    """A channel whose first value is +-inf has mean +-inf and variance NaN (the float64 reference's
+    IEEE results, as torch's), not a NaN mean from sums shifted by that first value."""
+    x = rng.standard_normal(shape)
+    first = (0, slice(None)) + (0,) * (x.ndim - 2)
+    x[first] = [np.inf, -np.inf, 1.0] + [1.0] * (shape[1] - 3)
+    forward = fastnn.batch_norm_relu if relu else fastnn.batch_norm
+    _, mean, invstd = forward(x, None, None)
+    assert mean[0] == np.inf and mean[1] == -np.inf and np.isfinite(mean[2])
+    assert np.isnan(invstd[:2]).all() and np.isfinite(invstd[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 3, 9, 9), (4, 3, 2, 3), (6, 5)])
+def test_eval_backward_does_not_read_x(backend, shape, dtype, rng):
+    """Eval's batch norm is an affine map of x: dx = gamma * save_invstd * dy, finite where x is not."""
+    x, g, _ = _inputs(rng, shape, dtype)
+    x.flat[::7] = np.inf
+    x.flat[3::7] = np.nan
+    dy = rng.standard_normal(shape).astype(dtype)
+    mean, invstd = rng.standard_normal(shape[1]).astype(dtype), rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    channel = (1, -1) + (1,) * (x.ndim - 2)
+    expected = g.reshape(channel) * invstd.reshape(channel) * dy
+    y = rng.standard_normal(shape).astype(dtype)  # the fused backward's relu mask: y > 0
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    dx = fastnn.batch_norm_backward(dy, x, g, mean, invstd, training=False)[0]
+    np.testing.assert_allclose(dx, expected, rtol=rtol)
+    dx = fastnn.batch_norm_relu_backward(dy, y, x, g, mean, invstd, training=False)[0]
+    np.testing.assert_allclose(dx, np.where(y > 0, expected, 0), rtol=rtol)
+
+
+def test_reference_is_quiet_with_tiny_eps(rng):
+    """A constant float32 channel with a tiny eps: save_invstd overflows float32 to inf, with no
+    RuntimeWarning from the reference's casts (no warnings in normal use)."""
+    import warnings
+
+    x = np.full((4, 2, 3, 3), 2.0, np.float32)
+    x[:, 1] = rng.standard_normal((4, 3, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fastnn.use_backend("numpy"):
+            _, _, invstd = fastnn.batch_norm(x, None, None, eps=1e-300)
+    assert invstd[0] == np.inf

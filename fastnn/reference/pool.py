@@ -1,5 +1,7 @@
 """Plain-NumPy pooling: the oracle and the benchmark baseline.
 
+Each function takes the inputs, then the output array to fill (its shape from the op's meta
+function in fastnn/pool.py), then kh, kw, sh, sw, ph, pw, like the compiled kernels.
 Windows come from sliding_window_view over the padded input; backwards loop over the kh * kw
 window offsets and add each window's gradient into the padded dx.
 PyTorch's max rule: a value wins if it is greater than the current maximum or is NaN, scanning
@@ -28,8 +30,8 @@ def _scatter(window_grads, x, kernel, stride, padding):
     return dx[:, :, ph:ph + h, pw:pw + w].copy()
 
 
-def max_pool2d(x, kernel_size, stride, padding):
-    return _windows(x, kernel_size, stride, padding, -np.inf).max(axis=(4, 5))
+def max_pool2d(x, y, kh, kw, sh, sw, ph, pw):
+    y[...] = _windows(x, (kh, kw), (sh, sw), (ph, pw), -np.inf).max(axis=(4, 5))
 
 
 def _max_winner(x, kernel, stride, padding):
@@ -44,21 +46,19 @@ def _max_winner(x, kernel, stride, padding):
     return np.where(nan.any(axis=-1), last_nan, first_max)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride, padding):
-    winner = _max_winner(x, kernel_size, stride, padding)
-    offsets = np.arange(kernel_size[0] * kernel_size[1])
-    window_grads = np.where(winner[..., None] == offsets, dy[..., None], 0).astype(x.dtype, copy=False)
-    return _scatter(window_grads, x, kernel_size, stride, padding)
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw):
+    winner = _max_winner(x, (kh, kw), (sh, sw), (ph, pw))
+    window_grads = np.where(winner[..., None] == np.arange(kh * kw), dy[..., None], 0).astype(x.dtype, copy=False)
+    dx[...] = _scatter(window_grads, x, (kh, kw), (sh, sw), (ph, pw))
 
 
-def avg_pool2d(x, kernel_size, stride, padding):
-    area = kernel_size[0] * kernel_size[1]
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw):
     with np.errstate(invalid="ignore"):  # inf + -inf is NaN, quietly, as in PyTorch
-        total = _windows(x, kernel_size, stride, padding, 0).sum(axis=(4, 5))
-    return (total / area).astype(x.dtype, copy=False)
+        total = _windows(x, (kh, kw), (sh, sw), (ph, pw), 0).sum(axis=(4, 5))
+    y[...] = total / (kh * kw)
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride, padding):
-    area = kernel_size[0] * kernel_size[1]
+def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw):
+    area = kh * kw
     window_grads = np.broadcast_to((dy / area)[..., None], dy.shape + (area,))
-    return _scatter(window_grads, x, kernel_size, stride, padding)
+    dx[...] = _scatter(window_grads, x, (kh, kw), (sh, sw), (ph, pw))

@@ -10,13 +10,15 @@
 # Wide planes (S >= PLANE_MIN) are reduced per (sample chunk, channel) along the plane; narrower
 # inputs as an (N, C*S) matrix by column blocks, in x's dtype over runs of rows. Per-task partial
 # sums, merged serially.
+#
+# Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, training[, momentum, eps],
+# n_threads (exactly that many threads run, fewer only with fewer tasks); the fused `def` functions
+# dispatch on the dtype and run under `with nogil:`.
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport isfinite, sqrt
 from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
-
-from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
 
 from _common cimport real
 
@@ -106,6 +108,70 @@ cdef real* _repeat(const double* v, Py_ssize_t channels, Py_ssize_t size, real* 
     return out
 
 
+cdef int _plane_sums(const real* a, const real* ac, const real* x, const real* xc, const real* y, bint masked,
+                     Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, double* s1, double* s2,
+                     int threads) noexcept nogil:
+    """_channel_sums along planes of size >= PLANE_MIN: tasks (row chunk, channel), partials merged
+    serially; -1 if out of memory."""
+    cdef Py_ssize_t chunks = _row_chunks(n, channels, threads), rows, task, chunk, c, i, off
+    cdef double* partial = <double*>calloc(2 * chunks * channels + 1, sizeof(double))
+    if partial == NULL:
+        return -1
+    rows = (n + chunks - 1) // chunks
+    for task in prange(chunks * channels, schedule="static", num_threads=threads):
+        chunk = task // channels
+        c = task % channels
+        for i in range(chunk * rows, min(n, chunk * rows + rows)):
+            off = (i * channels + c) * size
+            _sums_run(a + off, ac[c], x + off, xc[c], y + off, masked, size,
+                      &partial[2 * task], &partial[2 * task + 1])
+    for c in range(channels):
+        s1[c] = 0
+        s2[c] = 0
+        for chunk in range(chunks):
+            s1[c] += partial[2 * (chunk * channels + c)]
+            s2[c] += partial[2 * (chunk * channels + c) + 1]
+    free(partial)
+    return 0
+
+
+cdef int _column_sums(const real* a, const real* ac, const real* x, const real* xc, const real* y, bint masked,
+                      Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, double* s1, double* s2,
+                      int threads) noexcept nogil:
+    """_channel_sums of the (N, C*S) matrix: tasks (row chunk, block of COLUMN_BLOCK columns: whole
+    cache lines), per-column partials merged serially; -1 if out of memory."""
+    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
+    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    chunks = _row_chunks(n, blocks, threads)
+    rows = (n + chunks - 1) // chunks
+    width = min(cols, COLUMN_BLOCK)
+    cdef double* partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
+    cdef real* scratch = <real*>malloc((2 * chunks * blocks * width + 1) * sizeof(real))
+    if partial == NULL or scratch == NULL:
+        free(partial)
+        free(scratch)
+        return -1
+    for task in prange(chunks * blocks, schedule="static", num_threads=threads):
+        chunk = task // blocks
+        j0 = (task % blocks) * COLUMN_BLOCK
+        j1 = min(cols, j0 + COLUMN_BLOCK)
+        i = chunk * rows
+        off = i * cols + j0
+        _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + rows) - i), cols,
+                   j1 - j0, scratch + 2 * task * width, scratch + (2 * task + 1) * width,
+                   partial + chunk * cols + j0, partial + (chunks + chunk) * cols + j0)
+    for c in range(channels):
+        s1[c] = 0
+        s2[c] = 0
+        for chunk in range(chunks):
+            for j in range(c * size, c * size + size):
+                s1[c] += partial[chunk * cols + j]
+                s2[c] += partial[(chunks + chunk) * cols + j]
+    free(partial)
+    free(scratch)
+    return 0
+
+
 cdef int _channel_sums(const real* a, const double* a_center, const real* x, const double* x_center,
                        const real* y, bint masked, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size,
                        double* s1, double* s2, int threads) noexcept nogil:
@@ -113,79 +179,28 @@ cdef int _channel_sums(const real* a, const double* a_center, const real* x, con
 
     The sums run in real about the centers rounded to real (a_center must be exact in real), then
     s2 is corrected for the rounding of x_center."""
-    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
-    cdef double* partial
-    cdef real* ac = _repeat(a_center, channels, 1 if size >= PLANE_MIN else size, <real*>NULL)
-    cdef real* xc = _repeat(x_center, channels, 1 if size >= PLANE_MIN else size, <real*>NULL)
-    cdef real* scratch = NULL
-    if ac == NULL or xc == NULL:
-        free(ac)
-        free(xc)
-        return -1
-    if size >= PLANE_MIN:
-        chunks = _row_chunks(n, channels, threads)
-        rows = (n + chunks - 1) // chunks
-        partial = <double*>calloc(2 * chunks * channels + 1, sizeof(double))
-        if partial == NULL:
-            free(ac)
-            free(xc)
-            return -1
-        for task in prange(chunks * channels, schedule="static", num_threads=threads):
-            chunk = task // channels
-            c = task % channels
-            for i in range(chunk * rows, min(n, chunk * rows + rows)):
-                off = (i * channels + c) * size
-                _sums_run(a + off, ac[c], x + off, xc[c], y + off, masked, size,
-                          &partial[2 * task], &partial[2 * task + 1])
-        for c in range(channels):
-            s1[c] = 0
-            s2[c] = 0
-            for chunk in range(chunks):
-                s1[c] += partial[2 * (chunk * channels + c)]
-                s2[c] += partial[2 * (chunk * channels + c) + 1]
-    else:
-        blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-        chunks = _row_chunks(n, blocks, threads)
-        rows = (n + chunks - 1) // chunks
-        width = min(cols, COLUMN_BLOCK)
-        partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
-        scratch = <real*>malloc((2 * chunks * blocks * width + 1) * sizeof(real))
-        if partial == NULL or scratch == NULL:
-            free(partial)
-            free(scratch)
-            free(ac)
-            free(xc)
-            return -1
-        for task in prange(chunks * blocks, schedule="static", num_threads=threads):
-            chunk = task // blocks
-            j0 = (task % blocks) * COLUMN_BLOCK
-            j1 = min(cols, j0 + COLUMN_BLOCK)
-            i = chunk * rows
-            off = i * cols + j0
-            _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + rows) - i), cols,
-                       j1 - j0, scratch + 2 * task * width, scratch + (2 * task + 1) * width,
-                       partial + chunk * cols + j0, partial + (chunks + chunk) * cols + j0)
-        for c in range(channels):
-            s1[c] = 0
-            s2[c] = 0
-            for chunk in range(chunks):
-                for j in range(c * size, c * size + size):
-                    s1[c] += partial[chunk * cols + j]
-                    s2[c] += partial[(chunks + chunk) * cols + j]
-    for c in range(channels):  # u * (x - x_center) = u * (x - xc) - u * (x_center - xc)
-        s2[c] -= (x_center[c] - <double>xc[c * (1 if size >= PLANE_MIN else size)]) * s1[c]
-    free(partial)
-    free(scratch)
+    cdef Py_ssize_t c, per_channel = 1 if size >= PLANE_MIN else size
+    cdef real* ac = _repeat(a_center, channels, per_channel, <real*>NULL)
+    cdef real* xc = _repeat(x_center, channels, per_channel, <real*>NULL)
+    cdef int status = -1
+    if ac != NULL and xc != NULL:
+        if size >= PLANE_MIN:
+            status = _plane_sums(a, ac, x, xc, y, masked, n, channels, size, s1, s2, threads)
+        else:
+            status = _column_sums(a, ac, x, xc, y, masked, n, channels, size, s1, s2, threads)
+    if status == 0:
+        for c in range(channels):  # u * (x - x_center) = u * (x - xc) - u * (x_center - xc)
+            s2[c] -= (x_center[c] - <double>xc[c * per_channel]) * s1[c]
     free(ac)
     free(xc)
-    return 0
+    return status
 
 
 cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked, const double* p,
-                        const double* k, const double* q, const double* r, bint relu, Py_ssize_t n,
+                        const double* k, const double* q, const double* r, bint relu, bint with_x, Py_ssize_t n,
                         Py_ssize_t channels, Py_ssize_t size, real* out, int threads) noexcept nogil:
-    """out = u * p + (x - k) * q + r per channel (no u term when a is NULL), relu'd if asked; -1 if out
-    of memory.
+    """out = u * p + (x - k) * q + r per channel (no u term when a is NULL; no x term unless with_x:
+    eval's backward is dz * p whatever x is, inf included), relu'd if asked; -1 if out of memory.
 
     The elementwise arithmetic is in x's dtype, about k rounded to it (x - k stays exact near the
     mean), the rounding of k folded into r."""
@@ -193,6 +208,7 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
     cdef real* coefficients = <real*>malloc((4 * channels + 4 * cols + 1) * sizeof(real))
     cdef real* per_column = coefficients + 4 * channels
     cdef const real* a_run = NULL
+    cdef const real* x_run = NULL
     if coefficients == NULL:
         return -1
     for c in range(channels):
@@ -210,7 +226,9 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
                 off = (i * channels + c) * size
                 if a != NULL:
                     a_run = a + off
-                _apply_run(a_run, x + off, y + off, masked, coefficients[4 * c],
+                if with_x:
+                    x_run = x + off
+                _apply_run(a_run, x_run, y + off, masked, coefficients[4 * c],
                            coefficients[4 * c + 1], coefficients[4 * c + 2], coefficients[4 * c + 3], relu, size,
                            out + off)
         free(coefficients)
@@ -229,7 +247,9 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
             off = i * cols + j0
             if a != NULL:
                 a_run = a + off
-            _apply_cols(a_run, x + off, y + off, masked, per_column + j0,
+            if with_x:
+                x_run = x + off
+            _apply_cols(a_run, x_run, y + off, masked, per_column + j0,
                         per_column + cols + j0, per_column + 2 * cols + j0, per_column + 3 * cols + j0, relu,
                         j1 - j0, out + off)
     free(coefficients)
@@ -253,8 +273,8 @@ cdef int _batch_norm(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ss
     cdef double shift, unbiased
     with nogil:
         if training:
-            for c in range(channels):
-                center[c] = x[c * size]
+            for c in range(channels):  # a non-finite first value would make every x - center NaN
+                center[c] = x[c * size] if isfinite(x[c * size]) else 0
             if _channel_sums(&x[0], center, &x[0], center, &x[0], False, n, channels, size, s1, s2, threads):
                 return -1
             for c in range(channels):
@@ -272,8 +292,8 @@ cdef int _batch_norm(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ss
             s2[c] = 0
             save_mean[c] = <real>mean[c]
             save_invstd[c] = <real>s1[c]
-        return _channel_apply(NULL, &x[0], &x[0], False, s2, mean, scale, bias, relu, n, channels, size, &out[0],
-                              threads)
+        return _channel_apply(NULL, &x[0], &x[0], False, s2, mean, scale, bias, relu, True, n, channels, size,
+                              &out[0], threads)
 
 
 cdef int _batch_norm_backward(const real[::1] dy, const real[::1] x, const real[::1] y, bint masked,
@@ -301,8 +321,8 @@ cdef int _batch_norm_backward(const real[::1] dy, const real[::1] x, const real[
             dbias[c] = <real>s1[c]
             dweight[c] = <real>(s2[c] * invstd[c])
             weight[c] *= invstd[c]  # the dz coefficient
-        return _channel_apply(&dy[0], &x[0], &y[0], masked, weight, mean, q, r, False, n, channels, size, &dx[0],
-                              threads)
+        return _channel_apply(&dy[0], &x[0], &y[0], masked, weight, mean, q, r, False, training, n, channels, size,
+                              &dx[0], threads)
 
 
 def _geometry(x):
@@ -310,10 +330,29 @@ def _geometry(x):
     return x.shape[0], x.shape[1], (x.shape[2] * x.shape[3] if x.ndim == 4 else 1)
 
 
-def _forward(x, gamma, beta, running_mean, running_var, bint training, double momentum, double eps, bint relu,
-             out):
+def _with_spare(a):
+    """A flat view of a, or a one-element stand-in when a is empty (its address is taken, never read)."""
+    return a.reshape(-1) if a.size else np.zeros(1, a.dtype)
+
+
+def _forward_real(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, double[:, ::1] work,
+                  bint training, real[::1] running_mean, real[::1] running_var, double momentum, double eps,
+                  bint relu, real[::1] y, real[::1] save_mean, real[::1] save_invstd, int n_threads):
+    if _batch_norm(x, n, channels, size, work, training, running_mean, running_var, momentum, eps, relu, y,
+                   save_mean, save_invstd, n_threads):
+        raise MemoryError("batch_norm: out of memory for the partial sums")
+
+
+def _backward_real(const real[::1] dy, const real[::1] x, const real[::1] y, bint masked, Py_ssize_t n,
+                   Py_ssize_t channels, Py_ssize_t size, double[:, ::1] work, bint training, real[::1] dx,
+                   real[::1] dgamma, real[::1] dbeta, int n_threads):
+    if _batch_norm_backward(dy, x, y, masked, n, channels, size, work, training, dx, dgamma, dbeta, n_threads):
+        raise MemoryError("batch_norm_backward: out of memory for the partial sums")
+
+
+def _forward(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps, relu,
+             n_threads):
     n, channels, size = _geometry(x)
-    y = np.empty_like(x) if out is None else out
     work = np.empty((8, channels + 1))  # one spare column: &work[i, 0] exists when channels == 0
     work[0, :channels] = 1.0 if gamma is None else gamma
     work[1, :channels] = 0.0 if beta is None else beta
@@ -322,60 +361,38 @@ def _forward(x, gamma, beta, running_mean, running_var, bint training, double mo
         work[3, :channels] = running_var
     if not training or running_mean is None:
         running_mean = running_var = np.empty(0, x.dtype)
-    save_mean, save_invstd = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
-    cdef int status
     # one spare element: &x[0] exists for empty inputs
-    flat_x, flat_y = _with_spare(x), _with_spare(y)
-    if x.dtype == np.float32:
-        status = _batch_norm[float](flat_x, n, channels, size, work, training, running_mean, running_var, momentum,
-                                    eps, relu, flat_y, save_mean, save_invstd, get_num_threads())
-    else:
-        status = _batch_norm[double](flat_x, n, channels, size, work, training, running_mean, running_var, momentum,
-                                     eps, relu, flat_y, save_mean, save_invstd, get_num_threads())
-    if status:
-        raise MemoryError("batch_norm: out of memory for the partial sums")
-    return y, save_mean, save_invstd
+    _forward_real(_with_spare(x), n, channels, size, work, training, running_mean, running_var, momentum, eps,
+                  relu, _with_spare(y), _with_spare(save_mean), _with_spare(save_invstd), n_threads)
 
 
-def _with_spare(a):
-    """A flat view of a, or a one-element stand-in when a is empty (its address is taken, never read)."""
-    return a.reshape(-1) if a.size else np.zeros(1, a.dtype)
-
-
-def _backward(dy, y, x, gamma, save_mean, save_invstd, bint training):
+def _backward(dy, y, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads):
     n, channels, size = _geometry(x)
-    dx = np.empty_like(x)
-    dgamma, dbeta = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
     work = np.empty((8, channels + 1))
     work[0, :channels] = 1.0 if gamma is None else gamma
     work[1, :channels] = save_mean
     work[2, :channels] = save_invstd
     masked = y is not None
-    cdef int status
-    flat_dy, flat_x, flat_dx = _with_spare(dy), _with_spare(x), _with_spare(dx)
-    flat_y = _with_spare(y) if masked else flat_x
-    if x.dtype == np.float32:
-        status = _batch_norm_backward[float](flat_dy, flat_x, flat_y, masked, n, channels, size, work, training,
-                                             flat_dx, dgamma, dbeta, get_num_threads())
-    else:
-        status = _batch_norm_backward[double](flat_dy, flat_x, flat_y, masked, n, channels, size, work, training,
-                                              flat_dx, dgamma, dbeta, get_num_threads())
-    if status:
-        raise MemoryError("batch_norm_backward: out of memory for the partial sums")
-    return (dx, None, None) if gamma is None else (dx, dgamma, dbeta)
+    flat_x = _with_spare(x)
+    _backward_real(_with_spare(dy), flat_x, _with_spare(y) if masked else flat_x, masked, n, channels, size, work,
+                   training, _with_spare(dx), _with_spare(dgamma), _with_spare(dbeta), n_threads)
 
 
-def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
-    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, False, out)
+def batch_norm(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps,
+               n_threads):
+    _forward(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps, False,
+             n_threads)
 
 
-def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
-    return _backward(dy, None, x, gamma, save_mean, save_invstd, training)
+def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads):
+    _backward(dy, None, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads)
 
 
-def batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
-    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, True, out)
+def batch_norm_relu(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps,
+                    n_threads):
+    _forward(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps, True,
+             n_threads)
 
 
-def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, training):
-    return _backward(dy, y, x, gamma, save_mean, save_invstd, training)
+def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads):
+    _backward(dy, y, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads)

@@ -1,5 +1,8 @@
 # Cython/OpenMP pooling kernels: parallel over the N * C planes of (N * C, H, W) views.
 #
+# Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, kh, kw, sh, sw, ph, pw,
+# n_threads (exactly that many threads run, fewer only with fewer planes), and for
+# max_pool2d_backward workspace= (per-thread rows, sized by max_pool2d_backward_workspace).
 # Max follows PyTorch's rule: scanning a window in row-major order, a value wins if it is greater
 # than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); every window
 # holds at least one unpadded element (padding <= kernel // 2), so padding never wins.
@@ -13,9 +16,6 @@ from libc.math cimport INFINITY
 
 import numpy as np
 
-from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
-from fastnn.kernels._pool_shapes import planes, pooled_output
-
 from _common cimport real
 
 
@@ -23,14 +23,20 @@ cdef struct Geometry:
     Py_ssize_t height, width, out_h, out_w, kh, kw, sh, sw, ph, pw
 
 
-cdef Geometry _geometry(x, y, kernel, stride, padding):
+cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
+                        Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
     cdef Geometry g
-    g.height, g.width = x.shape[2], x.shape[3]
-    g.out_h, g.out_w = y.shape[2], y.shape[3]
-    g.kh, g.kw = kernel
-    g.sh, g.sw = stride
-    g.ph, g.pw = padding
+    g.height, g.width, g.out_h, g.out_w = height, width, out_h, out_w
+    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw = kh, kw, sh, sw, ph, pw
     return g
+
+
+cdef inline bint _is_2x2_s2(const Geometry* g) noexcept nogil:
+    return g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
+
+
+cdef inline bint _is_3x3_s2(const Geometry* g) noexcept nogil:
+    return g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
 
 
 cdef inline bint _wins(real v, real best) noexcept nogil:
@@ -183,8 +189,7 @@ cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nog
 
 
 cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real* row_best,
-                                  real* offset, Py_ssize_t* row_offset, const Py_ssize_t* delta,
-                                  const Geometry* g) noexcept nogil:
+                                  real* offset, Py_ssize_t* row_offset, const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, ow, lo, hi, base, i, w = g.width
     cdef const real* r
     cdef const real* grad
@@ -195,7 +200,7 @@ cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real*
         grad = dy + oh * g.out_w
         _interior_3x3(g, oh, &lo, &hi)
         if hi == lo:  # no interior window (a padded row): the generic row code
-            _max_backward_row(grad, x, dx, row_best, row_offset, delta, oh, g)
+            _max_backward_row(grad, x, dx, row_best, row_offset, oh, g)
             continue
         base = (2 * oh - g.ph) * w + 2 * lo - g.pw
         r = x + base
@@ -234,43 +239,40 @@ cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
             row[ow] = best
 
 
-cdef void _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Geometry g,
-                      int n_threads) noexcept:
+cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
+                           int n_threads) noexcept nogil:
     cdef Py_ssize_t p
-    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
-    cdef bint fast3 = g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
-    with nogil:
-        for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-            if fast2:
-                _max_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
-            elif fast3:
-                _max_plane_3x3(&x[p, 0, 0], &y[p, 0, 0], &g)
-            else:
-                _max_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
+    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+        if _is_2x2_s2(g):
+            _max_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], g)
+        elif _is_3x3_s2(g):
+            _max_plane_3x3(&x[p, 0, 0], &y[p, 0, 0], g)
+        else:
+            _max_plane(&x[p, 0, 0], &y[p, 0, 0], g)
 
 
 cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, Py_ssize_t* offset,
-                            const Py_ssize_t* delta, Py_ssize_t oh, const Geometry* g) noexcept nogil:
+                            Py_ssize_t oh, const Geometry* g) noexcept nogil:
     """Adds output row oh's gradient `grad` into dx.
 
     Scanning offsets in row-major order applies PyTorch's rule to every window of the row at
     once; -inf starts, so an all -inf window keeps its first unpadded element. The winner's
-    in-window offset i * kw + j is an integer (a float32 one rounds past 2^24: a wrong, even
-    out-of-bounds, write); delta[i * kw + j] = i * width + j.
+    offset from its window's corner, i * width + j, is an integer (a float32 one rounds past
+    2^24: a wrong, even out-of-bounds, write).
     """
     cdef Py_ssize_t ow, ih, j, lo, hi, w0, h0 = oh * g.sh - g.ph, this_offset
     cdef const real* src
     for ow in range(g.out_w):
         w0 = ow * g.sw - g.pw
         best[ow] = -INFINITY
-        offset[ow] = (max(h0, 0) - h0) * g.kw + max(w0, 0) - w0
+        offset[ow] = (max(h0, 0) - h0) * g.width + max(w0, 0) - w0
     for ih in range(_first_row(oh, g), _end_row(oh, g)):
         for j in range(g.kw):
             _columns(j, g, &lo, &hi)
             if lo >= hi:
                 continue
             src = x + ih * g.width + lo * g.sw - g.pw + j
-            this_offset = (ih - h0) * g.kw + j
+            this_offset = (ih - h0) * g.width + j
             if g.sw == 1:
                 _argmax_into(src, 1, best + lo, offset + lo, this_offset, hi - lo)
             elif g.sw == 2:
@@ -278,16 +280,16 @@ cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* bes
             else:
                 _argmax_into(src, g.sw, best + lo, offset + lo, this_offset, hi - lo)
     for ow in range(g.out_w):
-        dx[h0 * g.width + ow * g.sw - g.pw + delta[offset[ow]]] += grad[ow]
+        dx[h0 * g.width + ow * g.sw - g.pw + offset[ow]] += grad[ow]
 
 
 cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, Py_ssize_t* offset,
-                              const Py_ssize_t* delta, const Geometry* g) noexcept nogil:
+                              const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, i
     for i in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
         dx[i] = 0
     for oh in range(g.out_h):
-        _max_backward_row(dy + oh * g.out_w, x, dx, best, offset, delta, oh, g)
+        _max_backward_row(dy + oh * g.out_w, x, dx, best, offset, oh, g)
 
 
 cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real* winner,
@@ -330,26 +332,22 @@ cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real*
         dx[iw] = 0
 
 
-cdef void _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x,
-                               real[:, :, ::1] dx, real[:, :, ::1] scratch, Py_ssize_t[:, ::1] offsets,
-                               const Py_ssize_t[::1] delta, Geometry g, int n_threads) noexcept:
-    """scratch: per thread, two rows of out_w (running maxima, the 3x3 path's winners 0..8);
+cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
+                                    real[:, :, ::1] rows, Py_ssize_t[:, ::1] offsets, const Geometry* g,
+                                    int n_threads) noexcept nogil:
+    """rows: per thread, two rows of out_w (running maxima, the 3x3 path's winners 0..8);
     offsets: per thread, a row of out_w (the generic rows' winners)."""
     cdef Py_ssize_t p
     cdef int t
-    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
-    cdef bint fast3 = g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
-    with nogil:
-        for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-            t = threadid()
-            if fast2:
-                _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &g)
-            elif fast3:
-                _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &scratch[t, 1, 0],
-                                        &offsets[t, 0], &delta[0], &g)
-            else:
-                _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &scratch[t, 0, 0], &offsets[t, 0],
-                                    &delta[0], &g)
+    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+        t = threadid()
+        if _is_2x2_s2(g):
+            _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], g)
+        elif _is_3x3_s2(g):
+            _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &rows[t, 1, 0],
+                                    &offsets[t, 0], g)
+        else:
+            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &offsets[t, 0], g)
 
 
 cdef void _avg_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
@@ -389,16 +387,14 @@ cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
             row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * <real>0.25
 
 
-cdef void _avg_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Geometry g,
-                      int n_threads) noexcept:
+cdef void _avg_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
+                           int n_threads) noexcept nogil:
     cdef Py_ssize_t p
-    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
-    with nogil:
-        for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-            if fast2:
-                _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &g)
-            else:
-                _avg_plane(&x[p, 0, 0], &y[p, 0, 0], &g)
+    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+        if _is_2x2_s2(g):
+            _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], g)
+        else:
+            _avg_plane(&x[p, 0, 0], &y[p, 0, 0], g)
 
 
 cdef void _avg_backward_plane(const real* dy, real* dx, const Geometry* g) noexcept nogil:
@@ -443,58 +439,78 @@ cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) n
         dx[iw] = 0
 
 
-cdef void _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, Geometry g,
-                               int n_threads) noexcept:
+cdef void _avg_pool2d_backward_loop(const real[:, :, ::1] dy, real[:, :, ::1] dx, const Geometry* g,
+                                    int n_threads) noexcept nogil:
     cdef Py_ssize_t p
-    cdef bint fast2 = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
+    for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
+        if _is_2x2_s2(g):
+            _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], g)
+        else:
+            _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], g)
+
+
+# --- entry points: fused over the dtype, planes of (N * C, H, W) views -------------------------------
+
+def _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    cdef Geometry g
     with nogil:
-        for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
-            if fast2:
-                _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], &g)
-            else:
-                _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], &g)
+        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw)
+        _max_pool2d_loop(x, y, &g, n_threads)
 
 
-def max_pool2d(x, kernel_size, stride, padding, out=None):
-    y = pooled_output(x, kernel_size, stride, padding, out)
-    g = _geometry(x, y, kernel_size, stride, padding)
-    if x.dtype == np.float32:
-        _max_pool2d[float](planes(x), planes(y), g, get_num_threads())
-    else:
-        _max_pool2d[double](planes(x), planes(y), g, get_num_threads())
-    return y
+def _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
+                         real[:, :, ::1] rows, Py_ssize_t[:, ::1] offsets, Py_ssize_t kh, Py_ssize_t kw,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    cdef Geometry g
+    with nogil:
+        g = _geometry(x.shape[1], x.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw)
+        _max_pool2d_backward_loop(dy, x, dx, rows, offsets, &g, n_threads)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
-    dx = np.empty_like(x) if out is None else out
-    g = _geometry(x, dy, kernel_size, stride, padding)
-    n_threads = get_num_threads()
-    scratch = np.empty((n_threads, 2, dy.shape[3]), x.dtype)
-    winners = np.empty((n_threads, dy.shape[3]), np.intp)
-    offsets = np.arange(g.kh * g.kw)
-    delta = offsets // g.kw * g.width + offsets % g.kw  # in-window offset -> plane index step
-    if x.dtype == np.float32:
-        _max_pool2d_backward[float](planes(dy), planes(x), planes(dx), scratch, winners, delta, g, n_threads)
-    else:
-        _max_pool2d_backward[double](planes(dy), planes(x), planes(dx), scratch, winners, delta, g, n_threads)
-    return dx
+def _avg_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    cdef Geometry g
+    with nogil:
+        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw)
+        _avg_pool2d_loop(x, y, &g, n_threads)
 
 
-def avg_pool2d(x, kernel_size, stride, padding, out=None):
-    y = pooled_output(x, kernel_size, stride, padding, out)
-    g = _geometry(x, y, kernel_size, stride, padding)
-    if x.dtype == np.float32:
-        _avg_pool2d[float](planes(x), planes(y), g, get_num_threads())
-    else:
-        _avg_pool2d[double](planes(x), planes(y), g, get_num_threads())
-    return y
+def _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, Py_ssize_t kh, Py_ssize_t kw,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    cdef Geometry g
+    with nogil:
+        g = _geometry(dx.shape[1], dx.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw)
+        _avg_pool2d_backward_loop(dy, dx, &g, n_threads)
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
-    dx = np.empty_like(x) if out is None else out
-    g = _geometry(x, dy, kernel_size, stride, padding)
-    if x.dtype == np.float32:
-        _avg_pool2d_backward[float](planes(dy), planes(dx), g, get_num_threads())
-    else:
-        _avg_pool2d_backward[double](planes(dy), planes(dx), g, get_num_threads())
-    return dx
+def _planes(a):
+    """(N, C, H, W) as (N * C, H, W): pooling works plane by plane."""
+    return a.reshape(-1, a.shape[2], a.shape[3])
+
+
+def max_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
+    _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, n_threads)
+
+
+def max_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
+    """Elements of x's dtype: per thread, two rows of out_w values, then a row of out_w offsets
+    (Py_ssize_t, 8 bytes each)."""
+    out_w = dy.shape[3]
+    return n_threads * out_w * (2 + 8 // x.itemsize)
+
+
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads, workspace):
+    out_w = dy.shape[3]
+    n_rows = n_threads * 2 * out_w  # a multiple of 8 bytes in float32 too: the offsets stay aligned
+    rows = workspace[:n_rows].reshape(n_threads, 2, out_w)
+    offsets = workspace[n_rows:n_rows + n_threads * out_w * 8 // x.itemsize].view(np.intp).reshape(n_threads, out_w)
+    _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), rows, offsets, kh, kw, sh, sw, ph, pw, n_threads)
+
+
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
+    _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, n_threads)
+
+
+def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
+    _avg_pool2d_backward(_planes(dy), _planes(dx), kh, kw, sh, sw, ph, pw, n_threads)

@@ -11,16 +11,18 @@ The elementwise pass runs in x's dtype, about the mean rounded to it (x - k is e
 Wide planes (S >= PLANE_MIN) are reduced per (sample chunk, channel) along the contiguous plane;
 narrower inputs as an (N, C*S) matrix by column blocks, vectorized along the row, in x's dtype over
 RUN rows at a time.
+
+Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, training[, momentum, eps],
+n_threads; the dispatcher sets Numba's thread count to n_threads, which also sizes the row split.
 """
 import numpy as np
 from numba import njit, prange
 
-from fastnn._threads import get_num_threads
+from ._common import FASTMATH_SUMS, PARALLEL, SERIAL
 
-_OPTS = dict(parallel=True, cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
-# The elementwise pass must not rewrite (x - k) * q as x * q - k * q: x - k is exact, the products not.
-_OPTS_APPLY = dict(_OPTS, fastmath={"nsz", "arcp", "contract", "afn"})
-_SERIAL = dict(cache=True, nogil=True)  # drivers: serial per-channel work around the parallel passes
+_SUMS = dict(PARALLEL, fastmath=FASTMATH_SUMS)  # the statistics: reductions, reassociated
+# The elementwise pass (PARALLEL: no reassoc) must not rewrite (x - k) * q as x * q - k * q: x - k
+# is exact, the products not.
 
 # Planes at least this long are reduced with scalar accumulators; below, columns of the (N, C*S)
 # matrix with vector accumulators (a 7x7 plane would waste most of each vector).
@@ -34,7 +36,7 @@ RUN = 32
 APPLY_BLOCK = 1024
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _row_chunks(n_rows, n_tasks, threads):
     """Split the rows too when the other tasks cannot keep the threads busy (4 tasks per thread)."""
     wanted = 4 * threads
@@ -43,7 +45,7 @@ def _row_chunks(n_rows, n_tasks, threads):
     return max(1, min(n_rows, (wanted + n_tasks - 1) // n_tasks))
 
 
-@njit(**_OPTS)
+@njit(**_SUMS)
 def _plane_sums(threads, a, a_center, x, x_center, y, masked):
     """Per channel: sum of u and of u * (x - x_center), u = a - a_center (0 where masked and y <= 0)."""
     n, channels, size = x.shape
@@ -70,7 +72,7 @@ def _plane_sums(threads, a, a_center, x, x_center, y, masked):
     return partial1.sum(axis=0), partial2.sum(axis=0)
 
 
-@njit(**_OPTS)
+@njit(**_SUMS)
 def _column_sums(threads, a, a_center, x, x_center, y, masked):
     """_plane_sums for (N, M) matrices: one sum per column, in x's dtype over RUN rows at a time."""
     n, cols = x.shape
@@ -112,7 +114,7 @@ def _column_sums(threads, a, a_center, x, x_center, y, masked):
     return partial1.sum(axis=0), partial2.sum(axis=0)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _channel_sums(threads, a, a_center, x, x_center, y, masked):
     n, channels, size = x.shape
     if size >= PLANE_MIN or n == 0:
@@ -123,10 +125,11 @@ def _channel_sums(threads, a, a_center, x, x_center, y, masked):
     return s1.reshape((channels, size)).sum(axis=1), s2.reshape((channels, size)).sum(axis=1)
 
 
-@njit(**_OPTS_APPLY)
-def _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+@njit(**PARALLEL)
+def _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, with_x, out):
     """out = u * p + (x - k) * q + r per channel (u = a, 0 where masked and y <= 0; no u term when p
-    is empty), relu'd if asked. In x's dtype: k is x's mean rounded to it, so x - k stays exact."""
+    is empty; no x term unless with_x: eval's backward is dz * p whatever x is, inf included),
+    relu'd if asked. In x's dtype: k is x's mean rounded to it, so x - k stays exact."""
     n, channels, size = x.shape
     chunks = _row_chunks(n, channels, threads)
     rows = (n + chunks - 1) // chunks
@@ -139,6 +142,11 @@ def _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
         zero = kc - kc
         for i in range(chunk * rows, min(n, chunk * rows + rows)):
             ai, xi, yi, oi = a[i, c], x[i, c], y[i, c], out[i, c]
+            if not with_x:  # its own loop: a with_x branch inside the one below measured ~10% slower
+                for s in range(size):
+                    u = ai[s]
+                    oi[s] = (zero if masked and yi[s] <= 0 else u) * pc + rc
+                continue
             for s in range(size):
                 v = (xi[s] - kc) * qc + rc
                 if with_a:
@@ -151,8 +159,8 @@ def _plane_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
                 oi[s] = v
 
 
-@njit(**_OPTS_APPLY)
-def _column_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+@njit(**PARALLEL)
+def _column_apply(threads, a, x, y, masked, p, k, q, r, relu, with_x, out):
     """_plane_apply for (N, M) matrices, by blocks of APPLY_BLOCK columns (their coefficients stay in L1)."""
     n, cols = x.shape
     blocks = (cols + APPLY_BLOCK - 1) // APPLY_BLOCK
@@ -168,6 +176,11 @@ def _column_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
         pb = p[j0:j1] if with_a else kb
         for i in range(chunk * rows, min(n, chunk * rows + rows)):
             ai, xi, yi, oi = a[i, j0:j1], x[i, j0:j1], y[i, j0:j1], out[i, j0:j1]
+            if not with_x:  # its own loop, as in _plane_apply
+                for j in range(j1 - j0):
+                    u = ai[j]
+                    oi[j] = (kb[j] - kb[j] if masked and yi[j] <= 0 else u) * pb[j] + rb[j]
+                continue
             for j in range(j1 - j0):
                 v = (xi[j] - kb[j]) * qb[j] + rb[j]
                 if with_a:
@@ -180,8 +193,8 @@ def _column_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
                 oi[j] = v
 
 
-@njit(**_SERIAL)
-def _channel_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
+@njit(**SERIAL)
+def _channel_apply(threads, a, x, y, masked, p, k, q, r, relu, with_x, out):
     """out = u * p + (x - k) * q + r, the float64 coefficients rounded to x's dtype (p empty: no u term).
 
     k is rounded, (k - round(k)) * q folded into r: x - round(k) is exact near the mean."""
@@ -191,23 +204,24 @@ def _channel_apply(threads, a, x, y, masked, p, k, q, r, relu, out):
     r = (r - (k - k_near.astype(np.float64)) * q).astype(dtype)
     p, q = p.astype(dtype), q.astype(dtype)
     if size >= PLANE_MIN or n == 0:
-        _plane_apply(threads, a, x, y, masked, p, k_near, q, r, relu, out)
+        _plane_apply(threads, a, x, y, masked, p, k_near, q, r, relu, with_x, out)
         return
     cols = channels * size
     _column_apply(threads, a.reshape((n, cols)), x.reshape((n, cols)), y.reshape((n, cols)), masked,
                   np.repeat(p, size), np.repeat(k_near, size), np.repeat(q, size),
-                  np.repeat(r, size), relu, out.reshape((n, cols)))
+                  np.repeat(r, size), relu, with_x, out.reshape((n, cols)))
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _batch_norm(threads, x, weight, bias, mean, var, running_mean, running_var, training, momentum, eps, relu, out,
                 save_mean, save_invstd):
     """Training fills mean/var (float64) from x and updates the running stats (when not empty)."""
     n, channels, size = x.shape
     if training:
         center = np.empty(channels, x.dtype)
-        for c in range(channels):
-            center[c] = x[0, c, 0]
+        for c in range(channels):  # a non-finite first value would make every x - center NaN
+            first = x[0, c, 0]
+            center[c] = first if np.isfinite(first) else 0
         s1, s2 = _channel_sums(threads, x, center, x, center, x, False)
         count = n * size
         for c in range(channels):
@@ -220,12 +234,12 @@ def _batch_norm(threads, x, weight, bias, mean, var, running_mean, running_var, 
                 running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
                 running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
     invstd = 1 / np.sqrt(var + eps)
-    _channel_apply(threads, x, x, x, False, np.empty(0), mean, weight * invstd, bias, relu, out)
+    _channel_apply(threads, x, x, x, False, np.empty(0), mean, weight * invstd, bias, relu, True, out)
     save_mean[:] = mean
     save_invstd[:] = invstd
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _batch_norm_backward(threads, dy, x, y, masked, weight, mean, invstd, training, dx, dweight, dbias):
     n, channels, size = x.shape
     center = mean.astype(x.dtype)
@@ -239,7 +253,7 @@ def _batch_norm_backward(threads, dy, x, y, masked, weight, mean, invstd, traini
     else:
         q = np.zeros(channels)
         r = np.zeros(channels)
-    _channel_apply(threads, dy, x, y, masked, scale, mean, q, r, False, dx)
+    _channel_apply(threads, dy, x, y, masked, scale, mean, q, r, False, training, dx)
     dbias[:] = s1
     dweight[:] = s2 * invstd
 
@@ -253,43 +267,42 @@ def _affine(v, fill, channels):
     return np.full(channels, fill) if v is None else v.astype(np.float64)
 
 
-def _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu, out):
+def _forward(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps, relu,
+             n_threads):
     channels = x.shape[1]
-    y = np.empty_like(x) if out is None else out
     if training:
         mean, var = np.empty(channels), np.empty(channels)
     else:
         mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
     if not training or running_mean is None:
         running_mean = running_var = np.empty(0, x.dtype)
-    save_mean, save_invstd = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
-    _batch_norm(get_num_threads(), _planes(x), _affine(gamma, 1.0, channels), _affine(beta, 0.0, channels), mean, var,
+    _batch_norm(n_threads, _planes(x), _affine(gamma, 1.0, channels), _affine(beta, 0.0, channels), mean, var,
                 running_mean, running_var, training, momentum, eps, relu, _planes(y), save_mean, save_invstd)
-    return y, save_mean, save_invstd
 
 
-def _backward(dy, y, x, gamma, save_mean, save_invstd, training):
+def _backward(dy, y, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads):
     channels = x.shape[1]
-    dx = np.empty_like(x)
-    dgamma, dbeta = np.empty(channels, x.dtype), np.empty(channels, x.dtype)
     masked = y is not None
-    _batch_norm_backward(get_num_threads(), _planes(dy), _planes(x), _planes(y if masked else x), masked,
+    _batch_norm_backward(n_threads, _planes(dy), _planes(x), _planes(y if masked else x), masked,
                          _affine(gamma, 1.0, channels), save_mean.astype(np.float64),
                          save_invstd.astype(np.float64), training, _planes(dx), dgamma, dbeta)
-    return (dx, None, None) if gamma is None else (dx, dgamma, dbeta)
 
 
-def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
-    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, False, out)
+def batch_norm(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps,
+               n_threads):
+    _forward(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps, False,
+             n_threads)
 
 
-def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
-    return _backward(dy, None, x, gamma, save_mean, save_invstd, training)
+def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads):
+    _backward(dy, None, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads)
 
 
-def batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum, eps, out=None):
-    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, True, out)
+def batch_norm_relu(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps,
+                    n_threads):
+    _forward(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, training, momentum, eps, True,
+             n_threads)
 
 
-def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, training):
-    return _backward(dy, y, x, gamma, save_mean, save_invstd, training)
+def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads):
+    _backward(dy, y, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, training, n_threads)

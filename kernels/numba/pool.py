@@ -8,24 +8,27 @@ loops for max and average, which vectorize; their backwards write every dx eleme
 Other backwards zero a plane while it is in cache and add into it (the max one has the interior
 windows of 3x3 stride 2 unrolled; a 3x3 forward special case measured slower here than the
 generic row-at-a-time loop, so there is none).
+
+Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, kh, kw, sh, sw, ph, pw,
+n_threads; the dispatcher sets Numba's thread count to n_threads, the prange loops over planes
+use it.
 """
 import numpy as np
 from numba import njit, prange
 
-from fastnn.kernels._pool_shapes import planes, pooled_output
-
-_OPTS = dict(parallel=True, cache=True, nogil=True)
+from ._common import PARALLEL, SERIAL
 
 
-def _is_2x2_s2(kernel, stride, padding):
-    return kernel == (2, 2) and stride == (2, 2) and padding == (0, 0)
+def _planes(a):
+    """(N, C, H, W) as (N * C, H, W): pooling works plane by plane."""
+    return a.reshape(-1, a.shape[2], a.shape[3])
 
 
-def _is_3x3_s2(kernel, stride):
-    return kernel == (3, 3) and stride == (2, 2)
+def _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+    return (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0)
 
 
-@njit(cache=True, nogil=True)
+@njit(**SERIAL)
 def _columns(j, sw, pw, width, out_w):
     """The outputs [lo, hi) whose window column j, at ow * sw - pw + j, is inside [0, width)."""
     lo = 0 if j >= pw else (pw - j + sw - 1) // sw
@@ -34,7 +37,7 @@ def _columns(j, sw, pw, width, out_w):
     return lo, hi
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _max_pool2d(x, y, kh, kw, sh, sw, ph, pw):
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = y.shape[1], y.shape[2]
@@ -53,7 +56,7 @@ def _max_pool2d(x, y, kh, kw, sh, sw, ph, pw):
                         row[ow] = v if (v > best) | (v != v) else best
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _max_pool2d_2x2(x, y):
     out_w = y.shape[2]
     for p in prange(x.shape[0]):
@@ -75,16 +78,14 @@ def _max_pool2d_2x2(x, y):
                 row[ow] = best
 
 
-def max_pool2d(x, kernel_size, stride, padding, out=None):
-    y = pooled_output(x, kernel_size, stride, padding, out)
-    if _is_2x2_s2(kernel_size, stride, padding):
-        _max_pool2d_2x2(planes(x), planes(y))
+def max_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+        _max_pool2d_2x2(_planes(x), _planes(y))
     else:
-        _max_pool2d(planes(x), planes(y), *kernel_size, *stride, *padding)
-    return y
+        _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw)
 
 
-@njit(cache=True, nogil=True)
+@njit(**SERIAL)
 def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw):
     """(ih, iw) of one window's winner, scanning in row-major order with selects (no branches)."""
     height, width = plane.shape
@@ -100,7 +101,7 @@ def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw):
     return best_h, best_w
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw):
     for p in prange(x.shape[0]):
         dx[p] = 0  # this plane only: it stays in cache for the adds below
@@ -110,7 +111,7 @@ def _max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw):
                 dx[p, ih, iw] += dy[p, oh, ow]
 
 
-@njit(cache=True, nogil=True)
+@njit(**SERIAL)
 def _interior_3x3(oh, ph, pw, height, width, out_w):
     """The windows [lo, hi) of row oh wholly inside the input (3x3, stride 2); empty if none."""
     h0 = 2 * oh - ph
@@ -122,7 +123,7 @@ def _interior_3x3(oh, ph, pw, height, width, out_w):
     return lo, hi
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _max_pool2d_backward_3x3(dy, x, dx, ph, pw):
     height, width = x.shape[1], x.shape[2]
     out_w = dy.shape[2]
@@ -155,7 +156,7 @@ def _max_pool2d_backward_3x3(dy, x, dx, ph, pw):
                 dx[p, ih, iw] += dy[p, oh, ow]
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _max_pool2d_backward_2x2(dy, x, dx, zero):
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = dy.shape[1], dy.shape[2]
@@ -191,18 +192,16 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
             dx[p, ih, :] = zero
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
-    dx = np.empty_like(x) if out is None else out
-    if _is_2x2_s2(kernel_size, stride, padding):
-        _max_pool2d_backward_2x2(planes(dy), planes(x), planes(dx), x.dtype.type(0))
-    elif _is_3x3_s2(kernel_size, stride):
-        _max_pool2d_backward_3x3(planes(dy), planes(x), planes(dx), *padding)
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+        _max_pool2d_backward_2x2(_planes(dy), _planes(x), _planes(dx), x.dtype.type(0))
+    elif (kh, kw, sh, sw) == (3, 3, 2, 2):
+        _max_pool2d_backward_3x3(_planes(dy), _planes(x), _planes(dx), ph, pw)
     else:
-        _max_pool2d_backward(planes(dy), planes(x), planes(dx), *kernel_size, *stride, *padding)
-    return dx
+        _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), kh, kw, sh, sw, ph, pw)
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw):
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = y.shape[1], y.shape[2]
@@ -221,7 +220,7 @@ def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw):
                 row[ow] = row[ow] / area
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _avg_pool2d_2x2(x, y, quarter):
     for p in prange(x.shape[0]):
         for oh in range(y.shape[1]):
@@ -232,16 +231,14 @@ def _avg_pool2d_2x2(x, y, quarter):
                 row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * quarter
 
 
-def avg_pool2d(x, kernel_size, stride, padding, out=None):
-    y = pooled_output(x, kernel_size, stride, padding, out)
-    if _is_2x2_s2(kernel_size, stride, padding):
-        _avg_pool2d_2x2(planes(x), planes(y), x.dtype.type(0.25))
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+        _avg_pool2d_2x2(_planes(x), _planes(y), x.dtype.type(0.25))
     else:
-        _avg_pool2d(planes(x), planes(y), *kernel_size, *stride, *padding)
-    return y
+        _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw)
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw):
     height, width = dx.shape[1], dx.shape[2]
     out_h, out_w = dy.shape[1], dy.shape[2]
@@ -258,7 +255,7 @@ def _avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw):
                         dst[ow * sw - pw + j] += grad[ow] / area
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _avg_pool2d_backward_2x2(dy, dx, quarter):
     height, width = dx.shape[1], dx.shape[2]
     out_h, out_w = dy.shape[1], dy.shape[2]
@@ -275,10 +272,8 @@ def _avg_pool2d_backward_2x2(dy, dx, quarter):
         dx[p, 2 * out_h:] = 0
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride, padding, out=None):
-    dx = np.empty_like(x) if out is None else out
-    if _is_2x2_s2(kernel_size, stride, padding):
-        _avg_pool2d_backward_2x2(planes(dy), planes(dx), x.dtype.type(0.25))
+def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+        _avg_pool2d_backward_2x2(_planes(dy), _planes(dx), x.dtype.type(0.25))
     else:
-        _avg_pool2d_backward(planes(dy), planes(dx), *kernel_size, *stride, *padding)
-    return dx
+        _avg_pool2d_backward(_planes(dy), _planes(dx), kh, kw, sh, sw, ph, pw)
