@@ -26,6 +26,13 @@ _ALGEBRAIC = Grain(1 << 15, "elements", "1 vs 2 threads, relu/tanh_backward floa
 _TRANSCENDENTAL = Grain(1 << 12, "elements", "1 vs 2 threads, sigmoid/gelu break even at 4K-16K elements")
 # GEMM-shaped: below 2^20 multiply-adds the second thread's start-up and split cost more than it saves.
 _GEMM = Grain(1 << 19, "multiply-adds", "linear fwd+bwd, 1 vs 2 threads: break even near 2^20 multiply-adds")
+# Loss rows (softmax, then log-sum-exp or margins): 1 vs 2 threads, the kernels called directly on
+# 8-512 rows of 128 or 1000 classes, min of 1000 calls interleaved
+# (bench/probes/grain_break_even.py losses):
+# Cython float32 breaks even at 1K-2K scores and runs 27% faster at 4K, float64 sooner; Numba (TBB)
+# gains nothing below 8K scores and loses 0.5 us (7%) at 4K.
+_LOSS_ROWS = Grain(1 << 11, "scores", "1 vs 2 threads, softmax_cross_entropy/hinge_loss kernels: "
+                   "Cython float32 breaks even at 1K-2K scores, Numba pays 0.5 us at 4K")
 # Optimizer steps stream 3-5 arrays: one thread finishes below 2^16 elements before a team wakes up.
 _STEP = Grain(1 << 15, "elements", "optim steps, 1 vs 2 threads: break even near 2^16 parameters")
 
@@ -39,6 +46,8 @@ GRAIN = {
     "linear": _GEMM,
     "linear_backward": _GEMM,
     # losses
+    "softmax_cross_entropy": _LOSS_ROWS,
+    "hinge_loss": _LOSS_ROWS,
     # conv
     # pool
     # batchnorm
