@@ -35,7 +35,9 @@ def _compile_flags():
     # cannot turn index math into pointer increments (the direct conv kernel ran 13% slower).
     # Cython's generated code does not rely on wrapping (it builds with MSVC, which has no such flag).
     # -g0 after Python's own -g: the wheel carries no debug info (the conv extension: 2.5 MB with it).
-    compile_args = ["-O3", "-g0", "-fno-wrapv", "-fno-semantic-interposition"]
+    # -fno-math-errno: nothing reads errno, and a libm call that may set it does not vectorize (the
+    # optimizer steps' sqrt); part of the one fast-math policy (kernels/cython/simd.h).
+    compile_args = ["-O3", "-g0", "-fno-wrapv", "-fno-semantic-interposition", "-fno-math-errno"]
     link_args = ["-Wl,--strip-debug"] if sys.platform.startswith("linux") else []
     if os.environ.get("FASTNN_NO_OPENMP") != "1" and _compiler_accepts(["-fopenmp"]):
         compile_args.append("-fopenmp")

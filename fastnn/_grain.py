@@ -30,6 +30,13 @@ _GEMM = Grain(1 << 19, "multiply-adds", "linear fwd+bwd, 1 vs 2 threads: break e
 # 1 vs 2 threads, min of 200 (bench/probes/conv_grain.py): equal up to 2^20 multiply-adds
 # (8 x 16->16 x 8x8: Numba 113/111 us fwd, 192/193 us bwd; Cython 78/77, 138/137 us).
 _CONV = Grain(1 << 19, "multiply-adds", "1 vs 2 threads, 3x3 conv fwd/bwd: no gain up to 2^20 multiply-adds")
+# Loss rows (softmax, then log-sum-exp or margins): 1 vs 2 threads, the kernels called directly on
+# 8-512 rows of 128 or 1000 classes, min of 1000 calls interleaved
+# (bench/probes/grain_break_even.py losses):
+# Cython breaks even at 1K-2K scores (softmax), 2K-4K (float32 hinge), 4K-8K (float64 hinge: +0.3 us
+# at 4K), and softmax float32 runs 27% faster at 4K; Numba (TBB) gains nothing there (+0.5 us at 4K).
+_LOSS_ROWS = Grain(1 << 11, "scores", "1 vs 2 threads, softmax_cross_entropy/hinge_loss kernels: "
+                   "Cython float32 breaks even at 1K-2K scores, Numba pays 0.5 us at 4K")
 # Optimizer steps stream 3-5 arrays: one thread finishes below 2^16 elements before a team wakes up.
 _STEP = Grain(1 << 15, "elements", "optim steps, 1 vs 2 threads: break even near 2^16 parameters")
 # Pooling, in elements of x: float32 2x2 and 3x3 stride-2 pools and backwards over (n, 16, 32, 32)
@@ -54,6 +61,8 @@ GRAIN = {
     "linear": _GEMM,
     "linear_backward": _GEMM,
     # losses
+    "softmax_cross_entropy": _LOSS_ROWS,
+    "hinge_loss": _LOSS_ROWS,
     # conv
     **{op: _CONV for op in ("conv2d", "conv2d_relu", "conv2d_backward")},
     # pool
@@ -67,8 +76,10 @@ GRAIN = {
 
 def threads(op, work, backend):
     """The thread count of one call of `op` with `work` units on `backend`."""
-    available = _threads.openmp_threads() if backend == "cython" else _threads.get_num_threads()
     grain = GRAIN.get(op)
+    if grain is not None and work < 2 * grain.per_thread:
+        return 1  # not asking how many there are: a small call's (an optimizer's tensor) few microseconds
+    available = _threads.openmp_threads() if backend == "cython" else _threads.get_num_threads()
     if grain is None:
         return available
     return max(1, min(available, work // grain.per_thread))

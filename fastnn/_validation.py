@@ -1,4 +1,5 @@
 """Argument checks shared by every public op: the errors ../shared/API.md promises, in one place."""
+import math
 import operator
 
 import numpy as np
@@ -132,7 +133,7 @@ def real(op, name, value, minimum=None, maximum=None, strict_minimum=False):
         raise ValueError(f"{op}: {name} must be finite, got {_short(value)}") from None
     except (TypeError, ValueError):
         raise TypeError(f"{op}: {name} must be a real number, got {_short(value)}") from None
-    if not np.isfinite(v):
+    if not math.isfinite(v):  # not np.isfinite: a ufunc call per scalar costs ~0.5 us
         raise ValueError(f"{op}: {name} must be finite, got {v}")
     if minimum is not None and (v <= minimum if strict_minimum else v < minimum):
         raise ValueError(f"{op}: {name} must be {'>' if strict_minimum else '>='} {minimum}, got {v}")
@@ -141,10 +142,13 @@ def real(op, name, value, minimum=None, maximum=None, strict_minimum=False):
     return v
 
 
+_FLOAT_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}  # np.finfo: ~0.5 us a call
+
+
 def within_dtype(op, dtype, **values):
     """Real parameters the kernels round to the arrays' dtype: beyond its range they would turn into
     infinities (with NumPy's "overflow encountered in cast" printed), so they are refused."""
-    limit = float(np.finfo(dtype).max)
+    limit = _FLOAT_MAX.get(dtype) or float(np.finfo(dtype).max)
     for name, v in values.items():
         if abs(v) > limit:
             raise ValueError(f"{op}: {name} must be at most {limit:.8g} in magnitude for {np.dtype(dtype).name} "

@@ -34,7 +34,10 @@ def writable_directly(out, inputs, elementwise):
 
 def outputs(shapes, dtype, out, inputs, elementwise):
     """The kernel's output arrays for `shapes` (None: an output not computed); the first one is
-    `out` when the kernel may write into it directly."""
+    `out` when the kernel may write into it directly. No shapes: an op that only updates its
+    inputs in place (the optimizer steps)."""
+    if not shapes:
+        return []
     arrays = [None if shape is None else np.empty(shape, dtype) for shape in shapes[1:]]
     first = shapes[0]
     if first is None:

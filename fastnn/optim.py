@@ -7,7 +7,7 @@ torch.optim's update formulas and hyperparameters.
 """
 import numpy as np
 
-from ._ops import call
+from ._ops import Plan, call, meta
 from ._validation import check_same_shape, flag, float_arrays, integer, real, within_dtype
 
 __all__ = ["SGD", "AdaGrad", "RMSProp", "Adam", "sgd_step", "adagrad_step", "rmsprop_step", "adam_step"]
@@ -31,22 +31,33 @@ def _arrays(op, param, grad, **state):
     return param, np.asarray(grad, order="C"), state_arrays
 
 
-def _run_in_place(op, param, grad, state, *scalars):
-    """Call the kernel on C-contiguous buffers; copy back into any non-contiguous caller array."""
-    targets = [param, *state]
-    work = [a if a is None or a.flags.c_contiguous else np.asarray(a, order="C") for a in targets]
-    call(op, work[0], grad, *work[1:], *scalars)
-    for target, buffer in zip(targets, work):
-        if buffer is not target:
-            np.copyto(target, buffer)
-    return param
+def _in_place_plan(param, grad, state, params):
+    """The Plan of a step: no outputs; the kernels update C-contiguous param and state buffers in
+    place (the caller's own arrays, or copies of non-contiguous ones that `result` writes back) and
+    the public function returns param. The work is param's element count. Kept lean: an
+    optimizer's step is one call per tensor (bench "optim ... 200x10k")."""
+    buffers = [param, *state]
+    copies = False
+    for i, a in enumerate(buffers):
+        if a is not None and not a.flags.c_contiguous:
+            buffers[i], copies = np.asarray(a, order="C"), True
+    if copies:
+        targets = (param, *state)
+
+        def result(outputs, _):
+            for target, buffer in zip(targets, buffers):
+                if buffer is not target:
+                    np.copyto(target, buffer)
+            return param
+    else:
+        def result(outputs, _):
+            return param
+
+    return Plan((buffers[0], grad, *buffers[1:]), (), param.dtype, params, param.size, result)
 
 
-def sgd_step(param, grad, momentum_buffer=None, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-    """torch.optim.SGD's update (no dampening): b = m*b + g; p -= lr * (g + m*b if nesterov else b).
-
-    momentum_buffer (zeros before the first step) is required when momentum > 0.
-    """
+@meta("sgd_step")
+def _sgd_step_meta(param, grad, momentum_buffer=None, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
     op = "sgd_step"
     lr = real(op, "lr", lr, minimum=0.0)
     momentum = real(op, "momentum", momentum, minimum=0.0)
@@ -62,28 +73,28 @@ def sgd_step(param, grad, momentum_buffer=None, lr=0.01, momentum=0.0, nesterov=
         param, grad, state = _arrays(op, param, grad)
         state = [None]
     within_dtype(op, param.dtype, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    return _run_in_place(op, param, grad, state, lr, momentum, nesterov, weight_decay)
+    return _in_place_plan(param, grad, state, (lr, momentum, nesterov, weight_decay))
 
 
-def adagrad_step(param, grad, sum_sq, lr=0.01, eps=1e-10):
-    """torch.optim.Adagrad's update: s += g*g; p -= lr * g / (sqrt(s) + eps)."""
+@meta("adagrad_step")
+def _adagrad_step_meta(param, grad, sum_sq, lr=0.01, eps=1e-10):
     op = "adagrad_step"
     lr = real(op, "lr", lr, minimum=0.0)
     eps = real(op, "eps", eps, minimum=0.0)
     param, grad, state = _arrays(op, param, grad, sum_sq=sum_sq)
     within_dtype(op, param.dtype, lr=lr, eps=eps)
-    return _run_in_place(op, param, grad, state, lr, eps)
+    return _in_place_plan(param, grad, state, (lr, eps))
 
 
-def rmsprop_step(param, grad, square_avg, lr=0.01, alpha=0.99, eps=1e-8):
-    """torch.optim.RMSprop's update: s = alpha*s + (1-alpha)*g*g; p -= lr * g / (sqrt(s) + eps)."""
+@meta("rmsprop_step")
+def _rmsprop_step_meta(param, grad, square_avg, lr=0.01, alpha=0.99, eps=1e-8):
     op = "rmsprop_step"
     lr = real(op, "lr", lr, minimum=0.0)
     alpha = real(op, "alpha", alpha, minimum=0.0, maximum=1.0)
     eps = real(op, "eps", eps, minimum=0.0)
     param, grad, state = _arrays(op, param, grad, square_avg=square_avg)
     within_dtype(op, param.dtype, lr=lr, eps=eps)
-    return _run_in_place(op, param, grad, state, lr, alpha, eps)
+    return _in_place_plan(param, grad, state, (lr, alpha, eps))
 
 
 def _beta(op, name, value):
@@ -93,10 +104,9 @@ def _beta(op, name, value):
     return value
 
 
-def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
-    """torch.optim.Adam's update at step `step` (1 on the first call), bias-corrected:
-    m = lerp(m, g, 1-beta1); v = beta2*v + (1-beta2)*g*g;
-    p -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)."""
+@meta("adam_step")
+def _adam_step_meta(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0):
     op = "adam_step"
     step = integer(op, "step", step, minimum=1, maximum=2 ** 63 - 1)  # a counter, not an index: any int64
     lr = real(op, "lr", lr, minimum=0.0)
@@ -106,7 +116,94 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=
     weight_decay = real(op, "weight_decay", weight_decay, minimum=0.0)
     param, grad, state = _arrays(op, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     within_dtype(op, param.dtype, lr=lr, eps=eps, weight_decay=weight_decay)
-    return _run_in_place(op, param, grad, state, step, lr, beta1, beta2, eps, weight_decay)
+    return _in_place_plan(param, grad, state, (step, lr, beta1, beta2, eps, weight_decay))
+
+
+def sgd_step(param, grad, momentum_buffer=None, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """torch.optim.SGD's update (no dampening): b = m*b + g; p -= lr * (g + m*b if nesterov else b),
+    with g = grad + weight_decay * p.
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64
+        Updated in place (any layout; a non-contiguous one is updated through a copy).
+    grad : array_like, param's shape and dtype
+    momentum_buffer : ndarray, param's shape, optional
+        Updated in place; required when momentum > 0, and zeros before the first step (then
+        b = g, torch's first step).
+    lr, momentum, weight_decay : float >= 0
+    nesterov : bool
+        Requires momentum > 0.
+
+    Returns
+    -------
+    param (the same array, updated).
+    """
+    return call("sgd_step", param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay)
+
+
+def adagrad_step(param, grad, sum_sq, lr=0.01, eps=1e-10):
+    """torch.optim.Adagrad's update (no lr decay): s += g*g; p -= lr * g / (sqrt(s) + eps).
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64
+        Updated in place (any layout; a non-contiguous one is updated through a copy).
+    grad : array_like, param's shape and dtype
+    sum_sq : ndarray, param's shape
+        The running sum of squared gradients, updated in place (zeros before the first step).
+    lr, eps : float >= 0
+
+    Returns
+    -------
+    param (the same array, updated).
+    """
+    return call("adagrad_step", param, grad, sum_sq, lr, eps)
+
+
+def rmsprop_step(param, grad, square_avg, lr=0.01, alpha=0.99, eps=1e-8):
+    """torch.optim.RMSprop's update (no momentum, not centred): s = alpha*s + (1-alpha)*g*g;
+    p -= lr * g / (sqrt(s) + eps) (eps added after the square root, as torch).
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64
+        Updated in place (any layout; a non-contiguous one is updated through a copy).
+    grad : array_like, param's shape and dtype
+    square_avg : ndarray, param's shape
+        Updated in place (zeros before the first step).
+    lr, eps : float >= 0
+    alpha : float in [0, 1]
+
+    Returns
+    -------
+    param (the same array, updated).
+    """
+    return call("rmsprop_step", param, grad, square_avg, lr, alpha, eps)
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """torch.optim.Adam's update at step `step`, bias-corrected, with g = grad + weight_decay * p
+    (L2, not AdamW's decoupled decay): m = lerp(m, g, 1-beta1); v = beta2*v + (1-beta2)*g*g;
+    p -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps).
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64
+        Updated in place (any layout; a non-contiguous one is updated through a copy).
+    grad : array_like, param's shape and dtype
+    exp_avg, exp_avg_sq : ndarray, param's shape
+        m and v, updated in place (zeros before the first step).
+    step : int >= 1
+        1 on the first call (the caller counts: torch's state["step"] after its increment).
+    lr, eps, weight_decay : float >= 0
+    beta1, beta2 : float in [0, 1)
+
+    Returns
+    -------
+    param (the same array, updated).
+    """
+    return call("adam_step", param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
 
 
 class Optimizer:

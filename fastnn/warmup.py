@@ -66,8 +66,11 @@ def _cases(op, dtype):
     if family == "linear":
         w, b = randn(4, 3), randn(3)
         if backward:
-            return [((randn(3, 3), x2, w), {}), ((randn(2, 3), randn(2, 2, 2), w), {})]
-        return [((x2, w, b), {}), ((x2, w), {}), ((randn(2, 2, 2), w, b), {})]
+            # dx or not (None compiles apart), and the empty sums (N = 0)
+            return [((randn(3, 3), x2, w), {}), ((randn(2, 3), randn(2, 2, 2), w), {}),
+                    ((randn(3, 3), x2, w), {"input_grad": False}), ((randn(0, 3), randn(0, 4), w), {})]
+        # bias or None, (N, ...) inputs, no input features (an empty sum)
+        return [((x2, w, b), {}), ((x2, w), {}), ((randn(2, 2, 2), w, b), {}), ((randn(3, 0), randn(0, 3), b), {})]
 
     if family == "losses":
         labels = np.array([0, 4, 1], dtype=np.int64)

@@ -81,3 +81,43 @@ def test_matches_torch(backend, rng):
         loss, grad = getattr(fastnn, op)(scores, y, **kwargs)
         np.testing.assert_allclose(loss, expected.item(), rtol=1e-12)
         np.testing.assert_allclose(grad, ts.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def _hinge_nonfinite_case(dtype):
+    """Scores with NaN and infinities, its labels, and the expected (loss, dscores) at margin 1 by
+    torch's multi_margin_loss rule: a margin s_j - s_y + 1 that is NaN (NaN score, inf - inf) or
+    not > 0 is no violation; an infinite one makes the loss infinite."""
+    nan, inf = np.nan, np.inf
+    scores = np.array([[nan, 1.0, 2.0],     # label 1: j=0 NaN (skipped), j=2 margin 2
+                       [nan, 1.0, 2.0],     # label 0: every margin NaN, loss 0
+                       [inf, inf, 0.0],     # label 1: j=0 inf - inf = NaN, j=2 -inf
+                       [0.0, -inf, 0.5],    # label 0: j=1 -inf, j=2 1.5
+                       [0.0, 0.3, 0.1]], dtype)  # label 2: j=0 0.9, j=1 1.2
+    labels = np.array([1, 0, 1, 0, 2])
+    violated = np.array([[0, -1, 1], [0, 0, 0], [0, 0, 0], [-1, 0, 1], [1, 1, -2]], dtype)
+    total = 2.0 + 1.5 + (np.float64(dtype(0.0) - dtype(0.1) + dtype(1)) + (dtype(0.3) - dtype(0.1) + dtype(1)))
+    return scores, labels, total / 5, violated / dtype(5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hinge_skips_nan_margins_in_every_backend(backend, dtype):
+    """Bug: the reference's loss was NaN (np.maximum propagates) where the compiled kernels skip a
+    NaN margin, as torch's multi_margin_loss does; now all three skip it."""
+    scores, labels, loss, dscores = _hinge_nonfinite_case(dtype)
+    ours = fastnn.hinge_loss(scores, labels)
+    np.testing.assert_allclose(ours[0], loss, rtol=1e-6)
+    np.testing.assert_array_equal(ours[1], dscores)
+    with np.errstate(invalid="ignore"):
+        inf_loss = fastnn.hinge_loss(np.array([[np.inf, 0.0]], dtype), np.array([1]))
+    assert inf_loss[0] == np.inf and np.array_equal(inf_loss[1], np.array([[1, -1]], dtype))
+
+
+@needs_torch
+def test_hinge_nonfinite_matches_torch(backend):
+    scores, labels, _, _ = _hinge_nonfinite_case(np.float64)
+    ts = torch.tensor(scores, requires_grad=True)
+    expected = F.multi_margin_loss(ts, torch.tensor(labels)) * scores.shape[1]
+    expected.backward()
+    loss, grad = fastnn.hinge_loss(scores, labels)
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, ts.grad.numpy(), rtol=1e-12)

@@ -1,5 +1,7 @@
 """Optimizers: 100-step trajectories equal torch.optim's and textbook NumPy formulas; state per key;
 in-place semantics; errors."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -160,6 +162,24 @@ def test_noncontiguous_param_and_state_are_updated(backend):
     np.testing.assert_allclose(view, expected, rtol=1e-12)
     np.testing.assert_allclose(m, 0.1 * g, rtol=1e-12)
     np.testing.assert_allclose(v, 0.001 * g * g, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adam_step_size_beyond_the_dtype_is_quiet_inf(backend, dtype):
+    """Bug: Numba's adam_step printed "overflow encountered in cast" when lr / (1 - beta1**step)
+    exceeded param's dtype; every backend now takes the step size as inf, quietly (the reference)."""
+    lr = float(np.finfo(dtype).max) / 2  # a valid lr; lr / (1 - 0.9) is beyond the dtype
+    expected = None
+    for name in ("numpy", backend):
+        p, g = np.array([1.0, -1.0, 0.0], dtype), np.array([0.5, -0.5, 0.0], dtype)
+        m, v = np.zeros(3, dtype), np.zeros(3, dtype)
+        with fastnn.use_backend(name), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fastnn.adam_step(p, g, m, v, 1, lr=lr)
+        expected = p if expected is None else expected
+    np.testing.assert_array_equal(p, expected)
+    assert p[0] == -np.inf and p[1] == np.inf and np.isnan(p[2])  # 0 * inf for a zero gradient
 
 
 def test_errors_name_the_argument():

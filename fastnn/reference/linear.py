@@ -1,10 +1,16 @@
-"""Plain-NumPy fully connected layer (cs231n layout: w is (D_in, D_out)); x arrives as (N, D_in)."""
+"""Plain-NumPy fully connected layer (cs231n layout: w is (D_in, D_out)); x arrives as (N, D_in).
+
+Each function takes the inputs, then the output arrays to fill (shapes from the meta functions in
+fastnn/linear.py; dx None when it is not wanted), like the compiled kernels.
+"""
 
 
-def linear(x, w, b):
-    y = x @ w
-    return y if b is None else y + b
+def linear(x, w, b, y):
+    y[...] = x @ w if b is None else x @ w + b
 
 
-def linear_backward(dy, x, w, input_grad=True):
-    return (dy @ w.T if input_grad else None), x.T @ dy, dy.sum(axis=0)
+def linear_backward(dy, x, w, dx, dw, db):
+    if dx is not None:
+        dx[...] = dy @ w.T
+    dw[...] = x.T @ dy
+    db[...] = dy.sum(axis=0)

@@ -1,20 +1,16 @@
 # Cython fully connected layer: BLAS GEMMs (scipy's cython_blas; row-major arrays passed as their
-# column-major transposes) run on our OpenMP threads, each on its own block of the output with
-# BLAS capped at one thread. BLAS's own pool is never woken: on 2 cores its spinning workers and
-# the OpenMP pool steal each other's core for a whole scheduler slice at every hand-off (a 2-thread
-# ReLU right after a 2-thread GEMM took 7 ms on average instead of 0.02 ms: bench/probes/pool_handoff.py).
+# column-major transposes) on our OpenMP threads, each on its own block of the output. The
+# dispatcher caps BLAS at one thread around these calls (Plan.blas): BLAS's own pool is never
+# woken (on 2 cores its spinning workers and the OpenMP pool steal each other's core for a whole
+# scheduler slice at every hand-off: a 2-thread ReLU right after a 2-thread GEMM took 7 ms on
+# average instead of 0.02 ms, bench/probes/pool_handoff.py).
+#
+# Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, n_threads; b None means no
+# bias, dx None no input gradient. Sizes fit BLAS's 32-bit ints (checked by the meta functions).
 from cython.parallel cimport prange
-from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-import numpy as np
-
-from fastnn._threads import blas_threads, openmp_threads as get_num_threads  # one thread in a forked child
-
-from _common cimport real
-
-cdef enum:
-    PARALLEL_MIN_FMAS = 1 << 20  # below this many multiply-adds a GEMM runs on one thread
+from _common cimport chunk_start, real
 
 
 cdef inline void _gemm(char ta, char tb, int m, int n, int k, const real* a, int lda, const real* b, int ldb,
@@ -32,111 +28,103 @@ cdef inline void _gemm(char ta, char tb, int m, int n, int k, const real* a, int
         dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
 
 
-cdef inline int _blocks(Py_ssize_t length, Py_ssize_t fmas, int n_threads) noexcept nogil:
+cdef inline int _blocks(Py_ssize_t length, int n_threads) noexcept nogil:
     """How many blocks (one per thread) to cut a dimension of `length` into: blocks of >= 16."""
-    if fmas < PARALLEL_MIN_FMAS:
-        return 1
     return <int>max(1, min(<Py_ssize_t>n_threads, length // 16))
 
 
 cdef inline Py_ssize_t _edge(Py_ssize_t length, int blocks, Py_ssize_t t) noexcept nogil:
-    """Start of block t of `blocks`, rounded to 16 elements (64-byte columns for float32)."""
+    """Start of block t of `blocks`, rounded down to 16 elements (64-byte columns for float32)."""
     if t >= blocks:
         return length
-    return (length * t // blocks) // 16 * 16
+    return chunk_start(length, t, blocks) // 16 * 16
 
 
-cdef void _linear(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, bint has_bias,
-                  real[:, ::1] y, int n_threads) noexcept:
-    cdef Py_ssize_t n = x.shape[0], d_in = w.shape[0], d_out = w.shape[1]
-    cdef Py_ssize_t t, i, j, lo, hi
-    cdef int blocks
-    cdef bint by_columns = d_out >= n  # each thread reads its share of the larger operand
-    with nogil:
-        blocks = _blocks(d_out if by_columns else n, n * d_in * d_out, n_threads)
-        for t in prange(blocks, schedule="static", num_threads=blocks):
-            lo = _edge(d_out if by_columns else n, blocks, t)
-            hi = _edge(d_out if by_columns else n, blocks, t + 1)
-            if by_columns:
-                if has_bias:
-                    for i in range(n):
-                        for j in range(lo, hi):
-                            y[i, j] = b[j]
-                # y[:, lo:hi]^T = w[:, lo:hi]^T @ x^T [+ y^T]
-                _gemm(c"N", c"N", <int>(hi - lo), n, d_in, &w[0, 0] + lo, d_out, &x[0, 0], d_in,
-                      1 if has_bias else 0, &y[0, 0] + lo, d_out)
-            else:
-                if has_bias:
-                    for i in range(lo, hi):
-                        for j in range(d_out):
-                            y[i, j] = b[j]
-                # y[lo:hi]^T = w^T @ x[lo:hi]^T [+ y^T]
-                _gemm(c"N", c"N", d_out, <int>(hi - lo), d_in, &w[0, 0], d_out, &x[0, 0] + lo * d_in, d_in,
-                      1 if has_bias else 0, &y[0, 0] + lo * d_out, d_out)
+cdef void _fill_rows(const real[::1] b, real[:, ::1] y, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t j0,
+                     Py_ssize_t j1) noexcept nogil:
+    """y[lo:hi, j0:j1] = b[j0:j1] (0 without a bias)."""
+    cdef Py_ssize_t i, j
+    for i in range(lo, hi):
+        for j in range(j0, j1):
+            y[i, j] = 0 if b is None else b[j]
 
 
-def _check_blas_sizes(op, x, w):
-    """BLAS takes 32-bit sizes (only arrays of many GiB get past this)."""
-    if max(x.shape + w.shape) > INT_MAX:
-        raise ValueError(f"{op}: x {x.shape} and w {w.shape} exceed BLAS's 32-bit sizes")
-
-
-def linear(x, w, b, out=None):
-    y = np.empty((x.shape[0], w.shape[1]), x.dtype) if out is None else out
-    if y.size == 0:
-        return y
-    if x.shape[1] == 0:  # an empty sum: BLAS may leave C untouched
-        y[...] = 0 if b is None else b
-        return y
-    _check_blas_sizes("linear", x, w)
-    bias = w[0] if b is None else b  # a stand-in, unread without a bias
-    with blas_threads(1):
-        if x.dtype == np.float32:
-            _linear[float](x, w, bias, b is not None, y, get_num_threads())
+cdef void _linear_loop(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[:, ::1] y,
+                       int n_threads) noexcept nogil:
+    """Threads take blocks of the larger of y's two sides (each reads its share of the larger operand)."""
+    cdef Py_ssize_t n = x.shape[0], d_in = w.shape[0], d_out = w.shape[1], t, lo, hi
+    cdef bint by_columns = d_out >= n
+    cdef real beta = 0 if b is None else 1
+    cdef int blocks = _blocks(d_out if by_columns else n, n_threads)
+    if n == 0 or d_out == 0:
+        return
+    if d_in == 0:  # an empty sum: BLAS may leave y untouched
+        _fill_rows(b, y, 0, n, 0, d_out)
+        return
+    for t in prange(blocks, schedule="static", num_threads=blocks):
+        lo = _edge(d_out if by_columns else n, blocks, t)
+        hi = _edge(d_out if by_columns else n, blocks, t + 1)
+        if by_columns:
+            if b is not None:
+                _fill_rows(b, y, 0, n, lo, hi)
+            # y[:, lo:hi]^T = w[:, lo:hi]^T @ x^T [+ y^T]
+            _gemm(c"N", c"N", <int>(hi - lo), <int>n, <int>d_in, &w[0, 0] + lo, <int>d_out, &x[0, 0],
+                  <int>d_in, beta, &y[0, 0] + lo, <int>d_out)
         else:
-            _linear[double](x, w, bias, b is not None, y, get_num_threads())
-    return y
+            if b is not None:
+                _fill_rows(b, y, lo, hi, 0, d_out)
+            # y[lo:hi]^T = w^T @ x[lo:hi]^T [+ y^T]
+            _gemm(c"N", c"N", <int>d_out, <int>(hi - lo), <int>d_in, &w[0, 0], <int>d_out, &x[0, 0] + lo * d_in,
+                  <int>d_in, beta, &y[0, 0] + lo * d_out, <int>d_out)
 
 
-cdef void _linear_backward(const real[:, ::1] dy, const real[:, ::1] x, const real[:, ::1] w,
-                           real[:, ::1] dx, real[:, ::1] dw, real[::1] db, bint input_grad,
-                           int n_threads) noexcept:
+def linear(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[:, ::1] y, int n_threads):
+    with nogil:
+        _linear_loop(x, w, b, y, n_threads)
+
+
+cdef void _column_sums(const real[:, ::1] dy, real[::1] db) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for j in range(dy.shape[1]):
+        db[j] = 0
+    for i in range(dy.shape[0]):  # row after row: the inner loop runs along contiguous memory
+        for j in range(dy.shape[1]):
+            db[j] += dy[i, j]
+
+
+cdef void _backward_of_empty_sums(real[:, ::1] dx, real[:, ::1] dw) noexcept nogil:
+    """N = 0 or no weights: BLAS may leave its outputs untouched."""
+    cdef Py_ssize_t i, j
+    if dx is not None:
+        for i in range(dx.shape[0]):
+            for j in range(dx.shape[1]):
+                dx[i, j] = 0
+    for i in range(dw.shape[0]):
+        for j in range(dw.shape[1]):
+            dw[i, j] = 0
+
+
+cdef void _linear_backward_loop(const real[:, ::1] dy, const real[:, ::1] x, const real[:, ::1] w,
+                                real[:, ::1] dx, real[:, ::1] dw, real[::1] db, int n_threads) noexcept nogil:
     """Threads take blocks of the input features: rows of w and dw, columns of x and dx."""
-    cdef Py_ssize_t n = x.shape[0], d_in = w.shape[0], d_out = w.shape[1]
-    cdef Py_ssize_t t, i, j, lo, hi
-    cdef int blocks = _blocks(d_in, n * d_in * d_out * (2 if input_grad else 1), n_threads)
+    cdef Py_ssize_t n = x.shape[0], d_in = w.shape[0], d_out = w.shape[1], t, lo, hi
+    cdef int blocks = _blocks(d_in, n_threads)
+    _column_sums(dy, db)
+    if n == 0 or d_in == 0 or d_out == 0:
+        _backward_of_empty_sums(dx, dw)
+        return
+    for t in prange(blocks, schedule="static", num_threads=blocks):
+        lo = _edge(d_in, blocks, t)
+        hi = _edge(d_in, blocks, t + 1)
+        if dx is not None:  # dx[:, lo:hi]^T = w[lo:hi] @ dy^T
+            _gemm(c"T", c"N", <int>(hi - lo), <int>n, <int>d_out, &w[0, 0] + lo * d_out, <int>d_out, &dy[0, 0],
+                  <int>d_out, 0, &dx[0, 0] + lo, <int>d_in)
+        # dw[lo:hi]^T = dy^T @ x[:, lo:hi]
+        _gemm(c"N", c"T", <int>d_out, <int>(hi - lo), <int>n, &dy[0, 0], <int>d_out, &x[0, 0] + lo, <int>d_in, 0,
+              &dw[0, 0] + lo * d_out, <int>d_out)
+
+
+def linear_backward(const real[:, ::1] dy, const real[:, ::1] x, const real[:, ::1] w, real[:, ::1] dx,
+                    real[:, ::1] dw, real[::1] db, int n_threads):
     with nogil:
-        for t in prange(blocks, schedule="static", num_threads=blocks):
-            lo = _edge(d_in, blocks, t)
-            hi = _edge(d_in, blocks, t + 1)
-            if input_grad:  # dx[:, lo:hi]^T = w[lo:hi] @ dy^T
-                _gemm(c"T", c"N", <int>(hi - lo), n, d_out, &w[0, 0] + lo * d_out, d_out, &dy[0, 0], d_out, 0,
-                      &dx[0, 0] + lo, d_in)
-            # dw[lo:hi]^T = dy^T @ x[:, lo:hi]
-            _gemm(c"N", c"T", d_out, <int>(hi - lo), n, &dy[0, 0], d_out, &x[0, 0] + lo, d_in, 0,
-                  &dw[0, 0] + lo * d_out, d_out)
-        for j in range(d_out):
-            db[j] = 0
-        for i in range(n):  # row after row: the inner loop runs along contiguous memory
-            for j in range(d_out):
-                db[j] += dy[i, j]
-
-
-def linear_backward(dy, x, w, input_grad=True):
-    dx = np.empty_like(x) if input_grad else None
-    dw = np.empty_like(w)
-    db = np.empty(w.shape[1], x.dtype)
-    if x.shape[0] == 0 or w.size == 0:  # empty sums: BLAS may leave C untouched
-        if input_grad:
-            dx[...] = 0
-        dw[...] = 0
-        db[...] = dy.sum(axis=0)
-        return dx, dw, db
-    _check_blas_sizes("linear_backward", x, w)
-    dx_view = dx if input_grad else np.empty((1, 1), x.dtype)
-    with blas_threads(1):
-        if x.dtype == np.float32:
-            _linear_backward[float](dy, x, w, dx_view, dw, db, input_grad, get_num_threads())
-        else:
-            _linear_backward[double](dy, x, w, dx_view, dw, db, input_grad, get_num_threads())
-    return dx, dw, db
+        _linear_backward_loop(dy, x, w, dx, dw, db, n_threads)

@@ -1,11 +1,11 @@
-# Cython classification losses: rows in parallel (one row per helper call), per-row losses summed
-# serially in double.
+# Cython classification losses: rows in parallel (one row per helper call); the per-row losses are
+# summed serially in double afterwards, so the loss does not depend on the thread count.
+#
+# Signatures follow the contract (fastnn/_ops.Plan): inputs, the gradient to fill, parameters,
+# n_threads; each returns the loss.
 from cython.parallel cimport prange
 from libc.math cimport exp, log
-
-import numpy as np
-
-from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
+from libc.stdlib cimport free, malloc
 
 from _common cimport real
 
@@ -38,30 +38,10 @@ cdef double _softmax_cross_entropy_row(const real* logits, Py_ssize_t label, Py_
     return log_total - (logits[label] - top)
 
 
-cdef double _softmax_cross_entropy(const real[:, ::1] logits, const Py_ssize_t[::1] labels, real[:, ::1] dlogits,
-                                   double[::1] row_loss, int threads) noexcept:
-    cdef Py_ssize_t n = logits.shape[0], i
-    cdef double total = 0
-    with nogil:
-        for i in prange(n, schedule="static", num_threads=threads):
-            row_loss[i] = _softmax_cross_entropy_row(&logits[i, 0], labels[i], logits.shape[1], 1.0 / n, &dlogits[i, 0])
-        for i in range(n):
-            total += row_loss[i]
-        return total / n
-
-
-def softmax_cross_entropy(logits, labels):
-    dlogits = np.empty_like(logits)
-    row_loss = np.empty(logits.shape[0])
-    if logits.dtype == np.float32:
-        loss = _softmax_cross_entropy[float](logits, labels, dlogits, row_loss, get_num_threads())
-    else:
-        loss = _softmax_cross_entropy[double](logits, labels, dlogits, row_loss, get_num_threads())
-    return float(loss), dlogits
-
-
 cdef double _hinge_row(const real* scores, Py_ssize_t label, Py_ssize_t classes, real margin, double scale,
                        real* dscores) noexcept nogil:
+    """Writes scale * d(loss)/d(scores) of one row; returns its loss. A NaN margin is no violation
+    (m > 0 is false), as in torch's multi_margin_loss."""
     cdef real correct = scores[label], m
     cdef double total = 0
     cdef Py_ssize_t j, violated = 0
@@ -77,23 +57,41 @@ cdef double _hinge_row(const real* scores, Py_ssize_t label, Py_ssize_t classes,
     return total
 
 
-cdef double _hinge_loss(const real[:, ::1] scores, const Py_ssize_t[::1] labels, real margin, real[:, ::1] dscores,
-                        double[::1] row_loss, int threads) noexcept:
-    cdef Py_ssize_t n = scores.shape[0], i
+cdef enum:
+    SOFTMAX = 0
+    HINGE = 1
+
+
+cdef double _loss_loop(int loss, const real[:, ::1] scores, const Py_ssize_t[::1] labels, real[:, ::1] grad,
+                       real margin, double* row_loss, int n_threads) noexcept nogil:
+    """The mean of the rows' losses; row_loss holds N doubles."""
+    cdef Py_ssize_t n = scores.shape[0], classes = scores.shape[1], i
     cdef double total = 0
+    for i in prange(n, schedule="static", num_threads=n_threads):
+        if loss == SOFTMAX:
+            row_loss[i] = _softmax_cross_entropy_row(&scores[i, 0], labels[i], classes, 1.0 / n, &grad[i, 0])
+        else:
+            row_loss[i] = _hinge_row(&scores[i, 0], labels[i], classes, margin, 1.0 / n, &grad[i, 0])
+    for i in range(n):
+        total += row_loss[i]
+    return total / n
+
+
+def _loss(int loss, const real[:, ::1] scores, const Py_ssize_t[::1] labels, real[:, ::1] grad, double margin,
+          int n_threads):
+    cdef double result
+    cdef double* row_loss = <double*>malloc(max(scores.shape[0], 1) * sizeof(double))
+    if row_loss == NULL:
+        raise MemoryError()
     with nogil:
-        for i in prange(n, schedule="static", num_threads=threads):
-            row_loss[i] = _hinge_row(&scores[i, 0], labels[i], scores.shape[1], margin, 1.0 / n, &dscores[i, 0])
-        for i in range(n):
-            total += row_loss[i]
-        return total / n
+        result = _loss_loop(loss, scores, labels, grad, <real>margin, row_loss, n_threads)
+        free(row_loss)
+    return result
 
 
-def hinge_loss(scores, labels, margin):
-    dscores = np.empty_like(scores)
-    row_loss = np.empty(scores.shape[0])
-    if scores.dtype == np.float32:
-        loss = _hinge_loss[float](scores, labels, margin, dscores, row_loss, get_num_threads())
-    else:
-        loss = _hinge_loss[double](scores, labels, margin, dscores, row_loss, get_num_threads())
-    return float(loss), dscores
+def softmax_cross_entropy(logits, labels, dlogits, n_threads):
+    return _loss(SOFTMAX, logits, labels, dlogits, 0, n_threads)
+
+
+def hinge_loss(scores, labels, dscores, margin, n_threads):
+    return _loss(HINGE, scores, labels, dscores, margin, n_threads)

@@ -1,151 +1,122 @@
-# distutils: extra_compile_args = -fno-math-errno
 # Cython/OpenMP optimizer steps: one fused parallel pass over param, grad and state, in place.
-# The loops live in optim_kernels.h (vectorized sqrt); here threads take contiguous runs of
-# chunks. Hyperparameters are cast to the arrays' type so float32 math stays float32.
+#
+# Signatures follow the contract (fastnn/_ops.Plan): param, grad, state buffers (updated in place),
+# hyperparameters, n_threads. The loops live in optim_kernels.h (vectorized, AVX-512/AVX2/baseline
+# clones picked at load time); here each thread takes one contiguous range. Hyperparameters are
+# cast to the arrays' type so float32 math stays float32.
 from cython.parallel cimport prange
 
-import numpy as np
-
-from fastnn._threads import openmp_threads as get_num_threads  # one thread in a forked child
-
-from _common cimport real
+from _common cimport chunk_start, real
 
 cdef extern from "optim_kernels.h" nogil:
-    void fnn_sgd_f32(float *p, const float *g, Py_ssize_t n, float lr, float wd)
-    void fnn_sgd_f64(double *p, const double *g, Py_ssize_t n, double lr, double wd)
-    void fnn_sgd_momentum_f32(float *p, const float *g, float *b, Py_ssize_t n, float lr, float mom,
-                              int nesterov, float wd)
-    void fnn_sgd_momentum_f64(double *p, const double *g, double *b, Py_ssize_t n, double lr, double mom,
-                              int nesterov, double wd)
-    void fnn_adagrad_f32(float *p, const float *g, float *s, Py_ssize_t n, float lr, float eps)
-    void fnn_adagrad_f64(double *p, const double *g, double *s, Py_ssize_t n, double lr, double eps)
-    void fnn_rmsprop_f32(float *p, const float *g, float *s, Py_ssize_t n, float lr, float alpha,
-                         float one_minus_alpha, float eps)
-    void fnn_rmsprop_f64(double *p, const double *g, double *s, Py_ssize_t n, double lr, double alpha,
-                         double one_minus_alpha, double eps)
-    void fnn_adam_f32(float *p, const float *g, float *m, float *v, Py_ssize_t n, float step_size,
-                      float inv_bc2_sqrt, float w1, float beta2, float w2, float eps, float wd)
-    void fnn_adam_f64(double *p, const double *g, double *m, double *v, Py_ssize_t n, double step_size,
-                      double inv_bc2_sqrt, double w1, double beta2, double w2, double eps, double wd)
+    void fnn_sgd_f(float *p, const float *g, Py_ssize_t n, float lr, float wd)
+    void fnn_sgd_d(double *p, const double *g, Py_ssize_t n, double lr, double wd)
+    void fnn_sgd_momentum_f(float *p, const float *g, float *b, Py_ssize_t n, float lr, float mom, int nesterov,
+                            float wd)
+    void fnn_sgd_momentum_d(double *p, const double *g, double *b, Py_ssize_t n, double lr, double mom,
+                            int nesterov, double wd)
+    void fnn_adagrad_f(float *p, const float *g, float *s, Py_ssize_t n, float lr, float eps)
+    void fnn_adagrad_d(double *p, const double *g, double *s, Py_ssize_t n, double lr, double eps)
+    void fnn_rmsprop_f(float *p, const float *g, float *s, Py_ssize_t n, float lr, float alpha,
+                       float one_minus_alpha, float eps)
+    void fnn_rmsprop_d(double *p, const double *g, double *s, Py_ssize_t n, double lr, double alpha,
+                       double one_minus_alpha, double eps)
+    void fnn_adam_f(float *p, const float *g, float *m, float *v, Py_ssize_t n, float step_size,
+                    float inv_bc2_sqrt, float w1, float beta2, float w2, float eps, float wd)
+    void fnn_adam_d(double *p, const double *g, double *m, double *v, Py_ssize_t n, double step_size,
+                    double inv_bc2_sqrt, double w1, double beta2, double w2, double eps, double wd)
+
 
 cdef enum:
-    CHUNK = 8192  # elements per work item: whole cache lines, many items per thread
-    PARALLEL_MIN = 1 << 16  # below this one thread finishes sooner than a team wakes up
+    SGD
+    SGD_MOMENTUM
+    ADAGRAD
+    RMSPROP
+    ADAM
+    ALIGN = 64  # range edges on multiples of 64 elements: whole cache lines, full vectors
 
 
-def _threads_for(a):
-    return get_num_threads() if a.size >= PARALLEL_MIN else 1
+cdef inline Py_ssize_t _edge(Py_ssize_t n, Py_ssize_t t, int n_threads) noexcept nogil:
+    """Start of thread t's range (n at t = n_threads)."""
+    return n if t >= n_threads else chunk_start(n, t, n_threads) // ALIGN * ALIGN
 
 
-cdef inline Py_ssize_t _chunks(Py_ssize_t n) noexcept nogil:
-    return (n + CHUNK - 1) // CHUNK
-
-
-cdef inline Py_ssize_t _length(Py_ssize_t c, Py_ssize_t n) noexcept nogil:
-    return min(CHUNK, n - c * CHUNK)
-
-
-cdef void _sgd(real[::1] p, const real[::1] g, real lr, real wd, int n_threads) noexcept:
-    cdef Py_ssize_t c, i, n = p.shape[0]
-    with nogil:
-        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-            i = c * CHUNK
-            if real is float:
-                fnn_sgd_f32(&p[i], &g[i], _length(c, n), lr, wd)
-            else:
-                fnn_sgd_f64(&p[i], &g[i], _length(c, n), lr, wd)
-
-
-cdef void _sgd_momentum(real[::1] p, const real[::1] g, real[::1] b, real lr, real mom, int nesterov,
-                        real wd, int n_threads) noexcept:
-    cdef Py_ssize_t c, i, n = p.shape[0]
-    with nogil:
-        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-            i = c * CHUNK
-            if real is float:
-                fnn_sgd_momentum_f32(&p[i], &g[i], &b[i], _length(c, n), lr, mom, nesterov, wd)
-            else:
-                fnn_sgd_momentum_f64(&p[i], &g[i], &b[i], _length(c, n), lr, mom, nesterov, wd)
-
-
-def sgd_step(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay):
-    n = _threads_for(param)
-    p, g = param.reshape(-1), grad.reshape(-1)
-    if momentum:
-        b = momentum_buffer.reshape(-1)
-        if param.dtype == np.float32:
-            _sgd_momentum[float](p, g, b, lr, momentum, nesterov, weight_decay, n)
+cdef void _range(int op, real* p, const real* g, real* a, real* b, Py_ssize_t n, const double* h,
+                 int nesterov) noexcept nogil:
+    """One thread's update of n elements; a and b the state buffers, h the hyperparameters."""
+    if real is float:
+        if op == SGD:
+            fnn_sgd_f(p, g, n, <float>h[0], <float>h[1])
+        elif op == SGD_MOMENTUM:
+            fnn_sgd_momentum_f(p, g, a, n, <float>h[0], <float>h[1], nesterov, <float>h[2])
+        elif op == ADAGRAD:
+            fnn_adagrad_f(p, g, a, n, <float>h[0], <float>h[1])
+        elif op == RMSPROP:
+            fnn_rmsprop_f(p, g, a, n, <float>h[0], <float>h[1], <float>h[2], <float>h[3])
         else:
-            _sgd_momentum[double](p, g, b, lr, momentum, nesterov, weight_decay, n)
-    elif param.dtype == np.float32:
-        _sgd[float](p, g, lr, weight_decay, n)
+            fnn_adam_f(p, g, a, b, n, <float>h[0], <float>h[1], <float>h[2], <float>h[3], <float>h[4],
+                       <float>h[5], <float>h[6])
     else:
-        _sgd[double](p, g, lr, weight_decay, n)
-    return param
+        if op == SGD:
+            fnn_sgd_d(p, g, n, h[0], h[1])
+        elif op == SGD_MOMENTUM:
+            fnn_sgd_momentum_d(p, g, a, n, h[0], h[1], nesterov, h[2])
+        elif op == ADAGRAD:
+            fnn_adagrad_d(p, g, a, n, h[0], h[1])
+        elif op == RMSPROP:
+            fnn_rmsprop_d(p, g, a, n, h[0], h[1], h[2], h[3])
+        else:
+            fnn_adam_d(p, g, a, b, n, h[0], h[1], h[2], h[3], h[4], h[5], h[6])
 
 
-cdef void _adagrad(real[::1] p, const real[::1] g, real[::1] s, real lr, real eps, int n_threads) noexcept:
-    cdef Py_ssize_t c, i, n = p.shape[0]
+cdef void _step_loop(int op, real[::1] p, const real[::1] g, real[::1] a, real[::1] b, const double* h,
+                     int nesterov, int n_threads) noexcept nogil:
+    cdef Py_ssize_t n = p.shape[0], t, lo, hi
+    if n == 0:
+        return
+    for t in prange(n_threads, schedule="static", num_threads=n_threads):
+        lo = _edge(n, t, n_threads)
+        hi = _edge(n, t + 1, n_threads)
+        if hi > lo:
+            _range(op, &p[lo], &g[lo], &a[lo] if a is not None else NULL, &b[lo] if b is not None else NULL,
+                   hi - lo, h, nesterov)
+
+
+def _step(int op, real[::1] p, const real[::1] g, real[::1] a, real[::1] b, hyper, bint nesterov,
+          int n_threads):
+    """The update `op` of flat param p from flat grad g, state buffers a and b (None where the op
+    has fewer), hyperparameters `hyper` (at most 7 floats, in the C loop's order)."""
+    cdef double h[7]
+    cdef Py_ssize_t i
+    for i in range(len(hyper)):
+        h[i] = hyper[i]
     with nogil:
-        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-            i = c * CHUNK
-            if real is float:
-                fnn_adagrad_f32(&p[i], &g[i], &s[i], _length(c, n), lr, eps)
-            else:
-                fnn_adagrad_f64(&p[i], &g[i], &s[i], _length(c, n), lr, eps)
+        _step_loop(op, p, g, a, b, h, nesterov, n_threads)
 
 
-def adagrad_step(param, grad, sum_sq, lr, eps):
-    n = _threads_for(param)
-    p, g, s = param.reshape(-1), grad.reshape(-1), sum_sq.reshape(-1)
-    if param.dtype == np.float32:
-        _adagrad[float](p, g, s, lr, eps, n)
+def _flat(a):
+    return None if a is None else a.reshape(-1)
+
+
+def sgd_step(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay, n_threads):
+    if momentum:
+        _step(SGD_MOMENTUM, _flat(param), _flat(grad), _flat(momentum_buffer), None, (lr, momentum, weight_decay),
+              nesterov, n_threads)
     else:
-        _adagrad[double](p, g, s, lr, eps, n)
-    return param
+        _step(SGD, _flat(param), _flat(grad), None, None, (lr, weight_decay), False, n_threads)
 
 
-cdef void _rmsprop(real[::1] p, const real[::1] g, real[::1] s, real lr, real alpha, real one_minus_alpha,
-                   real eps, int n_threads) noexcept:
-    cdef Py_ssize_t c, i, n = p.shape[0]
-    with nogil:
-        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-            i = c * CHUNK
-            if real is float:
-                fnn_rmsprop_f32(&p[i], &g[i], &s[i], _length(c, n), lr, alpha, one_minus_alpha, eps)
-            else:
-                fnn_rmsprop_f64(&p[i], &g[i], &s[i], _length(c, n), lr, alpha, one_minus_alpha, eps)
+def adagrad_step(param, grad, sum_sq, lr, eps, n_threads):
+    _step(ADAGRAD, _flat(param), _flat(grad), _flat(sum_sq), None, (lr, eps), False, n_threads)
 
 
-def rmsprop_step(param, grad, square_avg, lr, alpha, eps):
-    n = _threads_for(param)
-    p, g, s = param.reshape(-1), grad.reshape(-1), square_avg.reshape(-1)
-    if param.dtype == np.float32:
-        _rmsprop[float](p, g, s, lr, alpha, 1 - alpha, eps, n)
-    else:
-        _rmsprop[double](p, g, s, lr, alpha, 1 - alpha, eps, n)
-    return param
+def rmsprop_step(param, grad, square_avg, lr, alpha, eps, n_threads):
+    _step(RMSPROP, _flat(param), _flat(grad), _flat(square_avg), None, (lr, alpha, 1 - alpha, eps), False,
+          n_threads)
 
 
-cdef void _adam(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, real step_size, real inv_bc2_sqrt,
-                real w1, real beta2, real w2, real eps, real wd, int n_threads) noexcept:
-    cdef Py_ssize_t c, i, n = p.shape[0]
-    with nogil:
-        for c in prange(_chunks(n), schedule="static", num_threads=n_threads):
-            i = c * CHUNK
-            if real is float:
-                fnn_adam_f32(&p[i], &g[i], &m[i], &v[i], _length(c, n), step_size, inv_bc2_sqrt, w1, beta2, w2, eps, wd)
-            else:
-                fnn_adam_f64(&p[i], &g[i], &m[i], &v[i], _length(c, n), step_size, inv_bc2_sqrt, w1, beta2, w2, eps, wd)
-
-
-def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
-    n = _threads_for(param)
-    step_size = lr / (1 - beta1 ** step)
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, n_threads):
+    step_size = lr / (1 - beta1 ** step)  # may exceed float32: the C cast makes it inf, as the reference
     inv_bc2_sqrt = 1 / (1 - beta2 ** step) ** 0.5
-    p, g, m, v = param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1)
-    if param.dtype == np.float32:
-        _adam[float](p, g, m, v, step_size, inv_bc2_sqrt, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, n)
-    else:
-        _adam[double](p, g, m, v, step_size, inv_bc2_sqrt, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, n)
-    return param
+    _step(ADAM, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
+          (step_size, inv_bc2_sqrt, 1 - beta1, beta2, 1 - beta2, eps, weight_decay), False, n_threads)

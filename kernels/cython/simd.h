@@ -12,7 +12,9 @@
  * (FNN_BEGIN_LOOPS ... FNN_END_LOOPS around them): otherwise gcc will not evaluate both sides of a
  * select, and only AVX-512 (masked lanes) vectorizes them; AVX2 and SSE2 loops stay scalar and
  * branchy, 10-40x slower. Results, NaN and inf included, do not change: only the floating-point
- * exception flags, which nothing reads. Reductions that may be reordered say so with
+ * exception flags, which nothing reads. Every extension is also built without errno semantics
+ * (setup.py's -fno-math-errno; gcc ignores it in an optimize pragma): a sqrt that may set errno
+ * stays a scalar call, and nothing reads errno either. Reductions that may be reordered say so with
  * FNN_SIMD_REDUCTION(...) (an OpenMP simd reduction) where they sum.
  */
 #ifndef FASTNN_SIMD_H

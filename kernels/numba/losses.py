@@ -1,16 +1,17 @@
-"""Numba classification losses: rows in parallel (one row per helper call), per-row losses summed
-serially in float64."""
+"""Numba classification losses: rows in parallel (one row per helper call); the per-row losses are
+summed serially in float64 afterwards, so the loss does not depend on the thread count.
+
+Signatures follow the contract (fastnn/_ops.Plan): inputs, the gradient to fill, parameters,
+n_threads (the dispatcher sets Numba's thread count to it); each returns the loss.
+"""
 import numpy as np
 from numba import njit, prange
 
+from ._common import FASTMATH_SUMS, PARALLEL, SERIAL
 from ._math import _exp
 
-_OPTS = dict(parallel=True, cache=True, nogil=True)
 
-
-# reassoc lets the sum vectorize (no nnan/ninf: NaN and inf still propagate). Kept apart from the
-# exp, whose range reduction must not be reassociated.
-@njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+@njit(**dict(SERIAL, fastmath=FASTMATH_SUMS))  # reassoc lets the sum vectorize; kept apart from the exp
 def _sum(a):
     total = 0.0
     for j in range(a.size):
@@ -18,7 +19,7 @@ def _sum(a):
     return total
 
 
-@njit(cache=True, nogil=True)
+@njit(**SERIAL)
 def _row_max(a):
     """max(a) over 16 independent lanes, which vectorize (a.max() ran one compare at a time: half of
     softmax_cross_entropy's time). NaN is skipped here; it still reaches the loss through exp."""
@@ -37,7 +38,7 @@ def _row_max(a):
     return top
 
 
-@njit(cache=True, nogil=True)
+@njit(**SERIAL)
 def _softmax_cross_entropy_row(logits, label, scale, dlogits):
     """Writes scale * d(loss)/d(logits) of one row; returns its loss."""
     top = _row_max(logits)  # shifted by the max: stable for huge logits
@@ -51,7 +52,7 @@ def _softmax_cross_entropy_row(logits, label, scale, dlogits):
     return np.log(total) - (logits[label] - top)
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _softmax_cross_entropy(logits, labels, dlogits):
     n = logits.shape[0]
     row_loss = np.empty(n)
@@ -60,13 +61,14 @@ def _softmax_cross_entropy(logits, labels, dlogits):
     return row_loss.sum() / n
 
 
-def softmax_cross_entropy(logits, labels):
-    dlogits = np.empty_like(logits)
-    return float(_softmax_cross_entropy(logits, labels, dlogits)), dlogits
+def softmax_cross_entropy(logits, labels, dlogits, n_threads):
+    return float(_softmax_cross_entropy(logits, labels, dlogits))
 
 
-@njit(cache=True, nogil=True)
+@njit(**SERIAL)
 def _hinge_row(scores, label, margin, scale, dscores):
+    """Writes scale * d(loss)/d(scores) of one row; returns its loss. A NaN margin is no violation
+    (m > 0 is false), as in torch's multi_margin_loss."""
     correct = scores[label]
     total = 0.0
     violated = 0
@@ -82,7 +84,7 @@ def _hinge_row(scores, label, margin, scale, dscores):
     return total
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _hinge_loss(scores, labels, margin, dscores):
     n = scores.shape[0]
     row_loss = np.empty(n)
@@ -91,6 +93,5 @@ def _hinge_loss(scores, labels, margin, dscores):
     return row_loss.sum() / n
 
 
-def hinge_loss(scores, labels, margin):
-    dscores = np.empty_like(scores)
-    return float(_hinge_loss(scores, labels, scores.dtype.type(margin), dscores)), dscores
+def hinge_loss(scores, labels, dscores, margin, n_threads):
+    return float(_hinge_loss(scores, labels, scores.dtype.type(margin), dscores))

@@ -1,32 +1,19 @@
 """Numba optimizer steps: one fused parallel pass over param, grad and state, all in place.
 
-Hyperparameters arrive as scalars of the arrays' dtype, so float32 math stays float32 (and SIMD
-wide); Adam's bias corrections are folded into two scalars once per step.
+Signatures follow the contract (fastnn/_ops.Plan): param, grad, state buffers (updated in place),
+hyperparameters, n_threads (the dispatcher sets Numba's thread count to it). Hyperparameters are
+cast to the arrays' dtype, so float32 math stays float32 (and SIMD wide); Adam's bias corrections
+are folded into two scalars once per step.
 """
-import numba
+import math
+
 import numpy as np
 from numba import njit, prange
 
-# Below this many elements one thread finishes the pass sooner than a thread pool wakes up.
-PARALLEL_MIN = 1 << 16
-
-_OPTS = dict(parallel=True, cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+from ._common import PARALLEL
 
 
-def _launch(kernel, *args):
-    """Run kernel(*args) (first argument: the param array), on one thread when it is small."""
-    if args[0].size >= PARALLEL_MIN or numba.get_num_threads() == 1:
-        kernel(*args)
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(previous)
-
-
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _sgd(p, g, lr, weight_decay):
     for i in prange(p.size):
         d = g[i]
@@ -35,7 +22,7 @@ def _sgd(p, g, lr, weight_decay):
         p[i] -= lr * d
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _sgd_momentum(p, g, b, lr, momentum, nesterov, weight_decay):
     for i in prange(p.size):
         d = g[i]
@@ -46,17 +33,16 @@ def _sgd_momentum(p, g, b, lr, momentum, nesterov, weight_decay):
         p[i] -= lr * (d + momentum * v if nesterov else v)
 
 
-def sgd_step(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay):
+def sgd_step(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay, n_threads):
     t = param.dtype.type
     if momentum:
-        _launch(_sgd_momentum, param.reshape(-1), grad.reshape(-1), momentum_buffer.reshape(-1),
-                      t(lr), t(momentum), nesterov, t(weight_decay))
+        _sgd_momentum(param.reshape(-1), grad.reshape(-1), momentum_buffer.reshape(-1), t(lr), t(momentum),
+                      nesterov, t(weight_decay))
     else:
-        _launch(_sgd, param.reshape(-1), grad.reshape(-1), t(lr), t(weight_decay))
-    return param
+        _sgd(param.reshape(-1), grad.reshape(-1), t(lr), t(weight_decay))
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _adagrad(p, g, s, lr, eps):
     for i in prange(p.size):
         d = g[i]
@@ -65,13 +51,12 @@ def _adagrad(p, g, s, lr, eps):
         p[i] -= lr * (d / (np.sqrt(v) + eps))
 
 
-def adagrad_step(param, grad, sum_sq, lr, eps):
+def adagrad_step(param, grad, sum_sq, lr, eps, n_threads):
     t = param.dtype.type
-    _launch(_adagrad, param.reshape(-1), grad.reshape(-1), sum_sq.reshape(-1), t(lr), t(eps))
-    return param
+    _adagrad(param.reshape(-1), grad.reshape(-1), sum_sq.reshape(-1), t(lr), t(eps))
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _rmsprop(p, g, s, lr, alpha, one_minus_alpha, eps):
     for i in prange(p.size):
         d = g[i]
@@ -80,14 +65,12 @@ def _rmsprop(p, g, s, lr, alpha, one_minus_alpha, eps):
         p[i] -= lr * (d / (np.sqrt(v) + eps))
 
 
-def rmsprop_step(param, grad, square_avg, lr, alpha, eps):
+def rmsprop_step(param, grad, square_avg, lr, alpha, eps, n_threads):
     t = param.dtype.type
-    _launch(_rmsprop, param.reshape(-1), grad.reshape(-1), square_avg.reshape(-1),
-            t(lr), t(alpha), t(1 - alpha), t(eps))
-    return param
+    _rmsprop(param.reshape(-1), grad.reshape(-1), square_avg.reshape(-1), t(lr), t(alpha), t(1 - alpha), t(eps))
 
 
-@njit(**_OPTS)
+@njit(**PARALLEL)
 def _adam(p, g, m, v, step_size, inv_bc2_sqrt, w1, beta2, w2, eps, weight_decay):
     for i in prange(p.size):
         d = g[i]
@@ -100,10 +83,20 @@ def _adam(p, g, m, v, step_size, inv_bc2_sqrt, w1, beta2, w2, eps, weight_decay)
         p[i] -= step_size * (mi / (np.sqrt(vi) * inv_bc2_sqrt + eps))
 
 
-def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+_LARGEST = {np.float32: float(np.finfo(np.float32).max), np.float64: float(np.finfo(np.float64).max)}
+
+
+def _cast(t, x):
+    """x in dtype t, +-inf beyond its range (the reference's weak-scalar cast) without NumPy's
+    "overflow encountered in cast" warning."""
+    return t(x) if abs(x) <= _LARGEST[t] else t(math.copysign(math.inf, x))
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, n_threads):
+    """The step size lr / (1 - beta1**step) may exceed param's dtype (a huge lr, beta1 near 1): it
+    is then inf, as in the reference; every other hyperparameter fits (the meta function checks)."""
     t = param.dtype.type
     step_size = lr / (1 - beta1 ** step)
     inv_bc2_sqrt = 1 / (1 - beta2 ** step) ** 0.5
-    _launch(_adam, param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
-          t(step_size), t(inv_bc2_sqrt), t(1 - beta1), t(beta2), t(1 - beta2), t(eps), t(weight_decay))
-    return param
+    _adam(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1), _cast(t, step_size),
+          t(inv_bc2_sqrt), t(1 - beta1), t(beta2), t(1 - beta2), t(eps), t(weight_decay))
