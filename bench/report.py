@@ -25,7 +25,7 @@ LEGEND = [
     "x = speedup of the best compiled backend. rate and % of peak: the best compiled backend's. Memory-bound",
     "rows: GB/s of minimum traffic (inputs read once, outputs written once) against the memory roof measured",
     "at the workload's working set (the faster of a copy and an in-place update of that many bytes: cache or",
-    "DRAM as the benchmark runs it). Others: GFLOP/s against the measured sgemm peak. e = effective: 3x3",
+    "DRAM as the benchmark runs it). Others: GFLOP/s against the measured compute peak (the fastest sgemm or FMA loop). e = effective: 3x3",
     "stride-1 convolutions are counted at direct-convolution flops, of which Winograd executes up to 4x",
     "(numba) or 2.25x (cython) fewer, so an 'e' % may pass 100% by that much. # = above the roof (100%, or",
     "Winograd's saving for 'e'): a bug in the report, listed at the end. MiB: peak extra resident memory of",
@@ -47,14 +47,14 @@ def group_results(benchmarks):
 def rate_of(workload, seconds, backend, roof=None):
     """(rate, unit, fraction of peak or None, roof size in bytes or None, ceiling) of `backend`
     running `workload` in `seconds`: GB/s against the memory roof at its working set, or GFLOP/s
-    against the sgemm peak. The ceiling is the highest fraction that is not a bug: 1, or for an
+    against the compute peak. The ceiling is the highest fraction that is not a bug: 1, or for an
     effective rate the multiplies Winograd saves on that backend."""
     peak = size = None
     if workload.kind == "gemm":
         rate = workload.flops / seconds / 1e9
         unit = "eff. GFLOP/s" if workload.effective else "GFLOP/s"
         if roof:
-            peak = rate / roof["sgemm_gflops"]
+            peak = rate / roof["compute_gflops"]
     else:
         rate, unit = workload.bytes / seconds / 1e9, "GB/s"
         if roof:
@@ -215,7 +215,7 @@ def over_roof_lines(cells_by_group, roof):
         if c["unit"] == "GB/s":
             wall = f"memory roof at {c['roof_size'] >> 20} MiB, {memory_roof(roof, c['roof_size'])[0]:.1f} GB/s"
         else:
-            wall = f"sgemm {roof['sgemm_gflops']:.0f} GFLOP/s"
+            wall = f"compute peak {roof['compute_gflops']:.0f} GFLOP/s"
         lines.append(f"  {name}: {100 * c['peak']:.0f}% of {wall} ({c['rate_backend']}: {c['rate']:.1f} {c['unit']}; "
                      f"allowed {100 * c['ceiling']:.0f}%)")
     return lines

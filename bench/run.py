@@ -3,7 +3,7 @@ workload's peak memory, print the report.
 
     cd bench && python run.py [--quick] [-k EXPR] [--threads N] [--passes N] [--no-memory] [-- pytest args]
 
-Steps: the roofline (sgemm peak; memory bandwidth at working sets from 1 to 256 MiB: cache to DRAM);
+Steps: the roofline (compute peak: sgemms and an FMA loop; memory bandwidth at working sets from 1 to 256 MiB: cache to DRAM);
 the timing pass (pytest on test_bench_ops.py with pytest-benchmark's options, --benchmark-max-time
 0.4 s per test, at least 3 rounds; anything after `--` is appended, so e.g. `-- --benchmark-min-rounds=10`
 or `-- --benchmark-autosave` work as in any pytest-benchmark run); the memory pass (one fresh
@@ -75,8 +75,8 @@ def header(threads):
                          f"{lib.get('architecture', '?')}, {lib['num_threads']} threads ({Path(lib['filepath']).parent.name})")
     if os.environ.get("OPENBLAS_CORETYPE"):
         lines.append(f"WARNING: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set: OpenBLAS uses that "
-                     "CPU's kernels (on this machine about half its sgemm peak); NumPy's GEMMs, the sgemm "
-                     "roofline and any fastnn kernel calling BLAS are measured under it")
+                     "CPU's kernels (on an AVX-512 machine about half its peak); NumPy's GEMMs, the sgemm "
+                     "figures of the roofline and any fastnn kernel calling BLAS are measured under it")
     if os.environ.get("OPENBLAS_L2_SIZE"):
         lines.append(f"note: OPENBLAS_L2_SIZE={os.environ['OPENBLAS_L2_SIZE']} is set (OpenBLAS blocking)")
     if hasattr(os, "getloadavg"):

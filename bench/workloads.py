@@ -41,7 +41,7 @@ class Workload:
     stateful: Callable = None  # inp -> zero-argument function (optim, nn classes), instead of run
     flops: float = 0.0
     bytes: float = 0.0  # minimum traffic: each input read once, each output written once
-    kind: str = "memory"  # roofline: "memory" (copy bandwidth at `working_set`) or "gemm" (sgemm peak)
+    kind: str = "memory"  # roofline: "memory" (copy bandwidth at `working_set`) or "gemm" (compute peak)
     tol: tuple = ELEMENTWISE_TOL  # allclose (rtol, atol); atol is scaled by max |reference|
     contenders: tuple = ("numpy", "numba", "cython", "torch")
     auto: bool = True  # informs run.py's AUTO table suggestion

@@ -309,9 +309,7 @@ def meta(op):
 
 def call(op, *args, out=None, **params):
     """Run `op` on the current backend; write its (first) output into `out` if given."""
-    if op in META:
-        return _run(op, META[op](*args, **params), out)
-    return _call_legacy(op, *args, out=out, **params)
+    return _run(op, META[op](*args, **params), out)
 
 
 _KERNELS = {}  # (backend, op) -> (kernel, its module's <op>_workspace or None): looked up once
@@ -365,51 +363,3 @@ def _run_compiled(op, plan, fn, workspace, backend, outputs):
         with _threads.numba_threads(n_threads):
             return fn(*plan.args, *outputs, *plan.params, n_threads)
     return fn(*plan.args, *outputs, *plan.params, n_threads)
-
-
-def _call_legacy(op, *args, out=None, **params):
-    """Run `op` on the current backend with fastnn's thread policy; write into `out` if given.
-
-    The numpy reference takes no `out` (it is the plain oracle): its result is copied into `out`.
-    """
-    backend = resolve(op)
-    fn = kernel(op, backend)
-    if fn is None:
-        raise NotImplementedError(f"{op}: the {backend} backend does not implement it (see fastnn.missing_kernels())")
-    if out is not None and backend != "numpy" and out.flags.c_contiguous and _kernel_may_write(op, out, args):
-        params["out"] = out
-    if backend == "numba":
-        with _threads.numba_threads():
-            result = fn(*args, **params)
-    else:
-        result = fn(*args, **params)
-    if backend == "numpy":  # NumPy ufuncs turn 0-d arrays into scalars; fastnn returns arrays
-        result = _arrays(result)
-    if out is not None:  # `out` is the (first) array output
-        first = result[0] if isinstance(result, tuple) else result
-        if first is not out:
-            np.copyto(out, first)
-            result = (out,) + result[1:] if isinstance(result, tuple) else out
-    return result
-
-
-def _same_view(a, b):
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.shape == b.shape
-            and a.strides == b.strides and a.dtype == b.dtype)
-
-
-def _kernel_may_write(op, out, args):
-    """Whether the kernel may write straight into `out`: it overlaps no input, or is exactly an input
-    of an elementwise op (in place, as NumPy's ufuncs). Any other overlap is computed into a fresh
-    array and then copied, so the result is right whatever the overlap."""
-    for a in args:
-        if isinstance(a, np.ndarray) and np.may_share_memory(out, a):
-            if not (FAMILY_OF[op] == "activations" and _same_view(out, a)):
-                return False
-    return True
-
-
-def _arrays(result):
-    if isinstance(result, tuple):
-        return tuple(_arrays(r) for r in result)
-    return np.asarray(result) if isinstance(result, np.generic) else result

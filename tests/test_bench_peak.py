@@ -42,7 +42,7 @@ def _best_seconds(fn, calls):
 
 
 def test_roof_lookup_takes_the_working_set_own_size():
-    roof = {"sgemm_gflops": 100.0, "copy_gbytes": {str(1 << 20): 80.0, str(4 << 20): 60.0, str(64 << 20): 20.0},
+    roof = {"compute_gflops": 100.0, "copy_gbytes": {str(1 << 20): 80.0, str(4 << 20): 60.0, str(64 << 20): 20.0},
             "memory_gbytes": {str(1 << 20): 90.0, str(4 << 20): 50.0, str(64 << 20): 55.0}}
     assert roofline.memory_roof(roof, 3 << 20) == (90.0, 1 << 20)  # the largest measured size below
     assert roofline.memory_roof(roof, 8 << 20) == (55.0, 4 << 20)  # never below what a larger set reached
@@ -51,7 +51,7 @@ def test_roof_lookup_takes_the_working_set_own_size():
 
 
 def test_report_flags_a_figure_above_the_roof():
-    roof = {"sgemm_gflops": 100.0, "copy_gbytes": {str(1 << 20): 10.0}, "memory_gbytes": {str(1 << 20): 10.0}}
+    roof = {"compute_gflops": 100.0, "copy_gbytes": {str(1 << 20): 10.0}, "memory_gbytes": {str(1 << 20): 10.0}}
     relu = next(w for w in workloads.WORKLOADS if w.group.startswith("relu fwd "))
     conv = next(w for w in workloads.WORKLOADS if w.effective and w.kind == "gemm")
     fast = {"numba": {"stats": {"min": relu.bytes / 20e9}, "extra_info": {"correct": True}}}
@@ -85,6 +85,6 @@ def test_no_figure_above_peak(workload, roof):
                 # re-measure before failing: another process may have competed with the roof or the kernel
                 roof = roofline.best_of(roof, roofline.measure(fastnn.get_num_threads(), quick=True))
                 calls *= 3
-            where = f"memory roof at {size >> 20} MiB" if size is not None else "sgemm peak"
+            where = f"memory roof at {size >> 20} MiB" if size is not None else "compute peak"
             assert peak <= 1.0, (f"{workload.group} [{backend}]: {100 * peak:.0f}% of the {where} ({unit}, "
                                  f"{seconds * 1e3:.3f} ms): its traffic, flops or working set do not describe what runs")
