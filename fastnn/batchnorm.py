@@ -166,13 +166,32 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
 
 def batch_norm_relu(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5,
                     *, out=None):
-    """relu(batch_norm(...)) in one pass; the parameters, returns and notes are batch_norm's (y relu'd)."""
+    """relu(batch_norm(...)) in one pass: batch_norm's arguments, returns and notes, with y relu'd.
+
+    Parameters
+    ----------
+    x, gamma, beta, running_mean, running_var, training, momentum, eps, out
+        As `batch_norm` (fastnn's order: not torch.nn.functional.batch_norm's).
+
+    Returns
+    -------
+    (y, save_mean, save_invstd), as batch_norm, with y = max(y, 0).
+    """
     return call("batch_norm_relu", x, gamma, beta, running_mean, running_var, training, momentum, eps, out=out)
 
 
 def batch_norm_relu_backward(dy, y, x, gamma, save_mean, save_invstd, training=True):
     """Gradients of batch_norm_relu from its output y: batch_norm_backward of dy where y > 0 (0 where
     y <= 0: relu's derivative at 0 is 0, as PyTorch's).
+
+    Parameters
+    ----------
+    dy : ndarray
+        The gradient of the loss with respect to y.
+    y : ndarray
+        batch_norm_relu's output.
+    x, gamma, save_mean, save_invstd, training
+        As `batch_norm_backward`.
 
     Returns
     -------

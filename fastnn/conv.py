@@ -126,5 +126,16 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *, inpu
 
 
 def conv2d_relu(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, out=None):
-    """relu(conv2d(...)) in one pass (forward only; NaN stays NaN). Parameters as conv2d."""
+    """relu(conv2d(...)) in one pass (forward only; NaN stays NaN).
+
+    Parameters
+    ----------
+    x, w, b, stride, padding, dilation, groups, out
+        As `conv2d`.
+
+    Returns
+    -------
+    ndarray
+        max(conv2d(x, w, b, ...), 0), (N, F, H_out, W_out).
+    """
     return call("conv2d_relu", x, w, b, stride, padding, dilation, groups, out=out)

@@ -208,13 +208,33 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=
 
 class Optimizer:
     """Base: `step(params, grads)` updates each params[key] in place from grads[key]; the state
-    (buffers, step counts) is kept per key in `self.state` and created on a key's first step."""
+    (buffers, step counts) is kept per key in `self.state` and created on a key's first step.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (>= 0).
+    """
 
     def __init__(self, lr):
         self.lr = real(type(self).__name__, "lr", lr, minimum=0.0)
         self.state = {}
 
     def step(self, params, grads):
+        """Update every ``params[key]`` in place from ``grads[key]`` (fused kernels, one call per key).
+
+        Parameters
+        ----------
+        params, grads : dict of str to ndarray
+            The same keys; each gradient has its parameter's shape and dtype. A model's
+            ``params``/``grads`` (fastnn.nn) fit as they are.
+
+        Raises
+        ------
+        ValueError
+            When the keys differ (naming the missing and extra ones); the step functions' own
+            errors (e.g. `sgd_step`'s) for a gradient that does not match its parameter.
+        """
         if set(params) != set(grads):
             raise ValueError(
                 f"{type(self).__name__}.step: params and grads must have the same keys; "
@@ -234,7 +254,19 @@ class Optimizer:
 
 class SGD(Optimizer):
     """torch.optim.SGD (dampening 0): b = m*b + g (b = g on the first step);
-    p -= lr * (g + m*b if nesterov else b); weight decay adds wd*p to g."""
+    p -= lr * (g + m*b if nesterov else b); weight decay adds wd*p to g.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    momentum : float, default 0
+        b's decay; 0 is plain SGD.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0).
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    """
 
     def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(lr)
@@ -252,7 +284,15 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """torch.optim.Adagrad (no lr decay): s += g*g; p -= lr * g / (sqrt(s) + eps)."""
+    """torch.optim.Adagrad (no lr decay): s += g*g; p -= lr * g / (sqrt(s) + eps).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    eps : float, default 1e-10
+        Added to sqrt(s).
+    """
 
     def __init__(self, lr, eps=1e-10):
         super().__init__(lr)
@@ -267,7 +307,17 @@ class AdaGrad(Optimizer):
 
 class RMSProp(Optimizer):
     """torch.optim.RMSprop (no momentum, not centred): s = alpha*s + (1-alpha)*g*g;
-    p -= lr * g / (sqrt(s) + eps)."""
+    p -= lr * g / (sqrt(s) + eps).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    alpha : float, default 0.99
+        The decay of the squared-gradient average (in [0, 1]).
+    eps : float, default 1e-8
+        Added to sqrt(s).
+    """
 
     def __init__(self, lr, alpha=0.99, eps=1e-8):
         super().__init__(lr)
@@ -282,7 +332,19 @@ class RMSProp(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam (L2 weight decay added to g, bias-corrected, eps after the sqrt)."""
+    """torch.optim.Adam (L2 weight decay added to g, bias-corrected, eps after the sqrt).
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        The learning rate.
+    betas : (float, float), default (0.9, 0.999)
+        Decays of the first and second moment averages (each in [0, 1)).
+    eps : float, default 1e-8
+        Added to the square root of the second moment.
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    """
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(lr)

@@ -31,28 +31,6 @@ PUBLIC_MODULES = [
 ]
 NEEDS = {"fastnn.torch": "torch", "fastnn.distributed": "mpi4py"}  # optional extras
 
-# Public callables of the six families whose modules are being rewritten (fastnn/conv.py, pool.py,
-# batchnorm.py, linear.py, losses.py, optim.py): the rewrites bring their numpydoc docstrings, so the
-# check skips these names (and their methods) for now. The lead removes this set (and its one use in
-# _problems) after merging the rewrites.
-REWRITE_IN_PROGRESS = {
-    # conv
-    "fastnn.conv2d", "fastnn.conv2d_backward", "fastnn.conv2d_relu",
-    # pool
-    "fastnn.max_pool2d", "fastnn.max_pool2d_backward", "fastnn.avg_pool2d", "fastnn.avg_pool2d_backward",
-    # batchnorm
-    "fastnn.batch_norm", "fastnn.batch_norm_backward", "fastnn.batch_norm_relu", "fastnn.batch_norm_relu_backward",
-    # linear
-    "fastnn.linear", "fastnn.linear_backward",
-    # losses
-    "fastnn.softmax_cross_entropy", "fastnn.hinge_loss",
-    # optim
-    "fastnn.sgd_step", "fastnn.adagrad_step", "fastnn.rmsprop_step", "fastnn.adam_step",
-    "fastnn.optim.sgd_step", "fastnn.optim.adagrad_step", "fastnn.optim.rmsprop_step", "fastnn.optim.adam_step",
-    "fastnn.optim.Optimizer", "fastnn.optim.SGD", "fastnn.optim.AdaGrad", "fastnn.optim.RMSProp",
-    "fastnn.optim.Adam",
-}
-
 
 def _import(name):
     if name in NEEDS:
@@ -118,8 +96,6 @@ def _problems(module_name):
     problems = []
     for name, obj in sorted(public_callables(module).items()):
         qualified = f"{module_name}.{name}"
-        if qualified in REWRITE_IN_PROGRESS:
-            continue
         doc = inspect.getdoc(obj)
         if not doc:
             problems.append(f"{qualified}: no docstring")
@@ -139,13 +115,6 @@ def _problems(module_name):
 def test_public_callables_are_documented(module_name):
     problems = _problems(module_name)
     assert not problems, "\n".join(problems)
-
-
-def test_rewrite_in_progress_names_exist():
-    """The set names real functions (a typo would silently exempt nothing)."""
-    for qualified in REWRITE_IN_PROGRESS:
-        module_name, name = qualified.rsplit(".", 1)
-        assert name in public_callables(_import(module_name)), qualified
 
 
 def _run(code, timeout=600):
