@@ -39,6 +39,114 @@ def _reference(op, *args, **kwargs):
         return _public(op)(*args, **kwargs)
 
 
+def _activation_cases(op, base, backward, randn, dtype):
+    x4, x2, dy4 = randn(2, 4, 5, 5), randn(3, 4), randn(2, 4, 5, 5)
+    if base == "prelu":
+        weights = (randn(4), np.asarray(0.25, dtype))
+        return [((dy4, x4, a) if backward else (x4, a), {}) for a in weights]
+    if base == "maxout":
+        if backward:
+            return [((randn(2, 2, 5, 5), x4, 2), {"axis": 1}), ((randn(3, 2), x2, 2), {"axis": 1})]
+        return [((x4, 2), {"axis": 1}), ((x2, 2), {"axis": 1})]
+    kwargs = {"leaky_relu": {"negative_slope": 0.1}, "elu": {"alpha": 1.0}}.get(base, {})
+    return [((dy4, x4) if backward else (x4,), kwargs)]
+
+
+def _linear_cases(op, base, backward, randn, dtype):
+    x2, w, b = randn(3, 4), randn(4, 3), randn(3)
+    if backward:
+        # dx or not (None compiles apart), and the empty sums (N = 0)
+        return [((randn(3, 3), x2, w), {}), ((randn(2, 3), randn(2, 2, 2), w), {}),
+                ((randn(3, 3), x2, w), {"input_grad": False}), ((randn(0, 3), randn(0, 4), w), {}),
+                ((randn(0, 3), randn(0, 4), w), {"input_grad": False})]
+    # bias or None, (N, ...) inputs, no input features (an empty sum)
+    return [((x2, w, b), {}), ((x2, w), {}), ((randn(2, 2, 2), w, b), {}), ((randn(3, 0), randn(0, 3), b), {})]
+
+
+def _loss_cases(op, base, backward, randn, dtype):
+    labels = np.array([0, 4, 1], dtype=np.int64)
+    return [((randn(3, 5), labels), {}), ((randn(3, 5), labels.astype(np.int32)), {})]
+
+
+# (x shape, w shape, params): 3x3 same (too few channels for Winograd: im2col), 1x1, strided 7x7,
+# dilated grouped, and a 3x3 layer Winograd takes (>= 4 channels, >= 96 output tiles; Numba's
+# `_winograd_fits`), whose kernels compile apart from im2col's.
+_CONV_CONFIGS = [((2, 3, 6, 6), (4, 3, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
+                 ((2, 4, 5, 5), (6, 4, 1, 1), dict(stride=1, padding=0, dilation=1, groups=1)),
+                 ((2, 3, 9, 9), (4, 3, 7, 7), dict(stride=2, padding=3, dilation=1, groups=1)),
+                 ((2, 4, 7, 7), (4, 2, 3, 3), dict(stride=1, padding=1, dilation=2, groups=2)),
+                 ((2, 4, 28, 28), (4, 4, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1))]
+
+
+def _conv_cases(op, base, backward, randn, dtype):
+    cases = []
+    for x_shape, w_shape, params in _CONV_CONFIGS:
+        x, w = randn(*x_shape), randn(*w_shape)
+        if backward:
+            ho = _conv_out(x_shape[2], w_shape[2], params["stride"], params["padding"], params["dilation"])
+            wo = _conv_out(x_shape[3], w_shape[3], params["stride"], params["padding"], params["dilation"])
+            cases.append(((randn(x_shape[0], w_shape[0], ho, wo), x, w), params))
+            cases.append(((randn(x_shape[0], w_shape[0], ho, wo), x, w), {**params, "input_grad": False}))
+        else:
+            cases += [((x, w, randn(w_shape[0])), params), ((x, w, None), params)]
+    return cases
+
+
+def _pool_cases(op, base, backward, randn, dtype):
+    x = randn(2, 3, 6, 6)
+    cases = []
+    # the 2x2 stride-2 and 3x3 stride-2 kernels, and the general one
+    for params in (dict(kernel_size=2, stride=2, padding=0), dict(kernel_size=3, stride=2, padding=1),
+                   dict(kernel_size=3, stride=1, padding=1)):
+        if backward:
+            k, s, p = params["kernel_size"], params["stride"], params["padding"]
+            ho = _conv_out(6, k, s, p, 1)
+            cases.append(((randn(2, 3, ho, ho), x), params))
+        else:
+            cases.append(((x,), params))
+    return cases
+
+
+def _batchnorm_cases(op, base, backward, randn, dtype):
+    cases = []
+    for x in (randn(2, 4, 5, 5), randn(3, 4)):
+        channels = x.shape[1]
+        gamma, beta = randn(channels), randn(channels)
+        running = (np.zeros(channels, dtype), np.ones(channels, dtype))
+        variants = [((x, gamma, beta), dict(training=True)),
+                    ((x, gamma, beta, *running), dict(training=True)),
+                    ((x, gamma, beta, *running), dict(training=False)),
+                    ((x, None, None), dict(training=True))]
+        if not backward:
+            cases += variants
+            continue
+        for (args, kwargs) in variants:
+            fwd_args = (args[0], args[1], args[2], *[r.copy() for r in args[3:]])
+            y, mean, invstd = _reference(base, *fwd_args, **kwargs)
+            saved = (x, args[1], mean, invstd)
+            dy = randn(*x.shape)
+            cases.append(((dy, y, *saved) if base == "batch_norm_relu" else (dy, *saved), kwargs))
+    return cases
+
+
+def _optim_cases(op, base, backward, randn, dtype):
+    p, g = randn(10), randn(10)
+
+    def state():
+        return np.zeros(10, dtype)
+    return {
+        "sgd_step": [((p.copy(), g, None), dict(lr=0.1)),
+                     ((p.copy(), g, state()), dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01))],
+        "adagrad_step": [((p.copy(), g, state()), dict(lr=0.1))],
+        "rmsprop_step": [((p.copy(), g, state()), dict(lr=0.1))],
+        "adam_step": [((p.copy(), g, state(), state(), 1), dict(lr=0.1, weight_decay=0.01))],
+    }[op]
+
+
+_FAMILY_CASES = {"activations": _activation_cases, "linear": _linear_cases, "losses": _loss_cases,
+                 "conv": _conv_cases, "pool": _pool_cases, "batchnorm": _batchnorm_cases, "optim": _optim_cases}
+
+
 def _cases(op, dtype):
     """[(args, kwargs)] of tiny valid calls of `op` covering its separately compiled variants."""
     rng = np.random.default_rng(0)
@@ -46,99 +154,10 @@ def _cases(op, dtype):
     def randn(*shape):
         return rng.standard_normal(shape).astype(dtype)
 
-    x4, x2 = randn(2, 4, 5, 5), randn(3, 4)
-    dy4 = randn(2, 4, 5, 5)
-    base = op.removesuffix("_backward")
-    backward = op.endswith("_backward")
     family = _ops.FAMILY_OF[op]
-
-    if family == "activations":
-        if base == "prelu":
-            weights = (randn(4), np.asarray(0.25, dtype))
-            return [((dy4, x4, a) if backward else (x4, a), {}) for a in weights]
-        if base == "maxout":
-            if backward:
-                return [((randn(2, 2, 5, 5), x4, 2), {"axis": 1}), ((randn(3, 2), x2, 2), {"axis": 1})]
-            return [((x4, 2), {"axis": 1}), ((x2, 2), {"axis": 1})]
-        kwargs = {"leaky_relu": {"negative_slope": 0.1}, "elu": {"alpha": 1.0}}.get(base, {})
-        return [((dy4, x4) if backward else (x4,), kwargs)]
-
-    if family == "linear":
-        w, b = randn(4, 3), randn(3)
-        if backward:
-            # dx or not (None compiles apart), and the empty sums (N = 0)
-            return [((randn(3, 3), x2, w), {}), ((randn(2, 3), randn(2, 2, 2), w), {}),
-                    ((randn(3, 3), x2, w), {"input_grad": False}), ((randn(0, 3), randn(0, 4), w), {})]
-        # bias or None, (N, ...) inputs, no input features (an empty sum)
-        return [((x2, w, b), {}), ((x2, w), {}), ((randn(2, 2, 2), w, b), {}), ((randn(3, 0), randn(0, 3), b), {})]
-
-    if family == "losses":
-        labels = np.array([0, 4, 1], dtype=np.int64)
-        return [((randn(3, 5), labels), {}), ((randn(3, 5), labels.astype(np.int32)), {})]
-
-    if family == "conv":
-        # (x shape, w shape, params): 3x3 same, 1x1, strided 7x7, dilated grouped
-        configs = [((2, 3, 6, 6), (4, 3, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
-                   ((2, 4, 5, 5), (6, 4, 1, 1), dict(stride=1, padding=0, dilation=1, groups=1)),
-                   ((2, 3, 9, 9), (4, 3, 7, 7), dict(stride=2, padding=3, dilation=1, groups=1)),
-                   ((2, 4, 7, 7), (4, 2, 3, 3), dict(stride=1, padding=1, dilation=2, groups=2))]
-        cases = []
-        for x_shape, w_shape, params in configs:
-            x, w = randn(*x_shape), randn(*w_shape)
-            if backward:
-                ho = _conv_out(x_shape[2], w_shape[2], params["stride"], params["padding"], params["dilation"])
-                wo = _conv_out(x_shape[3], w_shape[3], params["stride"], params["padding"], params["dilation"])
-                cases.append(((randn(x_shape[0], w_shape[0], ho, wo), x, w), params))
-            else:
-                cases += [((x, w, randn(w_shape[0])), params), ((x, w, None), params)]
-        return cases
-
-    if family == "pool":
-        x = randn(2, 3, 6, 6)
-        cases = []
-        for params in (dict(kernel_size=2, stride=2, padding=0), dict(kernel_size=3, stride=2, padding=1)):
-            if backward:
-                k, s, p = params["kernel_size"], params["stride"], params["padding"]
-                ho = _conv_out(6, k, s, p, 1)
-                cases.append(((randn(2, 3, ho, ho), x), params))
-            else:
-                cases.append(((x,), params))
-        return cases
-
-    if family == "batchnorm":
-        cases = []
-        for x in (x4, x2):
-            channels = x.shape[1]
-            gamma, beta = randn(channels), randn(channels)
-            running = (np.zeros(channels, dtype), np.ones(channels, dtype))
-            variants = [((x, gamma, beta), dict(training=True)),
-                        ((x, gamma, beta, *running), dict(training=True)),
-                        ((x, gamma, beta, *running), dict(training=False)),
-                        ((x, None, None), dict(training=True))]
-            if not backward:
-                cases += variants
-                continue
-            for (args, kwargs) in variants:
-                fwd_args = (args[0], args[1], args[2], *[r.copy() for r in args[3:]])
-                y, mean, invstd = _reference(base, *fwd_args, **kwargs)
-                dy = randn(*x.shape)
-                saved = (x, args[1], mean, invstd)
-                cases.append(((dy, y, *saved) if base == "batch_norm_relu" else (dy, *saved), kwargs))
-        return cases
-
-    if family == "optim":
-        p, g = randn(10), randn(10)
-
-        def state():
-            return np.zeros(10, dtype)
-        return {
-            "sgd_step": [((p.copy(), g, None), dict(lr=0.1)),
-                         ((p.copy(), g, state()), dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01))],
-            "adagrad_step": [((p.copy(), g, state()), dict(lr=0.1))],
-            "rmsprop_step": [((p.copy(), g, state()), dict(lr=0.1))],
-            "adam_step": [((p.copy(), g, state(), state(), 1), dict(lr=0.1, weight_decay=0.01))],
-        }[op]
-    raise KeyError(f"warmup has no inputs for {op} (family {family}): add them to fastnn/warmup.py")
+    if family not in _FAMILY_CASES:
+        raise KeyError(f"warmup has no inputs for {op} (family {family}): add them to fastnn/warmup.py")
+    return _FAMILY_CASES[family](op, op.removesuffix("_backward"), op.endswith("_backward"), randn, dtype)
 
 
 def _compile(ops):
