@@ -16,8 +16,10 @@ pytest.importorskip("pytest_benchmark")
 
 
 def _pytest_bench(*args, env=None):
-    cmd = [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *args]
-    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True,
+    # from bench/, as `make bench` runs: at the repository root the source tree (no compiled kernels)
+    # would shadow the installed fastnn
+    cmd = [sys.executable, "-m", "pytest", ".", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *args]
+    done = subprocess.run(cmd, cwd=ROOT / "bench", env=dict(os.environ, **(env or {})), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout

@@ -55,7 +55,7 @@ static inline double fnn_bn_keep_double(double a, double y, int masked)
  * rounding error stays ~FNN_BN_RUN_ROWS ulps of the run's magnitude. */
 #define FNN_BN_RUN_ROWS 32
 
-#define FNN_DEFINE_BN_LOOPS(T, SFX)                                                          \
+#define FNN_DEFINE_BN_SUMS(T, SFX)                                                           \
 FNN_CLONES static void fnn_bn_sums_run_##SFX(                                                \
     const T *restrict a, T ac, const T *restrict x, T xc, const T *restrict y,                    \
     int masked, ptrdiff_t n, double *s1, double *s2)                                               \
@@ -103,7 +103,9 @@ FNN_CLONES static void fnn_bn_sums_cols_##SFX(                                  
             s2[i] += t2[i];                                                                        \
         }                                                                                          \
     }                                                                                              \
-}                                                                                                  \
+}
+
+#define FNN_DEFINE_BN_APPLY(T, SFX)                                                                \
 FNN_CLONES static void fnn_bn_apply_run_##SFX(                                               \
     const T *restrict a, const T *restrict x, const T *restrict y, int masked, T p, T k, T q,     \
     T r, int relu, ptrdiff_t n, T *restrict out)                                                   \
@@ -148,7 +150,9 @@ FNN_CLONES static void fnn_bn_apply_cols_##SFX(                                 
     }                                                                                              \
 }
 
-FNN_DEFINE_BN_LOOPS(float, f)
-FNN_DEFINE_BN_LOOPS(double, d)
+FNN_DEFINE_BN_SUMS(float, f)
+FNN_DEFINE_BN_SUMS(double, d)
+FNN_DEFINE_BN_APPLY(float, f)
+FNN_DEFINE_BN_APPLY(double, d)
 
 #endif

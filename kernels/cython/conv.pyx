@@ -165,8 +165,8 @@ cdef extern from "conv_direct.h" nogil:
 
 cdef bint _direct_pays(const Geometry* g) noexcept nogil:
     """Few channels, kernels of 7x7 and up, rows of >= 32 outputs (the register block's width).
-    Measured (/work/notes/conv_cython_rules.py direct), float32 forward, 1 thread, CPU time,
-    direct / im2col + GEMM (N, C->F, H, k, s):
+    Measured side by side (both paths of this module timed in one process; the probe script was not
+    kept), float32 forward, 1 thread, CPU time, direct / im2col + GEMM (N, C->F, H, k, s):
     (32, 3->32, 32, 7, 1) 0.55, (16, 3->64, 64, 7, 2) 0.67; 3x3 is marginal: (32, 3->64, 32) 0.91,
     (32, 4->64, 32) 0.98, (32, 6->64, 32) 0.96, (32, 8->64, 32) 1.14; narrow rows lose: (32, 1->32,
     28, 5, 1) 1.35, (32, 3->64, 32, 5, 2) 1.23, (8, 3->64, 112, 3, 2) 1.10.
@@ -376,8 +376,8 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
 
 cdef int _wino_block(int channels) noexcept nogil:
     """Tiles per block (a multiple of 16, 64 to 512): a block's transformed tiles, 16 * channels * TB
-    values, stay near 1 MiB in float32 (L2 is 2 MiB). Measured (/work/notes/conv_cython_rules.py
-    block, before its floor of 64 was set), 1 thread, ms fwd+bwd for budgets
+    values, stay near 1 MiB in float32 (L2 is 2 MiB). Measured side by side (a probe script not kept;
+    before the floor of 64 was set), 1 thread, ms fwd+bwd for budgets
     2^14/2^15/2^16 values per transform position: 64->64 on 32x32 34.1/35.9/39.3, 128->128 on 16x16
     30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32 costs ~3% against 64-128)."""
     cdef int tb = (1 << 14) // channels // 16 * 16
