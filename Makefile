@@ -23,7 +23,8 @@ $(INSTALLED): $(BIN)/python $(SOURCES) constraints.txt
 # Numba compiles each kernel on one core: warm the on-disk cache in $(JOBS) processes first.
 test: $(INSTALLED)
 	cd tests && ../$(BIN)/python -m fastnn.warmup --jobs $(JOBS)
-	cd tests && ../$(BIN)/python -m pytest -q
+	cd tests && ../$(BIN)/python -m pytest -q -n $(JOBS) -m "not serial"
+	cd tests && ../$(BIN)/python -m pytest -q -m serial
 
 # Run from bench/ or tests/, never the repo root, where the source folder would shadow the install.
 bench: $(INSTALLED)

@@ -17,6 +17,8 @@ import pytest
 
 import fastnn
 
+pytestmark = pytest.mark.serial  # timing-sensitive: run alone (pyproject.toml's markers)
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 harness = pytest.importorskip("harness")  # bench/ (not installed with the package)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.serial  # timing-sensitive: run alone (pyproject.toml's markers)
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOAD = "relu-fwd-32x64x32x32"  # relu forward on 8 MiB: one 8 MiB output
 
@@ -19,7 +21,8 @@ def _pytest_bench(*args, env=None):
     # from bench/, as `make bench` runs: at the repository root the source tree (no compiled kernels)
     # would shadow the installed fastnn
     cmd = [sys.executable, "-m", "pytest", ".", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *args]
-    done = subprocess.run(cmd, cwd=ROOT / "bench", env=dict(os.environ, **(env or {})), capture_output=True, text=True,
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # not an xdist worker's
+    done = subprocess.run(cmd, cwd=ROOT / "bench", env=dict(inherited, **(env or {})), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout

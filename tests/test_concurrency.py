@@ -14,6 +14,8 @@ import fastnn
 from conftest import COMPILED
 from opinfo import OPS, check_op
 
+pytestmark = pytest.mark.serial  # timing-sensitive: run alone (pyproject.toml's markers)
+
 TIMEOUT = 120  # a child that hangs fails the test instead of the suite
 
 
@@ -199,6 +201,7 @@ def test_threadpool_limits_and_set_num_threads():
     code = """
 import numba, numpy as np, fastnn
 from threadpoolctl import threadpool_limits
+
 def numba_count():
     with fastnn.use_backend("numba"):
         fastnn.relu(np.ones(4))

@@ -336,6 +336,7 @@ def _longest_pause_during(call):
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("family", sorted(FAMILY_CALLS))
+@pytest.mark.serial  # measures the main thread's gaps during a call: other processes would widen them
 def test_kernels_release_the_gil(family, backend, threads):
     """A call holding the GIL pauses the other thread for all of it, every time; one that releases it, for
     a scheduler slice at most (several ms on a loaded 2-core machine): the best of 10 tries is compared."""

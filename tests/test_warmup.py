@@ -10,7 +10,8 @@ import pytest
 
 import fastnn
 
-pytestmark = pytest.mark.skipif("numba" not in fastnn.available_backends(), reason="numba is not installed")
+pytestmark = [pytest.mark.skipif("numba" not in fastnn.available_backends(), reason="numba is not installed"),
+              pytest.mark.serial]  # times first calls: run alone
 
 HERE = Path(__file__).resolve().parent
 
