@@ -351,15 +351,25 @@ def _run(op, plan, out):
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
+def _writeable(args):
+    """Numba types a read-only array apart (`readonly array`) and compiles every kernel again for each
+    mix of read-only inputs: a read-only input is copied instead, so the signatures warmup compiles
+    serve every call (in-place arguments are writeable: the meta functions check it)."""
+    if all(not isinstance(a, np.ndarray) or a.flags.writeable for a in args):
+        return args
+    return tuple(a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a for a in args)
+
+
 def _run_compiled(op, plan, fn, workspace, backend, outputs):
     n_threads = _grain.threads(op, plan.work, backend)
+    args = _writeable(plan.args) if backend == "numba" else plan.args
     if workspace is not None:
-        scratch = _workspace.scratch(workspace(*plan.args, *outputs, *plan.params, n_threads), plan.dtype)
+        scratch = _workspace.scratch(workspace(*args, *outputs, *plan.params, n_threads), plan.dtype)
         if backend == "numba":
             with _threads.numba_threads(n_threads):
-                return fn(*plan.args, *outputs, *plan.params, n_threads, workspace=scratch)
-        return fn(*plan.args, *outputs, *plan.params, n_threads, workspace=scratch)
+                return fn(*args, *outputs, *plan.params, n_threads, workspace=scratch)
+        return fn(*args, *outputs, *plan.params, n_threads, workspace=scratch)
     if backend == "numba":
         with _threads.numba_threads(n_threads):
-            return fn(*plan.args, *outputs, *plan.params, n_threads)
-    return fn(*plan.args, *outputs, *plan.params, n_threads)
+            return fn(*args, *outputs, *plan.params, n_threads)
+    return fn(*args, *outputs, *plan.params, n_threads)

@@ -32,8 +32,11 @@ def samples(op, dtype):
     return opinfo.OPS[op].samples(np.random.default_rng(0), dtype)
 
 
-def call(op, sample):
+def call(op, sample, read_only=False):
     args = [a.copy() if isinstance(a, np.ndarray) else a for a in sample.args]  # in-place updates
+    for i, a in enumerate(args):
+        if read_only and isinstance(a, np.ndarray) and i not in opinfo.OPS[op].in_place:
+            a.flags.writeable = False
     try:
         warmup._public(op)(*args, **sample.kwargs)
     except (ValueError, TypeError, NotImplementedError):  # samples of errors
@@ -67,6 +70,7 @@ with fastnn.use_backend("numba"):
         for dtype in (np.float32, np.float64):
             for sample in samples(op, dtype):
                 call(op, sample)
+                call(op, sample, read_only=True)  # Numba types read-only arrays apart
 after = signatures()
 new = {k: sorted(after[k] - before.get(k, set())) for k in after if after[k] - before.get(k, set())}
 print("RESULT", json.dumps({"first": first, "new": new}))
