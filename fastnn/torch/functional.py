@@ -189,12 +189,7 @@ class _InplaceActivationFn(torch.autograd.Function):
         ctx.save_for_backward(x)
         return x
 
-    @staticmethod
-    def backward(ctx, dy):
-        (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return ctx.act.torch_backward(dy, y, *ctx.args), None, None
-        return _tensor(_pointwise(ctx.act.backward, y, dy, y, args=ctx.args)), None, None
+    backward = _ActivationFn.backward  # the saved tensor is the output, which the backward takes
 
 
 def _activation(act, x, args=(), inplace=False):
