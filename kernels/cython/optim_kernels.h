@@ -11,7 +11,7 @@
 
 FNN_BEGIN_LOOPS
 
-#define FNN_DEFINE_OPTIM(T, SFX, SQRT)                                                             \
+#define FNN_DEFINE_SGD(T, SFX)                                                                     \
 FNN_CLONES static void fnn_sgd_##SFX(T *restrict p, const T *restrict g, ptrdiff_t n, T lr, T wd)  \
 {                                                                                                  \
     ptrdiff_t i;                                                                                   \
@@ -42,7 +42,9 @@ FNN_CLONES static void fnn_sgd_momentum_##SFX(T *restrict p, const T *restrict g
             p[i] -= lr * v;                                                                        \
         }                                                                                          \
     }                                                                                              \
-}                                                                                                  \
+}
+
+#define FNN_DEFINE_ADAPTIVE(T, SFX, SQRT)                                                          \
 FNN_CLONES static void fnn_adagrad_##SFX(T *restrict p, const T *restrict g, T *restrict s,       \
                                          ptrdiff_t n, T lr, T eps)                                 \
 {                                                                                                  \
@@ -78,8 +80,10 @@ FNN_CLONES static void fnn_adam_##SFX(T *restrict p, const T *restrict g, T *res
     }                                                                                              \
 }
 
-FNN_DEFINE_OPTIM(float, f, sqrtf)
-FNN_DEFINE_OPTIM(double, d, sqrt)
+FNN_DEFINE_SGD(float, f)
+FNN_DEFINE_SGD(double, d)
+FNN_DEFINE_ADAPTIVE(float, f, sqrtf)
+FNN_DEFINE_ADAPTIVE(double, d, sqrt)
 
 FNN_END_LOOPS
 
