@@ -14,6 +14,8 @@ per-thread partials, merged after the loop by `_merge`.
   so inf and NaN reach exactly the outputs whose window holds them, as with PyTorch's direct/GEMM
   algorithms (the transforms would spread them over whole tiles).
 """
+import math
+
 import numpy as np
 from numba import njit, prange, uintp
 
@@ -165,15 +167,15 @@ def _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw):
 
 
 @njit(**PARALLEL)
-def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, chunks, block):
+def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, block, cols, part):
     """x (N, C, H, W); w (G, Fg, Kg); b (F,); y (N, G, Fg, P). One chunk of images per thread; the
-    columns in blocks of `block` output pixels (all P in one block unless it is huge)."""
+    columns in blocks of `block` output pixels (all P in one block unless it is huge). Scratch per
+    thread (_gemm_scratch): cols (T, G*Kg*block), part (T, Fg*block) for a block's y_g."""
     n_img = x.shape[0]
+    chunks = cols.shape[0]
     groups, fg, kg = w.shape
     ho_wo = y.shape[3]
     cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw)
-    cols = np.empty((chunks, groups * kg * block if not pointwise else 0), x.dtype)
-    part = np.empty((chunks, fg * block if block < ho_wo else 0), x.dtype)  # a block's y_g, then copied
     for t in prange(chunks):
         n_lo, n_hi = chunk(t, chunks, n_img)
         for n in range(n_lo, n_hi):
@@ -207,19 +209,16 @@ def _gemm_forward(x, w, b, y, kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, chunks, 
 
 
 @njit(**PARALLEL)
-def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, wo, input_grad, block):
+def _gemm_backward(dy, x, w, dx, dw_part, db_part, kh, kw, sh, sw, ph, pw, dh, dw, wo, input_grad, block,
+                   cols, dcols, part, tmp):
     """dy (N, G, Fg, P); w (G, Fg, Kg); dx (N, C, H, W), written if input_grad; dw_part (T, G, Fg, Kg);
-    db_part (T, F). Columns in blocks of `block` output pixels, as _gemm_forward."""
+    db_part (T, F). Columns in blocks of `block` output pixels, as _gemm_forward; scratch per thread
+    (_gemm_scratch): cols and dcols (T, G*Kg*block), part (T, Fg*block), tmp (T, Fg, Kg)."""
     n_img = x.shape[0]
     chunks = dw_part.shape[0]
     groups, fg, kg = w.shape
     ho_wo = dy.shape[3]
     cg, ho, wo, pointwise = _gemm_geometry(x, w, ho_wo, wo, kh, kw, sh, sw, ph, pw)
-    width = groups * kg * block if not pointwise else 0
-    cols = np.empty((chunks, width), x.dtype)
-    dcols = np.empty((chunks, width if input_grad else 0), x.dtype)
-    part = np.empty((chunks, fg * block if block < ho_wo else 0), x.dtype)  # a block of dy_g, contiguous
-    tmp = np.empty((chunks, fg, kg), x.dtype)
     for t in prange(chunks):
         dw_part[t] = 0
         db_part[t] = 0
@@ -437,21 +436,17 @@ def _input_tiles(x, v, strip, rows, s0, ns, th, tw, tb, ph, pw):
 
 
 @njit(**PARALLEL)
-def _wino_forward(x, u, b, y, ph, pw, relu, strips_per_block, chunks, bad):
+def _wino_forward(x, u, b, y, ph, pw, relu, strips_per_block, bad, v, m, strip, rows, out6, out4):
     """y = conv2d(x, w) + b (relu'd if asked) from u = the transformed w; bad[t] > 0 flags a
-    non-finite output of thread t (the caller then recomputes on the GEMM path)."""
+    non-finite output of thread t (the caller then recomputes on the GEMM path). Scratch per thread
+    t: v[t], m[t], strip[t], rows[t], out6[t], out4[t] (shapes: _wino_scratch)."""
     n_img, c_in = x.shape[:2]
     f_out, ho, wo = y.shape[1:]
+    chunks = v.shape[0]
     th, tw = (ho + 3) // 4, (wo + 3) // 4
     tb = strips_per_block * tw
-    width = 4 * tw + 2
-    v = np.zeros((chunks, 36, c_in * tb + _PAD), x.dtype)  # zeros: a partial block's unused columns stay finite
-    m = np.empty((chunks, 36, f_out * tb + _PAD), x.dtype)
-    strip = np.empty((chunks, 6, width), x.dtype)
-    rows = np.empty((chunks, 6, width), x.dtype)
-    out6 = np.empty((chunks, 6, 4 * tw), x.dtype)
-    out4 = np.empty((chunks, 4, 4 * tw), x.dtype)
     for t in prange(chunks):
+        v[t] = 0  # a partial block's unused columns must stay finite
         check = 0.0
         n_lo, n_hi = chunk(t, chunks, n_img)
         s_lo, s_hi = n_lo * th, n_hi * th
@@ -586,22 +581,18 @@ def _images_finite(a, n_lo, n_hi):
 
 
 @njit(**PARALLEL)
-def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad):
-    """dx, per-thread partials of dU (36, F, C) and db; bad[t] > 0 flags a non-finite dx."""
+def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad, v, m, strip, rows, grad6,
+                   grad4, tmp):
+    """dx, per-thread partials of dU (36, F, C) and db; bad[t] > 0 flags a non-finite dx. Scratch
+    per thread t as _wino_forward's (grad6, grad4 in place of out6, out4), and tmp[t] (F, C)."""
     n_img, c_in = x.shape[:2]
     f_out, ho, wo = dy.shape[1:]
     chunks = du_part.shape[0]
     th, tw = (ho + 3) // 4, (wo + 3) // 4
     tb = strips_per_block * tw
-    width = 4 * tw + 2
-    v = np.zeros((chunks, 36, c_in * tb + _PAD), x.dtype)
-    m = np.zeros((chunks, 36, f_out * tb + _PAD), x.dtype)
-    tmp = np.empty((chunks, f_out, c_in), x.dtype)
-    strip = np.empty((chunks, 6, width), x.dtype)
-    rows = np.empty((chunks, 6, width), x.dtype)
-    grad4 = np.empty((chunks, 4, 4 * tw), x.dtype)
-    grad6 = np.empty((chunks, 6, 4 * tw), x.dtype)
     for t in prange(chunks):
+        v[t] = 0
+        m[t] = 0
         du_part[t] = 0
         db_part[t] = 0
         n_lo, n_hi = chunk(t, chunks, n_img)
@@ -661,24 +652,75 @@ def _strips_per_block(x, tw):
     return max(1, tiles // tw)
 
 
-def _winograd_forward(x, w, bias, y, ph, pw, relu, chunks):
+def _carve(workspace, shapes):
+    """Consecutive C-contiguous arrays of these shapes, cut from the dispatcher's workspace."""
+    arrays, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        arrays.append(workspace[start:start + size].reshape(shape))
+        start += size
+    return arrays
+
+
+def _elements(shapes):
+    return sum(math.prod(shape) for shape in shapes)
+
+
+def _wino_shapes(x, f_out, wo, chunks, backward):
+    """The Winograd path's scratch: u (36, F, C), then per thread v, m, strip, rows and the two
+    output-transform rows (_wino_forward); the backward adds tmp and the partials of dU and db."""
+    c_in, tw = x.shape[1], (wo + 3) // 4
+    tb, width = _strips_per_block(x, tw) * tw, 4 * tw + 2
+    shapes = [(36, f_out, c_in), (chunks, 36, c_in * tb + _PAD), (chunks, 36, f_out * tb + _PAD),
+              (chunks, 6, width), (chunks, 6, width), (chunks, 6, 4 * tw), (chunks, 4, 4 * tw)]
+    if backward:
+        shapes += [(chunks, f_out, c_in), (chunks, 36, f_out, c_in), (chunks, f_out)]
+    return shapes
+
+
+def _gemm_shapes(x, w, ho_wo, kh_kw_s_p, groups, chunks, backward, input_grad):
+    """The im2col path's scratch per thread (_gemm_forward / _gemm_backward: cols, [dcols,] part
+    [, tmp, dw_part, db_part]); kh_kw_s_p = (kh, kw, sh, sw, ph, pw)."""
+    f, fg, kg = w.shape[0], w.shape[0] // groups, w.shape[1] * w.shape[2] * w.shape[3]
+    block = _block(x, w, ho_wo)
+    width = 0 if kh_kw_s_p == (1, 1, 1, 1, 0, 0) else groups * kg * block
+    part = (chunks, fg * block if block < ho_wo else 0)
+    if not backward:
+        return [(chunks, width), part]
+    return [(chunks, width), (chunks, width if input_grad else 0), part, (chunks, fg, kg),
+            (chunks, groups, fg, kg), (chunks, f)]
+
+
+def _scratch_elements(x, w, y_shape, sh, sw, ph, pw, dh, dw, groups, n_threads, backward, input_grad):
+    """Workspace elements of a call: the larger of its paths' (the GEMM path reuses the Winograd
+    path's workspace when non-finite outputs send a call there)."""
+    n, f, ho, wo = y_shape
+    chunks = max(1, min(n_threads, n))
+    gemm = _elements(_gemm_shapes(x, w, ho * wo, tuple(w.shape[2:]) + (sh, sw, ph, pw), groups, chunks,
+                                  backward, input_grad))
+    if not _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
+        return gemm
+    return max(gemm, _elements(_wino_shapes(x, f, wo, chunks, backward)))
+
+
+def _winograd_forward(x, w, bias, y, ph, pw, relu, chunks, workspace):
     """y by Winograd; False when an output is not finite (y is then to be recomputed)."""
-    u = np.empty((36, w.shape[0], x.shape[1]), x.dtype)
+    u, v, m, strip, rows, out6, out4 = _carve(workspace, _wino_shapes(x, w.shape[0], y.shape[3], chunks, False))
     _wino_weights(w, u)
     bad = np.zeros(chunks, np.int64)
-    _wino_forward(x, u, bias, y, ph, pw, relu, _strips_per_block(x, (y.shape[3] + 3) // 4), chunks, bad)
+    _wino_forward(x, u, bias, y, ph, pw, relu, _strips_per_block(x, (y.shape[3] + 3) // 4), bad,
+                  v, m, strip, rows, out6, out4)
     return not bad.any()
 
 
-def _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks):
+def _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks, workspace):
     """dx, dw, db by Winograd; False when one of them is not finite (to be recomputed)."""
-    f = w.shape[0]
-    u = np.empty((36, f, x.shape[1]), x.dtype)
+    u, v, m, strip, rows, grad6, grad4, tmp, du_part, db_part = _carve(
+        workspace, _wino_shapes(x, w.shape[0], dy.shape[3], chunks, True))
     _wino_weights(w, u)
-    du_part = np.empty((chunks,) + u.shape, x.dtype)
-    db_part = np.empty((chunks, f), x.dtype)
     bad = np.zeros(chunks, np.int64)
-    _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, _strips_per_block(x, (dy.shape[3] + 3) // 4), bad)
+    _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, _strips_per_block(x, (dy.shape[3] + 3) // 4), bad,
+                   v, m, strip, rows, grad6, grad4, tmp)
     du = u  # u is no longer needed: it receives the merged dU
     _merge(du_part.reshape(chunks, -1), du.reshape(-1))
     _wino_weight_grad(du, dw)
@@ -705,7 +747,7 @@ def _block(x, w, ho_wo):
     return max(1, min(ho_wo, COL_BLOCK_BYTES // (x.shape[1] * w.shape[2] * w.shape[3] * x.itemsize)))
 
 
-def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu):
+def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu, workspace):
     n, f, ho, wo = y.shape
     if n == 0:
         return
@@ -713,22 +755,34 @@ def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu):
     bias = np.zeros(f, x.dtype) if b is None else b
     chunks = max(1, min(n_threads, n))
     if _winograd_fits(x, w, y.shape, sh, sw, dh, dw, groups) and _winograd_forward(x, w, bias, y, ph, pw, relu,
-                                                                                 chunks):
+                                                                                 chunks, workspace):
         return
     _check_blas_sizes(x, w, ho * wo)
+    cols, part = _carve(workspace, _gemm_shapes(x, w, ho * wo, (kh, kw, sh, sw, ph, pw), groups, chunks, False, False))
     _gemm_forward(x, w.reshape(groups, f // groups, -1), bias, y.reshape(n, groups, f // groups, ho * wo),
-                  kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, chunks, _block(x, w, ho * wo))
+                  kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, _block(x, w, ho * wo), cols, part)
 
 
-def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
-    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, False)
+def conv2d_workspace(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
+    return _scratch_elements(x, w, y.shape, sh, sw, ph, pw, dh, dw, groups, n_threads, False, False)
 
 
-def conv2d_relu(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads):
-    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, True)
+conv2d_relu_workspace = conv2d_workspace
 
 
-def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, input_grad, n_threads):
+def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, workspace):
+    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, False, workspace)
+
+
+def conv2d_relu(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, workspace):
+    _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, True, workspace)
+
+
+def conv2d_backward_workspace(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, input_grad, n_threads):
+    return _scratch_elements(x, w, dy.shape, sh, sw, ph, pw, dil_h, dil_w, groups, n_threads, True, input_grad)
+
+
+def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, input_grad, n_threads, workspace):
     """dx None (input_grad False) is skipped by the im2col path; Winograd computes it anyway."""
     n, f, ho, wo = dy.shape
     kh, kw = w.shape[2:]
@@ -741,13 +795,13 @@ def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, 
         return
     chunks = max(1, min(n_threads, n))
     if (_winograd_fits(x, w, dy.shape, sh, sw, dil_h, dil_w, groups)
-            and _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks)):
+            and _winograd_backward(dy, x, w, dx, dw, db, ph, pw, chunks, workspace)):
         return
     _check_blas_sizes(x, w, ho * wo)
     w3 = w.reshape(groups, f // groups, -1)
-    dw_part = np.empty((chunks,) + w3.shape, x.dtype)
-    db_part = np.empty((chunks, f), x.dtype)
+    cols, dcols, part, tmp, dw_part, db_part = _carve(
+        workspace, _gemm_shapes(x, w, ho * wo, (kh, kw, sh, sw, ph, pw), groups, chunks, True, input_grad))
     _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
-                   kh, kw, sh, sw, ph, pw, dil_h, dil_w, wo, input_grad, _block(x, w, ho * wo))
+                   kh, kw, sh, sw, ph, pw, dil_h, dil_w, wo, input_grad, _block(x, w, ho * wo), cols, dcols, part, tmp)
     _merge(dw_part.reshape(chunks, -1), dw.reshape(-1))
     _merge(db_part, db)
