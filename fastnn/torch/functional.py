@@ -6,7 +6,7 @@ zero-copy NumPy views (`Tensor.numpy()`, any strides: fastnn copies to contiguou
 to), its results come back through `torch.from_numpy`, and a `torch.autograd.Function` per op runs
 fastnn's backward kernels. Everything else runs torch's own function, so a valid torch call never
 fails and never gives another answer: other devices, dtypes, layouts and tensor subclasses,
-autocast, tracing, torch.compile, torch function/dispatch modes, forward-mode AD, empty tensors,
+autocast, tracing, torch.compile, torch function/dispatch modes, forward-mode AD,
 options fastnn lacks (see each function), and any argument fastnn rejects (torch then raises its
 own error for an invalid call). Double backward (`create_graph=True`) differentiates torch's own
 backward formulas, recomputing the forward with torch where needed.
@@ -52,12 +52,13 @@ def _eager():
 
 
 def _fast(x, *others):
-    """fastnn can take these tensors: plain strided CPU tensors, float32 or float64, one dtype, x not
-    empty. None entries (optional arguments) pass."""
+    """fastnn can take these tensors: plain strided CPU tensors, float32 or float64, one dtype (empty
+    ones too: an empty shape fastnn rejects goes to torch, like any argument it rejects). None
+    entries (optional arguments) pass."""
     if not _eager():
         return False
     dtype = x.dtype
-    if dtype not in _FLOATS or x.numel() == 0:
+    if dtype not in _FLOATS:
         return False
     for t in (x, *others):
         if t is None:
