@@ -312,6 +312,12 @@ def call(op, *args, out=None, **params):
     return _run(op, META[op](*args, **params), out)
 
 
+def run(op, plan):
+    """Run `op` as planned by a caller that made the Plan itself, its meta function's checks done
+    once for many calls (Optimizer.step over a model's tensors)."""
+    return _run(op, plan, None)
+
+
 _KERNELS = {}  # (backend, op) -> (kernel, its module's <op>_workspace or None): looked up once
 
 

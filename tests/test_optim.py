@@ -145,6 +145,50 @@ def test_step_updates_params_in_place_and_keeps_state_per_key(backend):
     np.testing.assert_allclose(start["b"] - params["b"], 0.1, rtol=1e-6)
 
 
+STEP_FUNCTIONS = {  # class, its kwargs, the per-tensor step, the state keys in the step's order
+    "SGD": (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01), optim.sgd_step,
+            ("momentum_buffer",), dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    "AdaGrad": (optim.AdaGrad, dict(lr=0.1), optim.adagrad_step, ("sum",), dict(lr=0.1)),
+    "RMSProp": (optim.RMSProp, dict(lr=0.01, alpha=0.9), optim.rmsprop_step, ("square_avg",),
+                dict(lr=0.01, alpha=0.9)),
+    "Adam": (optim.Adam, dict(lr=0.01, weight_decay=0.1), optim.adam_step, ("exp_avg", "exp_avg_sq"),
+             dict(lr=0.01, weight_decay=0.1)),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", STEP_FUNCTIONS)
+def test_step_of_many_tensors_is_the_per_tensor_step(name, backend):
+    """Optimizer.step checks the hyperparameters once per dtype and then runs the other plain
+    tensors without the per-tensor checks: the same kernels, so the same bits as one call each;
+    mixed dtypes, a non-contiguous param and a grad of another dtype take the checked path."""
+    cls, kwargs, step_fn, state_keys, fn_kwargs = STEP_FUNCTIONS[name]
+    rng = np.random.default_rng(3)
+    params = {f"p{i}": rng.standard_normal(s).astype(d) for i, (s, d) in enumerate(
+        [((3, 4), np.float32), ((70000,), np.float32), ((5,), np.float64), ((2, 3), np.float64), ((9,), np.float32)])}
+    params["strided"] = rng.standard_normal((6, 8)).astype(np.float32)[:, ::2]
+    grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()}
+    expected = {k: v.copy() for k, v in params.items()}
+    states = {k: [np.zeros_like(v) for _ in state_keys] for k, v in params.items()}
+    opt = cls(**kwargs)
+    with fastnn.use_backend(backend):
+        for step in (1, 2, 3):
+            opt.step(params, grads)
+            for k in expected:
+                extra = (step,) if name == "Adam" else ()
+                step_fn(expected[k], grads[k], *states[k], *extra, **fn_kwargs)
+    for k in params:
+        assert np.array_equal(params[k], expected[k]), k
+        for key, state in zip(state_keys, states[k]):
+            assert np.array_equal(opt.state[k][key], state), (k, key)
+    opt.lr = -1.0  # a hyperparameter changed between steps is checked again
+    with pytest.raises(ValueError, match="lr"):
+        opt.step(params, grads)
+    wrong = dict(grads, p1=grads["p1"].astype(np.float64))
+    with pytest.raises(TypeError, match="grad"):
+        cls(**kwargs).step(params, wrong)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_noncontiguous_param_and_state_are_updated(backend):
     rng = np.random.default_rng(2)
