@@ -797,9 +797,32 @@ TORCH_ADAPTER_WORKLOADS = [
 ]
 
 
+# --- issue 15: PyTorch's option space (GELU's tanh form) -------------------------
+
+def _gelu_tanh_workload():
+    """GELU's tanh form fwd+bwd on ACT_SHAPE: torch's F.gelu(approximate="tanh") and its aten backward."""
+    def run(F, inp):
+        x = inp["x"]
+        return F.gelu(x, approximate="tanh"), F.gelu_backward(inp["dy"], x, approximate="tanh")
+
+    def torch_fn(T, inp):
+        x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
+
+        def step():
+            return (T.nn.functional.gelu(x, approximate="tanh"),
+                    _aten(T).gelu_backward(dy, x, approximate="tanh"))
+        return step
+
+    return Workload(f"gelu tanh fwd+bwd {_shape_name(ACT_SHAPE)}", ("gelu", "gelu_backward"), _act_inputs, run,
+                    torch_fn, flops=30 * ACT_N, bytes=4 * ACT_N * F32)
+
+
+ISSUE15_WORKLOADS = [_gelu_tanh_workload()]
+
+
 # --- the list: add new workloads at its end (append only) ----------------------------------------------
 
 WORKLOADS = (ACTIVATION_WORKLOADS + CONV_WORKLOADS + POOL_WORKLOADS + BN_WORKLOADS + LINEAR_WORKLOADS
              + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS + CONV_GRID_WORKLOADS + POOL_GRID_WORKLOADS
              + BN_GRID_WORKLOADS + ACTIVATION_GRID_WORKLOADS + OPTIM_GRID_WORKLOADS + RESNET_WORKLOADS
-             + TORCH_ADAPTER_WORKLOADS)
+             + TORCH_ADAPTER_WORKLOADS + ISSUE15_WORKLOADS)

@@ -251,10 +251,21 @@ class Tanh(_Elementwise):
 
 
 class GELU(_Elementwise):
-    """Exact (erf) GELU layer, ``x * Phi(x)`` (torch.nn.GELU's default; `fastnn.gelu`).
+    """GELU layer, ``x * Phi(x)`` (torch.nn.GELU; `fastnn.gelu`): the exact erf form, or torch's
+    tanh approximation with ``approximate="tanh"``.
 
     Input (any shape), output and dx have one shape and dtype. `forward` and `backward` are
     `Module`'s.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        As torch.nn.GELU's.
+
+    Raises
+    ------
+    ValueError
+        `approximate` is neither "none" nor "tanh".
 
     Examples
     --------
@@ -262,13 +273,24 @@ class GELU(_Elementwise):
     >>> layer = nn.GELU()
     >>> y = layer.forward(np.array([-1.0, 0.5]))
     >>> dx = layer.backward(np.ones(2))
+    >>> nn.GELU(approximate="tanh")
+    GELU(approximate='tanh')
     """
 
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
     def _f(self, x, out):
-        return gelu(x, out=out)
+        return gelu(x, self.approximate, out=out)
 
     def _df(self, dy, x, out):
-        return gelu_backward(dy, x, out=out)
+        return gelu_backward(dy, x, self.approximate, out=out)
+
+    def __repr__(self):
+        return f"GELU(approximate={self.approximate!r})"
 
 
 class SiLU(_Elementwise):

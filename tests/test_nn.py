@@ -221,3 +221,12 @@ def test_residual_block_gradients_and_keys():
     assert not body[1].training and not body[4].training
     with pytest.raises(ValueError, match="Residual: body maps x of shape"):
         nn.Residual(nn.Conv2d(c, 2 * c, 1, dtype=np.float64)).forward(x)
+
+
+def test_gelu_layer_tanh_form():
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    layer = nn.GELU(approximate="tanh")
+    np.testing.assert_array_equal(layer.forward(x), fastnn.gelu(x, approximate="tanh"))
+    np.testing.assert_array_equal(layer.backward(dy), fastnn.gelu_backward(dy, x, approximate="tanh"))
+    assert repr(layer) == "GELU(approximate='tanh')" and repr(nn.GELU()) == "GELU(approximate='none')"

@@ -183,10 +183,12 @@ GRAD_CASES = {
     "cross_entropy non-contiguous": _cross_entropy_case(layout=_strided),
 }
 for _name, _params in (("relu", {}), ("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 0.7}),
-                       ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("silu", {})):
-    GRAD_CASES[_name] = _activation_case(_name, (3, 4, 5), **_params)
-    GRAD_CASES[f"{_name} channels_last"] = _activation_case(_name, (2, 3, 4, 5), layout=_channels_last, **_params)
-    GRAD_CASES[f"{_name} non-contiguous"] = _activation_case(_name, (3, 4, 5), layout=_strided, **_params)
+                       ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("gelu tanh", {"approximate": "tanh"}),
+                       ("silu", {})):
+    _op = _name.split()[0]
+    GRAD_CASES[_name] = _activation_case(_op, (3, 4, 5), **_params)
+    GRAD_CASES[f"{_name} channels_last"] = _activation_case(_op, (2, 3, 4, 5), layout=_channels_last, **_params)
+    GRAD_CASES[f"{_name} non-contiguous"] = _activation_case(_op, (3, 4, 5), layout=_strided, **_params)
 
 
 @pytest.mark.parametrize("case", GRAD_CASES, ids=list(GRAD_CASES))
@@ -199,7 +201,7 @@ def test_gradcheck(case):
 
 DOUBLE_BACKWARD = ["conv2d stride2 pad(1,2) dilation(2,1)", "linear 3-d input no bias", "batch_norm train 4-d",
                    "batch_norm eval 3-d", "max_pool2d k3 s2 p1", "avg_pool2d k3 s2 p1", "cross_entropy", "relu",
-                   "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu"]
+                   "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu tanh", "silu"]
 
 
 @pytest.mark.parametrize("case", DOUBLE_BACKWARD)
@@ -234,6 +236,8 @@ FLOAT32_CASES = {
     "max_pool2d": (lambda x: ft.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1), [(4, 8, 9, 9)]),
     "avg_pool2d": (lambda x: ft.avg_pool2d(x, 2), lambda x: F.avg_pool2d(x, 2), [(4, 8, 9, 9)]),
     "gelu": (ft.gelu, F.gelu, [(4, 8, 9, 9)]),
+    "gelu tanh": (lambda x: ft.gelu(x, approximate="tanh"), lambda x: F.gelu(x, approximate="tanh"),
+                  [(4, 8, 9, 9)]),
     "tanh": (ft.tanh, torch.tanh, [(4, 8, 9, 9)]),
 }
 
@@ -365,7 +369,6 @@ FALLBACKS = {
     "avg_pool2d count_include_pad=False": lambda f: f.avg_pool2d(_x(2, 3, 7, 7), 3, 2, 1, count_include_pad=False),
     "avg_pool2d divisor_override": lambda f: f.avg_pool2d(_x(2, 3, 6, 6), 2, divisor_override=3),
     "max_pool2d float16": lambda f: f.max_pool2d(_x(2, 3, 6, 6, dtype=torch.float16), 2),
-    "gelu tanh": lambda f: f.gelu(_x(3, 4), approximate="tanh"),
     "relu float16": lambda f: f.relu(_x(3, 4, dtype=torch.float16)),
     "sigmoid bfloat16": lambda f: f.sigmoid(_x(3, 4, dtype=torch.bfloat16)),
     "relu int": lambda f: f.relu(torch.arange(-3, 3)),
@@ -441,6 +444,11 @@ def test_invalid_calls_raise_torch_errors():
         ft.batch_norm(_x(1, 3), None, None, training=True)
     with pytest.raises(RuntimeError):
         ft.max_pool2d(x, 2, padding=2)  # torch: padding at most half the kernel
+    with pytest.raises(RuntimeError) as ours:
+        ft.gelu(x, approximate="tan")
+    with pytest.raises(RuntimeError) as theirs:
+        F.gelu(x, approximate="tan")
+    assert str(ours.value) == str(theirs.value)
 
 
 # --- modules ----------------------------------------------------------------------------------------
@@ -456,6 +464,7 @@ MODULES = {
     "Sigmoid": ((), {}, (2, 3, 4, 4)),
     "Tanh": ((), {}, (2, 3, 4, 4)),
     "GELU": ((), {}, (2, 3, 4, 4)),
+    "GELU tanh": ((), dict(approximate="tanh"), (2, 3, 4, 4)),
     "SiLU": ((), {}, (2, 3, 4, 4)),
     "MaxPool2d": ((3, 2, 1), {}, (2, 3, 8, 8)),
     "AvgPool2d": ((2,), {}, (2, 3, 8, 8)),
@@ -465,6 +474,7 @@ MODULES = {
 @pytest.mark.parametrize("name", MODULES)
 def test_module_is_torch_module_with_same_state_and_results(name):
     args, kwargs, shape = MODULES[name]
+    name = name.split()[0]  # "GELU tanh": the class, then its variant
     torch.manual_seed(0)
     theirs = getattr(nn, name)(*args, **kwargs)
     torch.manual_seed(0)

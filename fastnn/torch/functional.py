@@ -229,7 +229,8 @@ _ELU = _Activation("elu", False, lambda x, alpha, inplace: F.elu(x, alpha, inpla
 _SIGMOID = _Activation("sigmoid", True, lambda x, inplace: torch.sigmoid(x),
                        lambda dy, y: _aten.sigmoid_backward(dy, y))
 _TANH = _Activation("tanh", True, lambda x, inplace: torch.tanh(x), lambda dy, y: _aten.tanh_backward(dy, y))
-_GELU = _Activation("gelu", False, lambda x, inplace: F.gelu(x), lambda dy, x: _aten.gelu_backward(dy, x))
+_GELU = _Activation("gelu", False, lambda x, approximate, inplace: F.gelu(x, approximate=approximate),
+                    lambda dy, x, approximate: _aten.gelu_backward(dy, x, approximate=approximate))
 _SILU = _Activation("silu", False, lambda x, inplace: F.silu(x, inplace),  # aten's silu_backward has no derivative
                     lambda dy, x: _torch_grads(F.silu, (x,), (True,), dy)[0])
 
@@ -343,23 +344,24 @@ def tanh(input):
 
 
 def gelu(input, approximate="none"):
-    """GELU, as ``torch.nn.functional.gelu``, on fastnn's kernels (the exact erf form).
+    """GELU, as ``torch.nn.functional.gelu``, on fastnn's kernels (both forms).
 
     Parameters
     ----------
     input : torch.Tensor
         Any shape.
     approximate : {"none", "tanh"}, default "none"
-        "tanh" runs torch's own tanh approximation (fastnn has the erf form only).
+        "none": the exact erf form; "tanh": torch's tanh approximation (fastnn's own kernels for
+        both). Any other value runs torch's function, which raises its error.
 
     Returns
     -------
     torch.Tensor
-        ``input * Phi(input)``.
+        ``input * Phi(input)``, or its tanh approximation.
     """
-    if approximate != "none":
+    if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
         return F.gelu(input, approximate=approximate)
-    return _activation(_GELU, input)
+    return _activation(_GELU, input, (approximate,))
 
 
 def silu(input, inplace=False):

@@ -264,17 +264,16 @@ class Tanh(nn.Tanh):
 
 
 class GELU(nn.GELU):
-    """``torch.nn.GELU`` on fastnn's kernels (:func:`fastnn.torch.gelu`; ``approximate="tanh"`` runs
-    torch's own).
+    """``torch.nn.GELU`` on fastnn's kernels (:func:`fastnn.torch.gelu`), both forms.
 
     Parameters
     ----------
     approximate : {"none", "tanh"}, default "none"
-        As ``torch.nn.GELU``'s ("tanh" runs torch's own).
+        As ``torch.nn.GELU``'s: the exact erf form or torch's tanh approximation.
     """
 
     def forward(self, input):
-        """``input * Phi(input)``.
+        """``input * Phi(input)``, or its tanh approximation.
 
         Parameters
         ----------
