@@ -478,8 +478,9 @@ class Conv2d(Module):
         Both multiples of `groups`.
     kernel_size : int or (int, int)
     stride : int or (int, int), default 1
-    padding : int or (int, int), default 0
-        Zeros on each side.
+    padding : int, (int, int), "valid" or "same", default 0
+        Zeros on each side; "same" (stride 1) keeps the input's height and width (an odd total
+        puts the extra zero row/column at the bottom/right, as torch), "valid" is 0.
     dilation : int or (int, int), default 1
     groups : int, default 1
     bias : bool, default True
@@ -514,7 +515,15 @@ class Conv2d(Module):
         self.out_channels = integer("Conv2d", "out_channels", out_channels, minimum=1)
         self.kernel_size = pair("Conv2d", "kernel_size", kernel_size, minimum=1)
         self.stride = pair("Conv2d", "stride", stride, minimum=1)
-        self.padding = pair("Conv2d", "padding", padding, minimum=0)
+        if isinstance(padding, str):  # torch's strings, checked as torch.nn.Conv2d does
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Conv2d: padding must be an int, an (h, w) pair, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions "
+                                 f"(stride {self.stride})")
+            self.padding = padding
+        else:
+            self.padding = pair("Conv2d", "padding", padding, minimum=0)
         self.dilation = pair("Conv2d", "dilation", dilation, minimum=1)
         self.groups = integer("Conv2d", "groups", groups, minimum=1)
         if self.in_channels % self.groups or self.out_channels % self.groups:
@@ -545,7 +554,7 @@ class Conv2d(Module):
 
     def __repr__(self):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding})")
+                f"stride={self.stride}, padding={self.padding!r})")
 
 
 class _BatchNorm(Module):

@@ -223,6 +223,28 @@ def test_residual_block_gradients_and_keys():
         nn.Residual(nn.Conv2d(c, 2 * c, 1, dtype=np.float64)).forward(x)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's own
+def test_conv2d_layer_takes_padding_strings():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 6))
+    for padding, kernel, dilation in (("same", (4, 3), 1), ("same", 3, (2, 3)), ("valid", 3, 1)):
+        layer = nn.Conv2d(3, 5, kernel, padding=padding, dilation=dilation, seed=0, **F64)
+        assert repr(layer).endswith(f"padding={padding!r})")
+        w, b = layer.params["weight"], layer.params["bias"]
+        y = layer.forward(x)
+        tx = torch.tensor(x, requires_grad=True)
+        ty = torch.nn.functional.conv2d(tx, torch.tensor(w), torch.tensor(b), padding=padding, dilation=dilation)
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+        dy = rng.standard_normal(y.shape)
+        ty.backward(torch.tensor(dy))
+        np.testing.assert_allclose(layer.backward(dy), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="Conv2d: padding='same' is not supported for strided convolutions"):
+        nn.Conv2d(3, 4, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="Conv2d: padding must be"):
+        nn.Conv2d(3, 4, 3, padding="full")
+
+
 def test_gelu_layer_tanh_form():
     rng = np.random.default_rng(0)
     x, dy = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))

@@ -152,6 +152,10 @@ GRAD_CASES = {
     "conv2d padding same": _conv_case((2, 3, 6, 7), (4, 3, 3, 5), padding="same"),
     "conv2d padding valid": _conv_case((2, 3, 6, 7), (4, 3, 3, 3), padding="valid"),
     "conv2d unbatched": _conv_case((3, 6, 7), (4, 3, 3, 3), padding=1),
+    "conv2d padding same, even kernel": _conv_case((2, 3, 6, 6), (4, 3, 4, 2), padding="same"),
+    "conv2d padding same, dilation": _conv_case((2, 4, 7, 6), (4, 2, 2, 3), padding="same", dilation=(3, 2),
+                                                groups=2),
+    "conv2d unbatched padding same, even kernel": _conv_case((3, 5, 6), (4, 3, 2, 2), bias=False, padding="same"),
     "linear": _linear_case((5, 7), (4, 7)),
     "linear 3-d input no bias": _linear_case((2, 3, 7), (4, 7), bias=False),
     "linear 1-d input": _linear_case((7,), (4, 7)),
@@ -352,7 +356,6 @@ def _x(*shape, dtype=torch.float32):
 FALLBACKS = {
     "conv2d bfloat16": lambda f: f.conv2d(_x(2, 3, 6, 6, dtype=torch.bfloat16), _x(4, 3, 3, 3, dtype=torch.bfloat16)),
     "conv2d float16": lambda f: f.conv2d(_x(2, 3, 6, 6, dtype=torch.float16), _x(4, 3, 3, 3, dtype=torch.float16)),
-    "conv2d padding same, even kernel": lambda f: f.conv2d(_x(2, 3, 6, 6), _x(4, 3, 4, 4), padding="same"),
     "conv2d empty batch": lambda f: f.conv2d(_x(0, 3, 6, 6), _x(4, 3, 3, 3)),
     "linear bfloat16": lambda f: f.linear(_x(3, 4, dtype=torch.bfloat16), _x(2, 4, dtype=torch.bfloat16)),
     "linear 1-d weight": lambda f: f.linear(_x(3, 4), _x(4)),
@@ -458,6 +461,7 @@ MODULES = {
     "Linear": ((12, 5), {}, (4, 12)),
     "BatchNorm1d": ((6,), dict(momentum=0.2), (8, 6, 3)),
     "BatchNorm2d": ((3,), {}, (4, 3, 5, 5)),
+    "Conv2d same": ((3, 8, (4, 3)), dict(padding="same", dilation=(1, 2)), (2, 3, 7, 7)),
     "ReLU": ((), {}, (2, 3, 4, 4)),
     "LeakyReLU": ((0.2,), {}, (2, 3, 4, 4)),
     "ELU": ((0.5,), {}, (2, 3, 4, 4)),
@@ -472,6 +476,7 @@ MODULES = {
 
 
 @pytest.mark.parametrize("name", MODULES)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's own
 def test_module_is_torch_module_with_same_state_and_results(name):
     args, kwargs, shape = MODULES[name]
     name = name.split()[0]  # "GELU tanh": the class, then its variant

@@ -386,29 +386,26 @@ def silu(input, inplace=False):
 # --- convolution ---------------------------------------------------------------------------------
 
 def _conv_params(weight, stride, padding, dilation, groups):
-    """(stride, padding, dilation, groups) as fastnn takes them, or None for what it lacks: a "same"
-    padding that needs more on one side than the other (torch pads it asymmetrically)."""
+    """(stride, padding, dilation, groups) as fastnn takes them ("valid" and "same" as such: fastnn
+    places an odd "same" total as torch does), or None for what torch must answer (its errors)."""
     stride, dilation = _pair(stride), _pair(dilation)
     if stride is None or dilation is None:
         return None
     if isinstance(padding, str):
-        if padding == "valid":
-            padding = (0, 0)
-        elif padding == "same" and stride == (1, 1):
-            total = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
-            if any(t % 2 for t in total):
-                return None
-            padding = (total[0] // 2, total[1] // 2)
-        else:
-            return None
-    padding = _pair(padding)
-    if padding is None or isinstance(groups, bool):
+        if padding == "valid" or (padding == "same" and stride == (1, 1)):
+            return stride, padding, dilation, _groups(groups)
+        return None  # torch's error
+    return stride, _pair(padding), dilation, _groups(groups)
+
+
+def _groups(groups):
+    """groups as an int, or None."""
+    if isinstance(groups, bool):
         return None
     try:
-        groups = operator.index(groups)
+        return operator.index(groups)
     except TypeError:
         return None
-    return stride, padding, dilation, groups
 
 
 class _Conv2dFn(torch.autograd.Function):
@@ -443,28 +440,25 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         (F,).
     stride, dilation : int or (int, int), default 1
     padding : int, (int, int), "valid" or "same", default 0
-        Zero padding on both sides; a "same" that needs more padding on one side than on the other
-        runs torch's own convolution.
+        Zero padding on both sides; "same" (stride 1) with an odd total puts the extra row/column at
+        the bottom/right, as torch does (fastnn's kernels either way).
     groups : int, default 1
 
     Returns
     -------
     torch.Tensor
-        (N, F, Ho, Wo), contiguous.
+        (N, F, Ho, Wo), or (F, Ho, Wo) for an unbatched input; contiguous.
     """
     params = _conv_params(weight, stride, padding, dilation, groups)
-    if params is None or input.dim() not in (3, 4) or not _fast(input, weight, bias):
+    if (params is None or None in params or input.dim() not in (3, 4) or weight.dim() != 4
+            or not _fast(input, weight, bias)):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    unbatched = input.dim() == 3
-    x = input.unsqueeze(0) if unbatched else input
-    try:
-        if _needs_graph(x, weight, bias):
-            y = _Conv2dFn.apply(x, weight, bias, params)
-        else:
-            y = _tensor(_call(fastnn.conv2d, _np(x), _np(weight), _np(bias), *params))
+    try:  # fastnn takes an unbatched (C, H, W) input as such
+        if _needs_graph(input, weight, bias):
+            return _Conv2dFn.apply(input, weight, bias, params)
+        return _tensor(_call(fastnn.conv2d, _np(input), _np(weight), _np(bias), *params))
     except _UNSUPPORTED:
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return y.squeeze(0) if unbatched else y
 
 
 # --- linear --------------------------------------------------------------------------------------
