@@ -170,6 +170,9 @@ GRAD_CASES = {
     "batch_norm train bias only": _bn_case((3, 4, 5, 2), True, affine=(False, True)),
     "batch_norm train no affine": _bn_case((3, 4, 5, 2), True, affine=(False, False)),
     "batch_norm train channels_last": _bn_case((3, 4, 5, 2), True, layout=_channels_last),
+    "batch_norm train 5-d": _bn_case((2, 4, 3, 2, 3), True),
+    "batch_norm eval 5-d": _bn_case((2, 4, 3, 2, 3), False),
+    "batch_norm train 5-d non-contiguous": _bn_case((2, 4, 3, 2, 3), True, layout=_strided),
     "max_pool2d k2": _pool_case("max_pool2d", (2, 3, 6, 8), kernel_size=2),
     "max_pool2d k3 s2 p1": _pool_case("max_pool2d", (2, 3, 7, 8), kernel_size=3, stride=2, padding=1),
     "max_pool2d k(3,2) s(2,1) p(1,1)": _pool_case("max_pool2d", (2, 3, 7, 6), kernel_size=(3, 2), stride=(2, 1),
@@ -360,11 +363,11 @@ FALLBACKS = {
     "linear bfloat16": lambda f: f.linear(_x(3, 4, dtype=torch.bfloat16), _x(2, 4, dtype=torch.bfloat16)),
     "linear 1-d weight": lambda f: f.linear(_x(3, 4), _x(4)),
     "linear empty": lambda f: f.linear(_x(0, 4), _x(2, 4)),
-    "batch_norm 5-d": lambda f: f.batch_norm(_x(2, 3, 2, 2, 2), None, None, training=True),
     "batch_norm momentum 1.5": lambda f: f.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3), training=True,
                                                       momentum=1.5),
     "batch_norm eval eps 0": lambda f: f.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3).add(1), eps=0.0),
     "batch_norm float16": lambda f: f.batch_norm(_x(4, 3, dtype=torch.float16), None, None, training=True),
+    "batch_norm 6-d": lambda f: f.batch_norm(_x(2, 3, 2, 2, 2, 2), None, None, training=True),
     "max_pool2d ceil_mode": lambda f: f.max_pool2d(_x(2, 3, 7, 7), 2, ceil_mode=True),
     "max_pool2d return_indices": lambda f: f.max_pool2d(_x(2, 3, 6, 6), 2, return_indices=True),
     "max_pool2d dilation": lambda f: f.max_pool2d(_x(2, 3, 7, 7), 2, dilation=2),
@@ -447,6 +450,11 @@ def test_invalid_calls_raise_torch_errors():
         ft.batch_norm(_x(1, 3), None, None, training=True)
     with pytest.raises(RuntimeError):
         ft.max_pool2d(x, 2, padding=2)  # torch: padding at most half the kernel
+    with pytest.raises(TypeError) as ours:  # torch's functional refuses momentum=None (the modules' option)
+        ft.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=None)
+    with pytest.raises(TypeError) as theirs:
+        F.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=None)
+    assert str(ours.value) == str(theirs.value)
     with pytest.raises(RuntimeError) as ours:
         ft.gelu(x, approximate="tan")
     with pytest.raises(RuntimeError) as theirs:
@@ -461,6 +469,7 @@ MODULES = {
     "Linear": ((12, 5), {}, (4, 12)),
     "BatchNorm1d": ((6,), dict(momentum=0.2), (8, 6, 3)),
     "BatchNorm2d": ((3,), {}, (4, 3, 5, 5)),
+    "BatchNorm3d": ((3,), dict(momentum=None), (4, 3, 2, 5, 3)),
     "Conv2d same": ((3, 8, (4, 3)), dict(padding="same", dilation=(1, 2)), (2, 3, 7, 7)),
     "ReLU": ((), {}, (2, 3, 4, 4)),
     "LeakyReLU": ((0.2,), {}, (2, 3, 4, 4)),
@@ -500,13 +509,13 @@ def test_module_is_torch_module_with_same_state_and_results(name):
             torch.testing.assert_close(a, b, msg=key)
 
 
-@pytest.mark.parametrize("cls", ["BatchNorm1d", "BatchNorm2d"])
+@pytest.mark.parametrize("cls", ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"])
 @pytest.mark.parametrize("kwargs", [dict(momentum=None), dict(track_running_stats=False), dict(affine=False),
                                     dict(bias=False)], ids=["momentum=None", "no running stats", "no affine",
                                                             "no bias"])
 def test_batch_norm_modules_track_statistics_as_torch(cls, kwargs):
     ours, theirs = getattr(ft, cls)(4, **kwargs), getattr(nn, cls)(4, **kwargs)
-    shape = (6, 4, 3) if cls == "BatchNorm1d" else (6, 4, 3, 2)
+    shape = {"BatchNorm1d": (6, 4, 3), "BatchNorm2d": (6, 4, 3, 2), "BatchNorm3d": (3, 4, 3, 2, 2)}[cls]
     for step in range(5):
         x = _randn(*shape, dtype=torch.float32, seed=step) * (step + 1) + step
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)

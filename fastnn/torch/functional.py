@@ -548,20 +548,15 @@ def _affine(weight, bias, channels, dtype):
     return gamma, beta
 
 
-def _spatial(a):
-    """fastnn normalizes (N, C) and (N, C, H, W): (N, C, L) becomes (N, C, L, 1), a view."""
-    return a.reshape(*a.shape, 1) if a.ndim == 3 else a
-
-
 def _batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
     a = _np(x)
     gamma, beta = _affine(weight, bias, x.shape[1], a.dtype)
-    y, mean, invstd = _call(fastnn.batch_norm, _spatial(a), gamma, beta, _np(running_mean), _np(running_var),
+    y, mean, invstd = _call(fastnn.batch_norm, a, gamma, beta, _np(running_mean), _np(running_var),
                             training, momentum, eps)
     if training and running_mean is not None:  # updated in place: versioned as torch's own update
         torch.autograd.graph.increment_version(running_mean)
         torch.autograd.graph.increment_version(running_var)
-    return _tensor(y.reshape(a.shape)), gamma, mean, invstd
+    return _tensor(y), gamma, mean, invstd
 
 
 class _BatchNormFn(torch.autograd.Function):
@@ -584,15 +579,14 @@ class _BatchNormFn(torch.autograd.Function):
             def forward(x, weight, bias):
                 return F.batch_norm(x, *stats, weight, bias, ctx.training, 0.0, ctx.eps)
             return _torch_grads(forward, (x, weight, bias), needs, dy) + (None,) * 4
-        a = _np(x)
-        dx, dgamma, dbeta = _call(fastnn.batch_norm_backward, _spatial(_np(dy)), _spatial(a), ctx.gamma,
-                                  ctx.mean, ctx.invstd, ctx.training)
-        return (_tensor(dx.reshape(a.shape)) if needs[0] else None, _tensor(dgamma) if needs[1] else None,
+        dx, dgamma, dbeta = _call(fastnn.batch_norm_backward, _np(dy), _np(x), ctx.gamma, ctx.mean, ctx.invstd,
+                                  ctx.training)
+        return (_tensor(dx) if needs[0] else None, _tensor(dgamma) if needs[1] else None,
                 _tensor(dbeta) if needs[2] else None) + (None,) * 4
 
 
 def _batch_norm_supported(input, running_mean, running_var, weight, bias, training, momentum, eps):
-    if input.dim() not in (2, 3, 4) or not _fast(input, weight, bias, running_mean, running_var):
+    if input.dim() not in (2, 3, 4, 5) or not _fast(input, weight, bias, running_mean, running_var):
         return False
     if (running_mean is None) != (running_var is None):
         return False
@@ -621,8 +615,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     Parameters
     ----------
     input : torch.Tensor
-        (N, C), (N, C, L) or (N, C, H, W): statistics per channel (dimension 1). Other ranks run
-        torch's own.
+        (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W): statistics per channel (dimension 1)
+        over all the others. Other ranks run torch's own.
     running_mean, running_var : torch.Tensor or None
         (C,). Training updates them in place, ``r = (1 - momentum) * r + momentum * batch`` (unbiased
         variance), when given; eval normalizes with them (required).
@@ -631,7 +625,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     training : bool, default False
         Batch statistics (True) or the running ones (False).
     momentum : float, default 0.1
-        In [0, 1] (torch's own function for other values).
+        In [0, 1] (torch's own function for other values, and for None, which torch refuses: the
+        cumulative average of ``momentum=None`` is the modules', see :class:`BatchNorm2d`).
     eps : float, default 1e-5
         Added to the variance; > 0 (torch's own function for 0).
 
