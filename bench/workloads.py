@@ -797,9 +797,75 @@ TORCH_ADAPTER_WORKLOADS = [
 ]
 
 
+# --- issue 15: PyTorch's option space (GELU's tanh form, conv2d's padding="same") -------------------------
+
+def _gelu_tanh_workload():
+    """GELU's tanh form fwd+bwd on ACT_SHAPE: torch's F.gelu(approximate="tanh") and its aten backward."""
+    def run(F, inp):
+        x = inp["x"]
+        return F.gelu(x, approximate="tanh"), F.gelu_backward(inp["dy"], x, approximate="tanh")
+
+    def torch_fn(T, inp):
+        x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
+
+        def step():
+            return (T.nn.functional.gelu(x, approximate="tanh"),
+                    _aten(T).gelu_backward(dy, x, approximate="tanh"))
+        return step
+
+    return Workload(f"gelu tanh fwd+bwd {_shape_name(ACT_SHAPE)}", ("gelu", "gelu_backward"), _act_inputs, run,
+                    torch_fn, flops=30 * ACT_N, bytes=4 * ACT_N * F32)
+
+
+# name: (N, C, F, H=W, k): padding="same" at stride 1 (odd kernels: the symmetric padding's kernels)
+CONV_SAME = {"s3": (32, 64, 64, 32, 3), "s5": (32, 32, 64, 16, 5)}
+
+
+def _conv_same_workload(name, with_backward):
+    n, c, f, hw, k = CONV_SAME[name]
+    p = (k - 1) // 2  # torch's backward takes the numbers "same" stands for
+
+    def inputs(rng):
+        scale = np.float32(np.sqrt(2.0 / (c * k * k)))
+        return {"x": _randn(rng, (n, c, hw, hw)), "w": _randn(rng, (f, c, k, k)) * scale,
+                "b": _randn(rng, (f,)), "dy": _randn(rng, (n, f, hw, hw))}
+
+    def run(F, inp):
+        y = F.conv2d(inp["x"], inp["w"], inp["b"], padding="same")
+        if not with_backward:
+            return y
+        return (y,) + tuple(F.conv2d_backward(inp["dy"], inp["x"], inp["w"], padding="same"))
+
+    def torch_fn(T, inp):
+        x, w, b, dy = (T.from_numpy(inp[key]) for key in ("x", "w", "b", "dy"))
+        conv = T.nn.functional.conv2d
+        if not with_backward:
+            return lambda: conv(x, w, b, padding="same")
+
+        def step():
+            y = conv(x, w, b, padding="same")
+            return (y,) + tuple(_aten(T).convolution_backward(
+                dy, x, w, [f], [1, 1], [p, p], [1, 1], False, [0, 0], 1, [True, True, True]))
+        return step
+
+    gemm_flops = 2 * n * f * hw * hw * c * k * k
+    x_b, w_b, y_b = n * c * hw * hw * F32, f * c * k * k * F32, n * f * hw * hw * F32
+    mode = "fwd+bwd" if with_backward else "fwd"
+    ops = ("conv2d", "conv2d_backward") if with_backward else ("conv2d",)
+    return Workload(
+        f"conv2d {mode} {name}:{n}x{c}->{f}x{hw}x{hw}/k{k} same", ops, inputs, run, torch_fn,
+        flops=gemm_flops * (3 if with_backward else 1),
+        bytes=(2 * (x_b + w_b + y_b) + 2 * f * F32) if with_backward else x_b + w_b + y_b + f * F32,
+        kind="gemm", tol=GEMM_TOL, effective=k == 3)
+
+
+ISSUE15_WORKLOADS = [_gelu_tanh_workload()] + [_conv_same_workload(name, bwd) for bwd in (False, True)
+                                                for name in CONV_SAME]
+
+
 # --- the list: add new workloads at its end (append only) ----------------------------------------------
 
 WORKLOADS = (ACTIVATION_WORKLOADS + CONV_WORKLOADS + POOL_WORKLOADS + BN_WORKLOADS + LINEAR_WORKLOADS
              + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS + CONV_GRID_WORKLOADS + POOL_GRID_WORKLOADS
              + BN_GRID_WORKLOADS + ACTIVATION_GRID_WORKLOADS + OPTIM_GRID_WORKLOADS + RESNET_WORKLOADS
-             + TORCH_ADAPTER_WORKLOADS)
+             + TORCH_ADAPTER_WORKLOADS + ISSUE15_WORKLOADS)

@@ -294,6 +294,10 @@ class Plan:
     work: int = 0  # in the grain table's unit for the op (fastnn/_grain.py)
     result: Callable = None  # (outputs, kernel's return) -> the public return value
     blas: bool = False  # the kernels call BLAS inside their parallel loops: BLAS on one thread
+    # the first output's public shape where the kernels write it in another of the same size (an
+    # unbatched conv as a batch of one, batch norm's (N, C, L) as (N, C, L, 1)): `out=` is checked
+    # against it and written through a view, and the result comes back in it
+    shape: tuple = None
 
 
 META = {}  # op -> meta function (*public arguments) -> Plan, registered in fastnn/<family>.py
@@ -335,11 +339,14 @@ def _kernel_entry(op, backend):
 def _run(op, plan, out):
     """Run a planned call. Lean on purpose: an optimizer step over a model's 200 small tensors is
     200 calls, where each microsecond here is ~5% of the step (bench "optim ... 200x10k")."""
+    kernel_out = out
     if out is not None:
-        check_out(op, out, plan.outputs[0], plan.dtype)
+        check_out(op, out, plan.outputs[0] if plan.shape is None else plan.shape, plan.dtype)
+        if plan.shape is not None:  # a view in the kernels' shape (a copy after the call otherwise)
+            kernel_out = out.reshape(plan.outputs[0]) if out.flags.c_contiguous else None
     backend = resolve(op)
     fn, workspace = _kernel_entry(op, backend)
-    outputs = (_workspace.outputs(plan.outputs, plan.dtype, out, plan.args, FAMILY_OF[op] == "activations")
+    outputs = (_workspace.outputs(plan.outputs, plan.dtype, kernel_out, plan.args, FAMILY_OF[op] == "activations")
                if plan.outputs else [])
     if backend == "numpy":
         with np.errstate(all="ignore"):  # the reference's NaN and inf propagate quietly, as the kernels'
@@ -349,9 +356,12 @@ def _run(op, plan, out):
             returned = _run_compiled(op, plan, fn, workspace, backend, outputs)
     else:
         returned = _run_compiled(op, plan, fn, workspace, backend, outputs)
-    if out is not None and outputs[0] is not out:
-        np.copyto(out, outputs[0])
+    if out is not None:
+        if outputs[0] is not kernel_out:
+            np.copyto(out, outputs[0] if plan.shape is None else outputs[0].reshape(plan.shape))
         outputs[0] = out
+    elif plan.shape is not None:
+        outputs[0] = outputs[0].reshape(plan.shape)
     if plan.result is not None:
         return plan.result(outputs, returned)
     return outputs[0] if len(outputs) == 1 else tuple(outputs)

@@ -483,49 +483,91 @@ def tanh_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = Non
 
 # gelu and silu ---------------------------------------------------------------------------------
 
-meta("gelu")(lambda x: _unary("gelu", x))
-meta("gelu_backward")(lambda dy, x: _gradient("gelu_backward", dy, "x", x))
+_GELU_FORMS = ("none", "tanh")
+
+
+def _gelu_form(op, approximate):
+    """approximate="tanh" as the kernels' flag (True: torch's tanh approximation, False: erf)."""
+    if not isinstance(approximate, str) or approximate not in _GELU_FORMS:
+        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return approximate == "tanh"
+
+
+@meta("gelu")
+def _gelu_meta(x, approximate="none"):
+    plan = _unary("gelu", x)
+    plan.params = (_gelu_form("gelu", approximate),)
+    return plan
+
+
+@meta("gelu_backward")
+def _gelu_backward_meta(dy, x, approximate="none"):
+    plan = _gradient("gelu_backward", dy, "x", x)
+    plan.params = (_gelu_form("gelu_backward", approximate),)
+    return plan
+
+
 meta("silu")(lambda x: _unary("silu", x))
 meta("silu_backward")(lambda dy, x: _gradient("silu_backward", dy, "x", x))
 
 
 @_doc
-def gelu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
-    """Exact GELU, ``x * Phi(x)`` with Phi the standard normal CDF in its erf form.
+def gelu(x: np.ndarray, approximate: str = "none", *, out: np.ndarray | None = None) -> np.ndarray:
+    """GELU, ``x * Phi(x)`` (torch.nn.functional.gelu), exact or in torch's tanh approximation.
 
-    This is torch.nn.functional.gelu's default (``approximate="none"``); there is no tanh
-    approximation.
+    approximate="none" (torch's default) is the exact form, Phi the standard normal CDF computed
+    from erf; approximate="tanh" is torch's ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 *
+    x**3)))``, formula for formula.
 
     Parameters
     ----------
     {x}
+    approximate : {"none", "tanh"}, default "none"
+        The form, as torch's argument of that name.
     {out}
 
     Returns
     -------
     ndarray
-        x's shape and dtype.
+        x's shape and dtype. NaN propagates; gelu(-inf) is NaN (-inf * 0), as in torch.
 
-    {raises}
+    Raises
+    ------
+    TypeError
+        An array is not float32 or float64, or `out` has another dtype or is not an ndarray.
+    ValueError
+        `approximate` is neither "none" nor "tanh", or `out` has the wrong shape or is read-only.
 
     Examples
     --------
     >>> import fastnn
     >>> fastnn.gelu(np.array([0.0, 1.0])).round(4)
     array([0.    , 0.8413])
+    >>> fastnn.gelu(np.array([0.0, 1.0]), approximate="tanh").round(4)
+    array([0.    , 0.8412])
     """
-    return call("gelu", x, out=out)
+    return call("gelu", x, approximate, out=out)
 
 
 @_doc
-def gelu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
-    """Gradient of `gelu`: ``dy * (Phi(x) + x * phi(x))``, phi the standard normal density.
+def gelu_backward(dy: np.ndarray, x: np.ndarray, approximate: str = "none", *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of `gelu`: ``dy * (Phi(x) + x * phi(x))``, phi the standard normal density, or
+    the derivative of torch's tanh form with approximate="tanh".
+
+    The tanh form's derivative is torch's, ``dy * (0.5 * (1 + t) + 0.5 * x * (1 - t**2) * k *
+    (1 + 3 * 0.044715 * x**2))`` with k = sqrt(2 / pi) and t the forward's tanh; NaN at x = +-inf,
+    as torch's. For finite x beyond 1e15, where x**2 overflows and torch's formula gives NaN
+    (0 * inf), it gives the limit (dy for x > 0, 0 for x < 0): x**2 is capped at 1e30 there, where
+    1 - t**2 is 0.
 
     Parameters
     ----------
     {dy}
     x : ndarray
         The forward's input, dy's shape and dtype.
+    approximate : {"none", "tanh"}, default "none"
+        The forward's form.
     {out_backward}
 
     Returns
@@ -533,9 +575,16 @@ def gelu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = Non
     ndarray
         dx, x's shape and dtype.
 
-    {raises}
+    Raises
+    ------
+    TypeError
+        An array is not float32 or float64, the arrays' dtypes differ, or `out` has another dtype
+        or is not an ndarray.
+    ValueError
+        The shapes do not match, `approximate` is neither "none" nor "tanh", or `out` has the
+        wrong shape or is read-only.
     """
-    return call("gelu_backward", dy, x, out=out)
+    return call("gelu_backward", dy, x, approximate, out=out)
 
 
 @_doc

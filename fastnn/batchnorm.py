@@ -1,11 +1,15 @@
 """Batch normalization: public functions and their meta functions.
 
-x (N, D) normalizes per column; x (N, C, H, W) per channel over (N, H, W). Training normalizes with
+x (N, D) normalizes per column; x (N, C, L), (N, C, H, W) and (N, C, D, H, W) per channel over every
+axis but 1 (the kernels see (N, C, L) and (N, C, D, H, W) as (N, C, L, 1) and (N, C, D*H*W, 1): views,
+no copy). Training normalizes with
 the batch mean and biased variance and, when running_mean/running_var are given, updates them in
 place as PyTorch does (unbiased variance into running_var); eval normalizes with the running stats.
 Each op's meta function (`@meta`) checks the arguments and decides the call (fastnn/_ops.Plan); the
 work is counted in elements of x.
 """
+import math
+
 import numpy as np
 
 from ._ops import Plan, call, meta
@@ -44,12 +48,30 @@ def _running_stat(op, name, r, x):
     return r
 
 
+def _spatial(x):
+    """x as the kernels take it: (N, C) and (N, C, H, W) as they are, (N, C, L) and (N, C, D, H, W) as
+    (N, C, L, 1) and (N, C, D * H * W, 1): per-channel statistics over all but axis 1 are those of the
+    4-d view (a reshape of a C-contiguous array, no copy)."""
+    if x.ndim in (2, 4):
+        return x
+    return x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]), 1)
+
+
+def _momentum(op, momentum):
+    """momentum in [0, 1]. None is a TypeError, as torch.nn.functional.batch_norm's: the cumulative
+    average of torch's momentum=None is the layers' (momentum 1 / num_batches_tracked each step)."""
+    if momentum is None:
+        raise TypeError(f"{op}: momentum must be a real number in [0, 1], got None (torch's momentum=None, a "
+                        "cumulative average, is a layer option: fastnn.nn's batch norms pass 1 / num_batches_tracked)")
+    return real(op, "momentum", momentum, minimum=0.0, maximum=1.0)
+
+
 def _forward_meta(op):
     """The meta function of a forward: kernel(x, gamma, beta, running_mean, running_var, y, save_mean,
     save_invstd, training, momentum, eps[, n_threads]); gamma/beta and the running stats may be None."""
     def plan(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
         x, gamma, beta = float_arrays(op, optional=("gamma", "beta"), x=x, gamma=gamma, beta=beta)
-        check_ndim(op, "x", x, (2, 4))
+        check_ndim(op, "x", x, (2, 3, 4, 5))
         channels = x.shape[1]
         if (gamma is None) != (beta is None):
             raise ValueError(f"{op}: gamma and beta must both be given or both be None")
@@ -70,10 +92,12 @@ def _forward_meta(op):
             _, running_mean, running_var = float_arrays(op, x=x, running_mean=running_mean, running_var=running_var)
             _channel_vector(op, "running_mean", running_mean, channels)
             _channel_vector(op, "running_var", running_var, channels)
-        momentum = real(op, "momentum", momentum, minimum=0.0, maximum=1.0)
+        momentum = _momentum(op, momentum)
         eps = real(op, "eps", eps, minimum=0.0, strict_minimum=True)
-        return Plan((x, gamma, beta, running_mean, running_var), (x.shape, (channels,), (channels,)), x.dtype,
-                    (bool(training), float(momentum), float(eps)), work=x.size)
+        spatial = _spatial(x)
+        return Plan((spatial, gamma, beta, running_mean, running_var), (spatial.shape, (channels,), (channels,)),
+                    x.dtype, (bool(training), float(momentum), float(eps)), work=x.size,
+                    shape=None if spatial is x else x.shape)
     return meta(op)(plan)
 
 
@@ -87,7 +111,7 @@ def _backward_meta(op, with_output):
             ("x", "gamma", "save_mean", "save_invstd")
         arrays = dict(zip(("dy",) + names, float_arrays(op, optional=("gamma",), dy=dy, **dict(zip(names, args)))))
         x = arrays["x"]
-        check_ndim(op, "x", x, (2, 4))
+        check_ndim(op, "x", x, (2, 3, 4, 5))
         check_same_shape(op, "dy", arrays["dy"], "x", x)
         if with_output:
             check_same_shape(op, "y", arrays["y"], "x", x)
@@ -98,8 +122,12 @@ def _backward_meta(op, with_output):
         _check_count(op, x, training, minimum=1)  # one value per channel has a gradient (torch's backward takes it)
         result = _without_affine if arrays["gamma"] is None else None
         channels = (x.shape[1],)
-        return Plan(tuple(arrays.values()), (x.shape, channels, channels), x.dtype, (bool(training),),
-                    work=x.size, result=result)
+        for name in ("dy", "y", "x"):  # dy, y and x alike: the kernels' 4-d views
+            if name in arrays:
+                arrays[name] = _spatial(arrays[name])
+        spatial = arrays["x"]
+        return Plan(tuple(arrays.values()), (spatial.shape, channels, channels), x.dtype, (bool(training),),
+                    work=x.size, result=result, shape=None if spatial is x else x.shape)
     return meta(op)(plan)
 
 
@@ -118,8 +146,9 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
 
     Parameters
     ----------
-    x : array_like of float32 or float64, shape (N, D) or (N, C, H, W)
-        Statistics per column of (N, D), per channel over (N, H, W) of (N, C, H, W).
+    x : array_like of float32 or float64, shape (N, D), (N, C, L), (N, C, H, W) or (N, C, D, H, W)
+        Statistics per column of (N, D), per channel (axis 1) over all the other axes otherwise,
+        as torch's BatchNorm1d/2d/3d.
     gamma, beta : array_like of shape (C,), or both None (no affine transform)
     running_mean, running_var : ndarray of shape (C,) and x's dtype, or both None
         training: updated in place when given, r = (1 - momentum) * r + momentum * batch (the
@@ -127,6 +156,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     training : bool
         Normalize with the batch's mean and biased variance (True) or the running stats (False).
     momentum : float in [0, 1]
+        None is a TypeError, as torch.nn.functional.batch_norm's (torch's cumulative average,
+        momentum=None, belongs to the layers: fastnn.nn.BatchNorm1d/2d/3d(momentum=None)).
     eps : float > 0
         Added to the variance: save_invstd = 1 / sqrt(var + eps).
     out : ndarray, optional
@@ -152,7 +183,8 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
     Parameters
     ----------
     dy : array_like, x's shape
-    x, gamma : the forward's input and gamma (None if the forward had no affine transform)
+    x, gamma : the forward's input (any of batch_norm's shapes) and gamma (None if the forward had
+        no affine transform)
     save_mean, save_invstd : array_like of shape (C,), the forward's second and third outputs
     training : bool, as in the forward
         Eval's backward is the one of an affine map: dx = gamma * save_invstd * dy, whatever x is.

@@ -116,7 +116,7 @@ class _SyncBatchNorm:
     comm = None
 
     def _axes(self, x):
-        return (0,) if x.ndim == 2 else (0, 2, 3)
+        return (0,) + tuple(range(2, x.ndim))  # every axis but the channels
 
     def _channel(self, v, x):
         return v.reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -131,8 +131,8 @@ class _SyncBatchNorm:
             deviation = x - self._channel(mean, x)
             local[0] = x.size // channels
             local[1:1 + channels] = mean
-            subscripts = "nchw,nchw->c" if x.ndim == 4 else "nc,nc->c"
-            local[1 + channels:] = np.einsum(subscripts, deviation, deviation)
+            d = deviation.reshape(deviation.shape[0], channels, -1)  # (N, C, L) whatever x's rank
+            local[1 + channels:] = np.einsum("ncl,ncl->c", d, d)
         rows = np.empty((self.comm.Get_size(), local.size))
         self.comm.Allgather(local, rows)
         count, mean, m2 = 0.0, np.zeros(channels), np.zeros(channels)
@@ -152,7 +152,7 @@ class _SyncBatchNorm:
 
     def _update_running(self, count, mean, var):
         unbiased = var * count / (count - 1) if count > 1 else var  # as fastnn.batch_norm
-        m = self.momentum
+        m = self._factor()  # counts the batch (num_batches_tracked); momentum None: 1 / that count
         self.running_mean[...] = (1 - m) * self.running_mean + m * mean
         self.running_var[...] = (1 - m) * self.running_var + m * unbiased
 

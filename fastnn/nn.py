@@ -28,7 +28,8 @@ from ._validation import FLOAT_DTYPES, check_ndim, integer, pair, real
 
 __all__ = [
     "Module", "Conv2d", "Linear", "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "GELU", "SiLU",
-    "Maxout", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "Residual",
+    "Maxout", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential",
+    "Residual",
 ]
 
 
@@ -251,10 +252,21 @@ class Tanh(_Elementwise):
 
 
 class GELU(_Elementwise):
-    """Exact (erf) GELU layer, ``x * Phi(x)`` (torch.nn.GELU's default; `fastnn.gelu`).
+    """GELU layer, ``x * Phi(x)`` (torch.nn.GELU; `fastnn.gelu`): the exact erf form, or torch's
+    tanh approximation with ``approximate="tanh"``.
 
     Input (any shape), output and dx have one shape and dtype. `forward` and `backward` are
     `Module`'s.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        As torch.nn.GELU's.
+
+    Raises
+    ------
+    ValueError
+        `approximate` is neither "none" nor "tanh".
 
     Examples
     --------
@@ -262,13 +274,24 @@ class GELU(_Elementwise):
     >>> layer = nn.GELU()
     >>> y = layer.forward(np.array([-1.0, 0.5]))
     >>> dx = layer.backward(np.ones(2))
+    >>> nn.GELU(approximate="tanh")
+    GELU(approximate='tanh')
     """
 
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
     def _f(self, x, out):
-        return gelu(x, out=out)
+        return gelu(x, self.approximate, out=out)
 
     def _df(self, dy, x, out):
-        return gelu_backward(dy, x, out=out)
+        return gelu_backward(dy, x, self.approximate, out=out)
+
+    def __repr__(self):
+        return f"GELU(approximate={self.approximate!r})"
 
 
 class SiLU(_Elementwise):
@@ -456,8 +479,9 @@ class Conv2d(Module):
         Both multiples of `groups`.
     kernel_size : int or (int, int)
     stride : int or (int, int), default 1
-    padding : int or (int, int), default 0
-        Zeros on each side.
+    padding : int, (int, int), "valid" or "same", default 0
+        Zeros on each side; "same" (stride 1) keeps the input's height and width (an odd total
+        puts the extra zero row/column at the bottom/right, as torch), "valid" is 0.
     dilation : int or (int, int), default 1
     groups : int, default 1
     bias : bool, default True
@@ -492,7 +516,15 @@ class Conv2d(Module):
         self.out_channels = integer("Conv2d", "out_channels", out_channels, minimum=1)
         self.kernel_size = pair("Conv2d", "kernel_size", kernel_size, minimum=1)
         self.stride = pair("Conv2d", "stride", stride, minimum=1)
-        self.padding = pair("Conv2d", "padding", padding, minimum=0)
+        if isinstance(padding, str):  # torch's strings, checked as torch.nn.Conv2d does
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Conv2d: padding must be an int, an (h, w) pair, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions "
+                                 f"(stride {self.stride})")
+            self.padding = padding
+        else:
+            self.padding = pair("Conv2d", "padding", padding, minimum=0)
         self.dilation = pair("Conv2d", "dilation", dilation, minimum=1)
         self.groups = integer("Conv2d", "groups", groups, minimum=1)
         if self.in_channels % self.groups or self.out_channels % self.groups:
@@ -523,7 +555,7 @@ class Conv2d(Module):
 
     def __repr__(self):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding})")
+                f"stride={self.stride}, padding={self.padding!r})")
 
 
 class _BatchNorm(Module):
@@ -536,9 +568,10 @@ class _BatchNorm(Module):
         C: the input's size along axis 1.
     eps : float, default 1e-5
         Added to the variance, > 0.
-    momentum : float, default 0.1
+    momentum : float or None, default 0.1
         torch's convention: ``running = (1 - momentum) * running + momentum * batch`` (cs231n's
-        bn_param momentum 0.9 is the same update as torch's 0.1).
+        bn_param momentum 0.9 is the same update as torch's 0.1). None: torch's cumulative moving
+        average, momentum ``1 / num_batches_tracked`` at each training step.
     dtype : {float32, float64}, default float32
         The parameters' dtype (inputs must have it too).
 
@@ -550,18 +583,27 @@ class _BatchNorm(Module):
 
     ndim = None
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *, dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, *, dtype=np.float32):
         super().__init__()
         name = type(self).__name__
         self.num_features = integer(name, "num_features", num_features, minimum=1)
         self.eps = real(name, "eps", eps, minimum=0.0, strict_minimum=True)
-        self.momentum = real(name, "momentum", momentum, minimum=0.0, maximum=1.0)
+        self.momentum = None if momentum is None else real(name, "momentum", momentum, minimum=0.0, maximum=1.0)
         dtype = _dtype(name, dtype)
         self.params["weight"] = np.ones(self.num_features, dtype)
         self.params["bias"] = np.zeros(self.num_features, dtype)
         self.running_mean = np.zeros(self.num_features, dtype)
         self.running_var = np.ones(self.num_features, dtype)
-        self.buffers = {"running_mean": self.running_mean, "running_var": self.running_var}
+        # training forwards so far, as torch's buffer of that name (int64, 0-d; updated in place)
+        self.num_batches_tracked = np.zeros((), np.int64)
+        self.buffers = {"running_mean": self.running_mean, "running_var": self.running_var,
+                        "num_batches_tracked": self.num_batches_tracked}
+
+    def _factor(self):
+        """Count a training batch (torch's num_batches_tracked) and return the running statistics'
+        momentum for it: `momentum`, or 1 / num_batches_tracked (the cumulative average) for None."""
+        self.num_batches_tracked += 1
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -569,9 +611,10 @@ class _BatchNorm(Module):
         key = _key(x)
         self._x = x
         self._mode = self.training
+        momentum = self._factor() if self.training else 0.0
         y, self._mean, self._invstd = batch_norm(
             x, self.params["weight"], self.params["bias"], self.running_mean, self.running_var,
-            training=self.training, momentum=self.momentum, eps=self.eps, out=self._out("y", key))
+            training=self.training, momentum=momentum, eps=self.eps, out=self._out("y", key))
         return self._keep("y", key, y)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -583,51 +626,46 @@ class _BatchNorm(Module):
         return f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum})"
 
 
-class BatchNorm1d(_BatchNorm):
-    """Batch normalization of x (N, D), statistics per column (torch.nn.BatchNorm1d; `fastnn.batch_norm`).
-
-    Training mode normalizes with the batch's mean and biased variance and updates
-    ``running_mean`` / ``running_var`` (also in ``buffers``) as torch does; eval mode normalizes
-    with them. Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
+_RUNNING = """
+    Training mode normalizes with the batch's mean and biased variance, counts the batch in
+    ``num_batches_tracked`` and updates ``running_mean`` / ``running_var`` as torch does (all three
+    also in ``buffers``); eval mode normalizes with them. Parameters ``weight`` (gamma, ones) and
+    ``bias`` (beta, zeros).
 
     Parameters
     ----------
     num_features : int
-        D.
+        {what}.
     eps : float, default 1e-5
         Added to the variance, > 0.
-    momentum : float, default 0.1
+    momentum : float or None, default 0.1
         torch's convention: ``running = (1 - momentum) * running + momentum * batch``, with the
         unbiased batch variance for running_var. (cs231n's bn_param momentum 0.9 is the same update.)
-    dtype : {float32, float64}, default float32
+        None: the cumulative moving average, momentum ``1 / num_batches_tracked`` (torch's None).
+    dtype : {{float32, float64}}, default float32
         The parameters' dtype (inputs must have it too).
     """
 
-    ndim = 2
+
+class BatchNorm1d(_BatchNorm):
+    __doc__ = ("Batch normalization of x (N, D), statistics per column, or of x (N, C, L), per channel over "
+               "(N, L)\n    (torch.nn.BatchNorm1d; `fastnn.batch_norm`).\n" + _RUNNING.format(what="D or C"))
+
+    ndim = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
-    """Spatial batch normalization of x (N, C, H, W): statistics per channel over (N, H, W)
-    (torch.nn.BatchNorm2d; `fastnn.batch_norm`).
-
-    Training mode normalizes with the batch's mean and biased variance and updates
-    ``running_mean`` / ``running_var`` (also in ``buffers``) as torch does; eval mode normalizes
-    with them. Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
-
-    Parameters
-    ----------
-    num_features : int
-        C.
-    eps : float, default 1e-5
-        Added to the variance, > 0.
-    momentum : float, default 0.1
-        torch's convention: ``running = (1 - momentum) * running + momentum * batch``, with the
-        unbiased batch variance for running_var. (cs231n's bn_param momentum 0.9 is the same update.)
-    dtype : {float32, float64}, default float32
-        The parameters' dtype (inputs must have it too).
-    """
+    __doc__ = ("Spatial batch normalization of x (N, C, H, W): statistics per channel over (N, H, W)\n"
+               "    (torch.nn.BatchNorm2d; `fastnn.batch_norm`).\n" + _RUNNING.format(what="C"))
 
     ndim = 4
+
+
+class BatchNorm3d(_BatchNorm):
+    __doc__ = ("Volumetric batch normalization of x (N, C, D, H, W): statistics per channel over (N, D, H, W)\n"
+               "    (torch.nn.BatchNorm3d; `fastnn.batch_norm`).\n" + _RUNNING.format(what="C"))
+
+    ndim = 5
 
 
 class _Pool(Module):

@@ -66,24 +66,50 @@ def _gelu_terms(args, kwargs, exact):
     return {0: Terms(local=np.abs(args[0]))}
 
 
+def _gelu_tanh_magnitude(x):
+    """The summands of the tanh form's derivative 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2): 1 - t^2
+    cancels where |t| -> 1, so its rounding scales with 0.5 |x| (1 + t^2) k (1 + 3 c x^2)."""
+    k, c = np.sqrt(2 / np.pi), 0.044715
+    x2 = np.minimum(x * x, 1e30)
+    t = np.tanh(k * (x + c * x2 * x))
+    return 0.5 * (1 + np.abs(t)) + 0.5 * np.abs(x) * (1 + t * t) * k * (1 + 3 * c * x2)
+
+
 BACKWARD_MAGNITUDE = {
     "gelu_backward": lambda x: 0.5 * (1 + np.abs(erf(x / np.sqrt(2)))) + np.abs(x) * _phi(x),
     "silu_backward": lambda x: _sigmoid64(x) * (1 + np.abs(x) * (1 - _sigmoid64(x))),
 }
 
+
+def _gelu_backward_terms(args, kwargs, exact):
+    magnitude = _gelu_tanh_magnitude if kwargs.get("approximate") == "tanh" else BACKWARD_MAGNITUDE["gelu_backward"]
+    return _local(magnitude)(args, kwargs, exact)
+
+
+def _both_gelu_forms(factory):
+    """gelu's samples: the erf form's, then the same inputs in the tanh form."""
+    erf_form, tanh_form = factory(), factory(approximate="tanh")
+    return lambda *a: erf_form(*a) + tanh_form(*a)
+
+
 for name, kwargs, ulps in [
     ("relu", {}, 0.0),
     ("leaky_relu", {"negative_slope": 0.2}, 2.0),  # the slope's rounding and the product's
     ("elu", {"alpha": 1.3}, TRANSCENDENTAL_ULPS),
-    ("gelu", {}, TRANSCENDENTAL_ULPS),
     ("silu", {}, TRANSCENDENTAL_ULPS),
 ]:
     backward = name + "_backward"
     terms = _local(BACKWARD_MAGNITUDE[backward]) if backward in BACKWARD_MAGNITUDE else None
     register(OpInfo(name, _unary_samples(**kwargs), grad_samples=_gradcheck(**kwargs), special_values=True,
-                    ulps=ulps, terms=_gelu_terms if name == "gelu" else None))
+                    ulps=ulps))
     register(OpInfo(backward, _grad_of_x_samples(**kwargs), special_values=True, terms=terms,
                     ulps=2 * ulps if name == "silu" else ulps))
+
+# gelu in both forms (approximate="none" and "tanh"): the same inputs, special values included
+register(OpInfo("gelu", _both_gelu_forms(_unary_samples), grad_samples=_both_gelu_forms(_gradcheck),
+                special_values=True, ulps=TRANSCENDENTAL_ULPS, terms=_gelu_terms))
+register(OpInfo("gelu_backward", _both_gelu_forms(_grad_of_x_samples), special_values=True,
+                terms=_gelu_backward_terms, ulps=TRANSCENDENTAL_ULPS))
 
 
 for name in ("sigmoid", "tanh"):

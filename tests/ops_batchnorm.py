@@ -20,6 +20,13 @@ CASES = [
     ((9, 5), False, False, True),
     ((0, 4), False, True, True),
     ((4, 0), True, True, True),
+    # (N, C, L) and (N, C, D, H, W): statistics over all but axis 1 (BatchNorm1d's 3-d input, BatchNorm3d)
+    ((4, 3, 17), True, True, True),
+    ((8, 16, 70), True, True, False),  # L >= 64: the plane path
+    ((5, 6, 1), True, False, True),
+    ((2, 3, 4, 5, 6), True, True, True),
+    ((3, 4, 2, 3, 11), False, True, True),
+    ((1, 2, 3, 1, 5), True, False, True),
 ]
 
 
@@ -65,7 +72,9 @@ def _grad_samples(relu):
     def samples(rng):
         out = []
         for shape, training, affine in [((4, 3, 2, 3), True, True), ((5, 4), True, True),
-                                        ((4, 3, 2, 3), False, True), ((6, 2), True, False)]:
+                                        ((4, 3, 2, 3), False, True), ((6, 2), True, False),
+                                        ((4, 3, 5), True, True), ((2, 3, 2, 2, 3), True, True),
+                                        ((2, 3, 2, 2, 3), False, False)]:
             channels = shape[1]
             while True:  # keep relu's inputs off the kink
                 x = rng.standard_normal(shape) * 2 + 1

@@ -31,16 +31,34 @@ CASES = [
     ((3, 3, 9, 32), (8, 3, 7, 7), {"padding": 3}, True),  # rows of 32: Cython's direct weight gradient
     ((2, 2, 9, 33), (4, 2, 7, 9), {"stride": 2, "padding": (2, 3)}, False),  # the same, KW = 9, stride 2
     ((2, 3, 13, 64), (4, 3, 7, 7), {"stride": 2, "padding": 3}, True),  # direct kernels, odd output rows
+    # torch's padding strings: "same" with an even total (the symmetric kernels), with an odd one (an
+    # even kernel, or an odd dilation times an odd k - 1: the extra row/column at the bottom/right), "valid"
+    ((2, 3, 7, 9), (4, 3, 3, 5), {"padding": "same"}, True),
+    ((2, 3, 7, 9), (4, 3, 4, 2), {"padding": "same"}, True),
+    ((2, 4, 8, 7), (4, 2, 2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}, False),
+    ((2, 3, 6, 7), (5, 3, 1, 4), {"padding": "same", "dilation": 2}, True),  # totals 0 and 6
+    ((8, 32, 15, 13), (32, 32, 3, 3), {"padding": "same"}, True),  # Winograd
+    ((2, 3, 7, 9), (4, 3, 3, 5), {"padding": "valid", "stride": 2}, True),
+    # unbatched (C, H, W) inputs
+    ((3, 7, 9), (4, 3, 3, 3), {"padding": 1}, True),
+    ((3, 7, 9), (4, 3, 2, 2), {"padding": "same"}, True),
+    ((4, 6, 5), (4, 1, 3, 3), {"stride": 2, "groups": 4}, False),
 ]
 
 
 def out_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """y's shape (unbatched for a 3-d x): torch's output size; "same" keeps H and W, "valid" is 0."""
     def size(n, k, s, p, d):
         return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
-    pairs = [v if isinstance(v, tuple) else (v, v) for v in (stride, padding, dilation)]
-    ho, wo = (size(x_shape[2 + a], w_shape[2 + a], *(v[a] for v in pairs)) for a in (0, 1))
-    return (x_shape[0], w_shape[0], ho, wo)
+    padding = {"valid": 0}.get(padding, padding) if isinstance(padding, str) else padding
+    pairs = [v if isinstance(v, tuple) else (v, v) for v in (stride, dilation)]
+    if padding == "same":
+        ho, wo = x_shape[-2:]
+    else:
+        padding = padding if isinstance(padding, tuple) else (padding, padding)
+        ho, wo = (size(x_shape[-2 + a], w_shape[2 + a], pairs[0][a], padding[a], pairs[1][a]) for a in (0, 1))
+    return x_shape[:-3] + (w_shape[0], ho, wo)
 
 
 # Winograd F(4x4, 3x3) (the Numba backend's 3x3 path) transforms tiles before and after the
@@ -63,7 +81,7 @@ def _backward_terms(args, kwargs, exact):
     groups = kwargs.get("groups", 1)
     with fastnn.use_backend("numpy"):
         dx, dw, db = fastnn.conv2d_backward(dy, x, w, **kwargs)
-    per_pixel = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    per_pixel = dy.size // dy.shape[-3]  # N * Ho * Wo (Ho * Wo unbatched)
     return {0: Terms(w.shape[0] // groups * w.shape[2] * w.shape[3], dx), 1: Terms(per_pixel, dw),
             2: Terms(per_pixel, db)}
 
@@ -86,7 +104,8 @@ def _backward_samples(rng, dtype):
         x, w, _ = _inputs(rng, dtype, xs, ws, False)
         y_shape = out_shape(xs, ws, **params)
         dy = randn(rng, y_shape, dtype)
-        x = (x / np.sqrt(max(1, y_shape[0] * y_shape[2] * y_shape[3]))).astype(dtype)  # dw is O(1) too
+        pixels = int(np.prod(y_shape)) // y_shape[-3]  # N * Ho * Wo
+        x = (x / np.sqrt(max(1, pixels))).astype(dtype)  # dw is O(1) too
         samples.append(Sample((dy, x, w), dict(params)))
     # input_grad=False: dx is None, dw and db unchanged (every fast path: direct, Winograd, 1x1, im2col)
     return samples + [Sample(s.args, {**s.kwargs, "input_grad": False}) for s in samples[2:3] + samples[13:]]
@@ -97,6 +116,10 @@ GRAD_CASES = [
     ((2, 4, 7, 6), (4, 2, 3, 2), {"stride": (2, 1), "padding": (1, 0), "dilation": (2, 1), "groups": 2}, True),
     ((1, 3, 4, 4), (2, 3, 4, 4), {}, False),  # kernel = input: one output pixel
     ((2, 3, 6, 6), (3, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 3}, True),  # depthwise
+    ((2, 3, 5, 6), (4, 3, 2, 4), {"padding": "same"}, True),  # odd totals: the extra bottom row, right column
+    ((2, 4, 6, 5), (2, 2, 3, 2), {"padding": "same", "dilation": (1, 3), "groups": 2}, True),  # totals 2 and 3
+    ((2, 3, 6, 5), (4, 3, 3, 3), {"padding": "valid"}, False),
+    ((3, 5, 6), (4, 3, 3, 2), {"padding": "same"}, True),  # unbatched
 ]
 
 

@@ -17,13 +17,15 @@ CASES = [
     ("sigmoid", {}, torch.sigmoid, True),
     ("tanh", {}, torch.tanh, True),
     ("gelu", {}, F.gelu, False),
+    ("gelu", {"approximate": "tanh"}, lambda t: F.gelu(t, approximate="tanh"), False),
     ("silu", {}, F.silu, False),
 ]
+IDS = [c[0] + "".join(f"-{v}" for v in c[1].values()) for c in CASES]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("backend", fastnn.available_backends())
-@pytest.mark.parametrize("name, kwargs, torch_fn, from_output", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name, kwargs, torch_fn, from_output", CASES, ids=IDS)
 def test_special_values_match_torch(name, kwargs, torch_fn, from_output, backend, dtype):
     x = special(dtype)
     t = torch.tensor(x, requires_grad=True)
@@ -31,8 +33,11 @@ def test_special_values_match_torch(name, kwargs, torch_fn, from_output, backend
     dy = np.linspace(-2, 2, x.size).astype(dtype)
     (tdx,) = torch.autograd.grad(ty, t, torch.tensor(dy))
     ty, tdx = ty.detach().numpy(), tdx.numpy()
-    if name == "gelu":  # torch's vectorized erf path gives NaN at +inf; the limit is +inf
+    if name == "gelu" and not kwargs:  # torch's vectorized erf path gives NaN at +inf; the limit is +inf
         ty[x == np.inf] = np.inf
+    if name == "gelu" and kwargs:  # torch's tanh form: NaN (0 * inf) where a finite x's square overflows;
+        huge = np.isfinite(x) & np.isnan(tdx)  # fastnn gives the limit, dy for x > 0 and 0 for x < 0
+        tdx[huge] = np.where(x[huge] > 0, dy[huge], 0)
     if name == "elu":  # torch's elu_backward at NaN is dy in float32, NaN in float64: we pass dy
         tdx[np.isnan(x)] = dy[np.isnan(x)]
     with fastnn.use_backend(backend):
@@ -58,3 +63,31 @@ def test_prelu_matches_torch():
             dx, da = fastnn.prelu_backward(dy, x, a)
             np.testing.assert_allclose(dx, tdx.numpy(), rtol=1e-12)
             np.testing.assert_allclose(da, tda.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("backend", fastnn.available_backends())
+def test_gelu_tanh_matches_torch_on_a_sweep(backend, dtype):
+    """torch's tanh approximation, forward and backward, over [-12, 12] (both tails, the kink region)."""
+    x = np.linspace(-12, 12, 20_001).astype(dtype)
+    dy = np.cos(np.arange(x.size)).astype(dtype)
+    t = torch.tensor(x, requires_grad=True)
+    ty = F.gelu(t, approximate="tanh")
+    (tdx,) = torch.autograd.grad(ty, t, torch.tensor(dy))
+    with fastnn.use_backend(backend):
+        y = fastnn.gelu(x, approximate="tanh")
+        dx = fastnn.gelu_backward(dy, x, approximate="tanh")
+    tol = dict(rtol=1e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(y, ty.detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, tdx.numpy(), **tol)
+
+
+def test_gelu_rejects_unknown_forms():
+    x = np.ones(3)
+    for bad in ("erf", "TANH", None, 1):
+        with pytest.raises(ValueError, match="gelu: approximate"):
+            fastnn.gelu(x, approximate=bad)
+        with pytest.raises(ValueError, match="gelu_backward: approximate"):
+            fastnn.gelu_backward(x, x, approximate=bad)
+    with pytest.raises(ValueError, match="GELU: approximate"):
+        fastnn.nn.GELU(approximate="erf")

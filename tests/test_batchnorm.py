@@ -17,8 +17,11 @@ def _inputs(rng, shape, dtype=np.float64):
 def test_errors(op, rng):
     fn = getattr(fastnn, op)
     x, g, b = _inputs(rng, (4, 3, 2, 2))
-    with pytest.raises(ValueError, match="x must be 2-d or 4-d"):
-        fn(x[0], g, b)
+    for bad in (x[0, 0, 0], x[None, None]):
+        with pytest.raises(ValueError, match="x must be 2-d or 3-d or 4-d or 5-d"):
+            fn(bad, g, b)
+    with pytest.raises(TypeError, match=f"{op}: momentum must be a real number in \\[0, 1\\], got None"):
+        fn(x, g, b, np.zeros(3), np.ones(3), momentum=None)
     with pytest.raises(ValueError, match=r"gamma has shape \(4,\), expected \(3,\)"):
         fn(x, np.ones(4), b)
     with pytest.raises(ValueError, match="gamma and beta"):
@@ -84,6 +87,21 @@ def test_out(op, backend_name, rng):
         result = getattr(fastnn, op)(*args, out=strided)
         assert result[0] is strided
         check_op(op, result, args, kwargs, np.float32, f"{op} strided out=")
+
+
+@pytest.mark.parametrize("backend_name", COMPILED)
+@pytest.mark.parametrize("shape", [(3, 4, 9), (2, 4, 3, 5, 6)])
+def test_out_3d_and_5d(shape, backend_name, rng):
+    """(N, C, L) and (N, C, D, H, W): out= written through the kernels' 4-d view, or copied into."""
+    x, g, b = _inputs(rng, shape, np.float32)
+    args, kwargs = (x, g, b, None, None), {"training": True}
+    with fastnn.use_backend(backend_name):
+        for out in (np.full(shape, 7, np.float32), np.zeros(shape[:-1] + (2 * shape[-1],), np.float32)[..., ::2]):
+            result = fastnn.batch_norm(*args, out=out)
+            assert result[0] is out
+            check_op("batch_norm", result, args, kwargs, np.float32, f"batch_norm {shape} out=")
+        with pytest.raises(ValueError, match=r"out has shape"):  # the kernels' 4-d view is not x's shape
+            fastnn.batch_norm(*args, out=np.empty((shape[0], shape[1], int(np.prod(shape[2:])), 1), np.float32))
 
 
 def test_running_stats_are_updated_in_place(backend, rng):
@@ -161,7 +179,7 @@ def test_float32_statistics_keep_precision(backend, shape, rng):
 @needs_torch
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", [(5, 3, 4, 6), (9, 7)])
+@pytest.mark.parametrize("shape", [(5, 3, 4, 6), (9, 7), (5, 3, 7), (3, 4, 2, 3, 5)])
 def test_matches_torch(backend, shape, training, relu, rng):
     x, g, b = _inputs(rng, shape)
     rm, rv = rng.standard_normal(shape[1]), rng.uniform(0.5, 2, shape[1])

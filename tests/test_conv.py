@@ -27,7 +27,10 @@ W = np.zeros((8, 4, 3, 3))
 
 BAD = [
     # (x, w, b, params, exception, message pattern)
-    (np.zeros((4, 6, 6)), W, None, {}, ValueError, "x must be 4-d"),
+    (np.zeros((6, 6)), W, None, {}, ValueError, "x must be 3-d or 4-d"),
+    (X, W, None, {"padding": "full"}, ValueError, "padding must be an int, an \\(h, w\\) pair, 'same' or 'valid'"),
+    (X, W, None, {"padding": "same", "stride": (1, 2)}, ValueError,
+     "padding='same' is not supported for strided convolutions"),
     (X, np.zeros((8, 4, 3)), None, {}, ValueError, "w must be 4-d"),
     (np.zeros((2, 3, 6, 6)), W, None, {}, ValueError, "w has 4 input channels per group, x has 3"),
     (X, np.zeros((8, 4, 3, 3)), None, {"groups": 2}, ValueError, "w has 4 input channels per group, x has 2"),
@@ -91,6 +94,7 @@ def _torch_case(torch, x, w, b, params, dy):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's own
 def test_matches_torch(backend, dtype):
     torch = pytest.importorskip("torch")
     for op in ("conv2d", "conv2d_backward", "conv2d_relu"):
@@ -242,3 +246,36 @@ def test_winograd_nonfinite_strategy(backend, where, threads):
             assert np.array_equal(test(a), test(e)), f"{name}: {test.__name__} differs"
         finite = np.isfinite(e)
         np.testing.assert_allclose(a[finite], e[finite], rtol=1e-3, atol=1e-3 * np.abs(e[finite]).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", FORWARDS)
+def test_unbatched_out_and_same_padding(op, backend):
+    """An unbatched x gives an unbatched y, into `out=` too (contiguous: through a view; strided: a copy);
+    "same" keeps H and W whatever the kernel's parity."""
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((3, 7, 6)), rng.standard_normal((5, 3, 4, 3)), rng.standard_normal(5)
+    with fastnn.use_backend("numpy"):
+        expected = getattr(fastnn, op)(x[None], w, b, padding="same")[0]
+    with fastnn.use_backend(backend):
+        assert getattr(fastnn, op)(x, w, b, padding="same").shape == (5, 7, 6)
+        for out in (np.zeros((5, 7, 6)), np.zeros((5, 7, 12))[..., ::2]):
+            assert getattr(fastnn, op)(x, w, b, padding="same", out=out) is out
+            np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+        with pytest.raises(ValueError, match=rf"{op}: out has shape \(1, 5, 7, 6\), expected \(5, 7, 6\)"):
+            getattr(fastnn, op)(x, w, b, padding="same", out=np.zeros((1, 5, 7, 6)))
+        dx, dw, db = fastnn.conv2d_backward(np.ones((5, 7, 6)), x, w, padding="same")
+        assert dx.shape == x.shape and dx.flags.c_contiguous and dw.shape == w.shape and db.shape == (5,)
+        with pytest.raises(ValueError, match=r"conv2d_backward: dy has shape \(1, 5, 7, 6\), expected \(5, 7, 6\)"):
+            fastnn.conv2d_backward(np.ones((1, 5, 7, 6)), x, w, padding="same")
+
+
+def test_symmetric_same_is_the_integer_padding():
+    """padding="same" with an even total is the symmetric padding: the same kernels, bit for bit."""
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 4, 9, 8)), rng.standard_normal((6, 4, 5, 3))
+    for backend in BACKENDS:
+        with fastnn.use_backend(backend):
+            np.testing.assert_array_equal(fastnn.conv2d(x, w, padding="same", dilation=(1, 2)),
+                                          fastnn.conv2d(x, w, padding=(2, 2), dilation=(1, 2)))
+            np.testing.assert_array_equal(fastnn.conv2d(x, w, padding="valid"), fastnn.conv2d(x, w))

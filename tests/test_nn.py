@@ -221,3 +221,65 @@ def test_residual_block_gradients_and_keys():
     assert not body[1].training and not body[4].training
     with pytest.raises(ValueError, match="Residual: body maps x of shape"):
         nn.Residual(nn.Conv2d(c, 2 * c, 1, dtype=np.float64)).forward(x)
+
+
+@pytest.mark.parametrize("momentum", [0.3, None], ids=["momentum=0.3", "momentum=None"])
+@pytest.mark.parametrize("cls, shape", [("BatchNorm1d", (6, 4)), ("BatchNorm1d", (6, 4, 5)),
+                                        ("BatchNorm2d", (6, 4, 3, 2)), ("BatchNorm3d", (3, 4, 2, 3, 2))])
+def test_batchnorm_layers_track_statistics_as_torch(cls, shape, momentum):
+    """num_batches_tracked and the running statistics step by step as torch.nn's (momentum None: the
+    cumulative average), forward and backward in training and eval."""
+    torch = pytest.importorskip("torch")
+    ours = getattr(nn, cls)(4, momentum=momentum, dtype=np.float64)
+    theirs = getattr(torch.nn, cls)(4, momentum=momentum).double()
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        x = rng.standard_normal(shape) * (step + 1) + step
+        dy = rng.standard_normal(shape)
+        tx = torch.tensor(x, requires_grad=True)
+        ty = theirs(tx)
+        ty.backward(torch.tensor(dy))
+        np.testing.assert_allclose(ours.forward(x), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ours.backward(dy), tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(ours.grads["weight"], theirs.weight.grad.numpy(), rtol=1e-9, atol=1e-11)
+        theirs.zero_grad()
+        assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == step + 1
+        assert ours.buffers["num_batches_tracked"] is ours.num_batches_tracked
+        np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), rtol=1e-12)
+    ours.eval()
+    theirs.eval()
+    x = rng.standard_normal(shape)
+    np.testing.assert_allclose(ours.forward(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert int(ours.num_batches_tracked) == 4  # eval counts nothing
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's own
+def test_conv2d_layer_takes_padding_strings():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 6))
+    for padding, kernel, dilation in (("same", (4, 3), 1), ("same", 3, (2, 3)), ("valid", 3, 1)):
+        layer = nn.Conv2d(3, 5, kernel, padding=padding, dilation=dilation, seed=0, **F64)
+        assert repr(layer).endswith(f"padding={padding!r})")
+        w, b = layer.params["weight"], layer.params["bias"]
+        y = layer.forward(x)
+        tx = torch.tensor(x, requires_grad=True)
+        ty = torch.nn.functional.conv2d(tx, torch.tensor(w), torch.tensor(b), padding=padding, dilation=dilation)
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+        dy = rng.standard_normal(y.shape)
+        ty.backward(torch.tensor(dy))
+        np.testing.assert_allclose(layer.backward(dy), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="Conv2d: padding='same' is not supported for strided convolutions"):
+        nn.Conv2d(3, 4, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="Conv2d: padding must be"):
+        nn.Conv2d(3, 4, 3, padding="full")
+
+
+def test_gelu_layer_tanh_form():
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    layer = nn.GELU(approximate="tanh")
+    np.testing.assert_array_equal(layer.forward(x), fastnn.gelu(x, approximate="tanh"))
+    np.testing.assert_array_equal(layer.backward(dy), fastnn.gelu_backward(dy, x, approximate="tanh"))
+    assert repr(layer) == "GELU(approximate='tanh')" and repr(nn.GELU()) == "GELU(approximate='none')"

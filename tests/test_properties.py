@@ -92,8 +92,8 @@ def any_shapes(draw, max_rank=4):
 # --- activations ---------------------------------------------------------------------------
 
 SLOPES = reals(-2, 2)
-UNARY = {"relu": {}, "leaky_relu": {"negative_slope": SLOPES}, "sigmoid": {}, "tanh": {}, "gelu": {}, "silu": {},
-         "elu": {"alpha": reals(-2, 3)}}
+UNARY = {"relu": {}, "leaky_relu": {"negative_slope": SLOPES}, "sigmoid": {}, "tanh": {},
+         "gelu": {"approximate": st.sampled_from(["none", "tanh"])}, "silu": {}, "elu": {"alpha": reals(-2, 3)}}
 FROM_OUTPUT = {"sigmoid": lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(x.dtype), "tanh": np.tanh}
 
 
@@ -239,12 +239,19 @@ def conv_cases(draw, op):
         stride, s = _int_or_pair(draw, st.integers(1, 3), "stride")
         padding, p = _int_or_pair(draw, st.integers(0, 3), "padding")
         dilation, d = _int_or_pair(draw, st.integers(1, 3), "dilation")
+        # torch's strings: "valid" (0) and, at stride 1, "same" (any parity of dilation * (k - 1))
+        strings = ["valid"] + (["same"] * 2 if stride == (1, 1) else [])
+        mode = draw(st.sampled_from(["numbers"] + strings), label="padding")
+        if mode != "numbers":
+            padding, p = (0, 0), mode
         n = draw(st.integers(0, 3), label="N")
         low = [max(0, dil * (k - 1) + 1 - 2 * pad) for k, pad, dil in zip((kh, kw), padding, dilation)]
+        low = [1, 1] if mode == "same" else low
         h = draw(st.integers(low[0], low[0] + 6), label="H")
         wd = draw(st.integers(low[1], low[1] + 6), label="W")
         kwargs = {"stride": s, "padding": p, "dilation": d, "groups": groups}
-    x = randn(rng, (n, c, h, wd), dtype)
+    unbatched = n == 1 and draw(st.booleans(), label="unbatched")  # (C, H, W): a batch of one
+    x = randn(rng, (c, h, wd) if unbatched else (n, c, h, wd), dtype)
     # Only non-finite values (a sum's overflow depends on its order).
     if draw(st.integers(0, 4), label="NaN/inf?") == 4:
         x = with_specials(rng, x, NONFINITE)
@@ -252,10 +259,14 @@ def conv_cases(draw, op):
     if op in ("conv2d", "conv2d_relu"):
         b = randn(rng, (f,), dtype) if draw(st.booleans(), label="bias") else None
         return Case(op, (x, w, b), kwargs, dtype)
-    ho, wo = (out_size(*a) for a in zip((h, wd), (kh, kw), stride, padding, dilation))
+    if kwargs.get("padding") == "same":
+        ho, wo = h, wd
+    else:
+        ho, wo = (out_size(*a) for a in zip((h, wd), (kh, kw), stride, padding, dilation))
     x = (x / np.sqrt(max(1, n * ho * wo))).astype(dtype)  # dw of order 1, as dx
     kwargs["input_grad"] = draw(st.booleans(), label="input_grad")
-    return Case(op, (randn(rng, (n, f, ho, wo), dtype), x, w), kwargs, dtype)
+    dy = randn(rng, (f, ho, wo) if unbatched else (n, f, ho, wo), dtype)
+    return Case(op, (dy, x, w), kwargs, dtype)
 
 
 @st.composite
@@ -622,6 +633,8 @@ PAIR_PARAMS = {"stride", "padding", "dilation", "kernel_size"}
 INT_PARAMS = PAIR_PARAMS | {"groups", "pieces", "axis", "step"}
 REAL_PARAMS = {"negative_slope", "alpha", "margin", "momentum", "eps", "lr", "beta1", "beta2", "weight_decay"}
 FLAG_PARAMS = {"training", "nesterov", "input_grad"}
+CHOICE_PARAMS = {"approximate": ["none", "tanh"]}  # a string from a fixed set
+BAD_CHOICES = [None, "", "erf", "TANH", b"tanh", 1, 0.5, np.str_("exact"), ["tanh"]]
 BAD_INTS = [None, 1.5, 2.0, np.float64(2), "2", True, np.bool_(False), 1j, float("nan"), float("inf"), 2 ** 70,
             -2 ** 70, 2 ** 63, np.array([1, 2]), [1, 2, 3], (1, 2 ** 70), (1.0, 1), fractions.Fraction(1, 2)]
 MAYBE_INTS = [0, -1, 1, 3, 2 ** 31 - 1, 2 ** 31, np.int64(2), np.uint8(1), (1, 2), (2, 1), [1, 1], np.array(2)]
@@ -649,6 +662,8 @@ def _bad_parameter(data, case, args, kwargs, backend):
         maybe = [v for v in MAYBE_INTS if pair or not isinstance(v, (tuple, list))]
     elif name in REAL_PARAMS:
         bad, maybe = BAD_REALS, MAYBE_REALS
+    elif name in CHOICE_PARAMS:
+        bad, maybe = BAD_CHOICES, CHOICE_PARAMS[name]
     else:
         assert name in FLAG_PARAMS, f"{case.op}: parameter {name} has no bad values here"
         bad, maybe = BAD_FLAGS, MAYBE_FLAGS

@@ -152,6 +152,10 @@ GRAD_CASES = {
     "conv2d padding same": _conv_case((2, 3, 6, 7), (4, 3, 3, 5), padding="same"),
     "conv2d padding valid": _conv_case((2, 3, 6, 7), (4, 3, 3, 3), padding="valid"),
     "conv2d unbatched": _conv_case((3, 6, 7), (4, 3, 3, 3), padding=1),
+    "conv2d padding same, even kernel": _conv_case((2, 3, 6, 6), (4, 3, 4, 2), padding="same"),
+    "conv2d padding same, dilation": _conv_case((2, 4, 7, 6), (4, 2, 2, 3), padding="same", dilation=(3, 2),
+                                                groups=2),
+    "conv2d unbatched padding same, even kernel": _conv_case((3, 5, 6), (4, 3, 2, 2), bias=False, padding="same"),
     "linear": _linear_case((5, 7), (4, 7)),
     "linear 3-d input no bias": _linear_case((2, 3, 7), (4, 7), bias=False),
     "linear 1-d input": _linear_case((7,), (4, 7)),
@@ -166,6 +170,9 @@ GRAD_CASES = {
     "batch_norm train bias only": _bn_case((3, 4, 5, 2), True, affine=(False, True)),
     "batch_norm train no affine": _bn_case((3, 4, 5, 2), True, affine=(False, False)),
     "batch_norm train channels_last": _bn_case((3, 4, 5, 2), True, layout=_channels_last),
+    "batch_norm train 5-d": _bn_case((2, 4, 3, 2, 3), True),
+    "batch_norm eval 5-d": _bn_case((2, 4, 3, 2, 3), False),
+    "batch_norm train 5-d non-contiguous": _bn_case((2, 4, 3, 2, 3), True, layout=_strided),
     "max_pool2d k2": _pool_case("max_pool2d", (2, 3, 6, 8), kernel_size=2),
     "max_pool2d k3 s2 p1": _pool_case("max_pool2d", (2, 3, 7, 8), kernel_size=3, stride=2, padding=1),
     "max_pool2d k(3,2) s(2,1) p(1,1)": _pool_case("max_pool2d", (2, 3, 7, 6), kernel_size=(3, 2), stride=(2, 1),
@@ -183,10 +190,12 @@ GRAD_CASES = {
     "cross_entropy non-contiguous": _cross_entropy_case(layout=_strided),
 }
 for _name, _params in (("relu", {}), ("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 0.7}),
-                       ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("silu", {})):
-    GRAD_CASES[_name] = _activation_case(_name, (3, 4, 5), **_params)
-    GRAD_CASES[f"{_name} channels_last"] = _activation_case(_name, (2, 3, 4, 5), layout=_channels_last, **_params)
-    GRAD_CASES[f"{_name} non-contiguous"] = _activation_case(_name, (3, 4, 5), layout=_strided, **_params)
+                       ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("gelu tanh", {"approximate": "tanh"}),
+                       ("silu", {})):
+    _op = _name.split()[0]
+    GRAD_CASES[_name] = _activation_case(_op, (3, 4, 5), **_params)
+    GRAD_CASES[f"{_name} channels_last"] = _activation_case(_op, (2, 3, 4, 5), layout=_channels_last, **_params)
+    GRAD_CASES[f"{_name} non-contiguous"] = _activation_case(_op, (3, 4, 5), layout=_strided, **_params)
 
 
 @pytest.mark.parametrize("case", GRAD_CASES, ids=list(GRAD_CASES))
@@ -199,7 +208,7 @@ def test_gradcheck(case):
 
 DOUBLE_BACKWARD = ["conv2d stride2 pad(1,2) dilation(2,1)", "linear 3-d input no bias", "batch_norm train 4-d",
                    "batch_norm eval 3-d", "max_pool2d k3 s2 p1", "avg_pool2d k3 s2 p1", "cross_entropy", "relu",
-                   "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu"]
+                   "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu tanh", "silu"]
 
 
 @pytest.mark.parametrize("case", DOUBLE_BACKWARD)
@@ -234,6 +243,8 @@ FLOAT32_CASES = {
     "max_pool2d": (lambda x: ft.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1), [(4, 8, 9, 9)]),
     "avg_pool2d": (lambda x: ft.avg_pool2d(x, 2), lambda x: F.avg_pool2d(x, 2), [(4, 8, 9, 9)]),
     "gelu": (ft.gelu, F.gelu, [(4, 8, 9, 9)]),
+    "gelu tanh": (lambda x: ft.gelu(x, approximate="tanh"), lambda x: F.gelu(x, approximate="tanh"),
+                  [(4, 8, 9, 9)]),
     "tanh": (ft.tanh, torch.tanh, [(4, 8, 9, 9)]),
 }
 
@@ -348,14 +359,13 @@ def _x(*shape, dtype=torch.float32):
 FALLBACKS = {
     "conv2d bfloat16": lambda f: f.conv2d(_x(2, 3, 6, 6, dtype=torch.bfloat16), _x(4, 3, 3, 3, dtype=torch.bfloat16)),
     "conv2d float16": lambda f: f.conv2d(_x(2, 3, 6, 6, dtype=torch.float16), _x(4, 3, 3, 3, dtype=torch.float16)),
-    "conv2d padding same, even kernel": lambda f: f.conv2d(_x(2, 3, 6, 6), _x(4, 3, 4, 4), padding="same"),
     "linear bfloat16": lambda f: f.linear(_x(3, 4, dtype=torch.bfloat16), _x(2, 4, dtype=torch.bfloat16)),
     "linear 1-d weight": lambda f: f.linear(_x(3, 4), _x(4)),
-    "batch_norm 5-d": lambda f: f.batch_norm(_x(2, 3, 2, 2, 2), None, None, training=True),
     "batch_norm momentum 1.5": lambda f: f.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3), training=True,
                                                       momentum=1.5),
     "batch_norm eval eps 0": lambda f: f.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3).add(1), eps=0.0),
     "batch_norm float16": lambda f: f.batch_norm(_x(4, 3, dtype=torch.float16), None, None, training=True),
+    "batch_norm 6-d": lambda f: f.batch_norm(_x(2, 3, 2, 2, 2, 2), None, None, training=True),
     "max_pool2d ceil_mode": lambda f: f.max_pool2d(_x(2, 3, 7, 7), 2, ceil_mode=True),
     "max_pool2d return_indices": lambda f: f.max_pool2d(_x(2, 3, 6, 6), 2, return_indices=True),
     "max_pool2d dilation": lambda f: f.max_pool2d(_x(2, 3, 7, 7), 2, dilation=2),
@@ -363,7 +373,6 @@ FALLBACKS = {
     "avg_pool2d count_include_pad=False": lambda f: f.avg_pool2d(_x(2, 3, 7, 7), 3, 2, 1, count_include_pad=False),
     "avg_pool2d divisor_override": lambda f: f.avg_pool2d(_x(2, 3, 6, 6), 2, divisor_override=3),
     "max_pool2d float16": lambda f: f.max_pool2d(_x(2, 3, 6, 6, dtype=torch.float16), 2),
-    "gelu tanh": lambda f: f.gelu(_x(3, 4), approximate="tanh"),
     "relu float16": lambda f: f.relu(_x(3, 4, dtype=torch.float16)),
     "sigmoid bfloat16": lambda f: f.sigmoid(_x(3, 4, dtype=torch.bfloat16)),
     "relu int": lambda f: f.relu(torch.arange(-3, 3)),
@@ -439,6 +448,16 @@ def test_invalid_calls_raise_torch_errors():
         ft.batch_norm(_x(1, 3), None, None, training=True)
     with pytest.raises(RuntimeError):
         ft.max_pool2d(x, 2, padding=2)  # torch: padding at most half the kernel
+    with pytest.raises(TypeError) as ours:  # torch's functional refuses momentum=None (the modules' option)
+        ft.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=None)
+    with pytest.raises(TypeError) as theirs:
+        F.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=None)
+    assert str(ours.value) == str(theirs.value)
+    with pytest.raises(RuntimeError) as ours:
+        ft.gelu(x, approximate="tan")
+    with pytest.raises(RuntimeError) as theirs:
+        F.gelu(x, approximate="tan")
+    assert str(ours.value) == str(theirs.value)
 
 
 # --- modules ----------------------------------------------------------------------------------------
@@ -448,12 +467,15 @@ MODULES = {
     "Linear": ((12, 5), {}, (4, 12)),
     "BatchNorm1d": ((6,), dict(momentum=0.2), (8, 6, 3)),
     "BatchNorm2d": ((3,), {}, (4, 3, 5, 5)),
+    "BatchNorm3d": ((3,), dict(momentum=None), (4, 3, 2, 5, 3)),
+    "Conv2d same": ((3, 8, (4, 3)), dict(padding="same", dilation=(1, 2)), (2, 3, 7, 7)),
     "ReLU": ((), {}, (2, 3, 4, 4)),
     "LeakyReLU": ((0.2,), {}, (2, 3, 4, 4)),
     "ELU": ((0.5,), {}, (2, 3, 4, 4)),
     "Sigmoid": ((), {}, (2, 3, 4, 4)),
     "Tanh": ((), {}, (2, 3, 4, 4)),
     "GELU": ((), {}, (2, 3, 4, 4)),
+    "GELU tanh": ((), dict(approximate="tanh"), (2, 3, 4, 4)),
     "SiLU": ((), {}, (2, 3, 4, 4)),
     "MaxPool2d": ((3, 2, 1), {}, (2, 3, 8, 8)),
     "AvgPool2d": ((2,), {}, (2, 3, 8, 8)),
@@ -461,8 +483,10 @@ MODULES = {
 
 
 @pytest.mark.parametrize("name", MODULES)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's own
 def test_module_is_torch_module_with_same_state_and_results(name):
     args, kwargs, shape = MODULES[name]
+    name = name.split()[0]  # "GELU tanh": the class, then its variant
     torch.manual_seed(0)
     theirs = getattr(nn, name)(*args, **kwargs)
     torch.manual_seed(0)
@@ -483,13 +507,13 @@ def test_module_is_torch_module_with_same_state_and_results(name):
             torch.testing.assert_close(a, b, msg=key)
 
 
-@pytest.mark.parametrize("cls", ["BatchNorm1d", "BatchNorm2d"])
+@pytest.mark.parametrize("cls", ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"])
 @pytest.mark.parametrize("kwargs", [dict(momentum=None), dict(track_running_stats=False), dict(affine=False),
                                     dict(bias=False)], ids=["momentum=None", "no running stats", "no affine",
                                                             "no bias"])
 def test_batch_norm_modules_track_statistics_as_torch(cls, kwargs):
     ours, theirs = getattr(ft, cls)(4, **kwargs), getattr(nn, cls)(4, **kwargs)
-    shape = (6, 4, 3) if cls == "BatchNorm1d" else (6, 4, 3, 2)
+    shape = {"BatchNorm1d": (6, 4, 3), "BatchNorm2d": (6, 4, 3, 2), "BatchNorm3d": (3, 4, 3, 2, 2)}[cls]
     for step in range(5):
         x = _randn(*shape, dtype=torch.float32, seed=step) * (step + 1) + step
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)

@@ -11,6 +11,9 @@ from scipy.special import erf
 
 _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
+_GELU_BETA = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_KAPPA = 0.044715
+_GELU_X2_MAX = 1e30  # x**2 cap in the tanh form's derivative: 1 - tanh**2 is 0 long before
 
 
 def relu(x, y):
@@ -73,11 +76,27 @@ def tanh_backward(dy, y, dx):
     dx[...] = dy * (1 - y * y)
 
 
-def gelu(x, y):
+def gelu(x, y, tanh_form):
+    if tanh_form:
+        y[...] = 0.5 * x * (1 + _gelu_tanh(x, x * x))  # torch's formula; -inf * 0 is NaN, as there
+        return
     y[...] = 0.5 * x * (1 + erf(x * _SQRT1_2))  # -inf * 0 is NaN, as in torch
 
 
-def gelu_backward(dy, x, dx):
+def _gelu_tanh(x, x2):
+    """tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)), x**3 as torch rounds it: x * x * x."""
+    return np.tanh(_GELU_BETA * (x + _GELU_KAPPA * (x2 * x)))
+
+
+def gelu_backward(dy, x, dx, tanh_form):
+    if tanh_form:
+        x2 = x * x
+        t = _gelu_tanh(x, x2)
+        # torch's derivative; x**2 capped where 1 - t**2 is 0 already, so a finite x whose square
+        # overflows gets the limit instead of 0 * inf (NaN stays NaN: np.minimum propagates it)
+        slope = _GELU_BETA * (1 + 3 * _GELU_KAPPA * np.minimum(x2, _GELU_X2_MAX))
+        dx[...] = dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * slope)
+        return
     cdf = 0.5 * (1 + erf(x * _SQRT1_2))
     pdf = _INV_SQRT_2PI * np.exp(-0.5 * x * x)
     dx[...] = dy * (cdf + x * pdf)

@@ -230,7 +230,8 @@ _ELU = _Activation("elu", False, lambda x, alpha, inplace: F.elu(x, alpha, inpla
 _SIGMOID = _Activation("sigmoid", True, lambda x, inplace: torch.sigmoid(x),
                        lambda dy, y: _aten.sigmoid_backward(dy, y))
 _TANH = _Activation("tanh", True, lambda x, inplace: torch.tanh(x), lambda dy, y: _aten.tanh_backward(dy, y))
-_GELU = _Activation("gelu", False, lambda x, inplace: F.gelu(x), lambda dy, x: _aten.gelu_backward(dy, x))
+_GELU = _Activation("gelu", False, lambda x, approximate, inplace: F.gelu(x, approximate=approximate),
+                    lambda dy, x, approximate: _aten.gelu_backward(dy, x, approximate=approximate))
 _SILU = _Activation("silu", False, lambda x, inplace: F.silu(x, inplace),  # aten's silu_backward has no derivative
                     lambda dy, x: _torch_grads(F.silu, (x,), (True,), dy)[0])
 
@@ -344,23 +345,24 @@ def tanh(input):
 
 
 def gelu(input, approximate="none"):
-    """GELU, as ``torch.nn.functional.gelu``, on fastnn's kernels (the exact erf form).
+    """GELU, as ``torch.nn.functional.gelu``, on fastnn's kernels (both forms).
 
     Parameters
     ----------
     input : torch.Tensor
         Any shape.
     approximate : {"none", "tanh"}, default "none"
-        "tanh" runs torch's own tanh approximation (fastnn has the erf form only).
+        "none": the exact erf form; "tanh": torch's tanh approximation (fastnn's own kernels for
+        both). Any other value runs torch's function, which raises its error.
 
     Returns
     -------
     torch.Tensor
-        ``input * Phi(input)``.
+        ``input * Phi(input)``, or its tanh approximation.
     """
-    if approximate != "none":
+    if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
         return F.gelu(input, approximate=approximate)
-    return _activation(_GELU, input)
+    return _activation(_GELU, input, (approximate,))
 
 
 def silu(input, inplace=False):
@@ -385,29 +387,26 @@ def silu(input, inplace=False):
 # --- convolution ---------------------------------------------------------------------------------
 
 def _conv_params(weight, stride, padding, dilation, groups):
-    """(stride, padding, dilation, groups) as fastnn takes them, or None for what it lacks: a "same"
-    padding that needs more on one side than the other (torch pads it asymmetrically)."""
+    """(stride, padding, dilation, groups) as fastnn takes them ("valid" and "same" as such: fastnn
+    places an odd "same" total as torch does), or None for what torch must answer (its errors)."""
     stride, dilation = _pair(stride), _pair(dilation)
     if stride is None or dilation is None:
         return None
     if isinstance(padding, str):
-        if padding == "valid":
-            padding = (0, 0)
-        elif padding == "same" and stride == (1, 1):
-            total = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
-            if any(t % 2 for t in total):
-                return None
-            padding = (total[0] // 2, total[1] // 2)
-        else:
-            return None
-    padding = _pair(padding)
-    if padding is None or isinstance(groups, bool):
+        if padding == "valid" or (padding == "same" and stride == (1, 1)):
+            return stride, padding, dilation, _groups(groups)
+        return None  # torch's error
+    return stride, _pair(padding), dilation, _groups(groups)
+
+
+def _groups(groups):
+    """groups as an int, or None."""
+    if isinstance(groups, bool):
         return None
     try:
-        groups = operator.index(groups)
+        return operator.index(groups)
     except TypeError:
         return None
-    return stride, padding, dilation, groups
 
 
 class _Conv2dFn(torch.autograd.Function):
@@ -442,28 +441,25 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         (F,).
     stride, dilation : int or (int, int), default 1
     padding : int, (int, int), "valid" or "same", default 0
-        Zero padding on both sides; a "same" that needs more padding on one side than on the other
-        runs torch's own convolution.
+        Zero padding on both sides; "same" (stride 1) with an odd total puts the extra row/column at
+        the bottom/right, as torch does (fastnn's kernels either way).
     groups : int, default 1
 
     Returns
     -------
     torch.Tensor
-        (N, F, Ho, Wo), contiguous.
+        (N, F, Ho, Wo), or (F, Ho, Wo) for an unbatched input; contiguous.
     """
     params = _conv_params(weight, stride, padding, dilation, groups)
-    if params is None or input.dim() not in (3, 4) or not _fast(input, weight, bias):
+    if (params is None or None in params or input.dim() not in (3, 4) or weight.dim() != 4
+            or not _fast(input, weight, bias)):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    unbatched = input.dim() == 3
-    x = input.unsqueeze(0) if unbatched else input
-    try:
-        if _needs_graph(x, weight, bias):
-            y = _Conv2dFn.apply(x, weight, bias, params)
-        else:
-            y = _tensor(_call(fastnn.conv2d, _np(x), _np(weight), _np(bias), *params))
+    try:  # fastnn takes an unbatched (C, H, W) input as such
+        if _needs_graph(input, weight, bias):
+            return _Conv2dFn.apply(input, weight, bias, params)
+        return _tensor(_call(fastnn.conv2d, _np(input), _np(weight), _np(bias), *params))
     except _UNSUPPORTED:
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return y.squeeze(0) if unbatched else y
 
 
 # --- linear --------------------------------------------------------------------------------------
@@ -553,20 +549,15 @@ def _affine(weight, bias, channels, dtype):
     return gamma, beta
 
 
-def _spatial(a):
-    """fastnn normalizes (N, C) and (N, C, H, W): (N, C, L) becomes (N, C, L, 1), a view."""
-    return a.reshape(*a.shape, 1) if a.ndim == 3 else a
-
-
 def _batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
     a = _np(x)
     gamma, beta = _affine(weight, bias, x.shape[1], a.dtype)
-    y, mean, invstd = _call(fastnn.batch_norm, _spatial(a), gamma, beta, _np(running_mean), _np(running_var),
+    y, mean, invstd = _call(fastnn.batch_norm, a, gamma, beta, _np(running_mean), _np(running_var),
                             training, momentum, eps)
     if training and running_mean is not None:  # updated in place: versioned as torch's own update
         torch.autograd.graph.increment_version(running_mean)
         torch.autograd.graph.increment_version(running_var)
-    return _tensor(y.reshape(a.shape)), gamma, mean, invstd
+    return _tensor(y), gamma, mean, invstd
 
 
 class _BatchNormFn(torch.autograd.Function):
@@ -589,15 +580,14 @@ class _BatchNormFn(torch.autograd.Function):
             def forward(x, weight, bias):
                 return F.batch_norm(x, *stats, weight, bias, ctx.training, 0.0, ctx.eps)
             return _torch_grads(forward, (x, weight, bias), needs, dy) + (None,) * 4
-        a = _np(x)
-        dx, dgamma, dbeta = _call(fastnn.batch_norm_backward, _spatial(_np(dy)), _spatial(a), ctx.gamma,
-                                  ctx.mean, ctx.invstd, ctx.training)
-        return (_tensor(dx.reshape(a.shape)) if needs[0] else None, _tensor(dgamma) if needs[1] else None,
+        dx, dgamma, dbeta = _call(fastnn.batch_norm_backward, _np(dy), _np(x), ctx.gamma, ctx.mean, ctx.invstd,
+                                  ctx.training)
+        return (_tensor(dx) if needs[0] else None, _tensor(dgamma) if needs[1] else None,
                 _tensor(dbeta) if needs[2] else None) + (None,) * 4
 
 
 def _batch_norm_supported(input, running_mean, running_var, weight, bias, training, momentum, eps):
-    if input.dim() not in (2, 3, 4) or not _fast(input, weight, bias, running_mean, running_var):
+    if input.dim() not in (2, 3, 4, 5) or not _fast(input, weight, bias, running_mean, running_var):
         return False
     if (running_mean is None) != (running_var is None):
         return False
@@ -626,8 +616,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     Parameters
     ----------
     input : torch.Tensor
-        (N, C), (N, C, L) or (N, C, H, W): statistics per channel (dimension 1). Other ranks run
-        torch's own.
+        (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W): statistics per channel (dimension 1)
+        over all the others. Other ranks run torch's own.
     running_mean, running_var : torch.Tensor or None
         (C,). Training updates them in place, ``r = (1 - momentum) * r + momentum * batch`` (unbiased
         variance), when given; eval normalizes with them (required).
@@ -636,7 +626,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     training : bool, default False
         Batch statistics (True) or the running ones (False).
     momentum : float, default 0.1
-        In [0, 1] (torch's own function for other values).
+        In [0, 1] (torch's own function for other values, and for None, which torch refuses: the
+        cumulative average of ``momentum=None`` is the modules', see :class:`BatchNorm2d`).
     eps : float, default 1e-5
         Added to the variance; > 0 (torch's own function for 0).
 

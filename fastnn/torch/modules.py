@@ -12,8 +12,8 @@ from torch import nn
 from . import functional
 
 __all__ = [
-    "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "GELU",
-    "SiLU", "MaxPool2d", "AvgPool2d", "convert",
+    "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh",
+    "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "convert",
 ]
 
 
@@ -100,7 +100,8 @@ def _batch_norm_forward(self, input):
     Parameters
     ----------
     input : torch.Tensor
-        (N, C) or (N, C, L) for BatchNorm1d, (N, C, H, W) for BatchNorm2d.
+        (N, C) or (N, C, L) for BatchNorm1d, (N, C, H, W) for BatchNorm2d, (N, C, D, H, W) for
+        BatchNorm3d.
 
     Returns
     -------
@@ -142,6 +143,21 @@ class BatchNorm2d(nn.BatchNorm2d):
     *args, **kwargs
         The constructor is ``torch.nn.BatchNorm2d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
         convention: ``running = (1 - momentum) * running + momentum * batch``), affine=True,
+        track_running_stats=True, device=None, dtype=None.
+    """
+
+    forward = _batch_norm_forward
+
+
+class BatchNorm3d(nn.BatchNorm3d):
+    """``torch.nn.BatchNorm3d`` on fastnn's batch-norm kernels (:func:`fastnn.torch.batch_norm`);
+    input (N, C, D, H, W).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The constructor is ``torch.nn.BatchNorm3d``'s: num_features, eps=1e-5, momentum=0.1 (torch's
+        convention; None: the cumulative average over num_batches_tracked), affine=True,
         track_running_stats=True, device=None, dtype=None.
     """
 
@@ -264,17 +280,16 @@ class Tanh(nn.Tanh):
 
 
 class GELU(nn.GELU):
-    """``torch.nn.GELU`` on fastnn's kernels (:func:`fastnn.torch.gelu`; ``approximate="tanh"`` runs
-    torch's own).
+    """``torch.nn.GELU`` on fastnn's kernels (:func:`fastnn.torch.gelu`), both forms.
 
     Parameters
     ----------
     approximate : {"none", "tanh"}, default "none"
-        As ``torch.nn.GELU``'s ("tanh" runs torch's own).
+        As ``torch.nn.GELU``'s: the exact erf form or torch's tanh approximation.
     """
 
     def forward(self, input):
-        """``input * Phi(input)``.
+        """``input * Phi(input)``, or its tanh approximation.
 
         Parameters
         ----------
@@ -370,16 +385,16 @@ class AvgPool2d(nn.AvgPool2d):
                             self.count_include_pad, self.divisor_override)
 
 
-_TWINS = {cls.__base__: cls for cls in (Conv2d, Linear, BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU, ELU, Sigmoid,
-                                         Tanh, GELU, SiLU, MaxPool2d, AvgPool2d)}
+_TWINS = {cls.__base__: cls for cls in (Conv2d, Linear, BatchNorm1d, BatchNorm2d, BatchNorm3d, ReLU, LeakyReLU, ELU,
+                                         Sigmoid, Tanh, GELU, SiLU, MaxPool2d, AvgPool2d)}
 
 
 def convert(module):
     """Run every supported layer of `module` on fastnn, in place.
 
     Each submodule (`module` itself included) whose type is exactly one of torch.nn's Conv2d,
-    Linear, BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU, MaxPool2d or
-    AvgPool2d becomes its fastnn.torch twin: the object stays the same and only its class changes, so
+    Linear, BatchNorm1d, BatchNorm2d, BatchNorm3d, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU,
+    MaxPool2d or AvgPool2d becomes its fastnn.torch twin: the object stays the same and only its class changes, so
     it keeps its Parameter and buffer objects, hooks, train/eval mode and every reference held to
     it. Subclasses of those types (which may override forward) and other layers are left alone.
 

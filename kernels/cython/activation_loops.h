@@ -20,6 +20,7 @@ enum {
     FNN_TANH, FNN_TANH_BACKWARD,
     FNN_GELU, FNN_GELU_BACKWARD,
     FNN_SILU, FNN_SILU_BACKWARD,
+    FNN_GELU_TANH, FNN_GELU_TANH_BACKWARD,
 };
 
 /* One signature for all: out[i] = f(a[i], b[i], p). Forwards read v = a[i] (b is unused);
@@ -132,6 +133,31 @@ static inline double fnn_gelu_grad_d(double g, double x) {
     return ldexp(gm * m, ge - k);
 }
 
+/* torch's tanh GELU, 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), formula for formula (x^3
+ * rounded as x * x * x); float32 on simd_math.h's tanh, float64 on libm's. The derivative's x^2 is
+ * capped at FNN_GELU_X2_MAX, where 1 - tanh^2 is 0 already: a finite x whose square overflows gets
+ * the limit, not 0 * inf (NaN); at x = +-inf it stays NaN (inf * 0), as torch's. */
+#define FNN_GELU_BETA 0.797884560802865355879892119869
+#define FNN_GELU_KAPPA 0.044715
+#define FNN_GELU_X2_MAX 1e30
+#define FNN_DEFINE_GELU_TANH(T, SFX, TANH)                                                         \
+    static inline T fnn_gelu_tanh_t_##SFX(T x, T x2) {                                             \
+        return TANH((T)FNN_GELU_BETA * (x + (T)FNN_GELU_KAPPA * (x2 * x)));                        \
+    }                                                                                              \
+    static inline T fnn_gelu_tanh_##SFX(T x) {                                                     \
+        return (T)0.5 * x * ((T)1 + fnn_gelu_tanh_t_##SFX(x, x * x));                              \
+    }                                                                                              \
+    static inline T fnn_gelu_tanh_grad_##SFX(T g, T x) {                                           \
+        const T x2 = x * x;                                                                        \
+        const T t = fnn_gelu_tanh_t_##SFX(x, x2);                                                  \
+        const T capped = x2 > (T)FNN_GELU_X2_MAX ? (T)FNN_GELU_X2_MAX : x2; /* keeps NaN */        \
+        const T slope = (T)FNN_GELU_BETA * ((T)1 + (T)(3 * FNN_GELU_KAPPA) * capped);              \
+        return g * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * slope);                   \
+    }
+
+FNN_DEFINE_GELU_TANH(float, f, fnn_tanh_f)
+FNN_DEFINE_GELU_TANH(double, d, tanh)
+
 static inline float fnn_silu_grad_f(float g, float x) {
     const float s = fnn_sigmoid_f(x);
     return g * s * (1.0f + x * (1.0f - s));
@@ -147,6 +173,8 @@ static inline double fnn_silu_grad_d(double g, double x) {
     FNN_MAP(ATTR, fnn_loop_sigmoid_##SFX, T, fnn_sigmoid_##SFX(v))                                 \
     FNN_MAP(ATTR, fnn_loop_gelu_##SFX, T, fnn_gelu_##SFX(v))                                       \
     FNN_MAP_GRAD(ATTR, fnn_loop_gelu_backward_##SFX, T, fnn_gelu_grad_##SFX(g, v))                 \
+    FNN_MAP(ATTR, fnn_loop_gelu_tanh_##SFX, T, fnn_gelu_tanh_##SFX(v))                             \
+    FNN_MAP_GRAD(ATTR, fnn_loop_gelu_tanh_backward_##SFX, T, fnn_gelu_tanh_grad_##SFX(g, v))       \
     FNN_MAP(ATTR, fnn_loop_silu_##SFX, T, v * fnn_sigmoid_##SFX(v))                                \
     FNN_MAP_GRAD(ATTR, fnn_loop_silu_backward_##SFX, T, fnn_silu_grad_##SFX(g, v))
 
@@ -173,6 +201,8 @@ FNN_MAP(, fnn_loop_tanh_d, double, tanh(v))
         case FNN_GELU_BACKWARD: fnn_loop_gelu_backward_##SFX(a, b, out, n, p); break;              \
         case FNN_SILU: fnn_loop_silu_##SFX(a, b, out, n, p); break;                                \
         case FNN_SILU_BACKWARD: fnn_loop_silu_backward_##SFX(a, b, out, n, p); break;              \
+        case FNN_GELU_TANH: fnn_loop_gelu_tanh_##SFX(a, b, out, n, p); break;                      \
+        case FNN_GELU_TANH_BACKWARD: fnn_loop_gelu_tanh_backward_##SFX(a, b, out, n, p); break;    \
         }                                                                                          \
     }
 

@@ -27,6 +27,8 @@ cdef extern from "activation_loops.h" nogil:
         FNN_GELU_BACKWARD
         FNN_SILU
         FNN_SILU_BACKWARD
+        FNN_GELU_TANH
+        FNN_GELU_TANH_BACKWARD
     void fnn_activation_f(int op, const float* a, const float* b, float* out, Py_ssize_t n, float p)
     void fnn_activation_d(int op, const double* a, const double* b, double* out, Py_ssize_t n, double p)
     void fnn_prelu_f(const float* x, const float* a, float* y, Py_ssize_t channels,
@@ -134,12 +136,13 @@ def tanh_backward(dy, y, dx, n_threads):
     _elementwise(FNN_TANH_BACKWARD, _flat(dy), _flat(y), _flat(dx), 0, n_threads)
 
 
-def gelu(x, y, n_threads):
-    _elementwise(FNN_GELU, _flat(x), _flat(x), _flat(y), 0, n_threads)
+def gelu(x, y, tanh_form, n_threads):
+    _elementwise(FNN_GELU_TANH if tanh_form else FNN_GELU, _flat(x), _flat(x), _flat(y), 0, n_threads)
 
 
-def gelu_backward(dy, x, dx, n_threads):
-    _elementwise(FNN_GELU_BACKWARD, _flat(dy), _flat(x), _flat(dx), 0, n_threads)
+def gelu_backward(dy, x, dx, tanh_form, n_threads):
+    _elementwise(FNN_GELU_TANH_BACKWARD if tanh_form else FNN_GELU_BACKWARD, _flat(dy), _flat(x), _flat(dx), 0,
+                 n_threads)
 
 
 def silu(x, y, n_threads):
