@@ -58,12 +58,13 @@ def _spatial(x):
 
 
 def _momentum(op, momentum):
-    """momentum in [0, 1]. None is a TypeError, as torch.nn.functional.batch_norm's: the cumulative
-    average of torch's momentum=None is the layers' (momentum 1 / num_batches_tracked each step)."""
+    """Any finite momentum, as torch.nn.functional.batch_norm applies its formula to any float (its
+    OpInfo samples use -1 and -1.2; [0, 1] is the usual range). None is a TypeError, as torch's: the
+    cumulative average of torch's momentum=None is the layers' (1 / num_batches_tracked each step)."""
     if momentum is None:
-        raise TypeError(f"{op}: momentum must be a real number in [0, 1], got None (torch's momentum=None, a "
+        raise TypeError(f"{op}: momentum must be a real number, got None (torch's momentum=None, a "
                         "cumulative average, is a layer option: fastnn.nn's batch norms pass 1 / num_batches_tracked)")
-    return real(op, "momentum", momentum, minimum=0.0, maximum=1.0)
+    return real(op, "momentum", momentum)
 
 
 def _forward_meta(op):
@@ -155,8 +156,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         unbiased variance into running_var); eval (training=False): required, they normalize.
     training : bool
         Normalize with the batch's mean and biased variance (True) or the running stats (False).
-    momentum : float in [0, 1]
-        None is a TypeError, as torch.nn.functional.batch_norm's (torch's cumulative average,
+    momentum : float
+        Usually in [0, 1]; any finite value is applied as torch applies it. None is a TypeError, as torch.nn.functional.batch_norm's (torch's cumulative average,
         momentum=None, belongs to the layers: fastnn.nn.BatchNorm1d/2d/3d(momentum=None)).
     eps : float > 0
         Added to the variance: save_invstd = 1 / sqrt(var + eps).

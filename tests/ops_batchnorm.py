@@ -45,6 +45,9 @@ def _forward_samples(rng, dtype):
         stats = (randn(rng, (channels,), dtype), rng.uniform(0.5, 2, channels).astype(dtype)) if running else (None, None)
         out.append(Sample((x, gamma, beta) + stats, {"training": training, "momentum": 0.3, "eps": 1e-3},
                           note=f"{shape} training={training} affine={affine} running={running}"))
+    x = randn(rng, (5, 3), dtype)  # torch applies any momentum (its OpInfo samples: -1.2)
+    stats = (randn(rng, (3,), dtype), rng.uniform(0.5, 2, 3).astype(dtype))
+    out.append(Sample((x, None, None) + stats, {"training": True, "momentum": -1.2}, note="negative momentum"))
     # A constant channel normalizes to beta (no NaN); a large offset must not cost float32 precision.
     x = randn(rng, (8, 3, 9, 9), dtype)
     x[:, 1] = 5
@@ -120,8 +123,9 @@ def _forward_terms(args, kwargs, exact):
              2: Terms(count, invstd * relative_var / 2)}
     if running_mean is not None:
         unbiased = var * count / (count - 1) if count > 1 else var
-        terms["arg3"] = Terms(count, momentum * mean_abs, (1 - momentum) * np.abs(running_mean) + momentum * mean_abs)
-        terms["arg4"] = Terms(count, momentum * unbiased, (1 - momentum) * running_var + momentum * unbiased)
+        m, keep = abs(momentum), abs(1 - momentum)  # torch's formula for any momentum (its OpInfo: -1.2)
+        terms["arg3"] = Terms(count, m * mean_abs, keep * np.abs(running_mean) + m * mean_abs)
+        terms["arg4"] = Terms(count, m * unbiased, keep * np.abs(running_var) + m * unbiased)
     return terms
 
 

@@ -361,8 +361,6 @@ FALLBACKS = {
     "conv2d float16": lambda f: f.conv2d(_x(2, 3, 6, 6, dtype=torch.float16), _x(4, 3, 3, 3, dtype=torch.float16)),
     "linear bfloat16": lambda f: f.linear(_x(3, 4, dtype=torch.bfloat16), _x(2, 4, dtype=torch.bfloat16)),
     "linear 1-d weight": lambda f: f.linear(_x(3, 4), _x(4)),
-    "batch_norm momentum 1.5": lambda f: f.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3), training=True,
-                                                      momentum=1.5),
     "batch_norm eval eps 0": lambda f: f.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3).add(1), eps=0.0),
     "batch_norm float16": lambda f: f.batch_norm(_x(4, 3, dtype=torch.float16), None, None, training=True),
     "batch_norm 6-d": lambda f: f.batch_norm(_x(2, 3, 2, 2, 2, 2), None, None, training=True),

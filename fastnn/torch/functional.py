@@ -16,6 +16,7 @@ Threads: every fastnn call runs with `torch.get_num_threads()` threads unless
 """
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -601,7 +602,7 @@ def _batch_norm_supported(input, running_mean, running_var, weight, bias, traini
     if training and input.numel() // input.shape[1] <= 1:
         return False  # torch's "more than 1 value per channel" error
     try:
-        return 0 <= float(momentum) <= 1 and float(eps) > 0
+        return math.isfinite(float(momentum)) and float(eps) > 0
     except (TypeError, ValueError):
         return False
 

@@ -104,10 +104,14 @@ def _column_sums(threads, a, a_center, x, x_center, y, masked):
                     if masked and yi[j] <= 0:
                         u = ac[j] - ac[j]
                     v = bi[j] - ac[j]
-                    if not paired or (masked and zi[j] <= 0):
+                    w = wi[j] - xc[j]
+                    if not paired:  # both factors 0: 0 * (x - xc) would be NaN for an infinite x
+                        v = ac[j] - ac[j]
+                        w = v
+                    elif masked and zi[j] <= 0:
                         v = ac[j] - ac[j]
                     t1[j] += u + v
-                    t2[j] += u * (xi[j] - xc[j]) + v * (wi[j] - xc[j])
+                    t2[j] += u * (xi[j] - xc[j]) + v * w
             for j in range(j1 - j0):
                 s1[j] += t1[j]
                 s2[j] += t2[j]
