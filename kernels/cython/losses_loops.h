@@ -27,6 +27,25 @@ FNN_CLONES static float fnn_row_max_f(const float *a, ptrdiff_t n) {
     return top;
 }
 
+/* The same for double rows (8 lanes). Also keeps the running max in registers: inlined into the
+ * row function, gcc kept it on the stack (a store-to-load chain per element, 36% of the float64 loss). */
+FNN_CLONES static double fnn_row_max_d(const double *a, ptrdiff_t n) {
+    double lanes[8], top;
+    ptrdiff_t j, tail = n - n % 8;
+    int l;
+    for (l = 0; l < 8; l++)
+        lanes[l] = -INFINITY;
+    for (j = 0; j < tail; j += 8)
+        for (l = 0; l < 8; l++)
+            lanes[l] = a[j + l] > lanes[l] ? a[j + l] : lanes[l];
+    top = lanes[0];
+    for (l = 1; l < 8; l++)
+        top = lanes[l] > top ? lanes[l] : top;
+    for (j = tail; j < n; j++)
+        top = a[j] > top ? a[j] : top;
+    return top;
+}
+
 /* out[j] = e^(logits[j] - top) for a row whose maximum is top; returns the sum of out (float
  * sums over 16 lanes, then double: a serial double chain does not vectorize). */
 FNN_CLONES static double fnn_softmax_exp_row_f(const float *logits, float top, float *out, ptrdiff_t n) {
