@@ -3,7 +3,7 @@
 #
 # Signatures follow the contract (fastnn/_ops.Plan): inputs, the gradient to fill, parameters,
 # n_threads; each returns the loss.
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log
 from libc.stdlib cimport free, malloc
 
@@ -16,6 +16,10 @@ cdef extern from "losses_loops.h" nogil:
     double fnn_softmax_exp_row_f(const float* logits, float top, float* out, Py_ssize_t n)
     float fnn_row_max_f(const float* a, Py_ssize_t n)
     double fnn_row_max_d(const double* a, Py_ssize_t n)
+    void fnn_plane_softmax_f(const float* z, Py_ssize_t stride, Py_ssize_t classes, Py_ssize_t m, float* top,
+                             float* out, double* total)
+    void fnn_plane_softmax_d(const double* z, Py_ssize_t stride, Py_ssize_t classes, Py_ssize_t m, double* top,
+                             double* out, double* total)
 
 
 cdef enum:  # the reduction codes (fastnn/losses.py)
@@ -113,21 +117,33 @@ cdef double _probability_row(const real* logits, const real* target, Py_ssize_t 
     return loss
 
 
+cdef double _class_scales(const Py_ssize_t* labels, Py_ssize_t n, const real* weight, Py_ssize_t classes,
+                          long long ignore_index, int reduction, double* wsum) noexcept nogil:
+    """The mean's denominator, the weights of the labels kept (1 for the other reductions); wsum
+    receives sum_c w[c] / C (the smoothing's; 1 without weights)."""
+    cdef double denominator = 0
+    cdef Py_ssize_t i, c
+    wsum[0] = 1
+    if weight != NULL:
+        wsum[0] = 0
+        for c in range(classes):
+            wsum[0] += weight[c]
+        wsum[0] /= classes
+    if reduction != MEAN:
+        return 1
+    for i in range(n):
+        if labels[i] != ignore_index:
+            denominator += 1 if weight == NULL else weight[labels[i]]
+    return denominator
+
+
 cdef double _class_loop(const real[:, ::1] logits, const Py_ssize_t[::1] labels, const real* weight,
                         long long ignore_index, double smoothing, int reduction, real[:, ::1] dlogits,
                         double[::1] row_loss, int n_threads) noexcept nogil:
-    """The reduced loss; row_loss (R,) receives each row's loss."""
-    cdef Py_ssize_t n = logits.shape[0], classes = logits.shape[1], i, c, label
-    cdef double wsum = 0, denominator = 1, scale, total = 0
-    if weight != NULL:
-        for c in range(classes):
-            wsum += weight[c]
-        wsum /= classes  # the smoothing's sum_c w[c] / C
-    if reduction == MEAN:  # the weights of the labels kept
-        denominator = 0
-        for i in range(n):
-            if labels[i] != ignore_index:
-                denominator += 1 if weight == NULL else weight[labels[i]]
+    """(R, C) rows: the reduced loss; row_loss (R,) receives each row's loss."""
+    cdef Py_ssize_t n = logits.shape[0], classes = logits.shape[1], i, label
+    cdef double wsum, denominator, scale, total = 0
+    denominator = _class_scales(&labels[0], n, weight, classes, ignore_index, reduction, &wsum)
     scale = 1.0 / denominator  # cdivision: inf when every label is ignored
     for i in prange(n, schedule="static", num_threads=n_threads):
         label = labels[i]
@@ -138,6 +154,78 @@ cdef double _class_loop(const real[:, ::1] logits, const Py_ssize_t[::1] labels,
             row_loss[i] = _class_row(&logits[i, 0], label, classes, weight, wsum, smoothing, scale, &dlogits[i, 0])
     for i in range(n):
         total += row_loss[i]
+    return total / denominator
+
+
+DEF PLANE_TILE = 256  # positions per task of the (N, C, S) kernel
+
+
+cdef void _class_tile(const real* z, const Py_ssize_t* labels, Py_ssize_t classes, Py_ssize_t stride, Py_ssize_t m,
+                      const real* weight, double wsum, long long ignore_index, double smoothing, double scale,
+                      real* d, double* row_loss, real* top, double* scratch) noexcept nogil:
+    """m positions of one (C, S) sample (z, d: its first position, class c at + c * stride; labels,
+    row_loss: m each): the row code's steps as loops over the positions, which vectorize. scratch
+    holds 5 * m doubles."""
+    cdef double* total = scratch  # then each position's factor on softmax
+    cdef double* log_total = scratch + m
+    cdef double* target = scratch + 2 * m
+    cdef double* row_scale = scratch + 3 * m
+    cdef double* smooth = scratch + 4 * m
+    cdef double keep = 1 - smoothing, spread = smoothing * wsum if smoothing > 0 else 0, w, bs
+    cdef Py_ssize_t c, k, label
+    cdef real* dc
+    cdef const real* zc
+    if real is float:
+        fnn_plane_softmax_f(z, stride, classes, m, top, d, total)
+    else:
+        fnn_plane_softmax_d(z, stride, classes, m, top, d, total)
+    for k in range(m):
+        label = labels[k]
+        row_scale[k] = 0 if label == ignore_index else scale  # ignored: 0 * softmax, as the rows
+        target[k] = 0 if label == ignore_index else keep * (1 if weight == NULL else weight[label])
+        log_total[k] = log(total[k])
+        total[k] = row_scale[k] * (target[k] + spread) / total[k]
+        smooth[k] = 0
+    for c in range(classes):
+        dc, zc = d + c * stride, z + c * stride
+        for k in range(m):
+            dc[k] = <real>(dc[k] * total[k])
+        if smoothing > 0:
+            w = 1 if weight == NULL else weight[c]
+            bs = smoothing / classes * w
+            for k in range(m):
+                smooth[k] += w * (log_total[k] - (zc[k] - top[k]))
+                dc[k] = <real>(dc[k] - row_scale[k] * bs)
+    for k in range(m):
+        label = labels[k]
+        if label == ignore_index:
+            row_loss[k] = 0
+        else:
+            d[label * stride + k] = <real>(d[label * stride + k] - row_scale[k] * target[k])
+            row_loss[k] = (smoothing / classes * smooth[k]
+                           + target[k] * (log_total[k] - (z[label * stride + k] - top[k])))
+
+
+cdef double _class_planes_loop(const real[:, :, ::1] logits, const Py_ssize_t[::1] labels, const real* weight,
+                               long long ignore_index, double smoothing, int reduction, real[:, :, ::1] dlogits,
+                               double[::1] row_loss, real* tops, double* scratch, int n_threads) noexcept nogil:
+    """(N, C, S) logits and gradient, labels and row_loss (N * S,): tiles of positions in parallel;
+    tops and scratch hold PLANE_TILE reals and 5 * PLANE_TILE doubles per thread."""
+    cdef Py_ssize_t n = logits.shape[0], classes = logits.shape[1], positions = logits.shape[2]
+    cdef Py_ssize_t tiles = (positions + PLANE_TILE - 1) // PLANE_TILE, task, i, s0, t, r
+    cdef double wsum, denominator, scale, total = 0
+    denominator = _class_scales(&labels[0], n * positions, weight, classes, ignore_index, reduction, &wsum)
+    scale = 1.0 / denominator  # cdivision: inf when every label is ignored
+    for task in prange(n * tiles, schedule="static", num_threads=n_threads):
+        t = threadid()
+        i = task // tiles
+        s0 = task % tiles * PLANE_TILE
+        r = i * positions + s0
+        _class_tile(&logits[i, 0, s0], &labels[r], classes, positions, min(PLANE_TILE, positions - s0), weight,
+                    wsum, ignore_index, smoothing, scale, &dlogits[i, 0, s0], &row_loss[r], tops + t * PLANE_TILE,
+                    scratch + t * 5 * PLANE_TILE)
+    for r in range(n * positions):
+        total += row_loss[r]
     return total / denominator
 
 
@@ -172,17 +260,32 @@ def _probability_loss(const real[:, ::1] logits, const real[:, ::1] targets, con
     return total
 
 
+def _class_loss_planes(const real[:, :, ::1] logits, const Py_ssize_t[::1] labels, const real[::1] weight,
+                       long long ignore_index, double smoothing, int reduction, real[:, :, ::1] dlogits,
+                       double[::1] row_loss, real[::1] tops, double[::1] scratch, int n_threads):
+    cdef const real* w = &weight[0] if weight.shape[0] else NULL
+    cdef double total
+    with nogil:
+        total = _class_planes_loop(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss,
+                                   &tops[0], &scratch[0], n_threads)
+    return total
+
+
 _NO_WEIGHT = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index, smoothing, reduction, n_threads):
-    """labels: (R,) class indices, or (R, C) probabilities (floats). No weight is passed as an empty
-    array (a NULL pointer below); the per-row losses go to a double array, copied to `losses` for
-    reduction "none"."""
+    """logits (R, C) with labels (R,) class indices or (R, C) probabilities (floats), or (N, C, S) with
+    labels (N * S,). No weight is passed as an empty array (a NULL pointer below); the per-row losses
+    go to a double array, copied to `losses` for reduction "none"."""
     w = _NO_WEIGHT[logits.dtype] if weight is None else weight
-    row_loss = np.empty(logits.shape[0])
+    row_loss = np.empty(labels.shape[0])  # one per row or position
     if labels.dtype.kind == "f":
         total = _probability_loss(logits, labels, w, smoothing, reduction, dlogits, row_loss, n_threads)
+    elif logits.ndim == 3:  # (N, C, S): classes along axis 1; per-thread tiles' scratch
+        total = _class_loss_planes(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss,
+                                   np.empty(n_threads * PLANE_TILE, logits.dtype), np.empty(n_threads * 5 * PLANE_TILE),
+                                   n_threads)
     else:
         total = _class_loss(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss, n_threads)
     if losses is not None:

@@ -65,6 +65,46 @@ FNN_CLONES static double fnn_softmax_exp_row_f(const float *logits, float top, f
     return total;
 }
 
+/* A tile of m positions of one (C, S) sample of (N, C, S) logits (z: its first position, class c at
+ * z + c * stride): top[k] = the max over the classes, then out[c * stride + k] = e^(z - top[k])
+ * and total[k] their sum. Loops over the positions vectorize (one row of C = 21 classes at a time
+ * ran 10x slower than torch). NaN is skipped by the max; it reaches total through the exp. */
+FNN_CLONES static void fnn_plane_softmax_f(const float *z, ptrdiff_t stride, ptrdiff_t classes, ptrdiff_t m,
+                                           float *top, float *out, double *total) {
+    ptrdiff_t c, k;
+    for (k = 0; k < m; k++) {
+        top[k] = z[k];
+        total[k] = 0.0;
+    }
+    for (c = 1; c < classes; c++)
+        for (k = 0; k < m; k++)
+            top[k] = z[c * stride + k] > top[k] ? z[c * stride + k] : top[k];
+    for (c = 0; c < classes; c++)
+        for (k = 0; k < m; k++) {
+            float e = fnn_exp_nonpos_f(z[c * stride + k] - top[k]);
+            out[c * stride + k] = e;
+            total[k] += e;
+        }
+}
+
+FNN_CLONES static void fnn_plane_softmax_d(const double *z, ptrdiff_t stride, ptrdiff_t classes, ptrdiff_t m,
+                                           double *top, double *out, double *total) {
+    ptrdiff_t c, k;
+    for (k = 0; k < m; k++) {
+        top[k] = z[k];
+        total[k] = 0.0;
+    }
+    for (c = 1; c < classes; c++)
+        for (k = 0; k < m; k++)
+            top[k] = z[c * stride + k] > top[k] ? z[c * stride + k] : top[k];
+    for (c = 0; c < classes; c++)
+        for (k = 0; k < m; k++) {
+            double e = exp(z[c * stride + k] - top[k]);
+            out[c * stride + k] = e;
+            total[k] += e;
+        }
+}
+
 FNN_END_LOOPS
 
 #endif
