@@ -56,10 +56,41 @@ def _exp_row(logits, out):
     return top, _sum(out)
 
 
+@njit(**dict(SERIAL, fastmath=FASTMATH_SUMS))  # reassoc: the sums vectorize (a float64 add chain)
+def _smoothing_sum(logits, weight, log_total, top):
+    """sum_c w[c] * -log p[c] (weight.size 0: all 1)."""
+    total = 0.0
+    if weight.size:
+        for c in range(logits.size):
+            total += weight[c] * (log_total - (logits[c] - top))
+    else:
+        for c in range(logits.size):
+            total += log_total - (logits[c] - top)
+    return total
+
+
+@njit(**dict(SERIAL, fastmath=FASTMATH_SUMS))  # reassoc: the sums vectorize (a float64 add chain)
+def _target_sums(logits, target, weight, smoothing, log_total, top):
+    """(sum_c t[c], sum_c t[c] * -log p[c]) of t = w * ((1 - eps) * target + eps / C)."""
+    keep, s = 1.0 - smoothing, smoothing / logits.size
+    tsum, loss = 0.0, 0.0
+    for c in range(logits.size):
+        t = target[c] * keep + s if smoothing > 0 else target[c] * 1.0
+        if weight.size:
+            t *= weight[c]
+        tsum += t
+        loss += t * (log_total - (logits[c] - top))
+    return tsum, loss
+
+
 @njit(**SERIAL)
 def _softmax_row(logits, label, scale, dlogits):
-    """Writes scale * d(loss)/d(logits) of one row, loss = -log p[label]; returns its loss."""
-    top, total = _exp_row(logits, dlogits)
+    """Writes scale * d(loss)/d(logits) of one row, loss = -log p[label]; returns its loss. (The exp
+    loop inline: through _exp_row this row ran 13 ns slower at C = 10.)"""
+    top = _row_max(logits)  # shifted by the max: stable for huge logits
+    for j in range(logits.size):
+        dlogits[j] = _exp(logits[j] - top)  # float32: the vectorizable exp (Numba's np.exp is scalar)
+    total = _sum(dlogits)
     factor = scale / total
     for j in range(logits.size):
         dlogits[j] *= factor
@@ -72,8 +103,6 @@ def _class_row(logits, label, weight, wsum, smoothing, scale, dlogits):
     """Writes scale * d(loss)/d(logits) of one row, loss = (1 - eps) * w[y] * -log p[y]
     + eps / C * sum_c w[c] * -log p[c] (weight.size 0: all 1; label < 0: an ignored row, passed with
     scale 0, whose gradient is 0 * softmax, and whose loss the caller drops); returns its loss."""
-    if smoothing == 0 and weight.size == 0:  # the plain loss: fewer steps per row (15 ns at C = 10)
-        return _softmax_row(logits, max(label, 0), scale, dlogits)
     top, total = _exp_row(logits, dlogits)
     w_label = 0.0 if label < 0 else (weight[label] if weight.size else 1.0)
     keep = 1.0 - smoothing
@@ -86,13 +115,14 @@ def _class_row(logits, label, weight, wsum, smoothing, scale, dlogits):
     log_total = np.log(total)
     loss = 0.0
     if smoothing > 0:
-        s, bs = smoothing / logits.size, scale * smoothing / logits.size
-        smooth = 0.0
-        for j in range(logits.size):
-            w = weight[j] if weight.size else 1.0
-            smooth += w * (log_total - (logits[j] - top))
-            dlogits[j] -= bs * w
-        loss = s * smooth
+        bs = scale * smoothing / logits.size
+        if weight.size:
+            for j in range(logits.size):
+                dlogits[j] -= bs * weight[j]
+        else:
+            for j in range(logits.size):
+                dlogits[j] -= bs
+        loss = smoothing / logits.size * _smoothing_sum(logits, weight, log_total, top)
     if label < 0:
         return 0.0
     dlogits[label] -= scale * keep * w_label
@@ -128,13 +158,22 @@ def _class_loss(logits, labels, weight, ignore_index, smoothing, reduction, dlog
     wsum = _mean_weight(weight, logits.shape[1])
     denominator = _class_denominator(labels, weight, ignore_index, reduction)
     scale = _divide(1.0, denominator)
-    for i in prange(logits.shape[0]):
-        label = labels[i]
-        if label == ignore_index:
-            _class_row(logits[i], -1, weight, wsum, smoothing, 0.0, dlogits[i])
-            row_loss[i] = 0.0
-        else:
-            row_loss[i] = _class_row(logits[i], label, weight, wsum, smoothing, scale, dlogits[i])
+    if smoothing == 0 and weight.size == 0:  # the plain loss: its own loop ran 1.5 us faster at (100, 10)
+        for i in prange(logits.shape[0]):
+            label = labels[i]
+            if label == ignore_index:  # 0 * softmax: NaN where the row's softmax is, as torch
+                _softmax_row(logits[i], 0, 0.0, dlogits[i])
+                row_loss[i] = 0.0
+            else:
+                row_loss[i] = _softmax_row(logits[i], label, scale, dlogits[i])
+    else:
+        for i in prange(logits.shape[0]):
+            label = labels[i]
+            if label == ignore_index:
+                _class_row(logits[i], -1, weight, wsum, smoothing, 0.0, dlogits[i])
+                row_loss[i] = 0.0
+            else:
+                row_loss[i] = _class_row(logits[i], label, weight, wsum, smoothing, scale, dlogits[i])
     return _divide(row_loss.sum(), denominator)
 
 
@@ -219,14 +258,7 @@ def _probability_row(logits, target, weight, smoothing, scale, dlogits):
     top, total = _exp_row(logits, dlogits)
     log_total = np.log(total)
     keep, s = 1.0 - smoothing, smoothing / logits.size
-    tsum = 0.0
-    loss = 0.0
-    for c in range(logits.size):
-        t = target[c] * keep + s if smoothing > 0 else target[c] * 1.0
-        if weight.size:
-            t *= weight[c]
-        tsum += t
-        loss += t * (log_total - (logits[c] - top))
+    tsum, loss = _target_sums(logits, target, weight, smoothing, log_total, top)
     factor = scale * tsum / total
     for j in range(logits.size):
         t = target[j] * keep + s if smoothing > 0 else target[j] * 1.0
