@@ -53,7 +53,8 @@ def _class_labels(op, y, shape, classes, ignore_index, where):
                 raise ValueError(f"{op}: labels must be in [0, {classes}), got values in [{lo}, {hi}] ({classes} "
                                  f"classes: logits' class axis), or equal ignore_index ({ignore_index}): "
                                  f"{bad.min() if bad.min() < 0 else bad.max()} is neither")
-    return np.asarray(y, dtype=np.intp, order="C").reshape(-1)
+    y = np.asarray(y, dtype=np.intp, order="C")
+    return y if y.ndim == 1 else y.reshape(-1)
 
 
 def _check_options(op, classes, weight, ignore_index, reduction, label_smoothing, class_axis):
@@ -116,7 +117,7 @@ def _softmax_cross_entropy_meta(logits, labels, weight=None, ignore_index=-100, 
     if code == _MEAN and 0 in loss_shape:
         raise ValueError(f"{op}: logits has no samples (shape {shape}); the mean over the batch is undefined")
     if len(shape) < 3:
-        rows = logits.reshape(-1, classes)
+        rows = logits if len(shape) == 2 else logits.reshape(1, classes)
     elif probabilities:
         rows = _to_rows(logits, shape[0], classes)
     else:  # the kernels take (N, C, S) as it is: a tile of positions at a time, the classes along axis 1

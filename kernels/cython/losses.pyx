@@ -139,7 +139,7 @@ cdef double _class_scales(const Py_ssize_t* labels, Py_ssize_t n, const real* we
 
 cdef double _class_loop(const real[:, ::1] logits, const Py_ssize_t[::1] labels, const real* weight,
                         long long ignore_index, double smoothing, int reduction, real[:, ::1] dlogits,
-                        double[::1] row_loss, int n_threads) noexcept nogil:
+                        double* row_loss, int n_threads) noexcept nogil:
     """(R, C) rows: the reduced loss; row_loss (R,) receives each row's loss."""
     cdef Py_ssize_t n = logits.shape[0], classes = logits.shape[1], i, label
     cdef double wsum, denominator, scale, total = 0
@@ -244,10 +244,18 @@ cdef double _probability_loop(const real[:, ::1] logits, const real[:, ::1] targ
 
 def _class_loss(const real[:, ::1] logits, const Py_ssize_t[::1] labels, const real[::1] weight, long long ignore_index,
                 double smoothing, int reduction, real[:, ::1] dlogits, double[::1] row_loss, int n_threads):
-    cdef const real* w = &weight[0] if weight.shape[0] else NULL
+    """weight and row_loss may be None (no weights; the row losses in a scratch buffer)."""
+    cdef const real* w = NULL
     cdef double total
+    cdef double* rows = <double*>malloc(max(logits.shape[0], 1) * sizeof(double)) if row_loss is None else &row_loss[0]
+    if rows == NULL:
+        raise MemoryError()
+    if weight is not None and weight.shape[0]:
+        w = &weight[0]
     with nogil:
-        total = _class_loop(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss, n_threads)
+        total = _class_loop(logits, labels, w, ignore_index, smoothing, reduction, dlogits, rows, n_threads)
+        if row_loss is None:
+            free(rows)
     return total
 
 
@@ -278,6 +286,12 @@ def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index,
     """logits (R, C) with labels (R,) class indices or (R, C) probabilities (floats), or (N, C, S) with
     labels (N * S,). No weight is passed as an empty array (a NULL pointer below); the per-row losses
     go to a double array, copied to `losses` for reduction "none"."""
+    if labels.dtype.kind != "f" and logits.ndim == 2:  # class indices: the common case, fewest steps
+        row_loss = None if losses is None else np.empty(labels.shape[0])
+        total = _class_loss(logits, labels, weight, ignore_index, smoothing, reduction, dlogits, row_loss, n_threads)
+        if losses is not None:
+            losses[...] = row_loss
+        return total
     w = _NO_WEIGHT[logits.dtype] if weight is None else weight
     row_loss = np.empty(labels.shape[0])  # one per row or position
     if labels.dtype.kind == "f":
@@ -286,8 +300,6 @@ def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index,
         total = _class_loss_planes(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss,
                                    np.empty(n_threads * PLANE_TILE, logits.dtype), np.empty(n_threads * 5 * PLANE_TILE),
                                    n_threads)
-    else:
-        total = _class_loss(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss, n_threads)
     if losses is not None:
         losses[...] = row_loss
     return total
