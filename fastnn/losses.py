@@ -2,10 +2,9 @@
 by default the loss a Python float, the mean over the batch; labels are integers (any integer
 dtype) in [0, num_classes). softmax_cross_entropy also takes torch's cross_entropy options (class
 weights, ignore_index, reduction, label smoothing, probability targets, (N, C, d1, ...) and (C,)
-logits): the kernels take rows (R, C), or (N, C, S) class-index logits as they are (probabilities
-of that shape are moved to rows by the meta function), fill the gradient (and the per-sample losses
-for reduction "none") and return the reduced loss; a call's work is the number of scores
-(fastnn/_grain.py).
+logits): the kernels take rows (R, C), or (N, C, S) logits (and probabilities) as they are, fill the
+gradient (and the per-sample losses for reduction "none") and return the reduced loss; a call's
+work is the number of scores (fastnn/_grain.py).
 """
 import math
 
@@ -72,20 +71,11 @@ def _check_options(op, classes, weight, ignore_index, reduction, label_smoothing
     return ignore_index, code, label_smoothing
 
 
-def _to_rows(a, n, classes):
-    """(N, C, d1, ...) -> (N * d1 * ..., C), one row per position (a transposed copy)."""
-    positions = math.prod(a.shape[2:])
-    return np.ascontiguousarray(np.moveaxis(a.reshape(n, classes, positions), 1, 2)).reshape(n * positions, classes)
-
-
-def _spatial_result(shape, code, loss_shape, transposed):
-    """How the kernel's outputs become the public return value: dlogits in logits' shape (moved back
-    from rows when `transposed`), the per-sample losses in loss_shape."""
+def _shaped_result(shape, code, loss_shape):
+    """How the kernel's outputs become the public return value: dlogits in logits' shape, the
+    per-sample losses in loss_shape."""
     def result(outputs, returned):
-        d = outputs[0]
-        if transposed:
-            d = np.ascontiguousarray(np.moveaxis(d.reshape(shape[0], math.prod(shape[2:]), shape[1]), 2, 1))
-        d = d.reshape(shape)
+        d = outputs[0].reshape(shape)
         if code == _NONE:
             return outputs[1].reshape(loss_shape), d
         return float(returned), d
@@ -118,8 +108,6 @@ def _softmax_cross_entropy_meta(logits, labels, weight=None, ignore_index=-100, 
         raise ValueError(f"{op}: logits has no samples (shape {shape}); the mean over the batch is undefined")
     if len(shape) < 3:
         rows = logits if len(shape) == 2 else logits.reshape(1, classes)
-    elif probabilities:
-        rows = _to_rows(logits, shape[0], classes)
     else:  # the kernels take (N, C, S) as it is: a tile of positions at a time, the classes along axis 1
         rows = logits.reshape(shape[0], classes, math.prod(shape[2:]))
     if probabilities:
@@ -129,15 +117,13 @@ def _softmax_cross_entropy_meta(logits, labels, weight=None, ignore_index=-100, 
         if ignore_index >= 0:
             raise ValueError(f"{op}: ignore_index ({ignore_index}) is not supported with class probabilities "
                              "(float labels), as in torch; pass a negative ignore_index")
-        targets = labels if len(shape) == 2 else labels.reshape(1, classes) if len(shape) == 1 else \
-            _to_rows(labels, shape[0], classes)
+        targets = labels.reshape(rows.shape)
     else:
         where = "logits.shape[0]" if len(shape) == 2 else "a scalar for 1-d logits" if len(shape) == 1 else \
             "logits' shape without its class axis 1"
         targets = _class_labels(op, labels, loss_shape, classes, ignore_index, where)
     outputs = (rows.shape, (math.prod(loss_shape),) if code == _NONE else None)
-    result = _loss_and_gradient if len(shape) == 2 and code != _NONE else \
-        _spatial_result(shape, code, loss_shape, probabilities and len(shape) > 2)
+    result = _loss_and_gradient if len(shape) == 2 and code != _NONE else _shaped_result(shape, code, loss_shape)
     return Plan((rows, targets, weight), outputs, rows.dtype, (ignore_index, smoothing, code), work=rows.size,
                 result=result)
 

@@ -26,15 +26,17 @@ def _reduce(row_loss, dlogits, target, log_probs, denominator, losses, reduction
 
 
 def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index, smoothing, reduction):
-    """Rows (R, C) of logits (or (N, C, S) planes, labels (N * S,)); labels (R,) class indices, or (R, C)
-    probabilities (a float array).
+    """Rows (R, C) of logits (or (N, C, S) planes: labels (N * S,) or (N, C, S)); labels (R,) class
+    indices, or (R, C) probabilities (a float array).
     torch's cross_entropy: per row (1 - eps) * w[y] * -log p[y] + eps / C * sum_c w[c] * -log p[c]
     (0 where y is ignore_index), the mean divided by the sum of w[y] over the rows kept;
     probabilities t: -sum_c w[c] * t'[c] * log p[c] with t' = (1 - eps) t + eps / C, the mean over R.
     NaN logits give NaN gradients in ignored rows too (0 * NaN), as torch's log_softmax backward."""
-    if logits.ndim == 3:  # (N, C, S) with labels (N * S,): as rows, then back
+    if logits.ndim == 3:  # (N, C, S) with labels (N * S,) or probabilities (N, C, S): as rows, then back
         n, classes, positions = logits.shape
         rows = np.empty((n * positions, classes), dlogits.dtype)
+        if labels.ndim == 3:  # probabilities
+            labels = np.moveaxis(labels, 1, 2).reshape(-1, classes)
         loss = softmax_cross_entropy(np.moveaxis(logits, 1, 2).reshape(-1, classes), labels, weight, rows, losses,
                                      ignore_index, smoothing, reduction)
         dlogits[...] = np.moveaxis(rows.reshape(n, positions, classes), 2, 1)

@@ -242,6 +242,78 @@ cdef double _probability_loop(const real[:, ::1] logits, const real[:, ::1] targ
     return total / n if reduction == MEAN else total
 
 
+cdef void _probability_tile(const real* z, const real* targets, Py_ssize_t classes, Py_ssize_t stride, Py_ssize_t m,
+                            const real* weight, double smoothing, double scale, real* d, double* row_loss, real* top,
+                            double* scratch) noexcept nogil:
+    """m positions of one (C, S) sample of logits, probabilities and gradient (z, targets, d: its
+    first position, class c at + c * stride; row_loss: m): _probability_row's steps as loops over the
+    positions (see _class_tile). scratch holds 3 * m doubles."""
+    cdef double* total = scratch  # then each position's factor on softmax
+    cdef double* log_total = scratch + m
+    cdef double* tsum = scratch + 2 * m
+    cdef double keep = 1 - smoothing, s = smoothing / classes, w, t
+    cdef Py_ssize_t c, k
+    cdef real* dc
+    cdef const real* zc
+    cdef const real* tc
+    if real is float:
+        fnn_plane_softmax_f(z, stride, classes, m, top, d, total)
+    else:
+        fnn_plane_softmax_d(z, stride, classes, m, top, d, total)
+    for k in range(m):
+        log_total[k] = log(total[k])
+        tsum[k] = 0
+        row_loss[k] = 0
+    for c in range(classes):
+        zc, tc = z + c * stride, targets + c * stride
+        w = 1 if weight == NULL else weight[c]
+        for k in range(m):
+            t = (tc[k] * keep + s if smoothing > 0 else tc[k]) * w
+            tsum[k] += t
+            row_loss[k] += t * (log_total[k] - (zc[k] - top[k]))
+    for k in range(m):
+        total[k] = scale * tsum[k] / total[k]
+    for c in range(classes):
+        dc, tc = d + c * stride, targets + c * stride
+        w = 1 if weight == NULL else weight[c]
+        for k in range(m):
+            dc[k] = <real>(dc[k] * total[k] - scale * (tc[k] * keep + s if smoothing > 0 else tc[k]) * w)
+
+
+cdef double _probability_planes_loop(const real[:, :, ::1] logits, const real[:, :, ::1] targets, const real* weight,
+                                     double smoothing, int reduction, real[:, :, ::1] dlogits, double[::1] row_loss,
+                                     real* tops, double* scratch, int n_threads) noexcept nogil:
+    """(N, C, S) logits, probabilities and gradient, row_loss (N * S,): tiles of positions in
+    parallel; tops and scratch hold PLANE_TILE reals and 5 * PLANE_TILE doubles per thread."""
+    cdef Py_ssize_t n = logits.shape[0], classes = logits.shape[1], positions = logits.shape[2]
+    cdef Py_ssize_t tiles = (positions + PLANE_TILE - 1) // PLANE_TILE, task, i, s0, t, r
+    cdef double scale = 1.0 / (n * positions) if reduction == MEAN else 1.0, total = 0  # torch's mean: over positions
+    for task in prange(n * tiles, schedule="static", num_threads=n_threads):
+        t = threadid()
+        i = task // tiles
+        s0 = task % tiles * PLANE_TILE
+        r = i * positions + s0
+        _probability_tile(&logits[i, 0, s0], &targets[i, 0, s0], classes, positions, min(PLANE_TILE, positions - s0),
+                          weight, smoothing, scale, &dlogits[i, 0, s0], &row_loss[r], tops + t * PLANE_TILE,
+                          scratch + t * 5 * PLANE_TILE)
+    for r in range(n * positions):
+        total += row_loss[r]
+    return total / (n * positions) if reduction == MEAN else total
+
+
+def _probability_loss_planes(const real[:, :, ::1] logits, const real[:, :, ::1] targets, const real[::1] weight,
+                             double smoothing, int reduction, real[:, :, ::1] dlogits, double[::1] row_loss,
+                             real[::1] tops, double[::1] scratch, int n_threads):
+    cdef const real* w = NULL
+    cdef double total
+    if weight.shape[0]:
+        w = &weight[0]
+    with nogil:
+        total = _probability_planes_loop(logits, targets, w, smoothing, reduction, dlogits, row_loss, &tops[0],
+                                         &scratch[0], n_threads)
+    return total
+
+
 def _class_loss(const real[:, ::1] logits, const Py_ssize_t[::1] labels, const real[::1] weight, long long ignore_index,
                 double smoothing, int reduction, real[:, ::1] dlogits, double[::1] row_loss, int n_threads):
     """weight and row_loss may be None (no weights; the row losses in a scratch buffer)."""
@@ -284,8 +356,8 @@ _NO_WEIGHT = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64
 
 def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index, smoothing, reduction, n_threads):
     """logits (R, C) with labels (R,) class indices or (R, C) probabilities (floats), or (N, C, S) with
-    labels (N * S,). No weight is passed as an empty array (a NULL pointer below); the per-row losses
-    go to a double array, copied to `losses` for reduction "none"."""
+    labels (N * S,) or (N, C, S) probabilities. No weight is passed as None or an empty array (a NULL
+    pointer below); the per-sample losses go to a double array, copied to `losses` for "none"."""
     if labels.dtype.kind != "f" and logits.ndim == 2:  # class indices: the common case, fewest steps
         row_loss = None if losses is None else np.empty(labels.shape[0])
         total = _class_loss(logits, labels, weight, ignore_index, smoothing, reduction, dlogits, row_loss, n_threads)
@@ -293,13 +365,18 @@ def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index,
             losses[...] = row_loss
         return total
     w = _NO_WEIGHT[logits.dtype] if weight is None else weight
-    row_loss = np.empty(labels.shape[0])  # one per row or position
-    if labels.dtype.kind == "f":
+    if logits.ndim == 3:  # (N, C, S): classes along axis 1; per-thread tiles' scratch
+        row_loss = np.empty(logits.shape[0] * logits.shape[2])
+        tops, scratch = np.empty(n_threads * PLANE_TILE, logits.dtype), np.empty(n_threads * 5 * PLANE_TILE)
+        if labels.dtype.kind == "f":
+            total = _probability_loss_planes(logits, labels, w, smoothing, reduction, dlogits, row_loss, tops, scratch,
+                                             n_threads)
+        else:
+            total = _class_loss_planes(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss, tops,
+                                       scratch, n_threads)
+    else:
+        row_loss = np.empty(logits.shape[0])
         total = _probability_loss(logits, labels, w, smoothing, reduction, dlogits, row_loss, n_threads)
-    elif logits.ndim == 3:  # (N, C, S): classes along axis 1; per-thread tiles' scratch
-        total = _class_loss_planes(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss,
-                                   np.empty(n_threads * PLANE_TILE, logits.dtype), np.empty(n_threads * 5 * PLANE_TILE),
-                                   n_threads)
     if losses is not None:
         losses[...] = row_loss
     return total

@@ -280,16 +280,63 @@ def _probability_loss(logits, targets, weight, smoothing, reduction, dlogits, ro
     return total / n if reduction == MEAN else total
 
 
+@njit(**SERIAL)
+def _probability_tile(logits, targets, i, s0, m, weight, smoothing, scale, dlogits, row_loss):
+    """Positions s0 .. s0 + m - 1 of sample i of (N, C, S) logits, targets and dlogits (row_loss: the
+    tile's m): _probability_row's steps as loops over the positions (see _class_tile)."""
+    classes = logits.shape[1]
+    top = logits[i, 0, s0:s0 + m].copy()
+    for c in range(1, classes):
+        _tile_max(logits[i, c, s0:s0 + m], top)
+    total = np.zeros(m)
+    for c in range(classes):
+        _tile_softmax(logits[i, c, s0:s0 + m], top, dlogits[i, c, s0:s0 + m], total)
+    keep, s = 1.0 - smoothing, smoothing / classes
+    log_total = np.log(total)
+    tsum, loss = np.zeros(m), np.zeros(m)
+    for c in range(classes):
+        zc, tc = logits[i, c, s0:s0 + m], targets[i, c, s0:s0 + m]
+        w = weight[c] if weight.size else 1.0
+        for k in range(m):
+            t = (tc[k] * keep + s if smoothing > 0 else tc[k] * 1.0) * w
+            tsum[k] += t
+            loss[k] += t * (log_total[k] - (zc[k] - top[k]))
+    for k in range(m):
+        total[k] = scale * tsum[k] / total[k]  # now the factor on the softmax
+        row_loss[k] = loss[k]
+    for c in range(classes):
+        dc, tc = dlogits[i, c, s0:s0 + m], targets[i, c, s0:s0 + m]
+        w = weight[c] if weight.size else 1.0
+        for k in range(m):
+            dc[k] = dc[k] * total[k] - scale * (tc[k] * keep + s if smoothing > 0 else tc[k] * 1.0) * w
+
+
+@njit(**PARALLEL)
+def _probability_loss_planes(logits, targets, weight, smoothing, reduction, dlogits, row_loss):
+    """(N, C, S) logits, targets and gradient, row_loss (N * S,): tiles of positions in parallel."""
+    n, positions = logits.shape[0], logits.shape[2]
+    scale = 1.0 / row_loss.size if reduction == MEAN else 1.0  # torch's mean: over the positions
+    tiles = (positions + PLANE_TILE - 1) // PLANE_TILE
+    for task in prange(n * tiles):
+        i, s0 = task // tiles, task % tiles * PLANE_TILE
+        s1, r = min(s0 + PLANE_TILE, positions), i * positions + s0
+        _probability_tile(logits, targets, i, s0, s1 - s0, weight, smoothing, scale, dlogits, row_loss[r:r + s1 - s0])
+    total = row_loss.sum()
+    return total / row_loss.size if reduction == MEAN else total
+
+
 _NO_WEIGHT = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index, smoothing, reduction, n_threads):
     """logits (R, C) with labels (R,) class indices or (R, C) probabilities (floats), or (N, C, S)
-    with labels (N * S,). No weight is passed as an empty array, and the per-row losses always go to
+    with labels (N * S,) or (N, C, S) probabilities. No weight is passed as an empty array, and the per-row losses always go to
     a float64 array: one compiled signature per dtype and layout."""
     w = _NO_WEIGHT[logits.dtype] if weight is None else weight
-    row_loss = np.empty(labels.shape[0])  # one per row or position
-    if labels.dtype.kind == "f":
+    row_loss = np.empty(logits.shape[0] * logits.shape[2] if logits.ndim == 3 else logits.shape[0])  # per sample
+    if labels.dtype.kind == "f" and logits.ndim == 3:
+        total = _probability_loss_planes(logits, labels, w, smoothing, reduction, dlogits, row_loss)
+    elif labels.dtype.kind == "f":
         total = _probability_loss(logits, labels, w, smoothing, reduction, dlogits, row_loss)
     elif logits.ndim == 3:  # (N, C, S): classes along axis 1
         total = _class_loss_planes(logits, labels, w, ignore_index, smoothing, reduction, dlogits, row_loss)
