@@ -158,22 +158,29 @@ def _class_loss(logits, labels, weight, ignore_index, smoothing, reduction, dlog
     wsum = _mean_weight(weight, logits.shape[1])
     denominator = _class_denominator(labels, weight, ignore_index, reduction)
     scale = _divide(1.0, denominator)
-    if smoothing == 0 and weight.size == 0:  # the plain loss: its own loop ran 1.5 us faster at (100, 10)
-        for i in prange(logits.shape[0]):
-            label = labels[i]
-            if label == ignore_index:  # 0 * softmax: NaN where the row's softmax is, as torch
-                _softmax_row(logits[i], 0, 0.0, dlogits[i])
-                row_loss[i] = 0.0
-            else:
-                row_loss[i] = _softmax_row(logits[i], label, scale, dlogits[i])
-    else:
-        for i in prange(logits.shape[0]):
-            label = labels[i]
-            if label == ignore_index:
-                _class_row(logits[i], -1, weight, wsum, smoothing, 0.0, dlogits[i])
-                row_loss[i] = 0.0
-            else:
-                row_loss[i] = _class_row(logits[i], label, weight, wsum, smoothing, scale, dlogits[i])
+    for i in prange(logits.shape[0]):
+        label = labels[i]
+        if label == ignore_index:
+            _class_row(logits[i], -1, weight, wsum, smoothing, 0.0, dlogits[i])
+            row_loss[i] = 0.0
+        else:
+            row_loss[i] = _class_row(logits[i], label, weight, wsum, smoothing, scale, dlogits[i])
+    return _divide(row_loss.sum(), denominator)
+
+
+@njit(**PARALLEL)
+def _plain_loss(logits, labels, ignore_index, reduction, dlogits, row_loss):
+    """_class_loss without weights or smoothing, its own function: fewer steps per row (1.5 us at
+    (100, 10)), and a prange under a branch scaled worse on 2 threads."""
+    denominator = _class_denominator(labels, logits[0, :0], ignore_index, reduction)
+    scale = _divide(1.0, denominator)
+    for i in prange(logits.shape[0]):
+        label = labels[i]
+        if label == ignore_index:  # 0 * softmax: NaN where the row's softmax is, as torch
+            _softmax_row(logits[i], 0, 0.0, dlogits[i])
+            row_loss[i] = 0.0
+        else:
+            row_loss[i] = _softmax_row(logits[i], label, scale, dlogits[i])
     return _divide(row_loss.sum(), denominator)
 
 
@@ -334,7 +341,9 @@ def softmax_cross_entropy(logits, labels, weight, dlogits, losses, ignore_index,
     a float64 array: one compiled signature per dtype and layout."""
     w = _NO_WEIGHT[logits.dtype] if weight is None else weight
     row_loss = np.empty(logits.shape[0] * logits.shape[2] if logits.ndim == 3 else logits.shape[0])  # per sample
-    if labels.dtype.kind == "f" and logits.ndim == 3:
+    if weight is None and smoothing == 0 and logits.ndim == 2 and labels.dtype.kind != "f":
+        total = _plain_loss(logits, labels, ignore_index, reduction, dlogits, row_loss)
+    elif labels.dtype.kind == "f" and logits.ndim == 3:
         total = _probability_loss_planes(logits, labels, w, smoothing, reduction, dlogits, row_loss)
     elif labels.dtype.kind == "f":
         total = _probability_loss(logits, labels, w, smoothing, reduction, dlogits, row_loss)
