@@ -869,3 +869,51 @@ WORKLOADS = (ACTIVATION_WORKLOADS + CONV_WORKLOADS + POOL_WORKLOADS + BN_WORKLOA
              + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS + CONV_GRID_WORKLOADS + POOL_GRID_WORKLOADS
              + BN_GRID_WORKLOADS + ACTIVATION_GRID_WORKLOADS + OPTIM_GRID_WORKLOADS + RESNET_WORKLOADS
              + TORCH_ADAPTER_WORKLOADS + ISSUE15_WORKLOADS)
+
+
+# --- softmax_cross_entropy with torch's cross_entropy options (issue 15) ------------------------------
+# Label smoothing with class weights on (256, 1000) logits, and segmentation logits (N, C, H, W)
+# against (N, H, W) labels with an ignored class (255, as Pascal VOC's borders). torch: its
+# cross_entropy forward and autograd backward (the smoothed loss has no single aten kernel).
+
+def _ce_smoothing_inputs(rng):
+    return {"logits": _randn(rng, (256, 1000)) * 3, "labels": rng.integers(0, 1000, 256),
+            "weight": rng.uniform(0.5, 2.0, 1000).astype(np.float32)}
+
+
+def _ce_spatial_inputs(rng):
+    labels = rng.integers(0, 21, (8, 64, 64))
+    labels[:, :4] = 255  # a border of ignored pixels
+    return {"logits": _randn(rng, (8, 21, 64, 64)) * 3, "labels": labels}
+
+
+def _ce_options_run(**options):
+    def run(F, inp):
+        weight = {"weight": inp["weight"]} if "weight" in inp else {}
+        return F.softmax_cross_entropy(inp["logits"], inp["labels"], **weight, **options)
+    return run
+
+
+def _ce_options_torch(**options):
+    def contender(T, inp):
+        logits = T.from_numpy(inp["logits"]).requires_grad_()
+        labels = T.from_numpy(inp["labels"])
+        weight = T.from_numpy(inp["weight"]) if "weight" in inp else None
+
+        def step():
+            loss = T.nn.functional.cross_entropy(logits, labels, weight, **options)
+            (grad,) = T.autograd.grad(loss, logits)
+            return loss.item(), grad
+        return step
+    return contender
+
+
+CE_OPTION_WORKLOADS = [
+    Workload("softmax_cross_entropy weight label_smoothing=0.1 256x1000", ("softmax_cross_entropy",),
+             _ce_smoothing_inputs, _ce_options_run(label_smoothing=0.1), _ce_options_torch(label_smoothing=0.1),
+             flops=256 * 1000 * 10, bytes=2 * 256 * 1000 * F32 + 256 * 8 + 1000 * F32),
+    Workload("softmax_cross_entropy spatial ignore_index=255 8x21x64x64", ("softmax_cross_entropy",),
+             _ce_spatial_inputs, _ce_options_run(ignore_index=255), _ce_options_torch(ignore_index=255),
+             flops=8 * 21 * 64 * 64 * 6, bytes=2 * 8 * 21 * 64 * 64 * F32 + 8 * 64 * 64 * 8),
+]
+WORKLOADS = WORKLOADS + CE_OPTION_WORKLOADS

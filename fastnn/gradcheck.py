@@ -138,9 +138,9 @@ def check_op(name: str, *inputs: Any, **params: Any) -> dict[str, float]:
 
     outputs = forward(**args, **params)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    if backward_name is None:
+    if backward_name is None:  # a loss returns its gradient: of the sum of per-sample losses (reduction "none")
         analytic = (outputs[1],)
-        dy = None
+        dy = None if np.ndim(outputs[0]) == 0 else np.ones(np.shape(outputs[0]))
     else:
         dy = np.random.default_rng(0).standard_normal(np.shape(outputs[0]))
         backward = getattr(fastnn, backward_name)

@@ -68,7 +68,16 @@ def _linear_cases(op, base, backward, randn, dtype):
 
 def _loss_cases(op, base, backward, randn, dtype):
     labels = np.array([0, 4, 1], dtype=np.int64)
-    return [((randn(3, 5), labels), {}), ((randn(3, 5), labels.astype(np.int32)), {})]
+    cases = [((randn(3, 5), labels), {}), ((randn(3, 5), labels.astype(np.int32)), {})]
+    if op == "softmax_cross_entropy":
+        # torch's options share the class-index kernels (rows; (N, C, S) planes) whatever the weight,
+        # smoothing or reduction; class probabilities compile two more (rows, planes)
+        cases += [((randn(3, 5), np.array([0, -100, 1])), dict(weight=randn(5), label_smoothing=0.1, reduction="none")),
+                  ((randn(2, 5, 3), np.zeros((2, 3), np.int64)), dict(reduction="sum")),
+                  ((randn(3, 5), np.full((3, 5), 0.2, dtype)), dict(label_smoothing=0.1)),
+                  ((randn(3, 5), np.full((3, 5), 0.2, dtype)), dict(weight=randn(5), reduction="none")),
+                  ((randn(2, 5, 3), np.full((2, 5, 3), 0.2, dtype)), dict(label_smoothing=0.1))]
+    return cases
 
 
 # (x shape, w shape, params): 3x3 same (too few channels for Winograd: im2col), 1x1, strided 7x7,

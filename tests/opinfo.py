@@ -159,6 +159,7 @@ def exact_and_bounds(op, args, kwargs, dtype):
 
     info = OPS[op]
     args = promoted(args)
+    kwargs = dict(zip(kwargs, promoted(kwargs.values())))  # array options too (softmax_cross_entropy's weight)
     before = snapshot(args)
     with fastnn.use_backend("numpy"), np.errstate(all="ignore"):
         exact = as_tuple(getattr(fastnn, op)(*args, **kwargs))

@@ -12,7 +12,7 @@ LOSSES = ["softmax_cross_entropy", "hinge_loss"]
 def test_errors(op, rng):
     fn = getattr(fastnn, op)
     scores = rng.standard_normal((4, 3))
-    with pytest.raises(TypeError, match=f"{op}: labels must be integers, got float64"):
+    with pytest.raises(TypeError, match=f"{op}: labels must be integers"):
         fn(scores, np.zeros(4))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got values in \[0, 3\]"):
         fn(scores, np.array([0, 1, 2, 3]))
@@ -20,8 +20,12 @@ def test_errors(op, rng):
         fn(scores, np.array([0, -1, 2, 1]))
     with pytest.raises(ValueError, match=r"labels has shape \(3,\), expected \(4,\)"):
         fn(scores, np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match="must be 2-d"):
-        fn(scores[0], np.array([0]))
+    if op == "hinge_loss":
+        with pytest.raises(ValueError, match="must be 2-d"):
+            fn(scores[0], np.array([0]))
+    else:  # (C,) logits are one unbatched sample, as in torch
+        with pytest.raises(ValueError, match=r"must be \(C,\), \(N, C\) or \(N, C, d1, ...\), got shape \(\)"):
+            fn(scores[0, 0], np.array(0))
     with pytest.raises(ValueError, match="no samples"):
         fn(scores[:0], np.array([], int))
 
@@ -121,3 +125,168 @@ def test_hinge_nonfinite_matches_torch(backend):
     loss, grad = fastnn.hinge_loss(scores, labels)
     np.testing.assert_allclose(loss, expected.item(), rtol=1e-12)
     np.testing.assert_allclose(grad, ts.grad.numpy(), rtol=1e-12)
+
+
+# --- softmax_cross_entropy: torch's cross_entropy options -------------------------------------------
+
+def _torch_cross_entropy_cases(rng):
+    """(logits, labels, kwargs), float64: every reduction x weight x label smoothing on class indices
+    (some ignored, ignore_index a class, all ignored), (N, C, d1, d2), (C,), and probabilities
+    ((N, C), (N, C, d), (C,))."""
+    cases = []
+    w = rng.uniform(0.5, 2.0, 5)
+    y = rng.integers(0, 5, 7)
+    y[[1, 5]] = -100
+    for reduction in ("mean", "sum", "none"):
+        for weight in (None, w):
+            for smoothing in (0.0, 0.2):
+                kw = dict(reduction=reduction, label_smoothing=smoothing, weight=weight)
+                cases += [(rng.standard_normal((7, 5)) * 3, y, kw),
+                          (rng.standard_normal((7, 5)) * 3, y % 5, dict(kw, ignore_index=2)),
+                          (rng.standard_normal((3, 5)), np.full(3, -100), kw),
+                          (rng.standard_normal((2, 5, 3, 4)), rng.integers(0, 5, (2, 3, 4)), kw),
+                          (rng.standard_normal(5), np.int64(4), kw),
+                          (rng.standard_normal((6, 5)), rng.dirichlet(np.ones(5), 6), kw),
+                          (rng.standard_normal((2, 5, 3)), np.moveaxis(rng.dirichlet(np.ones(5), (2, 3)), -1, 1), kw),
+                          (rng.standard_normal(5), rng.dirichlet(np.ones(5)), kw)]
+    return cases
+
+
+def _torch_cross_entropy(logits, labels, kwargs, upstream=None):
+    """torch's loss and gradient (of the loss, or of sum(loss * upstream) for reduction "none")."""
+    x = torch.tensor(logits, requires_grad=True)
+    weight = None if kwargs.get("weight") is None else torch.tensor(kwargs["weight"])
+    options = {k: v for k, v in kwargs.items() if k != "weight"}
+    loss = F.cross_entropy(x, torch.tensor(labels), weight, **options)
+    loss.backward(None if upstream is None else torch.tensor(upstream))
+    return loss.detach().numpy(), x.grad.numpy()
+
+
+@needs_torch
+def test_cross_entropy_options_match_torch(backend, rng):
+    """Forward and backward of every option against torch.nn.functional.cross_entropy (float64);
+    for "none", per-sample upstream gradients g multiply dlogits along the classes (the docstring)."""
+    for logits, labels, kwargs in _torch_cross_entropy_cases(rng):
+        loss, dlogits = fastnn.softmax_cross_entropy(logits, labels, **kwargs)
+        what = f"{logits.shape} {np.asarray(labels).dtype} {kwargs}"
+        if kwargs["reduction"] == "none":
+            g = rng.standard_normal(np.shape(loss))
+            expected, expected_grad = _torch_cross_entropy(logits, labels, kwargs, g)
+            assert type(loss) is np.ndarray and loss.shape == expected.shape and loss.dtype == np.float64, what
+            grad = dlogits * (np.expand_dims(g, 1) if logits.ndim > 1 else g)
+        else:
+            expected, expected_grad = _torch_cross_entropy(logits, labels, kwargs)
+            assert type(loss) is float, what
+            grad = dlogits
+        assert dlogits.shape == logits.shape and dlogits.dtype == logits.dtype, what
+        np.testing.assert_allclose(loss, expected, rtol=1e-12, atol=1e-14, err_msg=what)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-10, atol=1e-14, err_msg=what)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_nonfinite_logits_match_torch(backend, dtype):
+    """NaN and +inf make a row's softmax NaN: NaN loss and gradient, and a NaN gradient (loss 0) where
+    the label is ignored (torch's log_softmax backward: 0 * NaN); a -inf logit is a zero probability
+    (an infinite loss on its label; with probabilities 0 * inf is NaN, as torch)."""
+    nan, inf = np.nan, np.inf
+    logits = np.array([[nan, 1.0, 2.0], [1.0, nan, 0.0], [inf, 0.0, 1.0], [-inf, 0.0, 1.0], [-inf, 0.0, 1.0],
+                       [0.5, -0.5, 2.0], [-inf, -inf, -inf]], dtype)
+    labels = np.array([0, -100, 1, 1, 0, 2, 1])
+    probs = np.full(logits.shape, 1 / 3, dtype)
+    weight = np.array([0.5, 0.0, 2.0], dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for target in (labels, probs):
+        for kwargs in (dict(reduction="none"), dict(reduction="none", label_smoothing=0.1),
+                       dict(reduction="none", weight=weight), dict(reduction="sum", weight=weight),
+                       dict(reduction="mean", label_smoothing=0.3)):
+            loss, dlogits = fastnn.softmax_cross_entropy(logits, target, **kwargs)
+            expected, expected_grad = _torch_cross_entropy(logits, target, kwargs,
+                                                           np.ones(7) if kwargs["reduction"] == "none" else None)
+            what = f"{target.dtype} {kwargs}"
+            np.testing.assert_allclose(loss, expected, rtol=rtol, err_msg=what)
+            np.testing.assert_allclose(dlogits, expected_grad, rtol=rtol, atol=1e-7, err_msg=what)
+
+
+def test_cross_entropy_defaults_are_the_plain_mean(backend, rng):
+    """The keyword defaults change nothing: (softmax - onehot) / N and the mean of -log p[y]."""
+    z, y = rng.standard_normal((9, 4)).astype(np.float32), rng.integers(0, 4, 9)
+    loss, dz = fastnn.softmax_cross_entropy(z, y)
+    again = fastnn.softmax_cross_entropy(z, y, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0)
+    assert loss == again[0] and np.array_equal(dz, again[1])
+    z64 = z.astype(np.float64)
+    p = np.exp(z64 - z64.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(loss, -np.log(p[np.arange(9), y]).mean(), rtol=1e-6)
+    np.testing.assert_allclose(dz, (p - np.eye(4)[y]) / 9, rtol=1e-5, atol=1e-8)
+
+
+def test_cross_entropy_weight_layouts(backend, rng):
+    """weight (a keyword, so not in the OpInfo variants) non-contiguous, read-only, a list."""
+    z, y = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
+    w = rng.uniform(0.5, 2, 5)
+    expected = fastnn.softmax_cross_entropy(z, y, weight=w, label_smoothing=0.1)
+    strided = np.repeat(w, 2)[::2]
+    readonly = w.copy()
+    readonly.flags.writeable = False
+    for weight in (strided, readonly, list(w)):
+        loss, dz = fastnn.softmax_cross_entropy(z, y, weight=weight, label_smoothing=0.1)
+        assert loss == expected[0] and np.array_equal(dz, expected[1])
+
+
+def test_cross_entropy_option_errors(rng):
+    fn = fastnn.softmax_cross_entropy
+    z, y = rng.standard_normal((4, 3)), np.array([0, 1, 2, 1])
+    probs = np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"ignore_index \(1\) is not supported with class probabilities"):
+        fn(z, probs, ignore_index=1)
+    with pytest.raises(ValueError, match=r"weight has shape \(4,\), expected \(3,\)"):
+        fn(z, y, weight=np.ones(4))
+    with pytest.raises(TypeError, match="weight is float32 but logits is float64"):
+        fn(z, y, weight=np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="labels is float32 but logits is float64"):
+        fn(z, probs.astype(np.float32))
+    with pytest.raises(ValueError, match="reduction must be 'none', 'mean' or 'sum', got 'avg'"):
+        fn(z, y, reduction="avg")
+    with pytest.raises(ValueError, match="label_smoothing must be <= 1.0"):
+        fn(z, y, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="label_smoothing must be >= 0.0"):
+        fn(z, probs, label_smoothing=-0.1)
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        fn(z, y, ignore_index=1.5)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\).*or equal ignore_index \(-100\): 3 is neither"):
+        fn(z, np.array([0, 1, 3, -100]))
+    with pytest.raises(ValueError, match=r"or equal ignore_index \(2\): -100 is neither"):
+        fn(z, np.array([0, 1, 2, -100]), ignore_index=2)
+    with pytest.raises(ValueError, match=r"labels has shape \(2, 3\), expected \(2, 4\)"):
+        fn(rng.standard_normal((2, 3, 4)), np.zeros((2, 3), int))
+    with pytest.raises(TypeError, match="labels must be integers .* or floats of logits' shape"):
+        fn(z, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="logits has no classes"):
+        fn(np.zeros((2, 0)), np.zeros(2, int), reduction="sum")
+    with pytest.raises(ValueError, match="no samples"):
+        fn(rng.standard_normal((2, 3, 0)), np.zeros((2, 0), int))
+    with pytest.raises(TypeError):  # the options are keyword-only
+        fn(z, y, None)
+
+
+def test_cross_entropy_empty_batch_sum_and_none(backend):
+    z, y = np.zeros((0, 3), np.float32), np.zeros(0, int)
+    loss, dz = fastnn.softmax_cross_entropy(z, y, reduction="sum")
+    assert loss == 0.0 and dz.shape == (0, 3) and dz.dtype == np.float32
+    losses, dz = fastnn.softmax_cross_entropy(np.zeros((2, 3, 0)), np.zeros((2, 0), int), reduction="none")
+    assert losses.shape == (2, 0) and dz.shape == (2, 3, 0)
+
+
+def test_cross_entropy_uint8_labels_ignore_255(backend, rng):
+    """Segmentation labels: uint8 with 255 ignored (ignore_index beyond the classes)."""
+    z = rng.standard_normal((2, 4, 3, 3))
+    y = rng.integers(0, 4, (2, 3, 3)).astype(np.uint8)
+    y[0, 0] = 255
+    loss, dz = fastnn.softmax_cross_entropy(z, y, ignore_index=255)
+    kept = y.astype(int)
+    kept[kept == 255] = -100
+    expected = fastnn.softmax_cross_entropy(z, kept)
+    np.testing.assert_allclose(loss, expected[0], rtol=1e-12)
+    np.testing.assert_allclose(dz, expected[1], rtol=1e-12, atol=1e-15)
+    assert not dz[0, :, 0].any()

@@ -133,13 +133,17 @@ def _activation_case(name, shape, layout=None, **params):
     return build, lambda x: getattr(ft, name)(x, **params)
 
 
-def _cross_entropy_case(layout=None):
-    target = torch.tensor([0, 4, 2, 2, 1, 3])
+def _cross_entropy_case(layout=None, shape=(6, 5), target=None, **options):
+    target = torch.tensor([0, 4, 2, 2, 1, 3]) if target is None else target
 
     def build():
-        x = _randn(6, 5, seed=1) * 3
+        x = _randn(*shape, seed=1) * 3
         return (layout(x) if layout else x,)
-    return build, lambda x: ft.cross_entropy(x, target)
+    return build, lambda x: ft.cross_entropy(x, target, **options)
+
+
+_CE_WEIGHT = torch.linspace(0.5, 2.0, 5, dtype=F64)
+_CE_PROBS = _randn(6, 5, seed=4).softmax(1)
 
 
 GRAD_CASES = {
@@ -188,6 +192,23 @@ GRAD_CASES = {
     "avg_pool2d unbatched non-contiguous": _pool_case("avg_pool2d", (3, 6, 8), layout=_strided, kernel_size=2),
     "cross_entropy": _cross_entropy_case(),
     "cross_entropy non-contiguous": _cross_entropy_case(layout=_strided),
+    "cross_entropy reduction sum": _cross_entropy_case(reduction="sum"),
+    "cross_entropy reduction none": _cross_entropy_case(reduction="none"),
+    "cross_entropy weight": _cross_entropy_case(weight=_CE_WEIGHT),
+    "cross_entropy label_smoothing weight none": _cross_entropy_case(weight=_CE_WEIGHT, label_smoothing=0.2,
+                                                                     reduction="none"),
+    "cross_entropy ignore_index hit": _cross_entropy_case(target=torch.tensor([0, -100, 4, 2, -100, 1]),
+                                                          label_smoothing=0.1),
+    "cross_entropy ignore_index=2 weight": _cross_entropy_case(ignore_index=2, weight=_CE_WEIGHT),
+    "cross_entropy probabilities": _cross_entropy_case(target=_CE_PROBS, weight=_CE_WEIGHT, label_smoothing=0.1),
+    "cross_entropy probabilities none": _cross_entropy_case(target=_CE_PROBS, reduction="none"),
+    "cross_entropy (N, C, d1, d2)": _cross_entropy_case(shape=(2, 5, 3, 2), target=torch.tensor(
+        [[[0, 4], [2, -100], [1, 3]], [[4, 4], [0, 1], [2, 2]]]), label_smoothing=0.1, reduction="none"),
+    "cross_entropy (N, C, d) channels non-contiguous": _cross_entropy_case(
+        layout=_strided, shape=(2, 5, 3), target=torch.tensor([[0, 4, 2], [1, 1, 3]]), weight=_CE_WEIGHT),
+    "cross_entropy unbatched": _cross_entropy_case(shape=(5,), target=torch.tensor(3)),
+    "cross_entropy unbatched none": _cross_entropy_case(shape=(5,), target=torch.tensor(3), reduction="none",
+                                                        label_smoothing=0.3),
 }
 for _name, _params in (("relu", {}), ("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 0.7}),
                        ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("gelu tanh", {"approximate": "tanh"}),
@@ -207,7 +228,8 @@ def test_gradcheck(case):
 
 
 DOUBLE_BACKWARD = ["conv2d stride2 pad(1,2) dilation(2,1)", "linear 3-d input no bias", "batch_norm train 4-d",
-                   "batch_norm eval 3-d", "max_pool2d k3 s2 p1", "avg_pool2d k3 s2 p1", "cross_entropy", "relu",
+                   "batch_norm eval 3-d", "max_pool2d k3 s2 p1", "avg_pool2d k3 s2 p1", "cross_entropy",
+                   "cross_entropy label_smoothing weight none", "cross_entropy probabilities", "relu",
                    "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu tanh", "silu"]
 
 
@@ -268,6 +290,81 @@ def test_cross_entropy_float32_matches_torch():
     assert _ran_fastnn(loss) and loss.dtype == torch.float32 and loss.shape == ()
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(torch.autograd.grad(loss * 3, x)[0], torch.autograd.grad(expected * 3, x)[0])
+
+
+CROSS_ENTROPY_OPTIONS = {
+    "weight smoothing mean": ((64, 10), dict(weight=True, label_smoothing=0.1)),
+    "ignore_index sum": ((64, 10), dict(ignore_index=3, reduction="sum")),
+    "smoothing none": ((64, 10), dict(label_smoothing=0.2, reduction="none")),
+    "spatial weight ignore 255": ((4, 10, 6, 5), dict(weight=True, ignore_index=255)),
+    "probabilities weight smoothing": ((64, 10), dict(probabilities=True, weight=True, label_smoothing=0.1)),
+    "spatial probabilities none": ((2, 10, 3, 4), dict(probabilities=True, reduction="none")),
+    "unbatched smoothing": ((10,), dict(label_smoothing=0.1)),
+}
+
+
+@pytest.mark.parametrize("case", CROSS_ENTROPY_OPTIONS)
+def test_cross_entropy_options_float32_match_torch(case):
+    shape, options = CROSS_ENTROPY_OPTIONS[case]
+    options = dict(options)
+    g = torch.Generator().manual_seed(0)
+    x = _randn(*shape, dtype=torch.float32).mul(3).requires_grad_()
+    if options.pop("probabilities", False):
+        target = _randn(*shape, dtype=torch.float32, seed=1).softmax(1 if len(shape) > 1 else 0)
+    else:
+        target = torch.randint(0, shape[1] if len(shape) > 1 else shape[0], shape[:1] + shape[2:] if len(shape) > 1
+                               else (), generator=g)
+        if options.get("ignore_index") == 255:
+            target[0] = 255
+    if options.pop("weight", False):
+        options["weight"] = torch.linspace(0.5, 2.0, x.shape[1 if len(shape) > 1 else 0])
+    loss, expected = ft.cross_entropy(x, target, **options), F.cross_entropy(x, target, **options)
+    assert _ran_fastnn(loss) and loss.dtype == torch.float32 and loss.shape == expected.shape
+    torch.testing.assert_close(loss, expected)
+    dy = torch.randn(loss.shape, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(torch.autograd.grad(loss, x, dy)[0], torch.autograd.grad(expected, x, dy)[0])
+    with torch.no_grad():  # no graph: the forward alone, still on fastnn
+        torch.testing.assert_close(ft.cross_entropy(x, target, **options), expected.detach())
+
+
+def test_cross_entropy_legacy_arguments_map_to_reduction(spy):
+    x, target = _x(4, 5), torch.tensor([0, 1, 4, 2])
+    for legacy in (dict(size_average=False), dict(reduce=False), dict(size_average=True, reduce=True)):
+        with pytest.warns(UserWarning, match="deprecated"):
+            expected = F.cross_entropy(x, target, **legacy)
+        with pytest.warns(UserWarning, match="deprecated"):
+            got = ft.cross_entropy(x, target, **legacy)
+        torch.testing.assert_close(got, expected)
+    assert [name for name, _ in spy] == ["softmax_cross_entropy"] * 3
+
+
+def test_cross_entropy_invalid_calls_raise_torch_errors():
+    x = _x(4, 5)
+    for call in (lambda f: f.cross_entropy(x, _x(4, 5).softmax(1), ignore_index=1),
+                 lambda f: f.cross_entropy(x, torch.tensor([0, 1, 5, 2])),
+                 lambda f: f.cross_entropy(x, torch.tensor([0, 1, 4, 2]), torch.ones(4)),
+                 lambda f: f.cross_entropy(x, torch.tensor([0, 1, 4, 2]), label_smoothing=1.5)):
+        with pytest.raises((RuntimeError, IndexError, ValueError)) as theirs:
+            call(F)
+        with pytest.raises(type(theirs.value)) as ours:
+            call(ft)
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_cross_entropy_loss_module():
+    weight = torch.linspace(0.5, 2.0, 5)
+    theirs = nn.CrossEntropyLoss(weight=weight, ignore_index=1, label_smoothing=0.1, reduction="sum")
+    ours = ft.CrossEntropyLoss(weight=weight, ignore_index=1, label_smoothing=0.1, reduction="sum")
+    assert isinstance(ours, nn.CrossEntropyLoss) and repr(ours) == repr(theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = _x(6, 5).requires_grad_()
+    target = torch.tensor([0, 1, 4, 2, 1, 3])
+    loss, expected = ours(x, target), theirs(x, target)
+    assert _ran_fastnn(loss)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(torch.autograd.grad(loss, x)[0], torch.autograd.grad(expected, x)[0])
+    converted = ft.convert(nn.Sequential(nn.Linear(3, 5), nn.CrossEntropyLoss()))
+    assert type(converted[1]) is ft.CrossEntropyLoss
 
 
 def test_no_grad_and_inference_mode_run_fastnn(spy):
@@ -374,18 +471,13 @@ FALLBACKS = {
     "relu float16": lambda f: f.relu(_x(3, 4, dtype=torch.float16)),
     "sigmoid bfloat16": lambda f: f.sigmoid(_x(3, 4, dtype=torch.bfloat16)),
     "relu int": lambda f: f.relu(torch.arange(-3, 3)),
-    "cross_entropy reduction sum": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, 1, 4, 2]), reduction="sum"),
-    "cross_entropy reduction none": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, 1, 4, 2]), reduction="none"),
-    "cross_entropy weight": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, 1, 4, 2]), torch.arange(5.0)),
-    "cross_entropy label_smoothing": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, 1, 4, 2]),
-                                                               label_smoothing=0.1),
-    "cross_entropy ignore_index hit": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, -100, 4, 2])),
-    "cross_entropy ignore_index=2 hit": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, 1, 4, 2]),
-                                                                  ignore_index=2),
-    "cross_entropy probabilities": lambda f: f.cross_entropy(_x(4, 5), _x(4, 5).softmax(1)),
     "cross_entropy uint8 target": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, 1, 4, 2], dtype=torch.uint8)),
-    "cross_entropy (N, C, d)": lambda f: f.cross_entropy(_x(4, 5, 3), torch.zeros(4, 3, dtype=torch.long)),
-    "cross_entropy unbatched": lambda f: f.cross_entropy(_x(5), torch.tensor(3)),
+    "cross_entropy bfloat16": lambda f: f.cross_entropy(_x(4, 5, dtype=torch.bfloat16), torch.tensor([0, 1, 4, 2])),
+    "cross_entropy probabilities that require grad": lambda f: f.cross_entropy(
+        _x(4, 5), _x(4, 5).softmax(1).requires_grad_()),
+    "cross_entropy empty batch": lambda f: f.cross_entropy(_x(0, 5), torch.zeros(0, dtype=torch.long), reduction="sum"),
+    "cross_entropy negative label_smoothing": lambda f: f.cross_entropy(_x(4, 5), torch.tensor([0, 1, 4, 2]),
+                                                                        label_smoothing=-0.5),
 }
 
 

@@ -39,7 +39,9 @@ def _cases(family, dtype, rng):
         for n, c in LOSS_SHAPES:
             s = (rng.standard_normal((n, c)) * 3).astype(dtype)
             labels = rng.integers(0, c, n).astype(np.intp)
-            yield f"{n * c:8d} scores ({n}x{c})", "softmax_cross_entropy", (s, labels, np.empty_like(s))
+            # (logits, labels, weight, dlogits, per-row losses, ignore_index, label_smoothing, reduction "mean")
+            yield f"{n * c:8d} scores ({n}x{c})", "softmax_cross_entropy", (s, labels, None, np.empty_like(s), None,
+                                                                            -100, 0.0, 1)
             yield f"{n * c:8d} scores ({n}x{c})", "hinge_loss", (s, labels, np.empty_like(s), 1.0)
         return
     for n in STEP_SIZES:

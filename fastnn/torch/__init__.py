@@ -16,13 +16,13 @@ from .functional import (
     tanh,
 )
 from .modules import (
-    ELU, GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNorm3d, Conv2d, LeakyReLU, Linear, MaxPool2d, ReLU, Sigmoid,
-    SiLU, Tanh, convert,
+    ELU, GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNorm3d, Conv2d, CrossEntropyLoss, LeakyReLU, Linear,
+    MaxPool2d, ReLU, Sigmoid, SiLU, Tanh, convert,
 )
 
 __all__ = [
     "conv2d", "linear", "batch_norm", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "elu", "sigmoid", "tanh",
     "gelu", "silu", "cross_entropy",
     "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh",
-    "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "convert",
+    "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "CrossEntropyLoss", "convert",
 ]

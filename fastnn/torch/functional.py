@@ -761,69 +761,83 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 class _CrossEntropyFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target):
-        loss, dlogits = _call(fastnn.softmax_cross_entropy, _np(logits), target.numpy())
+    def forward(ctx, logits, target, weight, options):
+        loss, dlogits = _call(fastnn.softmax_cross_entropy, _np(logits), _np(target), weight=_np(weight), **options)
         ctx.save_for_backward(logits)
-        ctx.target, ctx.dlogits = target, _tensor(dlogits)
-        return torch.tensor(loss, dtype=logits.dtype)
+        ctx.target, ctx.weight, ctx.options, ctx.dlogits = target, weight, options, _tensor(dlogits)
+        return _tensor(loss) if options["reduction"] == "none" else torch.tensor(loss, dtype=logits.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         if torch.is_grad_enabled():
             (logits,) = ctx.saved_tensors
-            return _torch_grads(lambda x: F.cross_entropy(x, ctx.target), (logits,), (True,), grad) + (None,)
-        return ctx.dlogits * grad, None
+            return _torch_grads(lambda x: F.cross_entropy(x, ctx.target, ctx.weight, **ctx.options), (logits,),
+                                (True,), grad) + (None, None, None)
+        if ctx.options["reduction"] == "none" and grad.dim():  # per-sample upstream gradients: along the classes
+            grad = grad.unsqueeze(1)
+        return ctx.dlogits * grad, None, None, None
 
 
-def _cross_entropy_supported(input, target, weight, size_average, ignore_index, reduce, reduction,
-                             label_smoothing):
-    if (weight is not None or size_average is not None or reduce is not None or reduction != "mean"
-            or isinstance(label_smoothing, torch.Tensor) or label_smoothing != 0.0):
-        return False
-    if (input.dim() != 2 or not _fast(input) or type(target) not in _PLAIN or target.dtype is not torch.int64
-            or not target.is_cpu or target.layout is not torch.strided or target.shape != input.shape[:1]):
-        return False
-    labels = target.numpy()
-    classes = input.shape[1]
-    if labels.min() < 0 or labels.max() >= classes:
-        return False  # torch ignores ignore_index (-100 by default) or raises its error
+def _cross_entropy_options(input, target, weight, ignore_index, reduction, label_smoothing):
+    """fastnn's keyword arguments for this call, or None when torch's own function runs it."""
+    if (isinstance(label_smoothing, torch.Tensor) or not _fast(input, weight) or type(target) not in _PLAIN
+            or not target.is_cpu or target.layout is not torch.strided or target.is_nested):
+        return None
+    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+        return None  # torch raises its own error (no derivative for weight)
+    if target.dtype is input.dtype and target.shape == input.shape:  # class probabilities
+        if target.requires_grad and torch.is_grad_enabled():
+            return None  # torch differentiates the target too
+    elif target.dtype is not torch.int64 or target.shape != (input.shape[:1] + input.shape[2:] if input.dim() > 1
+                                                             else ()):
+        return None  # e.g. uint8 targets, or torch's shape errors
     try:
-        ignore = operator.index(ignore_index)
+        ignore_index = operator.index(ignore_index)
+        if not 0.0 <= label_smoothing <= 1.0:
+            return None  # torch: a negative one is no smoothing with class indices, else its error
     except TypeError:
-        return False
-    return not (0 <= ignore < classes and (labels == ignore).any())
+        return None
+    return {"ignore_index": ignore_index, "reduction": reduction, "label_smoothing": label_smoothing}
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
-    """Softmax cross-entropy with class-index targets, as ``torch.nn.functional.cross_entropy``, on
-    fastnn's kernel (``fastnn.softmax_cross_entropy``).
+    """Softmax cross-entropy, as ``torch.nn.functional.cross_entropy``, on fastnn's kernels
+    (``fastnn.softmax_cross_entropy``).
 
     Parameters
     ----------
     input : torch.Tensor
-        (N, C) logits.
+        (N, C), (N, C, d1, ...) or unbatched (C,) logits, float32 or float64.
     target : torch.Tensor
-        (N,) int64 class indices in [0, C).
-    weight, size_average, ignore_index, reduce, reduction, label_smoothing
-        As torch's. fastnn computes the default: no class weights, ``reduction="mean"``, no label
-        smoothing, no target equal to `ignore_index`; anything else (and probability targets,
-        other shapes) runs torch's own function.
+        int64 class indices of input's shape without the class axis ((N,), (N, d1, ...) or ()), in
+        [0, C) or equal to `ignore_index`; or class probabilities of input's shape and dtype.
+    weight : torch.Tensor, optional
+        (C,) class weights, input's dtype.
+    size_average, reduce : bool, optional
+        torch's deprecated arguments, mapped to `reduction` as torch maps them (with its warning).
+    ignore_index : int, default -100
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float, default 0.0
+        As torch's. fastnn computes all of these; torch's own function runs other devices and
+        dtypes, other target dtypes (uint8), a weight or probability target that requires grad,
+        empty inputs, and every call fastnn rejects (torch then gives its own answer or error).
 
     Returns
     -------
     torch.Tensor
-        The mean loss over the batch, a 0-d tensor of input's dtype.
+        A 0-d tensor of input's dtype ("mean", "sum"), or the per-sample losses ("none": target's
+        shape for class indices, input's shape without the class axis for probabilities).
     """
-    if not _cross_entropy_supported(input, target, weight, size_average, ignore_index, reduce, reduction,
-                                    label_smoothing):
-        return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
-                               label_smoothing)
+    if size_average is not None or reduce is not None:  # torch's legacy arguments, mapped as torch maps them
+        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+    options = _cross_entropy_options(input, target, weight, ignore_index, reduction, label_smoothing)
+    if options is None:
+        return F.cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)
     try:
         if _needs_graph(input):
-            return _CrossEntropyFn.apply(input, target)
-        loss, _ = _call(fastnn.softmax_cross_entropy, _np(input), target.numpy())
-        return torch.tensor(loss, dtype=input.dtype)
+            return _CrossEntropyFn.apply(input, target, weight, options)
+        loss, _ = _call(fastnn.softmax_cross_entropy, _np(input), _np(target), weight=_np(weight), **options)
+        return _tensor(loss) if options["reduction"] == "none" else torch.tensor(loss, dtype=input.dtype)
     except _UNSUPPORTED:
-        return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
-                               label_smoothing)
+        return F.cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)

@@ -13,7 +13,7 @@ from . import functional
 
 __all__ = [
     "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh",
-    "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "convert",
+    "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "CrossEntropyLoss", "convert",
 ]
 
 
@@ -385,8 +385,37 @@ class AvgPool2d(nn.AvgPool2d):
                             self.count_include_pad, self.divisor_override)
 
 
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    """``torch.nn.CrossEntropyLoss`` on fastnn's kernels (:func:`fastnn.torch.cross_entropy`).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The constructor is ``torch.nn.CrossEntropyLoss``'s: weight=None, size_average=None,
+        ignore_index=-100, reduce=None, reduction="mean", label_smoothing=0.0.
+    """
+
+    def forward(self, input, target):
+        """The loss of `input` logits against `target`, with the module's options.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            (N, C), (N, C, d1, ...) or (C,) logits.
+        target : torch.Tensor
+            Class indices (input's shape without the class axis) or probabilities (input's shape).
+
+        Returns
+        -------
+        torch.Tensor
+            As ``torch.nn.CrossEntropyLoss``: 0-d for "mean" and "sum", per sample for "none".
+        """
+        return functional.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                                        reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
 _TWINS = {cls.__base__: cls for cls in (Conv2d, Linear, BatchNorm1d, BatchNorm2d, BatchNorm3d, ReLU, LeakyReLU, ELU,
-                                         Sigmoid, Tanh, GELU, SiLU, MaxPool2d, AvgPool2d)}
+                                         Sigmoid, Tanh, GELU, SiLU, MaxPool2d, AvgPool2d, CrossEntropyLoss)}
 
 
 def convert(module):
@@ -394,9 +423,9 @@ def convert(module):
 
     Each submodule (`module` itself included) whose type is exactly one of torch.nn's Conv2d,
     Linear, BatchNorm1d, BatchNorm2d, BatchNorm3d, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU,
-    MaxPool2d or AvgPool2d becomes its fastnn.torch twin: the object stays the same and only its class changes, so
-    it keeps its Parameter and buffer objects, hooks, train/eval mode and every reference held to
-    it. Subclasses of those types (which may override forward) and other layers are left alone.
+    MaxPool2d, AvgPool2d or CrossEntropyLoss becomes its fastnn.torch twin: the object stays the same and only
+    its class changes, so it keeps its Parameter and buffer objects, hooks, train/eval mode and
+    every reference held to it. Subclasses of those types (which may override forward) and other layers are left alone.
 
     A Linear's weight is re-laid out in place as fastnn's layout (see :class:`Linear`): the same
     Parameter with the same values and shape, other strides; a tensor taken from its old storage
