@@ -294,6 +294,7 @@ class Plan:
     work: int = 0  # in the grain table's unit for the op (fastnn/_grain.py)
     result: Callable = None  # (outputs, kernel's return) -> the public return value
     blas: bool = False  # the kernels call BLAS inside their parallel loops: BLAS on one thread
+    dtypes: tuple = None  # per-output dtypes where one differs from `dtype` (max pooling's int64 indices)
 
 
 META = {}  # op -> meta function (*public arguments) -> Plan, registered in fastnn/<family>.py
@@ -333,7 +334,8 @@ def _run(op, plan, out):
         check_out(op, out, plan.outputs[0], plan.dtype)
     backend = resolve(op)
     fn, workspace = _kernel_entry(op, backend)
-    outputs = (_workspace.outputs(plan.outputs, plan.dtype, out, plan.args, FAMILY_OF[op] == "activations")
+    outputs = (_workspace.outputs(plan.outputs, plan.dtypes or plan.dtype, out, plan.args,
+                                  FAMILY_OF[op] == "activations")
                if plan.outputs else [])
     if backend == "numpy":
         with np.errstate(all="ignore"):  # the reference's NaN and inf propagate quietly, as the kernels'

@@ -1,17 +1,23 @@
-"""Numba pooling kernels: parallel over the N * C planes of (N * C, H, W) views.
+"""Numba pooling kernels: parallel over the planes of (P, H, W) views (P = N * C, or C unbatched).
 
 Max follows PyTorch's rule: scanning a window in row-major order, a value wins if it is greater
-than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); every window
-holds at least one unpadded element (padding <= kernel // 2), so padding never wins.
-The max backward recomputes each window's winner from x. 2x2 stride 2 (unpadded) has its own
-loops for max and average, which vectorize; their backwards write every dx element exactly once.
-Other backwards zero a plane while it is in cache and add into it (the max one has the interior
-windows of 3x3 stride 2 unrolled; a 3x3 forward special case measured slower here than the
-generic row-at-a-time loop, so there is none).
+than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); the meta function
+guarantees every window holds at least one element of x, so padding never wins. A window element
+(i, j) of output (oh, ow) is x[oh * sh - ph + i * dh, ow * sw - pw + j * dw]; windows are clipped
+to x, so ceil_mode's last windows (hanging past the end) need nothing special in the generic loops.
+Winners' indices are flat in the plane (ih * W + iw, torch's return_indices); the max backward
+recomputes them from x, a row of windows at a time.
+2x2 stride 2 (unpadded, undilated) has its own loops for max and average, which vectorize, over the
+windows wholly inside x; ceil_mode's hanging last row and column go window by window. Their
+backwards write every dx element exactly once. Other backwards zero a plane while it is in cache and
+add into it (the max one has the interior windows of 3x3 stride 2 unrolled; a 3x3 forward special
+case measured slower here than the generic row-at-a-time loop, so there is none).
+Average divisors are torch's CPU kernel's: the window clipped to the padded input
+(count_include_pad) or to x, or divisor_override (divisor != 0).
 
-Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, kh, kw, sh, sw, ph, pw,
-n_threads; the dispatcher sets Numba's thread count to n_threads, the prange loops over planes
-use it.
+Signatures follow the contract (fastnn/_ops.Plan and fastnn/pool.py): inputs, outputs, the
+parameters, n_threads; the dispatcher sets Numba's thread count to n_threads, the prange loops over
+planes use it.
 """
 import numpy as np
 from numba import njit, prange
@@ -20,25 +26,44 @@ from ._common import PARALLEL, SERIAL
 
 
 def _planes(a):
-    """(N, C, H, W) as (N * C, H, W): pooling works plane by plane."""
-    return a.reshape(-1, a.shape[2], a.shape[3])
+    """(N, C, H, W) or (C, H, W) as (P, H, W): pooling works plane by plane."""
+    return a.reshape(-1, a.shape[-2], a.shape[-1])
 
 
-def _is_2x2_s2(kh, kw, sh, sw, ph, pw):
-    return (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0)
+def _is_2x2_s2(kh, kw, sh, sw, ph, pw, dh=1, dw=1):
+    return (kh, kw, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
 
 
 @njit(**SERIAL)
-def _columns(j, sw, pw, width, out_w):
-    """The outputs [lo, hi) whose window column j, at ow * sw - pw + j, is inside [0, width)."""
-    lo = 0 if j >= pw else (pw - j + sw - 1) // sw
-    top = width - 1 + pw - j
+def _columns(offset, sw, pw, width, out_w):
+    """The outputs [lo, hi) whose window column at ow * sw - pw + offset is inside [0, width)."""
+    lo = 0 if offset >= pw else (pw - offset + sw - 1) // sw
+    top = width - 1 + pw - offset
     hi = 0 if top < 0 else min(top // sw + 1, out_w)
     return lo, hi
 
 
+@njit(**SERIAL)
+def _taps(start, k, d, size):
+    """The taps [lo, hi) of a window at `start` (k taps d apart) that lie inside [0, size)."""
+    lo = 0 if start >= 0 else (d - 1 - start) // d
+    last = size - 1 - start
+    hi = 0 if last < 0 else min(k, last // d + 1)
+    return lo, hi
+
+
+@njit(**SERIAL)
+def _count(start, k, size, pad, include_pad):
+    """A window's positions inside the padded input (include_pad) or inside x: torch's divisor."""
+    lo = -pad if include_pad else 0
+    hi = size + pad if include_pad else size
+    return min(start + k, hi) - max(start, lo)
+
+
+# --- max ----------------------------------------------------------------------------------------
+
 @njit(**PARALLEL)
-def _max_pool2d(x, y, kh, kw, sh, sw, ph, pw):
+def _max_pool2d(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = y.shape[1], y.shape[2]
     for p in prange(x.shape[0]):
@@ -46,25 +71,84 @@ def _max_pool2d(x, y, kh, kw, sh, sw, ph, pw):
             # A row of outputs at once, one window offset at a time.
             row = y[p, oh]
             row[:] = -np.inf
-            for ih in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)):
-                src = x[p, ih]
+            h0 = oh * sh - ph
+            i_lo, i_hi = _taps(h0, kh, dh, height)
+            for i in range(i_lo, i_hi):
+                src = x[p, h0 + i * dh]
                 for j in range(kw):
-                    lo, hi = _columns(j, sw, pw, width, out_w)
+                    lo, hi = _columns(j * dw, sw, pw, width, out_w)
                     for ow in range(lo, hi):
-                        v = src[ow * sw - pw + j]
+                        v = src[ow * sw - pw + j * dw]
                         best = row[ow]
                         row[ow] = v if (v > best) | (v != v) else best
 
 
+@njit(**SERIAL)
+def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
+    """(ih, iw) of one window's winner, scanning in row-major order with selects (no branches)."""
+    height, width = plane.shape
+    h0, w0 = oh * sh - ph, ow * sw - pw
+    i_lo, i_hi = _taps(h0, kh, dh, height)
+    j_lo, j_hi = _taps(w0, kw, dw, width)
+    best_h, best_w = h0 + i_lo * dh, w0 + j_lo * dw
+    best = plane[best_h, best_w]
+    for i in range(i_lo, i_hi):
+        for j in range(j_lo, j_hi):
+            ih, iw = h0 + i * dh, w0 + j * dw
+            v = plane[ih, iw]
+            wins = (v > best) | (v != v)
+            best = v if wins else best
+            best_h = ih if wins else best_h
+            best_w = iw if wins else best_w
+    return best_h, best_w
+
+
+@njit(**SERIAL)
+def _argmax_row(plane, best, index, oh, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Output row oh's maxima into best and their flat indices ih * width + iw into index: PyTorch's
+    rule applied to every window of the row at once, one window offset at a time (selects, so the
+    loops vectorize). -inf starts, so an all -inf window keeps its first element of x."""
+    height, width = plane.shape
+    out_w = best.shape[0]
+    h0 = oh * sh - ph
+    i_lo, i_hi = _taps(h0, kh, dh, height)
+    first_h = h0 + i_lo * dh
+    for ow in range(out_w):
+        w0 = ow * sw - pw
+        j_lo = 0 if w0 >= 0 else (dw - 1 - w0) // dw
+        best[ow] = -np.inf
+        index[ow] = first_h * width + w0 + j_lo * dw
+    for i in range(i_lo, i_hi):
+        ih = h0 + i * dh
+        src = plane[ih]
+        for j in range(kw):
+            lo, hi = _columns(j * dw, sw, pw, width, out_w)
+            base = ih * width - pw + j * dw
+            for ow in range(lo, hi):
+                v = src[ow * sw - pw + j * dw]
+                b = best[ow]
+                wins = (v > b) | (v != v)
+                best[ow] = v if wins else b
+                index[ow] = base + ow * sw if wins else index[ow]
+
+
 @njit(**PARALLEL)
-def _max_pool2d_2x2(x, y):
-    out_w = y.shape[2]
+def _max_pool2d_indices(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw):
     for p in prange(x.shape[0]):
         for oh in range(y.shape[1]):
+            _argmax_row(x[p], y[p, oh], indices[p, oh], oh, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+@njit(**PARALLEL)
+def _max_pool2d_2x2(x, y):
+    full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
+    out_h, out_w = y.shape[1], y.shape[2]
+    for p in prange(x.shape[0]):
+        for oh in range(full_h):
             top = x[p, 2 * oh]
             bottom = x[p, 2 * oh + 1]
             row = y[p, oh]
-            for ow in range(out_w):
+            for ow in range(full_w):
                 best = top[2 * ow]
                 v = top[2 * ow + 1]
                 if v > best or v != v:
@@ -76,39 +160,35 @@ def _max_pool2d_2x2(x, y):
                 if v > best or v != v:
                     best = v
                 row[ow] = best
+        # ceil_mode's last column and row of windows hang past x: one by one
+        for oh in range(out_h):
+            for ow in range(full_w if oh < full_h else 0, out_w):
+                ih, iw = _window_argmax(x[p], oh, ow, 2, 2, 2, 2, 0, 0, 1, 1)
+                y[p, oh, ow] = x[p, ih, iw]
 
 
-def max_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
-    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+    if indices is not None:
+        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), kh, kw, sh, sw, ph, pw, dh, dw)
+    elif _is_2x2_s2(kh, kw, sh, sw, ph, pw, dh, dw):
         _max_pool2d_2x2(_planes(x), _planes(y))
     else:
-        _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw)
-
-
-@njit(**SERIAL)
-def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw):
-    """(ih, iw) of one window's winner, scanning in row-major order with selects (no branches)."""
-    height, width = plane.shape
-    h_lo, w_lo = max(oh * sh - ph, 0), max(ow * sw - pw, 0)
-    best, best_h, best_w = plane[h_lo, w_lo], h_lo, w_lo
-    for ih in range(h_lo, min(oh * sh - ph + kh, height)):
-        for iw in range(w_lo, min(ow * sw - pw + kw, width)):
-            v = plane[ih, iw]
-            wins = (v > best) | (v != v)
-            best = v if wins else best
-            best_h = ih if wins else best_h
-            best_w = iw if wins else best_w
-    return best_h, best_w
+        _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, dh, dw)
 
 
 @njit(**PARALLEL)
-def _max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw):
+def _max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
+    out_w = dy.shape[2]
     for p in prange(x.shape[0]):
+        best = np.empty(out_w, x.dtype)
+        index = np.empty(out_w, np.int64)
         dx[p] = 0  # this plane only: it stays in cache for the adds below
+        flat = dx[p].reshape(-1)
         for oh in range(dy.shape[1]):
-            for ow in range(dy.shape[2]):
-                ih, iw = _window_argmax(x[p], oh, ow, kh, kw, sh, sw, ph, pw)
-                dx[p, ih, iw] += dy[p, oh, ow]
+            _argmax_row(x[p], best, index, oh, kh, kw, sh, sw, ph, pw, dh, dw)
+            grad = dy[p, oh]
+            for ow in range(out_w):
+                flat[index[ow]] += grad[ow]
 
 
 @njit(**SERIAL)
@@ -149,26 +229,27 @@ def _max_pool2d_backward_3x3(dy, x, dx, ph, pw):
                 for ow in range(hi - lo):
                     i, j = divmod(offset[ow], 3)
                     dx[p, h0 + i, 2 * (lo + ow) - pw + j] += dy[p, oh, lo + ow]
-            for ow in range(out_w):
+            for ow in range(out_w):  # border windows (ceil_mode's hanging ones too), clipped to x
                 if lo <= ow < hi:
                     continue
-                ih, iw = _window_argmax(x[p], oh, ow, 3, 3, 2, 2, ph, pw)
+                ih, iw = _window_argmax(x[p], oh, ow, 3, 3, 2, 2, ph, pw, 1, 1)
                 dx[p, ih, iw] += dy[p, oh, ow]
 
 
 @njit(**PARALLEL)
 def _max_pool2d_backward_2x2(dy, x, dx, zero):
     height, width = x.shape[1], x.shape[2]
+    full_h, full_w = height // 2, width // 2  # windows wholly inside x
     out_h, out_w = dy.shape[1], dy.shape[2]
     for p in prange(x.shape[0]):
-        winner = np.empty(out_w, np.int32)
-        for oh in range(out_h):
+        winner = np.empty(full_w, np.int32)
+        for oh in range(full_h):
             top = x[p, 2 * oh]
             bottom = x[p, 2 * oh + 1]
             grad = dy[p, oh]
             # Each window's winner offset (0..3) by selects, then the stores in separate loops:
             # with loads and stores apart, both loops vectorize (deinterleaving/interleaving).
-            for ow in range(out_w):
+            for ow in range(full_w):
                 a, b = top[2 * ow], top[2 * ow + 1]
                 c, d = bottom[2 * ow], bottom[2 * ow + 1]
                 wins = (b > a) | (b != b)
@@ -181,31 +262,54 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
                 winner[ow] = np.int32(3) if wins else k
             for row in range(2):
                 drow = dx[p, 2 * oh + row]
-                for ow in range(out_w):
+                for ow in range(full_w):
                     k = winner[ow] - 2 * row
                     g = grad[ow]  # loaded unconditionally: the selects below need no branch
                     drow[2 * ow] = g if k == 0 else zero
                     drow[2 * ow + 1] = g if k == 1 else zero
-                for iw in range(2 * out_w, width):  # an odd last column is in no window
+                for iw in range(2 * full_w, width):  # an odd last column: in no window, or ceil_mode's
                     drow[iw] = zero
-        for ih in range(2 * out_h, height):
+        for ih in range(2 * full_h, height):
             dx[p, ih, :] = zero
+        for oh in range(out_h):  # ceil_mode's hanging windows, one by one
+            for ow in range(full_w if oh < full_h else 0, out_w):
+                ih, iw = _window_argmax(x[p], oh, ow, 2, 2, 2, 2, 0, 0, 1, 1)
+                dx[p, ih, iw] += dy[p, oh, ow]
 
 
-def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
-    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw, dh, dw):
         _max_pool2d_backward_2x2(_planes(dy), _planes(x), _planes(dx), x.dtype.type(0))
-    elif (kh, kw, sh, sw) == (3, 3, 2, 2):
+    elif (kh, kw, sh, sw, dh, dw) == (3, 3, 2, 2, 1, 1):
         _max_pool2d_backward_3x3(_planes(dy), _planes(x), _planes(dx), ph, pw)
     else:
-        _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), kh, kw, sh, sw, ph, pw)
+        _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+# --- average ------------------------------------------------------------------------------------
+
+@njit(**SERIAL)
+def _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor):
+    """row[ow] /= its window's divisor (torch's): the clipped windows at either end one by one, the
+    full ones between by one divisor (a loop that vectorizes)."""
+    lo, hi = 0, row.shape[0]
+    if divisor == 0:
+        rows = _count(oh * sh - ph, kh, height, ph, include_pad)
+        while lo < hi and _count(lo * sw - pw, kw, width, pw, include_pad) != kw:
+            row[lo] = row[lo] / (rows * _count(lo * sw - pw, kw, width, pw, include_pad))
+            lo += 1
+        while hi > lo and _count((hi - 1) * sw - pw, kw, width, pw, include_pad) != kw:
+            hi -= 1
+            row[hi] = row[hi] / (rows * _count(hi * sw - pw, kw, width, pw, include_pad))
+        divisor = rows * kw
+    for ow in range(lo, hi):
+        row[ow] = row[ow] / divisor
 
 
 @njit(**PARALLEL)
-def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw):
+def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor):
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = y.shape[1], y.shape[2]
-    area = kh * kw
     for p in prange(x.shape[0]):
         for oh in range(out_h):
             row = y[p, oh]  # sums a row of windows, one offset at a time
@@ -216,64 +320,83 @@ def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw):
                     lo, hi = _columns(j, sw, pw, width, out_w)
                     for ow in range(lo, hi):
                         row[ow] += src[ow * sw - pw + j]
-            for ow in range(out_w):
-                row[ow] = row[ow] / area
+            _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor)
 
 
 @njit(**PARALLEL)
 def _avg_pool2d_2x2(x, y, quarter):
+    full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
+    out_h, out_w = y.shape[1], y.shape[2]
     for p in prange(x.shape[0]):
-        for oh in range(y.shape[1]):
+        for oh in range(full_h):
             top = x[p, 2 * oh]
             bottom = x[p, 2 * oh + 1]
             row = y[p, oh]
-            for ow in range(y.shape[2]):
+            for ow in range(full_w):
                 row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * quarter
+        # ceil_mode's last column and row of windows hang past x (unpadded: both divisors count x)
+        for oh in range(out_h):
+            for ow in range(full_w if oh < full_h else 0, out_w):
+                ih_end, iw_end = min(2 * oh + 2, x.shape[1]), min(2 * ow + 2, x.shape[2])
+                total = quarter * 0  # zero in x's dtype
+                for ih in range(2 * oh, ih_end):
+                    for iw in range(2 * ow, iw_end):
+                        total += x[p, ih, iw]
+                y[p, oh, ow] = total / ((ih_end - 2 * oh) * (iw_end - 2 * ow))
 
 
-def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
-    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw) and divisor == 0:
         _avg_pool2d_2x2(_planes(x), _planes(y), x.dtype.type(0.25))
     else:
-        _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw)
+        _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, include_pad, divisor)
 
 
 @njit(**PARALLEL)
-def _avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw):
+def _avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
     height, width = dx.shape[1], dx.shape[2]
     out_h, out_w = dy.shape[1], dy.shape[2]
-    area = kh * kw
     for p in prange(dx.shape[0]):
+        share = np.empty(out_w, dx.dtype)  # each window's dy / divisor
         dx[p, :, :] = 0  # this plane only: it stays in cache for the adds below
         for oh in range(out_h):
-            grad = dy[p, oh]
+            share[:] = dy[p, oh]
+            _divide_row(share, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor)
             for ih in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)):
                 dst = dx[p, ih]
                 for j in range(kw):
                     lo, hi = _columns(j, sw, pw, width, out_w)
                     for ow in range(lo, hi):
-                        dst[ow * sw - pw + j] += grad[ow] / area
+                        dst[ow * sw - pw + j] += share[ow]
 
 
 @njit(**PARALLEL)
 def _avg_pool2d_backward_2x2(dy, dx, quarter):
     height, width = dx.shape[1], dx.shape[2]
+    full_h, full_w = height // 2, width // 2  # windows wholly inside x
     out_h, out_w = dy.shape[1], dy.shape[2]
-    for p in prange(dx.shape[0]):  # every dx element written once
-        for oh in range(out_h):
+    for p in prange(dx.shape[0]):  # every dx element written once, then ceil_mode's hanging windows add
+        for oh in range(full_h):
             grad = dy[p, oh]
             for row in range(2):
                 drow = dx[p, 2 * oh + row]
-                for ow in range(out_w):
+                for ow in range(full_w):
                     g = grad[ow] * quarter
                     drow[2 * ow] = g
                     drow[2 * ow + 1] = g
-                drow[2 * out_w:] = 0  # an odd last column is in no window
-        dx[p, 2 * out_h:] = 0
+                drow[2 * full_w:] = 0  # an odd last column: in no window, or ceil_mode's
+        dx[p, 2 * full_h:] = 0
+        for oh in range(out_h):
+            for ow in range(full_w if oh < full_h else 0, out_w):
+                ih_end, iw_end = min(2 * oh + 2, height), min(2 * ow + 2, width)
+                g = dy[p, oh, ow] / ((ih_end - 2 * oh) * (iw_end - 2 * ow))
+                for ih in range(2 * oh, ih_end):
+                    for iw in range(2 * ow, iw_end):
+                        dx[p, ih, iw] += g
 
 
-def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
-    if _is_2x2_s2(kh, kw, sh, sw, ph, pw):
+def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw) and divisor == 0:
         _avg_pool2d_backward_2x2(_planes(dy), _planes(dx), x.dtype.type(0.25))
     else:
-        _avg_pool2d_backward(_planes(dy), _planes(dx), kh, kw, sh, sw, ph, pw)
+        _avg_pool2d_backward(_planes(dy), _planes(dx), kh, kw, sh, sw, ph, pw, include_pad, divisor)
