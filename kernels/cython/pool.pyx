@@ -12,7 +12,7 @@
 # Generic paths handle a row of outputs at once, one window offset at a time, so the inner loops
 # are branch-free and vectorize; max has unrolled paths for 2x2 stride 2 (unpadded) and 3x3
 # stride 2, average for 2x2 stride 2 (all undilated), over the windows wholly inside x; border
-# windows (ceil_mode's hanging ones too) go one by one. Winners' indices are flat in the plane
+# windows (ceil_mode's hanging ones too) go one by one (2x2's: a column or row of x, in the same pass). Winners' indices are flat in the plane
 # (ih * W + iw, torch's return_indices); the max backward recomputes them from x.
 # The 2x2 backwards write every dx element exactly once (then add ceil_mode's hanging windows); the
 # others zero a plane while it is in cache and add into it. Average divisors are torch's CPU
@@ -29,15 +29,20 @@ cdef struct Geometry:
     Py_ssize_t height, width, out_h, out_w, kh, kw, sh, sw, ph, pw, dh, dw
     bint include_pad  # average: divisors count the padding (count_include_pad)
     Py_ssize_t divisor  # average: divisor_override, or 0 for torch's per-window divisor
+    Py_ssize_t full_lo, full_hi  # average: the outputs whose window columns all count (kw of them)
 
 
 cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
                         Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
                         Py_ssize_t dw, bint include_pad, Py_ssize_t divisor) noexcept nogil:
     cdef Geometry g
+    cdef Py_ssize_t top
     g.height, g.width, g.out_h, g.out_w = height, width, out_h, out_w
     g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = kh, kw, sh, sw, ph, pw, dh, dw
     g.include_pad, g.divisor = include_pad, divisor
+    g.full_lo = 0 if include_pad else (pw + sw - 1) // sw
+    top = width + 2 * pw - kw if include_pad else width + pw - kw
+    g.full_hi = max(min(top // sw + 1, out_w) if top >= 0 else 0, g.full_lo)
     return g
 
 
@@ -65,6 +70,10 @@ cdef inline void _taps(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d, Py_ssize_t 
                        Py_ssize_t* hi) noexcept nogil:
     """The taps [lo, hi) of a window at `start` (k taps d apart) that lie inside [0, size)."""
     cdef Py_ssize_t last = size - 1 - start
+    if d == 1:  # no integer divisions (tens of cycles each) on the undilated paths
+        lo[0] = max(-start, 0)
+        hi[0] = max(min(k, size - start), 0)
+        return
     lo[0] = 0 if start >= 0 else (d - 1 - start) // d
     hi[0] = 0 if last < 0 else min(k, last // d + 1)
 
@@ -195,7 +204,7 @@ cdef void _max_plane_indices(const real* x, real* y, Py_ssize_t* indices, const 
         _argmax_row(x, y + oh * g.out_w, indices + oh * g.out_w, oh, g)
 
 
-cdef Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
+cdef inline Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
     """Flat index of one window's winner (border windows of the unrolled paths)."""
     cdef Py_ssize_t i, j, i_lo, i_hi, j_lo, j_hi, at, h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw
     cdef Py_ssize_t winner
@@ -213,6 +222,18 @@ cdef Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow, cons
             best = v if wins else best
             winner = at if wins else winner
     return winner
+
+
+cdef inline real _window_max(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
+    """One undilated window's maximum under PyTorch's rule (the value only: the 3x3 path's border
+    windows, ceil_mode's hanging ones included)."""
+    cdef Py_ssize_t ih, iw, w0 = ow * g.sw - g.pw
+    cdef real best = -INFINITY, v
+    for ih in range(_first_row(oh, g), _end_row(oh, g)):
+        for iw in range(max(w0, 0), min(w0 + g.kw, g.width)):
+            v = x[ih * g.width + iw]
+            best = v if _wins(v, best) else best
+    return best
 
 
 cdef void _interior_3x3(const Geometry* g, Py_ssize_t oh, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
@@ -258,9 +279,9 @@ cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nog
             best = _chain3(r, 2 * ow + w, best, &k, 3)
             row[lo + ow] = _chain3(r, 2 * ow + 2 * w, best, &k, 6)
         for ow in range(lo):
-            row[ow] = x[_window_argmax(x, oh, ow, g)]
+            row[ow] = _window_max(x, oh, ow, g)
         for ow in range(hi, g.out_w):
-            row[ow] = x[_window_argmax(x, oh, ow, g)]
+            row[ow] = _window_max(x, oh, ow, g)
 
 
 cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, Py_ssize_t* index,
@@ -306,7 +327,9 @@ cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real*
 
 
 cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, full_h = g.height // 2, full_w = g.width // 2  # windows wholly inside x
+    """ceil_mode's hanging windows hold x's odd last column (and row) only: they follow in the same
+    pass over the plane, while it is in cache."""
+    cdef Py_ssize_t oh, ow, full_h = g.height // 2, full_w = g.width // 2, last = 2 * (g.width // 2)
     cdef const real* top
     cdef const real* bottom
     cdef real* row
@@ -321,9 +344,15 @@ cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
             best = bottom[2 * ow] if _wins(bottom[2 * ow], best) else best
             best = bottom[2 * ow + 1] if _wins(bottom[2 * ow + 1], best) else best
             row[ow] = best
-    for oh in range(g.out_h):  # ceil_mode's last column and row of windows hang past x: one by one
-        for ow in range(full_w if oh < full_h else 0, g.out_w):
-            y[oh * g.out_w + ow] = x[_window_argmax(x, oh, ow, g)]
+        if g.out_w > full_w:
+            row[full_w] = bottom[last] if _wins(bottom[last], top[last]) else top[last]
+    if g.out_h > full_h:
+        top = x + 2 * full_h * g.width
+        row = y + full_h * g.out_w
+        for ow in range(full_w):
+            row[ow] = top[2 * ow + 1] if _wins(top[2 * ow + 1], top[2 * ow]) else top[2 * ow]
+        if g.out_w > full_w:
+            row[full_w] = top[last]
 
 
 cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
@@ -357,6 +386,7 @@ cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* bes
 cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real* winner,
                                   const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, ow, iw, row, width = g.width, full_h = g.height // 2, full_w = g.width // 2
+    cdef Py_ssize_t last = 2 * (g.width // 2)  # ceil_mode's hanging windows: x's odd last column (and row)
     cdef const real* top
     cdef const real* bottom
     cdef const real* grad
@@ -388,13 +418,20 @@ cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real*
                 grad_value = grad[ow]  # loaded unconditionally: the selects below need no branch
                 drow[2 * ow] = grad_value if k == 0 else 0
                 drow[2 * ow + 1] = grad_value if k == 1 else 0
-            for iw in range(2 * full_w, width):  # an odd last column: in no window, or ceil_mode's
+            for iw in range(last, width):  # an odd last column: in no window, or ceil_mode's
                 drow[iw] = 0
+        if g.out_w > full_w:
+            dx[(2 * oh + _wins(bottom[last], top[last])) * width + last] += grad[full_w]
     for iw in range(2 * full_h * width, g.height * width):  # likewise an odd last row
         dx[iw] = 0
-    for oh in range(g.out_h):  # ceil_mode's hanging windows, one by one
-        for ow in range(full_w if oh < full_h else 0, g.out_w):
-            dx[_window_argmax(x, oh, ow, g)] += dy[oh * g.out_w + ow]
+    if g.out_h > full_h:
+        top = x + 2 * full_h * width
+        drow = dx + 2 * full_h * width
+        grad = dy + full_h * g.out_w
+        for ow in range(full_w):
+            drow[2 * ow + _wins(top[2 * ow + 1], top[2 * ow])] += grad[ow]
+        if g.out_w > full_w:
+            drow[last] += grad[full_w]
 
 
 cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
@@ -421,18 +458,17 @@ cdef inline bint _is_avg_2x2_s2(const Geometry* g) noexcept nogil:
     return _is_2x2_s2(g) and g.divisor == 0
 
 
-cdef void _divide_row(real* row, Py_ssize_t oh, const Geometry* g) noexcept nogil:
-    """row[ow] /= its window's divisor (torch's): the clipped windows at either end one by one, the
-    full ones between by one divisor (a loop that vectorizes)."""
+cdef inline void _divide_row(real* row, Py_ssize_t oh, const Geometry* g) noexcept nogil:
+    """row[ow] /= its window's divisor (torch's): the clipped windows outside [full_lo, full_hi) one
+    by one, the full ones by one divisor (a loop that vectorizes)."""
     cdef Py_ssize_t ow, rows, lo = 0, hi = g.out_w, divisor = g.divisor
     if divisor == 0:
         rows = _count(oh * g.sh - g.ph, g.kh, g.height, g.ph, g.include_pad)
-        while lo < hi and _count(lo * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad) != g.kw:
-            row[lo] = row[lo] / (rows * _count(lo * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
-            lo += 1
-        while hi > lo and _count((hi - 1) * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad) != g.kw:
-            hi -= 1
-            row[hi] = row[hi] / (rows * _count(hi * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
+        lo, hi = g.full_lo, g.full_hi
+        for ow in range(lo):
+            row[ow] = row[ow] / (rows * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
+        for ow in range(hi, g.out_w):
+            row[ow] = row[ow] / (rows * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
         divisor = rows * g.kw
     for ow in range(lo, hi):
         row[ow] = row[ow] / divisor
@@ -461,18 +497,9 @@ cdef void _avg_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
         _divide_row(row, oh, g)
 
 
-cdef real _window_mean(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
-    """One window's average (border windows of the 2x2 path)."""
-    cdef Py_ssize_t ih, iw, w0 = ow * g.sw - g.pw
-    cdef real total = 0
-    for ih in range(_first_row(oh, g), _end_row(oh, g)):
-        for iw in range(max(w0, 0), min(w0 + g.kw, g.width)):
-            total += x[ih * g.width + iw]
-    return total / _divisor(oh, ow, g)
-
-
 cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, full_h = g.height // 2, full_w = g.width // 2  # windows wholly inside x
+    """ceil_mode's hanging windows hold 2 elements of x, or 1 (unpadded: both divisors count x)."""
+    cdef Py_ssize_t oh, ow, full_h = g.height // 2, full_w = g.width // 2, last = 2 * (g.width // 2)
     cdef const real* top
     cdef const real* bottom
     cdef real* row
@@ -482,9 +509,15 @@ cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
         row = y + oh * g.out_w
         for ow in range(full_w):
             row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * <real>0.25
-    for oh in range(g.out_h):  # ceil_mode's last column and row of windows hang past x: one by one
-        for ow in range(full_w if oh < full_h else 0, g.out_w):
-            y[oh * g.out_w + ow] = _window_mean(x, oh, ow, g)
+        if g.out_w > full_w:
+            row[full_w] = (top[last] + bottom[last]) * <real>0.5
+    if g.out_h > full_h:
+        top = x + 2 * full_h * g.width
+        row = y + full_h * g.out_w
+        for ow in range(full_w):
+            row[ow] = (top[2 * ow] + top[2 * ow + 1]) * <real>0.5
+        if g.out_w > full_w:
+            row[full_w] = top[last]
 
 
 cdef void _avg_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
@@ -522,8 +555,8 @@ cdef void _avg_backward_plane(const real* dy, real* dx, real* share, const Geome
 
 
 cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) noexcept nogil:
-    """Every dx element written once, then ceil_mode's hanging windows add."""
-    cdef Py_ssize_t oh, ow, ih, iw, row, w0, full_h = g.height // 2, full_w = g.width // 2
+    """Every dx element written once (ceil_mode's hanging windows: 2 elements of x, or 1)."""
+    cdef Py_ssize_t oh, ow, iw, row, full_h = g.height // 2, full_w = g.width // 2, last = 2 * (g.width // 2)
     cdef const real* grad
     cdef real* drow
     cdef real d
@@ -535,17 +568,21 @@ cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) n
                 d = grad[ow] * <real>0.25
                 drow[2 * ow] = d
                 drow[2 * ow + 1] = d
-            for iw in range(2 * full_w, g.width):  # an odd last column: in no window, or ceil_mode's
+            for iw in range(last, g.width):  # an odd last column: in no window, or ceil_mode's
                 drow[iw] = 0
+            if g.out_w > full_w:
+                drow[last] = grad[full_w] * <real>0.5
     for iw in range(2 * full_h * g.width, g.height * g.width):  # likewise an odd last row
         dx[iw] = 0
-    for oh in range(g.out_h):
-        for ow in range(full_w if oh < full_h else 0, g.out_w):
-            d = dy[oh * g.out_w + ow] / _divisor(oh, ow, g)
-            w0 = ow * g.sw - g.pw
-            for ih in range(_first_row(oh, g), _end_row(oh, g)):
-                for iw in range(max(w0, 0), min(w0 + g.kw, g.width)):
-                    dx[ih * g.width + iw] += d
+    if g.out_h > full_h:
+        grad = dy + full_h * g.out_w
+        drow = dx + 2 * full_h * g.width
+        for ow in range(full_w):
+            d = grad[ow] * <real>0.5
+            drow[2 * ow] = d
+            drow[2 * ow + 1] = d
+        if g.out_w > full_w:
+            drow[last] = grad[full_w]
 
 
 cdef void _avg_pool2d_backward_loop(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] share,

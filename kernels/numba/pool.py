@@ -5,10 +5,11 @@ than the current maximum or is NaN (first maximum on ties, last NaN among NaNs);
 guarantees every window holds at least one element of x, so padding never wins. A window element
 (i, j) of output (oh, ow) is x[oh * sh - ph + i * dh, ow * sw - pw + j * dw]; windows are clipped
 to x, so ceil_mode's last windows (hanging past the end) need nothing special in the generic loops.
-Winners' indices are flat in the plane (ih * W + iw, torch's return_indices); the max backward
-recomputes them from x, a row of windows at a time.
+Winners' indices are flat in the plane (ih * W + iw, torch's return_indices), found a row of windows
+at a time; the max backward recomputes the winners from x, window by window.
 2x2 stride 2 (unpadded, undilated) has its own loops for max and average, which vectorize, over the
-windows wholly inside x; ceil_mode's hanging last row and column go window by window. Their
+windows wholly inside x; ceil_mode's hanging last row and column (one element of x across) follow
+in the same pass over the plane, while it is in cache. Their
 backwards write every dx element exactly once. Other backwards zero a plane while it is in cache and
 add into it (the max one has the interior windows of 3x3 stride 2 unrolled; a 3x3 forward special
 case measured slower here than the generic row-at-a-time loop, so there is none).
@@ -43,16 +44,27 @@ def _columns(offset, sw, pw, width, out_w):
     return lo, hi
 
 
-@njit(**SERIAL)
+@njit(inline="always")  # Numba-level inlining: a call per row or window cost ~10%
 def _taps(start, k, d, size):
     """The taps [lo, hi) of a window at `start` (k taps d apart) that lie inside [0, size)."""
+    if d == 1:  # no integer divisions (tens of cycles each) on the undilated paths
+        return max(-start, 0), max(min(k, size - start), 0)
     lo = 0 if start >= 0 else (d - 1 - start) // d
     last = size - 1 - start
     hi = 0 if last < 0 else min(k, last // d + 1)
     return lo, hi
 
 
-@njit(**SERIAL)
+@njit(inline="always")  # Numba-level inlining: a call per row or window cost ~10%
+def _full_columns(kw, sw, pw, width, out_w, include_pad):
+    """The outputs [lo, hi) whose window columns all count in the divisor (kw of them)."""
+    lo = 0 if include_pad else (pw + sw - 1) // sw
+    top = width + 2 * pw - kw if include_pad else width + pw - kw
+    hi = min(top // sw + 1, out_w) if top >= 0 else 0
+    return lo, max(hi, lo)
+
+
+@njit(inline="always")  # Numba-level inlining: a call per row or window cost ~10%
 def _count(start, k, size, pad, include_pad):
     """A window's positions inside the padded input (include_pad) or inside x: torch's divisor."""
     lo = -pad if include_pad else 0
@@ -88,6 +100,17 @@ def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
     """(ih, iw) of one window's winner, scanning in row-major order with selects (no branches)."""
     height, width = plane.shape
     h0, w0 = oh * sh - ph, ow * sw - pw
+    if dh == 1 and dw == 1:  # loops over x's rows and columns: no tap arithmetic (measured ~15% faster)
+        h_lo, w_lo = max(h0, 0), max(w0, 0)
+        best, best_h, best_w = plane[h_lo, w_lo], h_lo, w_lo
+        for ih in range(h_lo, min(h0 + kh, height)):
+            for iw in range(w_lo, min(w0 + kw, width)):
+                v = plane[ih, iw]
+                wins = (v > best) | (v != v)
+                best = v if wins else best
+                best_h = ih if wins else best_h
+                best_w = iw if wins else best_w
+        return best_h, best_w
     i_lo, i_hi = _taps(h0, kh, dh, height)
     j_lo, j_hi = _taps(w0, kw, dw, width)
     best_h, best_w = h0 + i_lo * dh, w0 + j_lo * dw
@@ -143,6 +166,7 @@ def _max_pool2d_indices(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw):
 def _max_pool2d_2x2(x, y):
     full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
     out_h, out_w = y.shape[1], y.shape[2]
+    last = 2 * full_w  # ceil_mode's hanging windows hold x's odd last column (and row) only
     for p in prange(x.shape[0]):
         for oh in range(full_h):
             top = x[p, 2 * oh]
@@ -160,11 +184,17 @@ def _max_pool2d_2x2(x, y):
                 if v > best or v != v:
                     best = v
                 row[ow] = best
-        # ceil_mode's last column and row of windows hang past x: one by one
-        for oh in range(out_h):
-            for ow in range(full_w if oh < full_h else 0, out_w):
-                ih, iw = _window_argmax(x[p], oh, ow, 2, 2, 2, 2, 0, 0, 1, 1)
-                y[p, oh, ow] = x[p, ih, iw]
+            if out_w > full_w:
+                a, b = top[last], bottom[last]
+                row[full_w] = b if (b > a) | (b != b) else a
+        if out_h > full_h:
+            top = x[p, 2 * full_h]
+            row = y[p, full_h]
+            for ow in range(full_w):
+                a, b = top[2 * ow], top[2 * ow + 1]
+                row[ow] = b if (b > a) | (b != b) else a
+            if out_w > full_w:
+                row[full_w] = top[last]
 
 
 def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
@@ -178,17 +208,12 @@ def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
 
 @njit(**PARALLEL)
 def _max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
-    out_w = dy.shape[2]
     for p in prange(x.shape[0]):
-        best = np.empty(out_w, x.dtype)
-        index = np.empty(out_w, np.int64)
         dx[p] = 0  # this plane only: it stays in cache for the adds below
-        flat = dx[p].reshape(-1)
         for oh in range(dy.shape[1]):
-            _argmax_row(x[p], best, index, oh, kh, kw, sh, sw, ph, pw, dh, dw)
-            grad = dy[p, oh]
-            for ow in range(out_w):
-                flat[index[ow]] += grad[ow]
+            for ow in range(dy.shape[2]):  # window by window (measured faster here than _argmax_row's rows)
+                ih, iw = _window_argmax(x[p], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                dx[p, ih, iw] += dy[p, oh, ow]
 
 
 @njit(**SERIAL)
@@ -241,6 +266,7 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
     height, width = x.shape[1], x.shape[2]
     full_h, full_w = height // 2, width // 2  # windows wholly inside x
     out_h, out_w = dy.shape[1], dy.shape[2]
+    last = 2 * full_w  # ceil_mode's hanging windows hold x's odd last column (and row) only
     for p in prange(x.shape[0]):
         winner = np.empty(full_w, np.int32)
         for oh in range(full_h):
@@ -267,14 +293,22 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
                     g = grad[ow]  # loaded unconditionally: the selects below need no branch
                     drow[2 * ow] = g if k == 0 else zero
                     drow[2 * ow + 1] = g if k == 1 else zero
-                for iw in range(2 * full_w, width):  # an odd last column: in no window, or ceil_mode's
+                for iw in range(last, width):  # an odd last column: in no window, or ceil_mode's
                     drow[iw] = zero
+            if out_w > full_w:
+                a, b = top[last], bottom[last]
+                dx[p, 2 * oh + (1 if (b > a) | (b != b) else 0), last] += grad[full_w]
         for ih in range(2 * full_h, height):
             dx[p, ih, :] = zero
-        for oh in range(out_h):  # ceil_mode's hanging windows, one by one
-            for ow in range(full_w if oh < full_h else 0, out_w):
-                ih, iw = _window_argmax(x[p], oh, ow, 2, 2, 2, 2, 0, 0, 1, 1)
-                dx[p, ih, iw] += dy[p, oh, ow]
+        if out_h > full_h:  # ceil_mode's last row of windows: x's odd last row
+            top = x[p, 2 * full_h]
+            drow = dx[p, 2 * full_h]
+            grad = dy[p, full_h]
+            for ow in range(full_w):
+                a, b = top[2 * ow], top[2 * ow + 1]
+                drow[2 * ow + (1 if (b > a) | (b != b) else 0)] += grad[ow]
+            if out_w > full_w:
+                drow[last] += grad[full_w]
 
 
 def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
@@ -288,28 +322,29 @@ def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
 
 # --- average ------------------------------------------------------------------------------------
 
-@njit(**SERIAL)
-def _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor):
-    """row[ow] /= its window's divisor (torch's): the clipped windows at either end one by one, the
-    full ones between by one divisor (a loop that vectorizes)."""
-    lo, hi = 0, row.shape[0]
-    if divisor == 0:
+@njit(inline="always")  # Numba-level inlining: a call per row or window cost ~10%
+def _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi):
+    """row[ow] /= its window's divisor (torch's): the clipped windows outside [full_lo, full_hi) one
+    by one, the full ones by one divisor (a loop that vectorizes)."""
+    if divisor != 0:
+        full_lo, full_hi = 0, row.shape[0]
+    else:
         rows = _count(oh * sh - ph, kh, height, ph, include_pad)
-        while lo < hi and _count(lo * sw - pw, kw, width, pw, include_pad) != kw:
-            row[lo] = row[lo] / (rows * _count(lo * sw - pw, kw, width, pw, include_pad))
-            lo += 1
-        while hi > lo and _count((hi - 1) * sw - pw, kw, width, pw, include_pad) != kw:
-            hi -= 1
-            row[hi] = row[hi] / (rows * _count(hi * sw - pw, kw, width, pw, include_pad))
+        for ow in range(full_lo):
+            row[ow] = row[ow] / (rows * _count(ow * sw - pw, kw, width, pw, include_pad))
+        for ow in range(full_hi, row.shape[0]):
+            row[ow] = row[ow] / (rows * _count(ow * sw - pw, kw, width, pw, include_pad))
         divisor = rows * kw
-    for ow in range(lo, hi):
-        row[ow] = row[ow] / divisor
+    full = row[full_lo:full_hi]  # indexed from 0: Numba drops its negative-index checks, the loop vectorizes
+    for ow in range(full.shape[0]):
+        full[ow] = full[ow] / divisor
 
 
 @njit(**PARALLEL)
 def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor):
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = y.shape[1], y.shape[2]
+    full_lo, full_hi = _full_columns(kw, sw, pw, width, out_w, include_pad)
     for p in prange(x.shape[0]):
         for oh in range(out_h):
             row = y[p, oh]  # sums a row of windows, one offset at a time
@@ -320,13 +355,14 @@ def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor):
                     lo, hi = _columns(j, sw, pw, width, out_w)
                     for ow in range(lo, hi):
                         row[ow] += src[ow * sw - pw + j]
-            _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor)
+            _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
 
 
 @njit(**PARALLEL)
 def _avg_pool2d_2x2(x, y, quarter):
     full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
     out_h, out_w = y.shape[1], y.shape[2]
+    last, half = 2 * full_w, quarter * 2  # ceil_mode's hanging windows: 2 elements of x, or 1
     for p in prange(x.shape[0]):
         for oh in range(full_h):
             top = x[p, 2 * oh]
@@ -334,15 +370,15 @@ def _avg_pool2d_2x2(x, y, quarter):
             row = y[p, oh]
             for ow in range(full_w):
                 row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * quarter
-        # ceil_mode's last column and row of windows hang past x (unpadded: both divisors count x)
-        for oh in range(out_h):
-            for ow in range(full_w if oh < full_h else 0, out_w):
-                ih_end, iw_end = min(2 * oh + 2, x.shape[1]), min(2 * ow + 2, x.shape[2])
-                total = quarter * 0  # zero in x's dtype
-                for ih in range(2 * oh, ih_end):
-                    for iw in range(2 * ow, iw_end):
-                        total += x[p, ih, iw]
-                y[p, oh, ow] = total / ((ih_end - 2 * oh) * (iw_end - 2 * ow))
+            if out_w > full_w:
+                row[full_w] = (top[last] + bottom[last]) * half
+        if out_h > full_h:
+            top = x[p, 2 * full_h]
+            row = y[p, full_h]
+            for ow in range(full_w):
+                row[ow] = (top[2 * ow] + top[2 * ow + 1]) * half
+            if out_w > full_w:
+                row[full_w] = top[last]
 
 
 def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
@@ -356,12 +392,13 @@ def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
 def _avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
     height, width = dx.shape[1], dx.shape[2]
     out_h, out_w = dy.shape[1], dy.shape[2]
+    full_lo, full_hi = _full_columns(kw, sw, pw, width, out_w, include_pad)
     for p in prange(dx.shape[0]):
         share = np.empty(out_w, dx.dtype)  # each window's dy / divisor
         dx[p, :, :] = 0  # this plane only: it stays in cache for the adds below
         for oh in range(out_h):
             share[:] = dy[p, oh]
-            _divide_row(share, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor)
+            _divide_row(share, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
             for ih in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)):
                 dst = dx[p, ih]
                 for j in range(kw):
@@ -375,7 +412,8 @@ def _avg_pool2d_backward_2x2(dy, dx, quarter):
     height, width = dx.shape[1], dx.shape[2]
     full_h, full_w = height // 2, width // 2  # windows wholly inside x
     out_h, out_w = dy.shape[1], dy.shape[2]
-    for p in prange(dx.shape[0]):  # every dx element written once, then ceil_mode's hanging windows add
+    last, half = 2 * full_w, quarter * 2  # ceil_mode's hanging windows: 2 elements of x, or 1
+    for p in prange(dx.shape[0]):  # every dx element written once
         for oh in range(full_h):
             grad = dy[p, oh]
             for row in range(2):
@@ -384,15 +422,19 @@ def _avg_pool2d_backward_2x2(dy, dx, quarter):
                     g = grad[ow] * quarter
                     drow[2 * ow] = g
                     drow[2 * ow + 1] = g
-                drow[2 * full_w:] = 0  # an odd last column: in no window, or ceil_mode's
+                drow[last:] = 0  # an odd last column: in no window, or ceil_mode's
+                if out_w > full_w:
+                    drow[last] = grad[full_w] * half
         dx[p, 2 * full_h:] = 0
-        for oh in range(out_h):
-            for ow in range(full_w if oh < full_h else 0, out_w):
-                ih_end, iw_end = min(2 * oh + 2, height), min(2 * ow + 2, width)
-                g = dy[p, oh, ow] / ((ih_end - 2 * oh) * (iw_end - 2 * ow))
-                for ih in range(2 * oh, ih_end):
-                    for iw in range(2 * ow, iw_end):
-                        dx[p, ih, iw] += g
+        if out_h > full_h:  # ceil_mode's last row of windows: x's odd last row
+            grad = dy[p, full_h]
+            drow = dx[p, 2 * full_h]
+            for ow in range(full_w):
+                g = grad[ow] * half
+                drow[2 * ow] = g
+                drow[2 * ow + 1] = g
+            if out_w > full_w:
+                drow[last] = grad[full_w]
 
 
 def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
