@@ -30,6 +30,7 @@ cdef struct Geometry:
     bint include_pad  # average: divisors count the padding (count_include_pad)
     Py_ssize_t divisor  # average: divisor_override, or 0 for torch's per-window divisor
     Py_ssize_t full_lo, full_hi  # average: the outputs whose window columns all count (kw of them)
+    bint real_offsets  # max: a window's offsets (i * dh) * width + j * dw are exact in the data's dtype
 
 
 cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
@@ -43,6 +44,7 @@ cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, P
     g.full_lo = 0 if include_pad else (pw + sw - 1) // sw
     top = width + 2 * pw - kw if include_pad else width + pw - kw
     g.full_hi = max(min(top // sw + 1, out_w) if top >= 0 else 0, g.full_lo)
+    g.real_offsets = False  # set by the max entry points, per dtype
     return g
 
 
@@ -125,6 +127,22 @@ cdef inline void _add_into(real* dst, Py_ssize_t stride, const real* share, Py_s
         dst[ow * stride] += share[ow]
 
 
+cdef inline void _argoffset_into(const real* src, Py_ssize_t stride, real* best, real* offset, real this_offset,
+                                 Py_ssize_t n) noexcept nogil:
+    """Like _max_into, also recording this_offset where src wins: held as a real, the offsets share
+    the data's lanes and the selects vectorize (Py_ssize_t ones beside float32 data ran ~5x slower)."""
+    cdef Py_ssize_t ow
+    cdef real v, b, o
+    cdef bint wins
+    for ow in range(n):
+        v = src[ow * stride]
+        b = best[ow]
+        o = offset[ow]
+        wins = _wins(v, b)
+        best[ow] = v if wins else b
+        offset[ow] = this_offset if wins else o
+
+
 cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, Py_ssize_t* index,
                               Py_ssize_t first, Py_ssize_t n) noexcept nogil:
     """Like _max_into, also recording the winner's flat index first + ow * stride (selects)."""
@@ -163,20 +181,27 @@ cdef void _max_row(const real* x, real* row, Py_ssize_t oh, const Geometry* g) n
                 _max_into(src, g.sw, row + lo, hi - lo)
 
 
-cdef void _argmax_row(const real* x, real* best, Py_ssize_t* index, Py_ssize_t oh, const Geometry* g) noexcept nogil:
-    """Output row oh's maxima into best and their flat indices ih * width + iw into index.
+cdef void _argmax_row(const real* x, real* best, Py_ssize_t* index, real* offset, Py_ssize_t oh,
+                      const Geometry* g) noexcept nogil:
+    """Output row oh's maxima into best and their flat indices ih * width + iw into index; offset:
+    a scratch row of out_w reals.
 
     Scanning offsets in row-major order applies PyTorch's rule to every window of the row at
-    once; -inf starts, so an all -inf window keeps its first element of x. Indices are integers
-    (a float32 one rounds past 2^24: a wrong, even out-of-bounds, write).
+    once; -inf starts, so an all -inf window keeps its first element of x. The winners' offsets
+    from their window's corner are kept as reals when exact in the dtype (g.real_offsets), else as
+    Py_ssize_t indices (a float32 offset rounds past 2^24: a wrong, even out-of-bounds, write).
     """
-    cdef Py_ssize_t ow, i, j, lo, hi, i_lo, i_hi, w0, first, h0 = oh * g.sh - g.ph
+    cdef Py_ssize_t ow, i, j, lo, hi, i_lo, i_hi, j_lo, j_hi, w0, first, h0 = oh * g.sh - g.ph
     cdef const real* src
     _taps(h0, g.kh, g.dh, g.height, &i_lo, &i_hi)
     for ow in range(g.out_w):
         w0 = ow * g.sw - g.pw
+        _taps(w0, g.kw, g.dw, g.width, &j_lo, &j_hi)
         best[ow] = -INFINITY
-        index[ow] = (h0 + i_lo * g.dh) * g.width + (w0 if w0 >= 0 else w0 + (g.dw - 1 - w0) // g.dw * g.dw)
+        if g.real_offsets:
+            offset[ow] = i_lo * g.dh * g.width + j_lo * g.dw
+        else:
+            index[ow] = (h0 + i_lo * g.dh) * g.width + w0 + j_lo * g.dw
     for i in range(i_lo, i_hi):
         for j in range(g.kw):
             _columns(j * g.dw, g, &lo, &hi)
@@ -184,12 +209,22 @@ cdef void _argmax_row(const real* x, real* best, Py_ssize_t* index, Py_ssize_t o
                 continue
             first = (h0 + i * g.dh) * g.width + lo * g.sw - g.pw + j * g.dw
             src = x + first
-            if g.sw == 1:
+            if g.real_offsets:
+                if g.sw == 1:
+                    _argoffset_into(src, 1, best + lo, offset + lo, i * g.dh * g.width + j * g.dw, hi - lo)
+                elif g.sw == 2:
+                    _argoffset_into(src, 2, best + lo, offset + lo, i * g.dh * g.width + j * g.dw, hi - lo)
+                else:
+                    _argoffset_into(src, g.sw, best + lo, offset + lo, i * g.dh * g.width + j * g.dw, hi - lo)
+            elif g.sw == 1:
                 _argmax_into(src, 1, best + lo, index + lo, first, hi - lo)
             elif g.sw == 2:
                 _argmax_into(src, 2, best + lo, index + lo, first, hi - lo)
             else:
                 _argmax_into(src, g.sw, best + lo, index + lo, first, hi - lo)
+    if g.real_offsets:
+        for ow in range(g.out_w):
+            index[ow] = h0 * g.width + ow * g.sw - g.pw + <Py_ssize_t>offset[ow]
 
 
 cdef void _max_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
@@ -198,10 +233,11 @@ cdef void _max_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
         _max_row(x, y + oh * g.out_w, oh, g)
 
 
-cdef void _max_plane_indices(const real* x, real* y, Py_ssize_t* indices, const Geometry* g) noexcept nogil:
+cdef void _max_plane_indices(const real* x, real* y, Py_ssize_t* indices, real* offset,
+                             const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh
     for oh in range(g.out_h):
-        _argmax_row(x, y + oh * g.out_w, indices + oh * g.out_w, oh, g)
+        _argmax_row(x, y + oh * g.out_w, indices + oh * g.out_w, offset, oh, g)
 
 
 cdef inline Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
@@ -285,10 +321,10 @@ cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nog
 
 
 cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, Py_ssize_t* index,
-                            Py_ssize_t oh, const Geometry* g) noexcept nogil:
+                            real* offset, Py_ssize_t oh, const Geometry* g) noexcept nogil:
     """Adds output row oh's gradient `grad` into dx at its winners."""
     cdef Py_ssize_t ow
-    _argmax_row(x, best, index, oh, g)
+    _argmax_row(x, best, index, offset, oh, g)
     for ow in range(g.out_w):
         dx[index[ow]] += grad[ow]
 
@@ -305,7 +341,7 @@ cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real*
         grad = dy + oh * g.out_w
         _interior_3x3(g, oh, &lo, &hi)
         if hi == lo:  # no interior window (a padded row): the generic row code
-            _max_backward_row(grad, x, dx, row_best, row_index, oh, g)
+            _max_backward_row(grad, x, dx, row_best, row_index, offset, oh, g)
             continue
         base = (2 * oh - g.ph) * w + 2 * lo - g.pw
         r = x + base
@@ -368,19 +404,20 @@ cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geo
 
 
 cdef void _max_pool2d_indices_loop(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices,
-                                   const Geometry* g, int n_threads) noexcept nogil:
+                                   real[:, ::1] offsets, const Geometry* g, int n_threads) noexcept nogil:
+    """offsets: per thread, a row of out_w (the winners' offsets as reals)."""
     cdef Py_ssize_t p
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        _max_plane_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], g)
+        _max_plane_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], &offsets[threadid(), 0], g)
 
 
-cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, Py_ssize_t* index,
-                              const Geometry* g) noexcept nogil:
+cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, real* offset,
+                              Py_ssize_t* index, const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, i
     for i in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
         dx[i] = 0
     for oh in range(g.out_h):
-        _max_backward_row(dy + oh * g.out_w, x, dx, best, index, oh, g)
+        _max_backward_row(dy + oh * g.out_w, x, dx, best, index, offset, oh, g)
 
 
 cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real* winner,
@@ -437,8 +474,8 @@ cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real*
 cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
                                     real[:, :, ::1] rows, Py_ssize_t[:, ::1] indices, const Geometry* g,
                                     int n_threads) noexcept nogil:
-    """rows: per thread, two rows of out_w (running maxima, the 3x3 path's winners 0..8);
-    indices: per thread, a row of out_w (the generic rows' winners)."""
+    """rows: per thread, two rows of out_w (running maxima; winners' offsets: the 3x3 path's 0..8,
+    the generic rows' when exact as reals); indices: per thread, a row of out_w (the winners)."""
     cdef Py_ssize_t p
     cdef int t
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
@@ -449,7 +486,8 @@ cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, :
             _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &rows[t, 1, 0],
                                     &indices[t, 0], g)
         else:
-            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &indices[t, 0], g)
+            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &rows[t, 1, 0],
+                                &indices[t, 0], g)
 
 
 # --- average ------------------------------------------------------------------------------------
@@ -606,13 +644,20 @@ def _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t kh, Py_ss
         _max_pool2d_loop(x, y, &g, n_threads)
 
 
-def _max_pool2d_indices(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices, Py_ssize_t kh,
-                        Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
-                        Py_ssize_t dw, int n_threads):
+cdef inline bint _offsets_exact(const Geometry* g, Py_ssize_t exact) noexcept nogil:
+    """Every window offset (i * dh) * width + j * dw is below `exact` (2^24 float32, 2^53 float64)."""
+    return (g.dh * (g.kh - 1) + 1) * g.width + g.dw * (g.kw - 1) <= exact
+
+
+def _max_pool2d_indices(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices,
+                        real[:, ::1] offsets, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     cdef Geometry g
+    cdef Py_ssize_t exact = (1 << 24) if real is float else (1 << 53)
     with nogil:
         g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
-        _max_pool2d_indices_loop(x, y, indices, &g, n_threads)
+        g.real_offsets = _offsets_exact(&g, exact)
+        _max_pool2d_indices_loop(x, y, indices, offsets, &g, n_threads)
 
 
 def _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
@@ -620,8 +665,10 @@ def _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x, real
                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                          int n_threads):
     cdef Geometry g
+    cdef Py_ssize_t exact = (1 << 24) if real is float else (1 << 53)
     with nogil:
         g = _geometry(x.shape[1], x.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
+        g.real_offsets = _offsets_exact(&g, exact)
         _max_pool2d_backward_loop(dy, x, dx, rows, indices, &g, n_threads)
 
 
@@ -649,11 +696,19 @@ def _planes(a):
     return a.reshape(-1, a.shape[a.ndim - 2], a.shape[a.ndim - 1])  # no negative indices: wraparound=False
 
 
-def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+def max_pool2d_workspace(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+    """Elements of x's dtype: with indices, per thread a row of out_w (the winners' offsets)."""
+    return 0 if indices is None else n_threads * y.shape[y.ndim - 1]
+
+
+def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspace):
     if indices is None:
         _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, dh, dw, n_threads)
     else:  # int64: Py_ssize_t on the 64-bit platforms fastnn builds for
-        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), kh, kw, sh, sw, ph, pw, dh, dw, n_threads)
+        out_w = y.shape[y.ndim - 1]
+        offsets = workspace[:n_threads * out_w].reshape(n_threads, out_w)
+        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), offsets, kh, kw, sh, sw, ph, pw, dh, dw,
+                            n_threads)
 
 
 def max_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):

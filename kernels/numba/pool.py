@@ -127,39 +127,65 @@ def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @njit(**SERIAL)
-def _argmax_row(plane, best, index, oh, kh, kw, sh, sw, ph, pw, dh, dw):
-    """Output row oh's maxima into best and their flat indices ih * width + iw into index: PyTorch's
-    rule applied to every window of the row at once, one window offset at a time (selects, so the
-    loops vectorize). -inf starts, so an all -inf window keeps its first element of x."""
+def _argmax_row(plane, best, index, offset, oh, kh, kw, sh, sw, ph, pw, dh, dw, real_offsets):
+    """Output row oh's maxima into best and their flat indices ih * width + iw into index (offset: a
+    scratch row of out_w + 1 in x's dtype): PyTorch's rule applied to every window of the row at once,
+    one window offset at a time (selects, so the loops vectorize). -inf starts, so an all -inf window
+    keeps its first element of x. The winners' offsets from their window's corner are held in x's
+    dtype when exact there (real_offsets: the selects share the data's lanes, several times faster
+    than int64 ones beside float32), else as int64 indices."""
     height, width = plane.shape
     out_w = best.shape[0]
     h0 = oh * sh - ph
     i_lo, i_hi = _taps(h0, kh, dh, height)
-    first_h = h0 + i_lo * dh
     for ow in range(out_w):
         w0 = ow * sw - pw
-        j_lo = 0 if w0 >= 0 else (dw - 1 - w0) // dw
+        j_lo, _ = _taps(w0, kw, dw, width)
         best[ow] = -np.inf
-        index[ow] = first_h * width + w0 + j_lo * dw
+        if real_offsets:
+            offset[ow] = i_lo * dh * width + j_lo * dw
+        else:
+            index[ow] = (h0 + i_lo * dh) * width + w0 + j_lo * dw
     for i in range(i_lo, i_hi):
         ih = h0 + i * dh
         src = plane[ih]
         for j in range(kw):
             lo, hi = _columns(j * dw, sw, pw, width, out_w)
-            base = ih * width - pw + j * dw
-            for ow in range(lo, hi):
-                v = src[ow * sw - pw + j * dw]
-                b = best[ow]
-                wins = (v > b) | (v != v)
-                best[ow] = v if wins else b
-                index[ow] = base + ow * sw if wins else index[ow]
+            if real_offsets and hi > lo:
+                offset[out_w] = i * dh * width + j * dw  # the slot past the row: this offset in x's dtype
+                this = offset[out_w]
+                # 0-based views: Numba drops its negative-index checks and the loop vectorizes
+                taps, maxima, offsets = src[lo * sw - pw + j * dw::sw], best[lo:hi], offset[lo:hi]
+                for k in range(hi - lo):
+                    v = taps[k]
+                    b = maxima[k]
+                    wins = (v > b) | (v != v)
+                    maxima[k] = v if wins else b
+                    offsets[k] = this if wins else offsets[k]
+            elif not real_offsets:
+                base = ih * width - pw + j * dw
+                for ow in range(lo, hi):
+                    v = src[ow * sw - pw + j * dw]
+                    b = best[ow]
+                    wins = (v > b) | (v != v)
+                    best[ow] = v if wins else b
+                    index[ow] = base + ow * sw if wins else index[ow]
+    if real_offsets:
+        for ow in range(out_w):
+            index[ow] = h0 * width + ow * sw - pw + np.int64(offset[ow])
 
 
 @njit(**PARALLEL)
-def _max_pool2d_indices(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw):
+def _max_pool2d_indices(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, real_offsets):
     for p in prange(x.shape[0]):
+        offset = np.empty(y.shape[2] + 1, x.dtype)
         for oh in range(y.shape[1]):
-            _argmax_row(x[p], y[p, oh], indices[p, oh], oh, kh, kw, sh, sw, ph, pw, dh, dw)
+            _argmax_row(x[p], y[p, oh], indices[p, oh], offset, oh, kh, kw, sh, sw, ph, pw, dh, dw, real_offsets)
+
+
+def _offsets_exact(x, kh, kw, dh, dw):
+    """Every window offset (i * dh) * width + j * dw is an exact integer in x's dtype."""
+    return (dh * (kh - 1) + 1) * x.shape[-1] + dw * (kw - 1) <= (1 << 24 if x.dtype == np.float32 else 1 << 53)
 
 
 @njit(**PARALLEL)
@@ -199,7 +225,8 @@ def _max_pool2d_2x2(x, y):
 
 def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
     if indices is not None:
-        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), kh, kw, sh, sw, ph, pw, dh, dw)
+        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), kh, kw, sh, sw, ph, pw, dh, dw,
+                            _offsets_exact(x, kh, kw, dh, dw))
     elif _is_2x2_s2(kh, kw, sh, sw, ph, pw, dh, dw):
         _max_pool2d_2x2(_planes(x), _planes(y))
     else:
