@@ -9,7 +9,7 @@ Winners' indices are flat in the plane (ih * W + iw, torch's return_indices), fo
 at a time; the max backward recomputes the winners from x, window by window.
 2x2 stride 2 (unpadded, undilated) has its own loops for max and average, which vectorize, over the
 windows wholly inside x; ceil_mode's hanging last row and column (one element of x across) follow
-in the same pass over the plane, while it is in cache. Their
+per plane, while it is in cache (a helper call: inside the row loop they slowed it 2x). Their
 backwards write every dx element exactly once. Other backwards zero a plane while it is in cache and
 add into it (the max one has the interior windows of 3x3 stride 2 unrolled; a 3x3 forward special
 case measured slower here than the generic row-at-a-time loop, so there is none).
@@ -188,11 +188,27 @@ def _offsets_exact(x, kh, kw, dh, dw):
     return (dh * (kh - 1) + 1) * x.shape[-1] + dw * (kw - 1) <= (1 << 24 if x.dtype == np.float32 else 1 << 53)
 
 
+@njit(**SERIAL)
+def _max_2x2_hanging(plane, out, full_h, full_w):
+    """ceil_mode's hanging 2x2 windows of one plane: x's odd last column and row (1 or 2 elements)."""
+    last = 2 * full_w
+    if out.shape[1] > full_w:
+        for oh in range(full_h):
+            a, b = plane[2 * oh, last], plane[2 * oh + 1, last]
+            out[oh, full_w] = b if (b > a) | (b != b) else a
+    if out.shape[0] > full_h:
+        top, row = plane[2 * full_h], out[full_h]
+        for ow in range(full_w):
+            a, b = top[2 * ow], top[2 * ow + 1]
+            row[ow] = b if (b > a) | (b != b) else a
+        if out.shape[1] > full_w:
+            row[full_w] = top[last]
+
+
 @njit(**PARALLEL)
 def _max_pool2d_2x2(x, y):
     full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
-    out_h, out_w = y.shape[1], y.shape[2]
-    last = 2 * full_w  # ceil_mode's hanging windows hold x's odd last column (and row) only
+    hangs = y.shape[1] > full_h or y.shape[2] > full_w  # ceil_mode's: after the plane's full windows
     for p in prange(x.shape[0]):
         for oh in range(full_h):
             top = x[p, 2 * oh]
@@ -210,17 +226,8 @@ def _max_pool2d_2x2(x, y):
                 if v > best or v != v:
                     best = v
                 row[ow] = best
-            if out_w > full_w:
-                a, b = top[last], bottom[last]
-                row[full_w] = b if (b > a) | (b != b) else a
-        if out_h > full_h:
-            top = x[p, 2 * full_h]
-            row = y[p, full_h]
-            for ow in range(full_w):
-                a, b = top[2 * ow], top[2 * ow + 1]
-                row[ow] = b if (b > a) | (b != b) else a
-            if out_w > full_w:
-                row[full_w] = top[last]
+        if hangs:
+            _max_2x2_hanging(x[p], y[p], full_h, full_w)
 
 
 def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
@@ -288,12 +295,28 @@ def _max_pool2d_backward_3x3(dy, x, dx, ph, pw):
                 dx[p, ih, iw] += dy[p, oh, ow]
 
 
+@njit(**SERIAL)
+def _max_2x2_hanging_backward(grad, plane, dplane, full_h, full_w):
+    """Adds ceil_mode's hanging 2x2 windows of one plane into dplane (zero there before)."""
+    last = 2 * full_w
+    if grad.shape[1] > full_w:
+        for oh in range(full_h):
+            a, b = plane[2 * oh, last], plane[2 * oh + 1, last]
+            dplane[2 * oh + (1 if (b > a) | (b != b) else 0), last] += grad[oh, full_w]
+    if grad.shape[0] > full_h:
+        top, drow = plane[2 * full_h], dplane[2 * full_h]
+        for ow in range(full_w):
+            a, b = top[2 * ow], top[2 * ow + 1]
+            drow[2 * ow + (1 if (b > a) | (b != b) else 0)] += grad[full_h, ow]
+        if grad.shape[1] > full_w:
+            drow[last] += grad[full_h, full_w]
+
+
 @njit(**PARALLEL)
 def _max_pool2d_backward_2x2(dy, x, dx, zero):
     height, width = x.shape[1], x.shape[2]
     full_h, full_w = height // 2, width // 2  # windows wholly inside x
-    out_h, out_w = dy.shape[1], dy.shape[2]
-    last = 2 * full_w  # ceil_mode's hanging windows hold x's odd last column (and row) only
+    hangs = dy.shape[1] > full_h or dy.shape[2] > full_w  # ceil_mode's: added after the plane's full windows
     for p in prange(x.shape[0]):
         winner = np.empty(full_w, np.int32)
         for oh in range(full_h):
@@ -320,22 +343,12 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
                     g = grad[ow]  # loaded unconditionally: the selects below need no branch
                     drow[2 * ow] = g if k == 0 else zero
                     drow[2 * ow + 1] = g if k == 1 else zero
-                for iw in range(last, width):  # an odd last column: in no window, or ceil_mode's
+                for iw in range(2 * full_w, width):  # an odd last column: in no window, or ceil_mode's
                     drow[iw] = zero
-            if out_w > full_w:
-                a, b = top[last], bottom[last]
-                dx[p, 2 * oh + (1 if (b > a) | (b != b) else 0), last] += grad[full_w]
         for ih in range(2 * full_h, height):
             dx[p, ih, :] = zero
-        if out_h > full_h:  # ceil_mode's last row of windows: x's odd last row
-            top = x[p, 2 * full_h]
-            drow = dx[p, 2 * full_h]
-            grad = dy[p, full_h]
-            for ow in range(full_w):
-                a, b = top[2 * ow], top[2 * ow + 1]
-                drow[2 * ow + (1 if (b > a) | (b != b) else 0)] += grad[ow]
-            if out_w > full_w:
-                drow[last] += grad[full_w]
+        if hangs:
+            _max_2x2_hanging_backward(dy[p], x[p], dx[p], full_h, full_w)
 
 
 def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
@@ -385,11 +398,26 @@ def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor):
             _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
 
 
+@njit(**SERIAL)
+def _avg_2x2_hanging(plane, out, full_h, full_w, half):
+    """ceil_mode's hanging 2x2 windows of one plane: 2 elements of x, or 1 (unpadded: both divisors
+    count x's elements)."""
+    last = 2 * full_w
+    if out.shape[1] > full_w:
+        for oh in range(full_h):
+            out[oh, full_w] = (plane[2 * oh, last] + plane[2 * oh + 1, last]) * half
+    if out.shape[0] > full_h:
+        top, row = plane[2 * full_h], out[full_h]
+        for ow in range(full_w):
+            row[ow] = (top[2 * ow] + top[2 * ow + 1]) * half
+        if out.shape[1] > full_w:
+            row[full_w] = top[last]
+
+
 @njit(**PARALLEL)
 def _avg_pool2d_2x2(x, y, quarter):
     full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
-    out_h, out_w = y.shape[1], y.shape[2]
-    last, half = 2 * full_w, quarter * 2  # ceil_mode's hanging windows: 2 elements of x, or 1
+    hangs = y.shape[1] > full_h or y.shape[2] > full_w  # ceil_mode's: after the plane's full windows
     for p in prange(x.shape[0]):
         for oh in range(full_h):
             top = x[p, 2 * oh]
@@ -397,15 +425,8 @@ def _avg_pool2d_2x2(x, y, quarter):
             row = y[p, oh]
             for ow in range(full_w):
                 row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * quarter
-            if out_w > full_w:
-                row[full_w] = (top[last] + bottom[last]) * half
-        if out_h > full_h:
-            top = x[p, 2 * full_h]
-            row = y[p, full_h]
-            for ow in range(full_w):
-                row[ow] = (top[2 * ow] + top[2 * ow + 1]) * half
-            if out_w > full_w:
-                row[full_w] = top[last]
+        if hangs:
+            _avg_2x2_hanging(x[p], y[p], full_h, full_w, quarter * 2)
 
 
 def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
@@ -434,12 +455,28 @@ def _avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
                         dst[ow * sw - pw + j] += share[ow]
 
 
+@njit(**SERIAL)
+def _avg_2x2_hanging_backward(grad, dplane, full_h, full_w, half):
+    """Writes ceil_mode's hanging 2x2 windows' shares into dplane (zero there before)."""
+    last = 2 * full_w
+    if grad.shape[1] > full_w:
+        for oh in range(full_h):
+            dplane[2 * oh, last] = grad[oh, full_w] * half
+            dplane[2 * oh + 1, last] = grad[oh, full_w] * half
+    if grad.shape[0] > full_h:
+        drow = dplane[2 * full_h]
+        for ow in range(full_w):
+            drow[2 * ow] = grad[full_h, ow] * half
+            drow[2 * ow + 1] = grad[full_h, ow] * half
+        if grad.shape[1] > full_w:
+            drow[last] = grad[full_h, full_w]
+
+
 @njit(**PARALLEL)
 def _avg_pool2d_backward_2x2(dy, dx, quarter):
     height, width = dx.shape[1], dx.shape[2]
     full_h, full_w = height // 2, width // 2  # windows wholly inside x
-    out_h, out_w = dy.shape[1], dy.shape[2]
-    last, half = 2 * full_w, quarter * 2  # ceil_mode's hanging windows: 2 elements of x, or 1
+    hangs = dy.shape[1] > full_h or dy.shape[2] > full_w  # ceil_mode's: after the plane's full windows
     for p in prange(dx.shape[0]):  # every dx element written once
         for oh in range(full_h):
             grad = dy[p, oh]
@@ -449,19 +486,10 @@ def _avg_pool2d_backward_2x2(dy, dx, quarter):
                     g = grad[ow] * quarter
                     drow[2 * ow] = g
                     drow[2 * ow + 1] = g
-                drow[last:] = 0  # an odd last column: in no window, or ceil_mode's
-                if out_w > full_w:
-                    drow[last] = grad[full_w] * half
+                drow[2 * full_w:] = 0  # an odd last column: in no window, or ceil_mode's
         dx[p, 2 * full_h:] = 0
-        if out_h > full_h:  # ceil_mode's last row of windows: x's odd last row
-            grad = dy[p, full_h]
-            drow = dx[p, 2 * full_h]
-            for ow in range(full_w):
-                g = grad[ow] * half
-                drow[2 * ow] = g
-                drow[2 * ow + 1] = g
-            if out_w > full_w:
-                drow[last] = grad[full_w]
+        if hangs:
+            _avg_2x2_hanging_backward(dy[p], dx[p], full_h, full_w, quarter * 2)
 
 
 def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
