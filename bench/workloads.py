@@ -863,12 +863,71 @@ ISSUE15_WORKLOADS = [_gelu_tanh_workload()] + [_conv_same_workload(name, bwd) fo
                                                 for name in CONV_SAME]
 
 
+# --- pooling with torch's options: ceil_mode's hanging windows, count_include_pad=False --------------------
+
+def _pool_out(size, k, s, p, ceil_mode):
+    """torch's pooling_output_shape (undilated)."""
+    out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+    return out - 1 if ceil_mode and (out - 1) * s >= size + p else out
+
+
+def _pool_option_workload(op, with_backward, shape, k, s, p, ceil_mode=True, count_include_pad=True):
+    """As _pool_workload, with ceil_mode (and, for the average, count_include_pad) passed to fastnn and torch."""
+    options = {"ceil_mode": ceil_mode} if op == "max_pool2d" else {"ceil_mode": ceil_mode,
+                                                                     "count_include_pad": count_include_pad}
+    params = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p), **options)
+    out_shape = shape[:2] + tuple(_pool_out(size, k, s, p, ceil_mode) for size in shape[2:])
+    n_in, n_out = int(np.prod(shape)), int(np.prod(out_shape))
+
+    def inputs(rng):
+        return {"x": _randn(rng, shape), "dy": _randn(rng, out_shape)}
+
+    def run(F, inp):
+        y = getattr(F, op)(inp["x"], **params)
+        if not with_backward:
+            return y
+        return y, getattr(F, op + "_backward")(inp["dy"], inp["x"], **params)
+
+    def torch_fn(T, inp):
+        x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
+        aten, kk, ss, pp = _aten(T), [k, k], [s, s], [p, p]
+        if op == "max_pool2d":
+            if not with_backward:
+                return lambda: T.nn.functional.max_pool2d(x, k, s, p, ceil_mode=ceil_mode)
+
+            def step():
+                y, index = aten.max_pool2d_with_indices(x, kk, ss, pp, [1, 1], ceil_mode)
+                return y, aten.max_pool2d_with_indices_backward(dy, x, kk, ss, pp, [1, 1], ceil_mode, index)
+            return step
+        if not with_backward:
+            return lambda: T.nn.functional.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad)
+        return lambda: (aten.avg_pool2d(x, kk, ss, pp, ceil_mode, count_include_pad, None),
+                        aten.avg_pool2d_backward(dy, x, kk, ss, pp, ceil_mode, count_include_pad, None))
+
+    mode = "fwd+bwd" if with_backward else "fwd"
+    ops = (op, op + "_backward") if with_backward else (op,)
+    elements = (n_in + n_out) * (2 if with_backward else 1)  # x + y [+ dy + dx]
+    pad = f"p{p}" if p else ""
+    tag = "ceil" + ("" if count_include_pad else " nopadcount")
+    return Workload(f"{op} {mode} {_shape_name(shape)}_k{k}s{s}{pad} {tag}", ops, inputs, run, torch_fn,
+                    flops=n_out * k * k * (2 if with_backward else 1), bytes=elements * F32)
+
+
+POOL_OPTION_WORKLOADS = [
+    *(_pool_option_workload("max_pool2d", bwd, (32, 64, 56, 56), 3, 2, 0) for bwd in (False, True)),
+    *(_pool_option_workload("avg_pool2d", bwd, (32, 64, 56, 56), 3, 2, 1, count_include_pad=False)
+      for bwd in (False, True)),
+    *(_pool_option_workload(op, bwd, (32, 64, 57, 57), 2, 2, 0) for op in ("max_pool2d", "avg_pool2d")
+      for bwd in (False, True)),
+]
+
+
 # --- the list: add new workloads at its end (append only) ----------------------------------------------
 
 WORKLOADS = (ACTIVATION_WORKLOADS + CONV_WORKLOADS + POOL_WORKLOADS + BN_WORKLOADS + LINEAR_WORKLOADS
              + LOSS_WORKLOADS + OPTIM_WORKLOADS + TRAINING_WORKLOADS + CONV_GRID_WORKLOADS + POOL_GRID_WORKLOADS
              + BN_GRID_WORKLOADS + ACTIVATION_GRID_WORKLOADS + OPTIM_GRID_WORKLOADS + RESNET_WORKLOADS
-             + TORCH_ADAPTER_WORKLOADS + ISSUE15_WORKLOADS)
+             + TORCH_ADAPTER_WORKLOADS + ISSUE15_WORKLOADS + POOL_OPTION_WORKLOADS)
 
 
 # --- softmax_cross_entropy with torch's cross_entropy options (issue 15) ------------------------------

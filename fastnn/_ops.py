@@ -298,6 +298,7 @@ class Plan:
     # unbatched conv as a batch of one, batch norm's (N, C, L) as (N, C, L, 1)): `out=` is checked
     # against it and written through a view, and the result comes back in it
     shape: tuple = None
+    dtypes: tuple = None  # per-output dtypes where one differs from `dtype` (max pooling's int64 indices)
 
 
 META = {}  # op -> meta function (*public arguments) -> Plan, registered in fastnn/<family>.py
@@ -346,7 +347,8 @@ def _run(op, plan, out):
             kernel_out = out.reshape(plan.outputs[0]) if out.flags.c_contiguous else None
     backend = resolve(op)
     fn, workspace = _kernel_entry(op, backend)
-    outputs = (_workspace.outputs(plan.outputs, plan.dtype, kernel_out, plan.args, FAMILY_OF[op] == "activations")
+    outputs = (_workspace.outputs(plan.outputs, plan.dtypes or plan.dtype, kernel_out, plan.args,
+                                  FAMILY_OF[op] == "activations")
                if plan.outputs else [])
     if backend == "numpy":
         with np.errstate(all="ignore"):  # the reference's NaN and inf propagate quietly, as the kernels'

@@ -33,18 +33,19 @@ def writable_directly(out, inputs, elementwise):
 
 
 def outputs(shapes, dtype, out, inputs, elementwise):
-    """The kernel's output arrays for `shapes` (None: an output not computed); the first one is
-    `out` when the kernel may write into it directly. No shapes: an op that only updates its
-    inputs in place (the optimizer steps)."""
+    """The kernel's output arrays for `shapes` (None: an output not computed) of `dtype` (one, or a
+    tuple of one per output); the first one is `out` when the kernel may write into it directly.
+    No shapes: an op that only updates its inputs in place (the optimizer steps)."""
     if not shapes:
         return []
-    arrays = [None if shape is None else np.empty(shape, dtype) for shape in shapes[1:]]
+    dtypes = dtype if isinstance(dtype, tuple) else (dtype,) * len(shapes)
+    arrays = [None if shape is None else np.empty(shape, d) for shape, d in zip(shapes[1:], dtypes[1:])]
     first = shapes[0]
     if first is None:
         return [None] + arrays
     if out is not None and writable_directly(out, inputs, elementwise):
         return [out] + arrays
-    return [np.empty(first, dtype)] + arrays
+    return [np.empty(first, dtypes[0])] + arrays
 
 
 def scratch(elements, dtype):

@@ -105,17 +105,28 @@ def _conv_cases(op, base, backward, randn, dtype):
 
 
 def _pool_cases(op, base, backward, randn, dtype):
-    x = randn(2, 3, 6, 6)
+    x = randn(2, 3, 7, 7)
+    # the 2x2 stride-2 and 3x3 stride-2 kernels, and the general one; then the options: ceil_mode's
+    # hanging windows, dilation, max's indices (a kernel of their own), average's divisors, unbatched x
+    configs = [dict(kernel_size=2, stride=2, padding=0), dict(kernel_size=3, stride=2, padding=1),
+               dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, ceil_mode=True),
+               dict(kernel_size=3, stride=2, ceil_mode=True)]
+    if base == "max_pool2d":
+        configs += [dict(kernel_size=3, stride=2, padding=1, dilation=2),
+                    dict(kernel_size=3, stride=2, return_indices=True),
+                    dict(kernel_size=2, ceil_mode=True, return_indices=True)]
+    else:
+        configs += [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+                    dict(kernel_size=2, divisor_override=3)]
     cases = []
-    # the 2x2 stride-2 and 3x3 stride-2 kernels, and the general one
-    for params in (dict(kernel_size=2, stride=2, padding=0), dict(kernel_size=3, stride=2, padding=1),
-                   dict(kernel_size=3, stride=1, padding=1)):
-        if backward:
-            k, s, p = params["kernel_size"], params["stride"], params["padding"]
-            ho = _conv_out(6, k, s, p, 1)
-            cases.append(((randn(2, 3, ho, ho), x), params))
-        else:
-            cases.append(((x,), params))
+    for inputs in (x, x[0].copy()):
+        for params in configs:
+            if backward:
+                params = {k: v for k, v in params.items() if k != "return_indices"}
+                y = _reference(base, inputs, **params)
+                cases.append(((randn(*y.shape), inputs), params))
+            else:
+                cases.append(((inputs,), params))
     return cases
 
 

@@ -280,20 +280,44 @@ def pool_cases(draw, op):
     padding, p = _int_or_pair(draw, st.integers(0, 2), "padding")
     padding = tuple(min(pad, kk // 2) for pad, kk in zip(padding, kernel))  # PyTorch's limit
     p = padding if isinstance(p, tuple) or padding[0] != padding[1] else padding[0]
+    kwargs = {"kernel_size": k, "stride": s, "padding": p}
+    dilation, ceil_mode = (1, 1), draw(st.booleans(), label="ceil_mode")
+    if ceil_mode:
+        kwargs["ceil_mode"] = True
+    if op.startswith("max_pool2d"):
+        dilation, d = _int_or_pair(draw, st.integers(1, 3), "dilation")
+        if dilation != (1, 1):
+            kwargs["dilation"] = d
+        if op == "max_pool2d" and draw(st.booleans(), label="return_indices"):
+            kwargs["return_indices"] = True
+    else:
+        if draw(st.booleans(), label="count_include_pad=False"):
+            kwargs["count_include_pad"] = False
+        if draw(st.booleans(), label="divisor_override"):
+            kwargs["divisor_override"] = draw(st.sampled_from([1, 3, -2]), label="divisor")
     n, c = draw(st.integers(0, 2), label="N"), draw(st.integers(1, 3), label="C")
-    low = [max(1, kk - 2 * pad) for kk, pad in zip(kernel, padding)]
+    unbatched = draw(st.booleans(), label="unbatched")
+    # at least one window, and planes no narrower than the dilation (every window then holds x)
+    low = [max(1, dd, dd * (kk - 1) + 1 - 2 * pad) for kk, pad, dd in zip(kernel, padding, dilation)]
     h = draw(st.integers(low[0], low[0] + 7), label="H")
     wd = draw(st.integers(low[1], low[1] + 7), label="W")
-    x = randn(rng, (n, c, h, wd), dtype, 3)
+    lead = (c,) if unbatched else (n, c)
+    x = randn(rng, lead + (h, wd), dtype, 3)
     if draw(st.booleans(), label="ties"):
         x = np.round(x)  # many equal maxima: the first in row-major order wins
     if OPS[op].special_values and draw(st.booleans(), label="special values"):
         x = with_specials(rng, x)
-    kwargs = {"kernel_size": k, "stride": s, "padding": p}
     if op.endswith("_backward"):
-        ho, wo = (out_size(size, kk, ss, pad, 1) for size, kk, ss, pad in zip((h, wd), kernel, stride, padding))
-        return Case(op, (randn(rng, (n, c, ho, wo), dtype), x), kwargs, dtype)
+        ho, wo = (pool_out_size(size, kk, ss, pad, dd, ceil_mode)
+                  for size, kk, ss, pad, dd in zip((h, wd), kernel, stride, padding, dilation))
+        return Case(op, (randn(rng, lead + (ho, wo), dtype), x), kwargs, dtype)
     return Case(op, (x,), kwargs, dtype)
+
+
+def pool_out_size(size, k, s, p, d, ceil_mode):
+    """torch's pooling_output_shape."""
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    return out - 1 if ceil_mode and (out - 1) * s >= size + p else out
 
 
 # --- batch normalization -------------------------------------------------------------------
@@ -529,7 +553,7 @@ OPTIONAL = {"linear": {"b"}, "conv2d": {"b"}, "conv2d_relu": {"b"},
             "batch_norm": {"gamma", "beta", "running_mean", "running_var"},
             "batch_norm_relu": {"gamma", "beta", "running_mean", "running_var"}, "batch_norm_backward": {"gamma"},
             "batch_norm_relu_backward": {"gamma"}, "sgd_step": {"momentum_buffer"},
-            **{op: {"stride"} for op in fastnn._ops.FAMILIES["pool"]}}
+            **{op: {"stride", "divisor_override"} for op in fastnn._ops.FAMILIES["pool"]}}
 
 
 def _names(op):
@@ -630,9 +654,9 @@ def _changed_shape(data, case, args, kwargs, backend):
 
 # Parameter values that are always wrong, and values that may be valid (then the call may succeed).
 PAIR_PARAMS = {"stride", "padding", "dilation", "kernel_size"}
-INT_PARAMS = PAIR_PARAMS | {"groups", "pieces", "axis", "step"}
+INT_PARAMS = PAIR_PARAMS | {"groups", "pieces", "axis", "step", "divisor_override"}
 REAL_PARAMS = {"negative_slope", "alpha", "margin", "momentum", "eps", "lr", "beta1", "beta2", "weight_decay"}
-FLAG_PARAMS = {"training", "nesterov", "input_grad"}
+FLAG_PARAMS = {"training", "nesterov", "input_grad", "ceil_mode", "return_indices", "count_include_pad"}
 CHOICE_PARAMS = {"approximate": ["none", "tanh"]}  # a string from a fixed set
 BAD_CHOICES = [None, "", "erf", "TANH", b"tanh", 1, 0.5, np.str_("exact"), ["tanh"]]
 BAD_INTS = [None, 1.5, 2.0, np.float64(2), "2", True, np.bool_(False), 1j, float("nan"), float("inf"), 2 ** 70,

@@ -190,6 +190,20 @@ GRAD_CASES = {
     "avg_pool2d no pad count_include_pad=False": _pool_case("avg_pool2d", (2, 3, 6, 8), kernel_size=2,
                                                             count_include_pad=False),
     "avg_pool2d unbatched non-contiguous": _pool_case("avg_pool2d", (3, 6, 8), layout=_strided, kernel_size=2),
+    "max_pool2d ceil_mode": _pool_case("max_pool2d", (2, 3, 7, 8), kernel_size=3, stride=2, ceil_mode=True),
+    "max_pool2d k2 ceil_mode channels_last": _pool_case("max_pool2d", (2, 3, 7, 9), layout=_channels_last,
+                                                        kernel_size=2, ceil_mode=True),
+    "max_pool2d dilation(2,3) p1 ceil_mode": _pool_case("max_pool2d", (2, 3, 9, 10), kernel_size=3, stride=2,
+                                                        padding=1, dilation=(2, 3), ceil_mode=True),
+    "max_pool2d return_indices values": (_pool_case("max_pool2d", (2, 3, 7, 8))[0],
+                                         lambda x: ft.max_pool2d(x, 3, 2, 1, return_indices=True)[0]),
+    "max_pool2d unbatched dilation": _pool_case("max_pool2d", (3, 9, 8), kernel_size=2, dilation=2),
+    "avg_pool2d ceil_mode": _pool_case("avg_pool2d", (2, 3, 7, 7), kernel_size=2, ceil_mode=True),
+    "avg_pool2d k3 s2 p1 ceil_mode count_include_pad=False": _pool_case(
+        "avg_pool2d", (2, 3, 9, 10), kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    "avg_pool2d divisor_override": _pool_case("avg_pool2d", (2, 3, 6, 7), kernel_size=3, stride=2, padding=1,
+                                              divisor_override=4),
+    "avg_pool2d unbatched ceil_mode": _pool_case("avg_pool2d", (3, 7, 8), kernel_size=3, stride=2, ceil_mode=True),
     "cross_entropy": _cross_entropy_case(),
     "cross_entropy non-contiguous": _cross_entropy_case(layout=_strided),
     "cross_entropy reduction sum": _cross_entropy_case(reduction="sum"),
@@ -228,7 +242,9 @@ def test_gradcheck(case):
 
 
 DOUBLE_BACKWARD = ["conv2d stride2 pad(1,2) dilation(2,1)", "linear 3-d input no bias", "batch_norm train 4-d",
-                   "batch_norm eval 3-d", "max_pool2d k3 s2 p1", "avg_pool2d k3 s2 p1", "cross_entropy",
+                   "batch_norm eval 3-d", "max_pool2d k3 s2 p1", "avg_pool2d k3 s2 p1",
+                   "max_pool2d dilation(2,3) p1 ceil_mode", "max_pool2d return_indices values",
+                   "avg_pool2d k3 s2 p1 ceil_mode count_include_pad=False", "cross_entropy",
                    "cross_entropy label_smoothing weight none", "cross_entropy probabilities", "relu",
                    "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu tanh", "silu"]
 
@@ -264,6 +280,16 @@ FLOAT32_CASES = {
                    lambda x, g, b: F.batch_norm(x, None, None, g, b, True), [(8, 16, 6, 6), (16,), (16,)]),
     "max_pool2d": (lambda x: ft.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1), [(4, 8, 9, 9)]),
     "avg_pool2d": (lambda x: ft.avg_pool2d(x, 2), lambda x: F.avg_pool2d(x, 2), [(4, 8, 9, 9)]),
+    "max_pool2d k3 s2 ceil_mode": (lambda x: ft.max_pool2d(x, 3, 2, ceil_mode=True),
+                                   lambda x: F.max_pool2d(x, 3, 2, ceil_mode=True), [(4, 8, 10, 11)]),
+    "max_pool2d dilation 2": (lambda x: ft.max_pool2d(x, 3, 1, 1, 2), lambda x: F.max_pool2d(x, 3, 1, 1, 2),
+                              [(4, 8, 9, 9)]),
+    "avg_pool2d k3 s2 p1 ceil_mode count_include_pad=False": (
+        lambda x: ft.avg_pool2d(x, 3, 2, 1, True, False), lambda x: F.avg_pool2d(x, 3, 2, 1, True, False),
+        [(4, 8, 10, 11)]),
+    "avg_pool2d k2 ceil_mode divisor_override": (lambda x: ft.avg_pool2d(x, 2, ceil_mode=True, divisor_override=3),
+                                                 lambda x: F.avg_pool2d(x, 2, ceil_mode=True, divisor_override=3),
+                                                 [(4, 8, 9, 9)]),
     "gelu": (ft.gelu, F.gelu, [(4, 8, 9, 9)]),
     "gelu tanh": (lambda x: ft.gelu(x, approximate="tanh"), lambda x: F.gelu(x, approximate="tanh"),
                   [(4, 8, 9, 9)]),
@@ -281,6 +307,44 @@ def test_float32_matches_torch(case):
     dy = _randn(*y.shape, dtype=torch.float32, seed=9)
     for got, want in zip(torch.autograd.grad(y, inputs, dy), torch.autograd.grad(expected, inputs, dy)):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_max_pool2d_indices_are_torchs(dtype, unbatched, spy):
+    """return_indices: torch's int64 indices exactly (ties to the first maximum), from fastnn, with
+    and without a graph; max_unpool2d takes them; the module returns them too."""
+    x = torch.round(_randn(2, 3, 9, 11, dtype=dtype) * 2)  # many ties
+    x = x[0] if unbatched else x
+    for args, kwargs in (((2,), {"ceil_mode": True}), ((3, 2, 1), {}), ((3, 2, 1), {"dilation": (2, 1)})):
+        y, indices = ft.max_pool2d(x, *args, **kwargs, return_indices=True)
+        expected, expected_indices = F.max_pool2d(x, *args, **kwargs, return_indices=True)
+        assert indices.dtype == torch.int64 and torch.equal(indices, expected_indices) and torch.equal(y, expected)
+        xg = x.clone().requires_grad_()
+        y, indices = ft.max_pool2d(xg, *args, **kwargs, return_indices=True)
+        assert _ran_fastnn(y) and not indices.requires_grad and torch.equal(indices, expected_indices)
+        (dx,) = torch.autograd.grad(y, xg, torch.ones_like(y))
+        xt = x.clone().requires_grad_()
+        (expected_dx,) = torch.autograd.grad(F.max_pool2d(xt, *args, **kwargs), xt, torch.ones_like(expected))
+        assert torch.equal(dx, expected_dx)
+    y, indices = ft.max_pool2d(x, 3, 2, 1, return_indices=True)
+    expected, expected_indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    unpooled = F.max_unpool2d(y, indices, 3, 2, 1, output_size=x.shape[-2:])
+    assert torch.equal(unpooled, F.max_unpool2d(expected, expected_indices, 3, 2, 1, output_size=x.shape[-2:]))
+    layer_y, layer_indices = ft.MaxPool2d(2, ceil_mode=True, return_indices=True)(x)
+    assert torch.equal(layer_indices, F.max_pool2d(x, 2, ceil_mode=True, return_indices=True)[1])
+    assert {name for name, _ in spy} == {"max_pool2d", "max_pool2d_backward"}
+
+
+def test_pool_modules_with_options_run_fastnn():
+    x = _randn(2, 3, 9, 10, dtype=torch.float32).requires_grad_()
+    for ours, theirs in ((ft.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True), nn.MaxPool2d(3, 2, 1, 2, ceil_mode=True)),
+                         (ft.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, divisor_override=None),
+                          nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)),
+                         (ft.AvgPool2d(2, divisor_override=3), nn.AvgPool2d(2, divisor_override=3))):
+        y = ours(x)
+        assert _ran_fastnn(y)
+        torch.testing.assert_close(y, theirs(x), rtol=1e-5, atol=1e-6)
 
 
 def test_cross_entropy_float32_matches_torch():
@@ -461,13 +525,11 @@ FALLBACKS = {
     "batch_norm eval eps 0": lambda f: f.batch_norm(_x(4, 3), torch.zeros(3), torch.ones(3).add(1), eps=0.0),
     "batch_norm float16": lambda f: f.batch_norm(_x(4, 3, dtype=torch.float16), None, None, training=True),
     "batch_norm 6-d": lambda f: f.batch_norm(_x(2, 3, 2, 2, 2, 2), None, None, training=True),
-    "max_pool2d ceil_mode": lambda f: f.max_pool2d(_x(2, 3, 7, 7), 2, ceil_mode=True),
-    "max_pool2d return_indices": lambda f: f.max_pool2d(_x(2, 3, 6, 6), 2, return_indices=True),
-    "max_pool2d dilation": lambda f: f.max_pool2d(_x(2, 3, 7, 7), 2, dilation=2),
-    "avg_pool2d ceil_mode": lambda f: f.avg_pool2d(_x(2, 3, 7, 7), 2, ceil_mode=True),
-    "avg_pool2d count_include_pad=False": lambda f: f.avg_pool2d(_x(2, 3, 7, 7), 3, 2, 1, count_include_pad=False),
-    "avg_pool2d divisor_override": lambda f: f.avg_pool2d(_x(2, 3, 6, 6), 2, divisor_override=3),
     "max_pool2d float16": lambda f: f.max_pool2d(_x(2, 3, 6, 6, dtype=torch.float16), 2),
+    "max_pool2d bfloat16 return_indices": lambda f: f.max_pool2d(_x(2, 3, 7, 7, dtype=torch.bfloat16), 2,
+                                                                 ceil_mode=True, return_indices=True),
+    "max_pool2d empty batch return_indices": lambda f: f.max_pool2d(_x(0, 3, 6, 6), 2, return_indices=True),
+    "avg_pool2d float16 ceil_mode": lambda f: f.avg_pool2d(_x(2, 3, 7, 7, dtype=torch.float16), 2, ceil_mode=True),
     "relu float16": lambda f: f.relu(_x(3, 4, dtype=torch.float16)),
     "sigmoid bfloat16": lambda f: f.sigmoid(_x(3, 4, dtype=torch.bfloat16)),
     "relu int": lambda f: f.relu(torch.arange(-3, 3)),
@@ -494,10 +556,10 @@ def test_fallback_gives_torch_answer(case, spy):
 
 def test_fallback_gradients_are_torch_gradients():
     x = _x(2, 3, 7, 7).requires_grad_()
-    y = ft.max_pool2d(x, 3, 2, ceil_mode=True)
+    y = ft.gelu(x, approximate="tanh")
     assert not _ran_fastnn(y)
     (dx,) = torch.autograd.grad(y.sum(), x)
-    assert torch.equal(dx, torch.autograd.grad(F.max_pool2d(x, 3, 2, ceil_mode=True).sum(), x)[0])
+    assert torch.equal(dx, torch.autograd.grad(F.gelu(x, approximate="tanh").sum(), x)[0])
 
 
 def test_running_stats_that_require_grad_get_torch_error():
@@ -547,6 +609,13 @@ def test_invalid_calls_raise_torch_errors():
     with pytest.raises(RuntimeError) as theirs:
         F.gelu(x, approximate="tan")
     assert str(ours.value) == str(theirs.value)
+    with pytest.raises(RuntimeError) as ours:  # fastnn refuses it too: torch's own error
+        ft.avg_pool2d(x, 2, divisor_override=0)
+    with pytest.raises(RuntimeError) as theirs:
+        F.avg_pool2d(x, 2, divisor_override=0)
+    assert str(ours.value) == str(theirs.value)
+    with pytest.raises(TypeError, match="divisor_override"):
+        ft.avg_pool2d(x, 2, divisor_override=True)
 
 
 # --- modules ----------------------------------------------------------------------------------------

@@ -651,18 +651,28 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 # --- pooling -------------------------------------------------------------------------------------
 
 class _PoolFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, op, params, torch_forward):
-        ctx.op, ctx.params, ctx.torch_forward = op, params, torch_forward
-        ctx.save_for_backward(x)
-        return _tensor(_call(getattr(fastnn, op), _np(x), *params))
+    """fastnn's pooling forward (with max_pool2d's indices as a second, non-differentiable output)
+    and backward; torch_forward (x -> values) recomputes the forward for double backward."""
 
     @staticmethod
-    def backward(ctx, dy):
+    def forward(ctx, x, op, options, torch_forward):
+        ctx.op, ctx.options, ctx.torch_forward = op, options, torch_forward
+        ctx.save_for_backward(x)
+        result = _call(getattr(fastnn, op), _np(x), **options)
+        if isinstance(result, tuple):  # (values, indices)
+            values, indices = _tensor(result[0]), _tensor(result[1])
+            ctx.mark_non_differentiable(indices)
+            return values, indices
+        return _tensor(result)
+
+    @staticmethod
+    def backward(ctx, dy, *_):
         (x,) = ctx.saved_tensors
         if torch.is_grad_enabled():
             return _torch_grads(ctx.torch_forward, (x,), (True,), dy) + (None,) * 3
-        return _tensor(_call(getattr(fastnn, ctx.op + "_backward"), _np(dy), _np(x), *ctx.params)), None, None, None
+        options = {k: v for k, v in ctx.options.items() if k != "return_indices"}
+        dx = _call(getattr(fastnn, ctx.op + "_backward"), _np(dy), _np(x), **options)
+        return _tensor(dx), None, None, None
 
 
 def _pool_params(kernel_size, stride, padding):
@@ -674,22 +684,21 @@ def _pool_params(kernel_size, stride, padding):
     padding = _pair(padding)
     if kernel is None or stride is None or padding is None:
         return None
-    return kernel, stride, padding
+    return {"kernel_size": kernel, "stride": stride, "padding": padding}
 
 
-def _pool(op, input, params, torch_forward):
-    if params is None or input.dim() not in (3, 4) or not _fast(input):
+def _pool(op, input, options, torch_forward, torch_values):
+    """fastnn's pooling `op` with `options` (None: torch's own), on (N, C, H, W) or unbatched input;
+    torch_forward is torch's whole call, torch_values its values only (for double backward)."""
+    if options is None or input.dim() not in (3, 4) or not _fast(input):
         return torch_forward(input)
-    unbatched = input.dim() == 3
-    x = input.unsqueeze(0) if unbatched else input
     try:
-        if _needs_graph(x):
-            y = _PoolFn.apply(x, op, params, torch_forward)
-        else:
-            y = _tensor(_call(getattr(fastnn, op), _np(x), *params))
+        if _needs_graph(input):
+            return _PoolFn.apply(input, op, options, torch_values)
+        result = _call(getattr(fastnn, op), _np(input), **options)
     except _UNSUPPORTED:
         return torch_forward(input)
-    return y.squeeze(0) if unbatched else y
+    return (_tensor(result[0]), _tensor(result[1])) if isinstance(result, tuple) else _tensor(result)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -705,23 +714,31 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     padding : int or (int, int), default 0
         -inf padding, at most half the kernel (as torch).
     dilation : int or (int, int), default 1
-        Other than 1 runs torch's own pooling, as do `ceil_mode` and `return_indices`.
     ceil_mode : bool, default False
+        Round the output size up (torch's rule).
     return_indices : bool, default False
+        Also return the winners' indices: an int64 tensor, flat in each (H, W) plane (what
+        ``max_unpool2d`` takes), computed by fastnn.
 
     Returns
     -------
     torch.Tensor
-        The pooled input, contiguous (with the indices, from torch, when `return_indices`).
+        The pooled input, contiguous (and the indices, with `return_indices`).
     """
     def torch_forward(x):
         return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
                             return_indices=return_indices)
 
-    params = _pool_params(kernel_size, stride, padding)
-    if ceil_mode or return_indices or _pair(dilation) != (1, 1):
-        params = None
-    return _pool("max_pool2d", input, params, torch_forward)
+    def torch_values(x):
+        return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+
+    options = _pool_params(kernel_size, stride, padding)
+    dilation = _pair(dilation)
+    if options is not None and dilation is not None:
+        options.update(dilation=dilation, ceil_mode=bool(ceil_mode), return_indices=bool(return_indices))
+    else:
+        options = None
+    return _pool("max_pool2d", input, options, torch_forward, torch_values)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -738,10 +755,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     padding : int or (int, int), default 0
         Zero padding, at most half the kernel (as torch).
     ceil_mode : bool, default False
-        True runs torch's own pooling, as do `divisor_override` and ``count_include_pad=False``
-        with padding (without padding it changes nothing).
+        Round the output size up (torch's rule).
     count_include_pad : bool, default True
+        Whether the padded zeros count in each window's divisor (torch's divisors throughout).
     divisor_override : int or None, default None
+        Nonzero: every window's divisor.
 
     Returns
     -------
@@ -751,10 +769,13 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     def torch_forward(x):
         return F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
-    params = _pool_params(kernel_size, stride, padding)
-    if ceil_mode or divisor_override is not None or (params and not count_include_pad and params[2] != (0, 0)):
-        params = None
-    return _pool("avg_pool2d", input, params, torch_forward)
+    options = _pool_params(kernel_size, stride, padding)
+    if options is not None and (divisor_override is None or type(divisor_override) is int):
+        options.update(ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+                       divisor_override=divisor_override)
+    else:
+        options = None
+    return _pool("avg_pool2d", input, options, torch_forward, torch_forward)
 
 
 # --- loss ----------------------------------------------------------------------------------------

@@ -330,8 +330,8 @@ class SiLU(nn.SiLU):
 
 
 class MaxPool2d(nn.MaxPool2d):
-    """``torch.nn.MaxPool2d`` on fastnn's kernels (:func:`fastnn.torch.max_pool2d`; dilation,
-    ceil_mode and return_indices run torch's own).
+    """``torch.nn.MaxPool2d`` on fastnn's kernels (:func:`fastnn.torch.max_pool2d`, every option:
+    dilation, ceil_mode, return_indices).
 
     Parameters
     ----------
@@ -351,15 +351,15 @@ class MaxPool2d(nn.MaxPool2d):
         Returns
         -------
         torch.Tensor
-            The pooled input (and the indices, from torch, with ``return_indices``).
+            The pooled input (and the int64 indices, with ``return_indices``).
         """
         return functional.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
 class AvgPool2d(nn.AvgPool2d):
-    """``torch.nn.AvgPool2d`` on fastnn's kernels (:func:`fastnn.torch.avg_pool2d`; ceil_mode,
-    divisor_override and count_include_pad=False with padding run torch's own).
+    """``torch.nn.AvgPool2d`` on fastnn's kernels (:func:`fastnn.torch.avg_pool2d`, every option:
+    ceil_mode, count_include_pad, divisor_override).
 
     Parameters
     ----------

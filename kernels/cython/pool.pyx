@@ -1,16 +1,22 @@
-# Cython/OpenMP pooling kernels: parallel over the N * C planes of (N * C, H, W) views.
+# Cython/OpenMP pooling kernels: parallel over the planes of (P, H, W) views (P = N * C, or C
+# for unbatched input).
 #
-# Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, kh, kw, sh, sw, ph, pw,
-# n_threads (exactly that many threads run, fewer only with fewer planes), and for
-# max_pool2d_backward workspace= (per-thread rows, sized by max_pool2d_backward_workspace).
+# Signatures follow the contract (fastnn/_ops.Plan and fastnn/pool.py): inputs, outputs, the
+# parameters, n_threads (exactly that many threads run, fewer only with fewer planes), and for
+# the backwards workspace= (per-thread rows, sized by <op>_workspace).
 # Max follows PyTorch's rule: scanning a window in row-major order, a value wins if it is greater
-# than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); every window
-# holds at least one unpadded element (padding <= kernel // 2), so padding never wins.
+# than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); the meta function
+# guarantees every window holds at least one element of x, so padding never wins. Window element
+# (i, j) of output (oh, ow) is x[oh * sh - ph + i * dh, ow * sw - pw + j * dw]; windows are clipped
+# to x, so ceil_mode's last windows (hanging past the end) need nothing special in generic code.
 # Generic paths handle a row of outputs at once, one window offset at a time, so the inner loops
 # are branch-free and vectorize; max has unrolled paths for 2x2 stride 2 (unpadded) and 3x3
-# stride 2, average for 2x2 stride 2. The max backward recomputes each window's winner from x.
-# The 2x2 backwards write every dx element exactly once; the others zero a plane while it is in
-# cache and add into it.
+# stride 2, average for 2x2 stride 2 (all undilated), over the windows wholly inside x; border
+# windows (ceil_mode's hanging ones too) go one by one (2x2's: a column or row of x, in the same pass). Winners' indices are flat in the plane
+# (ih * W + iw, torch's return_indices); the max backward recomputes them from x.
+# The 2x2 backwards write every dx element exactly once (then add ceil_mode's hanging windows); the
+# others zero a plane while it is in cache and add into it. Average divisors are torch's CPU
+# kernel's: the window clipped to the padded input (count_include_pad) or to x, or divisor_override.
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
 
@@ -20,34 +26,73 @@ from _common cimport real
 
 
 cdef struct Geometry:
-    Py_ssize_t height, width, out_h, out_w, kh, kw, sh, sw, ph, pw
+    Py_ssize_t height, width, out_h, out_w, kh, kw, sh, sw, ph, pw, dh, dw
+    bint include_pad  # average: divisors count the padding (count_include_pad)
+    Py_ssize_t divisor  # average: divisor_override, or 0 for torch's per-window divisor
+    Py_ssize_t full_lo, full_hi  # average: the outputs whose window columns all count (kw of them)
+    bint real_offsets  # max: a window's offsets (i * dh) * width + j * dw are exact in the data's dtype
 
 
 cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
-                        Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+                        Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                        Py_ssize_t dw, bint include_pad, Py_ssize_t divisor) noexcept nogil:
     cdef Geometry g
+    cdef Py_ssize_t top
     g.height, g.width, g.out_h, g.out_w = height, width, out_h, out_w
-    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw = kh, kw, sh, sw, ph, pw
+    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = kh, kw, sh, sw, ph, pw, dh, dw
+    g.include_pad, g.divisor = include_pad, divisor
+    g.full_lo = 0 if include_pad else (pw + sw - 1) // sw
+    top = width + 2 * pw - kw if include_pad else width + pw - kw
+    g.full_hi = max(min(top // sw + 1, out_w) if top >= 0 else 0, g.full_lo)
+    g.real_offsets = False  # set by the max entry points, per dtype
     return g
 
 
 cdef inline bint _is_2x2_s2(const Geometry* g) noexcept nogil:
-    return g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0
+    return (g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0 and g.dh == 1
+            and g.dw == 1)
 
 
 cdef inline bint _is_3x3_s2(const Geometry* g) noexcept nogil:
-    return g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2
+    return g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2 and g.dh == 1 and g.dw == 1
 
 
 cdef inline bint _wins(real v, real best) noexcept nogil:
     return v > best or v != v
 
 
-cdef inline void _columns(Py_ssize_t j, const Geometry* g, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """The outputs [lo, hi) whose window column j, at ow * sw - pw + j, is inside [0, width)."""
-    cdef Py_ssize_t top = g.width - 1 + g.pw - j
-    lo[0] = 0 if j >= g.pw else (g.pw - j + g.sw - 1) // g.sw
+cdef inline void _columns(Py_ssize_t offset, const Geometry* g, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """The outputs [lo, hi) whose window column at ow * sw - pw + offset is inside [0, width)."""
+    cdef Py_ssize_t top = g.width - 1 + g.pw - offset
+    lo[0] = 0 if offset >= g.pw else (g.pw - offset + g.sw - 1) // g.sw
     hi[0] = 0 if top < 0 else min(top // g.sw + 1, g.out_w)
+
+
+cdef inline void _taps(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d, Py_ssize_t size, Py_ssize_t* lo,
+                       Py_ssize_t* hi) noexcept nogil:
+    """The taps [lo, hi) of a window at `start` (k taps d apart) that lie inside [0, size)."""
+    cdef Py_ssize_t last = size - 1 - start
+    if d == 1:  # no integer divisions (tens of cycles each) on the undilated paths
+        lo[0] = max(-start, 0)
+        hi[0] = max(min(k, size - start), 0)
+        return
+    lo[0] = 0 if start >= 0 else (d - 1 - start) // d
+    hi[0] = 0 if last < 0 else min(k, last // d + 1)
+
+
+cdef inline Py_ssize_t _count(Py_ssize_t start, Py_ssize_t k, Py_ssize_t size, Py_ssize_t pad,
+                              bint include_pad) noexcept nogil:
+    """A window's positions inside the padded input (include_pad) or inside x: torch's divisor."""
+    if include_pad:
+        return min(start + k, size + pad) - max(start, -pad)
+    return min(start + k, size) - max(start, 0)
+
+
+cdef inline Py_ssize_t _divisor(Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
+    if g.divisor != 0:
+        return g.divisor
+    return (_count(oh * g.sh - g.ph, g.kh, g.height, g.ph, g.include_pad)
+            * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
 
 
 cdef inline Py_ssize_t _first_row(Py_ssize_t oh, const Geometry* g) noexcept nogil:
@@ -76,18 +121,18 @@ cdef inline void _sum_into(const real* src, Py_ssize_t stride, real* row, Py_ssi
         row[ow] += src[ow * stride]
 
 
-cdef inline void _add_mean_into(real* dst, Py_ssize_t stride, const real* grad, Py_ssize_t area,
-                                Py_ssize_t n) noexcept nogil:
+cdef inline void _add_into(real* dst, Py_ssize_t stride, const real* share, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t ow
     for ow in range(n):
-        dst[ow * stride] += grad[ow] / area
+        dst[ow * stride] += share[ow]
 
 
-cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, Py_ssize_t* offset,
-                              Py_ssize_t this_offset, Py_ssize_t n) noexcept nogil:
-    """Like _max_into, also recording this_offset where src wins (branch-free selects)."""
-    cdef Py_ssize_t ow, o
-    cdef real v, b
+cdef inline void _argoffset_into(const real* src, Py_ssize_t stride, real* best, real* offset, real this_offset,
+                                 Py_ssize_t n) noexcept nogil:
+    """Like _max_into, also recording this_offset where src wins: held as a real, the offsets share
+    the data's lanes and the selects vectorize (Py_ssize_t ones beside float32 data ran ~5x slower)."""
+    cdef Py_ssize_t ow
+    cdef real v, b, o
     cdef bint wins
     for ow in range(n):
         v = src[ow * stride]
@@ -98,18 +143,36 @@ cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, Py
         offset[ow] = this_offset if wins else o
 
 
+cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, Py_ssize_t* index,
+                              Py_ssize_t first, Py_ssize_t n) noexcept nogil:
+    """Like _max_into, also recording the winner's flat index first + ow * stride (selects)."""
+    cdef Py_ssize_t ow, o
+    cdef real v, b
+    cdef bint wins
+    for ow in range(n):
+        v = src[ow * stride]
+        b = best[ow]
+        o = index[ow]
+        wins = _wins(v, b)
+        best[ow] = v if wins else b
+        index[ow] = first + ow * stride if wins else o
+
+
+# --- max --------------------------------------------------------------------------------------------
+
 cdef void _max_row(const real* x, real* row, Py_ssize_t oh, const Geometry* g) noexcept nogil:
     """Output row oh, one window offset at a time over the whole row."""
-    cdef Py_ssize_t ow, ih, j, lo, hi
+    cdef Py_ssize_t ow, i, j, lo, hi, i_lo, i_hi, h0 = oh * g.sh - g.ph
     cdef const real* src
     for ow in range(g.out_w):
         row[ow] = -INFINITY
-    for ih in range(_first_row(oh, g), _end_row(oh, g)):
+    _taps(h0, g.kh, g.dh, g.height, &i_lo, &i_hi)
+    for i in range(i_lo, i_hi):
         for j in range(g.kw):
-            _columns(j, g, &lo, &hi)
+            _columns(j * g.dw, g, &lo, &hi)
             if lo >= hi:
                 continue
-            src = x + ih * g.width + lo * g.sw - g.pw + j
+            src = x + (h0 + i * g.dh) * g.width + lo * g.sw - g.pw + j * g.dw
             if g.sw == 1:
                 _max_into(src, 1, row + lo, hi - lo)
             elif g.sw == 2:
@@ -118,26 +181,95 @@ cdef void _max_row(const real* x, real* row, Py_ssize_t oh, const Geometry* g) n
                 _max_into(src, g.sw, row + lo, hi - lo)
 
 
+cdef void _argmax_row(const real* x, real* best, Py_ssize_t* index, real* offset, Py_ssize_t oh,
+                      const Geometry* g) noexcept nogil:
+    """Output row oh's maxima into best and their flat indices ih * width + iw into index; offset:
+    a scratch row of out_w reals.
+
+    Scanning offsets in row-major order applies PyTorch's rule to every window of the row at
+    once; -inf starts, so an all -inf window keeps its first element of x. The winners' offsets
+    from their window's corner are kept as reals when exact in the dtype (g.real_offsets), else as
+    Py_ssize_t indices (a float32 offset rounds past 2^24: a wrong, even out-of-bounds, write).
+    """
+    cdef Py_ssize_t ow, i, j, lo, hi, i_lo, i_hi, j_lo, j_hi, w0, first, h0 = oh * g.sh - g.ph
+    cdef const real* src
+    _taps(h0, g.kh, g.dh, g.height, &i_lo, &i_hi)
+    for ow in range(g.out_w):
+        w0 = ow * g.sw - g.pw
+        _taps(w0, g.kw, g.dw, g.width, &j_lo, &j_hi)
+        best[ow] = -INFINITY
+        if g.real_offsets:
+            offset[ow] = i_lo * g.dh * g.width + j_lo * g.dw
+        else:
+            index[ow] = (h0 + i_lo * g.dh) * g.width + w0 + j_lo * g.dw
+    for i in range(i_lo, i_hi):
+        for j in range(g.kw):
+            _columns(j * g.dw, g, &lo, &hi)
+            if lo >= hi:
+                continue
+            first = (h0 + i * g.dh) * g.width + lo * g.sw - g.pw + j * g.dw
+            src = x + first
+            if g.real_offsets:
+                if g.sw == 1:
+                    _argoffset_into(src, 1, best + lo, offset + lo, i * g.dh * g.width + j * g.dw, hi - lo)
+                elif g.sw == 2:
+                    _argoffset_into(src, 2, best + lo, offset + lo, i * g.dh * g.width + j * g.dw, hi - lo)
+                else:
+                    _argoffset_into(src, g.sw, best + lo, offset + lo, i * g.dh * g.width + j * g.dw, hi - lo)
+            elif g.sw == 1:
+                _argmax_into(src, 1, best + lo, index + lo, first, hi - lo)
+            elif g.sw == 2:
+                _argmax_into(src, 2, best + lo, index + lo, first, hi - lo)
+            else:
+                _argmax_into(src, g.sw, best + lo, index + lo, first, hi - lo)
+    if g.real_offsets:
+        for ow in range(g.out_w):
+            index[ow] = h0 * g.width + ow * g.sw - g.pw + <Py_ssize_t>offset[ow]
+
+
 cdef void _max_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh
     for oh in range(g.out_h):
         _max_row(x, y + oh * g.out_w, oh, g)
 
 
-cdef Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow,
-                               const Geometry* g) noexcept nogil:
-    """Flat index of one window's winner (for the border windows of the 3x3 path)."""
-    cdef Py_ssize_t ih, iw, h_lo = _first_row(oh, g), w_lo = max(ow * g.sw - g.pw, 0)
-    cdef Py_ssize_t winner = h_lo * g.width + w_lo
-    cdef real best = x[winner], v
+cdef void _max_plane_indices(const real* x, real* y, Py_ssize_t* indices, real* offset,
+                             const Geometry* g) noexcept nogil:
+    cdef Py_ssize_t oh
+    for oh in range(g.out_h):
+        _argmax_row(x, y + oh * g.out_w, indices + oh * g.out_w, offset, oh, g)
+
+
+cdef inline Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
+    """Flat index of one window's winner (border windows of the unrolled paths)."""
+    cdef Py_ssize_t i, j, i_lo, i_hi, j_lo, j_hi, at, h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw
+    cdef Py_ssize_t winner
+    cdef real best, v
     cdef bint wins
-    for ih in range(h_lo, _end_row(oh, g)):
-        for iw in range(w_lo, min(ow * g.sw - g.pw + g.kw, g.width)):
-            v = x[ih * g.width + iw]
+    _taps(h0, g.kh, g.dh, g.height, &i_lo, &i_hi)
+    _taps(w0, g.kw, g.dw, g.width, &j_lo, &j_hi)
+    winner = (h0 + i_lo * g.dh) * g.width + w0 + j_lo * g.dw
+    best = x[winner]
+    for i in range(i_lo, i_hi):
+        for j in range(j_lo, j_hi):
+            at = (h0 + i * g.dh) * g.width + w0 + j * g.dw
+            v = x[at]
             wins = _wins(v, best)  # selects, not branches: random data mispredicts
             best = v if wins else best
-            winner = ih * g.width + iw if wins else winner
+            winner = at if wins else winner
     return winner
+
+
+cdef inline real _window_max(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
+    """One undilated window's maximum under PyTorch's rule (the value only: the 3x3 path's border
+    windows, ceil_mode's hanging ones included)."""
+    cdef Py_ssize_t ih, iw, w0 = ow * g.sw - g.pw
+    cdef real best = -INFINITY, v
+    for ih in range(_first_row(oh, g), _end_row(oh, g)):
+        for iw in range(max(w0, 0), min(w0 + g.kw, g.width)):
+            v = x[ih * g.width + iw]
+            best = v if _wins(v, best) else best
+    return best
 
 
 cdef void _interior_3x3(const Geometry* g, Py_ssize_t oh, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
@@ -165,7 +297,7 @@ cdef inline real _chain3(const real* r, Py_ssize_t i, real best, real* k, real k
 
 cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nogil:
     """3x3 stride 2: interior windows unrolled in one loop (it vectorizes), border columns one by
-    one, padded rows by the generic row code."""
+    one, padded or hanging rows by the generic row code."""
     cdef Py_ssize_t oh, ow, lo, hi, w = g.width
     cdef const real* r
     cdef real* row
@@ -183,13 +315,22 @@ cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nog
             best = _chain3(r, 2 * ow + w, best, &k, 3)
             row[lo + ow] = _chain3(r, 2 * ow + 2 * w, best, &k, 6)
         for ow in range(lo):
-            row[ow] = x[_window_argmax(x, oh, ow, g)]
+            row[ow] = _window_max(x, oh, ow, g)
         for ow in range(hi, g.out_w):
-            row[ow] = x[_window_argmax(x, oh, ow, g)]
+            row[ow] = _window_max(x, oh, ow, g)
+
+
+cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, Py_ssize_t* index,
+                            real* offset, Py_ssize_t oh, const Geometry* g) noexcept nogil:
+    """Adds output row oh's gradient `grad` into dx at its winners."""
+    cdef Py_ssize_t ow
+    _argmax_row(x, best, index, offset, oh, g)
+    for ow in range(g.out_w):
+        dx[index[ow]] += grad[ow]
 
 
 cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real* row_best,
-                                  real* offset, Py_ssize_t* row_offset, const Geometry* g) noexcept nogil:
+                                  real* offset, Py_ssize_t* row_index, const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, ow, lo, hi, base, i, w = g.width
     cdef const real* r
     cdef const real* grad
@@ -200,7 +341,7 @@ cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real*
         grad = dy + oh * g.out_w
         _interior_3x3(g, oh, &lo, &hi)
         if hi == lo:  # no interior window (a padded row): the generic row code
-            _max_backward_row(grad, x, dx, row_best, row_offset, oh, g)
+            _max_backward_row(grad, x, dx, row_best, row_index, offset, oh, g)
             continue
         base = (2 * oh - g.ph) * w + 2 * lo - g.pw
         r = x + base
@@ -222,21 +363,32 @@ cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real*
 
 
 cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow
+    """ceil_mode's hanging windows hold x's odd last column (and row) only: they follow in the same
+    pass over the plane, while it is in cache."""
+    cdef Py_ssize_t oh, ow, full_h = g.height // 2, full_w = g.width // 2, last = 2 * (g.width // 2)
     cdef const real* top
     cdef const real* bottom
     cdef real* row
     cdef real best
-    for oh in range(g.out_h):
+    for oh in range(full_h):
         top = x + 2 * oh * g.width
         bottom = top + g.width
         row = y + oh * g.out_w
-        for ow in range(g.out_w):
+        for ow in range(full_w):
             best = top[2 * ow]
             best = top[2 * ow + 1] if _wins(top[2 * ow + 1], best) else best
             best = bottom[2 * ow] if _wins(bottom[2 * ow], best) else best
             best = bottom[2 * ow + 1] if _wins(bottom[2 * ow + 1], best) else best
             row[ow] = best
+        if g.out_w > full_w:
+            row[full_w] = bottom[last] if _wins(bottom[last], top[last]) else top[last]
+    if g.out_h > full_h:
+        top = x + 2 * full_h * g.width
+        row = y + full_h * g.out_w
+        for ow in range(full_w):
+            row[ow] = top[2 * ow + 1] if _wins(top[2 * ow + 1], top[2 * ow]) else top[2 * ow]
+        if g.out_w > full_w:
+            row[full_w] = top[last]
 
 
 cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
@@ -251,63 +403,40 @@ cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geo
             _max_plane(&x[p, 0, 0], &y[p, 0, 0], g)
 
 
-cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, Py_ssize_t* offset,
-                            Py_ssize_t oh, const Geometry* g) noexcept nogil:
-    """Adds output row oh's gradient `grad` into dx.
-
-    Scanning offsets in row-major order applies PyTorch's rule to every window of the row at
-    once; -inf starts, so an all -inf window keeps its first unpadded element. The winner's
-    offset from its window's corner, i * width + j, is an integer (a float32 one rounds past
-    2^24: a wrong, even out-of-bounds, write).
-    """
-    cdef Py_ssize_t ow, ih, j, lo, hi, w0, h0 = oh * g.sh - g.ph, this_offset
-    cdef const real* src
-    for ow in range(g.out_w):
-        w0 = ow * g.sw - g.pw
-        best[ow] = -INFINITY
-        offset[ow] = (max(h0, 0) - h0) * g.width + max(w0, 0) - w0
-    for ih in range(_first_row(oh, g), _end_row(oh, g)):
-        for j in range(g.kw):
-            _columns(j, g, &lo, &hi)
-            if lo >= hi:
-                continue
-            src = x + ih * g.width + lo * g.sw - g.pw + j
-            this_offset = (ih - h0) * g.width + j
-            if g.sw == 1:
-                _argmax_into(src, 1, best + lo, offset + lo, this_offset, hi - lo)
-            elif g.sw == 2:
-                _argmax_into(src, 2, best + lo, offset + lo, this_offset, hi - lo)
-            else:
-                _argmax_into(src, g.sw, best + lo, offset + lo, this_offset, hi - lo)
-    for ow in range(g.out_w):
-        dx[h0 * g.width + ow * g.sw - g.pw + offset[ow]] += grad[ow]
+cdef void _max_pool2d_indices_loop(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices,
+                                   real[:, ::1] offsets, const Geometry* g, int n_threads) noexcept nogil:
+    """offsets: per thread, a row of out_w (the winners' offsets as reals)."""
+    cdef Py_ssize_t p
+    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+        _max_plane_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], &offsets[threadid(), 0], g)
 
 
-cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, Py_ssize_t* offset,
-                              const Geometry* g) noexcept nogil:
+cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, real* offset,
+                              Py_ssize_t* index, const Geometry* g) noexcept nogil:
     cdef Py_ssize_t oh, i
     for i in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
         dx[i] = 0
     for oh in range(g.out_h):
-        _max_backward_row(dy + oh * g.out_w, x, dx, best, offset, oh, g)
+        _max_backward_row(dy + oh * g.out_w, x, dx, best, index, offset, oh, g)
 
 
 cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real* winner,
                                   const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, iw, row, width = g.width
+    cdef Py_ssize_t oh, ow, iw, row, width = g.width, full_h = g.height // 2, full_w = g.width // 2
+    cdef Py_ssize_t last = 2 * (g.width // 2)  # ceil_mode's hanging windows: x's odd last column (and row)
     cdef const real* top
     cdef const real* bottom
     cdef const real* grad
     cdef real* drow
     cdef real a, b, c, d, best, k, grad_value
     cdef bint wins
-    for oh in range(g.out_h):
+    for oh in range(full_h):
         top = x + 2 * oh * width
         bottom = top + width
         grad = dy + oh * g.out_w
         # Each window's winner offset (0..3, held as a real: same lanes as the data) by selects,
         # then the stores in separate loops: with loads and stores apart, both loops vectorize.
-        for ow in range(g.out_w):
+        for ow in range(full_w):
             a = top[2 * ow]
             b = top[2 * ow + 1]
             c = bottom[2 * ow]
@@ -321,22 +450,32 @@ cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real*
             winner[ow] = 3 if _wins(d, best) else k
         for row in range(2):
             drow = dx + (2 * oh + row) * width
-            for ow in range(g.out_w):
+            for ow in range(full_w):
                 k = winner[ow] - 2 * row
                 grad_value = grad[ow]  # loaded unconditionally: the selects below need no branch
                 drow[2 * ow] = grad_value if k == 0 else 0
                 drow[2 * ow + 1] = grad_value if k == 1 else 0
-            for iw in range(2 * g.out_w, width):  # an odd last column is in no window
+            for iw in range(last, width):  # an odd last column: in no window, or ceil_mode's
                 drow[iw] = 0
-    for iw in range(2 * g.out_h * width, g.height * width):  # nor is an odd last row
+        if g.out_w > full_w:
+            dx[(2 * oh + _wins(bottom[last], top[last])) * width + last] += grad[full_w]
+    for iw in range(2 * full_h * width, g.height * width):  # likewise an odd last row
         dx[iw] = 0
+    if g.out_h > full_h:
+        top = x + 2 * full_h * width
+        drow = dx + 2 * full_h * width
+        grad = dy + full_h * g.out_w
+        for ow in range(full_w):
+            drow[2 * ow + _wins(top[2 * ow + 1], top[2 * ow])] += grad[ow]
+        if g.out_w > full_w:
+            drow[last] += grad[full_w]
 
 
 cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
-                                    real[:, :, ::1] rows, Py_ssize_t[:, ::1] offsets, const Geometry* g,
+                                    real[:, :, ::1] rows, Py_ssize_t[:, ::1] indices, const Geometry* g,
                                     int n_threads) noexcept nogil:
-    """rows: per thread, two rows of out_w (running maxima, the 3x3 path's winners 0..8);
-    offsets: per thread, a row of out_w (the generic rows' winners)."""
+    """rows: per thread, two rows of out_w (running maxima; winners' offsets: the 3x3 path's 0..8,
+    the generic rows' when exact as reals); indices: per thread, a row of out_w (the winners)."""
     cdef Py_ssize_t p
     cdef int t
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
@@ -345,13 +484,36 @@ cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, :
             _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], g)
         elif _is_3x3_s2(g):
             _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &rows[t, 1, 0],
-                                    &offsets[t, 0], g)
+                                    &indices[t, 0], g)
         else:
-            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &offsets[t, 0], g)
+            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &rows[t, 1, 0],
+                                &indices[t, 0], g)
+
+
+# --- average ------------------------------------------------------------------------------------
+
+cdef inline bint _is_avg_2x2_s2(const Geometry* g) noexcept nogil:
+    return _is_2x2_s2(g) and g.divisor == 0
+
+
+cdef inline void _divide_row(real* row, Py_ssize_t oh, const Geometry* g) noexcept nogil:
+    """row[ow] /= its window's divisor (torch's): the clipped windows outside [full_lo, full_hi) one
+    by one, the full ones by one divisor (a loop that vectorizes)."""
+    cdef Py_ssize_t ow, rows, lo = 0, hi = g.out_w, divisor = g.divisor
+    if divisor == 0:
+        rows = _count(oh * g.sh - g.ph, g.kh, g.height, g.ph, g.include_pad)
+        lo, hi = g.full_lo, g.full_hi
+        for ow in range(lo):
+            row[ow] = row[ow] / (rows * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
+        for ow in range(hi, g.out_w):
+            row[ow] = row[ow] / (rows * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
+        divisor = rows * g.kw
+    for ow in range(lo, hi):
+        row[ow] = row[ow] / divisor
 
 
 cdef void _avg_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, ih, j, lo, hi, area = g.kh * g.kw
+    cdef Py_ssize_t oh, ow, ih, j, lo, hi
     cdef const real* src
     cdef real* row
     for oh in range(g.out_h):
@@ -370,41 +532,52 @@ cdef void _avg_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
                     _sum_into(src, 2, row + lo, hi - lo)
                 else:
                     _sum_into(src, g.sw, row + lo, hi - lo)
-        for ow in range(g.out_w):
-            row[ow] = row[ow] / area
+        _divide_row(row, oh, g)
 
 
 cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow
+    """ceil_mode's hanging windows hold 2 elements of x, or 1 (unpadded: both divisors count x)."""
+    cdef Py_ssize_t oh, ow, full_h = g.height // 2, full_w = g.width // 2, last = 2 * (g.width // 2)
     cdef const real* top
     cdef const real* bottom
     cdef real* row
-    for oh in range(g.out_h):
+    for oh in range(full_h):
         top = x + 2 * oh * g.width
         bottom = top + g.width
         row = y + oh * g.out_w
-        for ow in range(g.out_w):
+        for ow in range(full_w):
             row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * <real>0.25
+        if g.out_w > full_w:
+            row[full_w] = (top[last] + bottom[last]) * <real>0.5
+    if g.out_h > full_h:
+        top = x + 2 * full_h * g.width
+        row = y + full_h * g.out_w
+        for ow in range(full_w):
+            row[ow] = (top[2 * ow] + top[2 * ow + 1]) * <real>0.5
+        if g.out_w > full_w:
+            row[full_w] = top[last]
 
 
 cdef void _avg_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
                            int n_threads) noexcept nogil:
     cdef Py_ssize_t p
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        if _is_2x2_s2(g):
+        if _is_avg_2x2_s2(g):
             _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], g)
         else:
             _avg_plane(&x[p, 0, 0], &y[p, 0, 0], g)
 
 
-cdef void _avg_backward_plane(const real* dy, real* dx, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, ih, j, lo, hi, area = g.kh * g.kw
-    cdef const real* grad
+cdef void _avg_backward_plane(const real* dy, real* dx, real* share, const Geometry* g) noexcept nogil:
+    """share: a row of out_w, each window's dy / divisor."""
+    cdef Py_ssize_t oh, ow, ih, j, lo, hi
     cdef real* dst
     for ih in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
         dx[ih] = 0
     for oh in range(g.out_h):
-        grad = dy + oh * g.out_w
+        for ow in range(g.out_w):
+            share[ow] = dy[oh * g.out_w + ow]
+        _divide_row(share, oh, g)
         for ih in range(_first_row(oh, g), _end_row(oh, g)):
             for j in range(g.kw):
                 _columns(j, g, &lo, &hi)
@@ -412,105 +585,158 @@ cdef void _avg_backward_plane(const real* dy, real* dx, const Geometry* g) noexc
                     continue
                 dst = dx + ih * g.width + lo * g.sw - g.pw + j
                 if g.sw == 1:
-                    _add_mean_into(dst, 1, grad + lo, area, hi - lo)
+                    _add_into(dst, 1, share + lo, hi - lo)
                 elif g.sw == 2:
-                    _add_mean_into(dst, 2, grad + lo, area, hi - lo)
+                    _add_into(dst, 2, share + lo, hi - lo)
                 else:
-                    _add_mean_into(dst, g.sw, grad + lo, area, hi - lo)
+                    _add_into(dst, g.sw, share + lo, hi - lo)
 
 
 cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) noexcept nogil:
-    """Every dx element written once."""
-    cdef Py_ssize_t oh, ow, iw, row
+    """Every dx element written once (ceil_mode's hanging windows: 2 elements of x, or 1)."""
+    cdef Py_ssize_t oh, ow, iw, row, full_h = g.height // 2, full_w = g.width // 2, last = 2 * (g.width // 2)
     cdef const real* grad
     cdef real* drow
     cdef real d
-    for oh in range(g.out_h):
+    for oh in range(full_h):
         grad = dy + oh * g.out_w
         for row in range(2):
             drow = dx + (2 * oh + row) * g.width
-            for ow in range(g.out_w):
+            for ow in range(full_w):
                 d = grad[ow] * <real>0.25
                 drow[2 * ow] = d
                 drow[2 * ow + 1] = d
-            for iw in range(2 * g.out_w, g.width):  # an odd last column is in no window
+            for iw in range(last, g.width):  # an odd last column: in no window, or ceil_mode's
                 drow[iw] = 0
-    for iw in range(2 * g.out_h * g.width, g.height * g.width):  # nor is an odd last row
+            if g.out_w > full_w:
+                drow[last] = grad[full_w] * <real>0.5
+    for iw in range(2 * full_h * g.width, g.height * g.width):  # likewise an odd last row
         dx[iw] = 0
+    if g.out_h > full_h:
+        grad = dy + full_h * g.out_w
+        drow = dx + 2 * full_h * g.width
+        for ow in range(full_w):
+            d = grad[ow] * <real>0.5
+            drow[2 * ow] = d
+            drow[2 * ow + 1] = d
+        if g.out_w > full_w:
+            drow[last] = grad[full_w]
 
 
-cdef void _avg_pool2d_backward_loop(const real[:, :, ::1] dy, real[:, :, ::1] dx, const Geometry* g,
-                                    int n_threads) noexcept nogil:
+cdef void _avg_pool2d_backward_loop(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] share,
+                                    const Geometry* g, int n_threads) noexcept nogil:
+    """share: per thread, a row of out_w."""
     cdef Py_ssize_t p
     for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
-        if _is_2x2_s2(g):
+        if _is_avg_2x2_s2(g):
             _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], g)
         else:
-            _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], g)
+            _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], &share[threadid(), 0], g)
 
 
-# --- entry points: fused over the dtype, planes of (N * C, H, W) views -------------------------------
+# --- entry points: fused over the dtype, planes of (P, H, W) views -------------------------------
 
 def _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
-                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     cdef Geometry g
     with nogil:
-        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw)
+        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
         _max_pool2d_loop(x, y, &g, n_threads)
 
 
-def _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
-                         real[:, :, ::1] rows, Py_ssize_t[:, ::1] offsets, Py_ssize_t kh, Py_ssize_t kw,
-                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+cdef inline bint _offsets_exact(const Geometry* g, Py_ssize_t exact) noexcept nogil:
+    """Every window offset (i * dh) * width + j * dw is below `exact` (2^24 float32, 2^53 float64)."""
+    return (g.dh * (g.kh - 1) + 1) * g.width + g.dw * (g.kw - 1) <= exact
+
+
+def _max_pool2d_indices(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices,
+                        real[:, ::1] offsets, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     cdef Geometry g
+    cdef Py_ssize_t exact = (1 << 24) if real is float else (1 << 53)
     with nogil:
-        g = _geometry(x.shape[1], x.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw)
-        _max_pool2d_backward_loop(dy, x, dx, rows, offsets, &g, n_threads)
+        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
+        g.real_offsets = _offsets_exact(&g, exact)
+        _max_pool2d_indices_loop(x, y, indices, offsets, &g, n_threads)
+
+
+def _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
+                         real[:, :, ::1] rows, Py_ssize_t[:, ::1] indices, Py_ssize_t kh, Py_ssize_t kw,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                         int n_threads):
+    cdef Geometry g
+    cdef Py_ssize_t exact = (1 << 24) if real is float else (1 << 53)
+    with nogil:
+        g = _geometry(x.shape[1], x.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
+        g.real_offsets = _offsets_exact(&g, exact)
+        _max_pool2d_backward_loop(dy, x, dx, rows, indices, &g, n_threads)
 
 
 def _avg_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
-                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, bint include_pad, Py_ssize_t divisor, int n_threads):
     cdef Geometry g
     with nogil:
-        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw)
+        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, 1, 1, include_pad,
+                      divisor)
         _avg_pool2d_loop(x, y, &g, n_threads)
 
 
-def _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, Py_ssize_t kh, Py_ssize_t kw,
-                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+def _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] share, Py_ssize_t kh,
+                         Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, bint include_pad,
+                         Py_ssize_t divisor, int n_threads):
     cdef Geometry g
     with nogil:
-        g = _geometry(dx.shape[1], dx.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw)
-        _avg_pool2d_backward_loop(dy, dx, &g, n_threads)
+        g = _geometry(dx.shape[1], dx.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw, 1, 1, include_pad,
+                      divisor)
+        _avg_pool2d_backward_loop(dy, dx, share, &g, n_threads)
 
 
 def _planes(a):
-    """(N, C, H, W) as (N * C, H, W): pooling works plane by plane."""
-    return a.reshape(-1, a.shape[2], a.shape[3])
+    """(N, C, H, W) or (C, H, W) as (P, H, W): pooling works plane by plane."""
+    return a.reshape(-1, a.shape[a.ndim - 2], a.shape[a.ndim - 1])  # no negative indices: wraparound=False
 
 
-def max_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
-    _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, n_threads)
+def max_pool2d_workspace(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+    """Elements of x's dtype: with indices, per thread a row of out_w (the winners' offsets)."""
+    return 0 if indices is None else n_threads * y.shape[y.ndim - 1]
 
 
-def max_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
-    """Elements of x's dtype: per thread, two rows of out_w values, then a row of out_w offsets
+def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspace):
+    if indices is None:
+        _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, dh, dw, n_threads)
+    else:  # int64: Py_ssize_t on the 64-bit platforms fastnn builds for
+        out_w = y.shape[y.ndim - 1]
+        offsets = workspace[:n_threads * out_w].reshape(n_threads, out_w)
+        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), offsets, kh, kw, sh, sw, ph, pw, dh, dw,
+                            n_threads)
+
+
+def max_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+    """Elements of x's dtype: per thread, two rows of out_w values, then a row of out_w indices
     (Py_ssize_t, 8 bytes each)."""
-    out_w = dy.shape[3]
+    out_w = dy.shape[dy.ndim - 1]
     return n_threads * out_w * (2 + 8 // x.itemsize)
 
 
-def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads, workspace):
-    out_w = dy.shape[3]
-    n_rows = n_threads * 2 * out_w  # a multiple of 8 bytes in float32 too: the offsets stay aligned
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspace):
+    out_w = dy.shape[dy.ndim - 1]
+    n_rows = n_threads * 2 * out_w  # a multiple of 8 bytes in float32 too: the indices stay aligned
     rows = workspace[:n_rows].reshape(n_threads, 2, out_w)
-    offsets = workspace[n_rows:n_rows + n_threads * out_w * 8 // x.itemsize].view(np.intp).reshape(n_threads, out_w)
-    _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), rows, offsets, kh, kw, sh, sw, ph, pw, n_threads)
+    indices = workspace[n_rows:n_rows + n_threads * out_w * 8 // x.itemsize].view(np.intp).reshape(n_threads, out_w)
+    _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), rows, indices, kh, kw, sh, sw, ph, pw, dh, dw,
+                         n_threads)
 
 
-def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, n_threads):
-    _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, n_threads)
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
+    _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads)
 
 
-def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, n_threads):
-    _avg_pool2d_backward(_planes(dy), _planes(dx), kh, kw, sh, sw, ph, pw, n_threads)
+def avg_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
+    """Elements of x's dtype: per thread, a row of out_w (each window's dy / divisor)."""
+    return n_threads * dy.shape[dy.ndim - 1]
+
+
+def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads, workspace):
+    out_w = dy.shape[dy.ndim - 1]
+    share = workspace[:n_threads * out_w].reshape(n_threads, out_w)
+    _avg_pool2d_backward(_planes(dy), _planes(dx), share, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads)
