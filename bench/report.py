@@ -89,7 +89,7 @@ def row_cells(workload, results, roof=None, memory=None):
             cells["peak"] = peak
         if size is not None:
             cells["roof_size"] = size
-        cells["over"] = peak is not None and peak > ceiling
+        cells["over"] = bool(peak is not None and peak > ceiling)
     return cells
 
 

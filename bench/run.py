@@ -45,6 +45,13 @@ BY_ID = {f"{w.id}-{b}": w for w in WORKLOADS for b in w.contenders}
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
+def _json_scalar(value):
+    """NumPy scalars in the report's JSON as Python numbers (json refuses numpy.bool and int64)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
 # --- machine ---------------------------------------------------------------------------------------
 
 def header(threads):
@@ -250,7 +257,7 @@ def main():
                       "load_average": [load_before, _load_average()],
                       "environment": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}}
     saved = RESULTS / f"{stamp}.json"
-    saved.write_text(json.dumps(data, indent=1))
+    saved.write_text(json.dumps(data, indent=1, default=_json_scalar))
     shutil.copyfile(saved, RESULTS / "latest.json")
 
     lines = (roofline.describe(roof) if roof else []) + report.table_lines(by_group, skips, roof, memory)

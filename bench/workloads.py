@@ -19,6 +19,7 @@ Fairness choices:
     are called directly. The training step uses real autograd on both sides' natural APIs.
   - Linear in torch is `addmm` on fastnn's (D_in, D_out) weight layout, so no transposes are timed.
 """
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Callable
@@ -423,9 +424,9 @@ def _linear_bytes():
 LINEAR_NAME = "x".join(map(str, LINEAR))
 LINEAR_WORKLOADS = [
     Workload(f"linear fwd+bwd {LINEAR_NAME}", ("linear", "linear_backward"), _linear_inputs, _linear_run,
-             _linear_torch, flops=3 * 2 * np.prod(LINEAR), bytes=_linear_bytes(), kind="gemm", tol=GEMM_TOL),
+             _linear_torch, flops=3 * 2 * math.prod(LINEAR), bytes=_linear_bytes(), kind="gemm", tol=GEMM_TOL),
     Workload(f"gemm(linear) fwd+bwd {LINEAR_NAME}", (), _linear_inputs, _gemm_run, _gemm_torch,
-             flops=3 * 2 * np.prod(LINEAR), bytes=_linear_bytes(), kind="gemm", tol=GEMM_TOL,
+             flops=3 * 2 * math.prod(LINEAR), bytes=_linear_bytes(), kind="gemm", tol=GEMM_TOL,
              contenders=("numpy", "torch"), auto=False),
 ]
 

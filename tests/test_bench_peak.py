@@ -92,3 +92,13 @@ def test_no_figure_above_peak(workload, roof):
             where = f"memory roof at {size >> 20} MiB" if size is not None else "compute peak"
             assert peak <= 1.0, (f"{workload.group} [{backend}]: {100 * peak:.0f}% of the {where} ({unit}, "
                                  f"{seconds * 1e3:.3f} ms): its traffic, flops or working set do not describe what runs")
+
+
+def test_report_json_holds_every_workload(roof):
+    """run.py saves the report's rows as JSON: every workload's cells serialize (numpy scalars in a
+    workload's flops once made `make bench` fail after its passes)."""
+    import json
+
+    results = {b: {"stats": {"min": 1e-3}, "extra_info": {"correct": True}} for b in ("numpy", "cython", "torch")}
+    cells = {w.group: report.row_cells(w, results, roof) for w in workloads.WORKLOADS}
+    json.dumps(report.json_rows(cells))
