@@ -692,15 +692,22 @@ def _gemm_shapes(x, w, ho_wo, kh_kw_s_p, groups, chunks, backward, input_grad):
 
 
 def _scratch_elements(x, w, y_shape, sh, sw, ph, pw, dh, dw, groups, n_threads, backward, input_grad):
-    """Workspace elements of a call: the larger of its paths' (the GEMM path reuses the Winograd
-    path's workspace when non-finite outputs send a call there)."""
+    """Workspace elements of the call's path: Winograd's where it fits (the GEMM path after a
+    non-finite Winograd result allocates its own: sizing every call for both paths doubled the
+    peak memory of 3x3 layers), else the im2col path's."""
     n, f, ho, wo = y_shape
     chunks = max(1, min(n_threads, n))
-    gemm = _elements(_gemm_shapes(x, w, ho * wo, tuple(w.shape[2:]) + (sh, sw, ph, pw), groups, chunks,
+    if _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
+        return _elements(_wino_shapes(x, f, wo, chunks, backward))
+    return _elements(_gemm_shapes(x, w, ho * wo, tuple(w.shape[2:]) + (sh, sw, ph, pw), groups, chunks,
                                   backward, input_grad))
-    if not _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
-        return gemm
-    return max(gemm, _elements(_wino_shapes(x, f, wo, chunks, backward)))
+
+
+def _gemm_scratch(workspace, shapes, dtype):
+    """The im2col path's arrays, from the workspace when it was sized for that path."""
+    if workspace.size < _elements(shapes):
+        workspace = np.empty(_elements(shapes), dtype)
+    return _carve(workspace, shapes)
 
 
 def _winograd_forward(x, w, bias, y, ph, pw, relu, chunks, workspace):
@@ -758,7 +765,8 @@ def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu, worksp
                                                                                  chunks, workspace):
         return
     _check_blas_sizes(x, w, ho * wo)
-    cols, part = _carve(workspace, _gemm_shapes(x, w, ho * wo, (kh, kw, sh, sw, ph, pw), groups, chunks, False, False))
+    cols, part = _gemm_scratch(workspace, _gemm_shapes(x, w, ho * wo, (kh, kw, sh, sw, ph, pw), groups, chunks, False,
+                                                       False), x.dtype)
     _gemm_forward(x, w.reshape(groups, f // groups, -1), bias, y.reshape(n, groups, f // groups, ho * wo),
                   kh, kw, sh, sw, ph, pw, dh, dw, wo, relu, _block(x, w, ho * wo), cols, part)
 
@@ -799,8 +807,8 @@ def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, 
         return
     _check_blas_sizes(x, w, ho * wo)
     w3 = w.reshape(groups, f // groups, -1)
-    cols, dcols, part, tmp, dw_part, db_part = _carve(
-        workspace, _gemm_shapes(x, w, ho * wo, (kh, kw, sh, sw, ph, pw), groups, chunks, True, input_grad))
+    cols, dcols, part, tmp, dw_part, db_part = _gemm_scratch(
+        workspace, _gemm_shapes(x, w, ho * wo, (kh, kw, sh, sw, ph, pw), groups, chunks, True, input_grad), x.dtype)
     _gemm_backward(dy.reshape(n, groups, f // groups, ho * wo), x, w3, dx, dw_part, db_part,
                    kh, kw, sh, sw, ph, pw, dil_h, dil_w, wo, input_grad, _block(x, w, ho * wo), cols, dcols, part, tmp)
     _merge(dw_part.reshape(chunks, -1), dw.reshape(-1))
