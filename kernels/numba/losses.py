@@ -203,11 +203,9 @@ def _tile_max(z, top):
 
 
 @njit(**SERIAL)
-def _class_tile(logits, i, s0, m, labels, weight, wsum, ignore_index, smoothing, scale, dlogits, row_loss):
-    """Positions s0 .. s0 + m - 1 of sample i (logits and dlogits (N, C, S); labels and row_loss: the
-    tile's m). The row code's steps, each a loop over the classes of one over the positions, which
-    vectorizes (C = 21 rows of a segmentation cost 10x torch one row at a time); the slices are
-    taken per class on the last axis, C-contiguous for Numba (a (C, m) slice did not vectorize: 4x)."""
+def _tile_exp(logits, i, s0, m, dlogits):
+    """dlogits[i, :, s0:s0 + m] = e^(logits - top), top the max over the classes per position:
+    (top, the sums of the exponentials)."""
     classes = logits.shape[1]
     top = logits[i, 0, s0:s0 + m].copy()
     for c in range(1, classes):
@@ -215,6 +213,17 @@ def _class_tile(logits, i, s0, m, labels, weight, wsum, ignore_index, smoothing,
     total = np.zeros(m)
     for c in range(classes):
         _tile_softmax(logits[i, c, s0:s0 + m], top, dlogits[i, c, s0:s0 + m], total)
+    return top, total
+
+
+@njit(**SERIAL)
+def _class_tile(logits, i, s0, m, labels, weight, wsum, ignore_index, smoothing, scale, dlogits, row_loss):
+    """Positions s0 .. s0 + m - 1 of sample i (logits and dlogits (N, C, S); labels and row_loss: the
+    tile's m). The row code's steps, each a loop over the classes of one over the positions, which
+    vectorizes (C = 21 rows of a segmentation cost 10x torch one row at a time); the slices are
+    taken per class on the last axis, C-contiguous for Numba (a (C, m) slice did not vectorize: 4x)."""
+    classes = logits.shape[1]
+    top, total = _tile_exp(logits, i, s0, m, dlogits)
     keep = 1.0 - smoothing
     spread = smoothing * wsum if smoothing > 0 else 0.0  # the smoothing's share of softmax's coefficient
     log_total, target, row_scale = np.empty(m), np.empty(m), np.empty(m)
@@ -292,12 +301,7 @@ def _probability_tile(logits, targets, i, s0, m, weight, smoothing, scale, dlogi
     """Positions s0 .. s0 + m - 1 of sample i of (N, C, S) logits, targets and dlogits (row_loss: the
     tile's m): _probability_row's steps as loops over the positions (see _class_tile)."""
     classes = logits.shape[1]
-    top = logits[i, 0, s0:s0 + m].copy()
-    for c in range(1, classes):
-        _tile_max(logits[i, c, s0:s0 + m], top)
-    total = np.zeros(m)
-    for c in range(classes):
-        _tile_softmax(logits[i, c, s0:s0 + m], top, dlogits[i, c, s0:s0 + m], total)
+    top, total = _tile_exp(logits, i, s0, m, dlogits)
     keep, s = 1.0 - smoothing, smoothing / classes
     log_total = np.log(total)
     tsum, loss = np.zeros(m), np.zeros(m)
