@@ -2,35 +2,50 @@
 # for unbatched input).
 #
 # Signatures follow the contract (fastnn/_ops.Plan and fastnn/pool.py): inputs, outputs, the
-# parameters, n_threads (exactly that many threads run, fewer only with fewer planes), and for
-# the backwards workspace= (per-thread rows, sized by <op>_workspace).
+# parameters, n_threads (exactly that many threads run, fewer only with fewer planes), and
+# workspace= (per-thread scratch, sized by <op>_workspace).
 # Max follows PyTorch's rule: scanning a window in row-major order, a value wins if it is greater
 # than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); the meta function
 # guarantees every window holds at least one element of x, so padding never wins. Window element
 # (i, j) of output (oh, ow) is x[oh * sh - ph + i * dh, ow * sw - pw + j * dw]; windows are clipped
 # to x, so ceil_mode's last windows (hanging past the end) need nothing special in generic code.
-# Generic paths handle a row of outputs at once, one window offset at a time, so the inner loops
-# are branch-free and vectorize; max has unrolled paths for 2x2 stride 2 (unpadded) and 3x3
-# stride 2, average for 2x2 stride 2 (all undilated), over the windows wholly inside x; border
-# windows (ceil_mode's hanging ones too) go one by one (2x2's: a column or row of x, in the same pass). Winners' indices are flat in the plane
-# (ih * W + iw, torch's return_indices); the max backward recomputes them from x.
-# The 2x2 backwards write every dx element exactly once (then add ceil_mode's hanging windows); the
-# others zero a plane while it is in cache and add into it. Average divisors are torch's CPU
-# kernel's: the window clipped to the padded input (count_include_pad) or to x, or divisor_override.
+# Undilated windows of any size, stride and padding run pool_loops.h's C loops (vectorized for the
+# CPU at run time; see there); 2x2 stride 2 (unpadded) keeps its own loops here, max and average,
+# which write each output and each dx element once (ceil_mode's hanging last column and row of x
+# follow in the same pass). Dilated windows run the generic rows below: a row of outputs at once,
+# one window offset at a time. Winners' indices are flat in the plane (ih * W + iw, torch's
+# return_indices); the max backward recomputes them from x. The other backwards zero a plane while
+# it is in cache and add into it. Average divisors are torch's CPU kernel's: the window clipped to
+# the padded input (count_include_pad) or to x, or divisor_override.
+
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
+from libc.stdint cimport int64_t
 
 import numpy as np
 
 from _common cimport real
 
 
-cdef struct Geometry:
-    Py_ssize_t height, width, out_h, out_w, kh, kw, sh, sw, ph, pw, dh, dw
-    bint include_pad  # average: divisors count the padding (count_include_pad)
-    Py_ssize_t divisor  # average: divisor_override, or 0 for torch's per-window divisor
-    Py_ssize_t full_lo, full_hi  # average: the outputs whose window columns all count (kw of them)
-    bint real_offsets  # max: a window's offsets (i * dh) * width + j * dw are exact in the data's dtype
+cdef extern from "pool_loops.h" nogil:
+    ctypedef struct Geometry "fnn_pool_geometry":
+        Py_ssize_t height, width, out_h, out_w, kh, kw, sh, sw, ph, pw, dh, dw
+        bint include_pad
+        Py_ssize_t divisor
+        Py_ssize_t full_lo, full_hi
+        bint real_offsets
+    Py_ssize_t fnn_pool_values_scratch(const Geometry* g)
+    Py_ssize_t fnn_pool_winners_scratch(const Geometry* g)
+    Py_ssize_t fnn_pool_avg_backward_scratch(const Geometry* g)
+    void fnn_pool_values_f(const float* x, float* y, const Geometry* g, int average, float* buf)
+    void fnn_pool_values_d(const double* x, double* y, const Geometry* g, int average, double* buf)
+    void fnn_pool_max_indices_f(const float* x, float* y, int64_t* indices, const Geometry* g, float* scratch)
+    void fnn_pool_max_indices_d(const double* x, double* y, int64_t* indices, const Geometry* g, double* scratch)
+    void fnn_pool_max_backward_f(const float* dy, const float* x, float* dx, const Geometry* g, float* scratch)
+    void fnn_pool_max_backward_d(const double* dy, const double* x, double* dx, const Geometry* g,
+                                 double* scratch)
+    void fnn_pool_avg_backward_f(const float* dy, float* dx, const Geometry* g, float* scratch)
+    void fnn_pool_avg_backward_d(const double* dy, double* dx, const Geometry* g, double* scratch)
 
 
 cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
@@ -51,10 +66,6 @@ cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, P
 cdef inline bint _is_2x2_s2(const Geometry* g) noexcept nogil:
     return (g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2 and g.ph == 0 and g.pw == 0 and g.dh == 1
             and g.dw == 1)
-
-
-cdef inline bint _is_3x3_s2(const Geometry* g) noexcept nogil:
-    return g.kh == 3 and g.kw == 3 and g.sh == 2 and g.sw == 2 and g.dh == 1 and g.dw == 1
 
 
 cdef inline bint _wins(real v, real best) noexcept nogil:
@@ -80,32 +91,6 @@ cdef inline void _taps(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d, Py_ssize_t 
     hi[0] = 0 if last < 0 else min(k, last // d + 1)
 
 
-cdef inline Py_ssize_t _count(Py_ssize_t start, Py_ssize_t k, Py_ssize_t size, Py_ssize_t pad,
-                              bint include_pad) noexcept nogil:
-    """A window's positions inside the padded input (include_pad) or inside x: torch's divisor."""
-    if include_pad:
-        return min(start + k, size + pad) - max(start, -pad)
-    return min(start + k, size) - max(start, 0)
-
-
-cdef inline Py_ssize_t _divisor(Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
-    if g.divisor != 0:
-        return g.divisor
-    return (_count(oh * g.sh - g.ph, g.kh, g.height, g.ph, g.include_pad)
-            * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
-
-
-cdef inline Py_ssize_t _first_row(Py_ssize_t oh, const Geometry* g) noexcept nogil:
-    return max(oh * g.sh - g.ph, 0)
-
-
-cdef inline Py_ssize_t _end_row(Py_ssize_t oh, const Geometry* g) noexcept nogil:
-    return min(oh * g.sh - g.ph + g.kh, g.height)
-
-
-# Row primitives: one window offset over a row of windows, a[ow * stride] for ow < n. Call
-# sites pass a literal stride 1 or 2 where they can: inlined, those loops vectorize.
-
 cdef inline void _max_into(const real* src, Py_ssize_t stride, real* row, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t ow
     cdef real v, b
@@ -113,18 +98,6 @@ cdef inline void _max_into(const real* src, Py_ssize_t stride, real* row, Py_ssi
         v = src[ow * stride]
         b = row[ow]
         row[ow] = v if _wins(v, b) else b
-
-
-cdef inline void _sum_into(const real* src, Py_ssize_t stride, real* row, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t ow
-    for ow in range(n):
-        row[ow] += src[ow * stride]
-
-
-cdef inline void _add_into(real* dst, Py_ssize_t stride, const real* share, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t ow
-    for ow in range(n):
-        dst[ow * stride] += share[ow]
 
 
 cdef inline void _argoffset_into(const real* src, Py_ssize_t stride, real* best, real* offset, real this_offset,
@@ -156,6 +129,42 @@ cdef inline void _argmax_into(const real* src, Py_ssize_t stride, real* best, Py
         wins = _wins(v, b)
         best[ow] = v if wins else b
         index[ow] = first + ow * stride if wins else o
+
+
+# --- the C loops (pool_loops.h), for undilated windows ---------------------------------------------
+
+cdef inline bint _undilated(const Geometry* g) noexcept nogil:
+    return g.dh == 1 and g.dw == 1
+
+
+cdef inline void _values(const real* x, real* y, const Geometry* g, bint average, real* buf) noexcept nogil:
+    if real is float:
+        fnn_pool_values_f(x, y, g, average, buf)
+    else:
+        fnn_pool_values_d(x, y, g, average, buf)
+
+
+cdef inline void _max_indices(const real* x, real* y, Py_ssize_t* indices, const Geometry* g,
+                              real* scratch) noexcept nogil:
+    if real is float:
+        fnn_pool_max_indices_f(x, y, <int64_t*>indices, g, scratch)
+    else:
+        fnn_pool_max_indices_d(x, y, <int64_t*>indices, g, scratch)
+
+
+cdef inline void _max_backward(const real* dy, const real* x, real* dx, const Geometry* g,
+                               real* scratch) noexcept nogil:
+    if real is float:
+        fnn_pool_max_backward_f(dy, x, dx, g, scratch)
+    else:
+        fnn_pool_max_backward_d(dy, x, dx, g, scratch)
+
+
+cdef inline void _avg_backward(const real* dy, real* dx, const Geometry* g, real* scratch) noexcept nogil:
+    if real is float:
+        fnn_pool_avg_backward_f(dy, dx, g, scratch)
+    else:
+        fnn_pool_avg_backward_d(dy, dx, g, scratch)
 
 
 # --- max --------------------------------------------------------------------------------------------
@@ -240,86 +249,6 @@ cdef void _max_plane_indices(const real* x, real* y, Py_ssize_t* indices, real* 
         _argmax_row(x, y + oh * g.out_w, indices + oh * g.out_w, offset, oh, g)
 
 
-cdef inline Py_ssize_t _window_argmax(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
-    """Flat index of one window's winner (border windows of the unrolled paths)."""
-    cdef Py_ssize_t i, j, i_lo, i_hi, j_lo, j_hi, at, h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw
-    cdef Py_ssize_t winner
-    cdef real best, v
-    cdef bint wins
-    _taps(h0, g.kh, g.dh, g.height, &i_lo, &i_hi)
-    _taps(w0, g.kw, g.dw, g.width, &j_lo, &j_hi)
-    winner = (h0 + i_lo * g.dh) * g.width + w0 + j_lo * g.dw
-    best = x[winner]
-    for i in range(i_lo, i_hi):
-        for j in range(j_lo, j_hi):
-            at = (h0 + i * g.dh) * g.width + w0 + j * g.dw
-            v = x[at]
-            wins = _wins(v, best)  # selects, not branches: random data mispredicts
-            best = v if wins else best
-            winner = at if wins else winner
-    return winner
-
-
-cdef inline real _window_max(const real* x, Py_ssize_t oh, Py_ssize_t ow, const Geometry* g) noexcept nogil:
-    """One undilated window's maximum under PyTorch's rule (the value only: the 3x3 path's border
-    windows, ceil_mode's hanging ones included)."""
-    cdef Py_ssize_t ih, iw, w0 = ow * g.sw - g.pw
-    cdef real best = -INFINITY, v
-    for ih in range(_first_row(oh, g), _end_row(oh, g)):
-        for iw in range(max(w0, 0), min(w0 + g.kw, g.width)):
-            v = x[ih * g.width + iw]
-            best = v if _wins(v, best) else best
-    return best
-
-
-cdef void _interior_3x3(const Geometry* g, Py_ssize_t oh, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """The windows [lo, hi) of row oh that lie wholly inside the input (3x3, stride 2)."""
-    cdef Py_ssize_t h0 = 2 * oh - g.ph, last = g.width - 3 + g.pw
-    lo[0] = (g.pw + 1) // 2
-    hi[0] = min(last // 2 + 1, g.out_w) if last >= 0 else 0
-    if h0 < 0 or h0 + 3 > g.height or hi[0] < lo[0]:
-        hi[0] = lo[0]
-
-
-cdef inline real _chain3(const real* r, Py_ssize_t i, real best, real* k, real k0) noexcept nogil:
-    """PyTorch's rule over r[i], r[i + 1], r[i + 2] (window offsets k0..k0 + 2) after `best`."""
-    cdef bint wins = _wins(r[i], best)
-    best = r[i] if wins else best
-    k[0] = k0 if wins else k[0]
-    wins = _wins(r[i + 1], best)
-    best = r[i + 1] if wins else best
-    k[0] = k0 + 1 if wins else k[0]
-    wins = _wins(r[i + 2], best)
-    best = r[i + 2] if wins else best
-    k[0] = k0 + 2 if wins else k[0]
-    return best
-
-
-cdef void _max_plane_3x3(const real* x, real* y, const Geometry* g) noexcept nogil:
-    """3x3 stride 2: interior windows unrolled in one loop (it vectorizes), border columns one by
-    one, padded or hanging rows by the generic row code."""
-    cdef Py_ssize_t oh, ow, lo, hi, w = g.width
-    cdef const real* r
-    cdef real* row
-    cdef real best, k = 0
-    for oh in range(g.out_h):
-        row = y + oh * g.out_w
-        _interior_3x3(g, oh, &lo, &hi)
-        if hi == lo:  # no interior window (a padded row): the generic row code
-            _max_row(x, row, oh, g)
-            continue
-        r = x + (2 * oh - g.ph) * w + 2 * lo - g.pw
-        for ow in range(hi - lo):
-            best = -INFINITY
-            best = _chain3(r, 2 * ow, best, &k, 0)
-            best = _chain3(r, 2 * ow + w, best, &k, 3)
-            row[lo + ow] = _chain3(r, 2 * ow + 2 * w, best, &k, 6)
-        for ow in range(lo):
-            row[ow] = _window_max(x, oh, ow, g)
-        for ow in range(hi, g.out_w):
-            row[ow] = _window_max(x, oh, ow, g)
-
-
 cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* best, Py_ssize_t* index,
                             real* offset, Py_ssize_t oh, const Geometry* g) noexcept nogil:
     """Adds output row oh's gradient `grad` into dx at its winners."""
@@ -327,39 +256,6 @@ cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* bes
     _argmax_row(x, best, index, offset, oh, g)
     for ow in range(g.out_w):
         dx[index[ow]] += grad[ow]
-
-
-cdef void _max_backward_plane_3x3(const real* dy, const real* x, real* dx, real* row_best,
-                                  real* offset, Py_ssize_t* row_index, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, lo, hi, base, i, w = g.width
-    cdef const real* r
-    cdef const real* grad
-    cdef real best, k
-    for i in range(g.height * w):  # this plane only: it stays in cache for the adds below
-        dx[i] = 0
-    for oh in range(g.out_h):
-        grad = dy + oh * g.out_w
-        _interior_3x3(g, oh, &lo, &hi)
-        if hi == lo:  # no interior window (a padded row): the generic row code
-            _max_backward_row(grad, x, dx, row_best, row_index, offset, oh, g)
-            continue
-        base = (2 * oh - g.ph) * w + 2 * lo - g.pw
-        r = x + base
-        # The winners' offsets (0..8, as reals) first, in a loop that vectorizes; then the adds.
-        for ow in range(hi - lo):
-            best = -INFINITY
-            k = 0
-            best = _chain3(r, 2 * ow, best, &k, 0)
-            best = _chain3(r, 2 * ow + w, best, &k, 3)
-            _chain3(r, 2 * ow + 2 * w, best, &k, 6)
-            offset[ow] = k
-        for ow in range(hi - lo):
-            i = <Py_ssize_t>offset[ow]
-            dx[base + 2 * ow + (i // 3) * w + i % 3] += grad[lo + ow]
-        for ow in range(lo):
-            dx[_window_argmax(x, oh, ow, g)] += grad[ow]
-        for ow in range(hi, g.out_w):
-            dx[_window_argmax(x, oh, ow, g)] += grad[ow]
 
 
 cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
@@ -391,24 +287,29 @@ cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
             row[full_w] = top[last]
 
 
-cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
+cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, ::1] scratch, const Geometry* g,
                            int n_threads) noexcept nogil:
+    """scratch: per thread, a padded row (undilated windows)."""
     cdef Py_ssize_t p
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
         if _is_2x2_s2(g):
             _max_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], g)
-        elif _is_3x3_s2(g):
-            _max_plane_3x3(&x[p, 0, 0], &y[p, 0, 0], g)
+        elif _undilated(g):
+            _values(&x[p, 0, 0], &y[p, 0, 0], g, False, &scratch[threadid(), 0])
         else:
             _max_plane(&x[p, 0, 0], &y[p, 0, 0], g)
 
 
 cdef void _max_pool2d_indices_loop(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices,
-                                   real[:, ::1] offsets, const Geometry* g, int n_threads) noexcept nogil:
-    """offsets: per thread, a row of out_w (the winners' offsets as reals)."""
+                                   real[:, ::1] scratch, const Geometry* g, int n_threads) noexcept nogil:
+    """scratch: per thread, a padded plane and a row (undilated windows with offsets exact as reals), or
+    a row of out_w (the winners' offsets as reals)."""
     cdef Py_ssize_t p
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        _max_plane_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], &offsets[threadid(), 0], g)
+        if _undilated(g) and g.real_offsets:
+            _max_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], g, &scratch[threadid(), 0])
+        else:
+            _max_plane_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], &scratch[threadid(), 0], g)
 
 
 cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, real* offset,
@@ -472,67 +373,27 @@ cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real*
 
 
 cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
-                                    real[:, :, ::1] rows, Py_ssize_t[:, ::1] indices, const Geometry* g,
+                                    real[:, ::1] scratch, Py_ssize_t row, const Geometry* g,
                                     int n_threads) noexcept nogil:
-    """rows: per thread, two rows of out_w (running maxima; winners' offsets: the 3x3 path's 0..8,
-    the generic rows' when exact as reals); indices: per thread, a row of out_w (the winners)."""
+    """scratch: per thread, a padded plane and two rows (undilated windows with offsets exact as
+    reals), or rows `row` apart: running maxima, winners' offsets, the winners (Py_ssize_t)."""
     cdef Py_ssize_t p
-    cdef int t
+    cdef real* mine
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        t = threadid()
+        mine = &scratch[threadid(), 0]
         if _is_2x2_s2(g):
-            _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], g)
-        elif _is_3x3_s2(g):
-            _max_backward_plane_3x3(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &rows[t, 1, 0],
-                                    &indices[t, 0], g)
+            _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], mine, g)
+        elif _undilated(g) and g.real_offsets:
+            _max_backward(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], g, mine)
         else:
-            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], &rows[t, 0, 0], &rows[t, 1, 0],
-                                &indices[t, 0], g)
+            _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], mine, mine + row,
+                                <Py_ssize_t*>(mine + 2 * row), g)
 
 
 # --- average ------------------------------------------------------------------------------------
 
 cdef inline bint _is_avg_2x2_s2(const Geometry* g) noexcept nogil:
     return _is_2x2_s2(g) and g.divisor == 0
-
-
-cdef inline void _divide_row(real* row, Py_ssize_t oh, const Geometry* g) noexcept nogil:
-    """row[ow] /= its window's divisor (torch's): the clipped windows outside [full_lo, full_hi) one
-    by one, the full ones by one divisor (a loop that vectorizes)."""
-    cdef Py_ssize_t ow, rows, lo = 0, hi = g.out_w, divisor = g.divisor
-    if divisor == 0:
-        rows = _count(oh * g.sh - g.ph, g.kh, g.height, g.ph, g.include_pad)
-        lo, hi = g.full_lo, g.full_hi
-        for ow in range(lo):
-            row[ow] = row[ow] / (rows * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
-        for ow in range(hi, g.out_w):
-            row[ow] = row[ow] / (rows * _count(ow * g.sw - g.pw, g.kw, g.width, g.pw, g.include_pad))
-        divisor = rows * g.kw
-    for ow in range(lo, hi):
-        row[ow] = row[ow] / divisor
-
-
-cdef void _avg_plane(const real* x, real* y, const Geometry* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, ih, j, lo, hi
-    cdef const real* src
-    cdef real* row
-    for oh in range(g.out_h):
-        row = y + oh * g.out_w  # sums a row of windows, one offset at a time (vectorizes)
-        for ow in range(g.out_w):
-            row[ow] = 0
-        for ih in range(_first_row(oh, g), _end_row(oh, g)):
-            for j in range(g.kw):
-                _columns(j, g, &lo, &hi)
-                if lo >= hi:
-                    continue
-                src = x + ih * g.width + lo * g.sw - g.pw + j
-                if g.sw == 1:
-                    _sum_into(src, 1, row + lo, hi - lo)
-                elif g.sw == 2:
-                    _sum_into(src, 2, row + lo, hi - lo)
-                else:
-                    _sum_into(src, g.sw, row + lo, hi - lo)
-        _divide_row(row, oh, g)
 
 
 cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
@@ -558,38 +419,15 @@ cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
             row[full_w] = top[last]
 
 
-cdef void _avg_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, const Geometry* g,
+cdef void _avg_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, ::1] scratch, const Geometry* g,
                            int n_threads) noexcept nogil:
+    """scratch: per thread, a padded row."""
     cdef Py_ssize_t p
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
         if _is_avg_2x2_s2(g):
             _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], g)
         else:
-            _avg_plane(&x[p, 0, 0], &y[p, 0, 0], g)
-
-
-cdef void _avg_backward_plane(const real* dy, real* dx, real* share, const Geometry* g) noexcept nogil:
-    """share: a row of out_w, each window's dy / divisor."""
-    cdef Py_ssize_t oh, ow, ih, j, lo, hi
-    cdef real* dst
-    for ih in range(g.height * g.width):  # this plane only: it stays in cache for the adds below
-        dx[ih] = 0
-    for oh in range(g.out_h):
-        for ow in range(g.out_w):
-            share[ow] = dy[oh * g.out_w + ow]
-        _divide_row(share, oh, g)
-        for ih in range(_first_row(oh, g), _end_row(oh, g)):
-            for j in range(g.kw):
-                _columns(j, g, &lo, &hi)
-                if lo >= hi:
-                    continue
-                dst = dx + ih * g.width + lo * g.sw - g.pw + j
-                if g.sw == 1:
-                    _add_into(dst, 1, share + lo, hi - lo)
-                elif g.sw == 2:
-                    _add_into(dst, 2, share + lo, hi - lo)
-                else:
-                    _add_into(dst, g.sw, share + lo, hi - lo)
+            _values(&x[p, 0, 0], &y[p, 0, 0], g, True, &scratch[threadid(), 0])
 
 
 cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) noexcept nogil:
@@ -623,72 +461,73 @@ cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) n
             drow[last] = grad[full_w]
 
 
-cdef void _avg_pool2d_backward_loop(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] share,
+cdef void _avg_pool2d_backward_loop(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] scratch,
                                     const Geometry* g, int n_threads) noexcept nogil:
-    """share: per thread, a row of out_w."""
+    """scratch: per thread, a padded row and a row of out_w."""
     cdef Py_ssize_t p
     for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
         if _is_avg_2x2_s2(g):
             _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], g)
         else:
-            _avg_backward_plane(&dy[p, 0, 0], &dx[p, 0, 0], &share[threadid(), 0], g)
+            _avg_backward(&dy[p, 0, 0], &dx[p, 0, 0], g, &scratch[threadid(), 0])
 
 
 # --- entry points: fused over the dtype, planes of (P, H, W) views -------------------------------
-
-def _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
-                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
-    cdef Geometry g
-    with nogil:
-        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
-        _max_pool2d_loop(x, y, &g, n_threads)
-
 
 cdef inline bint _offsets_exact(const Geometry* g, Py_ssize_t exact) noexcept nogil:
     """Every window offset (i * dh) * width + j * dw is below `exact` (2^24 float32, 2^53 float64)."""
     return (g.dh * (g.kh - 1) + 1) * g.width + g.dw * (g.kw - 1) <= exact
 
 
+def _max_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, ::1] scratch, Py_ssize_t kh, Py_ssize_t kw,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                int n_threads):
+    cdef Geometry g
+    with nogil:
+        g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
+        _max_pool2d_loop(x, y, scratch, &g, n_threads)
+
+
 def _max_pool2d_indices(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices,
-                        real[:, ::1] offsets, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        real[:, ::1] scratch, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     cdef Geometry g
     cdef Py_ssize_t exact = (1 << 24) if real is float else (1 << 53)
     with nogil:
         g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
         g.real_offsets = _offsets_exact(&g, exact)
-        _max_pool2d_indices_loop(x, y, indices, offsets, &g, n_threads)
+        _max_pool2d_indices_loop(x, y, indices, scratch, &g, n_threads)
 
 
 def _max_pool2d_backward(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
-                         real[:, :, ::1] rows, Py_ssize_t[:, ::1] indices, Py_ssize_t kh, Py_ssize_t kw,
-                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                         int n_threads):
+                         real[:, ::1] scratch, Py_ssize_t row, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                         Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     cdef Geometry g
     cdef Py_ssize_t exact = (1 << 24) if real is float else (1 << 53)
     with nogil:
         g = _geometry(x.shape[1], x.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw, dh, dw, False, 0)
         g.real_offsets = _offsets_exact(&g, exact)
-        _max_pool2d_backward_loop(dy, x, dx, rows, indices, &g, n_threads)
+        _max_pool2d_backward_loop(dy, x, dx, scratch, row, &g, n_threads)
 
 
-def _avg_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
-                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, bint include_pad, Py_ssize_t divisor, int n_threads):
+def _avg_pool2d(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, ::1] scratch, Py_ssize_t kh, Py_ssize_t kw,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, bint include_pad, Py_ssize_t divisor,
+                int n_threads):
     cdef Geometry g
     with nogil:
         g = _geometry(x.shape[1], x.shape[2], y.shape[1], y.shape[2], kh, kw, sh, sw, ph, pw, 1, 1, include_pad,
                       divisor)
-        _avg_pool2d_loop(x, y, &g, n_threads)
+        _avg_pool2d_loop(x, y, scratch, &g, n_threads)
 
 
-def _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] share, Py_ssize_t kh,
+def _avg_pool2d_backward(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] scratch, Py_ssize_t kh,
                          Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, bint include_pad,
                          Py_ssize_t divisor, int n_threads):
     cdef Geometry g
     with nogil:
         g = _geometry(dx.shape[1], dx.shape[2], dy.shape[1], dy.shape[2], kh, kw, sh, sw, ph, pw, 1, 1, include_pad,
                       divisor)
-        _avg_pool2d_backward_loop(dy, dx, share, &g, n_threads)
+        _avg_pool2d_backward_loop(dy, dx, scratch, &g, n_threads)
 
 
 def _planes(a):
@@ -696,53 +535,75 @@ def _planes(a):
     return a.reshape(-1, a.shape[a.ndim - 2], a.shape[a.ndim - 1])  # no negative indices: wraparound=False
 
 
-def _row_stride(out_w):
-    """Elements from one thread's scratch row to the next's: out_w and 16 more (64 bytes of float32),
-    rounded up to 16, so no cache line holds two threads' rows (adjacent rows shared lines and ran
-    the generic average backward 2-3x slower on 2 threads: 32x64x32x32 k2 s1, 0.85 -> 2.6 ms)."""
-    return (out_w + 31) // 16 * 16
+def _row_stride(n):
+    """Elements from one thread's scratch to the next's: n and 16 more (64 bytes of float32), rounded
+    up to 16, so no cache line holds two threads' scratch (adjacent rows shared lines and ran the
+    average backward 2-3x slower on 2 threads: 32x64x32x32 k2 s1, 0.85 -> 2.6 ms)."""
+    return (n + 31) // 16 * 16
+
+
+def _plane_scratch(path, x, out, kh, kw, sh, sw, ph, pw):
+    """Elements one plane's call needs on a path of pool_loops.h ('values', 'winners' or
+    'avg_backward'), for undilated windows."""
+    cdef Geometry g = _geometry(x.shape[x.ndim - 2], x.shape[x.ndim - 1], out.shape[out.ndim - 2],
+                                out.shape[out.ndim - 1], kh, kw, sh, sw, ph, pw, 1, 1, False, 0)
+    if path == "values":
+        return fnn_pool_values_scratch(&g)
+    if path == "winners":
+        return fnn_pool_winners_scratch(&g)
+    return fnn_pool_avg_backward_scratch(&g)
+
+
+def _per_thread(workspace, n_threads):
+    """The workspace (sized by <op>_workspace: n_threads equal parts) as one row per thread."""
+    return workspace.reshape(n_threads, workspace.size // n_threads)
 
 
 def max_pool2d_workspace(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
-    """Elements of x's dtype: with indices, per thread a row of out_w (the winners' offsets)."""
-    return 0 if indices is None else n_threads * _row_stride(y.shape[y.ndim - 1])
+    """Elements of x's dtype, per thread: pool_loops.h's scratch (undilated), or a row of out_w (the
+    winners' offsets of dilated windows)."""
+    path = "values" if indices is None else "winners"
+    return n_threads * _row_stride(max(_plane_scratch(path, x, y, kh, kw, sh, sw, ph, pw), y.shape[y.ndim - 1]))
 
 
 def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspace):
+    scratch = _per_thread(workspace, n_threads)
     if indices is None:
-        _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, dh, dw, n_threads)
+        _max_pool2d(_planes(x), _planes(y), scratch, kh, kw, sh, sw, ph, pw, dh, dw, n_threads)
     else:  # int64: Py_ssize_t on the 64-bit platforms fastnn builds for
-        stride = _row_stride(y.shape[y.ndim - 1])
-        offsets = workspace[:n_threads * stride].reshape(n_threads, stride)
-        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), offsets, kh, kw, sh, sw, ph, pw, dh, dw,
+        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), scratch, kh, kw, sh, sw, ph, pw, dh, dw,
                             n_threads)
 
 
 def max_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
-    """Elements of x's dtype: per thread, two rows of out_w values, then a row of out_w indices
-    (Py_ssize_t, 8 bytes each)."""
-    return n_threads * _row_stride(dy.shape[dy.ndim - 1]) * (2 + 8 // x.itemsize)
+    """Elements of x's dtype, per thread: pool_loops.h's scratch (undilated), or rows of out_w
+    (dilated): values, offsets, the winners (Py_ssize_t, 8 bytes each)."""
+    row = _row_stride(dy.shape[dy.ndim - 1])
+    winners = _plane_scratch("winners", x, dy, kh, kw, sh, sw, ph, pw)
+    return n_threads * _row_stride(max(winners, row * (2 + 8 // x.itemsize)))
 
 
 def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspace):
-    stride = _row_stride(dy.shape[dy.ndim - 1])
-    n_rows = n_threads * 2 * stride  # a multiple of 8 bytes in float32 too: the indices stay aligned
-    rows = workspace[:n_rows].reshape(n_threads, 2, stride)
-    indices = workspace[n_rows:n_rows + n_threads * stride * 8 // x.itemsize].view(np.intp).reshape(n_threads, stride)
-    _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), rows, indices, kh, kw, sh, sw, ph, pw, dh, dw,
-                         n_threads)
+    scratch = _per_thread(workspace, n_threads)  # rows of a multiple of 16: the winners stay 8-byte aligned
+    _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), scratch, _row_stride(dy.shape[dy.ndim - 1]),
+                         kh, kw, sh, sw, ph, pw, dh, dw, n_threads)
 
 
-def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
-    _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads)
+def avg_pool2d_workspace(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
+    """Elements of x's dtype: per thread, pool_loops.h's scratch (a padded row)."""
+    return n_threads * _row_stride(_plane_scratch("values", x, y, kh, kw, sh, sw, ph, pw))
+
+
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads, workspace):
+    _avg_pool2d(_planes(x), _planes(y), _per_thread(workspace, n_threads), kh, kw, sh, sw, ph, pw, include_pad,
+                divisor, n_threads)
 
 
 def avg_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
-    """Elements of x's dtype: per thread, a row of out_w (each window's dy / divisor)."""
-    return n_threads * _row_stride(dy.shape[dy.ndim - 1])
+    """Elements of x's dtype: per thread, pool_loops.h's scratch (a padded row and a row of windows)."""
+    return n_threads * _row_stride(_plane_scratch("avg_backward", x, dy, kh, kw, sh, sw, ph, pw))
 
 
 def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads, workspace):
-    stride = _row_stride(dy.shape[dy.ndim - 1])
-    share = workspace[:n_threads * stride].reshape(n_threads, stride)
-    _avg_pool2d_backward(_planes(dy), _planes(dx), share, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads)
+    _avg_pool2d_backward(_planes(dy), _planes(dx), _per_thread(workspace, n_threads), kh, kw, sh, sw, ph, pw,
+                         include_pad, divisor, n_threads)
