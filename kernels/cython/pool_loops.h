@@ -70,7 +70,7 @@ static inline ptrdiff_t fnn_pool_rows(const fnn_pool_geometry *g)
 }
 
 /* Scratch of one plane's call (elements), per path: values, a padded row; winners, the padded plane,
- * a padded row and two blocked rows of windows; the average backward, a padded row and a row of
+ * a padded row and four blocked rows of windows; the average backward, a padded row and a row of
  * windows. */
 static inline ptrdiff_t fnn_pool_values_scratch(const fnn_pool_geometry *g)
 {
@@ -79,7 +79,7 @@ static inline ptrdiff_t fnn_pool_values_scratch(const fnn_pool_geometry *g)
 
 static inline ptrdiff_t fnn_pool_winners_scratch(const fnn_pool_geometry *g)
 {
-    return (fnn_pool_rows(g) + 1) * fnn_pool_span(g) + 2 * fnn_pool_round(g->out_w);
+    return (fnn_pool_rows(g) + 1) * fnn_pool_span(g) + 4 * fnn_pool_round(g->out_w);
 }
 
 static inline ptrdiff_t fnn_pool_avg_backward_scratch(const fnn_pool_geometry *g)

@@ -78,12 +78,6 @@ static inline void POOL_FN(fnn_pool_across)(const POOL_T *restrict buf, ptrdiff_
         })
 }
 
-/* Window tap j of a polyphase padded row. */
-static inline const POOL_T *POOL_FN(fnn_pool_tap)(const POOL_T *row, ptrdiff_t j, const fnn_pool_geometry *g)
-{
-    return row + (j % g->sw) * fnn_pool_phase(g) + j / g->sw;
-}
-
 /* row[ow] /= its window's divisor (torch's), ow < out_w: the outputs [full_lo, full_hi) share one. */
 static inline void POOL_FN(fnn_pool_divide)(POOL_T *restrict row, ptrdiff_t oh, const fnn_pool_geometry *g)
 {
@@ -102,27 +96,48 @@ static inline void POOL_FN(fnn_pool_divide)(POOL_T *restrict row, ptrdiff_t oh, 
         row[ow] = row[ow] / (POOL_T)divisor;
 }
 
-/* best[ow], code[ow]: output row oh's maxima and their offsets i * W + j in their windows (blocks
- * covering out_w windows, the rule as selects), from the -inf padded plane. */
-static inline void POOL_FN(fnn_pool_winners)(const POOL_T *restrict plane, ptrdiff_t oh, const fnn_pool_geometry *g,
-                                             POOL_T *restrict best, POOL_T *restrict code)
+/* One window tap over blocks of n windows: the running maxima m and offsets k, and the tap's
+ * values b (offset c), into m_out and k_out. Restrict holds for parameters: on local pointers gcc
+ * checked aliasing at run time, per block. */
+static inline void POOL_FN(fnn_pool_tap)(const POOL_T *restrict b, POOL_T c, ptrdiff_t n, const POOL_T *restrict m,
+                                         const POOL_T *restrict k, POOL_T *restrict m_out, POOL_T *restrict k_out)
 {
-    ptrdiff_t n = fnn_pool_round(g->out_w), span = fnn_pool_span(g), ow;
+    FNN_POOL_BLOCKS(n, o,
+        int wins = FNN_POOL_WINS(b[o], m[o]);
+        m_out[o] = wins ? b[o] : m[o];
+        k_out[o] = wins ? c : k[o];)
+}
+
+/* best[ow], code[ow]: output row oh's maxima and their offsets i * W + j in their windows (blocks
+ * covering out_w windows, the rule as selects), from the -inf padded plane. Each tap reads the
+ * running rows and writes the other pair (rows + 2 n, rows + 3 n), whole: a select into the same
+ * array became a masked store, reloaded by the next tap through a failed store forward. Returns
+ * the pair holding the result (best, then code). */
+static inline POOL_T *POOL_FN(fnn_pool_winners)(const POOL_T *restrict plane, ptrdiff_t oh, const fnn_pool_geometry *g,
+                                                POOL_T *restrict rows)
+{
+    ptrdiff_t n = fnn_pool_round(g->out_w), span = fnn_pool_span(g), wq = fnn_pool_phase(g), ow;
+    POOL_T *best = rows, *code = rows + n, *next = rows + 2 * n;
     FNN_POOL_BLOCKS(n, o, best[o] = -INFINITY; code[o] = 0;)
     for (ptrdiff_t i = 0; i < g->kh; i++)
-        for (ptrdiff_t j = 0; j < g->kw; j++) {
-            const POOL_T *restrict b = POOL_FN(fnn_pool_tap)(plane + (oh * g->sh + i) * span, j, g);
+        for (ptrdiff_t j = 0, phase = 0, shift = 0; j < g->kw; j++) {
+            /* tap j: phase j % sw, shifted by j / sw (counted: a division per tap cost more than
+             * the tap's loop on small planes) */
+            const POOL_T *restrict b = plane + (oh * g->sh + i) * span + phase * wq + shift;
             const POOL_T c = (POOL_T)(i * g->width + j);
-            FNN_POOL_BLOCKS(n, o,
-                int wins = FNN_POOL_WINS(b[o], best[o]);
-                best[o] = wins ? b[o] : best[o];
-                code[o] = wins ? c : code[o];)
+            phase = phase + 1 == g->sw ? 0 : phase + 1;
+            shift += phase == 0;
+            POOL_FN(fnn_pool_tap)(b, c, n, best, code, next, next + n);
+            code = next + n;
+            next = best;
+            best = code - n;
         }
     for (ow = 0; ow < g->out_w; ow++)  /* all -inf: torch's index, the window's first element in x */
         if (best[ow] == -INFINITY) {
             ptrdiff_t i = g->ph - oh * g->sh, j = g->pw - ow * g->sw;
             code[ow] = (POOL_T)((i > 0 ? i : 0) * g->width + (j > 0 ? j : 0));
         }
+    return best;
 }
 
 /* Max (average = 0) or average values of a plane; buf: fnn_pool_values_scratch(g) elements. */
@@ -151,12 +166,12 @@ static void POOL_FN(fnn_pool_max_indices)(const POOL_T *restrict x, POOL_T *rest
                                           const fnn_pool_geometry *g, POOL_T *restrict scratch)
 {
     ptrdiff_t n = g->out_w, span = fnn_pool_span(g);
-    POOL_T *restrict tmp = scratch + fnn_pool_rows(g) * span, *restrict best = tmp + span;
-    POOL_T *restrict code = best + fnn_pool_round(n);
+    POOL_T *restrict tmp = scratch + fnn_pool_rows(g) * span;
     POOL_FN(fnn_pool_pad)(x, g, (POOL_T)-INFINITY, scratch, tmp);
     for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
         int64_t base = (oh * g->sh - g->ph) * g->width - g->pw;
-        POOL_FN(fnn_pool_winners)(scratch, oh, g, best, code);
+        const POOL_T *best = POOL_FN(fnn_pool_winners)(scratch, oh, g, tmp + span);
+        const POOL_T *code = best + fnn_pool_round(n);
         memcpy(y + oh * n, best, n * sizeof(POOL_T));
         for (ptrdiff_t ow = 0; ow < n; ow++)
             indices[oh * n + ow] = base + ow * g->sw + (int64_t)code[ow];
@@ -169,14 +184,13 @@ static void POOL_FN(fnn_pool_max_backward)(const POOL_T *restrict dy, const POOL
                                            const fnn_pool_geometry *g, POOL_T *restrict scratch)
 {
     ptrdiff_t n = g->out_w, span = fnn_pool_span(g);
-    POOL_T *restrict tmp = scratch + fnn_pool_rows(g) * span, *restrict best = tmp + span;
-    POOL_T *restrict code = best + fnn_pool_round(n);
+    POOL_T *restrict tmp = scratch + fnn_pool_rows(g) * span;
     POOL_FN(fnn_pool_pad)(x, g, (POOL_T)-INFINITY, scratch, tmp);
     memset(dx, 0, g->height * g->width * sizeof(POOL_T));
     for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
         POOL_T *d = dx + (oh * g->sh - g->ph) * g->width - g->pw;
         const POOL_T *restrict grad = dy + oh * n;
-        POOL_FN(fnn_pool_winners)(scratch, oh, g, best, code);
+        const POOL_T *code = POOL_FN(fnn_pool_winners)(scratch, oh, g, tmp + span) + fnn_pool_round(n);
         for (ptrdiff_t ow = 0; ow < n; ow++)
             d[ow * g->sw + (ptrdiff_t)code[ow]] += grad[ow];
     }
