@@ -669,14 +669,16 @@ class BatchNorm3d(_BatchNorm):
 
 
 class _Pool(Module):
-    """A 2-D pooling layer on NCHW arrays: kernel_size, stride (None: kernel_size), padding."""
+    """A 2-D pooling layer on NCHW arrays: kernel_size, stride (None: kernel_size), padding, and the
+    pooling function's keyword options (checked by it at the first forward, as torch's layers)."""
 
-    def __init__(self, kernel_size: _Pair, stride: _Pair | None = None, padding: _Pair = 0):
+    def __init__(self, kernel_size: _Pair, stride: _Pair | None = None, padding: _Pair = 0, **options):
         super().__init__()
         name = type(self).__name__
         self.kernel_size = pair(name, "kernel_size", kernel_size, minimum=1)
         self.stride = self.kernel_size if stride is None else pair(name, "stride", stride, minimum=1)
         self.padding = pair(name, "padding", padding, minimum=0)
+        self.options = options
 
     def _geometry(self):
         return self.kernel_size, self.stride, self.padding
@@ -685,16 +687,20 @@ class _Pool(Module):
         x = np.asarray(x)
         key = _key(x)
         self._x = x
-        return self._keep("y", key, self._forward(x, *self._geometry(), out=self._out("y", key)))
+        y = self._forward(x, *self._geometry(), **self.options, out=self._out("y", key))
+        return self._keep("y", key, y)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         key = _key(self._x)
-        return self._keep("dx", key, self._backward(dy, self._x, *self._geometry(), out=self._out("dx", key)))
+        dx = self._backward(dy, self._x, *self._geometry(), **self.options, out=self._out("dx", key))
+        return self._keep("dx", key, dx)
 
     def __repr__(self):
-        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
+        options = "".join(f", {name}={value!r}" for name, value in self.options.items())
+        return (f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}{options})")
 
 
 class MaxPool2d(_Pool):
@@ -709,6 +715,10 @@ class MaxPool2d(_Pool):
         Default: kernel_size (non-overlapping windows).
     padding : int or (int, int), default 0
         At most kernel_size // 2, as torch.
+    dilation : int or (int, int), default 1
+        Spacing of a window's elements.
+    ceil_mode : bool, default False
+        Round the output size up (a last window may hang past x; it never starts in the right padding).
 
     Examples
     --------
@@ -716,16 +726,21 @@ class MaxPool2d(_Pool):
     >>> nn.MaxPool2d(2).forward(np.arange(16.0).reshape(1, 1, 4, 4))
     array([[[[ 5.,  7.],
              [13., 15.]]]])
+    >>> nn.MaxPool2d(2, ceil_mode=True).forward(np.arange(9.0).reshape(1, 1, 3, 3))
+    array([[[[4., 5.],
+             [7., 8.]]]])
     """
 
     _forward = staticmethod(max_pool2d)
     _backward = staticmethod(max_pool2d_backward)
 
+    def __init__(self, kernel_size: _Pair, stride: _Pair | None = None, padding: _Pair = 0, dilation: _Pair = 1,
+                 ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, dilation=dilation, ceil_mode=ceil_mode)
+
 
 class AvgPool2d(_Pool):
     """Average pooling over (H, W) windows of NCHW input (torch.nn.AvgPool2d; `fastnn.avg_pool2d`).
-
-    Padded zeros count in the average (torch's default, count_include_pad=True).
 
     Parameters
     ----------
@@ -733,10 +748,21 @@ class AvgPool2d(_Pool):
     stride : int or (int, int), optional
         Default: kernel_size (non-overlapping windows).
     padding : int or (int, int), default 0
+    ceil_mode : bool, default False
+        Round the output size up (a last window may hang past x; it never starts in the right padding).
+    count_include_pad : bool, default True
+        Padded zeros count in the divisor (torch's default).
+    divisor_override : int, optional
+        Divide every window's sum by this instead.
     """
 
     _forward = staticmethod(avg_pool2d)
     _backward = staticmethod(avg_pool2d_backward)
+
+    def __init__(self, kernel_size: _Pair, stride: _Pair | None = None, padding: _Pair = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: int | None = None):
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                         divisor_override=divisor_override)
 
 
 class Flatten(Module):

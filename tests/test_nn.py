@@ -166,6 +166,29 @@ def test_layer_defaults_follow_pytorch_constructors_and_he_init():
     assert nn.MaxPool2d(3).stride == (3, 3) and nn.PReLU().params["weight"].shape == ()
 
 
+@pytest.mark.parametrize("layer, torch_layer", [
+    (lambda: nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True), "MaxPool2d(3, 2, 1, 2, ceil_mode=True)"),
+    (lambda: nn.MaxPool2d(2, ceil_mode=True), "MaxPool2d(2, ceil_mode=True)"),
+    (lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+     "AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)"),
+    (lambda: nn.AvgPool2d(2, divisor_override=3), "AvgPool2d(2, divisor_override=3)"),
+])
+def test_pool_layer_options_as_torch(layer, torch_layer):
+    """The pooling layers take torch's options and give torch's output and input gradient."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 8))
+    ours = layer()
+    y = ours.forward(x)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    dx = ours.backward(dy)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = eval("torch.nn." + torch_layer)(xt)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert "ceil_mode" in repr(ours) or "divisor_override=3" in repr(ours)
+
+
 def test_constructor_errors():
     with pytest.raises(ValueError, match="groups"):
         nn.Conv2d(3, 4, 3, groups=2)
