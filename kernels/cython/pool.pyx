@@ -39,11 +39,14 @@ cdef extern from "pool_loops.h" nogil:
     Py_ssize_t fnn_pool_avg_backward_scratch(const Geometry* g)
     void fnn_pool_values_f(const float* x, float* y, const Geometry* g, int average, float* buf)
     void fnn_pool_values_d(const double* x, double* y, const Geometry* g, int average, double* buf)
-    void fnn_pool_max_indices_f(const float* x, float* y, int64_t* indices, const Geometry* g, float* scratch)
-    void fnn_pool_max_indices_d(const double* x, double* y, int64_t* indices, const Geometry* g, double* scratch)
-    void fnn_pool_max_backward_f(const float* dy, const float* x, float* dx, const Geometry* g, float* scratch)
-    void fnn_pool_max_backward_d(const double* dy, const double* x, double* dx, const Geometry* g,
-                                 double* scratch)
+    void fnn_pool_max_indices_f(const float* x, float* y, int64_t* indices, Py_ssize_t planes, const Geometry* g,
+                                float* scratch)
+    void fnn_pool_max_indices_d(const double* x, double* y, int64_t* indices, Py_ssize_t planes, const Geometry* g,
+                                double* scratch)
+    void fnn_pool_max_backward_f(const float* dy, const float* x, float* dx, Py_ssize_t planes, const Geometry* g,
+                                 float* scratch)
+    void fnn_pool_max_backward_d(const double* dy, const double* x, double* dx, Py_ssize_t planes,
+                                 const Geometry* g, double* scratch)
     void fnn_pool_avg_backward_f(const float* dy, float* dx, const Geometry* g, float* scratch)
     void fnn_pool_avg_backward_d(const double* dy, double* dx, const Geometry* g, double* scratch)
 
@@ -144,20 +147,26 @@ cdef inline void _values(const real* x, real* y, const Geometry* g, bint average
         fnn_pool_values_d(x, y, g, average, buf)
 
 
-cdef inline void _max_indices(const real* x, real* y, Py_ssize_t* indices, const Geometry* g,
+cdef inline void _max_indices(const real* x, real* y, Py_ssize_t* indices, Py_ssize_t planes, const Geometry* g,
                               real* scratch) noexcept nogil:
     if real is float:
-        fnn_pool_max_indices_f(x, y, <int64_t*>indices, g, scratch)
+        fnn_pool_max_indices_f(x, y, <int64_t*>indices, planes, g, scratch)
     else:
-        fnn_pool_max_indices_d(x, y, <int64_t*>indices, g, scratch)
+        fnn_pool_max_indices_d(x, y, <int64_t*>indices, planes, g, scratch)
 
 
-cdef inline void _max_backward(const real* dy, const real* x, real* dx, const Geometry* g,
+cdef inline void _max_backward(const real* dy, const real* x, real* dx, Py_ssize_t planes, const Geometry* g,
                                real* scratch) noexcept nogil:
     if real is float:
-        fnn_pool_max_backward_f(dy, x, dx, g, scratch)
+        fnn_pool_max_backward_f(dy, x, dx, planes, g, scratch)
     else:
-        fnn_pool_max_backward_d(dy, x, dx, g, scratch)
+        fnn_pool_max_backward_d(dy, x, dx, planes, g, scratch)
+
+
+cdef inline Py_ssize_t _first_plane(Py_ssize_t t, Py_ssize_t planes, int n_threads) noexcept nogil:
+    """Thread t's planes start here (the C loops take a thread's planes in one call: their padded
+    plane's padding is filled once)."""
+    return t * planes // n_threads
 
 
 cdef inline void _avg_backward(const real* dy, real* dx, const Geometry* g, real* scratch) noexcept nogil:
@@ -302,14 +311,18 @@ cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, :
 
 cdef void _max_pool2d_indices_loop(const real[:, :, ::1] x, real[:, :, ::1] y, Py_ssize_t[:, :, ::1] indices,
                                    real[:, ::1] scratch, const Geometry* g, int n_threads) noexcept nogil:
-    """scratch: per thread, a padded plane and a row (undilated windows with offsets exact as reals), or
-    a row of out_w (the winners' offsets as reals)."""
-    cdef Py_ssize_t p
-    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
-        if _undilated(g) and g.real_offsets:
-            _max_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], g, &scratch[threadid(), 0])
-        else:
-            _max_plane_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], &scratch[threadid(), 0], g)
+    """scratch: per thread, pool_loops.h's (undilated windows with offsets exact as reals), or a row
+    of out_w (the winners' offsets as reals)."""
+    cdef Py_ssize_t p, t, p0, p1, planes = x.shape[0]
+    if _undilated(g) and g.real_offsets:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            p0 = _first_plane(t, planes, n_threads)
+            p1 = _first_plane(t + 1, planes, n_threads)
+            if p1 > p0:
+                _max_indices(&x[p0, 0, 0], &y[p0, 0, 0], &indices[p0, 0, 0], p1 - p0, g, &scratch[t, 0])
+        return
+    for p in prange(planes, schedule="static", num_threads=n_threads):
+        _max_plane_indices(&x[p, 0, 0], &y[p, 0, 0], &indices[p, 0, 0], &scratch[threadid(), 0], g)
 
 
 cdef void _max_backward_plane(const real* dy, const real* x, real* dx, real* best, real* offset,
@@ -375,16 +388,21 @@ cdef void _max_backward_plane_2x2(const real* dy, const real* x, real* dx, real*
 cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, ::1] x, real[:, :, ::1] dx,
                                     real[:, ::1] scratch, Py_ssize_t row, const Geometry* g,
                                     int n_threads) noexcept nogil:
-    """scratch: per thread, a padded plane and two rows (undilated windows with offsets exact as
-    reals), or rows `row` apart: running maxima, winners' offsets, the winners (Py_ssize_t)."""
-    cdef Py_ssize_t p
+    """scratch: per thread, pool_loops.h's (undilated windows with offsets exact as reals), or rows
+    `row` apart: running maxima, winners' offsets, the winners (Py_ssize_t)."""
+    cdef Py_ssize_t p, t, p0, p1, planes = x.shape[0]
     cdef real* mine
-    for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
+    if _undilated(g) and g.real_offsets and not _is_2x2_s2(g):
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            p0 = _first_plane(t, planes, n_threads)
+            p1 = _first_plane(t + 1, planes, n_threads)
+            if p1 > p0:
+                _max_backward(&dy[p0, 0, 0], &x[p0, 0, 0], &dx[p0, 0, 0], p1 - p0, g, &scratch[t, 0])
+        return
+    for p in prange(planes, schedule="static", num_threads=n_threads):
         mine = &scratch[threadid(), 0]
         if _is_2x2_s2(g):
             _max_backward_plane_2x2(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], mine, g)
-        elif _undilated(g) and g.real_offsets:
-            _max_backward(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], g, mine)
         else:
             _max_backward_plane(&dy[p, 0, 0], &x[p, 0, 0], &dx[p, 0, 0], mine, mine + row,
                                 <Py_ssize_t*>(mine + 2 * row), g)

@@ -70,7 +70,7 @@ static inline ptrdiff_t fnn_pool_rows(const fnn_pool_geometry *g)
 }
 
 /* Scratch of one plane's call (elements), per path: values, a padded row; winners, the padded plane,
- * a padded row and four blocked rows of windows; the average backward, a padded row and a row of
+ * and four blocked rows of windows; the average backward, a padded row and a row of
  * windows. */
 static inline ptrdiff_t fnn_pool_values_scratch(const fnn_pool_geometry *g)
 {
@@ -79,7 +79,7 @@ static inline ptrdiff_t fnn_pool_values_scratch(const fnn_pool_geometry *g)
 
 static inline ptrdiff_t fnn_pool_winners_scratch(const fnn_pool_geometry *g)
 {
-    return (fnn_pool_rows(g) + 1) * fnn_pool_span(g) + 4 * fnn_pool_round(g->out_w);
+    return fnn_pool_rows(g) * fnn_pool_span(g) + 4 * g->out_h * fnn_pool_round(g->out_w);
 }
 
 static inline ptrdiff_t fnn_pool_avg_backward_scratch(const fnn_pool_geometry *g)
@@ -106,7 +106,9 @@ static inline ptrdiff_t fnn_pool_count(ptrdiff_t start, ptrdiff_t k, ptrdiff_t s
 
 /* STMT for IDX over [0, N), N a multiple of FNN_POOL_LANES: whole vectors, no remainder. */
 #define FNN_POOL_BLOCKS(N, IDX, STMT)                                                              \
+    FNN_IVDEP                                                                                      \
     for (ptrdiff_t block_ = 0; block_ < (N); block_ += FNN_POOL_LANES)                             \
+        FNN_IVDEP                                                                                  \
         for (ptrdiff_t lane_ = 0; lane_ < FNN_POOL_LANES; lane_++) {                               \
             const ptrdiff_t IDX = block_ + lane_;                                                  \
             STMT                                                                                   \

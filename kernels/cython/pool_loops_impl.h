@@ -3,33 +3,25 @@
 #define POOL_CAT(a, b) POOL_CAT2(a, b)
 #define POOL_FN(name) POOL_CAT(name, POOL_S)
 
-/* The padded plane (fnn_pool_rows(g) rows of fnn_pool_span(g), polyphase), `fill` outside x; row:
- * scratch for a padded row in plain order. */
-static inline void POOL_FN(fnn_pool_pad)(const POOL_T *restrict x, const fnn_pool_geometry *g, POOL_T fill,
-                                         POOL_T *restrict plane, POOL_T *restrict row)
+/* x's plane into the interior of the padded plane (fnn_pool_rows(g) rows of fnn_pool_span(g),
+ * polyphase), whose padding the caller filled once for all planes. Columns past the last window
+ * are not needed. */
+static inline void POOL_FN(fnn_pool_interior)(const POOL_T *restrict x, const fnn_pool_geometry *g,
+                                              POOL_T *restrict plane)
 {
-    ptrdiff_t span = fnn_pool_span(g), wq = fnn_pool_phase(g), pw = g->pw, W = g->width, c;
-    ptrdiff_t copied = W < span - pw ? W : span - pw;  /* columns past the last window are not needed */
-    for (ptrdiff_t r = 0; r < fnn_pool_rows(g); r++) {
-        POOL_T *restrict dst = plane + r * span;
-        ptrdiff_t ih = r - g->ph;
-        if (ih < 0 || ih >= g->height) {
-            for (c = 0; c < span; c++)
-                dst[c] = fill;
-            continue;
-        }
-        POOL_T *restrict plain = g->sw == 1 ? dst : row;
-        for (c = 0; c < pw; c++)
-            plain[c] = fill;
-        memcpy(plain + pw, x + ih * W, copied * sizeof(POOL_T));
-        for (c = pw + copied; c < span; c++)
-            plain[c] = fill;
-        if (g->sw > 1) {
-            FNN_POOL_BY_STRIDE(g->sw,
-                for (ptrdiff_t q = 0; q < S; q++)
-                    for (ptrdiff_t k = 0; k < wq; k++)
-                        dst[q * wq + k] = row[k * S + q];)
-        }
+    ptrdiff_t span = fnn_pool_span(g), wq = fnn_pool_phase(g), pw = g->pw, W = g->width;
+    ptrdiff_t copied = W < span - pw ? W : span - pw, r_end = fnn_pool_rows(g) - g->ph;
+    for (ptrdiff_t ih = 0; ih < (g->height < r_end ? g->height : r_end); ih++) {
+        const POOL_T *restrict src = x + ih * W;
+        POOL_T *restrict dst = plane + (ih + g->ph) * span;
+        FNN_POOL_BY_STRIDE(g->sw,
+            for (ptrdiff_t q = 0; q < S; q++) {
+                /* phase q's element k is column k * S + q - pw of x */
+                ptrdiff_t k_lo = (pw - q + S - 1) / S;
+                ptrdiff_t k_hi = (pw + copied - q + S - 1) / S;
+                for (ptrdiff_t k = k_lo > 0 ? k_lo : 0; k < k_hi; k++)
+                    dst[q * wq + k] = src[k * S + q - pw];
+            })
     }
 }
 
@@ -96,47 +88,52 @@ static inline void POOL_FN(fnn_pool_divide)(POOL_T *restrict row, ptrdiff_t oh, 
         row[ow] = row[ow] / (POOL_T)divisor;
 }
 
-/* One window tap over blocks of n windows: the running maxima m and offsets k, and the tap's
- * values b (offset c), into m_out and k_out. Restrict holds for parameters: on local pointers gcc
- * checked aliasing at run time, per block. */
-static inline void POOL_FN(fnn_pool_tap)(const POOL_T *restrict b, POOL_T c, ptrdiff_t n, const POOL_T *restrict m,
-                                         const POOL_T *restrict k, POOL_T *restrict m_out, POOL_T *restrict k_out)
+/* One window tap over a plane's windows (rows rows of n, the tap's values b_stride apart): the
+ * running maxima m and offsets k, and the tap's values b (offset c), into m_out and k_out. Restrict
+ * holds for parameters: on local pointers gcc checked aliasing at run time, per block. */
+static inline void POOL_FN(fnn_pool_tap)(const POOL_T *restrict b, ptrdiff_t b_stride, POOL_T c, ptrdiff_t rows,
+                                         ptrdiff_t n, const POOL_T *restrict m, const POOL_T *restrict k,
+                                         POOL_T *restrict m_out, POOL_T *restrict k_out)
 {
-    FNN_POOL_BLOCKS(n, o,
-        int wins = FNN_POOL_WINS(b[o], m[o]);
-        m_out[o] = wins ? b[o] : m[o];
-        k_out[o] = wins ? c : k[o];)
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const POOL_T *restrict br = b + r * b_stride;
+        ptrdiff_t at = r * n;
+        FNN_POOL_BLOCKS(n, o,
+            int wins = FNN_POOL_WINS(br[o], m[at + o]);
+            m_out[at + o] = wins ? br[o] : m[at + o];
+            k_out[at + o] = wins ? c : k[at + o];)
+    }
 }
 
-/* best[ow], code[ow]: output row oh's maxima and their offsets i * W + j in their windows (blocks
- * covering out_w windows, the rule as selects), from the -inf padded plane. Each tap reads the
- * running rows and writes the other pair (rows + 2 n, rows + 3 n), whole: a select into the same
- * array became a masked store, reloaded by the next tap through a failed store forward. Returns
- * the pair holding the result (best, then code). */
-static inline POOL_T *POOL_FN(fnn_pool_winners)(const POOL_T *restrict plane, ptrdiff_t oh, const fnn_pool_geometry *g,
+/* The plane's windows' maxima and their offsets i * W + j in their windows, from the -inf padded
+ * plane: out_h rows of fnn_pool_round(out_w), the rule as selects, one tap at a time over all the
+ * windows. Each tap reads the running pair and writes the other (a select into the same array
+ * became a masked store, reloaded by the next tap through a failed store forward); rows: four
+ * such arrays. Returns the pair holding the result (maxima, then offsets). */
+static inline POOL_T *POOL_FN(fnn_pool_winners)(const POOL_T *restrict plane, const fnn_pool_geometry *g,
                                                 POOL_T *restrict rows)
 {
-    ptrdiff_t n = fnn_pool_round(g->out_w), span = fnn_pool_span(g), wq = fnn_pool_phase(g), ow;
-    POOL_T *best = rows, *code = rows + n, *next = rows + 2 * n;
-    FNN_POOL_BLOCKS(n, o, best[o] = -INFINITY; code[o] = 0;)
+    ptrdiff_t n = fnn_pool_round(g->out_w), span = fnn_pool_span(g), wq = fnn_pool_phase(g), size = g->out_h * n;
+    POOL_T *best = rows, *code = rows + size, *next = rows + 2 * size;
+    FNN_POOL_BLOCKS(size, o, best[o] = -INFINITY; code[o] = 0;)
     for (ptrdiff_t i = 0; i < g->kh; i++)
         for (ptrdiff_t j = 0, phase = 0, shift = 0; j < g->kw; j++) {
-            /* tap j: phase j % sw, shifted by j / sw (counted: a division per tap cost more than
-             * the tap's loop on small planes) */
-            const POOL_T *restrict b = plane + (oh * g->sh + i) * span + phase * wq + shift;
-            const POOL_T c = (POOL_T)(i * g->width + j);
+            /* tap j: phase j % sw, shifted by j / sw (counted, not divided) */
+            const POOL_T *restrict b = plane + i * span + phase * wq + shift;
+            POOL_FN(fnn_pool_tap)(b, g->sh * span, (POOL_T)(i * g->width + j), g->out_h, n, best, code, next,
+                                  next + size);
+            code = next + size;
+            next = best;
+            best = code - size;
             phase = phase + 1 == g->sw ? 0 : phase + 1;
             shift += phase == 0;
-            POOL_FN(fnn_pool_tap)(b, c, n, best, code, next, next + n);
-            code = next + n;
-            next = best;
-            best = code - n;
         }
-    for (ow = 0; ow < g->out_w; ow++)  /* all -inf: torch's index, the window's first element in x */
-        if (best[ow] == -INFINITY) {
-            ptrdiff_t i = g->ph - oh * g->sh, j = g->pw - ow * g->sw;
-            code[ow] = (POOL_T)((i > 0 ? i : 0) * g->width + (j > 0 ? j : 0));
-        }
+    for (ptrdiff_t oh = 0; oh < g->out_h; oh++)
+        for (ptrdiff_t ow = 0; ow < g->out_w; ow++)  /* all -inf: torch's index, the window's first element in x */
+            if (best[oh * n + ow] == -INFINITY) {
+                ptrdiff_t i = g->ph - oh * g->sh, j = g->pw - ow * g->sw;
+                code[oh * n + ow] = (POOL_T)((i > 0 ? i : 0) * g->width + (j > 0 ? j : 0));
+            }
     return best;
 }
 
@@ -160,39 +157,49 @@ static void POOL_FN(fnn_pool_values)(const POOL_T *restrict x, POOL_T *restrict 
     }
 }
 
-/* Max values and torch's flat indices; scratch: fnn_pool_winners_scratch(g) elements. */
+/* Max values and torch's flat indices of `planes` planes; scratch: fnn_pool_winners_scratch(g)
+ * elements. */
 FNN_CLONES
 static void POOL_FN(fnn_pool_max_indices)(const POOL_T *restrict x, POOL_T *restrict y, int64_t *restrict indices,
-                                          const fnn_pool_geometry *g, POOL_T *restrict scratch)
+                                          ptrdiff_t planes, const fnn_pool_geometry *g, POOL_T *restrict scratch)
 {
-    ptrdiff_t n = g->out_w, span = fnn_pool_span(g);
-    POOL_T *restrict tmp = scratch + fnn_pool_rows(g) * span;
-    POOL_FN(fnn_pool_pad)(x, g, (POOL_T)-INFINITY, scratch, tmp);
-    for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
-        int64_t base = (oh * g->sh - g->ph) * g->width - g->pw;
-        const POOL_T *best = POOL_FN(fnn_pool_winners)(scratch, oh, g, tmp + span);
-        const POOL_T *code = best + fnn_pool_round(n);
-        memcpy(y + oh * n, best, n * sizeof(POOL_T));
-        for (ptrdiff_t ow = 0; ow < n; ow++)
-            indices[oh * n + ow] = base + ow * g->sw + (int64_t)code[ow];
+    ptrdiff_t n = g->out_w, n_blocks = fnn_pool_round(n), span = fnn_pool_span(g), rows = fnn_pool_rows(g);
+    ptrdiff_t outputs = g->out_h * n;
+    for (ptrdiff_t c = 0; c < rows * span; c++)
+        scratch[c] = -INFINITY;
+    for (ptrdiff_t p = 0; p < planes; p++) {
+        POOL_FN(fnn_pool_interior)(x + p * g->height * g->width, g, scratch);
+        const POOL_T *best = POOL_FN(fnn_pool_winners)(scratch, g, scratch + rows * span);
+        const POOL_T *code = best + g->out_h * n_blocks;
+        for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
+            int64_t base = (oh * g->sh - g->ph) * g->width - g->pw, *restrict out = indices + p * outputs + oh * n;
+            memcpy(y + p * outputs + oh * n, best + oh * n_blocks, n * sizeof(POOL_T));
+            for (ptrdiff_t ow = 0; ow < n; ow++)
+                out[ow] = base + ow * g->sw + (int64_t)code[oh * n_blocks + ow];
+        }
     }
 }
 
-/* dx of the max; scratch: fnn_pool_winners_scratch(g) elements. */
+/* dx of the max over `planes` planes; scratch: fnn_pool_winners_scratch(g) elements. */
 FNN_CLONES
 static void POOL_FN(fnn_pool_max_backward)(const POOL_T *restrict dy, const POOL_T *restrict x, POOL_T *restrict dx,
-                                           const fnn_pool_geometry *g, POOL_T *restrict scratch)
+                                           ptrdiff_t planes, const fnn_pool_geometry *g, POOL_T *restrict scratch)
 {
-    ptrdiff_t n = g->out_w, span = fnn_pool_span(g);
-    POOL_T *restrict tmp = scratch + fnn_pool_rows(g) * span;
-    POOL_FN(fnn_pool_pad)(x, g, (POOL_T)-INFINITY, scratch, tmp);
-    memset(dx, 0, g->height * g->width * sizeof(POOL_T));
-    for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
-        POOL_T *d = dx + (oh * g->sh - g->ph) * g->width - g->pw;
-        const POOL_T *restrict grad = dy + oh * n;
-        const POOL_T *code = POOL_FN(fnn_pool_winners)(scratch, oh, g, tmp + span) + fnn_pool_round(n);
-        for (ptrdiff_t ow = 0; ow < n; ow++)
-            d[ow * g->sw + (ptrdiff_t)code[ow]] += grad[ow];
+    ptrdiff_t n = g->out_w, n_blocks = fnn_pool_round(n), span = fnn_pool_span(g), rows = fnn_pool_rows(g);
+    ptrdiff_t size = g->height * g->width;
+    for (ptrdiff_t c = 0; c < rows * span; c++)
+        scratch[c] = -INFINITY;
+    for (ptrdiff_t p = 0; p < planes; p++) {
+        POOL_T *restrict dplane = dx + p * size;
+        POOL_FN(fnn_pool_interior)(x + p * size, g, scratch);
+        const POOL_T *code = POOL_FN(fnn_pool_winners)(scratch, g, scratch + rows * span) + g->out_h * n_blocks;
+        memset(dplane, 0, size * sizeof(POOL_T));
+        for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
+            POOL_T *d = dplane + (oh * g->sh - g->ph) * g->width - g->pw;
+            const POOL_T *restrict grad = dy + (p * g->out_h + oh) * n, *restrict k = code + oh * n_blocks;
+            for (ptrdiff_t ow = 0; ow < n; ow++)
+                d[ow * g->sw + (ptrdiff_t)k[ow]] += grad[ow];
+        }
     }
 }
 
