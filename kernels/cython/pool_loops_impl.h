@@ -78,10 +78,12 @@ static inline void POOL_FN(fnn_pool_divide)(POOL_T *restrict row, ptrdiff_t oh, 
         rows = fnn_pool_count(oh * g->sh - g->ph, g->kh, g->height, g->ph, g->include_pad);
         lo = g->full_lo;
         hi = g->full_hi;
-        for (ow = 0; ow < g->out_w; ow++)  /* the clipped windows, at the ends of the row */
-            if (ow < lo || ow >= hi)
-                row[ow] = row[ow] / (POOL_T)(rows * fnn_pool_count(ow * g->sw - g->pw, g->kw, g->width, g->pw,
-                                                                  g->include_pad));
+        for (ow = 0; ow < lo; ow++)  /* the clipped windows, at the ends of the row */
+            row[ow] = row[ow] / (POOL_T)(rows * fnn_pool_count(ow * g->sw - g->pw, g->kw, g->width, g->pw,
+                                                              g->include_pad));
+        for (ow = hi; ow < g->out_w; ow++)
+            row[ow] = row[ow] / (POOL_T)(rows * fnn_pool_count(ow * g->sw - g->pw, g->kw, g->width, g->pw,
+                                                              g->include_pad));
         divisor = rows * g->kw;
     }
     for (ow = lo; ow < hi; ow++)
