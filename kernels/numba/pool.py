@@ -3,27 +3,41 @@
 Max follows PyTorch's rule: scanning a window in row-major order, a value wins if it is greater
 than the current maximum or is NaN (first maximum on ties, last NaN among NaNs); the meta function
 guarantees every window holds at least one element of x, so padding never wins. A window element
-(i, j) of output (oh, ow) is x[oh * sh - ph + i * dh, ow * sw - pw + j * dw]; windows are clipped
-to x, so ceil_mode's last windows (hanging past the end) need nothing special in the generic loops.
-Winners' indices are flat in the plane (ih * W + iw, torch's return_indices), found a row of windows
-at a time; the max backward recomputes the winners from x, window by window.
-2x2 stride 2 (unpadded, undilated) has its own loops for max and average, which vectorize, over the
-windows wholly inside x; ceil_mode's hanging last row and column (one element of x across) follow
-per plane, while it is in cache (a helper call: inside the row loop they slowed it 2x). Their
-backwards write every dx element exactly once. Other backwards zero a plane while it is in cache and
-add into it (the max one has the interior windows of 3x3 stride 2 unrolled; a 3x3 forward special
-case measured slower here than the generic row-at-a-time loop, so there is none).
+(i, j) of output (oh, ow) is x[oh * sh - ph + i * dh, ow * sw - pw + j * dw]. Wp = (out_w - 1) * sw
++ kw is the padded width the windows span (ceil_mode's may hang past the padding), Hp likewise.
+
+Undilated windows (every kernel size, stride, padding, ceil_mode) run on long unclipped loops, with
+per-thread scratch from the dispatcher's workspace (`<op>_workspace`; a chunk of planes per thread,
+each chunk's slots on cache lines of their own):
+- max values: per output row, the rows of x it covers reduced vertically into a row buffer (x's
+  columns at pw, -inf around them), then horizontally, y[oh, ow] = max_j buf[ow * sw + j]. Exact
+  for values: NaN if any element is NaN, else the maximum, whatever the order.
+- max winners (return_indices, and the backward, which recomputes them from x): the plane padded
+  with -inf is split into its sh * sw phase planes (padded element (r, c) at phase (r % sh, c % sw),
+  position (r // sh, c // sw)); there every window offset (i, j) is one contiguous pass over all the
+  windows of the plane (outputs at a pitch of the phase width, the columns past out_w scratch):
+  selects in (i, j) row-major order keep torch's winner and its offset i * W + j. Windows of -inf
+  only get torch's index, their first element of x. Stride 1 unpadded windows read x in place. The
+  backward zeroes a plane of dx while it is in cache and adds each window's dy at its winner.
+- average: the max values' scheme with sums, then torch's divisors (the interior windows by one);
+  the backward spreads each window's share (dy / divisor) over its columns in a row buffer and adds
+  its x part to each row of x the windows cover.
+Dilated windows keep loops clipped to x, a row of windows at a time one window offset at a time
+(the backward window by window). 2x2 stride 2 (unpadded, undilated) has its own loops for max and
+average values, which vectorize, over the windows wholly inside x; ceil_mode's hanging last row and
+column (one element of x across) follow per plane, while it is in cache (a helper call: inside the
+row loop they slowed it 2x). Their backwards write every dx element exactly once.
 Average divisors are torch's CPU kernel's: the window clipped to the padded input
 (count_include_pad) or to x, or divisor_override (divisor != 0).
 
 Signatures follow the contract (fastnn/_ops.Plan and fastnn/pool.py): inputs, outputs, the
-parameters, n_threads; the dispatcher sets Numba's thread count to n_threads, the prange loops over
-planes use it.
+parameters, n_threads (and workspace=, sized by `<op>_workspace`); the dispatcher sets Numba's
+thread count to n_threads, the prange loops over planes (or chunks of planes) use it.
 """
 import numpy as np
 from numba import njit, prange
 
-from ._common import PARALLEL, SERIAL
+from ._common import PARALLEL, SERIAL, chunk
 
 
 def _planes(a):
@@ -72,6 +86,105 @@ def _count(start, k, size, pad, include_pad):
     return min(start + k, hi) - max(start, lo)
 
 
+# --- per-thread scratch (undilated paths) -------------------------------------------------------
+
+_LINE = 64  # bytes: each thread's scratch starts on a cache line of its own (sharing lines ran 2-3x slower)
+
+
+def _span(out, s, k, size, p):
+    """(the padded extent the windows span, (out - 1) * s + k; a row buffer's length, which also
+    holds x's columns at p)."""
+    spanned = (out - 1) * s + k
+    return spanned, max(spanned, p + size)
+
+
+def _line(elements, itemsize):
+    per_line = _LINE // itemsize
+    return -(-elements // per_line) * per_line
+
+
+def _slots(x, n_threads):
+    """Scratch slots: one per chunk of planes, min(n_threads, planes) chunks (at least one)."""
+    return max(1, min(n_threads, x.size // (x.shape[-2] * x.shape[-1])))
+
+
+def _scratch_elements(sizes, x, n_threads):
+    """Workspace elements for a slot of each size per chunk, line-aligned (the slack aligns the start)."""
+    per_slot = sum(_line(s, x.itemsize) for s in sizes)
+    return _slots(x, n_threads) * per_slot + _LINE // x.itemsize if sizes else 0
+
+
+def _carve(workspace, sizes, x, n_threads):
+    """One (slots, >= size) array per size from the workspace, each row (a chunk's slot) on cache lines
+    of its own."""
+    slots, itemsize = _slots(x, n_threads), workspace.itemsize
+    start = (-workspace.ctypes.data % _LINE) // itemsize
+    arrays = []
+    for size in sizes:
+        width = _line(size, itemsize)
+        arrays.append(workspace[start:start + slots * width].reshape(slots, width))
+        start += slots * width
+    return arrays
+
+
+def _codes(scratch):
+    """A float scratch array as integers of its width: window offsets i * W + j, exact there (below
+    kh * W <= the padded plane's size <= 2^31 - 1), in the data's lanes (selects beside float32 ran
+    several times faster on int32 than on int64)."""
+    return scratch.view(np.int32 if scratch.itemsize == 4 else np.int64)
+
+
+# --- row helpers (undilated paths): long contiguous loops, selects, no clipping ------------------
+
+@njit(inline="always")
+def _max_into(acc, src):
+    """acc = max(acc, src) elementwise by torch's rule (NaN wins)."""
+    for i in range(acc.shape[0]):
+        v = src[i]
+        b = acc[i]
+        acc[i] = v if (v > b) | (v != v) else b
+
+
+@njit(inline="always")
+def _add_into(acc, src):
+    for i in range(acc.shape[0]):
+        acc[i] += src[i]
+
+
+@njit(inline="always")
+def _max_taps(buf, out, kw, s):
+    """out[ow] = max over j < kw of buf[ow * s + j] (NaN wins); s a literal at the call: LLVM
+    vectorizes its strided loads."""
+    for ow in range(out.shape[0]):
+        out[ow] = buf[ow * s]
+    for j in range(1, kw):
+        taps = buf[j:]
+        for ow in range(out.shape[0]):
+            v = taps[ow * s]
+            b = out[ow]
+            out[ow] = v if (v > b) | (v != v) else b
+
+
+@njit(inline="always")
+def _sum_taps(buf, out, kw, s):
+    """out[ow] = sum over j < kw of buf[ow * s + j]."""
+    for ow in range(out.shape[0]):
+        out[ow] = buf[ow * s]
+    for j in range(1, kw):
+        taps = buf[j:]
+        for ow in range(out.shape[0]):
+            out[ow] += taps[ow * s]
+
+
+@njit(inline="always")
+def _spread_taps(share, buf, kw, s):
+    """buf[ow * s + j] += share[ow] for every j < kw (buf zero before)."""
+    for j in range(kw):
+        taps = buf[j:]
+        for ow in range(share.shape[0]):
+            taps[ow * s] += share[ow]
+
+
 # --- max ----------------------------------------------------------------------------------------
 
 @njit(**PARALLEL)
@@ -100,17 +213,6 @@ def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
     """(ih, iw) of one window's winner, scanning in row-major order with selects (no branches)."""
     height, width = plane.shape
     h0, w0 = oh * sh - ph, ow * sw - pw
-    if dh == 1 and dw == 1:  # loops over x's rows and columns: no tap arithmetic (measured ~15% faster)
-        h_lo, w_lo = max(h0, 0), max(w0, 0)
-        best, best_h, best_w = plane[h_lo, w_lo], h_lo, w_lo
-        for ih in range(h_lo, min(h0 + kh, height)):
-            for iw in range(w_lo, min(w0 + kw, width)):
-                v = plane[ih, iw]
-                wins = (v > best) | (v != v)
-                best = v if wins else best
-                best_h = ih if wins else best_h
-                best_w = iw if wins else best_w
-        return best_h, best_w
     i_lo, i_hi = _taps(h0, kh, dh, height)
     j_lo, j_hi = _taps(w0, kw, dw, width)
     best_h, best_w = h0 + i_lo * dh, w0 + j_lo * dw
@@ -230,14 +332,214 @@ def _max_pool2d_2x2(x, y):
             _max_2x2_hanging(x[p], y[p], full_h, full_w)
 
 
-def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
-    if indices is not None:
-        _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), kh, kw, sh, sw, ph, pw, dh, dw,
-                            _offsets_exact(x, kh, kw, dh, dw))
-    elif _is_2x2_s2(kh, kw, sh, sw, ph, pw, dh, dw):
-        _max_pool2d_2x2(_planes(x), _planes(y))
+@njit(**PARALLEL)
+def _max_pool2d_rows(x, y, scratch, kh, kw, sh, sw, ph, pw):
+    """Values only, undilated: per output row, its rows of x reduced vertically into the thread's row
+    buffer (x's columns at pw, -inf around them), then horizontally over each window's columns. The
+    order is exact for values: NaN if any element is NaN, else the maximum."""
+    height, width = x.shape[1], x.shape[2]
+    scratch[:, :] = -np.inf  # the padding around x's columns: never written below
+    slots = scratch.shape[0]  # a chunk of planes per thread, each with its own scratch
+    for t in prange(slots):
+        buf = scratch[t]
+        inner = buf[pw:pw + width]
+        lo, hi = chunk(t, slots, x.shape[0])
+        for p in range(lo, hi):
+            for oh in range(y.shape[1]):
+                h0 = oh * sh - ph
+                lo, hi = max(h0, 0), min(h0 + kh, height)  # at least one row (the meta function's rule)
+                inner[:] = x[p, lo]
+                for ih in range(lo + 1, hi):
+                    _max_into(inner, x[p, ih])
+                row = y[p, oh]
+                if sw == 1:  # literal strides: contiguous or deinterleaving vector loads
+                    _max_taps(buf, row, kw, 1)
+                elif sw == 2:
+                    _max_taps(buf, row, kw, 2)
+                else:
+                    _max_taps(buf, row, kw, sw)
+
+
+@njit(inline="always")
+def _argmax_taps(taps, best, code):
+    """One window offset (i, j) for every window at once, the offset i * W + j in code[n]: torch's rule
+    by selects (a value wins if greater or NaN)."""
+    n = best.shape[0]
+    this = code[n]
+    for q in range(n):
+        v = taps[q]
+        b = best[q]
+        wins = (v > b) | (v != v)
+        best[q] = v if wins else b
+        code[q] = this if wins else code[q]
+
+
+@njit(inline="always")
+def _strided_copy(src, dst, s):
+    """dst[k] = src[k * s]; s a literal at the call (LLVM vectorizes the strided loads), 0-based views
+    (Numba drops its negative-index checks)."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k * s]
+
+
+@njit(inline="always")
+def _deinterleave(src, even, odd, cols):
+    """even[k] = src[2k] and odd[k] = src[2k + 1] for src's first cols elements, in one loop (an
+    interleaved load group: measured 3x faster than a strided copy per phase)."""
+    for k in range(cols // 2):
+        even[k] = src[2 * k]
+        odd[k] = src[2 * k + 1]
+    if cols % 2:
+        even[cols // 2] = src[cols - 1]
+
+
+@njit(**SERIAL)
+def _split_phases(plane, phases, hp, wp, sh, sw, ph, pw, hph, wph):
+    """x's plane written into the sh * sw phase planes (hph, wph) of x padded with -inf: padded element
+    (r, c) at phase (r % sh, c % sw), position (r // sh, c // sw); the padding (-inf) is written once per
+    call, and x is clipped to the part the windows reach. Phases and positions are counted, not divided
+    (divisions per row and phase took most of the time)."""
+    rows, cols = min(plane.shape[0], hp - ph), min(plane.shape[1], wp - pw)
+    count, longer = cols // sw, cols % sw  # x's columns per phase: the first `longer` phases have one more
+    size = hph * wph
+    mi, ri = ph % sh, ph // sh
+    for ih in range(rows):
+        src, row = plane[ih], phases[mi * sw * size + ri * wph:]
+        if sw == 1:
+            _strided_copy(src, row[pw:pw + cols], 1)
+        elif sw == 2:  # x's even columns go to phase pw % 2, its odd ones to the other
+            first, second = row[(pw % 2) * size + pw // 2:], row[((pw + 1) % 2) * size + (pw + 1) // 2:]
+            _deinterleave(src, first, second, cols)
+        else:
+            mj, cj = pw % sw, pw // sw
+            for iw in range(min(sw, cols)):
+                start = mj * size + cj
+                _strided_copy(src[iw:], row[start:start + count + (1 if iw < longer else 0)], sw)
+                mj += 1
+                if mj == sw:
+                    mj, cj = 0, cj + 1
+        mi += 1
+        if mi == sh:
+            mi, ri = 0, ri + 1
+
+
+@njit(**SERIAL)
+def _winners(plane, phases, best, code, kh, kw, sh, sw, ph, pw, hph, wph, out_h, out_w):
+    """Every window's maximum and its offset i * W + j from the window's corner (W: x's width), scanning
+    (i, j) in row-major order (torch's rule), into best[q] and code[q] for output (oh, ow) at
+    q = oh * pitch + ow. Each (i, j) is one contiguous pass over all windows: in the phase planes
+    (_split_phases) the taps of the windows at pitch apart are contiguous; the columns past out_w are
+    scratch. hph 0: the windows lie inside x (stride 1, unpadded), read in place (pitch W). A window of
+    -inf only keeps torch's index, its first element of x (padding never wins)."""
+    height, width = plane.shape
+    if hph:
+        _split_phases(plane, phases, (out_h - 1) * sh + kh, (out_w - 1) * sw + kw, sh, sw, ph, pw, hph, wph)
+        src, pitch, phase = phases, wph, hph * wph
     else:
-        _max_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, dh, dw)
+        src, pitch, phase = plane.reshape(height * width), width, height * width
+    n = (out_h - 1) * pitch + out_w
+    best[:n] = -np.inf
+    code[:n] = 0
+    for i in range(kh):
+        for j in range(kw):
+            start = ((i % sh) * sw + j % sw) * phase + (i // sh) * pitch + j // sw
+            code[n] = i * width + j  # the slot past the windows: the offset in code's dtype
+            _argmax_taps(src[start:start + n], best[:n], code)
+    top_rows, left_cols = min(-(-ph // sh), out_h), min(-(-pw // sw), out_w)
+    for oh in range(out_h):  # only windows over the top or left padding have a first element of x past their corner
+        top = max(ph - oh * sh, 0) * width
+        for ow in range(out_w if oh < top_rows else left_cols):
+            q = oh * pitch + ow
+            code[q] = top + max(pw - ow * sw, 0) if best[q] == -np.inf else code[q]
+    return pitch
+
+
+@njit(**PARALLEL)
+def _max_pool2d_argmax(x, y, indices, phases, best, code, kh, kw, sh, sw, ph, pw, hph, wph):
+    """Values and indices, undilated: every window's winner (_winners), as a flat index in x's plane."""
+    width = x.shape[2]
+    out_h, out_w = y.shape[1], y.shape[2]
+    phases[:, :] = -np.inf  # the padding: _split_phases writes x's part only
+    slots = phases.shape[0]  # a chunk of planes per thread, each with its own scratch
+    for t in prange(slots):
+        maxima, offsets = best[t], code[t]
+        lo, hi = chunk(t, slots, x.shape[0])
+        for p in range(lo, hi):
+            pitch = _winners(x[p], phases[t], maxima, offsets, kh, kw, sh, sw, ph, pw, hph, wph, out_h, out_w)
+            for oh in range(out_h):
+                base = (oh * sh - ph) * width - pw
+                row, index, m, c = y[p, oh], indices[p, oh], maxima[oh * pitch:], offsets[oh * pitch:]
+                for ow in range(out_w):
+                    row[ow] = m[ow]
+                    index[ow] = base + ow * sw + c[ow]
+
+
+@njit(**PARALLEL)
+def _max_pool2d_backward_rows(dy, x, dx, phases, best, code, kh, kw, sh, sw, ph, pw, hph, wph):
+    """Undilated: the forward's winners (_winners), then each window's dy added at its winner in the
+    plane of dx (zeroed while in cache; dx as (P, H * W))."""
+    width = x.shape[2]
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    phases[:, :] = -np.inf
+    slots = phases.shape[0]  # a chunk of planes per thread, each with its own scratch
+    for t in prange(slots):
+        maxima, offsets = best[t], code[t]
+        lo, hi = chunk(t, slots, x.shape[0])
+        for p in range(lo, hi):
+            flat = dx[p]
+            pitch = _winners(x[p], phases[t], maxima, offsets, kh, kw, sh, sw, ph, pw, hph, wph, out_h, out_w)
+            flat[:] = 0
+            for oh in range(out_h):
+                base = (oh * sh - ph) * width - pw
+                grad, c = dy[p, oh], offsets[oh * pitch:]
+                for ow in range(out_w):
+                    flat[base + ow * sw + c[ow]] += grad[ow]
+
+
+def _phase_shape(x, out_shape, kh, kw, sh, sw, ph, pw):
+    """(hph, wph) of the sh * sw phase planes of x padded with -inf the argmax paths read; (0, 0) where
+    the windows lie inside x (stride 1, unpadded, none hanging) and read x itself."""
+    hp, _ = _span(out_shape[-2], sh, kh, x.shape[-2], ph)
+    wp, _ = _span(out_shape[-1], sw, kw, x.shape[-1], pw)
+    if (sh, sw, ph, pw) == (1, 1, 0, 0) and hp <= x.shape[-2] and wp <= x.shape[-1]:
+        return 0, 0
+    return -(-hp // sh), -(-wp // sw)
+
+
+def _max_scratch(x, out_shape, params, indices, backward):
+    """The undilated paths' per-thread scratch sizes (none for the others): values only, a row buffer;
+    winners, the phase planes (0: x itself), the maxima and their offsets (a slot more), at pitch apart."""
+    kh, kw, sh, sw, ph, pw, dh, dw = params
+    if (dh, dw) != (1, 1) or (_is_2x2_s2(*params) and (backward or not indices)):
+        return []
+    if not (indices or backward):
+        return [_span(out_shape[-1], sw, kw, x.shape[-1], pw)[1]]
+    hph, wph = _phase_shape(x, out_shape, kh, kw, sh, sw, ph, pw)
+    windows = out_shape[-2] * (wph if hph else x.shape[-1])
+    return [sh * sw * hph * wph, windows, windows + 1]
+
+
+def max_pool2d_workspace(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+    sizes = _max_scratch(x, y.shape, (kh, kw, sh, sw, ph, pw, dh, dw), indices is not None, False)
+    return _scratch_elements(sizes, x, n_threads)
+
+
+def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspace):
+    params = (kh, kw, sh, sw, ph, pw, dh, dw)
+    sizes = _max_scratch(x, y.shape, params, indices is not None, False)
+    if indices is None and _is_2x2_s2(*params):
+        _max_pool2d_2x2(_planes(x), _planes(y))
+    elif not sizes:  # dilated
+        if indices is None:
+            _max_pool2d(_planes(x), _planes(y), *params)
+        else:
+            _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), *params, _offsets_exact(x, kh, kw, dh, dw))
+    elif indices is None:
+        _max_pool2d_rows(_planes(x), _planes(y), *_carve(workspace, sizes, x, n_threads), kh, kw, sh, sw, ph, pw)
+    else:
+        phases, best, code = _carve(workspace, sizes, x, n_threads)
+        _max_pool2d_argmax(_planes(x), _planes(y), _planes(indices), phases, best, _codes(code), kh, kw, sh, sw, ph, pw,
+                           *_phase_shape(x, y.shape, kh, kw, sh, sw, ph, pw))
 
 
 @njit(**PARALLEL)
@@ -247,51 +549,6 @@ def _max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
         for oh in range(dy.shape[1]):
             for ow in range(dy.shape[2]):  # window by window (measured faster here than _argmax_row's rows)
                 ih, iw = _window_argmax(x[p], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
-                dx[p, ih, iw] += dy[p, oh, ow]
-
-
-@njit(**SERIAL)
-def _interior_3x3(oh, ph, pw, height, width, out_w):
-    """The windows [lo, hi) of row oh wholly inside the input (3x3, stride 2); empty if none."""
-    h0 = 2 * oh - ph
-    last = width - 3 + pw
-    lo = (pw + 1) // 2
-    hi = min(last // 2 + 1, out_w) if last >= 0 else 0
-    if h0 < 0 or h0 + 3 > height or hi < lo:
-        hi = lo
-    return lo, hi
-
-
-@njit(**PARALLEL)
-def _max_pool2d_backward_3x3(dy, x, dx, ph, pw):
-    height, width = x.shape[1], x.shape[2]
-    out_w = dy.shape[2]
-    for p in prange(x.shape[0]):
-        offset = np.empty(out_w, np.int32)
-        dx[p] = 0  # this plane only: it stays in cache for the adds below
-        for oh in range(dy.shape[1]):
-            lo, hi = _interior_3x3(oh, ph, pw, height, width, out_w)
-            if hi > lo:
-                h0 = 2 * oh - ph
-                block = x[p, h0:h0 + 3, 2 * lo - pw:]
-                # The winners' offsets 3 * i + j first (a loop that vectorizes), then the adds.
-                for ow in range(hi - lo):
-                    best = block[0, 2 * ow]
-                    k = np.int32(0)
-                    for i in range(3):
-                        for j in range(3):
-                            v = block[i, 2 * ow + j]
-                            wins = (v > best) | (v != v)
-                            best = v if wins else best
-                            k = np.int32(3 * i + j) if wins else k
-                    offset[ow] = k
-                for ow in range(hi - lo):
-                    i, j = divmod(offset[ow], 3)
-                    dx[p, h0 + i, 2 * (lo + ow) - pw + j] += dy[p, oh, lo + ow]
-            for ow in range(out_w):  # border windows (ceil_mode's hanging ones too), clipped to x
-                if lo <= ow < hi:
-                    continue
-                ih, iw = _window_argmax(x[p], oh, ow, 3, 3, 2, 2, ph, pw, 1, 1)
                 dx[p, ih, iw] += dy[p, oh, ow]
 
 
@@ -351,13 +608,23 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
             _max_2x2_hanging_backward(dy[p], x[p], dx[p], full_h, full_w)
 
 
-def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
-    if _is_2x2_s2(kh, kw, sh, sw, ph, pw, dh, dw):
+def max_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
+    sizes = _max_scratch(x, dy.shape, (kh, kw, sh, sw, ph, pw, dh, dw), False, True)
+    return _scratch_elements(sizes, x, n_threads)
+
+
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspace):
+    params = (kh, kw, sh, sw, ph, pw, dh, dw)
+    sizes = _max_scratch(x, dy.shape, params, False, True)
+    if _is_2x2_s2(*params):
         _max_pool2d_backward_2x2(_planes(dy), _planes(x), _planes(dx), x.dtype.type(0))
-    elif (kh, kw, sh, sw, dh, dw) == (3, 3, 2, 2, 1, 1):
-        _max_pool2d_backward_3x3(_planes(dy), _planes(x), _planes(dx), ph, pw)
+    elif not sizes:  # dilated
+        _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), *params)
     else:
-        _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), kh, kw, sh, sw, ph, pw, dh, dw)
+        phases, best, code = _carve(workspace, sizes, x, n_threads)
+        planes = _planes(x)
+        _max_pool2d_backward_rows(_planes(dy), planes, dx.reshape(planes.shape[0], planes.shape[1] * planes.shape[2]), phases, best, _codes(code),
+                                  kh, kw, sh, sw, ph, pw, *_phase_shape(x, dy.shape, kh, kw, sh, sw, ph, pw))
 
 
 # --- average ------------------------------------------------------------------------------------
@@ -381,21 +648,32 @@ def _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, div
 
 
 @njit(**PARALLEL)
-def _avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor):
+def _avg_pool2d_rows(x, y, scratch, kh, kw, sh, sw, ph, pw, include_pad, divisor):
+    """Per output row: its rows of x summed vertically into the thread's row buffer (x's columns at pw,
+    zeros around them), then horizontally over each window's columns, then torch's divisors."""
     height, width = x.shape[1], x.shape[2]
-    out_h, out_w = y.shape[1], y.shape[2]
-    full_lo, full_hi = _full_columns(kw, sw, pw, width, out_w, include_pad)
-    for p in prange(x.shape[0]):
-        for oh in range(out_h):
-            row = y[p, oh]  # sums a row of windows, one offset at a time
-            row[:] = 0
-            for ih in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)):
-                src = x[p, ih]
-                for j in range(kw):
-                    lo, hi = _columns(j, sw, pw, width, out_w)
-                    for ow in range(lo, hi):
-                        row[ow] += src[ow * sw - pw + j]
-            _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
+    full_lo, full_hi = _full_columns(kw, sw, pw, width, y.shape[2], include_pad)
+    scratch[:, :] = 0  # the padding around x's columns: never written below
+    slots = scratch.shape[0]  # a chunk of planes per thread, each with its own scratch
+    for t in prange(slots):
+        buf = scratch[t]
+        inner = buf[pw:pw + width]
+        lo, hi = chunk(t, slots, x.shape[0])
+        for p in range(lo, hi):
+            for oh in range(y.shape[1]):
+                h0 = oh * sh - ph
+                lo, hi = max(h0, 0), min(h0 + kh, height)
+                inner[:] = x[p, lo]
+                for ih in range(lo + 1, hi):
+                    _add_into(inner, x[p, ih])
+                row = y[p, oh]
+                if sw == 1:  # literal strides: contiguous or deinterleaving vector loads
+                    _sum_taps(buf, row, kw, 1)
+                elif sw == 2:
+                    _sum_taps(buf, row, kw, 2)
+                else:
+                    _sum_taps(buf, row, kw, sw)
+                _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
 
 
 @njit(**SERIAL)
@@ -429,30 +707,54 @@ def _avg_pool2d_2x2(x, y, quarter):
             _avg_2x2_hanging(x[p], y[p], full_h, full_w, quarter * 2)
 
 
-def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
-    if _is_2x2_s2(kh, kw, sh, sw, ph, pw) and divisor == 0:
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads, workspace):
+    sizes = _avg_scratch(x, y.shape, kh, kw, sh, sw, ph, pw, divisor, False)
+    if not sizes:
         _avg_pool2d_2x2(_planes(x), _planes(y), x.dtype.type(0.25))
     else:
-        _avg_pool2d(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, include_pad, divisor)
+        _avg_pool2d_rows(_planes(x), _planes(y), *_carve(workspace, sizes, x, n_threads), kh, kw, sh, sw, ph, pw,
+                         include_pad, divisor)
 
 
 @njit(**PARALLEL)
-def _avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    height, width = dx.shape[1], dx.shape[2]
-    out_h, out_w = dy.shape[1], dy.shape[2]
+def _avg_pool2d_backward_rows(dy, dx, shares, spread, kh, kw, sh, sw, ph, pw, include_pad, divisor):
+    """Per output row: each window's share (dy / its divisor) spread over its columns in the thread's
+    row buffer, whose x part is then added to each row of x the windows cover (dx's plane zeroed while
+    in cache)."""
+    height, width, out_w = dx.shape[1], dx.shape[2], dy.shape[2]
     full_lo, full_hi = _full_columns(kw, sw, pw, width, out_w, include_pad)
-    for p in prange(dx.shape[0]):
-        share = np.empty(out_w, dx.dtype)  # each window's dy / divisor
-        dx[p, :, :] = 0  # this plane only: it stays in cache for the adds below
-        for oh in range(out_h):
-            share[:] = dy[p, oh]
-            _divide_row(share, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
-            for ih in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)):
-                dst = dx[p, ih]
-                for j in range(kw):
-                    lo, hi = _columns(j, sw, pw, width, out_w)
-                    for ow in range(lo, hi):
-                        dst[ow * sw - pw + j] += share[ow]
+    slots = shares.shape[0]  # a chunk of planes per thread, each with its own scratch
+    for t in prange(slots):
+        share, buf = shares[t, :out_w], spread[t]
+        inner = buf[pw:pw + width]
+        lo, hi = chunk(t, slots, dx.shape[0])
+        for p in range(lo, hi):
+            dx[p, :, :] = 0
+            for oh in range(dy.shape[1]):
+                share[:] = dy[p, oh]
+                _divide_row(share, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
+                buf[:] = 0
+                if sw == 1:
+                    _spread_taps(share, buf, kw, 1)
+                elif sw == 2:
+                    _spread_taps(share, buf, kw, 2)
+                else:
+                    _spread_taps(share, buf, kw, sw)
+                h0 = oh * sh - ph
+                for ih in range(max(h0, 0), min(h0 + kh, height)):
+                    _add_into(dx[p, ih], inner)
+
+
+def _avg_scratch(x, out_shape, kh, kw, sh, sw, ph, pw, divisor, backward):
+    """Per-thread scratch sizes: a row buffer (and backward, the shares); none for 2x2 stride 2."""
+    if _is_2x2_s2(kh, kw, sh, sw, ph, pw) and divisor == 0:
+        return []
+    row = _span(out_shape[-1], sw, kw, x.shape[-1], pw)[1]
+    return [out_shape[-1], row] if backward else [row]
+
+
+def avg_pool2d_workspace(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
+    return _scratch_elements(_avg_scratch(x, y.shape, kh, kw, sh, sw, ph, pw, divisor, False), x, n_threads)
 
 
 @njit(**SERIAL)
@@ -492,8 +794,14 @@ def _avg_pool2d_backward_2x2(dy, dx, quarter):
             _avg_2x2_hanging_backward(dy[p], dx[p], full_h, full_w, quarter * 2)
 
 
-def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
-    if _is_2x2_s2(kh, kw, sh, sw, ph, pw) and divisor == 0:
+def avg_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
+    return _scratch_elements(_avg_scratch(x, dy.shape, kh, kw, sh, sw, ph, pw, divisor, True), x, n_threads)
+
+
+def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads, workspace):
+    sizes = _avg_scratch(x, dy.shape, kh, kw, sh, sw, ph, pw, divisor, True)
+    if not sizes:
         _avg_pool2d_backward_2x2(_planes(dy), _planes(dx), x.dtype.type(0.25))
     else:
-        _avg_pool2d_backward(_planes(dy), _planes(dx), kh, kw, sh, sw, ph, pw, include_pad, divisor)
+        _avg_pool2d_backward_rows(_planes(dy), _planes(dx), *_carve(workspace, sizes, x, n_threads), kh, kw, sh, sw, ph,
+                                  pw, include_pad, divisor)
