@@ -45,6 +45,11 @@ def _planes(a):
     return a.reshape(-1, a.shape[-2], a.shape[-1])
 
 
+def _flat(a):
+    """(N, C, H, W) or (C, H, W) as (P, H * W): the undilated loops index planes flat."""
+    return a.reshape(-1, a.shape[-2] * a.shape[-1])
+
+
 def _is_2x2_s2(kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     return (kh, kw, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
 
@@ -137,52 +142,79 @@ def _codes(scratch):
 # --- row helpers (undilated paths): long contiguous loops, selects, no clipping ------------------
 
 @njit(inline="always")
-def _max_into(acc, src):
-    """acc = max(acc, src) elementwise by torch's rule (NaN wins)."""
-    for i in range(acc.shape[0]):
-        v = src[i]
-        b = acc[i]
-        acc[i] = v if (v > b) | (v != v) else b
+def _strided_copy(src, so, dst, do, n, s):
+    """dst[do + k] = src[so + k * s] for k < n; s a literal at the call (LLVM vectorizes the strided
+    loads). Unsigned indices: Numba drops its negative-index checks without a view per row (their
+    reference counting cost ~10 ns a row)."""
+    for k in range(n):
+        dst[np.uint64(do + k)] = src[np.uint64(so + k * s)]
 
 
 @njit(inline="always")
-def _add_into(acc, src):
-    for i in range(acc.shape[0]):
-        acc[i] += src[i]
+def _max_into(acc, ao, src, so, n):
+    """acc[ao + i] = max(acc[ao + i], src[so + i]) for i < n, by torch's rule (NaN wins). Unsigned
+    indices, here and below: no negative-index checks (the loops vectorize) and no view per row (a
+    view's reference counting cost ~10 ns, several per row)."""
+    for i in range(n):
+        v = src[np.uint64(so + i)]
+        b = acc[np.uint64(ao + i)]
+        acc[np.uint64(ao + i)] = v if (v > b) | (v != v) else b
 
 
 @njit(inline="always")
-def _max_taps(buf, out, kw, s):
-    """out[ow] = max over j < kw of buf[ow * s + j] (NaN wins); s a literal at the call: LLVM
-    vectorizes its strided loads."""
-    for ow in range(out.shape[0]):
-        out[ow] = buf[ow * s]
+def _add_into(acc, ao, src, so, n):
+    for i in range(n):
+        acc[np.uint64(ao + i)] += src[np.uint64(so + i)]
+
+
+@njit(inline="always")
+def _max_taps(buf, out, oo, n, kw, s):
+    """out[oo + ow] = max over j < kw of buf[ow * s + j] for ow < n (NaN wins); s a literal at the call:
+    LLVM vectorizes its strided loads."""
+    for ow in range(n):
+        out[np.uint64(oo + ow)] = buf[np.uint64(ow * s)]
     for j in range(1, kw):
-        taps = buf[j:]
-        for ow in range(out.shape[0]):
-            v = taps[ow * s]
-            b = out[ow]
-            out[ow] = v if (v > b) | (v != v) else b
+        for ow in range(n):
+            v = buf[np.uint64(ow * s + j)]
+            b = out[np.uint64(oo + ow)]
+            out[np.uint64(oo + ow)] = v if (v > b) | (v != v) else b
 
 
 @njit(inline="always")
-def _sum_taps(buf, out, kw, s):
-    """out[ow] = sum over j < kw of buf[ow * s + j]."""
-    for ow in range(out.shape[0]):
-        out[ow] = buf[ow * s]
+def _sum_taps(buf, out, oo, n, kw, s):
+    """out[oo + ow] = sum over j < kw of buf[ow * s + j] for ow < n."""
+    for ow in range(n):
+        out[np.uint64(oo + ow)] = buf[np.uint64(ow * s)]
     for j in range(1, kw):
-        taps = buf[j:]
-        for ow in range(out.shape[0]):
-            out[ow] += taps[ow * s]
+        for ow in range(n):
+            out[np.uint64(oo + ow)] += buf[np.uint64(ow * s + j)]
+
+
+@njit(inline="always")
+def _halves(buf, halves, wp):
+    """buf[:wp]'s even columns into halves[:(wp + 1) // 2], its odd ones after them: stride 2's taps
+    become contiguous (strided loads of 3 taps per row cost 2x the whole forward)."""
+    _deinterleave(buf, 0, halves, 0, (wp + 1) // 2, wp)
+    return (wp + 1) // 2
+
+
+@njit(inline="always")
+def _interleave(halves, odd, buf, wp):
+    """_halves undone: buf[2k] = halves[k], buf[2k + 1] = halves[odd + k] for buf[:wp] (an interleaved
+    store group)."""
+    for k in range(wp // 2):
+        buf[np.uint64(2 * k)] = halves[np.uint64(k)]
+        buf[np.uint64(2 * k + 1)] = halves[np.uint64(odd + k)]
+    if wp % 2:
+        buf[wp - 1] = halves[wp // 2]
 
 
 @njit(inline="always")
 def _spread_taps(share, buf, kw, s):
     """buf[ow * s + j] += share[ow] for every j < kw (buf zero before)."""
     for j in range(kw):
-        taps = buf[j:]
         for ow in range(share.shape[0]):
-            taps[ow * s] += share[ow]
+            buf[np.uint64(ow * s + j)] += share[ow]
 
 
 # --- max ----------------------------------------------------------------------------------------
@@ -333,31 +365,33 @@ def _max_pool2d_2x2(x, y):
 
 
 @njit(**PARALLEL)
-def _max_pool2d_rows(x, y, scratch, kh, kw, sh, sw, ph, pw):
-    """Values only, undilated: per output row, its rows of x reduced vertically into the thread's row
-    buffer (x's columns at pw, -inf around them), then horizontally over each window's columns. The
-    order is exact for values: NaN if any element is NaN, else the maximum."""
-    height, width = x.shape[1], x.shape[2]
+def _max_pool2d_rows(x, y, scratch, scratch_halves, height, out_w, kh, kw, sh, sw, ph, pw):
+    """Values only, undilated, x as (P, H * W), y as (P, Ho * Wo): per output row, its rows of x reduced
+    vertically into the thread's row buffer (x's columns at pw, -inf around them), then horizontally
+    over each window's columns. Exact for values: NaN if any element is NaN, else the maximum."""
+    width, out_h, wp = x.shape[1] // height, y.shape[1] // out_w, (out_w - 1) * sw + kw
     scratch[:, :] = -np.inf  # the padding around x's columns: never written below
     slots = scratch.shape[0]  # a chunk of planes per thread, each with its own scratch
     for t in prange(slots):
-        buf = scratch[t]
-        inner = buf[pw:pw + width]
-        lo, hi = chunk(t, slots, x.shape[0])
-        for p in range(lo, hi):
-            for oh in range(y.shape[1]):
+        buf, halves = scratch[t], scratch_halves[t]
+        first, last = chunk(t, slots, x.shape[0])
+        for p in range(first, last):
+            xp, yp = x[p], y[p]
+            for oh in range(out_h):
                 h0 = oh * sh - ph
                 lo, hi = max(h0, 0), min(h0 + kh, height)  # at least one row (the meta function's rule)
-                inner[:] = x[p, lo]
+                _strided_copy(xp, lo * width, buf, pw, width, 1)
                 for ih in range(lo + 1, hi):
-                    _max_into(inner, x[p, ih])
-                row = y[p, oh]
-                if sw == 1:  # literal strides: contiguous or deinterleaving vector loads
-                    _max_taps(buf, row, kw, 1)
-                elif sw == 2:
-                    _max_taps(buf, row, kw, 2)
+                    _max_into(buf, pw, xp, ih * width, width)
+                if sw == 1:  # a literal stride: contiguous loads
+                    _max_taps(buf, yp, oh * out_w, out_w, kw, 1)
+                elif sw == 2:  # tap j at halves[(j % 2) * odd + j // 2 + ow]
+                    odd = _halves(buf, halves, wp)
+                    _strided_copy(halves, 0, yp, oh * out_w, out_w, 1)
+                    for j in range(1, kw):
+                        _max_into(yp, oh * out_w, halves, (j % 2) * odd + j // 2, out_w)
                 else:
-                    _max_taps(buf, row, kw, sw)
+                    _max_taps(buf, yp, oh * out_w, out_w, kw, sw)
 
 
 @njit(inline="always")
@@ -375,22 +409,14 @@ def _argmax_taps(taps, best, code):
 
 
 @njit(inline="always")
-def _strided_copy(src, dst, s):
-    """dst[k] = src[k * s]; s a literal at the call (LLVM vectorizes the strided loads), 0-based views
-    (Numba drops its negative-index checks)."""
-    for k in range(dst.shape[0]):
-        dst[k] = src[k * s]
-
-
-@njit(inline="always")
-def _deinterleave(src, even, odd, cols):
-    """even[k] = src[2k] and odd[k] = src[2k + 1] for src's first cols elements, in one loop (an
-    interleaved load group: measured 3x faster than a strided copy per phase)."""
+def _deinterleave(src, so, dst, even, odd, cols):
+    """dst[even + k] = src[so + 2k] and dst[odd + k] = src[so + 2k + 1] for cols elements of src, in one
+    loop (an interleaved load group: measured 3x faster than a strided copy per phase)."""
     for k in range(cols // 2):
-        even[k] = src[2 * k]
-        odd[k] = src[2 * k + 1]
+        dst[np.uint64(even + k)] = src[np.uint64(so + 2 * k)]
+        dst[np.uint64(odd + k)] = src[np.uint64(so + 2 * k + 1)]
     if cols % 2:
-        even[cols // 2] = src[cols - 1]
+        dst[np.uint64(even + cols // 2)] = src[np.uint64(so + cols - 1)]
 
 
 @njit(**SERIAL)
@@ -399,22 +425,23 @@ def _split_phases(plane, phases, hp, wp, sh, sw, ph, pw, hph, wph):
     (r, c) at phase (r % sh, c % sw), position (r // sh, c // sw); the padding (-inf) is written once per
     call, and x is clipped to the part the windows reach. Phases and positions are counted, not divided
     (divisions per row and phase took most of the time)."""
-    rows, cols = min(plane.shape[0], hp - ph), min(plane.shape[1], wp - pw)
+    height, width = plane.shape
+    flat = plane.reshape(height * width)
+    rows, cols = min(height, hp - ph), min(width, wp - pw)
     count, longer = cols // sw, cols % sw  # x's columns per phase: the first `longer` phases have one more
     size = hph * wph
     mi, ri = ph % sh, ph // sh
     for ih in range(rows):
-        src, row = plane[ih], phases[mi * sw * size + ri * wph:]
+        so, row = ih * width, mi * sw * size + ri * wph
         if sw == 1:
-            _strided_copy(src, row[pw:pw + cols], 1)
+            _strided_copy(flat, so, phases, row + pw, cols, 1)
         elif sw == 2:  # x's even columns go to phase pw % 2, its odd ones to the other
-            first, second = row[(pw % 2) * size + pw // 2:], row[((pw + 1) % 2) * size + (pw + 1) // 2:]
-            _deinterleave(src, first, second, cols)
+            _deinterleave(flat, so, phases, row + (pw % 2) * size + pw // 2, row + ((pw + 1) % 2) * size + (pw + 1) // 2,
+                          cols)
         else:
             mj, cj = pw % sw, pw // sw
             for iw in range(min(sw, cols)):
-                start = mj * size + cj
-                _strided_copy(src[iw:], row[start:start + count + (1 if iw < longer else 0)], sw)
+                _strided_copy(flat, so + iw, phases, row + mj * size + cj, count + (1 if iw < longer else 0), sw)
                 mj += 1
                 if mj == sw:
                     mj, cj = 0, cj + 1
@@ -512,8 +539,9 @@ def _max_scratch(x, out_shape, params, indices, backward):
     kh, kw, sh, sw, ph, pw, dh, dw = params
     if (dh, dw) != (1, 1) or (_is_2x2_s2(*params) and (backward or not indices)):
         return []
-    if not (indices or backward):
-        return [_span(out_shape[-1], sw, kw, x.shape[-1], pw)[1]]
+    if not (indices or backward):  # a row buffer and its halves (stride 2)
+        row = _span(out_shape[-1], sw, kw, x.shape[-1], pw)[1]
+        return [row, row + 1 if sw == 2 else 0]
     hph, wph = _phase_shape(x, out_shape, kh, kw, sh, sw, ph, pw)
     windows = out_shape[-2] * (wph if hph else x.shape[-1])
     return [sh * sw * hph * wph, windows, windows + 1]
@@ -535,7 +563,8 @@ def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspa
         else:
             _max_pool2d_indices(_planes(x), _planes(y), _planes(indices), *params, _offsets_exact(x, kh, kw, dh, dw))
     elif indices is None:
-        _max_pool2d_rows(_planes(x), _planes(y), *_carve(workspace, sizes, x, n_threads), kh, kw, sh, sw, ph, pw)
+        _max_pool2d_rows(_flat(x), _flat(y), *_carve(workspace, sizes, x, n_threads), x.shape[-2], y.shape[-1],
+                         kh, kw, sh, sw, ph, pw)
     else:
         phases, best, code = _carve(workspace, sizes, x, n_threads)
         _max_pool2d_argmax(_planes(x), _planes(y), _planes(indices), phases, best, _codes(code), kh, kw, sh, sw, ph, pw,
@@ -648,31 +677,36 @@ def _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, div
 
 
 @njit(**PARALLEL)
-def _avg_pool2d_rows(x, y, scratch, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    """Per output row: its rows of x summed vertically into the thread's row buffer (x's columns at pw,
-    zeros around them), then horizontally over each window's columns, then torch's divisors."""
-    height, width = x.shape[1], x.shape[2]
-    full_lo, full_hi = _full_columns(kw, sw, pw, width, y.shape[2], include_pad)
+def _avg_pool2d_rows(x, y, scratch, scratch_halves, height, kh, kw, sh, sw, ph, pw, include_pad, divisor):
+    """x as (P, H * W): per output row, its rows of x summed vertically into the thread's row buffer
+    (x's columns at pw, zeros around them), then horizontally over each window's columns, then torch's
+    divisors."""
+    width, out_w = x.shape[1] // height, y.shape[2]
+    wp = (out_w - 1) * sw + kw
+    full_lo, full_hi = _full_columns(kw, sw, pw, width, out_w, include_pad)
     scratch[:, :] = 0  # the padding around x's columns: never written below
     slots = scratch.shape[0]  # a chunk of planes per thread, each with its own scratch
     for t in prange(slots):
-        buf = scratch[t]
-        inner = buf[pw:pw + width]
-        lo, hi = chunk(t, slots, x.shape[0])
-        for p in range(lo, hi):
+        buf, halves = scratch[t], scratch_halves[t]
+        first, last = chunk(t, slots, x.shape[0])
+        for p in range(first, last):
+            xp = x[p]
             for oh in range(y.shape[1]):
                 h0 = oh * sh - ph
                 lo, hi = max(h0, 0), min(h0 + kh, height)
-                inner[:] = x[p, lo]
+                _strided_copy(xp, lo * width, buf, pw, width, 1)
                 for ih in range(lo + 1, hi):
-                    _add_into(inner, x[p, ih])
+                    _add_into(buf, pw, xp, ih * width, width)
                 row = y[p, oh]
-                if sw == 1:  # literal strides: contiguous or deinterleaving vector loads
-                    _sum_taps(buf, row, kw, 1)
-                elif sw == 2:
-                    _sum_taps(buf, row, kw, 2)
+                if sw == 1:  # a literal stride: contiguous loads
+                    _sum_taps(buf, row, 0, out_w, kw, 1)
+                elif sw == 2:  # tap j at halves[(j % 2) * odd + j // 2 + ow]
+                    odd = _halves(buf, halves, wp)
+                    _strided_copy(halves, 0, row, 0, out_w, 1)
+                    for j in range(1, kw):
+                        _add_into(row, 0, halves, (j % 2) * odd + j // 2, out_w)
                 else:
-                    _sum_taps(buf, row, kw, sw)
+                    _sum_taps(buf, row, 0, out_w, kw, sw)
                 _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
 
 
@@ -712,45 +746,55 @@ def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads, wo
     if not sizes:
         _avg_pool2d_2x2(_planes(x), _planes(y), x.dtype.type(0.25))
     else:
-        _avg_pool2d_rows(_planes(x), _planes(y), *_carve(workspace, sizes, x, n_threads), kh, kw, sh, sw, ph, pw,
-                         include_pad, divisor)
+        _avg_pool2d_rows(_flat(x), _planes(y), *_carve(workspace, sizes, x, n_threads), x.shape[-2], kh, kw, sh, sw,
+                         ph, pw, include_pad, divisor)
 
 
 @njit(**PARALLEL)
-def _avg_pool2d_backward_rows(dy, dx, shares, spread, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    """Per output row: each window's share (dy / its divisor) spread over its columns in the thread's
-    row buffer, whose x part is then added to each row of x the windows cover (dx's plane zeroed while
-    in cache)."""
-    height, width, out_w = dx.shape[1], dx.shape[2], dy.shape[2]
+def _avg_pool2d_backward_rows(dy, dx, shares, spread, spread_halves, height, kh, kw, sh, sw, ph, pw, include_pad,
+                              divisor):
+    """dx as (P, H * W): per output row, each window's share (dy / its divisor) spread over its columns
+    in the thread's row buffer (stride 2: over its even and odd halves, contiguous, then interleaved),
+    whose x part is then added to each row of x the windows cover (dx's plane zeroed while in cache)."""
+    width, out_w = dx.shape[1] // height, dy.shape[2]
+    wp, odd = (out_w - 1) * sw + kw, ((out_w - 1) * sw + kw + 1) // 2
     full_lo, full_hi = _full_columns(kw, sw, pw, width, out_w, include_pad)
     slots = shares.shape[0]  # a chunk of planes per thread, each with its own scratch
     for t in prange(slots):
-        share, buf = shares[t, :out_w], spread[t]
-        inner = buf[pw:pw + width]
-        lo, hi = chunk(t, slots, dx.shape[0])
-        for p in range(lo, hi):
-            dx[p, :, :] = 0
+        share, buf, halves = shares[t, :out_w], spread[t], spread_halves[t]
+        buf[:] = 0  # past the windows' columns (stride 2 rewrites only buf[:wp])
+        first, last = chunk(t, slots, dx.shape[0])
+        for p in range(first, last):
+            dxp = dx[p]
+            dxp[:] = 0
             for oh in range(dy.shape[1]):
-                share[:] = dy[p, oh]
+                _strided_copy(dy[p, oh], 0, share, 0, out_w, 1)
                 _divide_row(share, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
-                buf[:] = 0
-                if sw == 1:
-                    _spread_taps(share, buf, kw, 1)
-                elif sw == 2:
-                    _spread_taps(share, buf, kw, 2)
+                if sw == 2:
+                    for i in range(wp + 1):
+                        halves[i] = 0
+                    for j in range(kw):
+                        _add_into(halves, (j % 2) * odd + j // 2, share, 0, out_w)
+                    _interleave(halves, odd, buf, wp)
                 else:
-                    _spread_taps(share, buf, kw, sw)
+                    for i in range(buf.shape[0]):
+                        buf[i] = 0
+                    if sw == 1:  # a literal stride: contiguous loads and stores
+                        _spread_taps(share, buf, kw, 1)
+                    else:
+                        _spread_taps(share, buf, kw, sw)
                 h0 = oh * sh - ph
                 for ih in range(max(h0, 0), min(h0 + kh, height)):
-                    _add_into(dx[p, ih], inner)
+                    _add_into(dxp, ih * width, buf, pw, width)
 
 
 def _avg_scratch(x, out_shape, kh, kw, sh, sw, ph, pw, divisor, backward):
-    """Per-thread scratch sizes: a row buffer (and backward, the shares); none for 2x2 stride 2."""
+    """Per-thread scratch sizes: (backward, the shares,) a row buffer and its halves (stride 2); none
+    for 2x2 stride 2."""
     if _is_2x2_s2(kh, kw, sh, sw, ph, pw) and divisor == 0:
         return []
     row = _span(out_shape[-1], sw, kw, x.shape[-1], pw)[1]
-    return [out_shape[-1], row] if backward else [row]
+    return ([out_shape[-1]] if backward else []) + [row, row + 1 if sw == 2 else 0]
 
 
 def avg_pool2d_workspace(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
@@ -803,5 +847,5 @@ def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor,
     if not sizes:
         _avg_pool2d_backward_2x2(_planes(dy), _planes(dx), x.dtype.type(0.25))
     else:
-        _avg_pool2d_backward_rows(_planes(dy), _planes(dx), *_carve(workspace, sizes, x, n_threads), kh, kw, sh, sw, ph,
-                                  pw, include_pad, divisor)
+        _avg_pool2d_backward_rows(_planes(dy), _flat(dx), *_carve(workspace, sizes, x, n_threads), x.shape[-2], kh, kw,
+                                  sh, sw, ph, pw, include_pad, divisor)
