@@ -482,45 +482,43 @@ def _winners(plane, phases, best, code, kh, kw, sh, sw, ph, pw, hph, wph, out_h,
 
 
 @njit(**PARALLEL)
-def _max_pool2d_argmax(x, y, indices, phases, best, code, kh, kw, sh, sw, ph, pw, hph, wph):
-    """Values and indices, undilated: every window's winner (_winners), as a flat index in x's plane."""
-    width = x.shape[2]
-    out_h, out_w = y.shape[1], y.shape[2]
+def _max_pool2d_argmax(x, y, indices, phases, best, code, out_w, kh, kw, sh, sw, ph, pw, hph, wph):
+    """Values and indices, undilated, y and indices as (P, Ho * Wo): every window's winner (_winners),
+    as a flat index in x's plane."""
+    width, out_h = x.shape[2], y.shape[1] // out_w
     phases[:, :] = -np.inf  # the padding: _split_phases writes x's part only
     slots = phases.shape[0]  # a chunk of planes per thread, each with its own scratch
     for t in prange(slots):
         maxima, offsets = best[t], code[t]
-        lo, hi = chunk(t, slots, x.shape[0])
-        for p in range(lo, hi):
+        first, last = chunk(t, slots, x.shape[0])
+        for p in range(first, last):
             pitch = _winners(x[p], phases[t], maxima, offsets, kh, kw, sh, sw, ph, pw, hph, wph, out_h, out_w)
+            yp, index = y[p], indices[p]
             for oh in range(out_h):
-                base = (oh * sh - ph) * width - pw
-                row, index, m, c = y[p, oh], indices[p, oh], maxima[oh * pitch:], offsets[oh * pitch:]
+                base, o, q = (oh * sh - ph) * width - pw, oh * out_w, oh * pitch
                 for ow in range(out_w):
-                    row[ow] = m[ow]
-                    index[ow] = base + ow * sw + c[ow]
+                    yp[np.uint64(o + ow)] = maxima[np.uint64(q + ow)]
+                    index[np.uint64(o + ow)] = base + ow * sw + offsets[np.uint64(q + ow)]
 
 
 @njit(**PARALLEL)
-def _max_pool2d_backward_rows(dy, x, dx, phases, best, code, kh, kw, sh, sw, ph, pw, hph, wph):
-    """Undilated: the forward's winners (_winners), then each window's dy added at its winner in the
-    plane of dx (zeroed while in cache; dx as (P, H * W))."""
-    width = x.shape[2]
-    out_h, out_w = dy.shape[1], dy.shape[2]
+def _max_pool2d_backward_rows(dy, x, dx, phases, best, code, out_w, kh, kw, sh, sw, ph, pw, hph, wph):
+    """Undilated, dy as (P, Ho * Wo), dx as (P, H * W): the forward's winners (_winners), then each
+    window's dy added at its winner in the plane of dx (zeroed while in cache)."""
+    width, out_h = x.shape[2], dy.shape[1] // out_w
     phases[:, :] = -np.inf
     slots = phases.shape[0]  # a chunk of planes per thread, each with its own scratch
     for t in prange(slots):
         maxima, offsets = best[t], code[t]
-        lo, hi = chunk(t, slots, x.shape[0])
-        for p in range(lo, hi):
-            flat = dx[p]
+        first, last = chunk(t, slots, x.shape[0])
+        for p in range(first, last):
             pitch = _winners(x[p], phases[t], maxima, offsets, kh, kw, sh, sw, ph, pw, hph, wph, out_h, out_w)
+            flat, grad = dx[p], dy[p]
             flat[:] = 0
             for oh in range(out_h):
-                base = (oh * sh - ph) * width - pw
-                grad, c = dy[p, oh], offsets[oh * pitch:]
+                base, o, q = (oh * sh - ph) * width - pw, oh * out_w, oh * pitch
                 for ow in range(out_w):
-                    flat[base + ow * sw + c[ow]] += grad[ow]
+                    flat[np.uint64(base + ow * sw + offsets[np.uint64(q + ow)])] += grad[np.uint64(o + ow)]
 
 
 def _phase_shape(x, out_shape, kh, kw, sh, sw, ph, pw):
@@ -567,8 +565,8 @@ def max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, workspa
                          kh, kw, sh, sw, ph, pw)
     else:
         phases, best, code = _carve(workspace, sizes, x, n_threads)
-        _max_pool2d_argmax(_planes(x), _planes(y), _planes(indices), phases, best, _codes(code), kh, kw, sh, sw, ph, pw,
-                           *_phase_shape(x, y.shape, kh, kw, sh, sw, ph, pw))
+        _max_pool2d_argmax(_planes(x), _flat(y), _flat(indices), phases, best, _codes(code), y.shape[-1], kh, kw, sh, sw,
+                           ph, pw, *_phase_shape(x, y.shape, kh, kw, sh, sw, ph, pw))
 
 
 @njit(**PARALLEL)
@@ -651,9 +649,8 @@ def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads, wo
         _max_pool2d_backward(_planes(dy), _planes(x), _planes(dx), *params)
     else:
         phases, best, code = _carve(workspace, sizes, x, n_threads)
-        planes = _planes(x)
-        _max_pool2d_backward_rows(_planes(dy), planes, dx.reshape(planes.shape[0], planes.shape[1] * planes.shape[2]), phases, best, _codes(code),
-                                  kh, kw, sh, sw, ph, pw, *_phase_shape(x, dy.shape, kh, kw, sh, sw, ph, pw))
+        _max_pool2d_backward_rows(_flat(dy), _planes(x), _flat(dx), phases, best, _codes(code), dy.shape[-1], kh, kw, sh,
+                                  sw, ph, pw, *_phase_shape(x, dy.shape, kh, kw, sh, sw, ph, pw))
 
 
 # --- average ------------------------------------------------------------------------------------
