@@ -465,13 +465,23 @@ def _winners(plane, phases, best, code, kh, kw, sh, sw, ph, pw, hph, wph, out_h,
     else:
         src, pitch, phase = plane.reshape(height * width), width, height * width
     n = (out_h - 1) * pitch + out_w
-    best[:n] = -np.inf
-    code[:n] = 0
-    for i in range(kh):
+    for q in range(n):  # tap (0, 0): the first element wins (or stays -inf with code 0, as with -inf to start)
+        best[q] = src[q]
+        code[q] = 0
+    mi, ri = 0, 0  # tap (i, j)'s phase (i % sh, j % sw) and offset (i // sh, j // sw), counted: divisions
+    for i in range(kh):  # per tap cost ~10% of a small plane
+        mj, cj = 0, 0
         for j in range(kw):
-            start = ((i % sh) * sw + j % sw) * phase + (i // sh) * pitch + j // sw
-            code[n] = i * width + j  # the slot past the windows: the offset in code's dtype
-            _argmax_taps(src[start:start + n], best[:n], code)
+            if i or j:
+                start = (mi * sw + mj) * phase + ri * pitch + cj
+                code[n] = i * width + j  # the slot past the windows: the offset in code's dtype
+                _argmax_taps(src[start:start + n], best[:n], code)
+            mj += 1
+            if mj == sw:
+                mj, cj = 0, cj + 1
+        mi += 1
+        if mi == sh:
+            mi, ri = 0, ri + 1
     top_rows, left_cols = min(-(-ph // sh), out_h), min(-(-pw // sw), out_w)
     for oh in range(out_h):  # only windows over the top or left padding have a first element of x past their corner
         top = max(ph - oh * sh, 0) * width
