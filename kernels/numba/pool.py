@@ -23,7 +23,8 @@ each chunk's slots on cache lines of their own):
   backward zeroes a plane of dx while it is in cache and adds each window's dy at its winner.
 - average: the max values' scheme with sums, then torch's divisors (the interior windows by one);
   the backward spreads each window's share (dy / divisor) over its columns in a row buffer (stride 2:
-  over its halves, then interleaved) and adds its x part to each row of x the windows cover.
+  over its halves, then interleaved) and adds its x part to each row of x the windows cover (stride
+  1 unpadded: a whole plane at once).
 Dilated windows keep loops clipped to x, a row of windows at a time one window offset at a time
 (the backward window by window). 2x2 stride 2 (unpadded, undilated) has its own loops for max and
 average values, which vectorize, over the windows wholly inside x; ceil_mode's hanging last row and
@@ -844,13 +845,43 @@ def _avg_pool2d_backward_rows(dy, dx, shares, spread, spread_halves, height, kh,
                     _add_into(dxp, ih * width, buf, pw, width)
 
 
+@njit(**PARALLEL)
+def _avg_pool2d_backward_unit_stride(dy, dx, shares, spread, width, out_w, kh, kw, divisor):
+    """Stride 1 unpadded windows, none hanging (dy as (P, Ho * Wo), dx as (P, H * W)): whole planes at
+    once at x's pitch: the shares dy / divisor (zero past out_w), spread over each window's columns,
+    then over its rows into dx."""
+    out_h = dy.shape[1] // out_w
+    m, n = out_h * width, (out_h - 1) * width + out_w
+    slots = shares.shape[0]  # a chunk of planes per thread, each with its own scratch
+    for t in prange(slots):
+        s, h = shares[t], spread[t]
+        for q in range(m):
+            s[q] = 0  # past out_w: never written below
+        first, last = chunk(t, slots, dx.shape[0])
+        for p in range(first, last):
+            g, d = dy[p], dx[p]
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    s[np.uint64(oh * width + ow)] = g[np.uint64(oh * out_w + ow)] / divisor
+            _strided_copy(s, 0, h, 0, m, 1)
+            for j in range(1, kw):
+                _add_into(h, j, s, 0, n)
+            _strided_copy(h, 0, d, 0, m, 1)
+            for q in range(m, d.shape[0]):
+                d[q] = 0
+            for i in range(1, kh):
+                _add_into(d, i * width, h, 0, m)
+
+
 def _avg_scratch(x, out_shape, kh, kw, sh, sw, ph, pw, divisor, backward):
-    """Per-thread scratch sizes: the forward's (_values_scratch); backward, the shares, a row buffer
-    and its halves (stride 2); none for 2x2 stride 2."""
+    """Per-thread scratch sizes: the forward's (_values_scratch); backward, stride 1 unpadded (none
+    hanging) two planes, else the shares, a row buffer and its halves (stride 2); none for 2x2 stride 2."""
     if _is_2x2_s2(kh, kw, sh, sw, ph, pw) and divisor == 0:
         return []
     if not backward:
         return _values_scratch(x, out_shape, kh, kw, sh, sw, ph, pw)
+    if _phase_shape(x, out_shape, kh, kw, sh, sw, ph, pw) == (0, 0):  # the shares and their spread, a plane
+        return [out_shape[-2] * x.shape[-1]] * 2
     row = _span(out_shape[-1], sw, kw, x.shape[-1], pw)[1]
     return [out_shape[-1], row, row + 1 if sw == 2 else 0]
 
@@ -904,6 +935,9 @@ def avg_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor,
     sizes = _avg_scratch(x, dy.shape, kh, kw, sh, sw, ph, pw, divisor, True)
     if not sizes:
         _avg_pool2d_backward_2x2(_planes(dy), _planes(dx), x.dtype.type(0.25))
+    elif _phase_shape(x, dy.shape, kh, kw, sh, sw, ph, pw) == (0, 0):
+        _avg_pool2d_backward_unit_stride(_flat(dy), _flat(dx), *_carve(workspace, sizes, x, n_threads), x.shape[-1],
+                                         dy.shape[-1], kh, kw, divisor or kh * kw)
     else:
         _avg_pool2d_backward_rows(_planes(dy), _flat(dx), *_carve(workspace, sizes, x, n_threads), x.shape[-2], kh, kw,
                                   sh, sw, ph, pw, include_pad, divisor)
