@@ -106,15 +106,18 @@ def _conv_cases(op, base, backward, randn, dtype):
 
 def _pool_cases(op, base, backward, randn, dtype):
     x = randn(2, 3, 7, 7)
-    # the 2x2 stride-2 and 3x3 stride-2 kernels, and the general one; then the options: ceil_mode's
-    # hanging windows, dilation, max's indices (a kernel of their own), average's divisors, unbatched x
+    # the 2x2 stride-2 kernels and the general ones (padded or not, stride 1, 2 or more: separate
+    # loops); then the options: ceil_mode's hanging windows, dilation (its own kernels), max's indices
+    # (undilated and dilated), average's divisors, unbatched x
     configs = [dict(kernel_size=2, stride=2, padding=0), dict(kernel_size=3, stride=2, padding=1),
-               dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, ceil_mode=True),
-               dict(kernel_size=3, stride=2, ceil_mode=True)]
+               dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, stride=1),
+               dict(kernel_size=2, ceil_mode=True), dict(kernel_size=3, stride=2, ceil_mode=True),
+               dict(kernel_size=3, stride=3)]
     if base == "max_pool2d":
         configs += [dict(kernel_size=3, stride=2, padding=1, dilation=2),
                     dict(kernel_size=3, stride=2, return_indices=True),
-                    dict(kernel_size=2, ceil_mode=True, return_indices=True)]
+                    dict(kernel_size=2, ceil_mode=True, return_indices=True),
+                    dict(kernel_size=3, stride=2, padding=1, dilation=2, return_indices=True)]
     else:
         configs += [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
                     dict(kernel_size=2, divisor_override=3)]
