@@ -133,6 +133,39 @@ def test_backward_writes_every_element(op, backend):
         np.testing.assert_allclose(dx, expected, rtol=1e-12, atol=1e-13, err_msg=f"{shape} {kwargs}")
 
 
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_row_width(backend, dtype):
+    """Widths 2..70 of the fast paths' rows (whole vector blocks of windows, a last block overlapping
+    the one before, rows under one block padded; ceil_mode's hanging column), NaN, inf and ties
+    included: the NumPy reference's values, indices and dx."""
+    rng = np.random.default_rng(7)
+    for width in range(2, 71):
+        x = rng.integers(-3, 4, (2, 1, 5, width)).astype(dtype)  # ties in most windows
+        x[0, 0, 1, width // 2] = np.nan
+        x[1, 0, 2, width - 1] = -np.inf
+        for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 1, 1)):
+            for ceil_mode in (False, True):
+                kwargs = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil_mode)
+                if p and width < 2:
+                    continue
+                with fastnn.use_backend("numpy"):
+                    y, indices = fastnn.max_pool2d(x, **kwargs, return_indices=True)
+                    dy = rng.standard_normal(y.shape).astype(dtype)
+                    expected = [fastnn.max_pool2d_backward(dy, x, **kwargs), fastnn.avg_pool2d(x, **kwargs),
+                                fastnn.avg_pool2d_backward(dy, x, **kwargs)]
+                with fastnn.use_backend(backend):
+                    got = [fastnn.max_pool2d(x, **kwargs), *fastnn.max_pool2d(x, **kwargs, return_indices=True),
+                           fastnn.max_pool2d_backward(dy, x, **kwargs), fastnn.avg_pool2d(x, **kwargs),
+                           fastnn.avg_pool2d_backward(dy, x, **kwargs)]
+                what = f"width {width} {kwargs}"
+                np.testing.assert_array_equal(got[0], y, err_msg=what)
+                np.testing.assert_array_equal(got[1], y, err_msg=what)
+                np.testing.assert_array_equal(got[2], indices, err_msg=what)
+                for ours, theirs in zip(got[3:], expected):
+                    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=what)
+
+
 @pytest.mark.parametrize("backend", ["numpy"] + COMPILED)
 @pytest.mark.parametrize("op", sorted(FORWARDS))
 def test_unbatched_is_a_batch_of_one(op, backend):

@@ -47,6 +47,8 @@ cdef extern from "pool_loops.h" nogil:
                                  float* scratch)
     void fnn_pool_max_backward_d(const double* dy, const double* x, double* dx, Py_ssize_t planes,
                                  const Geometry* g, double* scratch)
+    void fnn_pool_max_2x2_f(const float* x, float* y, const Geometry* g)
+    void fnn_pool_max_2x2_d(const double* x, double* y, const Geometry* g)
     void fnn_pool_avg_backward_f(const float* dy, float* dx, const Geometry* g, float* scratch)
     void fnn_pool_avg_backward_d(const double* dy, double* dx, const Geometry* g, double* scratch)
 
@@ -267,33 +269,11 @@ cdef void _max_backward_row(const real* grad, const real* x, real* dx, real* bes
         dx[index[ow]] += grad[ow]
 
 
-cdef void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
-    """ceil_mode's hanging windows hold x's odd last column (and row) only: they follow in the same
-    pass over the plane, while it is in cache."""
-    cdef Py_ssize_t oh, ow, full_h = g.height // 2, full_w = g.width // 2, last = 2 * (g.width // 2)
-    cdef const real* top
-    cdef const real* bottom
-    cdef real* row
-    cdef real best
-    for oh in range(full_h):
-        top = x + 2 * oh * g.width
-        bottom = top + g.width
-        row = y + oh * g.out_w
-        for ow in range(full_w):
-            best = top[2 * ow]
-            best = top[2 * ow + 1] if _wins(top[2 * ow + 1], best) else best
-            best = bottom[2 * ow] if _wins(bottom[2 * ow], best) else best
-            best = bottom[2 * ow + 1] if _wins(bottom[2 * ow + 1], best) else best
-            row[ow] = best
-        if g.out_w > full_w:
-            row[full_w] = bottom[last] if _wins(bottom[last], top[last]) else top[last]
-    if g.out_h > full_h:
-        top = x + 2 * full_h * g.width
-        row = y + full_h * g.out_w
-        for ow in range(full_w):
-            row[ow] = top[2 * ow + 1] if _wins(top[2 * ow + 1], top[2 * ow]) else top[2 * ow]
-        if g.out_w > full_w:
-            row[full_w] = top[last]
+cdef inline void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nogil:
+    if real is float:
+        fnn_pool_max_2x2_f(x, y, g)
+    else:
+        fnn_pool_max_2x2_d(x, y, g)
 
 
 cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, ::1] scratch, const Geometry* g,

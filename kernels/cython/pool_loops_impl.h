@@ -230,6 +230,64 @@ static void POOL_FN(fnn_pool_avg_backward)(const POOL_T *restrict dy, POOL_T *re
     }
 }
 
+/* row[ow] = the max of top and bottom's columns 2 ow and 2 ow + 1, for the block of windows at `at`. */
+static inline void POOL_FN(fnn_pool_max_2x2_block)(const POOL_T *restrict top, const POOL_T *restrict bottom,
+                                                   ptrdiff_t at, POOL_T *restrict row)
+{
+    FNN_POOL_BLOCKS(FNN_POOL_LANES, l,
+        ptrdiff_t ow = at + l;
+        POOL_T m = FNN_POOL_WINS(top[2 * ow + 1], top[2 * ow]) ? top[2 * ow + 1] : top[2 * ow];
+        m = FNN_POOL_WINS(bottom[2 * ow], m) ? bottom[2 * ow] : m;
+        row[ow] = FNN_POOL_WINS(bottom[2 * ow + 1], m) ? bottom[2 * ow + 1] : m;)
+}
+
+/* The same over n windows in whole blocks: a last partial block is the one ending at n, overlapping
+ * the one before (or, in a row under one block, copies padded with -inf). A scalar remainder
+ * branched on the data: 12 of a 28-wide row's windows took most of its time. */
+static inline void POOL_FN(fnn_pool_max_2x2_row)(const POOL_T *restrict top, const POOL_T *restrict bottom,
+                                                 ptrdiff_t n, POOL_T *restrict row)
+{
+    POOL_T t[2 * FNN_POOL_LANES], b[2 * FNN_POOL_LANES], out[FNN_POOL_LANES];
+    ptrdiff_t at;
+    for (at = 0; at + FNN_POOL_LANES <= n; at += FNN_POOL_LANES)
+        POOL_FN(fnn_pool_max_2x2_block)(top, bottom, at, row);
+    if (at == n)
+        return;
+    if (n >= FNN_POOL_LANES) {
+        POOL_FN(fnn_pool_max_2x2_block)(top, bottom, n - FNN_POOL_LANES, row);
+        return;
+    }
+    for (int l = 0; l < 2 * FNN_POOL_LANES; l++)
+        t[l] = b[l] = -INFINITY;
+    memcpy(t, top, 2 * n * sizeof(POOL_T));
+    memcpy(b, bottom, 2 * n * sizeof(POOL_T));
+    POOL_FN(fnn_pool_max_2x2_block)(t, b, 0, out);
+    memcpy(row, out, n * sizeof(POOL_T));
+}
+
+/* 2x2 stride 2, unpadded: max values, each x element read once; ceil_mode's hanging last column
+ * and row (one element of x across) in the same pass. */
+FNN_CLONES
+static void POOL_FN(fnn_pool_max_2x2)(const POOL_T *restrict x, POOL_T *restrict y, const fnn_pool_geometry *g)
+{
+    ptrdiff_t W = g->width, n = g->out_w, full_h = g->height / 2, full_w = W / 2, last = 2 * full_w;
+    for (ptrdiff_t oh = 0; oh < full_h; oh++) {
+        const POOL_T *restrict top = x + 2 * oh * W, *restrict bottom = top + W;
+        POOL_T *restrict row = y + oh * n;
+        POOL_FN(fnn_pool_max_2x2_row)(top, bottom, full_w, row);
+        if (n > full_w)
+            row[full_w] = FNN_POOL_MAX(bottom[last], top[last]);
+    }
+    if (g->out_h > full_h) {
+        const POOL_T *restrict top = x + 2 * full_h * W;
+        POOL_T *restrict row = y + full_h * n;
+        for (ptrdiff_t ow = 0; ow < full_w; ow++)
+            row[ow] = FNN_POOL_WINS(top[2 * ow + 1], top[2 * ow]) ? top[2 * ow + 1] : top[2 * ow];
+        if (n > full_w)
+            row[full_w] = top[last];
+    }
+}
+
 #undef POOL_CAT2
 #undef POOL_CAT
 #undef POOL_FN
