@@ -10,9 +10,9 @@
 # (i, j) of output (oh, ow) is x[oh * sh - ph + i * dh, ow * sw - pw + j * dw]; windows are clipped
 # to x, so ceil_mode's last windows (hanging past the end) need nothing special in generic code.
 # Undilated windows of any size, stride and padding run pool_loops.h's C loops (vectorized for the
-# CPU at run time; see there); 2x2 stride 2 (unpadded) keeps its own loops here, max and average,
-# which write each output and each dx element once (ceil_mode's hanging last column and row of x
-# follow in the same pass). Dilated windows run the generic rows below: a row of outputs at once,
+# CPU at run time; see there); 2x2 stride 2 (unpadded) has its own loops (the max forward there,
+# the max backward and the average here), which write each output and each dx element once
+# (ceil_mode's hanging last column and row of x follow in the same pass). Dilated windows run the generic rows below: a row of outputs at once,
 # one window offset at a time. Winners' indices are flat in the plane (ih * W + iw, torch's
 # return_indices); the max backward recomputes them from x. The other backwards zero a plane while
 # it is in cache and add into it. Average divisors are torch's CPU kernel's: the window clipped to

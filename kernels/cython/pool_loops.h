@@ -1,5 +1,6 @@
 /* C loops of the Cython pools for undilated windows of any size, stride and padding (ceil_mode's
- * hanging windows included), one (H, W) plane per call; pool.pyx runs the planes in parallel.
+ * hanging windows included); pool.pyx runs them in parallel, a plane per call (values, average
+ * backward, 2x2 max) or a thread's range of planes (winners).
  * In C rather than Cython for simd.h's ISA dispatch (FNN_CLONES) and selects without trapping
  * math: Cython's own loops, built for baseline x86-64, kept the max's selects scalar and branchy.
  *   values (max, average): per output row, the window rows clipped to x reduced vertically into a
@@ -12,6 +13,7 @@
  *     maximum or NaN: first maximum on ties, last NaN). A window of -inf only has no winner;
  *     PyTorch names its first element inside x. Winners are held as offsets i * W + j in the
  *     data's type (exact: pool.pyx checks kh * W < 2^24 for float), so the selects share lanes.
+ *   2x2 stride 2 max (unpadded): its own forward, in whole blocks of windows.
  * The backwards zero a dx plane while it is in cache and add into it. Average divisors are
  * torch's CPU kernel's (as pool.pyx's). */
 #ifndef FASTNN_POOL_LOOPS_H
