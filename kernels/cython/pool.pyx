@@ -74,7 +74,7 @@ cdef inline bint _is_2x2_s2(const Geometry* g) noexcept nogil:
 
 
 cdef inline bint _wins(real v, real best) noexcept nogil:
-    return v > best or v != v
+    return (v > best) | (v != v)  # not `or`: its short circuit is a branch on the data
 
 
 cdef inline void _columns(Py_ssize_t offset, const Geometry* g, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
