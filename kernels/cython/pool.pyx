@@ -24,7 +24,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from _common cimport real
+from _common cimport chunk_start, real
 
 
 cdef extern from "pool_loops.h" nogil:
@@ -165,11 +165,6 @@ cdef inline void _max_backward(const real* dy, const real* x, real* dx, Py_ssize
         fnn_pool_max_backward_d(dy, x, dx, planes, g, scratch)
 
 
-cdef inline Py_ssize_t _first_plane(Py_ssize_t t, Py_ssize_t planes, int n_threads) noexcept nogil:
-    """Thread t's planes start here (the C loops take a thread's planes in one call: their padded
-    plane's padding is filled once)."""
-    return t * planes // n_threads
-
 
 cdef inline void _avg_backward(const real* dy, real* dx, const Geometry* g, real* scratch) noexcept nogil:
     if real is float:
@@ -296,8 +291,8 @@ cdef void _max_pool2d_indices_loop(const real[:, :, ::1] x, real[:, :, ::1] y, P
     cdef Py_ssize_t p, t, p0, p1, planes = x.shape[0]
     if _undilated(g) and g.real_offsets:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            p0 = _first_plane(t, planes, n_threads)
-            p1 = _first_plane(t + 1, planes, n_threads)
+            p0 = chunk_start(planes, t, n_threads)
+            p1 = chunk_start(planes, t + 1, n_threads)
             if p1 > p0:
                 _max_indices(&x[p0, 0, 0], &y[p0, 0, 0], &indices[p0, 0, 0], p1 - p0, g, &scratch[t, 0])
         return
@@ -374,8 +369,8 @@ cdef void _max_pool2d_backward_loop(const real[:, :, ::1] dy, const real[:, :, :
     cdef real* mine
     if _undilated(g) and g.real_offsets and not _is_2x2_s2(g):
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            p0 = _first_plane(t, planes, n_threads)
-            p1 = _first_plane(t + 1, planes, n_threads)
+            p0 = chunk_start(planes, t, n_threads)
+            p1 = chunk_start(planes, t + 1, n_threads)
             if p1 > p0:
                 _max_backward(&dy[p0, 0, 0], &x[p0, 0, 0], &dx[p0, 0, 0], p1 - p0, g, &scratch[t, 0])
         return
