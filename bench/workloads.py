@@ -269,9 +269,19 @@ POOL_SHAPE = (32, 64, 32, 32)
 POOL_N = int(np.prod(POOL_SHAPE))
 
 
-def _pool_workload(op, with_backward, shape=POOL_SHAPE, k=2, s=2, p=0):
-    params = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p))
-    out_shape = shape[:2] + (_conv_out(shape[2], k, s, p), _conv_out(shape[3], k, s, p))
+def _pool_out(size, k, s, p, ceil_mode):
+    """torch's pooling_output_shape (undilated)."""
+    out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+    return out - 1 if ceil_mode and (out - 1) * s >= size + p else out
+
+
+def _pool_workload(op, with_backward, shape=POOL_SHAPE, k=2, s=2, p=0, ceil_mode=False, count_include_pad=True):
+    """fastnn's pool against torch's; ceil_mode (and, for the average, count_include_pad) passed to both,
+    and named in the label where not torch's default."""
+    options = {"ceil_mode": ceil_mode} if op == "max_pool2d" else {"ceil_mode": ceil_mode,
+                                                                     "count_include_pad": count_include_pad}
+    params = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p), **options)
+    out_shape = shape[:2] + tuple(_pool_out(size, k, s, p, ceil_mode) for size in shape[2:])
     n_in, n_out = int(np.prod(shape)), int(np.prod(out_shape))
 
     def inputs(rng):
@@ -285,25 +295,26 @@ def _pool_workload(op, with_backward, shape=POOL_SHAPE, k=2, s=2, p=0):
 
     def torch_fn(T, inp):
         x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
-        aten = _aten(T)
+        aten, kk, ss, pp = _aten(T), [k, k], [s, s], [p, p]
         if op == "max_pool2d":
             if not with_backward:
-                return lambda: T.nn.functional.max_pool2d(x, k, s, p)
+                return lambda: T.nn.functional.max_pool2d(x, k, s, p, ceil_mode=ceil_mode)
 
             def step():
-                y, index = aten.max_pool2d_with_indices(x, [k, k], [s, s], [p, p])
-                return y, aten.max_pool2d_with_indices_backward(dy, x, [k, k], [s, s], [p, p], [1, 1], False, index)
+                y, index = aten.max_pool2d_with_indices(x, kk, ss, pp, [1, 1], ceil_mode)
+                return y, aten.max_pool2d_with_indices_backward(dy, x, kk, ss, pp, [1, 1], ceil_mode, index)
             return step
         if not with_backward:
-            return lambda: T.nn.functional.avg_pool2d(x, k, s, p)
-        return lambda: (aten.avg_pool2d(x, [k, k], [s, s], [p, p]),
-                        aten.avg_pool2d_backward(dy, x, [k, k], [s, s], [p, p], False, True, None))
+            return lambda: T.nn.functional.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad)
+        return lambda: (aten.avg_pool2d(x, kk, ss, pp, ceil_mode, count_include_pad, None),
+                        aten.avg_pool2d_backward(dy, x, kk, ss, pp, ceil_mode, count_include_pad, None))
 
     mode = "fwd+bwd" if with_backward else "fwd"
     ops = (op, op + "_backward") if with_backward else (op,)
     elements = (n_in + n_out) * (2 if with_backward else 1)  # x + y [+ dy + dx]
     pad = f"p{p}" if p else ""
-    return Workload(f"{op} {mode} {_shape_name(shape)}_k{k}s{s}{pad}", ops, inputs, run, torch_fn,
+    tag = (" ceil" if ceil_mode else "") + ("" if count_include_pad else " nopadcount")
+    return Workload(f"{op} {mode} {_shape_name(shape)}_k{k}s{s}{pad}{tag}", ops, inputs, run, torch_fn,
                     flops=n_out * k * k * (2 if with_backward else 1), bytes=elements * F32)
 
 
@@ -866,59 +877,11 @@ ISSUE15_WORKLOADS = [_gelu_tanh_workload()] + [_conv_same_workload(name, bwd) fo
 
 # --- pooling with torch's options: ceil_mode's hanging windows, count_include_pad=False --------------------
 
-def _pool_out(size, k, s, p, ceil_mode):
-    """torch's pooling_output_shape (undilated)."""
-    out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
-    return out - 1 if ceil_mode and (out - 1) * s >= size + p else out
-
-
-def _pool_option_workload(op, with_backward, shape, k, s, p, ceil_mode=True, count_include_pad=True):
-    """As _pool_workload, with ceil_mode (and, for the average, count_include_pad) passed to fastnn and torch."""
-    options = {"ceil_mode": ceil_mode} if op == "max_pool2d" else {"ceil_mode": ceil_mode,
-                                                                     "count_include_pad": count_include_pad}
-    params = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p), **options)
-    out_shape = shape[:2] + tuple(_pool_out(size, k, s, p, ceil_mode) for size in shape[2:])
-    n_in, n_out = int(np.prod(shape)), int(np.prod(out_shape))
-
-    def inputs(rng):
-        return {"x": _randn(rng, shape), "dy": _randn(rng, out_shape)}
-
-    def run(F, inp):
-        y = getattr(F, op)(inp["x"], **params)
-        if not with_backward:
-            return y
-        return y, getattr(F, op + "_backward")(inp["dy"], inp["x"], **params)
-
-    def torch_fn(T, inp):
-        x, dy = T.from_numpy(inp["x"]), T.from_numpy(inp["dy"])
-        aten, kk, ss, pp = _aten(T), [k, k], [s, s], [p, p]
-        if op == "max_pool2d":
-            if not with_backward:
-                return lambda: T.nn.functional.max_pool2d(x, k, s, p, ceil_mode=ceil_mode)
-
-            def step():
-                y, index = aten.max_pool2d_with_indices(x, kk, ss, pp, [1, 1], ceil_mode)
-                return y, aten.max_pool2d_with_indices_backward(dy, x, kk, ss, pp, [1, 1], ceil_mode, index)
-            return step
-        if not with_backward:
-            return lambda: T.nn.functional.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad)
-        return lambda: (aten.avg_pool2d(x, kk, ss, pp, ceil_mode, count_include_pad, None),
-                        aten.avg_pool2d_backward(dy, x, kk, ss, pp, ceil_mode, count_include_pad, None))
-
-    mode = "fwd+bwd" if with_backward else "fwd"
-    ops = (op, op + "_backward") if with_backward else (op,)
-    elements = (n_in + n_out) * (2 if with_backward else 1)  # x + y [+ dy + dx]
-    pad = f"p{p}" if p else ""
-    tag = "ceil" + ("" if count_include_pad else " nopadcount")
-    return Workload(f"{op} {mode} {_shape_name(shape)}_k{k}s{s}{pad} {tag}", ops, inputs, run, torch_fn,
-                    flops=n_out * k * k * (2 if with_backward else 1), bytes=elements * F32)
-
-
 POOL_OPTION_WORKLOADS = [
-    *(_pool_option_workload("max_pool2d", bwd, (32, 64, 56, 56), 3, 2, 0) for bwd in (False, True)),
-    *(_pool_option_workload("avg_pool2d", bwd, (32, 64, 56, 56), 3, 2, 1, count_include_pad=False)
+    *(_pool_workload("max_pool2d", bwd, (32, 64, 56, 56), 3, 2, 0, ceil_mode=True) for bwd in (False, True)),
+    *(_pool_workload("avg_pool2d", bwd, (32, 64, 56, 56), 3, 2, 1, ceil_mode=True, count_include_pad=False)
       for bwd in (False, True)),
-    *(_pool_option_workload(op, bwd, (32, 64, 57, 57), 2, 2, 0) for op in ("max_pool2d", "avg_pool2d")
+    *(_pool_workload(op, bwd, (32, 64, 57, 57), 2, 2, 0, ceil_mode=True) for op in ("max_pool2d", "avg_pool2d")
       for bwd in (False, True)),
 ]
 
