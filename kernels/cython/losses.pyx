@@ -37,6 +37,15 @@ cdef double _row_max(const real* logits, Py_ssize_t classes) noexcept nogil:
         return fnn_row_max_d(logits, classes)
 
 
+cdef inline void _plane_softmax(const real* z, Py_ssize_t stride, Py_ssize_t classes, Py_ssize_t m, real* top,
+                                real* out, double* total) noexcept nogil:
+    """A tile of m positions: top[k], out = e^(z - top) and total[k] (losses_loops.h's plane softmax)."""
+    if real is float:
+        fnn_plane_softmax_f(z, stride, classes, m, top, out, total)
+    else:
+        fnn_plane_softmax_d(z, stride, classes, m, top, out, total)
+
+
 cdef double _exp_sum(const real* logits, Py_ssize_t classes, double top, real* out) noexcept nogil:
     """The sum of exp(logits[j] - top) (top: the max, which makes it stable for huge logits); float32
     rows also keep each exp in out."""
@@ -175,10 +184,7 @@ cdef void _class_tile(const real* z, const Py_ssize_t* labels, Py_ssize_t classe
     cdef Py_ssize_t c, k, label
     cdef real* dc
     cdef const real* zc
-    if real is float:
-        fnn_plane_softmax_f(z, stride, classes, m, top, d, total)
-    else:
-        fnn_plane_softmax_d(z, stride, classes, m, top, d, total)
+    _plane_softmax(z, stride, classes, m, top, d, total)
     for k in range(m):
         label = labels[k]
         row_scale[k] = 0 if label == ignore_index else scale  # ignored: 0 * softmax, as the rows
@@ -256,10 +262,7 @@ cdef void _probability_tile(const real* z, const real* targets, Py_ssize_t class
     cdef real* dc
     cdef const real* zc
     cdef const real* tc
-    if real is float:
-        fnn_plane_softmax_f(z, stride, classes, m, top, d, total)
-    else:
-        fnn_plane_softmax_d(z, stride, classes, m, top, d, total)
+    _plane_softmax(z, stride, classes, m, top, d, total)
     for k in range(m):
         log_total[k] = log(total[k])
         tsum[k] = 0
