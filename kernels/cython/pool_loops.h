@@ -34,8 +34,9 @@ typedef struct {
     int real_offsets;     /* max: window offsets (i * dh) * width + j * dw are exact in T */
 } fnn_pool_geometry;
 
-/* Loops run over whole blocks of FNN_POOL_LANES windows or columns (16 floats: one AVX-512 vector), on
- * buffers padded to match: no scalar remainder loops, which dominated small planes. */
+/* The winners' and the 2x2 max's loops run over whole blocks of FNN_POOL_LANES windows (16 floats:
+ * one AVX-512 vector), on buffers padded to match: no scalar remainders, which branched on the data
+ * and dominated small planes. */
 #define FNN_POOL_LANES 16
 
 static inline ptrdiff_t fnn_pool_round(ptrdiff_t n)
@@ -93,6 +94,12 @@ static inline ptrdiff_t fnn_pool_count(ptrdiff_t start, ptrdiff_t k, ptrdiff_t s
 {
     ptrdiff_t lo = include_pad ? -pad : 0, hi = include_pad ? size + pad : size;
     return (start + k < hi ? start + k : hi) - (start > lo ? start : lo);
+}
+
+/* Output ow's window columns the average's divisor counts (torch's). */
+static inline ptrdiff_t fnn_pool_columns(ptrdiff_t ow, const fnn_pool_geometry *g)
+{
+    return fnn_pool_count(ow * g->sw - g->pw, g->kw, g->width, g->pw, g->include_pad);
 }
 
 #define FNN_POOL_WINS(v, best) (((v) > (best)) | ((v) != (v)))

@@ -79,11 +79,9 @@ static inline void POOL_FN(fnn_pool_divide)(POOL_T *restrict row, ptrdiff_t oh, 
         lo = g->full_lo;
         hi = g->full_hi;
         for (ow = 0; ow < lo; ow++)  /* the clipped windows, at the ends of the row */
-            row[ow] = row[ow] / (POOL_T)(rows * fnn_pool_count(ow * g->sw - g->pw, g->kw, g->width, g->pw,
-                                                              g->include_pad));
+            row[ow] = row[ow] / (POOL_T)(rows * fnn_pool_columns(ow, g));
         for (ow = hi; ow < g->out_w; ow++)
-            row[ow] = row[ow] / (POOL_T)(rows * fnn_pool_count(ow * g->sw - g->pw, g->kw, g->width, g->pw,
-                                                              g->include_pad));
+            row[ow] = row[ow] / (POOL_T)(rows * fnn_pool_columns(ow, g));
         divisor = rows * g->kw;
     }
     for (ow = lo; ow < hi; ow++)
@@ -281,8 +279,7 @@ static void POOL_FN(fnn_pool_max_2x2)(const POOL_T *restrict x, POOL_T *restrict
     if (g->out_h > full_h) {
         const POOL_T *restrict top = x + 2 * full_h * W;
         POOL_T *restrict row = y + full_h * n;
-        for (ptrdiff_t ow = 0; ow < full_w; ow++)
-            row[ow] = FNN_POOL_WINS(top[2 * ow + 1], top[2 * ow]) ? top[2 * ow + 1] : top[2 * ow];
+        POOL_FN(fnn_pool_max_2x2_row)(top, top, full_w, row);  /* a window of x's row twice: its max */
         if (n > full_w)
             row[full_w] = top[last];
     }
