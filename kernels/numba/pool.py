@@ -28,8 +28,9 @@ each chunk's slots on cache lines of their own):
 Dilated windows keep loops clipped to x, a row of windows at a time one window offset at a time
 (the backward window by window). 2x2 stride 2 (unpadded, undilated) has its own loops for max and
 average values, which vectorize, over the windows wholly inside x; ceil_mode's hanging last row and
-column (one element of x across) follow per plane, while it is in cache (a helper call: inside the
-row loop they slowed it 2x). Their backwards write every dx element exactly once.
+column (one element of x across) follow per plane, while it is in cache, element-indexed in the
+plane's loop (inside the row loop they stopped its vectorization, 1.7x slower; a helper call with
+views cost about twice their windows' share). Their backwards write every dx element exactly once.
 Average divisors are torch's CPU kernel's: the window clipped to the padded input
 (count_include_pad) or to x, or divisor_override (divisor != 0).
 
@@ -325,27 +326,10 @@ def _offsets_exact(x, kh, kw, dh, dw):
     return (dh * (kh - 1) + 1) * x.shape[-1] + dw * (kw - 1) <= (1 << 24 if x.dtype == np.float32 else 1 << 53)
 
 
-@njit(**SERIAL)
-def _max_2x2_hanging(plane, out, full_h, full_w):
-    """ceil_mode's hanging 2x2 windows of one plane: x's odd last column and row (1 or 2 elements)."""
-    last = 2 * full_w
-    if out.shape[1] > full_w:
-        for oh in range(full_h):
-            a, b = plane[2 * oh, last], plane[2 * oh + 1, last]
-            out[oh, full_w] = b if (b > a) | (b != b) else a
-    if out.shape[0] > full_h:
-        top, row = plane[2 * full_h], out[full_h]
-        for ow in range(full_w):
-            a, b = top[2 * ow], top[2 * ow + 1]
-            row[ow] = b if (b > a) | (b != b) else a
-        if out.shape[1] > full_w:
-            row[full_w] = top[last]
-
-
 @njit(**PARALLEL)
 def _max_pool2d_2x2(x, y):
     full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
-    hangs = y.shape[1] > full_h or y.shape[2] > full_w  # ceil_mode's: after the plane's full windows
+    last, last_h = 2 * full_w, 2 * full_h
     for p in prange(x.shape[0]):
         for oh in range(full_h):
             top = x[p, 2 * oh]
@@ -363,8 +347,18 @@ def _max_pool2d_2x2(x, y):
                 if v > best or v != v:
                     best = v
                 row[ow] = best
-        if hangs:
-            _max_2x2_hanging(x[p], y[p], full_h, full_w)
+        # ceil_mode's hanging windows, x's odd last column and row, while the plane is in cache.
+        # Written out here, element-indexed: a helper call with its views cost ~2x their windows' share.
+        if y.shape[2] > full_w:
+            for oh in range(full_h):
+                a, b = x[p, 2 * oh, last], x[p, 2 * oh + 1, last]
+                y[p, oh, full_w] = b if (b > a) | (b != b) else a
+        if y.shape[1] > full_h:
+            for ow in range(full_w):
+                a, b = x[p, last_h, 2 * ow], x[p, last_h, 2 * ow + 1]
+                y[p, full_h, ow] = b if (b > a) | (b != b) else a
+            if y.shape[2] > full_w:
+                y[p, full_h, full_w] = x[p, last_h, last]
 
 
 @njit(**PARALLEL)
@@ -636,28 +630,11 @@ def _max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
                 dx[p, ih, iw] += dy[p, oh, ow]
 
 
-@njit(**SERIAL)
-def _max_2x2_hanging_backward(grad, plane, dplane, full_h, full_w):
-    """Adds ceil_mode's hanging 2x2 windows of one plane into dplane (zero there before)."""
-    last = 2 * full_w
-    if grad.shape[1] > full_w:
-        for oh in range(full_h):
-            a, b = plane[2 * oh, last], plane[2 * oh + 1, last]
-            dplane[2 * oh + (1 if (b > a) | (b != b) else 0), last] += grad[oh, full_w]
-    if grad.shape[0] > full_h:
-        top, drow = plane[2 * full_h], dplane[2 * full_h]
-        for ow in range(full_w):
-            a, b = top[2 * ow], top[2 * ow + 1]
-            drow[2 * ow + (1 if (b > a) | (b != b) else 0)] += grad[full_h, ow]
-        if grad.shape[1] > full_w:
-            drow[last] += grad[full_h, full_w]
-
-
 @njit(**PARALLEL)
 def _max_pool2d_backward_2x2(dy, x, dx, zero):
     height, width = x.shape[1], x.shape[2]
     full_h, full_w = height // 2, width // 2  # windows wholly inside x
-    hangs = dy.shape[1] > full_h or dy.shape[2] > full_w  # ceil_mode's: added after the plane's full windows
+    last, last_h = 2 * full_w, 2 * full_h
     for p in prange(x.shape[0]):
         winner = np.empty(full_w, np.int32)
         for oh in range(full_h):
@@ -688,8 +665,17 @@ def _max_pool2d_backward_2x2(dy, x, dx, zero):
                     drow[iw] = zero
         for ih in range(2 * full_h, height):
             dx[p, ih, :] = zero
-        if hangs:
-            _max_2x2_hanging_backward(dy[p], x[p], dx[p], full_h, full_w)
+        # ceil_mode's hanging windows (dx zero there before), as in _max_pool2d_2x2
+        if dy.shape[2] > full_w:
+            for oh in range(full_h):
+                a, b = x[p, 2 * oh, last], x[p, 2 * oh + 1, last]
+                dx[p, 2 * oh + (1 if (b > a) | (b != b) else 0), last] += dy[p, oh, full_w]
+        if dy.shape[1] > full_h:
+            for ow in range(full_w):
+                a, b = x[p, last_h, 2 * ow], x[p, last_h, 2 * ow + 1]
+                dx[p, last_h, 2 * ow + (1 if (b > a) | (b != b) else 0)] += dy[p, full_h, ow]
+            if dy.shape[2] > full_w:
+                dx[p, last_h, last] += dy[p, full_h, full_w]
 
 
 def max_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, n_threads):
@@ -764,26 +750,11 @@ def _avg_pool2d_rows(x, y, scratch, scratch_halves, height, kh, kw, sh, sw, ph, 
                 _divide_row(row, oh, kh, kw, sh, sw, ph, pw, height, width, include_pad, divisor, full_lo, full_hi)
 
 
-@njit(**SERIAL)
-def _avg_2x2_hanging(plane, out, full_h, full_w, half):
-    """ceil_mode's hanging 2x2 windows of one plane: 2 elements of x, or 1 (unpadded: both divisors
-    count x's elements)."""
-    last = 2 * full_w
-    if out.shape[1] > full_w:
-        for oh in range(full_h):
-            out[oh, full_w] = (plane[2 * oh, last] + plane[2 * oh + 1, last]) * half
-    if out.shape[0] > full_h:
-        top, row = plane[2 * full_h], out[full_h]
-        for ow in range(full_w):
-            row[ow] = (top[2 * ow] + top[2 * ow + 1]) * half
-        if out.shape[1] > full_w:
-            row[full_w] = top[last]
-
-
 @njit(**PARALLEL)
 def _avg_pool2d_2x2(x, y, quarter):
     full_h, full_w = x.shape[1] // 2, x.shape[2] // 2  # windows wholly inside x
-    hangs = y.shape[1] > full_h or y.shape[2] > full_w  # ceil_mode's: after the plane's full windows
+    last, last_h = 2 * full_w, 2 * full_h
+    half = quarter * 2  # a hanging window holds 2 elements of x, or 1 (unpadded: both divisors count x's)
     for p in prange(x.shape[0]):
         for oh in range(full_h):
             top = x[p, 2 * oh]
@@ -791,8 +762,15 @@ def _avg_pool2d_2x2(x, y, quarter):
             row = y[p, oh]
             for ow in range(full_w):
                 row[ow] = (top[2 * ow] + top[2 * ow + 1] + bottom[2 * ow] + bottom[2 * ow + 1]) * quarter
-        if hangs:
-            _avg_2x2_hanging(x[p], y[p], full_h, full_w, quarter * 2)
+        # ceil_mode's hanging windows, as in _max_pool2d_2x2
+        if y.shape[2] > full_w:
+            for oh in range(full_h):
+                y[p, oh, full_w] = (x[p, 2 * oh, last] + x[p, 2 * oh + 1, last]) * half
+        if y.shape[1] > full_h:
+            for ow in range(full_w):
+                y[p, full_h, ow] = (x[p, last_h, 2 * ow] + x[p, last_h, 2 * ow + 1]) * half
+            if y.shape[2] > full_w:
+                y[p, full_h, full_w] = x[p, last_h, last]
 
 
 def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads, workspace):
@@ -890,28 +868,12 @@ def avg_pool2d_workspace(x, y, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_t
     return _scratch_elements(_avg_scratch(x, y.shape, kh, kw, sh, sw, ph, pw, divisor, False), x, n_threads)
 
 
-@njit(**SERIAL)
-def _avg_2x2_hanging_backward(grad, dplane, full_h, full_w, half):
-    """Writes ceil_mode's hanging 2x2 windows' shares into dplane (zero there before)."""
-    last = 2 * full_w
-    if grad.shape[1] > full_w:
-        for oh in range(full_h):
-            dplane[2 * oh, last] = grad[oh, full_w] * half
-            dplane[2 * oh + 1, last] = grad[oh, full_w] * half
-    if grad.shape[0] > full_h:
-        drow = dplane[2 * full_h]
-        for ow in range(full_w):
-            drow[2 * ow] = grad[full_h, ow] * half
-            drow[2 * ow + 1] = grad[full_h, ow] * half
-        if grad.shape[1] > full_w:
-            drow[last] = grad[full_h, full_w]
-
-
 @njit(**PARALLEL)
 def _avg_pool2d_backward_2x2(dy, dx, quarter):
     height, width = dx.shape[1], dx.shape[2]
     full_h, full_w = height // 2, width // 2  # windows wholly inside x
-    hangs = dy.shape[1] > full_h or dy.shape[2] > full_w  # ceil_mode's: after the plane's full windows
+    last, last_h = 2 * full_w, 2 * full_h
+    half = quarter * 2
     for p in prange(dx.shape[0]):  # every dx element written once
         for oh in range(full_h):
             grad = dy[p, oh]
@@ -923,8 +885,19 @@ def _avg_pool2d_backward_2x2(dy, dx, quarter):
                     drow[2 * ow + 1] = g
                 drow[2 * full_w:] = 0  # an odd last column: in no window, or ceil_mode's
         dx[p, 2 * full_h:] = 0
-        if hangs:
-            _avg_2x2_hanging_backward(dy[p], dx[p], full_h, full_w, quarter * 2)
+        # ceil_mode's hanging windows' shares (dx zero there before), as in _avg_pool2d_2x2
+        if dy.shape[2] > full_w:
+            for oh in range(full_h):
+                g = dy[p, oh, full_w] * half
+                dx[p, 2 * oh, last] = g
+                dx[p, 2 * oh + 1, last] = g
+        if dy.shape[1] > full_h:
+            for ow in range(full_w):
+                g = dy[p, full_h, ow] * half
+                dx[p, last_h, 2 * ow] = g
+                dx[p, last_h, 2 * ow + 1] = g
+            if dy.shape[2] > full_w:
+                dx[p, last_h, last] = dy[p, full_h, full_w]
 
 
 def avg_pool2d_backward_workspace(dy, x, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor, n_threads):
