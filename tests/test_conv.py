@@ -248,6 +248,59 @@ def test_winograd_nonfinite_strategy(backend, where, threads):
         np.testing.assert_allclose(a[finite], e[finite], rtol=1e-3, atol=1e-3 * np.abs(e[finite]).max(), err_msg=name)
 
 
+# Depthwise convolutions (groups == C), which both compiled backends run directly: rows shorter than a
+# vector (stored whole inside the plane), stride 2's split rows read past their end, a second partial
+# block, channel multipliers, dilation, padding past the kernel's reach (the input gradient's scatter),
+# strides 3, batch 1.
+DEPTHWISE_CASES = [
+    ((3, 5, 9, 7), (5, 1, 3, 3), {"padding": 1}),
+    ((2, 4, 28, 28), (4, 1, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 3, 13, 35), (3, 1, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 6, 12, 17), (6, 1, 5, 5), {"padding": 2}),
+    ((2, 3, 11, 10), (6, 1, 3, 3), {"padding": 1}),  # 2 filters each
+    ((2, 4, 12, 13), (4, 1, 3, 3), {"padding": 2, "dilation": 2}),
+    ((2, 4, 5, 6), (4, 1, 3, 3), {"padding": 3}),
+    ((1, 4, 16, 19), (8, 1, 3, 2), {"stride": (3, 2), "padding": (1, 0)}),
+    ((1, 2, 4, 5), (2, 1, 1, 1), {}),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("where", ["none", "x", "w", "dy"])
+@pytest.mark.parametrize("x_shape, w_shape, params", DEPTHWISE_CASES)
+@pytest.mark.parametrize("backend", COMPILED)
+def test_depthwise_as_the_reference(backend, x_shape, w_shape, params, where, threads):
+    """Both dtypes within the tolerance rule of the float64 reference, and inf and NaN (in x, w or dy)
+    in exactly the outputs where the reference has them."""
+    rng = np.random.default_rng(17)
+    groups = x_shape[1]
+    fastnn.set_num_threads(threads)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+        dy = rng.standard_normal(out_shape(x_shape, w_shape, groups=groups, **params)).astype(dtype)
+        if where != "none":
+            target = {"x": x, "w": w, "dy": dy}[where]
+            target.reshape(-1)[[1, target.size // 2]] = np.inf, np.nan
+        with fastnn.use_backend(backend):
+            actual = (fastnn.conv2d(x, w, b, groups=groups, **params),
+                      fastnn.conv2d_relu(x, w, b, groups=groups, **params),
+                      *fastnn.conv2d_backward(dy, x, w, groups=groups, **params))
+        x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+        with fastnn.use_backend("numpy"):
+            y = fastnn.conv2d(x64, w64, b64, groups=groups, **params)
+            expected = (y, np.where(np.isnan(y), y, np.maximum(y, 0)),
+                        *fastnn.conv2d_backward(dy64, x64, w64, groups=groups, **params))
+        what = f"{backend} {np.dtype(dtype).name} {x_shape} {w_shape} {params} non-finite in {where}"
+        for name, a, e in zip(("y", "relu(y)", "dx", "dw", "db"), actual, expected):
+            for test in (np.isnan, np.isposinf, np.isneginf):
+                assert np.array_equal(test(a), test(e)), f"{what}: {name}: {test.__name__} differs"
+        if where == "none":
+            check_op("conv2d", actual[0], (x, w, b), {"groups": groups, **params}, dtype, what)
+            check_op("conv2d_backward", actual[2:], (dy, x, w), {"groups": groups, **params}, dtype, what)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", FORWARDS)
 def test_unbatched_out_and_same_padding(op, backend):

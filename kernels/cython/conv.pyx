@@ -12,11 +12,13 @@
 #   otherwise the call is recomputed by im2col + GEMM, so inf and NaN reach exactly the outputs
 #   whose windows hold them (the transforms would spread them over whole tiles).
 # - A direct float32 kernel for few channels and 7x7-and-up kernels (conv_direct.h).
+# - Depthwise convolutions (groups == C), direct, any kernel, stride, padding and dilation
+#   (conv_depthwise.h): im2col + GEMM ran a GEMM of depth KH * KW per plane.
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
 # workspace (conv2d_workspace / conv2d_backward_workspace size it for the path the call takes).
 # Each thread owns its part of the workspace and its partial weight gradient; the partials are
 # summed after the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h,
-# conv_winograd.h, conv_direct.h.
+# conv_winograd.h, conv_direct.h, conv_depthwise.h.
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.string cimport memset
@@ -189,6 +191,86 @@ cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::
             direct_pad_split(&x[n * g.C * g.H * g.W], xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
             direct_forward_f(xp, &w[0], b_ptr, &y[n * g.F * g.P], g.C, g.H, g.F, g.KH, g.KW, g.ph,
                              g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
+
+
+# ---- Depthwise (groups == C), direct (conv_depthwise.h) ------------------------------------------
+
+cdef extern from "conv_depthwise.h" nogil:
+    ctypedef struct dw_geometry "fnn_dw_geometry":
+        Py_ssize_t C, H, W, m, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw
+    Py_ssize_t fnn_dw_forward_scratch(const dw_geometry* g)
+    Py_ssize_t fnn_dw_backward_scratch(const dw_geometry* g, int input_grad, Py_ssize_t itemsize)
+    void fnn_dw_forward_f(const float* x, const float* w, const float* b, float* y, Py_ssize_t p0, Py_ssize_t p1,
+                          const dw_geometry* g, int relu, float* scratch)
+    void fnn_dw_forward_d(const double* x, const double* w, const double* b, double* y, Py_ssize_t p0,
+                          Py_ssize_t p1, const dw_geometry* g, int relu, double* scratch)
+    void fnn_dw_backward_f(const float* x, const float* dy, const float* w, float* dx, float* dw, Py_ssize_t c0,
+                           Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, float* scratch)
+    void fnn_dw_backward_d(const double* x, const double* dy, const double* w, double* dx, double* dw,
+                           Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, double* scratch)
+
+
+cdef bint _depthwise_pays(const Geometry* g) noexcept nogil:
+    """groups == C (one input channel per group), at least 2 channels (the backward runs channels in
+    parallel) and at most 8 filters per channel (each plane's filters are computed one after another)."""
+    return g.G == g.C and g.C >= 2 and g.Fg <= 8
+
+
+cdef dw_geometry _dw_geometry(const Geometry* g) noexcept nogil:
+    cdef dw_geometry d
+    d.C, d.H, d.W, d.m, d.KH, d.KW, d.Ho, d.Wo = g.C, g.H, g.W, g.Fg, g.KH, g.KW, g.Ho, g.Wo
+    d.sh, d.sw, d.ph, d.pw, d.dh, d.dw = g.sh, g.sw, g.ph, g.pw, g.dh, g.dw
+    return d
+
+
+cdef void _dw_forward(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y, real[::1] work,
+                      Py_ssize_t N, const dw_geometry* d, bint has_bias, bint relu, int n_threads) noexcept:
+    """A static range of (image, channel) planes per thread."""
+    cdef Py_ssize_t t, planes = N * d.C, per_thread = fnn_dw_forward_scratch(d)
+    cdef int threads = <int>min(planes, <Py_ssize_t>n_threads)
+    cdef const real* b_ptr = &b[0] if has_bias else NULL
+    with nogil:
+        for t in prange(threads, schedule="static", num_threads=threads):
+            if real is float:
+                fnn_dw_forward_f(&x[0], &w[0], b_ptr, &y[0], chunk_start(planes, t, threads),
+                                 chunk_start(planes, t + 1, threads), d, relu, &work[t * per_thread])
+            else:
+                fnn_dw_forward_d(&x[0], &w[0], b_ptr, &y[0], chunk_start(planes, t, threads),
+                                 chunk_start(planes, t + 1, threads), d, relu, &work[t * per_thread])
+
+
+cdef bint _dw_gather_pays(const Geometry* g) noexcept nogil:
+    """The input gradient as the forward of dy with the flipped kernel (dy padded by the kernel's reach
+    less p): its sums stay in registers, where the transposed scatter's overlapping read-modify-writes
+    stalled on store forwarding (2-3x slower). Stride 1, one filter per channel, p within the kernel's
+    reach; and (checked by the caller) finite weights: the gather multiplies them by dy's zero padding."""
+    return (g.sh == 1 and g.sw == 1 and g.Fg == 1 and g.ph <= (g.KH - 1) * g.dh
+            and g.pw <= (g.KW - 1) * g.dw)
+
+
+cdef dw_geometry _dw_transposed(const Geometry* g) noexcept nogil:
+    """_dw_gather_pays's forward: dy's planes in, dx's out."""
+    cdef dw_geometry d = _dw_geometry(g)
+    d.H, d.W, d.Ho, d.Wo = g.Ho, g.Wo, g.H, g.W
+    d.ph, d.pw = (g.KH - 1) * g.dh - g.ph, (g.KW - 1) * g.dw - g.pw
+    return d
+
+
+cdef void _dw_backward(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx, real[::1] dw,
+                       real[::1] work, Py_ssize_t N, const Geometry* g, bint input_grad, int n_threads) noexcept:
+    """A static range of channels per thread: each writes its channels' dw and dx planes."""
+    cdef dw_geometry d = _dw_geometry(g)
+    cdef Py_ssize_t t, per_thread = fnn_dw_backward_scratch(&d, input_grad, sizeof(real))
+    cdef int threads = <int>min(g.C, <Py_ssize_t>n_threads)
+    cdef real* dx_ptr = &dx[0] if input_grad else NULL
+    with nogil:
+        for t in prange(threads, schedule="static", num_threads=threads):
+            if real is float:
+                fnn_dw_backward_f(&x[0], &dy[0], &w[0], dx_ptr, &dw[0], chunk_start(g.C, t, threads),
+                                  chunk_start(g.C, t + 1, threads), N, &d, &work[t * per_thread])
+            else:
+                fnn_dw_backward_d(&x[0], &dy[0], &w[0], dx_ptr, &dw[0], chunk_start(g.C, t, threads),
+                                  chunk_start(g.C, t + 1, threads), N, &d, &work[t * per_thread])
 
 
 # ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ----------------------
@@ -523,6 +605,9 @@ cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bi
     """Workspace elements of the forward's path (Winograd also reserves the im2col fallback's)."""
     cdef Py_ssize_t loop_threads = min(N, <Py_ssize_t>n_threads)
     cdef Py_ssize_t gemm = 0 if g.direct else loop_threads * g.K * g.B
+    cdef dw_geometry d = _dw_geometry(g)
+    if _fast_paths_enabled and _depthwise_pays(g):
+        return min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&d)
     if _fast_paths_enabled and _winograd_forward_pays(g):
         return max(gemm, _wino_forward_work(g, N, n_threads))
     if _fast_paths_enabled and is_float and _direct_pays(g):
@@ -542,6 +627,10 @@ def _forward_entry(const real[::1] x, const real[::1] w, const real[::1] b, real
     cdef Py_ssize_t N = x_shape[0]
     cdef int loop_threads = <int>min(N, <Py_ssize_t>n_threads)
     if N == 0:
+        return
+    cdef dw_geometry d = _dw_geometry(&g)
+    if _fast_paths_enabled and _depthwise_pays(&g):
+        _dw_forward(x, w, b, y, work, N, &d, has_bias, relu, n_threads)
         return
     if _fast_paths_enabled and _winograd_forward_pays(&g):
         if _wino_forward_typed(x, w, b, y, &g, N, has_bias, relu, n_threads, &work[0]):
@@ -742,6 +831,14 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
     """Workspace elements of the backward's path (Winograd also reserves the fallback's)."""
     cdef Py_ssize_t loop_threads = 0, parts = 0, work = 0, ntd, ntw, wino_parts = 0, wino_work = 0
     cdef bint direct_grad
+    cdef dw_geometry d = _dw_geometry(g)
+    cdef dw_geometry dt = _dw_transposed(g)
+    if _fast_paths_enabled and _depthwise_pays(g):
+        # the fused scatter's, or the gather's forward followed by the weight gradient alone
+        work = min(g.C, <Py_ssize_t>n_threads) * fnn_dw_backward_scratch(&d, input_grad, 4 if is_float else 8)
+        if input_grad and _dw_gather_pays(g):
+            work = max(work, min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&dt))
+        return work
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
     if N > 0 and _fast_paths_enabled and _winograd_backward_pays(g):
         _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &wino_parts, &wino_work)
@@ -752,12 +849,20 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
 def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx, real[::1] dw,
                     real[::1] db, real[::1] workspace, tuple x_shape, tuple w_shape, tuple y_shape, tuple params,
                     bint input_grad, int n_threads):
-    """Winograd (kept when dx and dw are finite), else im2col + GEMM (or the direct float32 weight
-    gradient); then the bias gradient."""
+    """Depthwise, or Winograd (kept when dx and dw are finite), else im2col + GEMM (or the direct
+    float32 weight gradient); then the bias gradient."""
     cdef Geometry g = _geometry(x_shape, w_shape, y_shape, params, sizeof(real))
     cdef Py_ssize_t N = x_shape[0], loop_threads, parts, work
     cdef bint direct_grad
-    if not (N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g)
+    cdef dw_geometry dt = _dw_transposed(&g)
+    cdef real[::1] flipped
+    if _fast_paths_enabled and _depthwise_pays(&g):
+        if input_grad and _dw_gather_pays(&g) and np.isfinite(np.asarray(w)).all():
+            flipped = np.ascontiguousarray(np.asarray(w).reshape(g.C, g.KH, g.KW)[:, ::-1, ::-1]).reshape(-1)
+            _dw_forward(dy, flipped, db[:0], dx, workspace, N, &dt, False, False, n_threads)
+            input_grad = False
+        _dw_backward(dy, x, w, dx, dw, workspace, N, &g, input_grad, n_threads)
+    elif not (N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g)
             and _wino_backward_typed(dy, x, w, dx, dw, &g, N, input_grad, n_threads, &workspace[0])):
         _generic_backward_sizes(&g, N, n_threads, real is float, input_grad, &loop_threads, &direct_grad,
                                 &parts, &work)

@@ -1,0 +1,331 @@
+/* Body of conv_depthwise.h, included once per element type DW_T with suffix DW_S. */
+#define DW_CAT2(a, b) a##_##b
+#define DW_CAT(a, b) DW_CAT2(a, b)
+#define DW_FN(name) DW_CAT(name, DW_S)
+
+/* One vector of 64 bytes (16 floats, 8 doubles): GCC's vector extension keeps the accumulators in
+ * registers (as plain arrays across the loops over taps they stayed on the stack, 10x slower); the
+ * unaligned type loads from any element. The ISA clones split it into the vectors they have. */
+typedef DW_T DW_FN(fnn_dw_vec) __attribute__((vector_size(64)));
+typedef DW_T DW_FN(fnn_dw_vec_u) __attribute__((vector_size(64), aligned(sizeof(DW_T))));
+#define DW_VEC DW_FN(fnn_dw_vec)
+#define DW_LOAD(p) (*(const DW_FN(fnn_dw_vec_u) *)(p))
+#define DW_VLANES ((ptrdiff_t)(64 / sizeof(DW_T)))
+/* A vector's lanes in double (the weight gradient's sums across planes), unaligned in the scratch. */
+typedef double DW_FN(fnn_dw_acc) __attribute__((vector_size(8 * 64 / sizeof(DW_T))));
+typedef double DW_FN(fnn_dw_acc_u) __attribute__((vector_size(8 * 64 / sizeof(DW_T)), aligned(8)));
+#define DW_ACC DW_FN(fnn_dw_acc)
+#define DW_ACC_U DW_FN(fnn_dw_acc_u)
+
+/* Stride 2's columns of x's row [a, a + 2 * DW_VLANES), even ones into e and odd ones into o (vector
+ * shuffles: the strided scalar copies of short rows did not vectorize and cost 60% of the forward). */
+static inline void DW_FN(fnn_dw_split)(const DW_T *src, DW_VEC *e, DW_VEC *o)
+{
+    DW_VEC lo = DW_LOAD(src), hi = DW_LOAD(src + DW_VLANES);
+    *e = __builtin_shuffle(lo, hi, (DW_MASK)DW_EVENS);
+    *o = __builtin_shuffle(lo, hi, (DW_MASK)DW_ODDS);
+}
+
+/* x's row's `copied` columns into the two phases of a stride-2 padded row (phase wq elements), or
+ * (to_x) back, a pair of vectors at a time. Into the phases, the last pair's spare lanes are zeros
+ * read past the row (within the plane's `readable` elements, else staged) and zeroed, so they write
+ * zeros into the phase's padding (fnn_dw_phase keeps a pair's slack in each phase); back into x, the last pair goes through a staging row and only `copied`
+ * columns are written. */
+static inline void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict padded, ptrdiff_t wq,
+                                            ptrdiff_t pw, ptrdiff_t copied, ptrdiff_t readable, int to_x)
+{
+    const ptrdiff_t pair = 2 * DW_VLANES;
+    DW_T stage[2 * DW_VLANES] __attribute__((aligned(64)));
+    for (ptrdiff_t a = 0; a < copied; a += pair) {
+        /* column a + 2t of x is padded column pw + a + 2t: phase (pw + a) & 1, element (pw + a) / 2 + t */
+        ptrdiff_t n = copied - a < pair ? copied - a : pair;
+        DW_T *even = padded + ((pw + a) & 1) * wq + (pw + a) / 2;
+        DW_T *odd = padded + ((pw + a + 1) & 1) * wq + (pw + a + 1) / 2;
+        if (to_x) {
+            DW_VEC e = DW_LOAD(even), o = DW_LOAD(odd);
+            DW_VEC lo = __builtin_shuffle(e, o, (DW_MASK)DW_ZIP_LO), hi = __builtin_shuffle(e, o, (DW_MASK)DW_ZIP_HI);
+            if (n == pair) {
+                *(DW_FN(fnn_dw_vec_u) *)(row + a) = lo;
+                *(DW_FN(fnn_dw_vec_u) *)(row + a + DW_VLANES) = hi;
+            } else {
+                *(DW_VEC *)stage = lo;
+                *(DW_VEC *)(stage + DW_VLANES) = hi;
+                memcpy(row + a, stage, n * sizeof(DW_T));
+            }
+        } else {
+            const DW_T *src = row + a;
+            if (n < pair && a + pair > readable) {  /* past the plane: staged */
+                memset(stage, 0, sizeof(stage));
+                memcpy(stage, row + a, n * sizeof(DW_T));
+                src = stage;
+            }
+            DW_VEC e, o;
+            DW_FN(fnn_dw_split)(src, &e, &o);
+            if (n < pair && src != stage) {  /* read past the row, inside the plane: zero those lanes */
+                DW_MASK lane = DW_LANE_INDEX;
+                __typeof__(lane[0]) count = n;
+                e = (DW_VEC)((DW_MASK)e & (2 * lane < count));
+                o = (DW_VEC)((DW_MASK)o & (2 * lane + 1 < count));
+            }
+            *(DW_FN(fnn_dw_vec_u) *)even = e;
+            *(DW_FN(fnn_dw_vec_u) *)odd = o;
+        }
+    }
+}
+
+/* Tap column j's offset in a padded row: phase (j * dw) % sw, from (j * dw) / sw (no divisions in the
+ * loops over taps: tens of cycles each). */
+#define DW_FOR_TAP_COLUMNS(g, wq, J, COL, STMT)                                                     \
+    for (ptrdiff_t J = 0, phase_ = 0, from_ = 0; J < (g)->KW; J++) {                              \
+        const ptrdiff_t COL = phase_ * (wq) + from_;                                               \
+        STMT                                                                                       \
+        for (phase_ += (g)->dw; phase_ >= (g)->sw; phase_ -= (g)->sw)                              \
+            from_++;                                                                               \
+    }
+
+/* A phase of a padded row and its columns of x's row, n of them S apart: into the phase, or (to_x)
+ * back. */
+static inline void DW_FN(fnn_dw_phase_copy)(DW_T *restrict x, DW_T *restrict phase, ptrdiff_t n, ptrdiff_t S,
+                                            int to_x)
+{
+    if (to_x)
+        for (ptrdiff_t k = 0; k < n; k++)
+            x[k * S] = phase[k];
+    else
+        for (ptrdiff_t k = 0; k < n; k++)
+            phase[k] = x[k * S];
+}
+
+/* x's plane into the padded plane's interior (its padding zero), or (to_x) the padded plane's interior
+ * back into x's plane, 0 where no window reaches. */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_interior)(DW_T *restrict x, DW_T *restrict plane, const fnn_dw_geometry *g,
+                                          int to_x)
+{
+    ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq, pw = g->pw, W = g->W, S = g->sw;
+    ptrdiff_t copied = W < span - pw ? W : span - pw, rows = fnn_dw_rows(g);
+    if (copied < 0)
+        copied = 0;
+    for (ptrdiff_t ih = 0; ih < g->H; ih++) {
+        DW_T *restrict row = x + ih * W;
+        if (ih + g->ph >= rows) {
+            if (to_x)
+                memset(row, 0, W * sizeof(DW_T));
+            continue;
+        }
+        DW_T *restrict padded = plane + (ih + g->ph) * span;
+        if (S == 1) {  /* plain rows: one copy */
+            if (to_x)
+                memcpy(row, padded + pw, copied * sizeof(DW_T));
+            else
+                memcpy(padded + pw, row, copied * sizeof(DW_T));
+            continue;
+        }
+        if (S == 2) {
+            DW_FN(fnn_dw_stride2_row)(row, padded, wq, pw, copied, (g->H - ih) * W, to_x);
+            if (to_x)
+                memset(row + copied, 0, (W - copied) * sizeof(DW_T));
+            continue;
+        }
+        for (ptrdiff_t q = 0; q < S; q++) {
+            /* phase q's element k is column k * S + q - pw of x */
+            ptrdiff_t k_lo = (pw - q + S - 1) / S, k_hi = (pw + copied - q + S - 1) / S;
+            if (k_lo < 0)
+                k_lo = 0;
+            DW_FN(fnn_dw_phase_copy)(row + S * k_lo + q - pw, padded + q * wq + k_lo, k_hi - k_lo, S, to_x);
+        }
+        if (to_x)
+            memset(row + copied, 0, (W - copied) * sizeof(DW_T));
+    }
+}
+
+
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_store)(DW_T *restrict out, const DW_VEC *acc, DW_T bias,
+                                                                     int relu, ptrdiff_t n)
+{
+    if (relu)
+        for (ptrdiff_t l = 0; l < n; l++) {
+            DW_T v = (*acc)[l] + bias;
+            out[l] = v < 0 ? 0 : v;  /* NaN stays NaN */
+        }
+    else
+        for (ptrdiff_t l = 0; l < n; l++)
+            out[l] = (*acc)[l] + bias;
+}
+
+/* Output rows [oh, oh + RB) of filter wf from the padded plane, a vector of columns at a time, all
+ * taps accumulated in registers (RB a literal at the call: RB independent chains). */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_rows_out)(
+    const DW_T *restrict plane, const DW_T *restrict wf, DW_T bias, int relu, DW_T *restrict y,
+    ptrdiff_t oh, const int RB, const fnn_dw_geometry *g)
+{
+    const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq, row_step = g->sh * span;
+    for (ptrdiff_t ob = 0; ob < g->Wo; ob += DW_VLANES) {
+        DW_VEC acc[FNN_DW_ROWS];
+        for (int k = 0; k < RB; k++)
+            acc[k] = (DW_VEC){0};
+        for (ptrdiff_t i = 0; i < g->KH; i++) {
+            const DW_T *restrict row = plane + (oh * g->sh + i * g->dh) * span + ob;
+            DW_FOR_TAP_COLUMNS(g, wq, j, col,
+                DW_T wv = wf[i * g->KW + j];
+                for (int k = 0; k < RB; k++)
+                    acc[k] += wv * DW_LOAD(row + k * row_step + col);)
+        }
+        ptrdiff_t n = g->Wo - ob < DW_VLANES ? g->Wo - ob : DW_VLANES;
+        for (int k = 0; k < RB; k++) {
+            DW_T *restrict out = y + (oh + k) * g->Wo + ob;
+            /* A row shorter than a vector is stored whole while that stays inside the plane: the
+             * spare lanes land on the next rows' starts, stored after it (element stores of short
+             * rows cost more than their taps). */
+            if (n == DW_VLANES || (g->Wo < DW_VLANES && (oh + k) * g->Wo + DW_VLANES <= g->Ho * g->Wo))
+                DW_FN(fnn_dw_store)(out, &acc[k], bias, relu, DW_VLANES);
+            else
+                DW_FN(fnn_dw_store)(out, &acc[k], bias, relu, n);
+        }
+    }
+}
+
+/* Planes [p0, p1) of the (image, channel) planes: y's m planes of each. w (C * m, KH * KW), b (C * m)
+ * or NULL. */
+FNN_CLONES void DW_FN(fnn_dw_forward)(const DW_T *x, const DW_T *w, const DW_T *b, DW_T *y, ptrdiff_t p0,
+                                      ptrdiff_t p1, const fnn_dw_geometry *g, int relu, DW_T *scratch)
+{
+    ptrdiff_t taps = g->KH * g->KW, oplane = g->Ho * g->Wo;
+    memset(scratch, 0, fnn_dw_plane(g) * sizeof(DW_T));
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        DW_FN(fnn_dw_interior)((DW_T *)(x + p * g->H * g->W), scratch, g, 0);
+        for (ptrdiff_t k = 0; k < g->m; k++) {
+            ptrdiff_t f = (p % g->C) * g->m + k;
+            DW_T *yf = y + (p * g->m + k) * oplane, bias = b ? b[f] : 0;
+            ptrdiff_t oh = 0;
+            for (; oh + FNN_DW_ROWS <= g->Ho; oh += FNN_DW_ROWS)
+                DW_FN(fnn_dw_rows_out)(scratch, w + f * taps, bias, relu, yf, oh, FNN_DW_ROWS, g);
+            for (; oh < g->Ho; oh++)
+                DW_FN(fnn_dw_rows_out)(scratch, w + f * taps, bias, relu, yf, oh, 1, g);
+        }
+    }
+}
+
+/* The vector of dy's row at `at` with lanes [n, DW_VLANES) past its row: read in place while inside
+ * the plane of `size` elements, else staged with zeros. */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_grad_vector)(const DW_T *dyf, ptrdiff_t at, ptrdiff_t n,
+                                                                           ptrdiff_t size, DW_VEC *v)
+{
+    if (at + DW_VLANES <= size) {
+        *v = DW_LOAD(dyf + at);
+        return;
+    }
+    DW_T stage[DW_VLANES] __attribute__((aligned(64))) = {0};
+    memcpy(stage, dyf + at, n * sizeof(DW_T));
+    *v = *(DW_VEC *)stage;
+}
+
+/* v's lanes [n, DW_VLANES) zeroed (they may hold inf * 0 or another row's values). */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_lanes)(DW_VEC *v, ptrdiff_t n)
+{
+    DW_MASK lane = DW_LANE_INDEX;
+    __typeof__(lane[0]) count = n;
+    *v = (DW_VEC)((DW_MASK)*v & (lane < count));
+}
+
+/* acc[k] += over rows [oh, oh + RB): dy's row times the tap's run, a vector of columns at a time (the
+ * last one's spare lanes zeroed). */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_tap_rows)(
+    const DW_T *restrict run, const DW_T *restrict dyf, ptrdiff_t oh, const int RB, DW_VEC acc[FNN_DW_ROWS],
+    const fnn_dw_geometry *g)
+{
+    const ptrdiff_t row_step = g->sh * g->sw * fnn_dw_phase(g), size = g->Ho * g->Wo;
+    for (ptrdiff_t ob = 0; ob < g->Wo; ob += DW_VLANES) {
+        ptrdiff_t n = g->Wo - ob;
+        for (int k = 0; k < RB; k++) {
+            DW_VEC v;
+            DW_FN(fnn_dw_grad_vector)(dyf, (oh + k) * g->Wo + ob, n, size, &v);
+            v *= DW_LOAD(run + (oh + k) * row_step + ob);
+            if (n < DW_VLANES)
+                DW_FN(fnn_dw_lanes)(&v, n);
+            acc[k] += v;
+        }
+    }
+}
+
+/* sums[tap] (a vector of double lanes per tap) += the weight gradient of filter plane dyf against the
+ * padded plane. Lanes in T within a plane, in double across planes. */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyf, DW_ACC_U *sums, const fnn_dw_geometry *g)
+{
+    const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq;
+    for (ptrdiff_t i = 0; i < g->KH; i++)
+        DW_FOR_TAP_COLUMNS(g, wq, j, col,
+            const DW_T *run = plane + i * g->dh * span + col;
+            DW_VEC acc[FNN_DW_ROWS] = {{0}};
+            ptrdiff_t oh = 0;
+            for (; oh + FNN_DW_ROWS <= g->Ho; oh += FNN_DW_ROWS)
+                DW_FN(fnn_dw_tap_rows)(run, dyf, oh, FNN_DW_ROWS, acc, g);
+            for (; oh < g->Ho; oh++)
+                DW_FN(fnn_dw_tap_rows)(run, dyf, oh, 1, acc, g);
+            sums[i * g->KW + j] += __builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), DW_ACC);)
+}
+
+/* The padded dx plane += filter plane dyf's scatter through wf (the input gradient), a vector of
+ * columns at a time; the last one's spare lanes add +0 to the phase's spare columns. */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_input_grad)(DW_T *dplane, const DW_T *wf, const DW_T *dyf, const fnn_dw_geometry *g)
+{
+    const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq;
+    for (ptrdiff_t oh = 0; oh < g->Ho; oh++)
+        for (ptrdiff_t ob = 0; ob < g->Wo; ob += DW_VLANES) {
+            ptrdiff_t n = g->Wo - ob;
+            DW_VEC grad;
+            DW_FN(fnn_dw_grad_vector)(dyf, oh * g->Wo + ob, n, g->Ho * g->Wo, &grad);
+            for (ptrdiff_t i = 0; i < g->KH; i++) {
+                DW_T *restrict row = dplane + (oh * g->sh + i * g->dh) * span + ob;
+                DW_FOR_TAP_COLUMNS(g, wq, j, col,
+                    DW_VEC v = wf[i * g->KW + j] * grad;
+                    if (n < DW_VLANES)
+                        DW_FN(fnn_dw_lanes)(&v, n);
+                    *(DW_FN(fnn_dw_vec_u) *)(row + col) += v;)
+            }
+        }
+}
+
+/* Channels [c0, c1): dw's filters of each (written, not added), and dx's planes of each channel if dx
+ * is not NULL. Scratch: fnn_dw_backward_scratch. */
+FNN_CLONES void DW_FN(fnn_dw_backward)(const DW_T *x, const DW_T *dy, const DW_T *w, DW_T *dx, DW_T *dw,
+                                       ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t N, const fnn_dw_geometry *g,
+                                       DW_T *scratch)
+{
+    ptrdiff_t taps = g->KH * g->KW, oplane = g->Ho * g->Wo, iplane = g->H * g->W, psize = fnn_dw_plane(g);
+    DW_ACC_U *sums = (DW_ACC_U *)scratch;
+    DW_T *plane = scratch + fnn_dw_sums(g, sizeof(DW_T)), *dplane = plane + psize;
+    memset(plane, 0, psize * sizeof(DW_T));
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        memset(sums, 0, g->m * taps * sizeof(DW_ACC));
+        for (ptrdiff_t n = 0; n < N; n++) {
+            ptrdiff_t p = n * g->C + c;
+            DW_FN(fnn_dw_interior)((DW_T *)(x + p * iplane), plane, g, 0);
+            if (dx)
+                memset(dplane, 0, psize * sizeof(DW_T));
+            for (ptrdiff_t k = 0; k < g->m; k++) {
+                const DW_T *dyf = dy + (p * g->m + k) * oplane;
+                DW_FN(fnn_dw_weight_grad)(plane, dyf, sums + k * taps, g);
+                if (dx)
+                    DW_FN(fnn_dw_input_grad)(dplane, w + (c * g->m + k) * taps, dyf, g);
+            }
+            if (dx)
+                DW_FN(fnn_dw_interior)(dx + p * iplane, dplane, g, 1);
+        }
+        for (ptrdiff_t t = 0; t < g->m * taps; t++) {
+            double sum = 0;
+            for (ptrdiff_t l = 0; l < DW_VLANES; l++)
+                sum += sums[t][l];
+            dw[c * g->m * taps + t] = (DW_T)sum;
+        }
+    }
+}
+
+#undef DW_FOR_TAP_COLUMNS
+#undef DW_VEC
+#undef DW_LOAD
+#undef DW_VLANES
+#undef DW_ACC
+#undef DW_ACC_U
+#undef DW_CAT2
+#undef DW_CAT
+#undef DW_FN
