@@ -205,9 +205,10 @@ cdef extern from "conv_depthwise.h" nogil:
     void fnn_dw_forward_d(const double* x, const double* w, const double* b, double* y, Py_ssize_t p0,
                           Py_ssize_t p1, const dw_geometry* g, int relu, double* scratch)
     void fnn_dw_backward_f(const float* x, const float* dy, const float* w, float* dx, float* dw, Py_ssize_t c0,
-                           Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, float* scratch)
+                           Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, int gather, float* scratch)
     void fnn_dw_backward_d(const double* x, const double* dy, const double* w, double* dx, double* dw,
-                           Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, double* scratch)
+                           Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, int gather,
+                           double* scratch)
 
 
 cdef bint _depthwise_pays(const Geometry* g) noexcept nogil:
@@ -239,17 +240,18 @@ cdef void _dw_forward(const real[::1] x, const real[::1] w, const real[::1] b, r
                                  chunk_start(planes, t + 1, threads), d, relu, &work[t * per_thread])
 
 
-cdef bint _dw_gather_pays(const Geometry* g) noexcept nogil:
+cdef bint _dw_flipped_applies(const Geometry* g) noexcept nogil:
     """The input gradient as the forward of dy with the flipped kernel (dy padded by the kernel's reach
-    less p): its sums stay in registers, where the transposed scatter's overlapping read-modify-writes
-    stalled on store forwarding (2-3x slower). Stride 1, one filter per channel, p within the kernel's
-    reach; and (checked by the caller) finite weights: the gather multiplies them by dy's zero padding."""
+    less p): the gather of conv_depthwise.h for stride 1, with the forward's blocks of rows in
+    registers (the transposed scatter's overlapping read-modify-writes stalled on store forwarding,
+    2-3x slower). Stride 1, one filter per channel, p within the kernel's reach; and (checked by the
+    caller) finite weights: the gather multiplies them by dy's zero padding."""
     return (g.sh == 1 and g.sw == 1 and g.Fg == 1 and g.ph <= (g.KH - 1) * g.dh
             and g.pw <= (g.KW - 1) * g.dw)
 
 
 cdef dw_geometry _dw_transposed(const Geometry* g) noexcept nogil:
-    """_dw_gather_pays's forward: dy's planes in, dx's out."""
+    """_dw_flipped_applies's forward: dy's planes in, dx's out."""
     cdef dw_geometry d = _dw_geometry(g)
     d.H, d.W, d.Ho, d.Wo = g.Ho, g.Wo, g.H, g.W
     d.ph, d.pw = (g.KH - 1) * g.dh - g.ph, (g.KW - 1) * g.dw - g.pw
@@ -257,8 +259,10 @@ cdef dw_geometry _dw_transposed(const Geometry* g) noexcept nogil:
 
 
 cdef void _dw_backward(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx, real[::1] dw,
-                       real[::1] work, Py_ssize_t N, const Geometry* g, bint input_grad, int n_threads) noexcept:
-    """A static range of channels per thread: each writes its channels' dw and dx planes."""
+                       real[::1] work, Py_ssize_t N, const Geometry* g, bint input_grad, bint gather,
+                       int n_threads) noexcept:
+    """A static range of channels per thread: each writes its channels' dw and dx planes (dx gathered if
+    `gather`: one filter per channel and finite weights)."""
     cdef dw_geometry d = _dw_geometry(g)
     cdef Py_ssize_t t, per_thread = fnn_dw_backward_scratch(&d, input_grad, sizeof(real))
     cdef int threads = <int>min(g.C, <Py_ssize_t>n_threads)
@@ -267,10 +271,10 @@ cdef void _dw_backward(const real[::1] dy, const real[::1] x, const real[::1] w,
         for t in prange(threads, schedule="static", num_threads=threads):
             if real is float:
                 fnn_dw_backward_f(&x[0], &dy[0], &w[0], dx_ptr, &dw[0], chunk_start(g.C, t, threads),
-                                  chunk_start(g.C, t + 1, threads), N, &d, &work[t * per_thread])
+                                  chunk_start(g.C, t + 1, threads), N, &d, gather, &work[t * per_thread])
             else:
                 fnn_dw_backward_d(&x[0], &dy[0], &w[0], dx_ptr, &dw[0], chunk_start(g.C, t, threads),
-                                  chunk_start(g.C, t + 1, threads), N, &d, &work[t * per_thread])
+                                  chunk_start(g.C, t + 1, threads), N, &d, gather, &work[t * per_thread])
 
 
 # ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ----------------------
@@ -836,7 +840,7 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
     if _fast_paths_enabled and _depthwise_pays(g):
         # the fused scatter's, or the gather's forward followed by the weight gradient alone
         work = min(g.C, <Py_ssize_t>n_threads) * fnn_dw_backward_scratch(&d, input_grad, 4 if is_float else 8)
-        if input_grad and _dw_gather_pays(g):
+        if input_grad and _dw_flipped_applies(g):
             work = max(work, min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&dt))
         return work
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
@@ -856,12 +860,14 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
     cdef bint direct_grad
     cdef dw_geometry dt = _dw_transposed(&g)
     cdef real[::1] flipped
+    cdef bint gather
     if _fast_paths_enabled and _depthwise_pays(&g):
-        if input_grad and _dw_gather_pays(&g) and np.isfinite(np.asarray(w)).all():
+        gather = input_grad and g.Fg == 1 and np.isfinite(np.asarray(w)).all()
+        if gather and _dw_flipped_applies(&g):
             flipped = np.ascontiguousarray(np.asarray(w).reshape(g.C, g.KH, g.KW)[:, ::-1, ::-1]).reshape(-1)
             _dw_forward(dy, flipped, db[:0], dx, workspace, N, &dt, False, False, n_threads)
             input_grad = False
-        _dw_backward(dy, x, w, dx, dw, workspace, N, &g, input_grad, n_threads)
+        _dw_backward(dy, x, w, dx, dw, workspace, N, &g, input_grad, gather, n_threads)
     elif not (N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g)
             and _wino_backward_typed(dy, x, w, dx, dw, &g, N, input_grad, n_threads, &workspace[0])):
         _generic_backward_sizes(&g, N, n_threads, real is float, input_grad, &loop_threads, &direct_grad,

@@ -9,8 +9,11 @@
  *   forward: FNN_DW_ROWS output rows at once, in blocks of FNN_DW_LANES columns, all taps accumulated
  *     in registers (independent chains per row); the last block's extra lanes read the plane's zero
  *     or spare columns and are not stored.
- *   input gradient: each dy row's taps added into a padded dx plane (the transposed scatter), then its
- *     interior copied out (x positions in no window get 0).
+ *   input gradient: into a padded dx plane, then its interior copied out (x positions in no window
+ *     get 0): with one filter per channel and finite weights, each vector of it gathered from the
+ *     taps that reach it (in registers; conv.pyx runs stride 1 as the forward of dy with the flipped
+ *     kernel instead); else each dy row's taps added in (the transposed scatter: its overlapping
+ *     read-modify-writes stall on store forwarding, but it never multiplies a weight by padding).
  *   weight gradient: per tap, dy against the tap's runs in vector lanes over FNN_DW_ROWS rows, the
  *     lanes added in double across planes.
  *   Short rows run in whole vectors too: spare lanes are zeroed before they are added (they could
@@ -78,9 +81,23 @@ static inline ptrdiff_t fnn_dw_sums(const fnn_dw_geometry *g, ptrdiff_t itemsize
     return g->m * g->KH * g->KW * (64 / itemsize) * (ptrdiff_t)sizeof(double) / itemsize;
 }
 
+/* dy's plane held with a margin of the widest tap offset on the left and zeros past its rows, so the
+ * input gradient's gather reads whole vectors of any tap: the margin, then the phase's columns and a
+ * vector. */
+static inline ptrdiff_t fnn_dw_dy_margin(const fnn_dw_geometry *g)
+{
+    return (g->KW - 1) * g->dw / g->sw;
+}
+
+static inline ptrdiff_t fnn_dw_dy_pitch(const fnn_dw_geometry *g)
+{
+    return fnn_dw_dy_margin(g) + fnn_dw_round(fnn_dw_phase(g)) + FNN_DW_LANES;
+}
+
 static inline ptrdiff_t fnn_dw_backward_scratch(const fnn_dw_geometry *g, int input_grad, ptrdiff_t itemsize)
 {
-    return (fnn_dw_sums(g, itemsize) + (1 + (input_grad != 0)) * fnn_dw_plane(g) + 1) / 2 * 2;
+    return (fnn_dw_sums(g, itemsize) + (1 + (input_grad != 0)) * fnn_dw_plane(g) + g->Ho * fnn_dw_dy_pitch(g)
+            + 1) / 2 * 2;
 }
 
 FNN_BEGIN_LOOPS

@@ -29,8 +29,9 @@ static inline void DW_FN(fnn_dw_split)(const DW_T *src, DW_VEC *e, DW_VEC *o)
 /* x's row's `copied` columns into the two phases of a stride-2 padded row (phase wq elements), or
  * (to_x) back, a pair of vectors at a time. Into the phases, the last pair's spare lanes are zeros
  * read past the row (within the plane's `readable` elements, else staged) and zeroed, so they write
- * zeros into the phase's padding (fnn_dw_phase keeps a pair's slack in each phase); back into x, the last pair goes through a staging row and only `copied`
- * columns are written. */
+ * zeros into the phase's padding (fnn_dw_phase keeps a pair's slack in each phase). Back into x, a
+ * pair is stored whole inside the plane (its spare lanes land on the row's tail, zeroed after, or on
+ * the next rows, written after), else through a staging row. */
 static inline void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict padded, ptrdiff_t wq,
                                             ptrdiff_t pw, ptrdiff_t copied, ptrdiff_t readable, int to_x)
 {
@@ -44,7 +45,7 @@ static inline void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict 
         if (to_x) {
             DW_VEC e = DW_LOAD(even), o = DW_LOAD(odd);
             DW_VEC lo = __builtin_shuffle(e, o, (DW_MASK)DW_ZIP_LO), hi = __builtin_shuffle(e, o, (DW_MASK)DW_ZIP_HI);
-            if (n == pair) {
+            if (a + pair <= readable) {  /* spare lanes: this row's tail or the next rows', written after */
                 *(DW_FN(fnn_dw_vec_u) *)(row + a) = lo;
                 *(DW_FN(fnn_dw_vec_u) *)(row + a + DW_VLANES) = hi;
             } else {
@@ -205,20 +206,6 @@ FNN_CLONES void DW_FN(fnn_dw_forward)(const DW_T *x, const DW_T *w, const DW_T *
     }
 }
 
-/* The vector of dy's row at `at` with lanes [n, DW_VLANES) past its row: read in place while inside
- * the plane of `size` elements, else staged with zeros. */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_grad_vector)(const DW_T *dyf, ptrdiff_t at, ptrdiff_t n,
-                                                                           ptrdiff_t size, DW_VEC *v)
-{
-    if (at + DW_VLANES <= size) {
-        *v = DW_LOAD(dyf + at);
-        return;
-    }
-    DW_T stage[DW_VLANES] __attribute__((aligned(64))) = {0};
-    memcpy(stage, dyf + at, n * sizeof(DW_T));
-    *v = *(DW_VEC *)stage;
-}
-
 /* v's lanes [n, DW_VLANES) zeroed (they may hold inf * 0 or another row's values). */
 static inline __attribute__((always_inline)) void DW_FN(fnn_dw_lanes)(DW_VEC *v, ptrdiff_t n)
 {
@@ -227,19 +214,41 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_lanes)(DW_VEC *v,
     *v = (DW_VEC)((DW_MASK)*v & (lane < count));
 }
 
-/* acc[k] += over rows [oh, oh + RB): dy's row times the tap's run, a vector of columns at a time (the
- * last one's spare lanes zeroed). */
+/* dy's plane into the padded dy plane's rows (pitch elements apart, zero past each row), a vector at
+ * a time: read past a row inside the plane and its spare lanes zeroed, else staged (libc's copy per
+ * short row cost more than the weight gradient of a small plane). */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_pad_dy)(const DW_T *dyf, DW_T *dyp, ptrdiff_t pitch,
+                                                                       const fnn_dw_geometry *g)
+{
+    const ptrdiff_t size = g->Ho * g->Wo;
+    for (ptrdiff_t oh = 0; oh < g->Ho; oh++)
+        for (ptrdiff_t ob = 0; ob < g->Wo; ob += DW_VLANES) {
+            ptrdiff_t n = g->Wo - ob, at = oh * g->Wo + ob;
+            DW_VEC v;
+            if (at + DW_VLANES <= size) {
+                v = DW_LOAD(dyf + at);
+                if (n < DW_VLANES)
+                    DW_FN(fnn_dw_lanes)(&v, n);
+            } else {
+                DW_T stage[DW_VLANES] __attribute__((aligned(64))) = {0};
+                memcpy(stage, dyf + at, n * sizeof(DW_T));
+                v = *(DW_VEC *)stage;
+            }
+            *(DW_FN(fnn_dw_vec_u) *)(dyp + oh * pitch + ob) = v;
+        }
+}
+
+/* acc[k] += over rows [oh, oh + RB): dy's row (dyp: the padded dy plane past its margin) times the
+ * tap's run, a vector of columns at a time (the last one's spare lanes zeroed: the run's hold x). */
 static inline __attribute__((always_inline)) void DW_FN(fnn_dw_tap_rows)(
-    const DW_T *restrict run, const DW_T *restrict dyf, ptrdiff_t oh, const int RB, DW_VEC acc[FNN_DW_ROWS],
+    const DW_T *restrict run, const DW_T *restrict dyp, ptrdiff_t oh, const int RB, DW_VEC acc[FNN_DW_ROWS],
     const fnn_dw_geometry *g)
 {
-    const ptrdiff_t row_step = g->sh * g->sw * fnn_dw_phase(g), size = g->Ho * g->Wo;
+    const ptrdiff_t row_step = g->sh * g->sw * fnn_dw_phase(g), pitch = fnn_dw_dy_pitch(g);
     for (ptrdiff_t ob = 0; ob < g->Wo; ob += DW_VLANES) {
         ptrdiff_t n = g->Wo - ob;
         for (int k = 0; k < RB; k++) {
-            DW_VEC v;
-            DW_FN(fnn_dw_grad_vector)(dyf, (oh + k) * g->Wo + ob, n, size, &v);
-            v *= DW_LOAD(run + (oh + k) * row_step + ob);
+            DW_VEC v = DW_LOAD(dyp + (oh + k) * pitch + ob) * DW_LOAD(run + (oh + k) * row_step + ob);
             if (n < DW_VLANES)
                 DW_FN(fnn_dw_lanes)(&v, n);
             acc[k] += v;
@@ -247,9 +256,10 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_tap_rows)(
     }
 }
 
-/* sums[tap] (a vector of double lanes per tap) += the weight gradient of filter plane dyf against the
- * padded plane. Lanes in T within a plane, in double across planes. */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyf, DW_ACC_U *sums, const fnn_dw_geometry *g)
+/* sums[tap] (a vector of double lanes per tap) += the weight gradient of a filter's padded dy plane
+ * (past its margin) against the padded x plane. Lanes in T within a plane, in double across planes. */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyp,
+                                                                            DW_ACC_U *sums, const fnn_dw_geometry *g)
 {
     const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq;
     for (ptrdiff_t i = 0; i < g->KH; i++)
@@ -258,22 +268,22 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_weight_grad)(cons
             DW_VEC acc[FNN_DW_ROWS] = {{0}};
             ptrdiff_t oh = 0;
             for (; oh + FNN_DW_ROWS <= g->Ho; oh += FNN_DW_ROWS)
-                DW_FN(fnn_dw_tap_rows)(run, dyf, oh, FNN_DW_ROWS, acc, g);
+                DW_FN(fnn_dw_tap_rows)(run, dyp, oh, FNN_DW_ROWS, acc, g);
             for (; oh < g->Ho; oh++)
-                DW_FN(fnn_dw_tap_rows)(run, dyf, oh, 1, acc, g);
+                DW_FN(fnn_dw_tap_rows)(run, dyp, oh, 1, acc, g);
             sums[i * g->KW + j] += __builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), DW_ACC);)
 }
 
-/* The padded dx plane += filter plane dyf's scatter through wf (the input gradient), a vector of
+/* The padded dx plane += a filter's padded dy plane (past its margin) scattered through wf, a vector of
  * columns at a time; the last one's spare lanes add +0 to the phase's spare columns. */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_input_grad)(DW_T *dplane, const DW_T *wf, const DW_T *dyf, const fnn_dw_geometry *g)
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_scatter)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
+                                                                        const fnn_dw_geometry *g)
 {
-    const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq;
+    const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq, pitch = fnn_dw_dy_pitch(g);
     for (ptrdiff_t oh = 0; oh < g->Ho; oh++)
         for (ptrdiff_t ob = 0; ob < g->Wo; ob += DW_VLANES) {
             ptrdiff_t n = g->Wo - ob;
-            DW_VEC grad;
-            DW_FN(fnn_dw_grad_vector)(dyf, oh * g->Wo + ob, n, g->Ho * g->Wo, &grad);
+            DW_VEC grad = DW_LOAD(dyp + oh * pitch + ob);
             for (ptrdiff_t i = 0; i < g->KH; i++) {
                 DW_T *restrict row = dplane + (oh * g->sh + i * g->dh) * span + ob;
                 DW_FOR_TAP_COLUMNS(g, wq, j, col,
@@ -285,28 +295,77 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_input_grad)(DW_T 
         }
 }
 
+/* The padded dx plane, every vector of it that x's columns reach, gathered from the taps that reach it
+ * through one filter's padded dy plane and wf (finite: the margin's zeros meet every weight). */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_gather)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
+                                                                       const fnn_dw_geometry *g)
+{
+    const ptrdiff_t wq = fnn_dw_phase(g), pitch = fnn_dw_dy_pitch(g), margin = fnn_dw_dy_margin(g);
+    const ptrdiff_t reach = (g->pw + g->W + g->sw - 1) / g->sw, cols = reach < wq ? reach : wq;
+    for (ptrdiff_t r = 0; r < fnn_dw_rows(g); r++) {
+        const ptrdiff_t r_oh = r / g->sh, r_rem = r % g->sh;
+        for (ptrdiff_t q = 0; q < g->sw; q++)
+            for (ptrdiff_t k0 = 0; k0 < cols; k0 += DW_VLANES) {
+                DW_VEC acc = {0};
+                /* tap row i reaches dy row (r - i * dh) / sh when that divides: quotient and remainder
+                 * kept by steps (no divisions in the loop: tens of cycles each) */
+                for (ptrdiff_t i = 0, oh = r_oh, rem = r_rem; i < g->KH && oh >= 0; i++) {
+                    if (rem == 0 && oh < g->Ho) {
+                        const DW_T *row = dyp + oh * pitch + margin + k0;
+                        for (ptrdiff_t j = 0, phase = 0, from = 0; j < g->KW; j++) {
+                            if (phase == q)
+                                acc += wf[i * g->KW + j] * DW_LOAD(row - from);
+                            for (phase += g->dw; phase >= g->sw; phase -= g->sw)
+                                from++;
+                        }
+                    }
+                    for (rem -= g->dh; rem < 0; rem += g->sh)
+                        oh--;
+                }
+                *(DW_FN(fnn_dw_vec_u) *)(dplane + (r * g->sw + q) * wq + k0) = acc;
+            }
+    }
+}
+
+static inline void DW_FN(fnn_dw_prefetch)(const DW_T *a, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i += 64 / sizeof(DW_T))
+        __builtin_prefetch(a + i);
+}
+
 /* Channels [c0, c1): dw's filters of each (written, not added), and dx's planes of each channel if dx
- * is not NULL. Scratch: fnn_dw_backward_scratch. */
+ * is not NULL: gathered (one filter per channel, finite weights: the caller checks) or scattered.
+ * Scratch: fnn_dw_backward_scratch. */
 FNN_CLONES void DW_FN(fnn_dw_backward)(const DW_T *x, const DW_T *dy, const DW_T *w, DW_T *dx, DW_T *dw,
                                        ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t N, const fnn_dw_geometry *g,
-                                       DW_T *scratch)
+                                       int gather, DW_T *scratch)
 {
     ptrdiff_t taps = g->KH * g->KW, oplane = g->Ho * g->Wo, iplane = g->H * g->W, psize = fnn_dw_plane(g);
+    ptrdiff_t pitch = fnn_dw_dy_pitch(g), margin = fnn_dw_dy_margin(g);
     DW_ACC_U *sums = (DW_ACC_U *)scratch;
     DW_T *plane = scratch + fnn_dw_sums(g, sizeof(DW_T)), *dplane = plane + psize;
+    DW_T *dyp = dplane + (dx ? psize : 0);
     memset(plane, 0, psize * sizeof(DW_T));
+    memset(dyp, 0, g->Ho * pitch * sizeof(DW_T));
     for (ptrdiff_t c = c0; c < c1; c++) {
         memset(sums, 0, g->m * taps * sizeof(DW_ACC));
         for (ptrdiff_t n = 0; n < N; n++) {
             ptrdiff_t p = n * g->C + c;
+            if (n + 1 < N) {  /* the next image's planes, C planes away: the hardware prefetcher misses them */
+                DW_FN(fnn_dw_prefetch)(x + (p + g->C) * iplane, iplane);
+                DW_FN(fnn_dw_prefetch)(dy + (p + g->C) * g->m * oplane, g->m * oplane);
+            }
             DW_FN(fnn_dw_interior)((DW_T *)(x + p * iplane), plane, g, 0);
-            if (dx)
+            if (dx && !gather)
                 memset(dplane, 0, psize * sizeof(DW_T));
             for (ptrdiff_t k = 0; k < g->m; k++) {
-                const DW_T *dyf = dy + (p * g->m + k) * oplane;
-                DW_FN(fnn_dw_weight_grad)(plane, dyf, sums + k * taps, g);
-                if (dx)
-                    DW_FN(fnn_dw_input_grad)(dplane, w + (c * g->m + k) * taps, dyf, g);
+                const DW_T *dyf = dy + (p * g->m + k) * oplane, *wf = w + (c * g->m + k) * taps;
+                DW_FN(fnn_dw_pad_dy)(dyf, dyp + margin, pitch, g);
+                DW_FN(fnn_dw_weight_grad)(plane, dyp + margin, sums + k * taps, g);
+                if (dx && gather)
+                    DW_FN(fnn_dw_gather)(dplane, wf, dyp, g);
+                else if (dx)
+                    DW_FN(fnn_dw_scatter)(dplane, wf, dyp + margin, g);
             }
             if (dx)
                 DW_FN(fnn_dw_interior)(dx + p * iplane, dplane, g, 1);
