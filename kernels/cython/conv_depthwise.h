@@ -62,10 +62,10 @@ static inline ptrdiff_t fnn_dw_phase(const fnn_dw_geometry *g)
     return runs > cols ? runs : cols;
 }
 
-/* Elements of the padded plane. */
+/* Elements of the padded plane, and a vector's slack past its last row (fnn_dw_stride1_row). */
 static inline ptrdiff_t fnn_dw_plane(const fnn_dw_geometry *g)
 {
-    return fnn_dw_rows(g) * g->sw * fnn_dw_phase(g);
+    return fnn_dw_rows(g) * g->sw * fnn_dw_phase(g) + FNN_DW_LANES;
 }
 
 /* Per-thread scratch, in elements of the data type (itemsize bytes): the forward's padded plane; the

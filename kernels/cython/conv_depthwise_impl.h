@@ -17,6 +17,14 @@ typedef double DW_FN(fnn_dw_acc_u) __attribute__((vector_size(8 * 64 / sizeof(DW
 #define DW_ACC DW_FN(fnn_dw_acc)
 #define DW_ACC_U DW_FN(fnn_dw_acc_u)
 
+/* v's lanes [n, DW_VLANES) zeroed (they may hold inf * 0 or another row's values). */
+static inline __attribute__((always_inline)) void DW_FN(fnn_dw_lanes)(DW_VEC *v, ptrdiff_t n)
+{
+    DW_MASK lane = DW_LANE_INDEX;
+    __typeof__(lane[0]) count = n;
+    *v = (DW_VEC)((DW_MASK)*v & (lane < count));
+}
+
 /* Stride 2's columns of x's row [a, a + 2 * DW_VLANES), even ones into e and odd ones into o (vector
  * shuffles: the strided scalar copies of short rows did not vectorize and cost 60% of the forward). */
 static inline void DW_FN(fnn_dw_split)(const DW_T *src, DW_VEC *e, DW_VEC *o)
@@ -84,6 +92,38 @@ static inline void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict 
             from_++;                                                                               \
     }
 
+/* x's row's `copied` columns into a padded row at its padding (dst), or (to_x) back, a vector at a
+ * time (libc's copy per short row cost a third of the forward). Into the padded row, spare lanes are
+ * read past the row inside the plane's `readable` elements (else staged) and zeroed: they land on the
+ * row's right padding or the next rows' left (zero) or interior (written after); fnn_dw_plane keeps
+ * a vector's slack past the last row. Back into x, as fnn_dw_stride2_row. */
+static inline void DW_FN(fnn_dw_stride1_row)(DW_T *restrict row, DW_T *restrict dst, ptrdiff_t copied,
+                                            ptrdiff_t readable, int to_x)
+{
+    for (ptrdiff_t a = 0; a < copied; a += DW_VLANES) {
+        ptrdiff_t n = copied - a;
+        if (to_x) {
+            if (n >= DW_VLANES || a + DW_VLANES <= readable)
+                *(DW_FN(fnn_dw_vec_u) *)(row + a) = DW_LOAD(dst + a);
+            else
+                memcpy(row + a, dst + a, n * sizeof(DW_T));
+            continue;
+        }
+        DW_VEC v;
+        if (n >= DW_VLANES) {
+            v = DW_LOAD(row + a);
+        } else if (a + DW_VLANES <= readable) {
+            v = DW_LOAD(row + a);
+            DW_FN(fnn_dw_lanes)(&v, n);
+        } else {
+            DW_T stage[DW_VLANES] __attribute__((aligned(64))) = {0};
+            memcpy(stage, row + a, n * sizeof(DW_T));
+            v = *(DW_VEC *)stage;
+        }
+        *(DW_FN(fnn_dw_vec_u) *)(dst + a) = v;
+    }
+}
+
 /* A phase of a padded row and its columns of x's row, n of them S apart: into the phase, or (to_x)
  * back. */
 static inline void DW_FN(fnn_dw_phase_copy)(DW_T *restrict x, DW_T *restrict phase, ptrdiff_t n, ptrdiff_t S,
@@ -114,11 +154,10 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_interior)(DW_T *r
             continue;
         }
         DW_T *restrict padded = plane + (ih + g->ph) * span;
-        if (S == 1) {  /* plain rows: one copy */
+        if (S == 1) {
+            DW_FN(fnn_dw_stride1_row)(row, padded + pw, copied, (g->H - ih) * W, to_x);
             if (to_x)
-                memcpy(row, padded + pw, copied * sizeof(DW_T));
-            else
-                memcpy(padded + pw, row, copied * sizeof(DW_T));
+                memset(row + copied, 0, (W - copied) * sizeof(DW_T));
             continue;
         }
         if (S == 2) {
@@ -206,13 +245,6 @@ FNN_CLONES void DW_FN(fnn_dw_forward)(const DW_T *x, const DW_T *w, const DW_T *
     }
 }
 
-/* v's lanes [n, DW_VLANES) zeroed (they may hold inf * 0 or another row's values). */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_lanes)(DW_VEC *v, ptrdiff_t n)
-{
-    DW_MASK lane = DW_LANE_INDEX;
-    __typeof__(lane[0]) count = n;
-    *v = (DW_VEC)((DW_MASK)*v & (lane < count));
-}
 
 /* dy's plane into the padded dy plane's rows (pitch elements apart, zero past each row), a vector at
  * a time: read past a row inside the plane and its spare lanes zeroed, else staged (libc's copy per
