@@ -96,6 +96,20 @@ cdef Py_ssize_t _row_chunks(Py_ssize_t n_rows, Py_ssize_t n_tasks, int threads) 
     return max(1, min(n_rows, (wanted + n_tasks - 1) // n_tasks))
 
 
+cdef Py_ssize_t _column_block(Py_ssize_t cols, int threads, Py_ssize_t line, Py_ssize_t cap) noexcept nogil:
+    """Columns per task of the matrix path: at most cap, whole cache lines of `line` elements, and few
+    enough that each thread has a block of its own before rows are split (split rows leave partial
+    sums to merge serially: 128 x 1000 float32 ran 8 row chunks of one block, its merge ~8% of the call)."""
+    cdef Py_ssize_t width = (cols + threads - 1) // threads
+    width = (width + line - 1) // line * line
+    return max(line, min(cap, width))
+
+
+cdef Py_ssize_t _block_chunks(Py_ssize_t n_rows, Py_ssize_t blocks, int threads) noexcept nogil:
+    """Row chunks of the matrix path: none while the column blocks go round the threads."""
+    return 1 if blocks >= threads else _row_chunks(n_rows, blocks, threads)
+
+
 cdef real* _repeat(const double* v, Py_ssize_t channels, Py_ssize_t size, real* dtype) noexcept nogil:
     """v[c] rounded to real, repeated size times per channel (dtype: NULL, only picks real); NULL if out
     of memory."""
@@ -138,13 +152,13 @@ cdef int _plane_sums(const real* a, const real* ac, const real* x, const real* x
 cdef int _column_sums(const real* a, const real* ac, const real* x, const real* xc, const real* y, bint masked,
                       Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, double* s1, double* s2,
                       int threads) noexcept nogil:
-    """_channel_sums of the (N, C*S) matrix: tasks (row chunk, block of COLUMN_BLOCK columns: whole
-    cache lines), per-column partials merged serially; -1 if out of memory."""
+    """_channel_sums of the (N, C*S) matrix: tasks (row chunk, block of columns: _column_block),
+    per-column partials merged serially; -1 if out of memory."""
     cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
-    blocks = (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    chunks = _row_chunks(n, blocks, threads)
+    width = _column_block(cols, threads, 64 // sizeof(real), COLUMN_BLOCK)
+    blocks = (cols + width - 1) // width
+    chunks = _block_chunks(n, blocks, threads)
     rows = (n + chunks - 1) // chunks
-    width = min(cols, COLUMN_BLOCK)
     cdef double* partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
     cdef real* scratch = <real*>malloc((2 * chunks * blocks * width + 1) * sizeof(real))
     if partial == NULL or scratch == NULL:
@@ -153,8 +167,8 @@ cdef int _column_sums(const real* a, const real* ac, const real* x, const real* 
         return -1
     for task in prange(chunks * blocks, schedule="static", num_threads=threads):
         chunk = task // blocks
-        j0 = (task % blocks) * COLUMN_BLOCK
-        j1 = min(cols, j0 + COLUMN_BLOCK)
+        j0 = (task % blocks) * width
+        j1 = min(cols, j0 + width)
         i = chunk * rows
         off = i * cols + j0
         _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + rows) - i), cols,
@@ -204,7 +218,7 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
 
     The elementwise arithmetic is in x's dtype, about k rounded to it (x - k stays exact near the
     mean), the rounding of k folded into r."""
-    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off
+    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
     cdef real* coefficients = <real*>malloc((4 * channels + 4 * cols + 1) * sizeof(real))
     cdef real* per_column = coefficients + 4 * channels
     cdef const real* a_run = NULL
@@ -236,13 +250,14 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
     for task in range(cols):  # rows p, k, q, r of per-column coefficients
         for j in range(4):
             per_column[j * cols + task] = coefficients[4 * (task // size) + j]
-    blocks = (cols + APPLY_BLOCK - 1) // APPLY_BLOCK
-    chunks = _row_chunks(n, blocks, threads)
+    width = _column_block(cols, threads, 64 // sizeof(real), APPLY_BLOCK)
+    blocks = (cols + width - 1) // width
+    chunks = _block_chunks(n, blocks, threads)
     rows = (n + chunks - 1) // chunks
     for task in prange(chunks * blocks, schedule="static", num_threads=threads):
         chunk = task // blocks
-        j0 = (task % blocks) * APPLY_BLOCK
-        j1 = min(cols, j0 + APPLY_BLOCK)
+        j0 = (task % blocks) * width
+        j1 = min(cols, j0 + width)
         for i in range(chunk * rows, min(n, chunk * rows + rows)):
             off = i * cols + j0
             if a != NULL:
