@@ -323,6 +323,39 @@ def run(op, plan):
     return _run(op, plan, None)
 
 
+def run_many(op, arrays, hyper, dtype):
+    """Run in-place `op` over many tensors whose checks were done (Optimizer.step over a model's
+    tensors): arrays, one tuple of op's arrays per tensor; hyper, one tuple of its hyperparameters
+    each. One call of the backend's `<op>_many` (the tensors end to end, one parallel pass) where it
+    has one; the reference runs them one by one."""
+    backend = resolve(op)
+    many = _many_entry(op, backend)
+    if many is None:
+        for args, params in zip(arrays, hyper):
+            _run(op, Plan(args, (), dtype, params, args[0].size), None)
+        return
+    work = sum(args[0].size for args in arrays)
+    n_threads = _grain.threads(op, work, backend)
+    columns = [list(column) for column in zip(*arrays)]
+    rows = np.array(hyper, dtype=np.float64).reshape(len(arrays), -1)
+    if backend == "numba":
+        with _threads.numba_threads(n_threads):
+            many(*columns, rows, n_threads)
+    else:
+        many(*columns, rows, n_threads)
+
+
+_MANY = {}  # (backend, op) -> its module's <op>_many or None
+
+
+def _many_entry(op, backend):
+    key = (backend, op)
+    if key not in _MANY:
+        module = _module(backend, FAMILY_OF[op]) if backend != "numpy" else None
+        _MANY[key] = getattr(module, op + "_many", None) if module is not None else None
+    return _MANY[key]
+
+
 _KERNELS = {}  # (backend, op) -> (kernel, its module's <op>_workspace or None): looked up once
 
 

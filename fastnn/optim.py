@@ -222,7 +222,8 @@ class Optimizer:
         self.state = {}
 
     def step(self, params, grads):
-        """Update every ``params[key]`` in place from ``grads[key]`` (fused kernels, one call per key).
+        """Update every ``params[key]`` in place from ``grads[key]`` (fused kernels: the
+        C-contiguous tensors of a dtype in one call, end to end; the others one call each).
 
         Parameters
         ----------
@@ -242,17 +243,26 @@ class Optimizer:
                 f"missing grads: {sorted(set(params) - set(grads))}, extra grads: {sorted(set(grads) - set(params))}"
             )
         checked = set()  # dtypes whose step passed the op's checks (the hyperparameters) this step
-        for key, param in params.items():
-            state = self.state.get(key)
-            if state is None:
-                state = self.state[key] = self._new_state(param)
-            grad = grads[key]
-            if param.dtype in checked and _plain(param, grad):
-                args, hyper = self._kernel_arguments(param, grad, state)
-                _ops.run(self._op, Plan(args, (), param.dtype, hyper, param.size))
-            else:
-                self._update(param, grad, state)
-                checked.add(param.dtype)
+        batches = {}  # dtype -> (arrays, hyperparameters) of the plain tensors: one kernel call each
+        batched = set()  # their ids: an array listed twice is stepped twice, one after the other
+        try:
+            for key, param in params.items():
+                state = self.state.get(key)
+                if state is None:
+                    state = self.state[key] = self._new_state(param)
+                grad = grads[key]
+                if param.dtype in checked and _plain(param, grad) and id(param) not in batched:
+                    batched.add(id(param))
+                    args, hyper = self._kernel_arguments(param, grad, state)
+                    arrays, hypers = batches.setdefault(param.dtype, ([], []))
+                    arrays.append(args)
+                    hypers.append(hyper)
+                else:
+                    self._update(param, grad, state)
+                    checked.add(param.dtype)
+        finally:  # the tensors planned before an error are stepped all the same
+            for dtype, (arrays, hypers) in batches.items():
+                _ops.run_many(self._op, arrays, hypers, dtype)
 
     def _new_state(self, param):
         return {}

@@ -156,16 +156,20 @@ STEP_FUNCTIONS = {  # class, its kwargs, the per-tensor step, the state keys in 
 }
 
 
+@pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", STEP_FUNCTIONS)
-def test_step_of_many_tensors_is_the_per_tensor_step(name, backend):
+def test_step_of_many_tensors_is_the_per_tensor_step(name, backend, threads):
     """Optimizer.step checks the hyperparameters once per dtype and then runs the other plain
-    tensors without the per-tensor checks: the same kernels, so the same bits as one call each;
-    mixed dtypes, a non-contiguous param and a grad of another dtype take the checked path."""
+    tensors of each dtype in one call (`<op>_many`, end to end, thread ranges across tensors),
+    without the per-tensor checks: the same bits as one call each; mixed dtypes, a non-contiguous
+    param and a grad of another dtype take the checked path."""
     cls, kwargs, step_fn, state_keys, fn_kwargs = STEP_FUNCTIONS[name]
     rng = np.random.default_rng(3)
+    fastnn.set_num_threads(threads)
     params = {f"p{i}": rng.standard_normal(s).astype(d) for i, (s, d) in enumerate(
-        [((3, 4), np.float32), ((70000,), np.float32), ((5,), np.float64), ((2, 3), np.float64), ((9,), np.float32)])}
+        [((3, 4), np.float32), ((70000,), np.float32), ((5,), np.float64), ((2, 3), np.float64), ((9,), np.float32),
+         ((0,), np.float32), ((100003,), np.float32), ((64,), np.float32), ((65, 3), np.float64), ((50001,), np.float64)])}
     params["strided"] = rng.standard_normal((6, 8)).astype(np.float32)[:, ::2]
     grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()}
     expected = {k: v.copy() for k, v in params.items()}

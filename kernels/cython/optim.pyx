@@ -1,12 +1,20 @@
 # Cython/OpenMP optimizer steps: one fused parallel pass over param, grad and state, in place.
 #
 # Signatures follow the contract (fastnn/_ops.Plan): param, grad, state buffers (updated in place),
-# hyperparameters, n_threads. The loops live in optim_kernels.h (vectorized, AVX-512/AVX2/baseline
+# hyperparameters, n_threads. `<op>_many` steps a list of tensors in one parallel pass over their
+# concatenated elements (a model's many small tensors: one call and one OpenMP region instead of one
+# each, which cost microseconds per tensor). The loops live in optim_kernels.h (vectorized, AVX-512/AVX2/baseline
 # clones picked at load time); here each thread takes one contiguous range. Hyperparameters are
 # cast to the arrays' type so float32 math stays float32.
 from cython.parallel cimport prange
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
+import numpy as np
 
 from _common cimport chunk_start, real
+
+cnp.import_array()
 
 cdef extern from "optim_kernels.h" nogil:
     void fnn_sgd_f(float *p, const float *g, Py_ssize_t n, float lr, float wd)
@@ -120,3 +128,111 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     inv_bc2_sqrt = 1 / (1 - beta2 ** step) ** 0.5
     _step(ADAM, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
           (step_size, inv_bc2_sqrt, 1 - beta1, beta2, 1 - beta2, eps, weight_decay), False, n_threads)
+
+
+# --- many tensors in one call -------------------------------------------------------------------
+
+cdef void _many_loop(int op, real** p, real** g, real** a, real** b, const Py_ssize_t* start, Py_ssize_t count,
+                     const double* h, Py_ssize_t width, int nesterov, int n_threads) noexcept nogil:
+    """Thread t updates elements [edge t, edge t + 1) of the tensors laid end to end (start: each
+    tensor's first element in that order, start[count] the total), h a row of width per tensor."""
+    cdef Py_ssize_t total = start[count], t, lo, hi, i, s, e
+    for t in prange(n_threads, schedule="static", num_threads=n_threads):
+        lo = _edge(total, t, n_threads)
+        hi = _edge(total, t + 1, n_threads)
+        i = 0
+        while i < count and start[i + 1] <= lo:
+            i = i + 1
+        while i < count and start[i] < hi:
+            s = max(lo, start[i]) - start[i]
+            e = min(hi, start[i + 1]) - start[i]
+            if e > s:
+                _range(op, p[i] + s, g[i] + s, a[i] + s if a != NULL else NULL, b[i] + s if b != NULL else NULL,
+                       e - s, h + i * width, nesterov)
+            i = i + 1
+
+
+cdef real** _pointers(list arrays, real* dtype) except? NULL:
+    """The data pointers of a list of C-contiguous arrays of real (NULL for None: no such buffer)."""
+    cdef Py_ssize_t i, n
+    cdef real** out
+    if arrays is None:
+        return NULL
+    n = len(arrays)
+    out = <real**>malloc((n + 1) * sizeof(real*))
+    if out == NULL:
+        raise MemoryError()
+    for i in range(n):
+        out[i] = <real*>cnp.PyArray_DATA(<cnp.ndarray>arrays[i])
+    return out
+
+
+def _step_many(int op, list p, list g, list a, list b, double[:, ::1] hyper, bint nesterov, int n_threads,
+               real[::1] dtype):
+    """The update `op` of every tensor p[i] (C-contiguous, dtype's type, checked by the caller) from
+    g[i] and state buffers a[i], b[i] (a or b None where the op has fewer), hyper[i] in the C loop's
+    order."""
+    cdef Py_ssize_t i, count = len(p)
+    cdef Py_ssize_t* start = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
+    cdef real** pp = NULL
+    cdef real** gp = NULL
+    cdef real** ap = NULL
+    cdef real** bp = NULL
+    if start == NULL:
+        raise MemoryError()
+    try:
+        start[0] = 0
+        for i in range(count):
+            start[i + 1] = start[i] + cnp.PyArray_SIZE(<cnp.ndarray>p[i])
+        pp = _pointers(p, &dtype[0])
+        gp = _pointers(g, &dtype[0])
+        ap = _pointers(a, &dtype[0])
+        bp = _pointers(b, &dtype[0])
+        if count and start[count]:
+            with nogil:
+                _many_loop(op, pp, gp, ap, bp, start, count, &hyper[0, 0], hyper.shape[1], nesterov, n_threads)
+    finally:
+        free(start)
+        free(pp)
+        free(gp)
+        free(ap)
+        free(bp)
+
+
+def _type_of(params):
+    return np.empty(1, params[0].dtype)
+
+
+def sgd_step_many(params, grads, momentum_buffers, hyper, n_threads):
+    """hyper rows (lr, momentum, nesterov, weight_decay) per tensor, one nesterov for all."""
+    nesterov = bool(hyper[0, 2]) if len(params) else False
+    if len(params) and hyper[0, 1]:
+        _step_many(SGD_MOMENTUM, params, grads, momentum_buffers, None, np.ascontiguousarray(hyper[:, [0, 1, 3]]),
+                   nesterov, n_threads, _type_of(params))
+    elif len(params):
+        _step_many(SGD, params, grads, None, None, np.ascontiguousarray(hyper[:, [0, 3]]), False, n_threads,
+                   _type_of(params))
+
+
+def adagrad_step_many(params, grads, sum_sqs, hyper, n_threads):
+    """hyper rows (lr, eps) per tensor."""
+    if len(params):
+        _step_many(ADAGRAD, params, grads, sum_sqs, None, np.ascontiguousarray(hyper), False, n_threads,
+                   _type_of(params))
+
+
+def rmsprop_step_many(params, grads, square_avgs, hyper, n_threads):
+    """hyper rows (lr, alpha, eps) per tensor."""
+    if len(params):
+        rows = np.stack([hyper[:, 0], hyper[:, 1], 1 - hyper[:, 1], hyper[:, 2]], axis=1)
+        _step_many(RMSPROP, params, grads, square_avgs, None, rows, False, n_threads, _type_of(params))
+
+
+def adam_step_many(params, grads, exp_avgs, exp_avg_sqs, hyper, n_threads):
+    """hyper rows (step, lr, beta1, beta2, eps, weight_decay) per tensor, as adam_step's."""
+    if len(params):
+        step, lr, beta1, beta2, eps, wd = hyper.T
+        with np.errstate(over="ignore", divide="ignore"):  # a huge step size is inf, as adam_step's
+            rows = np.stack([lr / (1 - beta1 ** step), 1 / np.sqrt(1 - beta2 ** step), 1 - beta1, beta2, 1 - beta2,
+                             eps, wd], axis=1)
+        _step_many(ADAM, params, grads, exp_avgs, exp_avg_sqs, rows, False, n_threads, _type_of(params))

@@ -4,6 +4,10 @@ Signatures follow the contract (fastnn/_ops.Plan): param, grad, state buffers (u
 hyperparameters, n_threads (the dispatcher sets Numba's thread count to it). Hyperparameters are
 cast to the arrays' dtype, so float32 math stays float32 (and SIMD wide); Adam's bias corrections
 are folded into two scalars once per step.
+
+`<op>_many` steps a list of tensors (hyperparameter rows per tensor) by the single-tensor kernels,
+one after another: a list of arrays reaches a Numba function only as a typed List or a tuple typed
+per length, both slower to pass than the calls they would save.
 """
 import math
 
@@ -100,3 +104,23 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     inv_bc2_sqrt = 1 / (1 - beta2 ** step) ** 0.5
     _adam(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1), _cast(t, step_size),
           t(inv_bc2_sqrt), t(1 - beta1), t(beta2), t(1 - beta2), t(eps), t(weight_decay))
+
+
+def sgd_step_many(params, grads, momentum_buffers, hyper, n_threads):
+    for p, g, b, (lr, momentum, nesterov, weight_decay) in zip(params, grads, momentum_buffers, hyper):
+        sgd_step(p, g, b, lr, momentum, bool(nesterov), weight_decay, n_threads)
+
+
+def adagrad_step_many(params, grads, sum_sqs, hyper, n_threads):
+    for p, g, s, (lr, eps) in zip(params, grads, sum_sqs, hyper):
+        adagrad_step(p, g, s, lr, eps, n_threads)
+
+
+def rmsprop_step_many(params, grads, square_avgs, hyper, n_threads):
+    for p, g, s, (lr, alpha, eps) in zip(params, grads, square_avgs, hyper):
+        rmsprop_step(p, g, s, lr, alpha, eps, n_threads)
+
+
+def adam_step_many(params, grads, exp_avgs, exp_avg_sqs, hyper, n_threads):
+    for p, g, m, v, (step, lr, beta1, beta2, eps, weight_decay) in zip(params, grads, exp_avgs, exp_avg_sqs, hyper):
+        adam_step(p, g, m, v, int(step), lr, beta1, beta2, eps, weight_decay, n_threads)
