@@ -6,12 +6,15 @@ machine (OPENBLAS_CORETYPE=Haswell) and torch's BLAS takes AVX2 paths on AMD, ev
 half the machine's peak, and fastnn's own AVX-512 kernels (Cython's direct 7x7 convolution) pass it.
 
 Bandwidth is measured at working sets of 1, 2, 4, ..., 256 MiB (from L2 through L3 to DRAM) with
-two kernels, each counting the bytes its source code reads plus writes, one contiguous slice per
-thread: a copy (`np.copyto(dst, src)`: 8 bytes per element) and an in-place update
-(`np.add(a, b, out=a)`: 12 bytes per element, as an optimizer step updates its arrays). The memory
-roof at a size is the faster of the two: a copy's destination is written without being read, and
-where the CPU reads it anyway (write-allocate) the copy moves 12 bytes for the 8 it counts, which
-an in-place update does not, so the copy alone would let in-place workloads pass 100%.
+three kernels, each counting the bytes its source code reads plus writes, one contiguous slice per
+thread: a copy (`np.copyto(dst, src)`: 8 bytes per element), an in-place update
+(`np.add(a, b, out=a)`: 12 bytes per element, as an optimizer step updates its arrays) and a read
+(`np.dot(a, a)`, a one-thread BLAS dot per slice: 4 bytes per element). The memory roof at a size is the fastest of the three:
+a copy's destination is written without being read, and where the CPU reads it anyway
+(write-allocate) the copy moves 12 bytes for the 8 it counts, which an in-place update does not, so
+the copy alone would let in-place workloads pass 100%; and a core's DRAM bandwidth grows with the
+streams it has in flight, so Adam's step (4 arrays read, 3 written) passed both copy and update by
+4% (session 11's `make bench`, "optim adam step 1x10M"): reads, the cheapest traffic, bound it.
 
 A memory-bound workload is compared with the roof at its own working set (the distinct bytes it
 touches per call, `Workload.touched`), never with another working set: a 32 MiB working set that
@@ -184,6 +187,25 @@ def update_gbytes(working_set, threads, samples):
     return 3 * n * 4 * repeats / _best_time(lambda: _on_threads(work, parts), samples) / 1e9
 
 
+def read_gbytes(working_set, threads, samples):
+    """Read bandwidth (4 bytes per element): np.dot(a, a) of one contiguous slice per thread, each a
+    one-thread BLAS dot (NumPy's own sum is pairwise, 3x slower than memory)."""
+    from threadpoolctl import threadpool_limits
+
+    n = working_set // 4
+    a = np.ones(n, np.float32)
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    parts = [a[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    repeats = max(1, (128 << 20) // working_set)
+
+    def work(part):
+        for _ in range(repeats):
+            np.dot(part, part)
+
+    with threadpool_limits(1, user_api="blas"):
+        return n * 4 * repeats / _best_time(lambda: _on_threads(work, parts), samples) / 1e9
+
+
 _pool = None
 
 
@@ -207,14 +229,15 @@ def measure(threads, quick=False):
     sizes = [mib << 20 for mib in COPY_SIZES_MIB]
     copy = {str(s): copy_gbytes(s, threads, short) for s in sizes}
     update = {str(s): update_gbytes(s, threads, short) for s in sizes}
+    read = {str(s): read_gbytes(s, threads, short) for s in sizes}
     gemms = {"numpy_sgemm_gflops": sgemm_gflops(threads, samples),
              "scipy_sgemm_gflops": scipy_sgemm_gflops(threads, samples),
              "parallel_sgemm_gflops": parallel_sgemm_gflops(threads, short, products=1),
              "torch_sgemm_gflops": torch_sgemm_gflops(threads, samples),
              "fma_gflops": fma_gflops(threads, short)}
     return {"threads": threads, "compute_gflops": max(v for v in gemms.values() if v), **gemms,
-            "copy_gbytes": copy, "update_gbytes": update,
-            "memory_gbytes": {s: max(copy[s], update[s]) for s in copy}}
+            "copy_gbytes": copy, "update_gbytes": update, "read_gbytes": read,
+            "memory_gbytes": {s: max(copy[s], update[s], read[s]) for s in copy}}
 
 
 def best_of(*roofs):
@@ -228,8 +251,9 @@ def best_of(*roofs):
                 "torch_sgemm_gflops", "fma_gflops"):
         values = [r[key] for r in roofs if r.get(key)]
         out[key] = max(values) if values else None
-    for key in ("copy_gbytes", "update_gbytes", "memory_gbytes"):
-        out[key] = {s: max(r[key][s] for r in roofs) for s in roofs[0][key]}
+    for key in ("copy_gbytes", "update_gbytes", "read_gbytes", "memory_gbytes"):
+        if all(key in r for r in roofs):  # (results saved before a kernel was added lack it)
+            out[key] = {s: max(r[key][s] for r in roofs) for s in roofs[0][key]}
     return out
 
 
@@ -258,6 +282,7 @@ def describe(roof):
              if roof.get(key)]
     return [f"roofline ({roof['threads']} threads): compute peak {roof['compute_gflops']:.0f} GFLOP/s, the fastest of "
             + ", ".join(parts),
-            "memory bandwidth (bytes read + written) by working set, copy / in-place update: "
+            "memory bandwidth (bytes read + written) by working set, copy / in-place update / read: "
             + ", ".join(f"{int(s) >> 20} MiB {gb:.0f}/{roof.get('update_gbytes', {}).get(s, float('nan')):.0f}"
+                        f"/{roof.get('read_gbytes', {}).get(s, float('nan')):.0f}"
                         for s, gb in roof["copy_gbytes"].items()) + " GB/s"]
