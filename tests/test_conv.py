@@ -152,6 +152,8 @@ NAN_CASES = [
     ((8, 64, 13, 12), (64, 64, 3, 3), {"padding": 1}),  # Winograd-sized
     ((2, 3, 19, 17), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
     ((2, 16, 9, 9), (8, 16, 1, 1), {}),
+    ((2, 6, 9, 10), (6, 1, 3, 3), {"padding": 1, "groups": 6}),  # depthwise
+    ((2, 4, 11, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 4}),  # depthwise, stride 2, 2 filters each
 ]
 
 
@@ -246,6 +248,41 @@ def test_winograd_nonfinite_strategy(backend, where, threads):
             assert np.array_equal(test(a), test(e)), f"{name}: {test.__name__} differs"
         finite = np.isfinite(e)
         np.testing.assert_allclose(a[finite], e[finite], rtol=1e-3, atol=1e-3 * np.abs(e[finite]).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("backend", COMPILED)
+def test_depthwise_nonfinite_as_the_reference(backend, where, threads):
+    """Depthwise convolutions (Numba's direct path: padded phase planes, scratch columns) give the float64
+    reference's NaN and +-inf, in y, relu(y), dx, dw and db, whichever input holds them, and no warning."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    params = {"stride": 2, "padding": 1, "groups": 4}
+    x = rng.standard_normal((3, 4, 11, 9)).astype(np.float32)
+    w = (rng.standard_normal((8, 1, 3, 3)) / 3).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    dy = rng.standard_normal(out_shape(x.shape, w.shape, **params)).astype(np.float32)
+    target = {"x": x, "w": w, "dy": dy}[where]
+    target[0, 0, 1, 2] = np.inf
+    target[-1, -1, 2, 1] = -np.inf
+    target[1, 0, 0, 0] = np.nan
+    fastnn.set_num_threads(threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fastnn.use_backend(backend):
+            actual = (fastnn.conv2d(x, w, b, **params), fastnn.conv2d_relu(x, w, b, **params),
+                      *fastnn.conv2d_backward(dy, x, w, **params))
+    x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+    with fastnn.use_backend("numpy"):
+        y = fastnn.conv2d(x64, w64, b64, **params)
+        expected = (y, np.where(np.isnan(y), y, np.maximum(y, 0)), *fastnn.conv2d_backward(dy64, x64, w64, **params))
+    for name, a, e in zip(("y", "relu(y)", "dx", "dw", "db"), actual, expected):
+        for test in (np.isnan, np.isposinf, np.isneginf):
+            assert np.array_equal(test(a), test(e)), f"{name}: {test.__name__} differs"
+        finite = np.isfinite(e)
+        np.testing.assert_allclose(a[finite], e[finite], rtol=1e-4, atol=1e-4 * np.abs(e[finite]).max(), err_msg=name)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -7,6 +7,11 @@ per-thread partials, merged after the loop by `_merge`.
 
 - Generic path (any stride, padding, dilation, groups): per image, im2col into a per-thread
   workspace, then one GEMM per group; 1x1 stride-1 unpadded convolutions skip the im2col.
+- Depthwise (groups == C, any kernel, stride, padding, dilation, channel multiplier): direct loops over
+  zero-padded phase planes, parallel over planes (forward, input gradient) or filters (weight and bias
+  gradients, no cross-thread reduction), where a thread's scratch fits DEPTHWISE_BYTES (`_depthwise_fits`).
+  gdw / gdws2 (2 threads): 2.3-3.6x faster than the GEMM path per group, which ran a K = KH * KW GEMM
+  of one output row per channel.
 - Winograd F(4x4, 3x3) for 3x3 stride-1 layers with enough channels and tiles (`_winograd_fits`,
   measured there): 4x fewer multiplications, half the time of the generic path on c2/c3/c5.
   Non-finite values (the strategy of both compiled backends): Winograd's results are kept only
@@ -20,6 +25,7 @@ import numpy as np
 from numba import njit, prange, uintp
 
 from ._common import FASTMATH_SUMS, PARALLEL, SERIAL, chunk
+from .pool import _split_phases
 
 
 
@@ -615,6 +621,265 @@ def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad
         bad[t] = 0 if _images_finite(dx, n_lo, n_hi) else 1
 
 
+# --- depthwise (groups == C): direct, a plane at a time -------------------------------------------
+# Filter f reads input channel f // m (m = F // C, the channel multiplier). An input plane, zero-padded,
+# is split into its sh * sw phase planes (hph, wph) (pool.py's _split_phases): padded element (r, c) at
+# phase (r % sh, c % sw), position (r // sh, c // sw). Output (oh, ow), at q = oh * wph + ow, reads tap
+# (i, j) at starts[i * kw + j] + q: each tap is one contiguous pass over all the plane's outputs (the
+# columns past wo are scratch, dropped), a loop LLVM vectorizes (rows of 14-32 outputs alone would be
+# mostly remainder). The input gradient is the transpose (dy at pitch wph, its scratch columns zero,
+# scattered into the padded phase planes, whose x part is then written to dx); the weight gradient
+# accumulates each tap's products dy * tap in a row of its own, summed over the valid columns at the end.
+# Per-thread scratch from the workspace (_dw_shapes), bounded by DEPTHWISE_BYTES (else the GEMM path).
+
+@njit(inline="always")
+def _dw_taps(acc, src, starts, wf, f, n):
+    """acc[q] = sum over taps k of wf[f, k] * src[starts[k] + q] for q < n, three taps per pass (fewer
+    loads and stores of acc than a pass per tap)."""
+    taps = starts.size
+    k = 0
+    if taps >= 3:
+        w0, w1, w2 = wf[f, 0], wf[f, 1], wf[f, 2]
+        s0, s1, s2 = starts[0], starts[1], starts[2]
+        for q in range(n):
+            acc[uintp(q)] = w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
+        k = 3
+    else:
+        w0, s0 = wf[f, 0], starts[0]
+        for q in range(n):
+            acc[uintp(q)] = w0 * src[uintp(s0 + q)]
+        k = 1
+    while k + 3 <= taps:
+        w0, w1, w2 = wf[f, k], wf[f, k + 1], wf[f, k + 2]
+        s0, s1, s2 = starts[k], starts[k + 1], starts[k + 2]
+        for q in range(n):
+            acc[uintp(q)] += w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
+        k += 3
+    while k < taps:
+        w0, s0 = wf[f, k], starts[k]
+        for q in range(n):
+            acc[uintp(q)] += w0 * src[uintp(s0 + q)]
+        k += 1
+
+
+@njit(inline="always")
+def _dw_pitched(src, dst, rows, pitch, width):
+    """dst[r * pitch + k] = src[r * width + k] for r < rows, k < width (a plane of dy at pitch wph)."""
+    for r in range(rows):
+        for k in range(width):
+            dst[uintp(r * pitch + k)] = src[uintp(r * width + k)]
+
+
+@njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
+def _dw_pitched_sum(a, start, rows, pitch, width):
+    """The float64 sum of a[start + r * pitch + k] for r < rows, k < width (vectorized, reassociated)."""
+    s = 0.0
+    for r in range(rows):
+        o = start + r * pitch
+        for k in range(width):
+            s += a[uintp(o + k)]
+    return s
+
+
+@njit(**SERIAL)
+def _merge_phases(phases, plane, hp, wp, sh, sw, ph, pw, hph, wph):
+    """_split_phases undone: every element of x's plane from its place in the phase planes, zero where
+    no window reaches (the rows and columns past the padded extent hp, wp)."""
+    height, width = plane.shape
+    flat = plane.reshape(height * width)
+    rows, cols = min(height, hp - ph), max(0, min(width, wp - pw))
+    size = hph * wph
+    mi, ri = ph % sh, ph // sh
+    for ih in range(height):
+        do = ih * width
+        if ih >= rows:
+            for k in range(width):
+                flat[uintp(do + k)] = 0
+            continue
+        row = mi * sw * size + ri * wph
+        if sw == 1:
+            for k in range(cols):
+                flat[uintp(do + k)] = phases[uintp(row + pw + k)]
+        else:
+            mj, cj = pw % sw, pw // sw
+            for iw in range(min(sw, cols)):
+                so = row + mj * size + cj
+                for k in range((cols - iw + sw - 1) // sw):
+                    flat[uintp(do + iw + k * sw)] = phases[uintp(so + k)]
+                mj += 1
+                if mj == sw:
+                    mj, cj = 0, cj + 1
+        for k in range(cols, width):
+            flat[uintp(do + k)] = 0
+        mi += 1
+        if mi == sh:
+            mi, ri = 0, ri + 1
+
+
+@njit(**PARALLEL)
+def _dw_forward(x, wf, b, y, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, relu, phases, acc):
+    """x (N, C, H, W); wf (F, KH * KW); y (N, F, Ho * Wo). A chunk of x's planes per thread, each split
+    once for its m filters; scratch per thread: phases (sh * sw * hph * wph), acc (Ho * wph)."""
+    n_img, c_in = x.shape[:2]
+    m = wf.shape[0] // c_in
+    ho = y.shape[2] // wo
+    n = (ho - 1) * wph + wo
+    slots = phases.shape[0]
+    for t in prange(slots):
+        pt, at = phases[t], acc[t]
+        pt[:] = 0  # the padding: _split_phases writes x's part only
+        lo, hi = chunk(t, slots, n_img * c_in)
+        for p in range(lo, hi):
+            img, c = p // c_in, p % c_in
+            _split_phases(x[img, c], pt, hp, wp, sh, sw, ph, pw, hph, wph)
+            for f in range(c * m, c * m + m):
+                _dw_taps(at, pt, starts, wf, f, n)
+                out, bias = y[img, f], b[f]
+                for oh in range(ho):
+                    for ow in range(wo):
+                        v = at[uintp(oh * wph + ow)] + bias
+                        if relu:
+                            v = 0 if v <= 0 else v  # NaN stays NaN, as torch's relu
+                        out[uintp(oh * wo + ow)] = v
+
+
+@njit(**PARALLEL)
+def _dw_input_grad(dy, wf, dx, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp):
+    """dx (N, C, H, W) from dy (N, F, Ho * Wo): a chunk of dx's planes per thread, each its m filters'
+    taps scattered into the zeroed phase planes, then every element of dx's plane written from them.
+    Scratch per thread: phases, dyp (Ho * wph: dy at pitch wph, the scratch columns zero: w finite)."""
+    n_img, c_in = dx.shape[:2]
+    m, taps = wf.shape[0] // c_in, starts.size
+    ho = dy.shape[2] // wo
+    n = (ho - 1) * wph + wo
+    slots = phases.shape[0]
+    for t in prange(slots):
+        pt, dt = phases[t], dyp[t]
+        dt[:] = 0
+        lo, hi = chunk(t, slots, n_img * c_in)
+        for p in range(lo, hi):
+            img, c = p // c_in, p % c_in
+            pt[:] = 0
+            for f in range(c * m, c * m + m):
+                _dw_pitched(dy[img, f], dt, ho, wph, wo)
+                for k in range(taps):
+                    wv, s0 = wf[f, k], starts[k]
+                    for q in range(n):
+                        pt[uintp(s0 + q)] += wv * dt[uintp(q)]
+            _merge_phases(pt, dx[img, c], hp, wp, sh, sw, ph, pw, hph, wph)
+
+
+@njit(**PARALLEL)
+def _dw_weight_grad(dy, x, dwf, db, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp, acc):
+    """dwf (F, KH * KW) and db (F,): a chunk of filters per thread (no reduction across threads). Per
+    filter, each tap's products dy * tap and dy itself accumulate over the images in rows of acc (Ho * wph
+    each, vectorized), summed over their valid columns at the end. Scratch per thread: phases, dyp, acc."""
+    n_img, c_in = x.shape[:2]
+    f_out, taps = dwf.shape[0], starts.size
+    m = f_out // c_in
+    ho = dy.shape[2] // wo
+    n = (ho - 1) * wph + wo
+    width = ho * wph  # a row of acc
+    slots = phases.shape[0]
+    for t in prange(slots):
+        pt, dt, at = phases[t], dyp[t], acc[t]
+        pt[:] = 0
+        dt[:] = 0
+        lo, hi = chunk(t, slots, f_out)
+        for f in range(lo, hi):
+            at[:(taps + 1) * width] = 0
+            for img in range(n_img):
+                _split_phases(x[img, f // m], pt, hp, wp, sh, sw, ph, pw, hph, wph)
+                _dw_pitched(dy[img, f], dt, ho, wph, wo)
+                for k in range(taps):
+                    s0, a0 = starts[k], k * width
+                    for q in range(n):
+                        at[uintp(a0 + q)] += dt[uintp(q)] * pt[uintp(s0 + q)]
+                a0 = taps * width
+                for q in range(n):
+                    at[uintp(a0 + q)] += dt[uintp(q)]
+            for k in range(taps):
+                dwf[f, k] = _dw_pitched_sum(at, k * width, ho, wph, wo)
+            db[f] = _dw_pitched_sum(at, taps * width, ho, wph, wo)
+
+
+# Each thread's depthwise scratch (a padded plane's phases, twice in the backward, and the weight
+# gradient's rows: (KH * KW + 1) * Ho * wph) is bounded: past this, the GEMM path (huge paddings or kernels).
+DEPTHWISE_BYTES = 8 << 20
+
+
+def _dw_geometry(w, ho, wo, sh, sw, dh, dw):
+    """(hp, wp, hph, wph): the padded extent the windows span and the shape of its phase planes."""
+    kh, kw = w.shape[2:]
+    hp, wp = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    return hp, wp, -(-hp // sh), -(-wp // sw)
+
+
+def _dw_starts(w, sh, sw, dh, dw, hph, wph):
+    """Tap (i, j)'s offset in the phase planes, at i * KW + j: phase (i * dh % sh, j * dw % sw), position
+    (i * dh // sh, j * dw // sw)."""
+    i = np.arange(w.shape[2], dtype=np.int64)[:, None] * dh
+    j = np.arange(w.shape[3], dtype=np.int64)[None, :] * dw
+    return (((i % sh) * sw + j % sw) * (hph * wph) + (i // sh) * wph + j // sw).reshape(-1)
+
+
+def _dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad):
+    """The depthwise path's scratch: per slot, phases and acc (_dw_forward); the backward's phases, dyp,
+    acc (_dw_weight_grad; _dw_input_grad uses the first two), slots for the larger of its two loops.
+    Rows of whole cache lines (64 bytes), so that threads share none."""
+    n, f, ho, wo = y_shape
+    _, _, hph, wph = _dw_geometry(w, ho, wo, sh, sw, dh, dw)
+    line = 64 // x.itemsize
+    def lined(size):
+        return -(-size // line) * line
+
+    planes = n * x.shape[1]
+    if not backward:
+        slots = max(1, min(n_threads, planes))
+        return [(slots, lined(sh * sw * hph * wph)), (slots, lined(ho * wph))]
+    slots = max(1, min(n_threads, max(f, planes if input_grad else 1)))
+    taps = w.shape[2] * w.shape[3]
+    return [(slots, lined(sh * sw * hph * wph)), (slots, lined(ho * wph)), (slots, lined((taps + 1) * ho * wph))]
+
+
+def _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):
+    """Depthwise (one input channel per group), outputs to compute, a thread's scratch within DEPTHWISE_BYTES."""
+    if groups != x.shape[1] or y_shape[0] == 0 or y_shape[2] == 0 or y_shape[3] == 0:
+        return False
+    per_thread = _elements([s[1:] for s in _dw_shapes(x, w, y_shape, sh, sw, dh, dw, 1, True, True)])
+    return per_thread * x.itemsize <= DEPTHWISE_BYTES
+
+
+def _dw_params(w, y_shape, sh, sw, dh, dw):
+    """The loops' geometry parameters: starts, wo, (hp, wp, hph, wph)."""
+    ho, wo = y_shape[2:]
+    hp, wp, hph, wph = _dw_geometry(w, ho, wo, sh, sw, dh, dw)
+    return _dw_starts(w, sh, sw, dh, dw, hph, wph), wo, hp, wp, hph, wph
+
+
+def _depthwise_forward(x, w, bias, y, sh, sw, ph, pw, dh, dw, relu, n_threads, workspace):
+    n, f, ho, wo = y.shape
+    phases, acc = _carve(workspace, _dw_shapes(x, w, y.shape, sh, sw, dh, dw, n_threads, False, False))
+    starts, wo, hp, wp, hph, wph = _dw_params(w, y.shape, sh, sw, dh, dw)
+    _dw_forward(x, w.reshape(f, -1), bias, y.reshape(n, f, ho * wo), starts, wo, sh, sw, ph, pw, hp, wp, hph, wph,
+                relu, phases, acc)
+
+
+def _depthwise_backward(dy, x, w, dx, dw_out, db, sh, sw, ph, pw, dh, dw, n_threads, workspace):
+    """dx (None: not computed), dw_out, db by the depthwise loops (w finite: see _dw_input_grad)."""
+    n, f, ho, wo = dy.shape
+    shapes = _dw_shapes(x, w, dy.shape, sh, sw, dh, dw, n_threads, True, dx is not None)
+    phases, dyp, acc = _carve(workspace, shapes)
+    starts, wo, hp, wp, hph, wph = _dw_params(w, dy.shape, sh, sw, dh, dw)
+    dy3, wf = dy.reshape(n, f, ho * wo), w.reshape(f, -1)
+    if dx is not None:
+        slots = max(1, min(n_threads, n * x.shape[1]))
+        _dw_input_grad(dy3, wf, dx, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases[:slots], dyp[:slots])
+    slots = max(1, min(n_threads, f))
+    _dw_weight_grad(dy3, x, dw_out.reshape(f, -1), db, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph,
+                    phases[:slots], dyp[:slots], acc[:slots])
+
+
 # --- public kernels ---------------------------------------------------------------------------
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads. Images
 # are split into min(n_threads, N) static chunks; the dispatcher caps BLAS at one thread (Plan.blas).
@@ -692,11 +957,13 @@ def _gemm_shapes(x, w, ho_wo, kh_kw_s_p, groups, chunks, backward, input_grad):
 
 
 def _scratch_elements(x, w, y_shape, sh, sw, ph, pw, dh, dw, groups, n_threads, backward, input_grad):
-    """Workspace elements of the call's path: Winograd's where it fits (the GEMM path after a
+    """Workspace elements of the call's path: depthwise's or Winograd's where it fits (the GEMM path after a
     non-finite Winograd result allocates its own: sizing every call for both paths doubled the
     peak memory of 3x3 layers), else the im2col path's."""
     n, f, ho, wo = y_shape
     chunks = max(1, min(n_threads, n))
+    if _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):
+        return _elements(_dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad))
     if _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
         return _elements(_wino_shapes(x, f, wo, chunks, backward))
     return _elements(_gemm_shapes(x, w, ho * wo, tuple(w.shape[2:]) + (sh, sw, ph, pw), groups, chunks,
@@ -760,6 +1027,8 @@ def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu, worksp
         return
     kh, kw = w.shape[2:]
     bias = np.zeros(f, x.dtype) if b is None else b
+    if _depthwise_fits(x, w, y.shape, sh, sw, dh, dw, groups):
+        return _depthwise_forward(x, w, bias, y, sh, sw, ph, pw, dh, dw, relu, n_threads, workspace)
     chunks = max(1, min(n_threads, n))
     if _winograd_fits(x, w, y.shape, sh, sw, dh, dw, groups) and _winograd_forward(x, w, bias, y, ph, pw, relu,
                                                                                  chunks, workspace):
@@ -791,9 +1060,13 @@ def conv2d_backward_workspace(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w
 
 
 def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, input_grad, n_threads, workspace):
-    """dx None (input_grad False) is skipped by the im2col path; Winograd computes it anyway."""
+    """dx None (input_grad False) is skipped by the im2col and depthwise paths; Winograd computes it anyway.
+    Depthwise with a non-finite weight takes the GEMM path (the depthwise scatter would multiply it by
+    dy's scratch columns)."""
     n, f, ho, wo = dy.shape
     kh, kw = w.shape[2:]
+    if _depthwise_fits(x, w, dy.shape, sh, sw, dil_h, dil_w, groups) and np.isfinite(w).all():
+        return _depthwise_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, n_threads, workspace)
     if dx is None:
         dx = np.empty_like(x)
     if n == 0:
