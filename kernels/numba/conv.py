@@ -627,57 +627,68 @@ def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad
 # phase (r % sh, c % sw), position (r // sh, c // sw). Output (oh, ow), at q = oh * wph + ow, reads tap
 # (i, j) at starts[i * kw + j] + q: each tap is one contiguous pass over all the plane's outputs (the
 # columns past wo are scratch, dropped), a loop LLVM vectorizes (rows of 14-32 outputs alone would be
-# mostly remainder). The input gradient is the transpose (dy at pitch wph, its scratch columns zero,
-# scattered into the padded phase planes, whose x part is then written to dx); the weight gradient
-# accumulates each tap's products dy * tap in a row of its own, summed over the valid columns at the end.
-# Per-thread scratch from the workspace (_dw_shapes), bounded by DEPTHWISE_BYTES (else the GEMM path).
+# mostly remainder). The input gradient is the transpose, as a gather: the phase planes D[z] = sum over
+# taps of w * dy_at_pitch[z - starts[k]] (dy at pitch wph, zero around it and in its scratch columns),
+# the same passes as the forward, then x's part of D written to dx. The weight gradient: per image,
+# one dot product of dy (at pitch wph) with each tap's run. Zeros multiply w in the input gradient's
+# passes: a non-finite w takes the GEMM path there (conv2d_backward). Per-thread scratch from the
+# workspace (_dw_shapes), bounded by DEPTHWISE_BYTES (else the GEMM path).
 
 @njit(inline="always")
-def _dw_taps(acc, src, starts, wf, f, n):
-    """acc[q] = sum over taps k of wf[f, k] * src[starts[k] + q] for q < n, three taps per pass (fewer
-    loads and stores of acc than a pass per tap)."""
+def _dw_taps(acc, src, starts, wf, f, n, add):
+    """acc[q] (+)= sum over taps k of wf[f, k] * src[starts[k] + q] for q < n (acc overwritten unless add):
+    all 9 taps of a 3x3 kernel in one pass, else three per pass (each pass loads and stores acc)."""
     taps = starts.size
+    if taps == 9:
+        w0, w1, w2, w3, w4, w5, w6, w7, w8 = (wf[f, 0], wf[f, 1], wf[f, 2], wf[f, 3], wf[f, 4], wf[f, 5],
+                                              wf[f, 6], wf[f, 7], wf[f, 8])
+        s0, s1, s2, s3, s4, s5, s6, s7, s8 = (starts[0], starts[1], starts[2], starts[3], starts[4], starts[5],
+                                              starts[6], starts[7], starts[8])
+        for q in range(n):
+            v = (w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
+                 + w3 * src[uintp(s3 + q)] + w4 * src[uintp(s4 + q)] + w5 * src[uintp(s5 + q)]
+                 + w6 * src[uintp(s6 + q)] + w7 * src[uintp(s7 + q)] + w8 * src[uintp(s8 + q)])
+            acc[uintp(q)] = acc[uintp(q)] + v if add else v
+        return
     k = 0
-    if taps >= 3:
-        w0, w1, w2 = wf[f, 0], wf[f, 1], wf[f, 2]
-        s0, s1, s2 = starts[0], starts[1], starts[2]
-        for q in range(n):
-            acc[uintp(q)] = w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
-        k = 3
-    else:
-        w0, s0 = wf[f, 0], starts[0]
-        for q in range(n):
-            acc[uintp(q)] = w0 * src[uintp(s0 + q)]
-        k = 1
-    while k + 3 <= taps:
-        w0, w1, w2 = wf[f, k], wf[f, k + 1], wf[f, k + 2]
-        s0, s1, s2 = starts[k], starts[k + 1], starts[k + 2]
-        for q in range(n):
-            acc[uintp(q)] += w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
-        k += 3
     while k < taps:
         w0, s0 = wf[f, k], starts[k]
+        w1, s1 = (wf[f, k + 1], starts[k + 1]) if k + 1 < taps else (w0 * 0, s0)
+        w2, s2 = (wf[f, k + 2], starts[k + 2]) if k + 2 < taps else (w0 * 0, s0)
+        if k + 3 > taps:  # the last one or two taps: a pass each
+            for q in range(n):
+                v = w0 * src[uintp(s0 + q)]
+                acc[uintp(q)] = acc[uintp(q)] + v if add or k else v
+            k += 1
+            continue
         for q in range(n):
-            acc[uintp(q)] += w0 * src[uintp(s0 + q)]
-        k += 1
+            v = w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
+            acc[uintp(q)] = acc[uintp(q)] + v if add or k else v
+        k += 3
 
 
 @njit(inline="always")
-def _dw_pitched(src, dst, rows, pitch, width):
-    """dst[r * pitch + k] = src[r * width + k] for r < rows, k < width (a plane of dy at pitch wph)."""
+def _dw_pitched(src, dst, do, rows, pitch, width):
+    """dst[do + r * pitch + k] = src[r * width + k] for r < rows, k < width (a plane of dy at pitch wph)."""
     for r in range(rows):
         for k in range(width):
-            dst[uintp(r * pitch + k)] = src[uintp(r * width + k)]
+            dst[uintp(do + r * pitch + k)] = src[uintp(r * width + k)]
 
 
 @njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
-def _dw_pitched_sum(a, start, rows, pitch, width):
-    """The float64 sum of a[start + r * pitch + k] for r < rows, k < width (vectorized, reassociated)."""
-    s = 0.0
-    for r in range(rows):
-        o = start + r * pitch
-        for k in range(width):
-            s += a[uintp(o + k)]
+def _dw_dot(a, b, bo, n, zero):
+    """zero + the sum of a[q] * b[bo + q] for q < n, in zero's type (the data's), vectorized (reassociated)."""
+    s = zero
+    for q in range(n):
+        s += a[uintp(q)] * b[uintp(bo + q)]
+    return s
+
+
+@njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
+def _dw_sum(a, n, zero):
+    s = zero
+    for q in range(n):
+        s += a[uintp(q)]
     return s
 
 
@@ -700,6 +711,13 @@ def _merge_phases(phases, plane, hp, wp, sh, sw, ph, pw, hph, wph):
         if sw == 1:
             for k in range(cols):
                 flat[uintp(do + k)] = phases[uintp(row + pw + k)]
+        elif sw == 2:  # x's even columns from phase pw % 2, its odd ones from the other: one interleaved store
+            even, odd = row + (pw % 2) * size + pw // 2, row + ((pw + 1) % 2) * size + (pw + 1) // 2
+            for k in range(cols // 2):
+                flat[uintp(do + 2 * k)] = phases[uintp(even + k)]
+                flat[uintp(do + 2 * k + 1)] = phases[uintp(odd + k)]
+            if cols % 2:
+                flat[uintp(do + cols - 1)] = phases[uintp(even + cols // 2)]
         else:
             mj, cj = pw % sw, pw // sw
             for iw in range(min(sw, cols)):
@@ -733,7 +751,7 @@ def _dw_forward(x, wf, b, y, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, relu,
             img, c = p // c_in, p % c_in
             _split_phases(x[img, c], pt, hp, wp, sh, sw, ph, pw, hph, wph)
             for f in range(c * m, c * m + m):
-                _dw_taps(at, pt, starts, wf, f, n)
+                _dw_taps(at, pt, starts, wf, f, n, False)
                 out, bias = y[img, f], b[f]
                 for oh in range(ho):
                     for ow in range(wo):
@@ -744,14 +762,18 @@ def _dw_forward(x, wf, b, y, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, relu,
 
 
 @njit(**PARALLEL)
-def _dw_input_grad(dy, wf, dx, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp):
+def _dw_input_grad(dy, wf, dx, gather, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp):
     """dx (N, C, H, W) from dy (N, F, Ho * Wo): a chunk of dx's planes per thread, each its m filters'
-    taps scattered into the zeroed phase planes, then every element of dx's plane written from them.
-    Scratch per thread: phases, dyp (Ho * wph: dy at pitch wph, the scratch columns zero: w finite)."""
+    taps gathered into the phase planes (gather[k] = off - starts[k], dy at dyp[off:], zero around it),
+    then every element of dx's plane written from them. Scratch per thread: phases, dyp (off + the
+    phase planes' size)."""
     n_img, c_in = dx.shape[:2]
-    m, taps = wf.shape[0] // c_in, starts.size
+    m = wf.shape[0] // c_in
     ho = dy.shape[2] // wo
-    n = (ho - 1) * wph + wo
+    size = sh * sw * hph * wph
+    off = 0
+    for k in range(gather.size):
+        off = max(off, gather[k])
     slots = phases.shape[0]
     for t in prange(slots):
         pt, dt = phases[t], dyp[t]
@@ -759,52 +781,48 @@ def _dw_input_grad(dy, wf, dx, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, pha
         lo, hi = chunk(t, slots, n_img * c_in)
         for p in range(lo, hi):
             img, c = p // c_in, p % c_in
-            pt[:] = 0
             for f in range(c * m, c * m + m):
-                _dw_pitched(dy[img, f], dt, ho, wph, wo)
-                for k in range(taps):
-                    wv, s0 = wf[f, k], starts[k]
-                    for q in range(n):
-                        pt[uintp(s0 + q)] += wv * dt[uintp(q)]
+                _dw_pitched(dy[img, f], dt, off, ho, wph, wo)
+                _dw_taps(pt, dt, gather, wf, f, size, f > c * m)
             _merge_phases(pt, dx[img, c], hp, wp, sh, sw, ph, pw, hph, wph)
 
 
 @njit(**PARALLEL)
-def _dw_weight_grad(dy, x, dwf, db, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp, acc):
-    """dwf (F, KH * KW) and db (F,): a chunk of filters per thread (no reduction across threads). Per
-    filter, each tap's products dy * tap and dy itself accumulate over the images in rows of acc (Ho * wph
-    each, vectorized), summed over their valid columns at the end. Scratch per thread: phases, dyp, acc."""
+def _dw_weight_grad(dy, x, dwf, db, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp):
+    """dwf (F, KH * KW) and db (F,): a chunk of filters per thread (no reduction across threads); per
+    image, each tap's dot product of dy (at pitch wph, zero in the scratch columns) with its run of the
+    phase planes. A non-finite product (an inf of x in a scratch column times zero, or a true one) is
+    recomputed row by row over the valid columns. Scratch per thread: phases, dyp (Ho * wph)."""
     n_img, c_in = x.shape[:2]
     f_out, taps = dwf.shape[0], starts.size
     m = f_out // c_in
     ho = dy.shape[2] // wo
     n = (ho - 1) * wph + wo
-    width = ho * wph  # a row of acc
     slots = phases.shape[0]
     for t in prange(slots):
-        pt, dt, at = phases[t], dyp[t], acc[t]
+        pt, dt = phases[t], dyp[t]
         pt[:] = 0
         dt[:] = 0
+        zero = dt[0]  # 0 in the data's type: the sums accumulate in it, as the GEMM path's
         lo, hi = chunk(t, slots, f_out)
         for f in range(lo, hi):
-            at[:(taps + 1) * width] = 0
+            dwf[f] = 0
+            db[f] = 0
             for img in range(n_img):
                 _split_phases(x[img, f // m], pt, hp, wp, sh, sw, ph, pw, hph, wph)
-                _dw_pitched(dy[img, f], dt, ho, wph, wo)
+                _dw_pitched(dy[img, f], dt, 0, ho, wph, wo)
                 for k in range(taps):
-                    s0, a0 = starts[k], k * width
-                    for q in range(n):
-                        at[uintp(a0 + q)] += dt[uintp(q)] * pt[uintp(s0 + q)]
-                a0 = taps * width
-                for q in range(n):
-                    at[uintp(a0 + q)] += dt[uintp(q)]
-            for k in range(taps):
-                dwf[f, k] = _dw_pitched_sum(at, k * width, ho, wph, wo)
-            db[f] = _dw_pitched_sum(at, taps * width, ho, wph, wo)
+                    d = _dw_dot(dt, pt, starts[k], n, zero)
+                    if d - d != 0:  # inf or NaN: without the scratch columns
+                        d = zero
+                        for oh in range(ho):
+                            d += _dw_dot(dt[oh * wph:], pt, starts[k] + oh * wph, wo, zero)
+                    dwf[f, k] += d
+                db[f] += _dw_sum(dt, n, zero)
 
 
-# Each thread's depthwise scratch (a padded plane's phases, twice in the backward, and the weight
-# gradient's rows: (KH * KW + 1) * Ho * wph) is bounded: past this, the GEMM path (huge paddings or kernels).
+# Each thread's depthwise scratch (a padded plane's phases and dy at their pitch, about twice their size
+# in the backward) is bounded: past this, the GEMM path (huge paddings, strides or images).
 DEPTHWISE_BYTES = 8 << 20
 
 
@@ -824,22 +842,23 @@ def _dw_starts(w, sh, sw, dh, dw, hph, wph):
 
 
 def _dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad):
-    """The depthwise path's scratch: per slot, phases and acc (_dw_forward); the backward's phases, dyp,
-    acc (_dw_weight_grad; _dw_input_grad uses the first two), slots for the larger of its two loops.
-    Rows of whole cache lines (64 bytes), so that threads share none."""
+    """The depthwise path's scratch: per slot, phases and acc (_dw_forward); the backward's phases and
+    dyp (_dw_weight_grad: Ho * wph; _dw_input_grad: the largest tap offset + the phase planes' size),
+    slots for the larger of its two loops. Rows of whole cache lines (64 bytes): threads share none."""
     n, f, ho, wo = y_shape
     _, _, hph, wph = _dw_geometry(w, ho, wo, sh, sw, dh, dw)
-    line = 64 // x.itemsize
-    def lined(size):
-        return -(-size // line) * line
+    size, line = sh * sw * hph * wph, 64 // x.itemsize
+
+    def lined(elements):
+        return -(-elements // line) * line
 
     planes = n * x.shape[1]
     if not backward:
         slots = max(1, min(n_threads, planes))
-        return [(slots, lined(sh * sw * hph * wph)), (slots, lined(ho * wph))]
+        return [(slots, lined(size)), (slots, lined(ho * wph))]
     slots = max(1, min(n_threads, max(f, planes if input_grad else 1)))
-    taps = w.shape[2] * w.shape[3]
-    return [(slots, lined(sh * sw * hph * wph)), (slots, lined(ho * wph)), (slots, lined((taps + 1) * ho * wph))]
+    gather = 2 * size if input_grad else 0  # every tap's run starts inside the phase planes
+    return [(slots, lined(size)), (slots, lined(max(ho * wph, gather)))]
 
 
 def _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):
@@ -868,16 +887,16 @@ def _depthwise_forward(x, w, bias, y, sh, sw, ph, pw, dh, dw, relu, n_threads, w
 def _depthwise_backward(dy, x, w, dx, dw_out, db, sh, sw, ph, pw, dh, dw, n_threads, workspace):
     """dx (None: not computed), dw_out, db by the depthwise loops (w finite: see _dw_input_grad)."""
     n, f, ho, wo = dy.shape
-    shapes = _dw_shapes(x, w, dy.shape, sh, sw, dh, dw, n_threads, True, dx is not None)
-    phases, dyp, acc = _carve(workspace, shapes)
+    phases, dyp = _carve(workspace, _dw_shapes(x, w, dy.shape, sh, sw, dh, dw, n_threads, True, dx is not None))
     starts, wo, hp, wp, hph, wph = _dw_params(w, dy.shape, sh, sw, dh, dw)
     dy3, wf = dy.reshape(n, f, ho * wo), w.reshape(f, -1)
     if dx is not None:
         slots = max(1, min(n_threads, n * x.shape[1]))
-        _dw_input_grad(dy3, wf, dx, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases[:slots], dyp[:slots])
+        _dw_input_grad(dy3, wf, dx, starts.max() - starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases[:slots],
+                       dyp[:slots])
     slots = max(1, min(n_threads, f))
     _dw_weight_grad(dy3, x, dw_out.reshape(f, -1), db, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph,
-                    phases[:slots], dyp[:slots], acc[:slots])
+                    phases[:slots], dyp[:slots])
 
 
 # --- public kernels ---------------------------------------------------------------------------
