@@ -627,43 +627,45 @@ def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad
 # phase (r % sh, c % sw), position (r // sh, c // sw). Output (oh, ow), at q = oh * wph + ow, reads tap
 # (i, j) at starts[i * kw + j] + q: each tap is one contiguous pass over all the plane's outputs (the
 # columns past wo are scratch, dropped), a loop LLVM vectorizes (rows of 14-32 outputs alone would be
-# mostly remainder). The input gradient is the transpose, as a gather: the phase planes D[z] = sum over
-# taps of w * dy_at_pitch[z - starts[k]] (dy at pitch wph, zero around it and in its scratch columns),
-# the same passes as the forward, then x's part of D written to dx. The weight gradient: per image,
-# one dot product of dy (at pitch wph) with each tap's run. Zeros multiply w in the input gradient's
-# passes: a non-finite w takes the GEMM path there (conv2d_backward). Per-thread scratch from the
-# workspace (_dw_shapes), bounded by DEPTHWISE_BYTES (else the GEMM path).
+# mostly remainder). The backward, in one pass over x and dy: the weight gradient as one dot product per
+# image and tap of dy (at pitch wph, zero in its scratch columns) with the tap's run; the input gradient
+# as the transpose of the forward's passes, a gather: each phase plane of dx, padded, is the sum over
+# its taps of w * dy shifted (zero around it), then x's part goes to dx. Those passes multiply w by the
+# zeros around dy: a non-finite w takes the GEMM path for the backward (conv2d_backward). Per-thread
+# scratch from the workspace (_dw_shapes), bounded by DEPTHWISE_BYTES (else the GEMM path).
 
 @njit(inline="always")
-def _dw_taps(acc, src, starts, wf, f, n, add):
-    """acc[q] (+)= sum over taps k of wf[f, k] * src[starts[k] + q] for q < n (acc overwritten unless add):
-    all 9 taps of a 3x3 kernel in one pass, else three per pass (each pass loads and stores acc)."""
-    taps = starts.size
-    if taps == 9:
-        w0, w1, w2, w3, w4, w5, w6, w7, w8 = (wf[f, 0], wf[f, 1], wf[f, 2], wf[f, 3], wf[f, 4], wf[f, 5],
-                                              wf[f, 6], wf[f, 7], wf[f, 8])
-        s0, s1, s2, s3, s4, s5, s6, s7, s8 = (starts[0], starts[1], starts[2], starts[3], starts[4], starts[5],
-                                              starts[6], starts[7], starts[8])
+def _dw_taps(acc, ao, src, starts, wf, f, k0, k1, n, add):
+    """acc[ao + q] (+)= sum over taps k in [k0, k1) of wf[f, k] * src[starts[k] + q] for q < n (overwritten
+    unless add): all 9 taps of a 3x3 kernel in one pass, else three per pass (each pass loads and stores
+    acc)."""
+    if k1 - k0 == 9:
+        w0, w1, w2, w3, w4, w5, w6, w7, w8 = (wf[f, k0], wf[f, k0 + 1], wf[f, k0 + 2], wf[f, k0 + 3], wf[f, k0 + 4],
+                                              wf[f, k0 + 5], wf[f, k0 + 6], wf[f, k0 + 7], wf[f, k0 + 8])
+        s0, s1, s2, s3, s4, s5, s6, s7, s8 = (starts[k0], starts[k0 + 1], starts[k0 + 2], starts[k0 + 3],
+                                              starts[k0 + 4], starts[k0 + 5], starts[k0 + 6], starts[k0 + 7],
+                                              starts[k0 + 8])
         for q in range(n):
             v = (w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
                  + w3 * src[uintp(s3 + q)] + w4 * src[uintp(s4 + q)] + w5 * src[uintp(s5 + q)]
                  + w6 * src[uintp(s6 + q)] + w7 * src[uintp(s7 + q)] + w8 * src[uintp(s8 + q)])
-            acc[uintp(q)] = acc[uintp(q)] + v if add else v
+            acc[uintp(ao + q)] = acc[uintp(ao + q)] + v if add else v
         return
-    k = 0
-    while k < taps:
-        w0, s0 = wf[f, k], starts[k]
-        w1, s1 = (wf[f, k + 1], starts[k + 1]) if k + 1 < taps else (w0 * 0, s0)
-        w2, s2 = (wf[f, k + 2], starts[k + 2]) if k + 2 < taps else (w0 * 0, s0)
-        if k + 3 > taps:  # the last one or two taps: a pass each
+    k = k0
+    while k < k1:
+        first = k == k0 and not add
+        if k + 3 > k1:  # the last one or two taps: a pass each
+            w0, s0 = wf[f, k], starts[k]
             for q in range(n):
                 v = w0 * src[uintp(s0 + q)]
-                acc[uintp(q)] = acc[uintp(q)] + v if add or k else v
+                acc[uintp(ao + q)] = v if first else acc[uintp(ao + q)] + v
             k += 1
             continue
+        w0, w1, w2 = wf[f, k], wf[f, k + 1], wf[f, k + 2]
+        s0, s1, s2 = starts[k], starts[k + 1], starts[k + 2]
         for q in range(n):
             v = w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
-            acc[uintp(q)] = acc[uintp(q)] + v if add or k else v
+            acc[uintp(ao + q)] = v if first else acc[uintp(ao + q)] + v
         k += 3
 
 
@@ -676,19 +678,36 @@ def _dw_pitched(src, dst, do, rows, pitch, width):
 
 
 @njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
-def _dw_dot(a, b, bo, n, zero):
-    """zero + the sum of a[q] * b[bo + q] for q < n, in zero's type (the data's), vectorized (reassociated)."""
+def _dw_dot(a, ao, b, bo, n, zero):
+    """zero + the sum of a[ao + q] * b[bo + q] for q < n, in zero's type (the data's), vectorized
+    (reassociated)."""
     s = zero
     for q in range(n):
-        s += a[uintp(q)] * b[uintp(bo + q)]
+        s += a[uintp(ao + q)] * b[uintp(bo + q)]
     return s
 
 
+@njit(**SERIAL)
+def _dw_image_grads(dt, off, pt, starts, dwf, db, f, ho, wo, wph, zero):
+    """dwf[f, k] += the dot product of dy (at dt[off:], pitch wph, zero in its scratch columns) with tap k's
+    run of the phase planes, for every tap k; db[f] += dy's sum. A non-finite product (an inf of x in a
+    scratch column times zero, or a true one) is recomputed row by row over the valid columns."""
+    n = (ho - 1) * wph + wo
+    for k in range(starts.size):
+        d = _dw_dot(dt, off, pt, starts[k], n, zero)
+        if d - d != 0:
+            d = zero
+            for oh in range(ho):
+                d += _dw_dot(dt, off + oh * wph, pt, starts[k] + oh * wph, wo, zero)
+        dwf[f, k] += d
+    db[f] += _dw_sum(dt, off, n, zero)
+
+
 @njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
-def _dw_sum(a, n, zero):
+def _dw_sum(a, ao, n, zero):
     s = zero
     for q in range(n):
-        s += a[uintp(q)]
+        s += a[uintp(ao + q)]
     return s
 
 
@@ -751,7 +770,7 @@ def _dw_forward(x, wf, b, y, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, relu,
             img, c = p // c_in, p % c_in
             _split_phases(x[img, c], pt, hp, wp, sh, sw, ph, pw, hph, wph)
             for f in range(c * m, c * m + m):
-                _dw_taps(at, pt, starts, wf, f, n, False)
+                _dw_taps(at, 0, pt, starts, wf, f, 0, starts.size, n, False)
                 out, bias = y[img, f], b[f]
                 for oh in range(ho):
                     for ow in range(wo):
@@ -762,67 +781,48 @@ def _dw_forward(x, wf, b, y, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, relu,
 
 
 @njit(**PARALLEL)
-def _dw_input_grad(dy, wf, dx, gather, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp):
-    """dx (N, C, H, W) from dy (N, F, Ho * Wo): a chunk of dx's planes per thread, each its m filters'
-    taps gathered into the phase planes (gather[k] = off - starts[k], dy at dyp[off:], zero around it),
-    then every element of dx's plane written from them. Scratch per thread: phases, dyp (off + the
-    phase planes' size)."""
-    n_img, c_in = dx.shape[:2]
+def _dw_backward(dy, x, wf, dx, dw_part, db_part, starts, wg, gather, bounds, wo, sh, sw, ph, pw, hp, wp, hph, wph,
+                 input_grad, phases, dyp, dxp):
+    """dx (if input_grad) and per-thread partials of dw (T, F, KH * KW) and db (T, F) in one pass over x and dy
+    in memory order: a chunk of (image, channel) planes per thread (walking each filter's images instead,
+    a page apart, made the weight gradient 2x slower on 1 thread). Per plane: x split once; each of its
+    m filters' dy copied once (at dyp[off:], pitch wph, zero around it) for its dot products and its
+    gather into dx's phase planes (dxp): phase plane g of dxp from the taps bounds[g]:bounds[g + 1] of wg
+    and gather (the taps reordered by phase; zero without any); then dx's plane written. Scratch per
+    thread: phases, dyp (off + a phase plane's size), dxp."""
+    n_img, c_in = x.shape[:2]
     m = wf.shape[0] // c_in
     ho = dy.shape[2] // wo
-    size = sh * sw * hph * wph
+    size = hph * wph  # a phase plane's
     off = 0
     for k in range(gather.size):
         off = max(off, gather[k])
     slots = phases.shape[0]
     for t in prange(slots):
-        pt, dt = phases[t], dyp[t]
-        dt[:] = 0
-        lo, hi = chunk(t, slots, n_img * c_in)
-        for p in range(lo, hi):
-            img, c = p // c_in, p % c_in
-            for f in range(c * m, c * m + m):
-                _dw_pitched(dy[img, f], dt, off, ho, wph, wo)
-                _dw_taps(pt, dt, gather, wf, f, size, f > c * m)
-            _merge_phases(pt, dx[img, c], hp, wp, sh, sw, ph, pw, hph, wph)
-
-
-@njit(**PARALLEL)
-def _dw_weight_grad(dy, x, dwf, db, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases, dyp):
-    """dwf (F, KH * KW) and db (F,): a chunk of filters per thread (no reduction across threads); per
-    image, each tap's dot product of dy (at pitch wph, zero in the scratch columns) with its run of the
-    phase planes. A non-finite product (an inf of x in a scratch column times zero, or a true one) is
-    recomputed row by row over the valid columns. Scratch per thread: phases, dyp (Ho * wph)."""
-    n_img, c_in = x.shape[:2]
-    f_out, taps = dwf.shape[0], starts.size
-    m = f_out // c_in
-    ho = dy.shape[2] // wo
-    n = (ho - 1) * wph + wo
-    slots = phases.shape[0]
-    for t in prange(slots):
-        pt, dt = phases[t], dyp[t]
+        pt, dt, qt = phases[t], dyp[t], dxp[t]
         pt[:] = 0
         dt[:] = 0
         zero = dt[0]  # 0 in the data's type: the sums accumulate in it, as the GEMM path's
-        lo, hi = chunk(t, slots, f_out)
-        for f in range(lo, hi):
-            dwf[f] = 0
-            db[f] = 0
-            for img in range(n_img):
-                _split_phases(x[img, f // m], pt, hp, wp, sh, sw, ph, pw, hph, wph)
-                _dw_pitched(dy[img, f], dt, 0, ho, wph, wo)
-                for k in range(taps):
-                    d = _dw_dot(dt, pt, starts[k], n, zero)
-                    if d - d != 0:  # inf or NaN: without the scratch columns
-                        d = zero
-                        for oh in range(ho):
-                            d += _dw_dot(dt[oh * wph:], pt, starts[k] + oh * wph, wo, zero)
-                    dwf[f, k] += d
-                db[f] += _dw_sum(dt, n, zero)
+        dw_part[t] = 0
+        db_part[t] = 0
+        lo, hi = chunk(t, slots, n_img * c_in)
+        for p in range(lo, hi):
+            img, c = p // c_in, p % c_in
+            _split_phases(x[img, c], pt, hp, wp, sh, sw, ph, pw, hph, wph)
+            for f in range(c * m, c * m + m):
+                _dw_pitched(dy[img, f], dt, off, ho, wph, wo)
+                _dw_image_grads(dt, off, pt, starts, dw_part[t], db_part[t], f, ho, wo, wph, zero)
+                for g in range(sh * sw if input_grad else 0):
+                    if bounds[g] < bounds[g + 1]:
+                        _dw_taps(qt, g * size, dt, gather, wg, f, bounds[g], bounds[g + 1], size, f > c * m)
+                    elif f == c * m:
+                        qt[g * size:(g + 1) * size] = 0
+            if input_grad:
+                _merge_phases(qt, dx[img, c], hp, wp, sh, sw, ph, pw, hph, wph)
 
 
-# Each thread's depthwise scratch (a padded plane's phases and dy at their pitch, about twice their size
-# in the backward) is bounded: past this, the GEMM path (huge paddings, strides or images).
+# Each thread's depthwise scratch (a padded plane's phases; in the backward twice more, and dy at their
+# pitch) is bounded: past this, the GEMM path (huge paddings, strides or images).
 DEPTHWISE_BYTES = 8 << 20
 
 
@@ -842,9 +842,10 @@ def _dw_starts(w, sh, sw, dh, dw, hph, wph):
 
 
 def _dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad):
-    """The depthwise path's scratch: per slot, phases and acc (_dw_forward); the backward's phases and
-    dyp (_dw_weight_grad: Ho * wph; _dw_input_grad: the largest tap offset + the phase planes' size),
-    slots for the larger of its two loops. Rows of whole cache lines (64 bytes): threads share none."""
+    """The depthwise path's scratch, slots for min(n_threads, N * C) chunks of planes: per slot, phases
+    and acc (_dw_forward); the backward's phases, dyp (dy's offset + a phase plane's size),
+    dxp (if input_grad) and the partials of dw and db (_dw_backward). The scratch rows fill whole cache
+    lines (64 bytes): threads share none."""
     n, f, ho, wo = y_shape
     _, _, hph, wph = _dw_geometry(w, ho, wo, sh, sw, dh, dw)
     size, line = sh * sw * hph * wph, 64 // x.itemsize
@@ -852,13 +853,12 @@ def _dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad):
     def lined(elements):
         return -(-elements // line) * line
 
-    planes = n * x.shape[1]
+    slots = max(1, min(n_threads, n * x.shape[1]))
     if not backward:
-        slots = max(1, min(n_threads, planes))
         return [(slots, lined(size)), (slots, lined(ho * wph))]
-    slots = max(1, min(n_threads, max(f, planes if input_grad else 1)))
-    gather = 2 * size if input_grad else 0  # every tap's run starts inside the phase planes
-    return [(slots, lined(size)), (slots, lined(max(ho * wph, gather)))]
+    # dy's offset in dyp, the largest offset of a tap inside its phase plane, is below a phase plane's size
+    return [(slots, lined(size)), (slots, lined(2 * hph * wph)), (slots, lined(size) if input_grad else 0),
+            (slots, f, w.shape[2] * w.shape[3]), (slots, f)]
 
 
 def _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):
@@ -885,18 +885,23 @@ def _depthwise_forward(x, w, bias, y, sh, sw, ph, pw, dh, dw, relu, n_threads, w
 
 
 def _depthwise_backward(dy, x, w, dx, dw_out, db, sh, sw, ph, pw, dh, dw, n_threads, workspace):
-    """dx (None: not computed), dw_out, db by the depthwise loops (w finite: see _dw_input_grad)."""
+    """dx (None: not computed), dw_out, db by the depthwise loops (w finite: see the section's comment)."""
     n, f, ho, wo = dy.shape
-    phases, dyp = _carve(workspace, _dw_shapes(x, w, dy.shape, sh, sw, dh, dw, n_threads, True, dx is not None))
+    shapes = _dw_shapes(x, w, dy.shape, sh, sw, dh, dw, n_threads, True, dx is not None)
+    phases, dyp, dxp, dw_part, db_part = _carve(workspace, shapes)
     starts, wo, hp, wp, hph, wph = _dw_params(w, dy.shape, sh, sw, dh, dw)
-    dy3, wf = dy.reshape(n, f, ho * wo), w.reshape(f, -1)
-    if dx is not None:
-        slots = max(1, min(n_threads, n * x.shape[1]))
-        _dw_input_grad(dy3, wf, dx, starts.max() - starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, phases[:slots],
-                       dyp[:slots])
-    slots = max(1, min(n_threads, f))
-    _dw_weight_grad(dy3, x, dw_out.reshape(f, -1), db, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph,
-                    phases[:slots], dyp[:slots])
+    wf = w.reshape(f, -1)
+    # the input gradient's taps by phase plane: dyp[gather[k] + z] is the dy that tap k adds to position z
+    # of its phase plane (dy at dyp[max(inner):], inner the taps' offsets inside their phase plane)
+    phase, inner = np.divmod(starts, hph * wph)
+    order = np.argsort(phase, kind="stable")
+    bounds = np.searchsorted(phase[order], np.arange(sh * sw + 1))
+    gather = (inner.max() - inner)[order]
+    _dw_backward(dy.reshape(n, f, ho * wo), x, wf, x if dx is None else dx, dw_part, db_part, starts,
+                 np.ascontiguousarray(wf[:, order]), gather, bounds, wo, sh, sw, ph, pw, hp, wp, hph, wph,
+                 dx is not None, phases, dyp, dxp)
+    _merge(dw_part.reshape(dw_part.shape[0], -1), dw_out.reshape(-1))
+    _merge(db_part, db)
 
 
 # --- public kernels ---------------------------------------------------------------------------
