@@ -285,6 +285,36 @@ def test_depthwise_nonfinite_as_the_reference(backend, where, threads):
         np.testing.assert_allclose(a[finite], e[finite], rtol=1e-4, atol=1e-4 * np.abs(e[finite]).max(), err_msg=name)
 
 
+@pytest.mark.skipif("numba" not in COMPILED, reason="numba is not installed")
+def test_numba_depthwise_samples_take_the_direct_path(monkeypatch):
+    """Every depthwise sample of the OpInfo table (groups == C, one channel and groups 1 too), forward and
+    backward, runs on Numba's direct loops (the GEMM path raises here) within the tolerance rule."""
+    import importlib
+
+    from opinfo import OPS
+
+    module = importlib.import_module("fastnn.kernels.numba.conv")
+
+    def gemm(*args):
+        raise AssertionError("the GEMM path ran")
+
+    monkeypatch.setattr(module, "_gemm_forward", gemm)
+    monkeypatch.setattr(module, "_gemm_backward", gemm)
+    ran = 0
+    for op in ("conv2d", "conv2d_relu", "conv2d_backward"):
+        for sample in OPS[op].samples(np.random.default_rng(0), np.float64):
+            x, w = sample.args[1:3] if op == "conv2d_backward" else sample.args[:2]
+            if w.shape[1] != 1 or x.shape[-3] != sample.kwargs.get("groups", 1) or x.size == 0:
+                continue
+            for threads in (1, 2):
+                fastnn.set_num_threads(threads)
+                with fastnn.use_backend("numba"):
+                    actual = getattr(fastnn, op)(*sample.args, **sample.kwargs)
+                check_op(op, actual, sample.args, sample.kwargs, np.float64, f"{op}[numba, direct] {sample!r}")
+            ran += 1
+    assert ran >= 3 * 12
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", FORWARDS)
 def test_unbatched_out_and_same_padding(op, backend):
