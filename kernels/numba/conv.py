@@ -861,6 +861,11 @@ def _dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad):
             (slots, f, w.shape[2] * w.shape[3]), (slots, f)]
 
 
+def _dw_carve(workspace, shapes):
+    """_carve from the workspace's first cache line boundary: the threads' rows then share no line."""
+    return _carve(workspace[(-workspace.ctypes.data % 64) // workspace.itemsize:], shapes)
+
+
 def _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):
     """Depthwise (one input channel per group), outputs to compute, a thread's scratch within DEPTHWISE_BYTES."""
     if groups != x.shape[1] or y_shape[0] == 0 or y_shape[2] == 0 or y_shape[3] == 0:
@@ -878,7 +883,7 @@ def _dw_params(w, y_shape, sh, sw, dh, dw):
 
 def _depthwise_forward(x, w, bias, y, sh, sw, ph, pw, dh, dw, relu, n_threads, workspace):
     n, f, ho, wo = y.shape
-    phases, acc = _carve(workspace, _dw_shapes(x, w, y.shape, sh, sw, dh, dw, n_threads, False, False))
+    phases, acc = _dw_carve(workspace, _dw_shapes(x, w, y.shape, sh, sw, dh, dw, n_threads, False, False))
     starts, wo, hp, wp, hph, wph = _dw_params(w, y.shape, sh, sw, dh, dw)
     _dw_forward(x, w.reshape(f, -1), bias, y.reshape(n, f, ho * wo), starts, wo, sh, sw, ph, pw, hp, wp, hph, wph,
                 relu, phases, acc)
@@ -888,7 +893,7 @@ def _depthwise_backward(dy, x, w, dx, dw_out, db, sh, sw, ph, pw, dh, dw, n_thre
     """dx (None: not computed), dw_out, db by the depthwise loops (w finite: see the section's comment)."""
     n, f, ho, wo = dy.shape
     shapes = _dw_shapes(x, w, dy.shape, sh, sw, dh, dw, n_threads, True, dx is not None)
-    phases, dyp, dxp, dw_part, db_part = _carve(workspace, shapes)
+    phases, dyp, dxp, dw_part, db_part = _dw_carve(workspace, shapes)
     starts, wo, hp, wp, hph, wph = _dw_params(w, dy.shape, sh, sw, dh, dw)
     wf = w.reshape(f, -1)
     # the input gradient's taps by phase plane: dyp[gather[k] + z] is the dy that tap k adds to position z
@@ -986,8 +991,8 @@ def _scratch_elements(x, w, y_shape, sh, sw, ph, pw, dh, dw, groups, n_threads, 
     peak memory of 3x3 layers), else the im2col path's."""
     n, f, ho, wo = y_shape
     chunks = max(1, min(n_threads, n))
-    if _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):
-        return _elements(_dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad))
+    if _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):  # (+ a cache line: _dw_carve aligns the start)
+        return _elements(_dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad)) + 64 // x.itemsize
     if _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
         return _elements(_wino_shapes(x, f, wo, chunks, backward))
     return _elements(_gemm_shapes(x, w, ho * wo, tuple(w.shape[2:]) + (sh, sw, ph, pw), groups, chunks,
