@@ -81,13 +81,15 @@ def _loss_cases(op, base, backward, randn, dtype):
 
 
 # (x shape, w shape, params): 3x3 same (too few channels for Winograd: im2col), 1x1, strided 7x7,
-# dilated grouped, and a 3x3 layer Winograd takes (>= 4 channels, >= 96 output tiles; Numba's
-# `_winograd_fits`), whose kernels compile apart from im2col's.
+# dilated grouped, a 3x3 layer Winograd takes (>= 4 channels, >= 96 output tiles; Numba's
+# `_winograd_fits`), whose kernels compile apart from im2col's, and a depthwise one (groups == C:
+# Numba's direct loops, `_depthwise_fits`).
 _CONV_CONFIGS = [((2, 3, 6, 6), (4, 3, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
                  ((2, 4, 5, 5), (6, 4, 1, 1), dict(stride=1, padding=0, dilation=1, groups=1)),
                  ((2, 3, 9, 9), (4, 3, 7, 7), dict(stride=2, padding=3, dilation=1, groups=1)),
                  ((2, 4, 7, 7), (4, 2, 3, 3), dict(stride=1, padding=1, dilation=2, groups=2)),
-                 ((2, 4, 28, 28), (4, 4, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1))]
+                 ((2, 4, 28, 28), (4, 4, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
+                 ((2, 4, 7, 7), (8, 1, 3, 3), dict(stride=2, padding=1, dilation=1, groups=4))]
 
 
 def _conv_cases(op, base, backward, randn, dtype):

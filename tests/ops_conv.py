@@ -43,6 +43,17 @@ CASES = [
     ((3, 7, 9), (4, 3, 3, 3), {"padding": 1}, True),
     ((3, 7, 9), (4, 3, 2, 2), {"padding": "same"}, True),
     ((4, 6, 5), (4, 1, 3, 3), {"stride": 2, "groups": 4}, False),
+    # depthwise (groups == C: the Numba backend's direct path): stride 2, paddings 0 and 2, dilation 2,
+    # multiplier 2, kernels 3 and 5, odd sizes, a batch of one, one channel (groups 1 is depthwise too)
+    ((2, 8, 11, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 8}, True),
+    ((1, 5, 9, 10), (5, 1, 3, 3), {"groups": 5}, True),
+    ((2, 4, 10, 9), (8, 1, 5, 5), {"stride": 2, "padding": 2, "groups": 4}, False),
+    ((2, 3, 12, 11), (3, 1, 3, 3), {"padding": 2, "dilation": 2, "groups": 3}, True),
+    ((1, 4, 13, 7), (8, 1, 5, 3), {"stride": (2, 1), "padding": (2, 1), "dilation": (1, 2), "groups": 4}, True),
+    ((2, 3, 7, 8), (3, 1, 3, 3), {"stride": 3, "padding": 1, "groups": 3}, True),
+    ((2, 6, 9, 7), (6, 1, 5, 5), {"padding": 2, "groups": 6}, True),
+    ((2, 1, 9, 9), (4, 1, 3, 3), {"padding": 1}, True),
+    ((2, 4, 7, 6), (4, 1, 4, 3), {"padding": "same", "dilation": 2, "groups": 4}, False),
 ]
 
 
@@ -120,6 +131,8 @@ GRAD_CASES = [
     ((2, 4, 6, 5), (2, 2, 3, 2), {"padding": "same", "dilation": (1, 3), "groups": 2}, True),  # totals 2 and 3
     ((2, 3, 6, 5), (4, 3, 3, 3), {"padding": "valid"}, False),
     ((3, 5, 6), (4, 3, 3, 2), {"padding": "same"}, True),  # unbatched
+    ((2, 2, 6, 5), (4, 1, 3, 3), {"padding": 1, "dilation": (2, 1), "groups": 2}, True),  # depthwise, 2 filters each
+    ((1, 3, 7, 8), (3, 1, 5, 5), {"stride": 2, "padding": 2, "groups": 3}, True),  # depthwise 5x5, stride 2
 ]
 
 

@@ -152,6 +152,8 @@ NAN_CASES = [
     ((8, 64, 13, 12), (64, 64, 3, 3), {"padding": 1}),  # Winograd-sized
     ((2, 3, 19, 17), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
     ((2, 16, 9, 9), (8, 16, 1, 1), {}),
+    ((2, 6, 9, 10), (6, 1, 3, 3), {"padding": 1, "groups": 6}),  # depthwise
+    ((2, 4, 11, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 4}),  # depthwise, stride 2, 2 filters each
 ]
 
 
@@ -299,6 +301,36 @@ def test_depthwise_as_the_reference(backend, x_shape, w_shape, params, where, th
         if where == "none":
             check_op("conv2d", actual[0], (x, w, b), {"groups": groups, **params}, dtype, what)
             check_op("conv2d_backward", actual[2:], (dy, x, w), {"groups": groups, **params}, dtype, what)
+
+
+@pytest.mark.skipif("numba" not in COMPILED, reason="numba is not installed")
+def test_numba_depthwise_samples_take_the_direct_path(monkeypatch):
+    """Every depthwise sample of the OpInfo table (groups == C, one channel and groups 1 too), forward and
+    backward, runs on Numba's direct loops (the GEMM path raises here) within the tolerance rule."""
+    import importlib
+
+    from opinfo import OPS
+
+    module = importlib.import_module("fastnn.kernels.numba.conv")
+
+    def gemm(*args):
+        raise AssertionError("the GEMM path ran")
+
+    monkeypatch.setattr(module, "_gemm_forward", gemm)
+    monkeypatch.setattr(module, "_gemm_backward", gemm)
+    ran = 0
+    for op in ("conv2d", "conv2d_relu", "conv2d_backward"):
+        for sample in OPS[op].samples(np.random.default_rng(0), np.float64):
+            x, w = sample.args[1:3] if op == "conv2d_backward" else sample.args[:2]
+            if w.shape[1] != 1 or x.shape[-3] != sample.kwargs.get("groups", 1) or x.size == 0:
+                continue
+            for threads in (1, 2):
+                fastnn.set_num_threads(threads)
+                with fastnn.use_backend("numba"):
+                    actual = getattr(fastnn, op)(*sample.args, **sample.kwargs)
+                check_op(op, actual, sample.args, sample.kwargs, np.float64, f"{op}[numba, direct] {sample!r}")
+            ran += 1
+    assert ran >= 3 * 12
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -7,6 +7,12 @@ per-thread partials, merged after the loop by `_merge`.
 
 - Generic path (any stride, padding, dilation, groups): per image, im2col into a per-thread
   workspace, then one GEMM per group; 1x1 stride-1 unpadded convolutions skip the im2col.
+- Depthwise (groups == C, any kernel, stride, padding, dilation, channel multiplier): direct loops over
+  zero-padded phase planes, parallel over planes (forward, input gradient) or filters (weight and bias
+  gradients, no cross-thread reduction), where a thread's scratch fits DEPTHWISE_BYTES (`_depthwise_fits`).
+  gdw / gdws2 (float32, 2 threads, bench/probes/numba_depthwise.py, machine shared): forward 3.3x / 2.4x,
+  forward + backward 4.5x / 3.1x faster than the GEMM path (a K = KH * KW GEMM of one output row per
+  channel), and about half / two thirds of PyTorch's time.
 - Winograd F(4x4, 3x3) for 3x3 stride-1 layers with enough channels and tiles (`_winograd_fits`,
   measured there): 4x fewer multiplications, half the time of the generic path on c2/c3/c5.
   Non-finite values (the strategy of both compiled backends): Winograd's results are kept only
@@ -20,6 +26,7 @@ import numpy as np
 from numba import njit, prange, uintp
 
 from ._common import FASTMATH_SUMS, PARALLEL, SERIAL, chunk
+from .pool import _split_phases
 
 
 
@@ -615,6 +622,294 @@ def _wino_backward(dy, x, u, dx, du_part, db_part, ph, pw, strips_per_block, bad
         bad[t] = 0 if _images_finite(dx, n_lo, n_hi) else 1
 
 
+# --- depthwise (groups == C): direct, a plane at a time -------------------------------------------
+# Filter f reads input channel f // m (m = F // C, the channel multiplier). An input plane, zero-padded,
+# is split into its sh * sw phase planes (hph, wph) (pool.py's _split_phases): padded element (r, c) at
+# phase (r % sh, c % sw), position (r // sh, c // sw). Output (oh, ow), at q = oh * wph + ow, reads tap
+# (i, j) at starts[i * kw + j] + q: each tap is one contiguous pass over all the plane's outputs (the
+# columns past wo are scratch, dropped), a loop LLVM vectorizes (rows of 14-32 outputs alone would be
+# mostly remainder). The backward, in one pass over x and dy: the weight gradient as one dot product per
+# image and tap of dy (at pitch wph, zero in its scratch columns) with the tap's run; the input gradient
+# as the transpose of the forward's passes, a gather: each phase plane of dx, padded, is the sum over
+# its taps of w * dy shifted (zero around it), then x's part goes to dx. Those passes multiply w by the
+# zeros around dy: a non-finite w takes the GEMM path for the backward (conv2d_backward). Per-thread
+# scratch from the workspace (_dw_shapes), bounded by DEPTHWISE_BYTES (else the GEMM path).
+
+@njit(inline="always")
+def _dw_taps(acc, ao, src, starts, wf, f, k0, k1, n, add):
+    """acc[ao + q] (+)= sum over taps k in [k0, k1) of wf[f, k] * src[starts[k] + q] for q < n (overwritten
+    unless add): all 9 taps of a 3x3 kernel in one pass, else three per pass (each pass loads and stores
+    acc)."""
+    if k1 - k0 == 9:
+        w0, w1, w2, w3, w4, w5, w6, w7, w8 = (wf[f, k0], wf[f, k0 + 1], wf[f, k0 + 2], wf[f, k0 + 3], wf[f, k0 + 4],
+                                              wf[f, k0 + 5], wf[f, k0 + 6], wf[f, k0 + 7], wf[f, k0 + 8])
+        s0, s1, s2, s3, s4, s5, s6, s7, s8 = (starts[k0], starts[k0 + 1], starts[k0 + 2], starts[k0 + 3],
+                                              starts[k0 + 4], starts[k0 + 5], starts[k0 + 6], starts[k0 + 7],
+                                              starts[k0 + 8])
+        for q in range(n):
+            v = (w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
+                 + w3 * src[uintp(s3 + q)] + w4 * src[uintp(s4 + q)] + w5 * src[uintp(s5 + q)]
+                 + w6 * src[uintp(s6 + q)] + w7 * src[uintp(s7 + q)] + w8 * src[uintp(s8 + q)])
+            acc[uintp(ao + q)] = acc[uintp(ao + q)] + v if add else v
+        return
+    k = k0
+    while k < k1:
+        first = k == k0 and not add
+        if k + 3 > k1:  # the last one or two taps: a pass each
+            w0, s0 = wf[f, k], starts[k]
+            for q in range(n):
+                v = w0 * src[uintp(s0 + q)]
+                acc[uintp(ao + q)] = v if first else acc[uintp(ao + q)] + v
+            k += 1
+            continue
+        w0, w1, w2 = wf[f, k], wf[f, k + 1], wf[f, k + 2]
+        s0, s1, s2 = starts[k], starts[k + 1], starts[k + 2]
+        for q in range(n):
+            v = w0 * src[uintp(s0 + q)] + w1 * src[uintp(s1 + q)] + w2 * src[uintp(s2 + q)]
+            acc[uintp(ao + q)] = v if first else acc[uintp(ao + q)] + v
+        k += 3
+
+
+@njit(inline="always")
+def _dw_pitched(src, dst, do, rows, pitch, width):
+    """dst[do + r * pitch + k] = src[r * width + k] for r < rows, k < width (a plane of dy at pitch wph)."""
+    for r in range(rows):
+        for k in range(width):
+            dst[uintp(do + r * pitch + k)] = src[uintp(r * width + k)]
+
+
+@njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
+def _dw_dot(a, ao, b, bo, n, zero):
+    """zero + the sum of a[ao + q] * b[bo + q] for q < n, in zero's type (the data's), vectorized
+    (reassociated)."""
+    s = zero
+    for q in range(n):
+        s += a[uintp(ao + q)] * b[uintp(bo + q)]
+    return s
+
+
+@njit(**SERIAL)
+def _dw_image_grads(dt, off, pt, starts, dwf, db, f, ho, wo, wph, zero):
+    """dwf[f, k] += the dot product of dy (at dt[off:], pitch wph, zero in its scratch columns) with tap k's
+    run of the phase planes, for every tap k; db[f] += dy's sum. A non-finite product (an inf of x in a
+    scratch column times zero, or a true one) is recomputed row by row over the valid columns."""
+    n = (ho - 1) * wph + wo
+    for k in range(starts.size):
+        d = _dw_dot(dt, off, pt, starts[k], n, zero)
+        if d - d != 0:
+            d = zero
+            for oh in range(ho):
+                d += _dw_dot(dt, off + oh * wph, pt, starts[k] + oh * wph, wo, zero)
+        dwf[f, k] += d
+    db[f] += _dw_sum(dt, off, n, zero)
+
+
+@njit(**{**SERIAL, "fastmath": FASTMATH_SUMS})
+def _dw_sum(a, ao, n, zero):
+    s = zero
+    for q in range(n):
+        s += a[uintp(ao + q)]
+    return s
+
+
+@njit(**SERIAL)
+def _merge_phases(phases, plane, hp, wp, sh, sw, ph, pw, hph, wph):
+    """_split_phases undone: every element of x's plane from its place in the phase planes, zero where
+    no window reaches (the rows and columns past the padded extent hp, wp)."""
+    height, width = plane.shape
+    flat = plane.reshape(height * width)
+    rows, cols = min(height, hp - ph), max(0, min(width, wp - pw))
+    size = hph * wph
+    mi, ri = ph % sh, ph // sh
+    for ih in range(height):
+        do = ih * width
+        if ih >= rows:
+            for k in range(width):
+                flat[uintp(do + k)] = 0
+            continue
+        row = mi * sw * size + ri * wph
+        if sw == 1:
+            for k in range(cols):
+                flat[uintp(do + k)] = phases[uintp(row + pw + k)]
+        elif sw == 2:  # x's even columns from phase pw % 2, its odd ones from the other: one interleaved store
+            even, odd = row + (pw % 2) * size + pw // 2, row + ((pw + 1) % 2) * size + (pw + 1) // 2
+            for k in range(cols // 2):
+                flat[uintp(do + 2 * k)] = phases[uintp(even + k)]
+                flat[uintp(do + 2 * k + 1)] = phases[uintp(odd + k)]
+            if cols % 2:
+                flat[uintp(do + cols - 1)] = phases[uintp(even + cols // 2)]
+        else:
+            mj, cj = pw % sw, pw // sw
+            for iw in range(min(sw, cols)):
+                so = row + mj * size + cj
+                for k in range((cols - iw + sw - 1) // sw):
+                    flat[uintp(do + iw + k * sw)] = phases[uintp(so + k)]
+                mj += 1
+                if mj == sw:
+                    mj, cj = 0, cj + 1
+        for k in range(cols, width):
+            flat[uintp(do + k)] = 0
+        mi += 1
+        if mi == sh:
+            mi, ri = 0, ri + 1
+
+
+@njit(**PARALLEL)
+def _dw_forward(x, wf, b, y, starts, wo, sh, sw, ph, pw, hp, wp, hph, wph, relu, phases, acc):
+    """x (N, C, H, W); wf (F, KH * KW); y (N, F, Ho * Wo). A chunk of x's planes per thread, each split
+    once for its m filters; scratch per thread: phases (sh * sw * hph * wph), acc (Ho * wph)."""
+    n_img, c_in = x.shape[:2]
+    m = wf.shape[0] // c_in
+    ho = y.shape[2] // wo
+    n = (ho - 1) * wph + wo
+    slots = phases.shape[0]
+    for t in prange(slots):
+        pt, at = phases[t], acc[t]
+        pt[:] = 0  # the padding: _split_phases writes x's part only
+        lo, hi = chunk(t, slots, n_img * c_in)
+        for p in range(lo, hi):
+            img, c = p // c_in, p % c_in
+            _split_phases(x[img, c], pt, hp, wp, sh, sw, ph, pw, hph, wph)
+            for f in range(c * m, c * m + m):
+                _dw_taps(at, 0, pt, starts, wf, f, 0, starts.size, n, False)
+                out, bias = y[img, f], b[f]
+                for oh in range(ho):
+                    for ow in range(wo):
+                        v = at[uintp(oh * wph + ow)] + bias
+                        if relu:
+                            v = 0 if v <= 0 else v  # NaN stays NaN, as torch's relu
+                        out[uintp(oh * wo + ow)] = v
+
+
+@njit(**PARALLEL)
+def _dw_backward(dy, x, wf, dx, dw_part, db_part, starts, wg, gather, bounds, wo, sh, sw, ph, pw, hp, wp, hph, wph,
+                 input_grad, phases, dyp, dxp):
+    """dx (if input_grad) and per-thread partials of dw (T, F, KH * KW) and db (T, F) in one pass over x and dy
+    in memory order: a chunk of (image, channel) planes per thread (walking each filter's images instead,
+    a page apart, made the weight gradient 2x slower on 1 thread). Per plane: x split once; each of its
+    m filters' dy copied once (at dyp[off:], pitch wph, zero around it) for its dot products and its
+    gather into dx's phase planes (dxp): phase plane g of dxp from the taps bounds[g]:bounds[g + 1] of wg
+    and gather (the taps reordered by phase; zero without any); then dx's plane written. Scratch per
+    thread: phases, dyp (off + a phase plane's size), dxp."""
+    n_img, c_in = x.shape[:2]
+    m = wf.shape[0] // c_in
+    ho = dy.shape[2] // wo
+    size = hph * wph  # a phase plane's
+    off = 0
+    for k in range(gather.size):
+        off = max(off, gather[k])
+    slots = phases.shape[0]
+    for t in prange(slots):
+        pt, dt, qt = phases[t], dyp[t], dxp[t]
+        pt[:] = 0
+        dt[:] = 0
+        zero = dt[0]  # 0 in the data's type: the sums accumulate in it, as the GEMM path's
+        dw_part[t] = 0
+        db_part[t] = 0
+        lo, hi = chunk(t, slots, n_img * c_in)
+        for p in range(lo, hi):
+            img, c = p // c_in, p % c_in
+            _split_phases(x[img, c], pt, hp, wp, sh, sw, ph, pw, hph, wph)
+            for f in range(c * m, c * m + m):
+                _dw_pitched(dy[img, f], dt, off, ho, wph, wo)
+                _dw_image_grads(dt, off, pt, starts, dw_part[t], db_part[t], f, ho, wo, wph, zero)
+                for g in range(sh * sw if input_grad else 0):
+                    if bounds[g] < bounds[g + 1]:
+                        _dw_taps(qt, g * size, dt, gather, wg, f, bounds[g], bounds[g + 1], size, f > c * m)
+                    elif f == c * m:
+                        qt[g * size:(g + 1) * size] = 0
+            if input_grad:
+                _merge_phases(qt, dx[img, c], hp, wp, sh, sw, ph, pw, hph, wph)
+
+
+# Each thread's depthwise scratch (a padded plane's phases; in the backward twice more, and dy at their
+# pitch) is bounded: past this, the GEMM path (huge paddings, strides or images).
+DEPTHWISE_BYTES = 8 << 20
+
+
+def _dw_geometry(w, ho, wo, sh, sw, dh, dw):
+    """(hp, wp, hph, wph): the padded extent the windows span and the shape of its phase planes."""
+    kh, kw = w.shape[2:]
+    hp, wp = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    return hp, wp, -(-hp // sh), -(-wp // sw)
+
+
+def _dw_starts(w, sh, sw, dh, dw, hph, wph):
+    """Tap (i, j)'s offset in the phase planes, at i * KW + j: phase (i * dh % sh, j * dw % sw), position
+    (i * dh // sh, j * dw // sw)."""
+    i = np.arange(w.shape[2], dtype=np.int64)[:, None] * dh
+    j = np.arange(w.shape[3], dtype=np.int64)[None, :] * dw
+    return (((i % sh) * sw + j % sw) * (hph * wph) + (i // sh) * wph + j // sw).reshape(-1)
+
+
+def _dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad):
+    """The depthwise path's scratch, slots for min(n_threads, N * C) chunks of planes: per slot, phases
+    and acc (_dw_forward); the backward's phases, dyp (dy's offset + a phase plane's size),
+    dxp (if input_grad) and the partials of dw and db (_dw_backward). The scratch rows fill whole cache
+    lines (64 bytes): threads share none."""
+    n, f, ho, wo = y_shape
+    _, _, hph, wph = _dw_geometry(w, ho, wo, sh, sw, dh, dw)
+    size, line = sh * sw * hph * wph, 64 // x.itemsize
+
+    def lined(elements):
+        return -(-elements // line) * line
+
+    slots = max(1, min(n_threads, n * x.shape[1]))
+    if not backward:
+        return [(slots, lined(size)), (slots, lined(ho * wph))]
+    # dy's offset in dyp, the largest offset of a tap inside its phase plane, is below a phase plane's size
+    return [(slots, lined(size)), (slots, lined(2 * hph * wph)), (slots, lined(size) if input_grad else 0),
+            (slots, f, w.shape[2] * w.shape[3]), (slots, f)]
+
+
+def _dw_carve(workspace, shapes):
+    """_carve from the workspace's first cache line boundary: the threads' rows then share no line."""
+    return _carve(workspace[(-workspace.ctypes.data % 64) // workspace.itemsize:], shapes)
+
+
+def _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):
+    """Depthwise (one input channel per group), outputs to compute, a thread's scratch within DEPTHWISE_BYTES."""
+    if groups != x.shape[1] or y_shape[0] == 0 or y_shape[2] == 0 or y_shape[3] == 0:
+        return False
+    per_thread = _elements([s[1:] for s in _dw_shapes(x, w, y_shape, sh, sw, dh, dw, 1, True, True)])
+    return per_thread * x.itemsize <= DEPTHWISE_BYTES
+
+
+def _dw_params(w, y_shape, sh, sw, dh, dw):
+    """The loops' geometry parameters: starts, wo, (hp, wp, hph, wph)."""
+    ho, wo = y_shape[2:]
+    hp, wp, hph, wph = _dw_geometry(w, ho, wo, sh, sw, dh, dw)
+    return _dw_starts(w, sh, sw, dh, dw, hph, wph), wo, hp, wp, hph, wph
+
+
+def _depthwise_forward(x, w, bias, y, sh, sw, ph, pw, dh, dw, relu, n_threads, workspace):
+    n, f, ho, wo = y.shape
+    phases, acc = _dw_carve(workspace, _dw_shapes(x, w, y.shape, sh, sw, dh, dw, n_threads, False, False))
+    starts, wo, hp, wp, hph, wph = _dw_params(w, y.shape, sh, sw, dh, dw)
+    _dw_forward(x, w.reshape(f, -1), bias, y.reshape(n, f, ho * wo), starts, wo, sh, sw, ph, pw, hp, wp, hph, wph,
+                relu, phases, acc)
+
+
+def _depthwise_backward(dy, x, w, dx, dw_out, db, sh, sw, ph, pw, dh, dw, n_threads, workspace):
+    """dx (None: not computed), dw_out, db by the depthwise loops (w finite: see the section's comment)."""
+    n, f, ho, wo = dy.shape
+    shapes = _dw_shapes(x, w, dy.shape, sh, sw, dh, dw, n_threads, True, dx is not None)
+    phases, dyp, dxp, dw_part, db_part = _dw_carve(workspace, shapes)
+    starts, wo, hp, wp, hph, wph = _dw_params(w, dy.shape, sh, sw, dh, dw)
+    wf = w.reshape(f, -1)
+    # the input gradient's taps by phase plane: dyp[gather[k] + z] is the dy that tap k adds to position z
+    # of its phase plane (dy at dyp[max(inner):], inner the taps' offsets inside their phase plane)
+    phase, inner = np.divmod(starts, hph * wph)
+    order = np.argsort(phase, kind="stable")
+    bounds = np.searchsorted(phase[order], np.arange(sh * sw + 1))
+    gather = (inner.max() - inner)[order]
+    _dw_backward(dy.reshape(n, f, ho * wo), x, wf, x if dx is None else dx, dw_part, db_part, starts,
+                 np.ascontiguousarray(wf[:, order]), gather, bounds, wo, sh, sw, ph, pw, hp, wp, hph, wph,
+                 dx is not None, phases, dyp, dxp)
+    _merge(dw_part.reshape(dw_part.shape[0], -1), dw_out.reshape(-1))
+    _merge(db_part, db)
+
+
 # --- public kernels ---------------------------------------------------------------------------
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads. Images
 # are split into min(n_threads, N) static chunks; the dispatcher caps BLAS at one thread (Plan.blas).
@@ -692,11 +987,13 @@ def _gemm_shapes(x, w, ho_wo, kh_kw_s_p, groups, chunks, backward, input_grad):
 
 
 def _scratch_elements(x, w, y_shape, sh, sw, ph, pw, dh, dw, groups, n_threads, backward, input_grad):
-    """Workspace elements of the call's path: Winograd's where it fits (the GEMM path after a
+    """Workspace elements of the call's path: depthwise's or Winograd's where it fits (the GEMM path after a
     non-finite Winograd result allocates its own: sizing every call for both paths doubled the
     peak memory of 3x3 layers), else the im2col path's."""
     n, f, ho, wo = y_shape
     chunks = max(1, min(n_threads, n))
+    if _depthwise_fits(x, w, y_shape, sh, sw, dh, dw, groups):  # (+ a cache line: _dw_carve aligns the start)
+        return _elements(_dw_shapes(x, w, y_shape, sh, sw, dh, dw, n_threads, backward, input_grad)) + 64 // x.itemsize
     if _winograd_fits(x, w, y_shape, sh, sw, dh, dw, groups):
         return _elements(_wino_shapes(x, f, wo, chunks, backward))
     return _elements(_gemm_shapes(x, w, ho * wo, tuple(w.shape[2:]) + (sh, sw, ph, pw), groups, chunks,
@@ -760,6 +1057,8 @@ def _forward(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, n_threads, relu, worksp
         return
     kh, kw = w.shape[2:]
     bias = np.zeros(f, x.dtype) if b is None else b
+    if _depthwise_fits(x, w, y.shape, sh, sw, dh, dw, groups):
+        return _depthwise_forward(x, w, bias, y, sh, sw, ph, pw, dh, dw, relu, n_threads, workspace)
     chunks = max(1, min(n_threads, n))
     if _winograd_fits(x, w, y.shape, sh, sw, dh, dw, groups) and _winograd_forward(x, w, bias, y, ph, pw, relu,
                                                                                  chunks, workspace):
@@ -791,9 +1090,13 @@ def conv2d_backward_workspace(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w
 
 
 def conv2d_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, groups, input_grad, n_threads, workspace):
-    """dx None (input_grad False) is skipped by the im2col path; Winograd computes it anyway."""
+    """dx None (input_grad False) is skipped by the im2col and depthwise paths; Winograd computes it anyway.
+    Depthwise with a non-finite weight takes the GEMM path (the depthwise scatter would multiply it by
+    dy's scratch columns)."""
     n, f, ho, wo = dy.shape
     kh, kw = w.shape[2:]
+    if _depthwise_fits(x, w, dy.shape, sh, sw, dil_h, dil_w, groups) and np.isfinite(w).all():
+        return _depthwise_backward(dy, x, w, dx, dw, db, sh, sw, ph, pw, dil_h, dil_w, n_threads, workspace)
     if dx is None:
         dx = np.empty_like(x)
     if n == 0:
