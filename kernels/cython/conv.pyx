@@ -204,11 +204,14 @@ cdef extern from "conv_depthwise.h" nogil:
                           const dw_geometry* g, int relu, float* scratch)
     void fnn_dw_forward_d(const double* x, const double* w, const double* b, double* y, Py_ssize_t p0,
                           Py_ssize_t p1, const dw_geometry* g, int relu, double* scratch)
-    void fnn_dw_backward_f(const float* x, const float* dy, const float* w, float* dx, float* dw, Py_ssize_t c0,
-                           Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, int gather, float* scratch)
-    void fnn_dw_backward_d(const double* x, const double* dy, const double* w, double* dx, double* dw,
-                           Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t N, const dw_geometry* g, int gather,
-                           double* scratch)
+    void fnn_dw_backward_f(const float* x, const float* dy, const float* w, float* dx, Py_ssize_t p0,
+                           Py_ssize_t p1, const dw_geometry* g, int gather, float* scratch)
+    void fnn_dw_backward_d(const double* x, const double* dy, const double* w, double* dx, Py_ssize_t p0,
+                           Py_ssize_t p1, const dw_geometry* g, int gather, double* scratch)
+    void fnn_dw_merge_f(const float* scratch, Py_ssize_t stride, int threads, Py_ssize_t i0, Py_ssize_t i1,
+                        float* dw)
+    void fnn_dw_merge_d(const double* scratch, Py_ssize_t stride, int threads, Py_ssize_t i0, Py_ssize_t i1,
+                        double* dw)
 
 
 cdef bint _depthwise_pays(const Geometry* g) noexcept nogil:
@@ -261,20 +264,29 @@ cdef dw_geometry _dw_transposed(const Geometry* g) noexcept nogil:
 cdef void _dw_backward(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx, real[::1] dw,
                        real[::1] work, Py_ssize_t N, const Geometry* g, bint input_grad, bint gather,
                        int n_threads) noexcept:
-    """A static range of channels per thread: each writes its channels' dw and dx planes (dx gathered if
-    `gather`: one filter per channel and finite weights)."""
+    """A static range of (image, channel) planes per thread, in memory order: each writes its planes'
+    dx (gathered if `gather`: one filter per channel and finite weights) and sums its share of every
+    filter's weight gradient; the shares are then added up, a range of weights per thread."""
     cdef dw_geometry d = _dw_geometry(g)
-    cdef Py_ssize_t t, per_thread = fnn_dw_backward_scratch(&d, input_grad, sizeof(real))
-    cdef int threads = <int>min(g.C, <Py_ssize_t>n_threads)
+    cdef Py_ssize_t t, planes = N * g.C, weights = g.F * g.KH * g.KW
+    cdef Py_ssize_t per_thread = fnn_dw_backward_scratch(&d, input_grad, sizeof(real))
+    cdef int threads = <int>max(1, min(planes, <Py_ssize_t>n_threads))
     cdef real* dx_ptr = &dx[0] if input_grad else NULL
     with nogil:
         for t in prange(threads, schedule="static", num_threads=threads):
             if real is float:
-                fnn_dw_backward_f(&x[0], &dy[0], &w[0], dx_ptr, &dw[0], chunk_start(g.C, t, threads),
-                                  chunk_start(g.C, t + 1, threads), N, &d, gather, &work[t * per_thread])
+                fnn_dw_backward_f(&x[0], &dy[0], &w[0], dx_ptr, chunk_start(planes, t, threads),
+                                  chunk_start(planes, t + 1, threads), &d, gather, &work[t * per_thread])
             else:
-                fnn_dw_backward_d(&x[0], &dy[0], &w[0], dx_ptr, &dw[0], chunk_start(g.C, t, threads),
-                                  chunk_start(g.C, t + 1, threads), N, &d, gather, &work[t * per_thread])
+                fnn_dw_backward_d(&x[0], &dy[0], &w[0], dx_ptr, chunk_start(planes, t, threads),
+                                  chunk_start(planes, t + 1, threads), &d, gather, &work[t * per_thread])
+        for t in prange(threads, schedule="static", num_threads=threads):
+            if real is float:
+                fnn_dw_merge_f(&work[0], per_thread, threads, chunk_start(weights, t, threads),
+                               chunk_start(weights, t + 1, threads), &dw[0])
+            else:
+                fnn_dw_merge_d(&work[0], per_thread, threads, chunk_start(weights, t, threads),
+                               chunk_start(weights, t + 1, threads), &dw[0])
 
 
 # ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ----------------------
@@ -839,7 +851,8 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
     cdef dw_geometry dt = _dw_transposed(g)
     if _fast_paths_enabled and _depthwise_pays(g):
         # the fused scatter's, or the gather's forward followed by the weight gradient alone
-        work = min(g.C, <Py_ssize_t>n_threads) * fnn_dw_backward_scratch(&d, input_grad, 4 if is_float else 8)
+        work = max(1, min(N * g.C, <Py_ssize_t>n_threads)) * fnn_dw_backward_scratch(&d, input_grad,
+                                                                                     4 if is_float else 8)
         if input_grad and _dw_flipped_applies(g):
             work = max(work, min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&dt))
         return work

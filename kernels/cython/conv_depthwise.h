@@ -1,6 +1,6 @@
 /* Depthwise convolution (groups == C: one input channel per group, m = F / C filters each; filter f
  * reads channel f / m), direct, for any kernel, stride, padding and dilation. conv.pyx runs it in
- * parallel over a thread's range of (image, channel) planes (forward) or of channels (backward).
+ * parallel over a thread's range of (image, channel) planes.
  * im2col + GEMM spent a GEMM of depth KH * KW on every plane: 2.5-4x slower than oneDNN.
  *   The channel's plane is copied into a zero-padded plane whose rows are polyphase (phase q holds
  *   padded columns q, q + sw, ...), so tap (i, j) of a row of outputs is one unit-stride run:
@@ -69,7 +69,7 @@ static inline ptrdiff_t fnn_dw_plane(const fnn_dw_geometry *g)
 }
 
 /* Per-thread scratch, in elements of the data type (itemsize bytes): the forward's padded plane; the
- * backward's per-filter tap sums in double (a channel's m * KH * KW, a vector's lanes each), its padded x plane and, for the
+ * backward's per-filter tap sums in double (all C * m * KH * KW, a vector's lanes each), its padded x plane and, for the
  * input gradient, its padded dx plane. Even counts: the next thread's doubles stay aligned. */
 static inline ptrdiff_t fnn_dw_forward_scratch(const fnn_dw_geometry *g)
 {
@@ -78,7 +78,7 @@ static inline ptrdiff_t fnn_dw_forward_scratch(const fnn_dw_geometry *g)
 
 static inline ptrdiff_t fnn_dw_sums(const fnn_dw_geometry *g, ptrdiff_t itemsize)
 {
-    return g->m * g->KH * g->KW * (64 / itemsize) * (ptrdiff_t)sizeof(double) / itemsize;
+    return g->C * g->m * g->KH * g->KW * (64 / itemsize) * (ptrdiff_t)sizeof(double) / itemsize;
 }
 
 /* dy's plane held with a margin of the widest tap offset on the left and zeros past its rows, so the
