@@ -24,7 +24,7 @@ LEGEND = [
     "min time in ms (* best compiled backend, ! result differs from the reference; skip/fail: see below);",
     "x = speedup of the best compiled backend. rate and % of peak: the best compiled backend's. Memory-bound",
     "rows: GB/s of minimum traffic (inputs read once, outputs written once) against the memory roof measured",
-    "at the workload's working set (the fastest of a copy, an in-place update and a read of that many bytes: cache or",
+    "at the workload's working set (the fastest of a copy and two in-place updates (2 and 7 streams) of that many bytes: cache or",
     "DRAM as the benchmark runs it). Others: GFLOP/s against the measured compute peak (the fastest sgemm or FMA loop). e = effective: 3x3",
     "stride-1 convolutions are counted at direct-convolution flops, of which Winograd executes up to 4x",
     "(numba) or 2.25x (cython) fewer, so an 'e' % may pass 100% by that much. # = above the roof (100%, or",

@@ -8,13 +8,13 @@ half the machine's peak, and fastnn's own AVX-512 kernels (Cython's direct 7x7 c
 Bandwidth is measured at working sets of 1, 2, 4, ..., 256 MiB (from L2 through L3 to DRAM) with
 three kernels, each counting the bytes its source code reads plus writes, one contiguous slice per
 thread: a copy (`np.copyto(dst, src)`: 8 bytes per element), an in-place update
-(`np.add(a, b, out=a)`: 12 bytes per element, as an optimizer step updates its arrays) and a read
-(`np.dot(a, a)`, a one-thread BLAS dot per slice: 4 bytes per element). The memory roof at a size is the fastest of the three:
-a copy's destination is written without being read, and where the CPU reads it anyway
+(`np.add(a, b, out=a)`: 12 bytes per element) and an in-place update of 4 arrays, 3 of them written
+(Adam's pattern, 28 bytes per element, compiled by Numba). The memory roof at a size is the fastest
+of the three: a copy's destination is written without being read, and where the CPU reads it anyway
 (write-allocate) the copy moves 12 bytes for the 8 it counts, which an in-place update does not, so
 the copy alone would let in-place workloads pass 100%; and a core's DRAM bandwidth grows with the
-streams it has in flight, so Adam's step (4 arrays read, 3 written) passed both copy and update by
-4% (session 11's `make bench`, "optim adam step 1x10M"): reads, the cheapest traffic, bound it.
+streams it has in flight, so optimizer steps (5-7 streams) passed copy and update by 4-8% (session
+11's "optim adam step 1x10M" at 104%, session 12's "sgd_momentum 1x10M" at 108%).
 
 A memory-bound workload is compared with the roof at its own working set (the distinct bytes it
 touches per call, `Workload.touched`), never with another working set: a 32 MiB working set that
@@ -187,23 +187,41 @@ def update_gbytes(working_set, threads, samples):
     return 3 * n * 4 * repeats / _best_time(lambda: _on_threads(work, parts), samples) / 1e9
 
 
-def read_gbytes(working_set, threads, samples):
-    """Read bandwidth (4 bytes per element): np.dot(a, a) of one contiguous slice per thread, each a
-    one-thread BLAS dot (NumPy's own sum is pairwise, 3x slower than memory)."""
-    from threadpoolctl import threadpool_limits
+_streams_kernel = None
 
-    n = working_set // 4
-    a = np.ones(n, np.float32)
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    parts = [a[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
-    repeats = max(1, (128 << 20) // working_set)
 
-    def work(part):
+def _compile_streams_kernel():
+    """Adam's traffic: 4 arrays read, 3 written back per element (28 bytes), a compiled loop."""
+    from numba import njit
+
+    def streams(p, g, m, v, repeats):
+        tiny = np.float32(1e-30)
         for _ in range(repeats):
-            np.dot(part, part)
+            for i in range(p.shape[0]):
+                gi = g[i]
+                mi = m[i] + gi
+                vi = v[i] + gi
+                m[i] = mi
+                v[i] = vi
+                p[i] = p[i] - (mi + vi) * tiny
+    return njit(nogil=True)(streams)
 
-    with threadpool_limits(1, user_api="blas"):
-        return n * 4 * repeats / _best_time(lambda: _on_threads(work, parts), samples) / 1e9
+
+def streams_gbytes(working_set, threads, samples):
+    """Bandwidth of an in-place update of 4 arrays, 3 of them written (Adam's 28 bytes per element),
+    one contiguous slice of each per thread."""
+    global _streams_kernel
+    if _streams_kernel is None:
+        _streams_kernel = _compile_streams_kernel()
+    n = working_set // 4 // 4
+    arrays = [np.zeros(n, np.float32), np.full(n, 1e-30, np.float32), np.zeros(n, np.float32), np.zeros(n, np.float32)]
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    parts = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    repeats = max(1, (128 << 20) // working_set)
+    _streams_kernel(*parts[0], 1)  # compiles
+
+    return 28 * n * repeats / _best_time(lambda: _on_threads(lambda part: _streams_kernel(*part, repeats), parts),
+                                         samples) / 1e9
 
 
 _pool = None
@@ -229,15 +247,15 @@ def measure(threads, quick=False):
     sizes = [mib << 20 for mib in COPY_SIZES_MIB]
     copy = {str(s): copy_gbytes(s, threads, short) for s in sizes}
     update = {str(s): update_gbytes(s, threads, short) for s in sizes}
-    read = {str(s): read_gbytes(s, threads, short) for s in sizes}
+    streams = {str(s): streams_gbytes(s, threads, short) for s in sizes}
     gemms = {"numpy_sgemm_gflops": sgemm_gflops(threads, samples),
              "scipy_sgemm_gflops": scipy_sgemm_gflops(threads, samples),
              "parallel_sgemm_gflops": parallel_sgemm_gflops(threads, short, products=1),
              "torch_sgemm_gflops": torch_sgemm_gflops(threads, samples),
              "fma_gflops": fma_gflops(threads, short)}
     return {"threads": threads, "compute_gflops": max(v for v in gemms.values() if v), **gemms,
-            "copy_gbytes": copy, "update_gbytes": update, "read_gbytes": read,
-            "memory_gbytes": {s: max(copy[s], update[s], read[s]) for s in copy}}
+            "copy_gbytes": copy, "update_gbytes": update, "streams_gbytes": streams,
+            "memory_gbytes": {s: max(copy[s], update[s], streams[s]) for s in copy}}
 
 
 def best_of(*roofs):
@@ -251,7 +269,7 @@ def best_of(*roofs):
                 "torch_sgemm_gflops", "fma_gflops"):
         values = [r[key] for r in roofs if r.get(key)]
         out[key] = max(values) if values else None
-    for key in ("copy_gbytes", "update_gbytes", "read_gbytes", "memory_gbytes"):
+    for key in ("copy_gbytes", "update_gbytes", "streams_gbytes", "memory_gbytes"):
         if all(key in r for r in roofs):  # (results saved before a kernel was added lack it)
             out[key] = {s: max(r[key][s] for r in roofs) for s in roofs[0][key]}
     return out
@@ -282,7 +300,7 @@ def describe(roof):
              if roof.get(key)]
     return [f"roofline ({roof['threads']} threads): compute peak {roof['compute_gflops']:.0f} GFLOP/s, the fastest of "
             + ", ".join(parts),
-            "memory bandwidth (bytes read + written) by working set, copy / in-place update / read: "
+            "memory bandwidth (bytes read + written) by working set, copy / in-place update / 7 streams: "
             + ", ".join(f"{int(s) >> 20} MiB {gb:.0f}/{roof.get('update_gbytes', {}).get(s, float('nan')):.0f}"
-                        f"/{roof.get('read_gbytes', {}).get(s, float('nan')):.0f}"
+                        f"/{roof.get('streams_gbytes', {}).get(s, float('nan')):.0f}"
                         for s, gb in roof["copy_gbytes"].items()) + " GB/s"]
