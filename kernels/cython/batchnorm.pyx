@@ -251,8 +251,7 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
         for j in range(4):
             per_column[j * cols + task] = coefficients[4 * (task // size) + j]
     width = _column_block(cols, threads, 64 // sizeof(real), APPLY_BLOCK)
-    blocks = (cols + width - 1) // width
-    chunks = _block_chunks(n, blocks, threads)
+    blocks, chunks = (cols + width - 1) // width, _block_chunks(n, (cols + width - 1) // width, threads)
     rows = (n + chunks - 1) // chunks
     for task in prange(chunks * blocks, schedule="static", num_threads=threads):
         chunk = task // blocks
