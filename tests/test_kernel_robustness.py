@@ -92,27 +92,28 @@ def test_conv_huge_padding_bounded_workspace(backend, threads):
 # A huge vertical padding and stride with few channels and a 7x7 kernel: the Cython direct kernel's
 # padded copy, C * (H + 2 ph) * Wq = 2^25 * 70 values, overflowed an int (a crash); a padding beyond
 # the kernel now takes im2col. Only output row 1 sees x (its window starts at row 0): it is the
-# unpadded convolution's first row.
+# unpadded convolution's first row. With 2 channels in 2 groups (depthwise, 2 filters each) the
+# depthwise loops' padded planes would be as tall: they take im2col too.
 _HUGE_STRIDE = """
     import numpy as np
     import fastnn
 
     fastnn.set_num_threads({threads})
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 1, 8, 40)).astype(np.float32)
+    x = rng.standard_normal((2, {channels}, 8, 40)).astype(np.float32)
     w = rng.standard_normal((4, 1, 7, 7)).astype(np.float32)
     b = rng.standard_normal(4).astype(np.float32)
     big = 1 << 24
     with fastnn.use_backend("{backend}"):
-        y = fastnn.conv2d(x, w, b, stride=(big, 1), padding=(big, 3))
+        y = fastnn.conv2d(x, w, b, stride=(big, 1), padding=(big, 3), groups={channels})
         dy = rng.standard_normal(y.shape).astype(np.float32)
-        dx, dw, db = fastnn.conv2d_backward(dy, x, w, stride=(big, 1), padding=(big, 3))
+        dx, dw, db = fastnn.conv2d_backward(dy, x, w, stride=(big, 1), padding=(big, 3), groups={channels})
     assert y.shape == (2, 4, 3, 40), y.shape
     dy_small = np.zeros((2, 4, 2, 40), np.float32)
     dy_small[:, :, 0] = dy[:, :, 1]
     with fastnn.use_backend("numpy"):
-        row = fastnn.conv2d(x, w, b, padding=(0, 3))[:, :, 0]
-        edx, edw, _ = fastnn.conv2d_backward(dy_small, x, w, padding=(0, 3))
+        row = fastnn.conv2d(x, w, b, padding=(0, 3), groups={channels})[:, :, 0]
+        edx, edw, _ = fastnn.conv2d_backward(dy_small, x, w, padding=(0, 3), groups={channels})
     np.testing.assert_allclose(y[:, :, 1], row, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y[:, :, [0, 2]], np.broadcast_to(b[:, None, None], (2, 4, 2, 40)), rtol=1e-6)
     np.testing.assert_allclose(dx, edx, rtol=1e-4, atol=1e-4)
@@ -124,10 +125,11 @@ _HUGE_STRIDE = """
 """
 
 
+@pytest.mark.parametrize("channels", [1, 2], ids=lambda c: f"c{c}")
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("backend", COMPILED)
-def test_conv_huge_stride_and_padding(backend, threads):
-    _isolated(_HUGE_STRIDE.format(backend=backend, threads=threads))
+def test_conv_huge_stride_and_padding(backend, threads, channels):
+    _isolated(_HUGE_STRIDE.format(backend=backend, threads=threads, channels=channels))
 
 
 @pytest.mark.parametrize("budget", [1, 200, 5000], ids=lambda b: f"{b}B")

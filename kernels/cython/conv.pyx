@@ -214,10 +214,19 @@ cdef extern from "conv_depthwise.h" nogil:
                         double* dw)
 
 
+# A thread's depthwise scratch (padded planes) at most this many bytes: a huge padding with a huge
+# stride pads a plane far past its few outputs; such calls take im2col + GEMM.
+cdef Py_ssize_t DEPTHWISE_SCRATCH_BYTES = 8 << 20
+
+
 cdef bint _depthwise_pays(const Geometry* g) noexcept nogil:
-    """groups == C (one input channel per group), at least 2 channels (the backward runs channels in
-    parallel) and at most 8 filters per channel (each plane's filters are computed one after another)."""
-    return g.G == g.C and g.C >= 2 and g.Fg <= 8
+    """groups == C (one input channel per group), at least 2 channels, at most 8 filters per channel
+    (each plane's filters are computed one after another), scratch within DEPTHWISE_SCRATCH_BYTES."""
+    cdef dw_geometry d
+    if not (g.G == g.C and g.C >= 2 and g.Fg <= 8):
+        return False
+    d = _dw_geometry(g)
+    return max(fnn_dw_backward_scratch(&d, 1, 4) * 4, fnn_dw_backward_scratch(&d, 1, 8) * 8) <= DEPTHWISE_SCRATCH_BYTES
 
 
 cdef dw_geometry _dw_geometry(const Geometry* g) noexcept nogil:
