@@ -328,32 +328,37 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_scatter)(DW_T *dp
 }
 
 /* The padded dx plane, every vector of it that x's columns reach, gathered from the taps that reach it
- * through one filter's padded dy plane and wf (finite: the margin's zeros meet every weight). */
+ * through one filter's padded dy plane and wf (finite: the margin's zeros meet every weight). The
+ * taps are listed first (kernel columns by phase, kernel rows per dx row), so the loops over a
+ * vector's taps hold no tests (a test per tap and vector cost more than its multiply-add). */
 static inline __attribute__((always_inline)) void DW_FN(fnn_dw_gather)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
                                                                        const fnn_dw_geometry *g)
 {
     const ptrdiff_t wq = fnn_dw_phase(g), pitch = fnn_dw_dy_pitch(g), margin = fnn_dw_dy_margin(g);
     const ptrdiff_t reach = (g->pw + g->W + g->sw - 1) / g->sw, cols = reach < wq ? reach : wq;
+    ptrdiff_t column[g->KW], from[g->KW], first[g->sw + 1], row_tap[g->KH], row_of[g->KH];
+    first[0] = 0;
+    for (ptrdiff_t q = 0, n = 0; q < g->sw; q++) {  /* kernel column j reads phase (j dw) % sw at (j dw) / sw */
+        for (ptrdiff_t j = 0; j < g->KW; j++)
+            if (j * g->dw % g->sw == q) {
+                column[n] = j;
+                from[n++] = j * g->dw / g->sw;
+            }
+        first[q + 1] = n;
+    }
     for (ptrdiff_t r = 0; r < fnn_dw_rows(g); r++) {
-        const ptrdiff_t r_oh = r / g->sh, r_rem = r % g->sh;
+        ptrdiff_t rows = 0;  /* kernel row i reaches dy row (r - i dh) / sh when that divides */
+        for (ptrdiff_t i = 0; i < g->KH && r - i * g->dh >= 0; i++)
+            if ((r - i * g->dh) % g->sh == 0 && (r - i * g->dh) / g->sh < g->Ho) {
+                row_tap[rows] = i * g->KW;
+                row_of[rows++] = (r - i * g->dh) / g->sh * pitch + margin;
+            }
         for (ptrdiff_t q = 0; q < g->sw; q++)
             for (ptrdiff_t k0 = 0; k0 < cols; k0 += DW_VLANES) {
                 DW_VEC acc = {0};
-                /* tap row i reaches dy row (r - i * dh) / sh when that divides: quotient and remainder
-                 * kept by steps (no divisions in the loop: tens of cycles each) */
-                for (ptrdiff_t i = 0, oh = r_oh, rem = r_rem; i < g->KH && oh >= 0; i++) {
-                    if (rem == 0 && oh < g->Ho) {
-                        const DW_T *row = dyp + oh * pitch + margin + k0;
-                        for (ptrdiff_t j = 0, phase = 0, from = 0; j < g->KW; j++) {
-                            if (phase == q)
-                                acc += wf[i * g->KW + j] * DW_LOAD(row - from);
-                            for (phase += g->dw; phase >= g->sw; phase -= g->sw)
-                                from++;
-                        }
-                    }
-                    for (rem -= g->dh; rem < 0; rem += g->sh)
-                        oh--;
-                }
+                for (ptrdiff_t t = 0; t < rows; t++)
+                    for (ptrdiff_t c = first[q]; c < first[q + 1]; c++)
+                        acc += wf[row_tap[t] + column[c]] * DW_LOAD(dyp + row_of[t] + k0 - from[c]);
                 *(DW_FN(fnn_dw_vec_u) *)(dplane + (r * g->sw + q) * wq + k0) = acc;
             }
     }
