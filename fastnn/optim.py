@@ -244,7 +244,7 @@ class Optimizer:
             )
         checked = set()  # dtypes whose step passed the op's checks (the hyperparameters) this step
         batches = {}  # dtype -> (arrays, hyperparameters) of the plain tensors: one kernel call each
-        batched = set()  # their ids: an array listed twice is stepped twice, one after the other
+        batched = set()  # their ids: an array listed twice is stepped twice (its second time on its own, first)
         try:
             for key, param in params.items():
                 state = self.state.get(key)
