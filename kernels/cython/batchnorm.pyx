@@ -96,18 +96,23 @@ cdef Py_ssize_t _row_chunks(Py_ssize_t n_rows, Py_ssize_t n_tasks, int threads) 
     return max(1, min(n_rows, (wanted + n_tasks - 1) // n_tasks))
 
 
-cdef Py_ssize_t _column_block(Py_ssize_t cols, int threads, Py_ssize_t line, Py_ssize_t cap) noexcept nogil:
-    """Columns per task of the matrix path: at most cap, whole cache lines of `line` elements, and few
-    enough that each thread has a block of its own before rows are split (split rows leave partial
-    sums to merge serially: 128 x 1000 float32 ran 8 row chunks of one block, its merge ~8% of the call)."""
-    cdef Py_ssize_t width = (cols + threads - 1) // threads
-    width = (width + line - 1) // line * line
-    return max(line, min(cap, width))
+cdef struct ColumnTasks:
+    Py_ssize_t width, blocks, chunks, rows  # columns per block, blocks, row chunks, rows per chunk
 
 
-cdef Py_ssize_t _block_chunks(Py_ssize_t n_rows, Py_ssize_t blocks, int threads) noexcept nogil:
-    """Row chunks of the matrix path: none while the column blocks go round the threads."""
-    return 1 if blocks >= threads else _row_chunks(n_rows, blocks, threads)
+cdef ColumnTasks _column_tasks(Py_ssize_t n_rows, Py_ssize_t cols, int threads, Py_ssize_t line,
+                               Py_ssize_t cap) noexcept nogil:
+    """The matrix path's tasks (row chunk, block of columns): blocks of at most cap columns, whole
+    cache lines of `line` elements, narrow enough that each thread has one before rows are split
+    (split rows leave partial sums to merge serially: 128 x 1000 float32 ran 8 row chunks of one
+    block, its merge ~8% of the call)."""
+    cdef ColumnTasks t
+    t.width = (cols + threads - 1) // threads
+    t.width = max(line, min(cap, (t.width + line - 1) // line * line))
+    t.blocks = (cols + t.width - 1) // t.width
+    t.chunks = 1 if t.blocks >= threads else _row_chunks(n_rows, t.blocks, threads)
+    t.rows = (n_rows + t.chunks - 1) // t.chunks
+    return t
 
 
 cdef real* _repeat(const double* v, Py_ssize_t channels, Py_ssize_t size, real* dtype) noexcept nogil:
@@ -152,13 +157,11 @@ cdef int _plane_sums(const real* a, const real* ac, const real* x, const real* x
 cdef int _column_sums(const real* a, const real* ac, const real* x, const real* xc, const real* y, bint masked,
                       Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, double* s1, double* s2,
                       int threads) noexcept nogil:
-    """_channel_sums of the (N, C*S) matrix: tasks (row chunk, block of columns: _column_block),
+    """_channel_sums of the (N, C*S) matrix: tasks (row chunk, block of columns: _column_tasks),
     per-column partials merged serially; -1 if out of memory."""
     cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
-    width = _column_block(cols, threads, 64 // sizeof(real), COLUMN_BLOCK)
-    blocks = (cols + width - 1) // width
-    chunks = _block_chunks(n, blocks, threads)
-    rows = (n + chunks - 1) // chunks
+    cdef ColumnTasks tasks = _column_tasks(n, cols, threads, 64 // sizeof(real), COLUMN_BLOCK)
+    width, blocks, chunks, rows = tasks.width, tasks.blocks, tasks.chunks, tasks.rows
     cdef double* partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
     cdef real* scratch = <real*>malloc((2 * chunks * blocks * width + 1) * sizeof(real))
     if partial == NULL or scratch == NULL:
@@ -219,6 +222,7 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
     The elementwise arithmetic is in x's dtype, about k rounded to it (x - k stays exact near the
     mean), the rounding of k folded into r."""
     cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
+    cdef ColumnTasks tasks
     cdef real* coefficients = <real*>malloc((4 * channels + 4 * cols + 1) * sizeof(real))
     cdef real* per_column = coefficients + 4 * channels
     cdef const real* a_run = NULL
@@ -250,9 +254,8 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
     for task in range(cols):  # rows p, k, q, r of per-column coefficients
         for j in range(4):
             per_column[j * cols + task] = coefficients[4 * (task // size) + j]
-    width = _column_block(cols, threads, 64 // sizeof(real), APPLY_BLOCK)
-    blocks, chunks = (cols + width - 1) // width, _block_chunks(n, (cols + width - 1) // width, threads)
-    rows = (n + chunks - 1) // chunks
+    tasks = _column_tasks(n, cols, threads, 64 // sizeof(real), APPLY_BLOCK)
+    width, blocks, chunks, rows = tasks.width, tasks.blocks, tasks.chunks, tasks.rows
     for task in prange(chunks * blocks, schedule="static", num_threads=threads):
         chunk = task // blocks
         j0 = (task % blocks) * width

@@ -859,7 +859,7 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
     cdef dw_geometry d = _dw_geometry(g)
     cdef dw_geometry dt = _dw_transposed(g)
     if _fast_paths_enabled and _depthwise_pays(g):
-        # the fused scatter's, or the gather's forward followed by the weight gradient alone
+        # the backward's scratch, or (stride 1, dx as the flipped forward) that forward's if larger
         work = max(1, min(N * g.C, <Py_ssize_t>n_threads)) * fnn_dw_backward_scratch(&d, input_grad,
                                                                                      4 if is_float else 8)
         if input_grad and _dw_flipped_applies(g):

@@ -1,4 +1,5 @@
-/* Body of conv_depthwise.h, included once per element type DW_T with suffix DW_S. */
+/* Body of conv_depthwise.h, included once per element type DW_T with suffix DW_S and its shuffle
+ * masks (DW_MASK, DW_EVENS, DW_ODDS, DW_ZIP_LO, DW_ZIP_HI, DW_LANE_INDEX), all undefined at the end. */
 #define DW_CAT2(a, b) a##_##b
 #define DW_CAT(a, b) DW_CAT2(a, b)
 #define DW_FN(name) DW_CAT(name, DW_S)
@@ -18,7 +19,7 @@ typedef double DW_FN(fnn_dw_acc_u) __attribute__((vector_size(8 * 64 / sizeof(DW
 #define DW_ACC_U DW_FN(fnn_dw_acc_u)
 
 /* v's lanes [n, DW_VLANES) zeroed (they may hold inf * 0 or another row's values). */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_lanes)(DW_VEC *v, ptrdiff_t n)
+FNN_DW_INLINE void DW_FN(fnn_dw_lanes)(DW_VEC *v, ptrdiff_t n)
 {
     DW_MASK lane = DW_LANE_INDEX;
     __typeof__(lane[0]) count = n;
@@ -27,7 +28,7 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_lanes)(DW_VEC *v,
 
 /* Stride 2's columns of x's row [a, a + 2 * DW_VLANES), even ones into e and odd ones into o (vector
  * shuffles: the strided scalar copies of short rows did not vectorize and cost 60% of the forward). */
-static inline void DW_FN(fnn_dw_split)(const DW_T *src, DW_VEC *e, DW_VEC *o)
+FNN_DW_INLINE void DW_FN(fnn_dw_split)(const DW_T *src, DW_VEC *e, DW_VEC *o)
 {
     DW_VEC lo = DW_LOAD(src), hi = DW_LOAD(src + DW_VLANES);
     *e = __builtin_shuffle(lo, hi, (DW_MASK)DW_EVENS);
@@ -40,7 +41,7 @@ static inline void DW_FN(fnn_dw_split)(const DW_T *src, DW_VEC *e, DW_VEC *o)
  * zeros into the phase's padding (fnn_dw_phase keeps a pair's slack in each phase). Back into x, a
  * pair is stored whole inside the plane (its spare lanes land on the row's tail, zeroed after, or on
  * the next rows, written after), else through a staging row. */
-static inline void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict padded, ptrdiff_t wq,
+FNN_DW_INLINE void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict padded, ptrdiff_t wq,
                                             ptrdiff_t pw, ptrdiff_t copied, ptrdiff_t readable, int to_x)
 {
     const ptrdiff_t pair = 2 * DW_VLANES;
@@ -97,7 +98,7 @@ static inline void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict 
  * read past the row inside the plane's `readable` elements (else staged) and zeroed: they land on the
  * row's right padding or the next rows' left (zero) or interior (written after); fnn_dw_plane keeps
  * a vector's slack past the last row. Back into x, as fnn_dw_stride2_row. */
-static inline void DW_FN(fnn_dw_stride1_row)(DW_T *restrict row, DW_T *restrict dst, ptrdiff_t copied,
+FNN_DW_INLINE void DW_FN(fnn_dw_stride1_row)(DW_T *restrict row, DW_T *restrict dst, ptrdiff_t copied,
                                             ptrdiff_t readable, int to_x)
 {
     for (ptrdiff_t a = 0; a < copied; a += DW_VLANES) {
@@ -126,7 +127,7 @@ static inline void DW_FN(fnn_dw_stride1_row)(DW_T *restrict row, DW_T *restrict 
 
 /* A phase of a padded row and its columns of x's row, n of them S apart: into the phase, or (to_x)
  * back. */
-static inline void DW_FN(fnn_dw_phase_copy)(DW_T *restrict x, DW_T *restrict phase, ptrdiff_t n, ptrdiff_t S,
+FNN_DW_INLINE void DW_FN(fnn_dw_phase_copy)(DW_T *restrict x, DW_T *restrict phase, ptrdiff_t n, ptrdiff_t S,
                                             int to_x)
 {
     if (to_x)
@@ -139,7 +140,7 @@ static inline void DW_FN(fnn_dw_phase_copy)(DW_T *restrict x, DW_T *restrict pha
 
 /* x's plane into the padded plane's interior (its padding zero), or (to_x) the padded plane's interior
  * back into x's plane, 0 where no window reaches. */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_interior)(DW_T *restrict x, DW_T *restrict plane, const fnn_dw_geometry *g,
+FNN_DW_INLINE void DW_FN(fnn_dw_interior)(DW_T *restrict x, DW_T *restrict plane, const fnn_dw_geometry *g,
                                           int to_x)
 {
     ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq, pw = g->pw, W = g->W, S = g->sw;
@@ -179,7 +180,7 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_interior)(DW_T *r
 }
 
 
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_store)(DW_T *restrict out, const DW_VEC *acc, DW_T bias,
+FNN_DW_INLINE void DW_FN(fnn_dw_store)(DW_T *restrict out, const DW_VEC *acc, DW_T bias,
                                                                      int relu, ptrdiff_t n)
 {
     if (relu)
@@ -194,7 +195,7 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_store)(DW_T *rest
 
 /* Output rows [oh, oh + RB) of filter wf from the padded plane, a vector of columns at a time, all
  * taps accumulated in registers (RB a literal at the call: RB independent chains). */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_rows_out)(
+FNN_DW_INLINE void DW_FN(fnn_dw_rows_out)(
     const DW_T *restrict plane, const DW_T *restrict wf, DW_T bias, int relu, DW_T *restrict y,
     ptrdiff_t oh, const int RB, const fnn_dw_geometry *g)
 {
@@ -249,7 +250,7 @@ FNN_CLONES void DW_FN(fnn_dw_forward)(const DW_T *x, const DW_T *w, const DW_T *
 /* dy's plane into the padded dy plane's rows (pitch elements apart, zero past each row), a vector at
  * a time: read past a row inside the plane and its spare lanes zeroed, else staged (libc's copy per
  * short row cost more than the weight gradient of a small plane). */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_pad_dy)(const DW_T *dyf, DW_T *dyp, ptrdiff_t pitch,
+FNN_DW_INLINE void DW_FN(fnn_dw_pad_dy)(const DW_T *dyf, DW_T *dyp, ptrdiff_t pitch,
                                                                        const fnn_dw_geometry *g)
 {
     const ptrdiff_t size = g->Ho * g->Wo;
@@ -272,7 +273,7 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_pad_dy)(const DW_
 
 /* acc[k] += over rows [oh, oh + RB): dy's row (dyp: the padded dy plane past its margin) times the
  * tap's run, a vector of columns at a time (the last one's spare lanes zeroed: the run's hold x). */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_tap_rows)(
+FNN_DW_INLINE void DW_FN(fnn_dw_tap_rows)(
     const DW_T *restrict run, const DW_T *restrict dyp, ptrdiff_t oh, const int RB, DW_VEC acc[FNN_DW_ROWS],
     const fnn_dw_geometry *g)
 {
@@ -290,7 +291,7 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_tap_rows)(
 
 /* sums[tap] (a vector of double lanes per tap) += the weight gradient of a filter's padded dy plane
  * (past its margin) against the padded x plane. Lanes in T within a plane, in double across planes. */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyp,
+FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyp,
                                                                             DW_ACC_U *sums, const fnn_dw_geometry *g)
 {
     const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq;
@@ -308,7 +309,7 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_weight_grad)(cons
 
 /* The padded dx plane += a filter's padded dy plane (past its margin) scattered through wf, a vector of
  * columns at a time; the last one's spare lanes add +0 to the phase's spare columns. */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_scatter)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
+FNN_DW_INLINE void DW_FN(fnn_dw_scatter)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
                                                                         const fnn_dw_geometry *g)
 {
     const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq, pitch = fnn_dw_dy_pitch(g);
@@ -331,7 +332,7 @@ static inline __attribute__((always_inline)) void DW_FN(fnn_dw_scatter)(DW_T *dp
  * through one filter's padded dy plane and wf (finite: the margin's zeros meet every weight). The
  * taps are listed first (kernel columns by phase, kernel rows per dx row), so the loops over a
  * vector's taps hold no tests (a test per tap and vector cost more than its multiply-add). */
-static inline __attribute__((always_inline)) void DW_FN(fnn_dw_gather)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
+FNN_DW_INLINE void DW_FN(fnn_dw_gather)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
                                                                        const fnn_dw_geometry *g)
 {
     const ptrdiff_t wq = fnn_dw_phase(g), pitch = fnn_dw_dy_pitch(g), margin = fnn_dw_dy_margin(g);
@@ -424,3 +425,11 @@ FNN_CLONES void DW_FN(fnn_dw_merge)(const DW_T *scratch, ptrdiff_t stride, int t
 #undef DW_CAT2
 #undef DW_CAT
 #undef DW_FN
+#undef DW_T
+#undef DW_S
+#undef DW_MASK
+#undef DW_EVENS
+#undef DW_ODDS
+#undef DW_ZIP_LO
+#undef DW_ZIP_HI
+#undef DW_LANE_INDEX
