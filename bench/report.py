@@ -15,19 +15,21 @@ from workloads import WORKLOADS
 
 CONTENDERS = ("numpy", "numba", "cython", "torch")
 
-# The most a 3x3 stride-1 convolution's "effective" rate (direct-convolution flops / time) can
-# exceed the machine's peak by: the multiplies Winograd saves. Numba's F(4x4, 3x3) computes a 4x4
-# output tile with 36 products instead of 144; Cython's F(2x2, 3x3) 2x2 with 16 instead of 36.
-WINOGRAD_SAVING = {"numba": 4.0, "cython": 2.25}
+# The most a stride-1 convolution's "effective" rate (direct-convolution flops / time) can exceed the
+# machine's peak by, per backend and kernel side: the multiplies its largest Winograd tile saves.
+# F(4x4, 3x3) computes a 4x4 output tile with 36 products instead of 144 (Numba; Cython where its
+# rules pick it over F(2x2, 3x3), 2.25x); Cython's F(4x4, 5x5) with 64 instead of 400, F(2x2, 7x7) a
+# 2x2 tile with 64 instead of 196.
+WINOGRAD_SAVING = {"numba": {3: 4.0}, "cython": {3: 4.0, 5: 6.25, 7: 196 / 64}}
 
 LEGEND = [
     "min time in ms (* best compiled backend, ! result differs from the reference; skip/fail: see below);",
     "x = speedup of the best compiled backend. rate and % of peak: the best compiled backend's. Memory-bound",
     "rows: GB/s of minimum traffic (inputs read once, outputs written once) against the memory roof measured",
     "at the workload's working set (the fastest of a copy and two in-place updates (2 and 7 streams) of that many bytes: cache or",
-    "DRAM as the benchmark runs it). Others: GFLOP/s against the measured compute peak (the fastest sgemm or FMA loop). e = effective: 3x3",
-    "stride-1 convolutions are counted at direct-convolution flops, of which Winograd executes up to 4x",
-    "(numba) or 2.25x (cython) fewer, so an 'e' % may pass 100% by that much. # = above the roof (100%, or",
+    "DRAM as the benchmark runs it). Others: GFLOP/s against the measured compute peak (the fastest sgemm or FMA loop). e = effective:",
+    "stride-1 convolutions are counted at direct-convolution flops, of which Winograd executes up to 4x (3x3),",
+    "6.25x (5x5, cython) or 3.06x (7x7, cython) fewer, so an 'e' % may pass 100% by that much. # = above the roof (100%, or",
     "Winograd's saving for 'e'): a bug in the report, listed at the end. MiB: peak extra resident memory of",
     "one call per backend (numba/cython/torch), from the memory pass; mem x torch: the best compiled",
     "backend's over torch's (below 1: fastnn needs less).",
@@ -60,7 +62,7 @@ def rate_of(workload, seconds, backend, roof=None):
         if roof:
             bandwidth, size = memory_roof(roof, workload.touched)
             peak = rate / bandwidth
-    ceiling = WINOGRAD_SAVING.get(backend, 1.0) if workload.effective else 1.0
+    ceiling = WINOGRAD_SAVING.get(backend, {}).get(workload.effective, 1.0)
     return rate, unit, peak, size, ceiling
 
 

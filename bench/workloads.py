@@ -49,8 +49,9 @@ class Workload:
     # distinct bytes touched per call as the benchmark loop runs it (inputs, outputs, intermediates),
     # where it differs from `bytes`: in-place updates touch an array once but move it twice
     working_set: float = 0.0
-    # flops counted as direct convolution, where Winograd (3x3, stride 1, one group) executes fewer
-    effective: bool = False
+    # flops counted as direct convolution, where Winograd executes fewer: the kernel side of a stride-1,
+    # one-group convolution a backend may run by Winograd (_winograd_kernel; 0 for every other workload)
+    effective: int = 0
 
     @property
     def touched(self):
@@ -217,6 +218,12 @@ def _conv_out(size, k, s, p):
     return (size + 2 * p - k) // s + 1
 
 
+def _winograd_kernel(k, channels):
+    """`effective` of a stride-1, one-group convolution: its kernel side where a backend may run it by
+    Winograd (any 3x3; 5x5 and 7x7 from 8 input channels, Cython's rules), else 0."""
+    return k if k == 3 or (k in (5, 7) and channels >= 8) else 0
+
+
 def _conv_workloads(name, with_backward, spec=None):
     """spec (N, C, F, H=W, k, stride, padding[, groups]); CONV_SHAPES[name] by default."""
     n, c, f, hw, k, s, p, *rest = spec or CONV_SHAPES[name]
@@ -257,7 +264,7 @@ def _conv_workloads(name, with_backward, spec=None):
         f"conv2d {mode} {name}:{n}x{c}->{f}x{hw}x{hw}/k{k}s{s}p{p}{g}", ops, inputs, run, torch_fn,
         flops=gemm_flops * (3 if with_backward else 1),
         bytes=(2 * (x_b + w_b + y_b) + 2 * f * F32) if with_backward else x_b + w_b + y_b + f * F32,
-        kind="gemm", tol=GEMM_TOL, effective=k == 3 and s == 1 and groups == 1)
+        kind="gemm", tol=GEMM_TOL, effective=_winograd_kernel(k, cg) if s == 1 and groups == 1 else 0)
 
 
 CONV_WORKLOADS = [_conv_workloads(name, bwd) for bwd in (False, True) for name in CONV_SHAPES]
@@ -769,7 +776,7 @@ RESNET_WORKLOADS = [
              ("conv2d", "conv2d_backward", "batch_norm", "batch_norm_backward", "relu", "relu_backward",
               "sgd_step"), _resnet_inputs, stateful=_resnet_stateful, torch=_resnet_torch,
              torch_result=_resnet_torch_result, flops=2 * 3 * _RESNET_CONV_FLOPS,
-             bytes=12 * int(np.prod(RESNET_SHAPE)) * F32, kind="gemm", tol=GEMM_TOL, auto=False, effective=True),
+             bytes=12 * int(np.prod(RESNET_SHAPE)) * F32, kind="gemm", tol=GEMM_TOL, auto=False, effective=3),
 ]
 
 
@@ -868,7 +875,7 @@ def _conv_same_workload(name, with_backward):
         f"conv2d {mode} {name}:{n}x{c}->{f}x{hw}x{hw}/k{k} same", ops, inputs, run, torch_fn,
         flops=gemm_flops * (3 if with_backward else 1),
         bytes=(2 * (x_b + w_b + y_b) + 2 * f * F32) if with_backward else x_b + w_b + y_b + f * F32,
-        kind="gemm", tol=GEMM_TOL, effective=k == 3)
+        kind="gemm", tol=GEMM_TOL, effective=_winograd_kernel(k, c))
 
 
 ISSUE15_WORKLOADS = [_gelu_tanh_workload()] + [_conv_same_workload(name, bwd) for bwd in (False, True)

@@ -38,6 +38,16 @@ CASES = [
     ((2, 4, 8, 7), (4, 2, 2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}, False),
     ((2, 3, 6, 7), (5, 3, 1, 4), {"padding": "same", "dilation": 2}, True),  # totals 0 and 6
     ((8, 32, 15, 13), (32, 32, 3, 3), {"padding": "same"}, True),  # Winograd
+    # the Cython backend's larger Winograd tiles: F(4x4, 3x3) (sides multiples of 4), F(4x4, 5x5)
+    # (forward from 8x8 outputs, backward from 14x14), F(2x2, 7x7) (backward from 24x24); partial
+    # tiles, paddings 0 to r - 1
+    ((2, 16, 16, 20), (16, 16, 3, 3), {"padding": 1}, True),
+    ((2, 16, 14, 14), (20, 16, 3, 3), {"padding": 2}, False),
+    ((2, 16, 17, 19), (16, 16, 5, 5), {"padding": 1}, True),
+    ((2, 16, 20, 18), (24, 16, 5, 5), {"padding": 4}, False),
+    ((3, 16, 12, 13), (16, 16, 5, 5), {}, True),
+    ((2, 8, 13, 11), (16, 8, 7, 7), {"padding": 3}, True),
+    ((2, 8, 25, 30), (16, 8, 7, 7), {"padding": (3, 6)}, False),
     ((2, 3, 7, 9), (4, 3, 3, 5), {"padding": "valid", "stride": 2}, True),
     # unbatched (C, H, W) inputs
     ((3, 7, 9), (4, 3, 3, 3), {"padding": 1}, True),

@@ -57,16 +57,20 @@ def test_roof_lookup_takes_the_working_set_own_size():
 def test_report_flags_a_figure_above_the_roof():
     roof = {"compute_gflops": 100.0, "copy_gbytes": {str(1 << 20): 10.0}, "memory_gbytes": {str(1 << 20): 10.0}}
     relu = next(w for w in workloads.WORKLOADS if w.group.startswith("relu fwd "))
-    conv = next(w for w in workloads.WORKLOADS if w.effective and w.kind == "gemm")
+    conv = next(w for w in workloads.WORKLOADS if w.effective == 3 and w.kind == "gemm")
     fast = {"numba": {"stats": {"min": relu.bytes / 20e9}, "extra_info": {"correct": True}}}
     cells = report.row_cells(relu, fast, roof)
     assert cells["peak"] == pytest.approx(2.0) and cells["over"] and not cells["effective"]
-    # an effective rate may pass 100% by Winograd's saving on that backend, not more
-    at = {"cython": {"stats": {"min": conv.flops / 200e9}, "extra_info": {"correct": True}}}
+    # an effective rate may pass 100% by Winograd's saving on that backend and kernel, not more
+    at = {"cython": {"stats": {"min": conv.flops / 300e9}, "extra_info": {"correct": True}}}
     assert not report.row_cells(conv, at, roof)["over"]
     at["cython"]["stats"]["min"] /= 2
     assert report.row_cells(conv, at, roof)["over"]
-    assert report.contender_info(conv, at, roof)["cython"]["peak_ceiling"] == 2.25
+    assert report.contender_info(conv, at, roof)["cython"]["peak_ceiling"] == 4.0
+    five = next(w for w in workloads.WORKLOADS if w.effective == 5 and w.kind == "gemm")
+    for backend, over in (("cython", False), ("numba", True)):  # Numba runs 5x5 by im2col + GEMM
+        at = {backend: {"stats": {"min": five.flops / 500e9}, "extra_info": {"correct": True}}}
+        assert report.row_cells(five, at, roof)["over"] is over
 
 
 # A memory roof is itself a measurement: at DRAM sizes a copy or in-place update reaches a few percent

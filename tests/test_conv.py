@@ -127,6 +127,8 @@ ACCURACY_CASES = [
     ((8, 128, 16, 16), (128, 128, 3, 3), {"padding": 1}),
     ((24, 256, 8, 8), (256, 256, 3, 3), {"padding": 1}),
     ((8, 64, 15, 17), (32, 64, 3, 3), {}),
+    ((8, 64, 28, 28), (64, 64, 5, 5), {"padding": 2}),  # the Cython backend's F(4x4, 5x5)
+    ((4, 64, 28, 28), (64, 64, 7, 7), {"padding": 3}),  # and F(2x2, 7x7)
 ]
 
 
@@ -213,10 +215,17 @@ def test_weight_gradient_infinities_as_the_reference(backend, x_shape, w_shape, 
             check_op("conv2d_backward", grads, (dy, x, w), params_now, np.float32, backend)
 
 
+# Winograd shapes (x shape, filters, kernel side, padding): F(2x2, 3x3) (Numba: F(4x4, 3x3)), and the
+# Cython backend's F(4x4, 3x3), F(4x4, 5x5) and F(2x2, 7x7).
+WINOGRAD_NONFINITE_CASES = [((8, 32, 15, 13), 32, 3, 1), ((4, 16, 16, 16), 16, 3, 1), ((4, 16, 16, 16), 16, 5, 2),
+                            ((3, 16, 26, 24), 16, 7, 3)]
+
+
 @pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("where", ["x", "w", "dy"])
 @pytest.mark.parametrize("backend", COMPILED)
-def test_winograd_nonfinite_strategy(backend, where, threads):
+@pytest.mark.parametrize("x_shape, filters, k, padding", WINOGRAD_NONFINITE_CASES)
+def test_winograd_nonfinite_strategy(backend, where, threads, x_shape, filters, k, padding):
     """Both compiled backends' one strategy for inf and NaN on their Winograd shapes: Winograd's
     results (y; dx and dw) are kept only when all finite, else the call is recomputed on im2col +
     GEMM, so inf and NaN reach exactly the outputs whose windows hold them: the float64 reference's
@@ -225,24 +234,27 @@ def test_winograd_nonfinite_strategy(backend, where, threads):
     import warnings
 
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((8, 32, 15, 13)).astype(np.float32)
-    w = (rng.standard_normal((32, 32, 3, 3)) / 17).astype(np.float32)
-    b = rng.standard_normal(32).astype(np.float32)
-    dy = rng.standard_normal((8, 32, 15, 13)).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w_shape = (filters, x_shape[1], k, k)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    dy = rng.standard_normal(out_shape(x_shape, w_shape, padding=padding)).astype(np.float32)
     target = {"x": x, "w": w, "dy": dy}[where]
-    target[0, 0, 1, 2] = np.inf  # image 0 and image 5: the two threads' partial sums
-    target[5, 1, 2, 1] = -np.inf
-    target[6, 2, 0, 0] = np.nan
+    last = target.shape[0] - 1
+    target[0, 0, 1, 2] = np.inf  # the first and the last images (or filters): the threads' partial sums
+    target[last, 1, 2, 1] = -np.inf
+    target[last - 1, 2, 0, 0] = np.nan
     fastnn.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with fastnn.use_backend(backend):
-            actual = (fastnn.conv2d(x, w, b, padding=1), fastnn.conv2d_relu(x, w, b, padding=1),
-                      *fastnn.conv2d_backward(dy, x, w, padding=1))
+            actual = (fastnn.conv2d(x, w, b, padding=padding), fastnn.conv2d_relu(x, w, b, padding=padding),
+                      *fastnn.conv2d_backward(dy, x, w, padding=padding))
     x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
     with fastnn.use_backend("numpy"):
-        y = fastnn.conv2d(x64, w64, b64, padding=1)
-        expected = (y, np.where(np.isnan(y), y, np.maximum(y, 0)), *fastnn.conv2d_backward(dy64, x64, w64, padding=1))
+        y = fastnn.conv2d(x64, w64, b64, padding=padding)
+        expected = (y, np.where(np.isnan(y), y, np.maximum(y, 0)),
+                    *fastnn.conv2d_backward(dy64, x64, w64, padding=padding))
     for name, a, e in zip(("y", "relu(y)", "dx", "dw", "db"), actual, expected):
         for test in (np.isnan, np.isposinf, np.isneginf):
             assert np.array_equal(test(a), test(e)), f"{name}: {test.__name__} differs"
@@ -301,6 +313,36 @@ def test_depthwise_as_the_reference(backend, x_shape, w_shape, params, where, th
         if where == "none":
             check_op("conv2d", actual[0], (x, w, b), {"groups": groups, **params}, dtype, what)
             check_op("conv2d_backward", actual[2:], (dy, x, w), {"groups": groups, **params}, dtype, what)
+
+
+# (x shape, w shape, padding): shapes the Cython backend's rules send to F(4x4, 3x3), F(4x4, 5x5) and
+# F(2x2, 7x7), forward and backward (tests/ops_conv.py has them as OpInfo samples).
+CYTHON_WINOGRAD_CASES = [((2, 16, 16, 20), (16, 16, 3, 3), 1), ((2, 16, 17, 19), (16, 16, 5, 5), 1),
+                         ((2, 8, 25, 30), (16, 8, 7, 7), 3)]
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="the Cython backend is not built")
+@pytest.mark.parametrize("x_shape, w_shape, padding", CYTHON_WINOGRAD_CASES)
+def test_cython_winograd_samples_take_the_winograd_path(monkeypatch, x_shape, w_shape, padding):
+    """The rules route these shapes to Winograd: y, dx and dw differ in float32 rounding from the same
+    call with the fast paths off (im2col + GEMM), and both are within the tolerance rule."""
+    import importlib
+
+    module = importlib.import_module("fastnn.kernels.cython.conv")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    dy = rng.standard_normal(out_shape(x_shape, w_shape, padding=padding)).astype(np.float32)
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(module, "_fast_paths_enabled", fast)
+        with fastnn.use_backend("cython"):
+            results.append((fastnn.conv2d(x, w, padding=padding), *fastnn.conv2d_backward(dy, x, w, padding=padding)))
+        what = f"cython {'fast' if fast else 'im2col'} {x_shape} {w_shape}"
+        check_op("conv2d", results[-1][0], (x, w, None), {"padding": padding}, np.float32, what)
+        check_op("conv2d_backward", results[-1][1:], (dy, x, w), {"padding": padding}, np.float32, what)
+    for name, winograd, gemm in zip(("y", "dx", "dw"), *results):
+        assert not np.array_equal(winograd, gemm), f"{name}: the same bits as im2col + GEMM"
 
 
 @pytest.mark.skipif("numba" not in COMPILED, reason="numba is not installed")

@@ -7,7 +7,7 @@
 #   scattered back by col2im into dx. A row-major (r, c) matrix is a column-major (c, r) one, so
 #   each product is one Fortran GEMM (scipy.linalg.cython_blas). Images run in parallel, one BLAS
 #   thread each (the dispatcher caps BLAS: Plan.blas).
-# - Winograd F(2x2, 3x3) for 3x3 stride-1 kernels (below). Non-finite values (the strategy of both
+# - Winograd for 3x3, 5x5 and 7x7 stride-1 kernels (below). Non-finite values (the strategy of both
 #   compiled backends): Winograd's results are kept only when every one is finite (y; dx and dw),
 #   otherwise the call is recomputed by im2col + GEMM, so inf and NaN reach exactly the outputs
 #   whose windows hold them (the transforms would spread them over whole tiles).
@@ -18,7 +18,7 @@
 # workspace (conv2d_workspace / conv2d_backward_workspace size it for the path the call takes).
 # Each thread owns its part of the workspace and its partial weight gradient; the partials are
 # summed after the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h,
-# conv_winograd.h, conv_direct.h, conv_depthwise.h.
+# conv_winograd.h, conv_winograd_general.h, conv_direct.h, conv_depthwise.h.
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.string cimport memset
@@ -298,26 +298,33 @@ cdef void _dw_backward(const real[::1] dy, const real[::1] x, const real[::1] w,
                                chunk_start(weights, t + 1, threads), &dw[0])
 
 
-# ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ----------------------
-# Each 2x2 output tile comes from a 4x4 input tile d: y = A^T [(G g G^T) * (B^T d B)] A, so the
-# 16 transform positions are 16 GEMMs with 2.25x fewer multiplies than im2col. The same trilinear
-# identity gives the weight gradient of a tile, G^T [(A dy A^T) * (B^T d B)] G, summed over tiles
-# in the transform domain (16 GEMMs reducing over tiles); the input gradient is the forward
-# Winograd with the flipped, transposed kernel and padding 2 - p.
+# ---- Winograd F(m x m, r x r): kernels 3, 5, 7, stride 1, dilation 1, one group -----------------
+# Each m x m output tile comes from an a x a input tile d (a = m + r - 1): y = A^T [(G g G^T) *
+# (B^T d B)] A, so the a^2 transform positions are a^2 GEMMs, with r^2 m^2 / a^2 times fewer
+# multiplies than im2col: F(2x2, 3x3) 2.25x (its transforms written out in conv_winograd.h), F(4x4,
+# 3x3) 4x, F(4x4, 5x5) 6.25x, F(2x2, 7x7) 3.06x (conv_winograd_general.h; _wino_spec picks). The same
+# trilinear identity gives the weight gradient of a tile, G^T [(A dy A^T) * (B^T d B)] G, summed
+# over tiles in the transform domain (a^2 GEMMs reducing over tiles); the input gradient is the
+# forward Winograd with the flipped, transposed kernel and padding r - 1 - p.
 # Tiles are numbered over the whole batch (n, tile row, tile col); threads take blocks of TB tiles.
 
 cdef struct Tiles:
     Py_ssize_t N, H, W, Ho, Wo, ph, pw
     Py_ssize_t th, tw, per_image   # tiles per column, per row, per image
     Py_ssize_t total
+    const wino_spec* spec          # the transforms of conv_winograd_general.h, or NULL for F(2x2, 3x3)
+    Py_ssize_t m, a2               # outputs per tile side; transform positions (tile side squared)
 
 
 cdef Tiles _tiles(Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t ph,
-                  Py_ssize_t pw) noexcept nogil:
+                  Py_ssize_t pw, const wino_spec* spec) noexcept nogil:
     cdef Tiles t
     t.N, t.H, t.W, t.Ho, t.Wo, t.ph, t.pw = N, H, W, Ho, Wo, ph, pw
-    t.th = (Ho + 1) // 2
-    t.tw = (Wo + 1) // 2
+    t.spec = spec
+    t.m = spec.m if spec != NULL else 2
+    t.a2 = spec.a * spec.a if spec != NULL else 16
+    t.th = (Ho + t.m - 1) // t.m
+    t.tw = (Wo + t.m - 1) // t.m
     t.per_image = t.th * t.tw
     t.total = N * t.per_image
     return t
@@ -340,6 +347,32 @@ cdef extern from "conv_winograd.h" nogil:
     int wino_all_finite_d(const double* x, Py_ssize_t n)
 
 
+cdef extern from "conv_winograd_general.h" nogil:
+    ctypedef struct wino_spec:
+        int m, r, a
+    const wino_spec* wino_spec_for(int m, int r)
+    void wg_input_run_f(const wino_spec* s, const float* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                        Py_ssize_t pw, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float* v, Py_ssize_t vs)
+    void wg_input_run_d(const wino_spec* s, const double* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                        Py_ssize_t pw, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double* v, Py_ssize_t vs)
+    void wg_grad_run_f(const wino_spec* s, const float* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw,
+                       Py_ssize_t r0, Py_ssize_t cnt, float* v, Py_ssize_t vs)
+    void wg_grad_run_d(const wino_spec* s, const double* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw,
+                       Py_ssize_t r0, Py_ssize_t cnt, double* v, Py_ssize_t vs)
+    int wg_output_run_f(const wino_spec* s, const float* m, Py_ssize_t ms, float* plane, Py_ssize_t Ho,
+                        Py_ssize_t Wo, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float bias, int relu)
+    int wg_output_run_d(const wino_spec* s, const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho,
+                        Py_ssize_t Wo, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double bias, int relu)
+    void wg_kernels_f(const wino_spec* s, const float* g, Py_ssize_t gs, Py_ssize_t gi, Py_ssize_t gj,
+                      Py_ssize_t cnt, float* u, Py_ssize_t us)
+    void wg_kernels_d(const wino_spec* s, const double* g, Py_ssize_t gs, Py_ssize_t gi, Py_ssize_t gj,
+                      Py_ssize_t cnt, double* u, Py_ssize_t us)
+    void wg_kernel_grads_f(const wino_spec* s, const float* M, Py_ssize_t ms, Py_ssize_t cnt, float* dw,
+                           Py_ssize_t ds)
+    void wg_kernel_grads_d(const wino_spec* s, const double* M, Py_ssize_t ms, Py_ssize_t cnt, double* dw,
+                           Py_ssize_t ds)
+
+
 cdef inline bint _all_finite(const real* a, Py_ssize_t n) noexcept nogil:
     if real is float:
         return wino_all_finite_f(a, n)
@@ -350,7 +383,12 @@ cdef inline bint _all_finite(const real* a, Py_ssize_t n) noexcept nogil:
 cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
                             Py_ssize_t vs) noexcept nogil:
     """B^T d B of the input tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
-    if real is float:
+    if t.spec != NULL:
+        if real is float:
+            wg_input_run_f(t.spec, plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
+        else:
+            wg_input_run_d(t.spec, plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
+    elif real is float:
         wino_input_run_f(plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
     else:
         wino_input_run_d(plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
@@ -359,7 +397,12 @@ cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py
 cdef inline void _grad_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
                            Py_ssize_t vs) noexcept nogil:
     """A dy A^T of the output-gradient tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
-    if real is float:
+    if t.spec != NULL:
+        if real is float:
+            wg_grad_run_f(t.spec, plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
+        else:
+            wg_grad_run_d(t.spec, plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
+    elif real is float:
         wino_grad_run_f(plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
     else:
         wino_grad_run_d(plane, t.Ho, t.Wo, t.tw, r0, cnt, v, vs)
@@ -369,7 +412,12 @@ cdef inline int _output_run(const real* m, Py_ssize_t ms, real* plane, const Til
                             Py_ssize_t cnt, real bias, bint relu) noexcept nogil:
     """A^T m A (+ bias, relu) of the output tiles r0 .. r0 + cnt - 1 of one plane; 0 if one is
     not finite."""
-    if real is float:
+    if t.spec != NULL:
+        if real is float:
+            return wg_output_run_f(t.spec, m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+        else:
+            return wg_output_run_d(t.spec, m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
+    elif real is float:
         return wino_output_run_f(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
     else:
         return wino_output_run_d(m, ms, plane, t.Ho, t.Wo, t.tw, r0, cnt, bias, relu)
@@ -416,17 +464,17 @@ cdef inline void _kernel_transform(const real* g, Py_ssize_t gi, Py_ssize_t gj, 
 cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py_ssize_t Cin,
                         Py_ssize_t Cout, const Tiles* t, int TB, real* work, bint has_bias, bint relu,
                         int* finite, int n_threads) noexcept nogil:
-    """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (16, Cout, Cin), the transformed kernels;
+    """y (N, Cout, Ho, Wo) from x (N, Cin, H, W) and U (a2, Cout, Cin), the transformed kernels;
     finite[blk] = 0 when block blk of TB tiles has an output that is not finite."""
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
     cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
-    cdef int k
+    cdef Py_ssize_t k, a2 = t.a2
     cdef Run run
     cdef real* V
     cdef real* M
     for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
-        V = work + <Py_ssize_t>threadid() * 16 * TB * (Cin + Cout)
-        M = V + <Py_ssize_t>16 * TB * Cin
+        V = work + <Py_ssize_t>threadid() * a2 * TB * (Cin + Cout)
+        M = V + a2 * TB * Cin
         t0 = blk * TB
         t1 = min(t0 + TB, t.total)
         tt = t0
@@ -436,7 +484,7 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
                 _input_run(x + (run.n * Cin + c) * plane, t, run.r, run.cnt,
                            V + c * TB + (tt - t0), Cin * TB)
             tt = tt + run.cnt
-        for k in range(16):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
+        for k in range(a2):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
             _gemm(c"N", c"N", <int>(t1 - t0), Cout, Cin, 1, V + <Py_ssize_t>k * Cin * TB, TB,
                   U + <Py_ssize_t>k * Cout * Cin, Cin, 0, M + <Py_ssize_t>k * Cout * TB, TB)
         tt = t0
@@ -451,19 +499,20 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
 
 cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssize_t C, Py_ssize_t F,
                             const Tiles* t, int TB, real* work, int n_threads) noexcept nogil:
-    """Mparts (threads, 16, F, C) += per-thread sums over tiles of (A dy A^T)_k (B^T d B)_k."""
+    """Mparts (threads, a2, F, C) += per-thread sums over tiles of (A dy A^T)_k (B^T d B)_k."""
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
     cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
-    cdef int k, tid
+    cdef Py_ssize_t k, a2 = t.a2
+    cdef int tid
     cdef Run run
     cdef real* X
     cdef real* D
     cdef real* Mt
     for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
         tid = threadid()
-        X = work + <Py_ssize_t>tid * 16 * TB * (C + F)
-        D = X + <Py_ssize_t>16 * TB * C
-        Mt = Mparts + <Py_ssize_t>tid * 16 * F * C
+        X = work + <Py_ssize_t>tid * a2 * TB * (C + F)
+        D = X + a2 * TB * C
+        Mt = Mparts + <Py_ssize_t>tid * a2 * F * C
         t0 = blk * TB
         t1 = min(t0 + TB, t.total)
         tt = t0
@@ -476,19 +525,20 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
                 _grad_run(dy + (run.n * F + f) * oplane, t, run.r, run.cnt,
                           D + f * TB + (tt - t0), F * TB)
             tt = tt + run.cnt
-        for k in range(16):  # M_k (F, C) += D_k (F, nb) @ X_k (C, nb)^T
+        for k in range(a2):  # M_k (F, C) += D_k (F, nb) @ X_k (C, nb)^T
             _gemm(c"T", c"N", C, F, <int>(t1 - t0), 1, X + <Py_ssize_t>k * C * TB, TB,
                   D + <Py_ssize_t>k * F * TB, TB, 1, Mt + <Py_ssize_t>k * F * C, C)
 
 
-cdef int _wino_block(int channels) noexcept nogil:
-    """Tiles per block (a multiple of 16, 64 to 512): a block's transformed tiles, 16 * channels * TB
-    values, stay near 1 MiB in float32 (L2 is 2 MiB). Measured side by side (a probe script not kept;
+cdef int _wino_block(int channels, Py_ssize_t a2) noexcept nogil:
+    """Tiles per block (a multiple of 16, 32 or 64 to 512): a block's transformed tiles, a2 * channels
+    * TB values, stay near 1 MiB in float32 (L2 is 2 MiB). Measured side by side (a probe script not kept;
     before the floor of 64 was set), 1 thread, ms fwd+bwd for budgets
     2^14/2^15/2^16 values per transform position: 64->64 on 32x32 34.1/35.9/39.3, 128->128 on 16x16
     30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32 costs ~3% against 64-128)."""
-    cdef int tb = (1 << 14) // channels // 16 * 16
-    return 64 if tb < 64 else (512 if tb > 512 else tb)
+    cdef int floor = 64 if a2 == 16 else 32  # the larger tiles' blocks are 2.25-4x larger per tile
+    cdef int tb = <int>((1 << 18) // a2 // channels // 16 * 16)
+    return floor if tb < floor else (512 if tb > 512 else tb)
 
 
 cdef inline void _kernel_grad_transform(const real* M, Py_ssize_t stride, real* dw) noexcept nogil:
@@ -508,32 +558,57 @@ cdef inline void _kernel_grad_transform(const real* M, Py_ssize_t stride, real* 
         dw[i * 3 + 2] = (e[i * 4 + 1] + e[i * 4 + 2]) * <real>0.5 + e[i * 4 + 3]
 
 
+cdef void _kernel_transforms(const Tiles* t, const real* g, Py_ssize_t gs, Py_ssize_t gi, Py_ssize_t gj,
+                             Py_ssize_t cnt, real* u, Py_ssize_t us) noexcept nogil:
+    """u[k * us + i] = (G g_i G^T)[k] for the kernels g_i = g + i * gs (g_i[p, q] at p * gi + q * gj), i < cnt."""
+    cdef Py_ssize_t i
+    if t.spec == NULL:
+        for i in range(cnt):
+            _kernel_transform(g + i * gs, gi, gj, u + i, us)
+    elif real is float:
+        wg_kernels_f(t.spec, g, gs, gi, gj, cnt, u, us)
+    else:
+        wg_kernels_d(t.spec, g, gs, gi, gj, cnt, u, us)
+
+
+cdef void _kernel_grad_transforms(const Tiles* t, const real* M, Py_ssize_t ms, Py_ssize_t cnt, real* dw,
+                                  Py_ssize_t ds) noexcept nogil:
+    """dw_i (at dw + i * ds) = G^T m_i G, m_i[k] = M[k * ms + i], i < cnt."""
+    cdef Py_ssize_t i
+    if t.spec == NULL:
+        for i in range(cnt):
+            _kernel_grad_transform(M + i, ms, dw + i * ds)
+    elif real is float:
+        wg_kernel_grads_f(t.spec, M, ms, cnt, dw, ds)
+    else:
+        wg_kernel_grads_d(t.spec, M, ms, cnt, dw, ds)
+
+
 cdef Py_ssize_t _wino_threads(const Tiles* t, int TB, int n_threads) noexcept nogil:
     """Threads of a Winograd loop: one per block of TB tiles at most."""
     return min(<Py_ssize_t>n_threads, (t.total + TB - 1) // TB)
 
 
 cdef Py_ssize_t _wino_forward_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
-    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
-    cdef int TB = _wino_block(g.C + g.F)
-    return _wino_threads(&t, TB, n_threads) * 16 * TB * (g.C + g.F)
+    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g))
+    cdef int TB = _wino_block(g.C + g.F, t.a2)
+    return _wino_threads(&t, TB, n_threads) * t.a2 * TB * (g.C + g.F)
 
 
 cdef int _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
                              const Geometry* g, Py_ssize_t N, bint has_bias, bint relu,
                              int n_threads, real* work) except -1:
     """y by Winograd; 1 if every output is finite, else 0 (the caller recomputes y)."""
-    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
-    cdef int TB = _wino_block(g.C + g.F)
+    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g))
+    cdef int TB = _wino_block(g.C + g.F, t.a2)
     cdef Py_ssize_t nt = _wino_threads(&t, TB, n_threads)
-    cdef real[::1] U = np.empty(16 * g.F * g.C, np.float32 if real is float else np.float64)
-    cdef Py_ssize_t f, c
+    cdef real[::1] U = np.empty(t.a2 * g.F * g.C, np.float32 if real is float else np.float64)
+    cdef Py_ssize_t f, c, r = g.KH
     cdef const real* b_ptr = &b[0] if b.shape[0] else NULL
     cdef int[::1] finite = np.ones((t.total + TB - 1) // TB, np.intc)
     with nogil:  # every parallel region of the call takes nt threads
         for f in prange(g.F, schedule="static", num_threads=nt):
-            for c in range(g.C):
-                _kernel_transform(&w[(f * g.C + c) * 9], 3, 1, &U[f * g.C + c], g.F * g.C)
+            _kernel_transforms(&t, &w[f * g.C * r * r], r * r, r, 1, g.C, &U[f * g.C], g.F * g.C)
         _wino_forward(&x[0], &U[0], b_ptr, &y[0], g.C, g.F, &t, TB, work, has_bias, relu, &finite[0], <int>nt)
     return _min_flag(finite)
 
@@ -550,27 +625,30 @@ cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, P
                                Py_ssize_t* ntw, Py_ssize_t* parts, Py_ssize_t* work) noexcept nogil:
     """Threads of the input and weight gradients' loops; workspace: the per-thread dU sums, then
     each thread's transformed tiles."""
-    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
-    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
-    cdef int TB = _wino_block(g.C + g.F)
+    cdef const wino_spec* spec = _wino_spec(g)
+    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, g.KH - 1 - g.ph, g.KW - 1 - g.pw, spec)
+    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
+    cdef int TB = _wino_block(g.C + g.F, tw.a2)
     ntd[0] = _wino_threads(&td, TB, n_threads)
     ntw[0] = _wino_threads(&tw, TB, n_threads)
-    parts[0] = ntw[0] * 16 * g.F * g.C
-    work[0] = max(ntd[0], ntw[0]) * 16 * TB * (g.C + g.F)
+    parts[0] = ntw[0] * tw.a2 * g.F * g.C
+    work[0] = max(ntd[0], ntw[0]) * tw.a2 * TB * (g.C + g.F)
 
 
 cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,
                               real[::1] dx, real[::1] dw, const Geometry* g, Py_ssize_t N, bint input_grad,
                               int n_threads, real* workspace) except -1:
     """dx (if input_grad) and dw by Winograd; 1 if all of them are finite, else 0 (to recompute)."""
-    # dx = Winograd forward of dy (padding 2 - p) with kernel w'[c, f, i, j] = w[f, c, 2 - i, 2 - j]
-    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, 2 - g.ph, 2 - g.pw)
-    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw)
-    cdef int TB = _wino_block(g.C + g.F)
+    # dx = Winograd forward of dy (padding r - 1 - p) with kernel w'[c, f, i, j] = w[f, c, r-1-i, r-1-j]
+    cdef const wino_spec* spec = _wino_spec(g)
+    cdef Py_ssize_t r = g.KH
+    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, r - 1 - g.ph, r - 1 - g.pw, spec)
+    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
+    cdef int TB = _wino_block(g.C + g.F, tw.a2)
     cdef Py_ssize_t ntd, ntw, parts, work_size
     _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &parts, &work_size)
     cdef int nt = <int>max(ntd, ntw)  # for the call's small parallel loops
-    cdef Py_ssize_t f, c, i, p, size = 16 * g.F * g.C
+    cdef Py_ssize_t f, c, i, p, size = tw.a2 * g.F * g.C
     cdef real[::1] U = np.empty(size if input_grad else 1, np.float32 if real is float else np.float64)
     cdef real* Mparts = workspace
     cdef real* work = workspace + parts
@@ -579,9 +657,9 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
     with nogil:
         memset(Mparts, 0, parts * sizeof(real))
         if input_grad:
-            for f in prange(g.F, schedule="static", num_threads=nt):
-                for c in range(g.C):
-                    _kernel_transform(&w[(f * g.C + c) * 9 + 8], -3, -1, &U[c * g.F + f], g.F * g.C)
+            for c in prange(g.C, schedule="static", num_threads=nt):  # w'[c, f] = w[f, c] flipped
+                _kernel_transforms(&td, &w[c * r * r + r * r - 1], g.C * r * r, -r, -1, g.F, &U[c * g.F],
+                                   g.F * g.C)
             _wino_forward(&dy[0], &U[0], NULL, &dx[0], g.F, g.C, &td, TB, work, False, False, &finite[0],
                           <int>ntd)
         _wino_weight_grad(&dy[0], &x[0], Mparts, g.C, g.F, &tw, TB, work, <int>ntw)
@@ -590,8 +668,7 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
                 for i in range(1, ntw):
                     Mparts[p] += Mparts[i * size + p]
         for f in prange(g.F, schedule="static", num_threads=nt):
-            for c in range(g.C):
-                _kernel_grad_transform(&Mparts[f * g.C + c], g.F * g.C, &dw[(f * g.C + c) * 9])
+            _kernel_grad_transforms(&tw, &Mparts[f * g.C], g.F * g.C, g.C, &dw[f * g.C * r * r], r * r)
         dw_finite = _all_finite(&dw[0], dw.shape[0])
     return dw_finite and _min_flag(finite)
 
@@ -602,18 +679,53 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
 #   forward   1.75  1.29 0.82  0.70   0.58   0.83   0.59   0.69   0.58   0.55   0.55, 0.73
 #   backward  2.22  1.32 0.91  0.69   0.70   1.16   0.68   0.86   0.56   0.68   0.64, 0.83
 #   and small images lose: 64->64 on 4x4 2.05 / 1.95, on 2x2 3.09 / 2.14, 128->128 on 4x4 1.19 / 1.17.
+# 5x5 (F(4x4, 5x5)) and 7x7 (F(2x2, 7x7)), 'same' padding, 2 threads, wall time, Winograd / GEMM, forward
+# and backward, for C->F on 6x6, 8x8 (N = 32), 14x14, 28x28 (N = 8) (the grid's script was not kept):
+#   5x5  8->16     2.21 1.63 1.34 0.71 / 2.60 1.93 1.48 1.04    32->64   1.22 0.88 0.51 0.52 / 2.35 1.64 0.85 0.85
+#        16->32    1.24 0.92 0.54 0.49 / 1.70 1.12 0.85 0.68    128->128 0.87 0.61 0.49 0.37 / 1.30 0.87 0.70 0.47
+#        256->256  1.00 0.70 0.58 0.46 / 1.00 0.68 0.60 0.45
+#   7x7  8->16     0.47 0.74 0.86 0.51 / 0.68 0.61 1.33 0.71    32->64   0.80 0.56 0.76 0.61 / 1.52 0.92 1.33 1.02
+#        64->64    0.76 0.56 0.72 0.55 / 1.09 0.68 1.01 0.76    128->128 0.65 0.48 0.56 0.43 / 0.89 0.59 0.72 0.53
+#        256->256  0.85 0.65 0.68 0.50 / 0.71 0.58 0.67 0.48
 cdef bint _winograd_applies(const Geometry* g) noexcept nogil:
-    """3x3, stride 1, dilation 1, one group, padding <= 2 (the input gradient pads by 2 - p)."""
-    return (g.KH == 3 and g.KW == 3 and g.sh == 1 and g.sw == 1 and g.dh == 1 and g.dw == 1
-            and g.G == 1 and g.ph <= 2 and g.pw <= 2)
+    """3x3, 5x5 or 7x7, stride 1, dilation 1, one group, padding <= r - 1 (the input gradient pads by
+    r - 1 - p)."""
+    return (g.KH == g.KW and (g.KH == 3 or g.KH == 5 or g.KH == 7) and g.sh == 1 and g.sw == 1
+            and g.dh == 1 and g.dw == 1 and g.G == 1 and g.ph < g.KH and g.pw < g.KW)
+
+
+cdef const wino_spec* _wino_spec(const Geometry* g) noexcept nogil:
+    """The tile of a kernel that _winograd_applies to: F(4x4, 5x5) and F(2x2, 7x7) from the table, and
+    for 3x3 F(4x4, 3x3), or F(2x2, 3x3) written out (NULL) on small, odd-sized or deep layers, where
+    the larger tile lost. Measured side by side (2 threads, wall time, F(4x4) / F(2x2), forward and
+    backward; the script was not kept): 32x64->64 on 32x32 0.80 / 0.80, 32x128->128 on 16x16
+    0.69 / 0.81, 16x64->64 on 32x32 0.88 / 0.81, 1x64->64 on 56x56 0.94 / 0.96; but 32x256->256 on 8x8
+    1.36 / 1.57, 32x512->512 on 7x7 1.26 / 1.52, 32x48->64 on 27x27 1.12 / 1.06."""
+    if g.KH == 3:
+        if g.Ho >= 16 and g.Wo >= 16 and g.Ho % 4 == 0 and g.Wo % 4 == 0 and g.C + g.F <= 256:
+            return wino_spec_for(4, 3)
+        return NULL
+    if g.KH == 5:
+        return wino_spec_for(4, 5)
+    return wino_spec_for(2, 7)
 
 
 cdef bint _winograd_forward_pays(const Geometry* g) noexcept nogil:
-    return _winograd_applies(g) and g.C >= 8 and g.F >= 16 and g.Ho >= 6 and g.Wo >= 6
+    if not _winograd_applies(g) or g.F < 16:
+        return False
+    if g.KH == 5:
+        return g.C >= 16 and g.Ho >= 8 and g.Wo >= 8
+    return g.C >= 8 and g.Ho >= 6 and g.Wo >= 6
 
 
 cdef bint _winograd_backward_pays(const Geometry* g) noexcept nogil:
-    return _winograd_applies(g) and g.C >= 8 and 16 <= g.F <= 2 * g.C and g.Ho >= 6 and g.Wo >= 6
+    if not _winograd_applies(g) or g.C < 8 or g.F < 16 or g.Ho < 6 or g.Wo < 6:
+        return False
+    if g.KH == 5:
+        return g.C >= 16 and ((g.Ho >= 14 and g.Wo >= 14) or (g.C + g.F >= 256 and g.Ho >= 8 and g.Wo >= 8))
+    if g.KH == 7:
+        return g.C + g.F >= 192 or (g.Ho >= 24 and g.Wo >= 24)
+    return g.F <= 2 * g.C
 
 
 # Benchmark hook: bench/probes/conv_stem_weight_grad.py clears it to time the im2col + GEMM path

@@ -1,0 +1,142 @@
+/* Winograd F(m x m, r x r) on the tiles of the table below, float and double: F(4x4, 3x3), F(4x4, 5x5),
+ * F(2x2, 7x7). The same three stages as conv_winograd.h's F(2x2, 3x3), whose transforms are written
+ * out by hand; here they are compiled from the matrices (conv_winograd_general_impl.h, once per tile
+ * and type). Tiles are a = m + r - 1 wide; transform position k of tile j goes to v[k * vs + j].
+ *
+ * The matrices (correlation form, y = AT [(G g G^T) * (BT d BT^T)] AT^T) come from Toom-Cook on the
+ * points listed and infinity: BT's row j holds the coefficients of the product of (x - p_l) over
+ * l != j, G's row j is p_j^k over that product's value at p_j, AT's column j is p_j^i; infinity's row
+ * and column pick the leading coefficients. float32 error of the transformed sum over 64 channels
+ * against the float64 direct sum, relative to the kernel's norm (200 random tiles, numpy): F(4x4, 3x3)
+ * 1.7e-5, F(4x4, 5x5) 2.6e-5, F(2x2, 7x7) 1.9e-5, against 8.7e-7 for F(2x2, 3x3). tests/test_conv.py
+ * holds every tile's shapes to the float64 reference.
+ */
+#ifndef FASTNN_CONV_WINOGRAD_GENERAL_H
+#define FASTNN_CONV_WINOGRAD_GENERAL_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "simd.h"
+
+#define WINO_MAX_A 8     /* widest tile */
+#define WINO_GRUN 32     /* input tiles transformed at once (a piece); longer runs are split */
+#define WINO_ORUN 128    /* output and output-gradient tiles transformed at once */
+#define WINO_KB 32       /* kernels transformed at once */
+
+/* F(4x4, 3x3), points 0, 1, -1, 2, -2, infinity */
+static const double wg_bt_f4r3[6][6] = {
+    { 4.0,  0.0, -5.0,  0.0,  1.0,  0.0},
+    { 0.0, -4.0, -4.0,  1.0,  1.0,  0.0},
+    { 0.0,  4.0, -4.0, -1.0,  1.0,  0.0},
+    { 0.0, -2.0, -1.0,  2.0,  1.0,  0.0},
+    { 0.0,  2.0, -1.0, -2.0,  1.0,  0.0},
+    { 0.0,  4.0,  0.0, -5.0,  0.0,  1.0},
+};
+static const double wg_at_f4r3[4][6] = {
+    { 1.0,  1.0,  1.0,  1.0,  1.0,  0.0},
+    { 0.0,  1.0, -1.0,  2.0, -2.0,  0.0},
+    { 0.0,  1.0,  1.0,  4.0,  4.0,  0.0},
+    { 0.0,  1.0, -1.0,  8.0, -8.0,  1.0},
+};
+static const double wg_g_f4r3[6][3] = {
+    {  1.0 / 4,       0.0,       0.0},
+    { -1.0 / 6,  -1.0 / 6,  -1.0 / 6},
+    { -1.0 / 6,   1.0 / 6,  -1.0 / 6},
+    { 1.0 / 24,  1.0 / 12,   1.0 / 6},
+    { 1.0 / 24, -1.0 / 12,   1.0 / 6},
+    {      0.0,       0.0,       1.0},
+};
+/* F(4x4, 5x5), points 0, 1, -1, 2, -2, 1/2, -1/2, infinity */
+static const double wg_bt_f4r5[8][8] = {
+    {     -1.0,       0.0,  21.0 / 4,       0.0, -21.0 / 4,       0.0,       1.0,       0.0},
+    {      0.0,       1.0,       1.0, -17.0 / 4, -17.0 / 4,       1.0,       1.0,       0.0},
+    {      0.0,      -1.0,       1.0,  17.0 / 4, -17.0 / 4,      -1.0,       1.0,       0.0},
+    {      0.0,   1.0 / 2,   1.0 / 4,  -5.0 / 2,  -5.0 / 4,       2.0,       1.0,       0.0},
+    {      0.0,  -1.0 / 2,   1.0 / 4,   5.0 / 2,  -5.0 / 4,      -2.0,       1.0,       0.0},
+    {      0.0,       2.0,       4.0,  -5.0 / 2,      -5.0,   1.0 / 2,       1.0,       0.0},
+    {      0.0,      -2.0,       4.0,   5.0 / 2,      -5.0,  -1.0 / 2,       1.0,       0.0},
+    {      0.0,      -1.0,       0.0,  21.0 / 4,       0.0, -21.0 / 4,       0.0,       1.0},
+};
+static const double wg_at_f4r5[4][8] = {
+    {     1.0,      1.0,      1.0,      1.0,      1.0,      1.0,      1.0,      0.0},
+    {     0.0,      1.0,     -1.0,      2.0,     -2.0,  1.0 / 2, -1.0 / 2,      0.0},
+    {     0.0,      1.0,      1.0,      4.0,      4.0,  1.0 / 4,  1.0 / 4,      0.0},
+    {     0.0,      1.0,     -1.0,      8.0,     -8.0,  1.0 / 8, -1.0 / 8,      1.0},
+};
+static const double wg_g_f4r5[8][5] = {
+    {      -1.0,        0.0,        0.0,        0.0,        0.0},
+    {  -2.0 / 9,   -2.0 / 9,   -2.0 / 9,   -2.0 / 9,   -2.0 / 9},
+    {  -2.0 / 9,    2.0 / 9,   -2.0 / 9,    2.0 / 9,   -2.0 / 9},
+    {  1.0 / 90,   1.0 / 45,   2.0 / 45,   4.0 / 45,   8.0 / 45},
+    {  1.0 / 90,  -1.0 / 45,   2.0 / 45,  -4.0 / 45,   8.0 / 45},
+    { 32.0 / 45,  16.0 / 45,   8.0 / 45,   4.0 / 45,   2.0 / 45},
+    { 32.0 / 45, -16.0 / 45,   8.0 / 45,  -4.0 / 45,   2.0 / 45},
+    {       0.0,        0.0,        0.0,        0.0,        1.0},
+};
+/* F(2x2, 7x7), points 0, 1, -1, 2, -2, 1/2, -1/2, infinity */
+static const double wg_bt_f2r7[8][8] = {
+    {     -1.0,       0.0,  21.0 / 4,       0.0, -21.0 / 4,       0.0,       1.0,       0.0},
+    {      0.0,       1.0,       1.0, -17.0 / 4, -17.0 / 4,       1.0,       1.0,       0.0},
+    {      0.0,      -1.0,       1.0,  17.0 / 4, -17.0 / 4,      -1.0,       1.0,       0.0},
+    {      0.0,   1.0 / 2,   1.0 / 4,  -5.0 / 2,  -5.0 / 4,       2.0,       1.0,       0.0},
+    {      0.0,  -1.0 / 2,   1.0 / 4,   5.0 / 2,  -5.0 / 4,      -2.0,       1.0,       0.0},
+    {      0.0,       2.0,       4.0,  -5.0 / 2,      -5.0,   1.0 / 2,       1.0,       0.0},
+    {      0.0,      -2.0,       4.0,   5.0 / 2,      -5.0,  -1.0 / 2,       1.0,       0.0},
+    {      0.0,      -1.0,       0.0,  21.0 / 4,       0.0, -21.0 / 4,       0.0,       1.0},
+};
+static const double wg_at_f2r7[2][8] = {
+    {     1.0,      1.0,      1.0,      1.0,      1.0,      1.0,      1.0,      0.0},
+    {     0.0,      1.0,     -1.0,      2.0,     -2.0,  1.0 / 2, -1.0 / 2,      1.0},
+};
+static const double wg_g_f2r7[8][7] = {
+    {      -1.0,        0.0,        0.0,        0.0,        0.0,        0.0,        0.0},
+    {  -2.0 / 9,   -2.0 / 9,   -2.0 / 9,   -2.0 / 9,   -2.0 / 9,   -2.0 / 9,   -2.0 / 9},
+    {  -2.0 / 9,    2.0 / 9,   -2.0 / 9,    2.0 / 9,   -2.0 / 9,    2.0 / 9,   -2.0 / 9},
+    {  1.0 / 90,   1.0 / 45,   2.0 / 45,   4.0 / 45,   8.0 / 45,  16.0 / 45,  32.0 / 45},
+    {  1.0 / 90,  -1.0 / 45,   2.0 / 45,  -4.0 / 45,   8.0 / 45, -16.0 / 45,  32.0 / 45},
+    { 32.0 / 45,  16.0 / 45,   8.0 / 45,   4.0 / 45,   2.0 / 45,   1.0 / 45,   1.0 / 90},
+    { 32.0 / 45, -16.0 / 45,   8.0 / 45,  -4.0 / 45,   2.0 / 45,  -1.0 / 45,   1.0 / 90},
+    {       0.0,        0.0,        0.0,        0.0,        0.0,        0.0,        1.0},
+};
+
+enum { WG_F4R3, WG_F4R5, WG_F2R7 };
+
+typedef struct {
+    int id, m, r, a;    /* tile (the enum), outputs per tile side, kernel side, tile side */
+    const double *G;    /* a x r, the kernel transform */
+} wino_spec;
+
+static const wino_spec wino_specs[] = {
+    {WG_F4R3, 4, 3, 6, &wg_g_f4r3[0][0]},
+    {WG_F4R5, 4, 5, 8, &wg_g_f4r5[0][0]},
+    {WG_F2R7, 2, 7, 8, &wg_g_f2r7[0][0]},
+};
+
+/* The spec of F(m x m, r x r), or NULL when the table has none. */
+static inline const wino_spec *wino_spec_for(int m, int r)
+{
+    size_t i;
+    for (i = 0; i < sizeof wino_specs / sizeof wino_specs[0]; i++)
+        if (wino_specs[i].m == m && wino_specs[i].r == r)
+            return &wino_specs[i];
+    return NULL;
+}
+
+FNN_BEGIN_LOOPS
+
+#define WINO_T float
+#define WINO_S f
+#include "conv_winograd_general_type.h"
+#undef WINO_T
+#undef WINO_S
+
+#define WINO_T double
+#define WINO_S d
+#include "conv_winograd_general_type.h"
+#undef WINO_T
+#undef WINO_S
+
+FNN_END_LOOPS
+
+#endif

@@ -1,0 +1,265 @@
+/* Body of conv_winograd_general.h's tiles, included (by conv_winograd_general_type.h) once per tile
+ * WG_TILE (tile side WG_A, kernel side WG_R; the matrices wg_bt_<tile> and wg_at_<tile>) and element
+ * type WINO_T (suffix WINO_S); it undefines the tile's macros. Every loop over the matrices' entries
+ * is unrolled, so each transform is straight-line code over a vector of tiles with its zero
+ * coefficients dropped (the compiler cannot drop 0 * x itself: x may be inf or NaN). */
+#define WG_CAT3(a, b, c) a##_##b##_##c
+#define WG_CAT(a, b, c) WG_CAT3(a, b, c)
+#define WG_FN(name) WG_CAT(name, WG_TILE, WINO_S)
+#define WG_MAT2(name, tile) name##_##tile
+#define WG_MAT(name, tile) WG_MAT2(name, tile)
+#define WG_BT WG_MAT(wg_bt, WG_TILE)
+#define WG_AT WG_MAT(wg_at, WG_TILE)
+#define WG_M (WG_A - WG_R + 1)
+#define WG_UNROLL _Pragma("GCC unroll 8")
+/* helpers are inlined into the FNN_CLONES functions, so each is built for all of their targets */
+#define WG_INLINE static inline __attribute__((always_inline))
+
+/* The sum over k < n of c[k * cs] x[k * xs], c a constant matrix's row or column: its zero entries
+ * are dropped, its others folded into the code. */
+WG_INLINE WINO_T WG_FN(wg_dot)(const double *c, int cs, int n, const WINO_T *x, ptrdiff_t xs)
+{
+    WINO_T acc = 0;
+    int first = 1, k;
+    WG_UNROLL
+    for (k = 0; k < n; k++)
+        if (c[k * cs] != 0) {
+            WINO_T term = (WINO_T)c[k * cs] * x[k * xs];
+            acc = first ? term : acc + term;
+            first = 0;
+        }
+    return acc;
+}
+
+/* P (m phases of `rows` rows of L) = rows row0 .. of the plane (H, W) from column lo, zero-padded,
+ * column lo + m u + f in phase f at u. */
+WG_INLINE void WG_FN(wg_phase_rows)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t W, ptrdiff_t row0, ptrdiff_t rows,
+                                    ptrdiff_t lo, ptrdiff_t L, WINO_T *P)
+{
+    ptrdiff_t i, u;
+    int f;
+    for (i = 0; i < rows; i++) {
+        const WINO_T *src = plane + (row0 + i) * W + lo;
+        WG_UNROLL
+        for (f = 0; f < WG_M; f++) {
+            WINO_T *dst = P + (f * rows + i) * L;
+            /* u_lo .. u_hi - 1: the columns lo + f + m u inside 0 .. W - 1 */
+            ptrdiff_t u_lo = lo + f >= 0 ? 0 : (-(lo + f) + WG_M - 1) / WG_M;
+            ptrdiff_t u_hi = W - lo - f <= 0 || row0 + i < 0 || row0 + i >= H ? 0 : (W - lo - f + WG_M - 1) / WG_M;
+            if (u_hi > L)
+                u_hi = L;
+            if (u_lo > u_hi)
+                u_lo = u_hi;
+            for (u = 0; u < u_lo; u++)
+                dst[u] = 0;
+            for (; u < u_hi; u++)
+                dst[u] = src[WG_M * u + f];
+            for (; u < L; u++)
+                dst[u] = 0;
+        }
+    }
+}
+
+/* v[(i a + q) * vs + j] = (rows of e[i a + k][j], k < a) times the matrix c's rows q (c[q][k]), j < n:
+ * the second pass of a two-sided transform, one row of the tile at a time. */
+WG_INLINE void WG_FN(wg_columns)(const double c[][WG_A], int rows, int cols, int terms, const WINO_T *e,
+                                 ptrdiff_t es, WINO_T *v, ptrdiff_t vs, int n)
+{
+    int i, j, q;
+    for (i = 0; i < rows; i++)
+        FNN_IVDEP
+        for (j = 0; j < n; j++)
+            WG_UNROLL
+            for (q = 0; q < cols; q++)
+                v[(i * cols + q) * vs + j] = WG_FN(wg_dot)(c[q], 1, terms, e + i * terms * es + j, es);
+}
+
+/* BT d BT^T of the input tiles r0 .. r0 + cnt - 1 (row-major over tw tiles per row) of one plane
+ * (H, W) into v[k * vs + j]; tile (ti, tj) reads rows m ti - ph .., columns m tj - pw .., zero-padded.
+ * Pieces of at most WINO_GRUN tiles: the rows a piece reads are copied, zero-padded and split into
+ * their m column phases, into P (whole tile rows wide, or the piece's columns when tile rows are
+ * longer), so column q of consecutive tiles is one unit-stride run of phase q % m. */
+FNN_CLONES
+static void WG_FN(wg_input_run)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw,
+                                 ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v, ptrdiff_t vs)
+{
+    /* a piece spans at most GRUN + 1 tile rows of at most GRUN tiles */
+    WINO_T P[WG_M * (WG_M * (WINO_GRUN + 1) + WG_A) * (WINO_GRUN + WG_A)];
+    WINO_T e[WG_A * WG_A][WINO_GRUN];
+    ptrdiff_t ti = r0 / tw, tj = r0 % tw;
+    while (cnt > 0) {
+        int n = cnt < WINO_GRUN ? (int)cnt : WINO_GRUN, j, q, ip, u;
+        ptrdiff_t c_lo = 0, c_hi = tw, tr0 = ti, rows, L;
+        if (tw > WINO_GRUN) {  /* within one tile row: the piece's columns only */
+            n = n < tw - tj ? n : (int)(tw - tj);
+            c_lo = tj;
+            c_hi = tj + n;
+        }
+        rows = WG_M * ((tj + n - 1) / tw) + WG_A;
+        L = (c_hi - c_lo) + (WG_A - 1) / WG_M + 1;  /* phase row length */
+        WG_FN(wg_phase_rows)(plane, H, W, WG_M * ti - ph, rows, WG_M * c_lo - pw, L, P);
+        for (j = 0; j < n;) {  /* BT d: rows, one tile-row segment at a time */
+            int seg = tw - tj < n - j ? (int)(tw - tj) : n - j;
+            const WINO_T *base = P + WG_M * (ti - tr0) * L + (tj - c_lo);
+            WG_UNROLL
+            for (q = 0; q < WG_A; q++) {
+                const WINO_T *pq = base + (q % WG_M) * rows * L + q / WG_M;
+                FNN_IVDEP
+                for (u = 0; u < seg; u++)
+                    WG_UNROLL
+                    for (ip = 0; ip < WG_A; ip++)
+                        e[ip * WG_A + q][j + u] = WG_FN(wg_dot)(WG_BT[ip], 1, WG_A, pq + u, L);
+            }
+            j += seg;
+            tj += seg;
+            if (tj == tw) { tj = 0; ti++; }
+        }
+        WG_FN(wg_columns)(WG_BT, WG_A, WG_A, WG_A, e[0], WINO_GRUN, v, vs, n);  /* (BT d) BT^T */
+        v += n;
+        cnt -= n;
+    }
+}
+
+/* d[m i + q][j] = element (i, q) of the m x m output-gradient tiles r0 .. r0 + n - 1 of one plane
+ * (Ho, Wo), zero outside it; returns the tile after the last. */
+WG_INLINE ptrdiff_t WG_FN(wg_grad_gather)(const WINO_T *plane, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t tw, ptrdiff_t r0,
+                                          int n, WINO_T d[][WINO_ORUN])
+{
+    ptrdiff_t ti = r0 / tw, tj = r0 % tw;
+    int j, i, q, u;
+    for (j = 0; j < n;) {  /* one tile-row segment at a time, whole tiles first */
+        int seg = tw - tj < n - j ? (int)(tw - tj) : n - j;
+        ptrdiff_t oh = WG_M * ti, ow = WG_M * tj;
+        int full = oh + WG_M <= Ho ? seg - (ow + WG_M * seg > Wo) : 0;
+        WG_UNROLL
+        for (i = 0; i < WG_M; i++) {
+            const WINO_T *src = plane + (oh + i) * Wo + ow;
+            for (u = 0; u < full; u++)
+                WG_UNROLL
+                for (q = 0; q < WG_M; q++)
+                    d[i * WG_M + q][j + u] = src[WG_M * u + q];
+        }
+        for (u = full; u < seg; u++) {
+            ptrdiff_t c0 = ow + WG_M * u;
+            for (i = 0; i < WG_M; i++)
+                for (q = 0; q < WG_M; q++)
+                    d[i * WG_M + q][j + u] = oh + i < Ho && c0 + q < Wo ? plane[(oh + i) * Wo + c0 + q] : 0;
+        }
+        j += seg;
+        tj += seg;
+        if (tj == tw) { tj = 0; ti++; }
+    }
+    return r0 + n;
+}
+
+/* AT^T dy AT of the m x m output-gradient tiles r0 .. r0 + cnt - 1 of one plane (Ho, Wo) into
+ * v[k * vs + j]; tile (ti, tj) covers rows m ti .., columns m tj .. (clipped: outside is 0). */
+FNN_CLONES
+static void WG_FN(wg_grad_run)(const WINO_T *plane, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t tw, ptrdiff_t r0,
+                                ptrdiff_t cnt, WINO_T *v, ptrdiff_t vs)
+{
+    WINO_T d[WG_M * WG_M][WINO_ORUN], e[WG_A * WG_M][WINO_ORUN];
+    const double *at = &WG_AT[0][0];  /* AT^T's rows are AT's columns */
+    while (cnt > 0) {
+        int n = cnt < WINO_ORUN ? (int)cnt : WINO_ORUN, j, q, ip, i;
+        r0 = WG_FN(wg_grad_gather)(plane, Ho, Wo, tw, r0, n, d);
+        FNN_IVDEP
+        for (j = 0; j < n; j++)  /* AT^T dy: rows */
+            WG_UNROLL
+            for (ip = 0; ip < WG_A; ip++)
+                WG_UNROLL
+                for (q = 0; q < WG_M; q++)
+                    e[ip * WG_M + q][j] = WG_FN(wg_dot)(at + ip, WG_A, WG_M, &d[q][j], WG_M * WINO_ORUN);
+        for (ip = 0; ip < WG_A; ip++)  /* (AT^T dy) AT: columns, a row of the tile at a time */
+            FNN_IVDEP
+            for (j = 0; j < n; j++)
+                WG_UNROLL
+                for (i = 0; i < WG_A; i++)
+                    v[(ip * WG_A + i) * vs + j] = WG_FN(wg_dot)(at + i, WG_A, WG_M, &e[ip * WG_M][j], WINO_ORUN);
+        v += n;
+        cnt -= n;
+    }
+}
+
+/* Stores o[i m + q][j] (tile j of r0 .. r0 + n - 1, m x m) into the plane (Ho, Wo), clipped at the
+ * bottom and right edges; whole tiles of a tile row interleave their m columns. Returns the next tile. */
+WG_INLINE ptrdiff_t WG_FN(wg_store_tiles)(WINO_T o[][WINO_ORUN], int n, WINO_T *plane, ptrdiff_t Ho, ptrdiff_t Wo,
+                                          ptrdiff_t tw, ptrdiff_t r0)
+{
+    ptrdiff_t ti = r0 / tw, tj = r0 % tw;
+    int j, i, q, u;
+    for (j = 0; j < n;) {
+        int seg = tw - tj < n - j ? (int)(tw - tj) : n - j;
+        ptrdiff_t oh = WG_M * ti, ow = WG_M * tj;
+        int full = oh + WG_M <= Ho ? seg - (ow + WG_M * seg > Wo) : 0;
+        WG_UNROLL
+        for (i = 0; i < WG_M; i++) {
+            WINO_T *row = plane + (oh + i) * Wo + ow;
+            for (u = 0; u < full; u++)
+                WG_UNROLL
+                for (q = 0; q < WG_M; q++)
+                    row[WG_M * u + q] = o[i * WG_M + q][j + u];
+        }
+        for (u = full; u < seg; u++) {
+            ptrdiff_t c0 = ow + WG_M * u;
+            int rows = Ho - oh < WG_M ? (int)(Ho - oh) : WG_M, cols = Wo - c0 < WG_M ? (int)(Wo - c0) : WG_M;
+            for (i = 0; i < rows; i++)
+                for (q = 0; q < cols; q++)
+                    plane[(oh + i) * Wo + c0 + q] = o[i * WG_M + q][j + u];
+        }
+        j += seg;
+        tj += seg;
+        if (tj == tw) { tj = 0; ti++; }
+    }
+    return r0 + n;
+}
+
+/* AT M AT^T (+ bias, then relu if asked) of the output tiles r0 .. r0 + cnt - 1 of one plane (Ho, Wo),
+ * M[k * ms + j]; tiles are clipped at the bottom and right edges. Returns 0 when a tile's output
+ * (before relu, clipped parts included) is inf or NaN: the caller recomputes. */
+FNN_CLONES
+static int WG_FN(wg_output_run)(const WINO_T *M, ptrdiff_t ms, WINO_T *plane, ptrdiff_t Ho, ptrdiff_t Wo,
+                                 ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T bias, int relu)
+{
+    WINO_T e[WG_M * WG_A][WINO_ORUN], o[WG_M * WG_M][WINO_ORUN];
+    int bad = 0;  /* y - y != 0 only for NaN and +-inf, ORed as integers (see conv_winograd_impl.h) */
+    while (cnt > 0) {
+        int n = cnt < WINO_ORUN ? (int)cnt : WINO_ORUN, j, i, q, k;
+        for (q = 0; q < WG_A; q++) {  /* AT M: rows; a column of M at a time keeps a pointers live */
+            const WINO_T *mq = M + q * ms;
+            FNN_IVDEP
+            for (j = 0; j < n; j++)
+                WG_UNROLL
+                for (i = 0; i < WG_M; i++)
+                    e[i * WG_A + q][j] = WG_FN(wg_dot)(WG_AT[i], 1, WG_A, mq + j, WG_A * ms);
+        }
+        WG_FN(wg_columns)(WG_AT, WG_M, WG_M, WG_A, e[0], WINO_ORUN, o[0], WINO_ORUN, n);  /* (AT M) AT^T */
+        for (k = 0; k < WG_M * WG_M; k++)
+            for (j = 0; j < n; j++) {
+                o[k][j] += bias;
+                bad |= o[k][j] - o[k][j] != 0;
+            }
+        if (relu)
+            for (k = 0; k < WG_M * WG_M; k++)
+                for (j = 0; j < n; j++)  /* NaN passes (NaN < 0 is false) */
+                    o[k][j] = o[k][j] < 0 ? 0 : o[k][j];
+        r0 = WG_FN(wg_store_tiles)(o, n, plane, Ho, Wo, tw, r0);
+        M += n;
+        cnt -= n;
+    }
+    return !bad;
+}
+
+#undef WG_INLINE
+#undef WG_UNROLL
+#undef WG_M
+#undef WG_AT
+#undef WG_BT
+#undef WG_MAT
+#undef WG_MAT2
+#undef WG_FN
+#undef WG_CAT
+#undef WG_CAT3
+#undef WG_TILE
+#undef WG_A
+#undef WG_R
