@@ -351,10 +351,12 @@ cdef extern from "conv_winograd_general.h" nogil:
     ctypedef struct wino_spec:
         int m, r, a
     const wino_spec* wino_spec_for(int m, int r)
-    void wg_input_run_f(const wino_spec* s, const float* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
-                        Py_ssize_t pw, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float* v, Py_ssize_t vs)
-    void wg_input_run_d(const wino_spec* s, const double* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
-                        Py_ssize_t pw, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double* v, Py_ssize_t vs)
+    void wg_input_channels_f(const wino_spec* s, const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float* v,
+                             Py_ssize_t vs, Py_ssize_t ldv)
+    void wg_input_channels_d(const wino_spec* s, const double* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double* v,
+                             Py_ssize_t vs, Py_ssize_t ldv)
     void wg_grad_run_f(const wino_spec* s, const float* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw,
                        Py_ssize_t r0, Py_ssize_t cnt, float* v, Py_ssize_t vs)
     void wg_grad_run_d(const wino_spec* s, const double* plane, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tw,
@@ -383,15 +385,26 @@ cdef inline bint _all_finite(const real* a, Py_ssize_t n) noexcept nogil:
 cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
                             Py_ssize_t vs) noexcept nogil:
     """B^T d B of the input tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
-    if t.spec != NULL:
-        if real is float:
-            wg_input_run_f(t.spec, plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
-        else:
-            wg_input_run_d(t.spec, plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
-    elif real is float:
+    if real is float:
         wino_input_run_f(plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
     else:
         wino_input_run_d(plane, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, vs)
+
+
+cdef inline void _input_tiles(const real* image, Py_ssize_t C, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt,
+                              real* v, Py_ssize_t TB) noexcept nogil:
+    """B^T d B of the input tiles r0 .. r0 + cnt - 1 of an image's C planes: v[k * C * TB + c * TB + j]
+    (F(2x2, 3x3), a plane at a time), or v[k * C * TB + j * C + c] (the general tiles, channels in
+    the vector lanes: a plane at a time, vectors over a tile row's few tiles, F(4x4, 5x5)'s input
+    transform took 2x its GEMMs' time on 16x16 images, against 0.7x this way; perf, 1 thread)."""
+    cdef Py_ssize_t c, plane = t.H * t.W
+    if t.spec == NULL:
+        for c in range(C):
+            _input_run(image + c * plane, t, r0, cnt, v + c * TB, C * TB)
+    elif real is float:
+        wg_input_channels_f(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, C * TB, C)
+    else:
+        wg_input_channels_d(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, C * TB, C)
 
 
 cdef inline void _grad_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
@@ -480,12 +493,12 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
-            for c in range(Cin):
-                _input_run(x + (run.n * Cin + c) * plane, t, run.r, run.cnt,
-                           V + c * TB + (tt - t0), Cin * TB)
+            _input_tiles(x + run.n * Cin * plane, Cin, t, run.r, run.cnt,
+                         V + (tt - t0) * (1 if t.spec == NULL else Cin), TB)
             tt = tt + run.cnt
         for k in range(a2):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
-            _gemm(c"N", c"N", <int>(t1 - t0), Cout, Cin, 1, V + <Py_ssize_t>k * Cin * TB, TB,
+            _gemm(c"N" if t.spec == NULL else c"T", c"N", <int>(t1 - t0), Cout, Cin, 1,
+                  V + <Py_ssize_t>k * Cin * TB, TB if t.spec == NULL else Cin,
                   U + <Py_ssize_t>k * Cout * Cin, Cin, 0, M + <Py_ssize_t>k * Cout * TB, TB)
         tt = t0
         while tt < t1:
@@ -518,16 +531,15 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
-            for c in range(C):
-                _input_run(x + (run.n * C + c) * plane, t, run.r, run.cnt,
-                           X + c * TB + (tt - t0), C * TB)
+            _input_tiles(x + run.n * C * plane, C, t, run.r, run.cnt, X + (tt - t0) * (1 if t.spec == NULL else C),
+                         TB)
             for f in range(F):
                 _grad_run(dy + (run.n * F + f) * oplane, t, run.r, run.cnt,
                           D + f * TB + (tt - t0), F * TB)
             tt = tt + run.cnt
         for k in range(a2):  # M_k (F, C) += D_k (F, nb) @ X_k (C, nb)^T
-            _gemm(c"T", c"N", C, F, <int>(t1 - t0), 1, X + <Py_ssize_t>k * C * TB, TB,
-                  D + <Py_ssize_t>k * F * TB, TB, 1, Mt + <Py_ssize_t>k * F * C, C)
+            _gemm(c"T" if t.spec == NULL else c"N", c"N", C, F, <int>(t1 - t0), 1, X + <Py_ssize_t>k * C * TB,
+                  TB if t.spec == NULL else C, D + <Py_ssize_t>k * F * TB, TB, 1, Mt + <Py_ssize_t>k * F * C, C)
 
 
 cdef int _wino_block(int channels, Py_ssize_t a2) noexcept nogil:

@@ -1,7 +1,9 @@
 /* Winograd F(m x m, r x r) on the tiles of the table below, float and double: F(4x4, 3x3), F(4x4, 5x5),
  * F(2x2, 7x7). The same three stages as conv_winograd.h's F(2x2, 3x3), whose transforms are written
  * out by hand; here they are compiled from the matrices (conv_winograd_general_impl.h, once per tile
- * and type). Tiles are a = m + r - 1 wide; transform position k of tile j goes to v[k * vs + j].
+ * and type). Tiles are a = m + r - 1 wide; transform position k of input tile j and channel c goes
+ * to v[k * vs + j * ldv + c] (channels in the vector lanes), of output-gradient tile j to
+ * v[k * vs + j].
  *
  * The matrices (correlation form, y = AT [(G g G^T) * (BT d BT^T)] AT^T) come from Toom-Cook on the
  * points listed and infinity: BT's row j holds the coefficients of the product of (x - p_l) over
@@ -23,6 +25,8 @@
 #define WINO_GRUN 32     /* input tiles transformed at once (a piece); longer runs are split */
 #define WINO_ORUN 128    /* output and output-gradient tiles transformed at once */
 #define WINO_KB 32       /* kernels transformed at once */
+#define WINO_CB 16       /* channels transformed at once (the vector lanes of wg_input_channels) */
+#define WINO_SEG 16      /* tiles of a tile row transposed at once (wg_input_channels) */
 
 /* F(4x4, 3x3), points 0, 1, -1, 2, -2, infinity */
 static const double wg_bt_f4r3[6][6] = {
@@ -125,11 +129,49 @@ static inline const wino_spec *wino_spec_for(int m, int r)
 
 FNN_BEGIN_LOOPS
 
+#if defined(__GNUC__) && !defined(__clang__)
+#define WINO_VEC16 1
+typedef float wg_v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int wg_i16 __attribute__((vector_size(64)));
+
+/* dst[k * 16 + l] = src[l * ld + k], k, l < 16: a 16 x 16 float block transposed in four rounds of
+ * two-source shuffles (round b swaps the off-diagonal b x b blocks of every 2b x 2b block). Inlined
+ * into the FNN_CLONES callers: AVX-512 permutes there, 256-bit or SSE ones on the other targets. */
+static inline __attribute__((always_inline)) void wg_transpose16(const float *src, ptrdiff_t ld, float *dst)
+{
+    static const wg_i16 lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    static const wg_i16 hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    static const wg_i16 lo4 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+    static const wg_i16 hi4 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+    static const wg_i16 lo2 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+    static const wg_i16 hi2 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+    static const wg_i16 lo1 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+    static const wg_i16 hi1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+    wg_v16 r[16], t;
+    int i, b;
+    for (i = 0; i < 16; i++)
+        r[i] = *(const wg_v16 *)(src + i * ld);
+    for (b = 8; b >= 1; b >>= 1) {
+        const wg_i16 lo = b == 8 ? lo8 : b == 4 ? lo4 : b == 2 ? lo2 : lo1;
+        const wg_i16 hi = b == 8 ? hi8 : b == 4 ? hi4 : b == 2 ? hi2 : hi1;
+        for (i = 0; i < 16; i++)
+            if (!(i & b)) {
+                t = __builtin_shuffle(r[i], r[i + b], lo);
+                r[i + b] = __builtin_shuffle(r[i], r[i + b], hi);
+                r[i] = t;
+            }
+    }
+    for (i = 0; i < 16; i++)
+        *(wg_v16 *)(dst + i * 16) = r[i];
+}
+#endif
+
 #define WINO_T float
 #define WINO_S f
 #include "conv_winograd_general_type.h"
 #undef WINO_T
 #undef WINO_S
+#undef WINO_VEC16
 
 #define WINO_T double
 #define WINO_S d

@@ -31,35 +31,6 @@ WG_INLINE WINO_T WG_FN(wg_dot)(const double *c, int cs, int n, const WINO_T *x, 
     return acc;
 }
 
-/* P (m phases of `rows` rows of L) = rows row0 .. of the plane (H, W) from column lo, zero-padded,
- * column lo + m u + f in phase f at u. */
-WG_INLINE void WG_FN(wg_phase_rows)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t W, ptrdiff_t row0, ptrdiff_t rows,
-                                    ptrdiff_t lo, ptrdiff_t L, WINO_T *P)
-{
-    ptrdiff_t i, u;
-    int f;
-    for (i = 0; i < rows; i++) {
-        const WINO_T *src = plane + (row0 + i) * W + lo;
-        WG_UNROLL
-        for (f = 0; f < WG_M; f++) {
-            WINO_T *dst = P + (f * rows + i) * L;
-            /* u_lo .. u_hi - 1: the columns lo + f + m u inside 0 .. W - 1 */
-            ptrdiff_t u_lo = lo + f >= 0 ? 0 : (-(lo + f) + WG_M - 1) / WG_M;
-            ptrdiff_t u_hi = W - lo - f <= 0 || row0 + i < 0 || row0 + i >= H ? 0 : (W - lo - f + WG_M - 1) / WG_M;
-            if (u_hi > L)
-                u_hi = L;
-            if (u_lo > u_hi)
-                u_lo = u_hi;
-            for (u = 0; u < u_lo; u++)
-                dst[u] = 0;
-            for (; u < u_hi; u++)
-                dst[u] = src[WG_M * u + f];
-            for (; u < L; u++)
-                dst[u] = 0;
-        }
-    }
-}
-
 /* v[(i a + q) * vs + j] = (rows of e[i a + k][j], k < a) times the matrix c's rows q (c[q][k]), j < n:
  * the second pass of a two-sided transform, one row of the tile at a time. */
 WG_INLINE void WG_FN(wg_columns)(const double c[][WG_A], int rows, int cols, int terms, const WINO_T *e,
@@ -74,49 +45,83 @@ WG_INLINE void WG_FN(wg_columns)(const double c[][WG_A], int rows, int cols, int
                 v[(i * cols + q) * vs + j] = WG_FN(wg_dot)(c[q], 1, terms, e + i * terms * es + j, es);
 }
 
-/* BT d BT^T of the input tiles r0 .. r0 + cnt - 1 (row-major over tw tiles per row) of one plane
- * (H, W) into v[k * vs + j]; tile (ti, tj) reads rows m ti - ph .., columns m tj - pw .., zero-padded.
- * Pieces of at most WINO_GRUN tiles: the rows a piece reads are copied, zero-padded and split into
- * their m column phases, into P (whole tile rows wide, or the piece's columns when tile rows are
- * longer), so column q of consecutive tiles is one unit-stride run of phase q % m. */
-FNN_CLONES
-static void WG_FN(wg_input_run)(const WINO_T *plane, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw,
-                                 ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v, ptrdiff_t vs)
+/* T[(i * cols + col) * WINO_CB + l] = channel l (l < nc; 0 beyond) of plane rows row0 + i (i < a),
+ * columns lo + col (col < cols) of the image x (channels of H x W), zero outside the plane. */
+WG_INLINE void WG_FN(wg_transpose_rows)(const WINO_T *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t row0, ptrdiff_t lo,
+                                        ptrdiff_t cols, int nc, WINO_T *T)
 {
-    /* a piece spans at most GRUN + 1 tile rows of at most GRUN tiles */
-    WINO_T P[WG_M * (WG_M * (WINO_GRUN + 1) + WG_A) * (WINO_GRUN + WG_A)];
-    WINO_T e[WG_A * WG_A][WINO_GRUN];
-    ptrdiff_t ti = r0 / tw, tj = r0 % tw;
-    while (cnt > 0) {
-        int n = cnt < WINO_GRUN ? (int)cnt : WINO_GRUN, j, q, ip, u;
-        ptrdiff_t c_lo = 0, c_hi = tw, tr0 = ti, rows, L;
-        if (tw > WINO_GRUN) {  /* within one tile row: the piece's columns only */
-            n = n < tw - tj ? n : (int)(tw - tj);
-            c_lo = tj;
-            c_hi = tj + n;
+    ptrdiff_t col, a0 = lo < 0 ? -lo : 0, b0 = W - lo < cols ? W - lo : cols;
+    int i, l;
+    if (b0 < a0)
+        b0 = a0;
+    for (i = 0; i < WG_A; i++) {
+        WINO_T *row = T + i * cols * WINO_CB;
+        if (row0 + i < 0 || row0 + i >= H) {
+            memset(row, 0, cols * WINO_CB * sizeof(WINO_T));
+            continue;
         }
-        rows = WG_M * ((tj + n - 1) / tw) + WG_A;
-        L = (c_hi - c_lo) + (WG_A - 1) / WG_M + 1;  /* phase row length */
-        WG_FN(wg_phase_rows)(plane, H, W, WG_M * ti - ph, rows, WG_M * c_lo - pw, L, P);
-        for (j = 0; j < n;) {  /* BT d: rows, one tile-row segment at a time */
-            int seg = tw - tj < n - j ? (int)(tw - tj) : n - j;
-            const WINO_T *base = P + WG_M * (ti - tr0) * L + (tj - c_lo);
-            WG_UNROLL
-            for (q = 0; q < WG_A; q++) {
-                const WINO_T *pq = base + (q % WG_M) * rows * L + q / WG_M;
-                FNN_IVDEP
-                for (u = 0; u < seg; u++)
+        memset(row, 0, a0 * WINO_CB * sizeof(WINO_T));
+        memset(row + b0 * WINO_CB, 0, (cols - b0) * WINO_CB * sizeof(WINO_T));
+        col = a0;
+#ifdef WINO_VEC16
+        if (nc == WINO_CB)  /* 16 x 16 blocks transposed in registers */
+            for (; col + 16 <= b0; col += 16)
+                wg_transpose16(x + (row0 + i) * W + lo + col, H * W, row + col * WINO_CB);
+#endif
+        for (l = 0; l < nc; l++) {
+            const WINO_T *src = x + (l * H + row0 + i) * W + lo;
+            for (ptrdiff_t c = col; c < b0; c++)
+                row[c * WINO_CB + l] = src[c];
+        }
+        for (l = nc; l < WINO_CB; l++)
+            for (ptrdiff_t c = col; c < b0; c++)
+                row[c * WINO_CB + l] = 0;
+    }
+}
+
+/* BT d BT^T of the input tiles r0 .. r0 + cnt - 1 (row-major over tw tiles per row) of the image x (C
+ * planes of H x W) into v[k * vs + j * ldv + c], channels in the vector lanes: WINO_CB channels of a
+ * tile-row segment are transposed into T (rows x columns x channels), then each tile's a^2 elements
+ * are whole vectors, whatever the image's width. */
+FNN_CLONES
+static void WG_FN(wg_input_channels)(const WINO_T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
+                                      ptrdiff_t pw, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v,
+                                      ptrdiff_t vs, ptrdiff_t ldv)
+{
+    WINO_T T[WG_A * (WG_M * WINO_SEG + WG_A) * WINO_CB], e[WG_A * WG_A][WINO_CB];
+    ptrdiff_t ti = r0 / tw, tj = r0 % tw, j = 0, c0;
+    int u, l, ip, q;
+    while (j < cnt) {
+        int seg = tw - tj < cnt - j ? (int)(tw - tj) : (int)(cnt - j);
+        ptrdiff_t cols;
+        seg = seg < WINO_SEG ? seg : WINO_SEG;
+        cols = WG_M * seg + WG_A - WG_M;
+        for (c0 = 0; c0 < C; c0 += WINO_CB) {
+            int nc = C - c0 < WINO_CB ? (int)(C - c0) : WINO_CB;
+            WG_FN(wg_transpose_rows)(x + c0 * H * W, H, W, WG_M * ti - ph, WG_M * tj - pw, cols, nc, T);
+            for (u = 0; u < seg; u++) {
+                const WINO_T *tile = T + WG_M * u * WINO_CB;
+                WINO_T *out = v + (j + u) * ldv + c0;
+                WG_UNROLL
+                for (ip = 0; ip < WG_A; ip++)  /* BT d: rows */
                     WG_UNROLL
-                    for (ip = 0; ip < WG_A; ip++)
-                        e[ip * WG_A + q][j + u] = WG_FN(wg_dot)(WG_BT[ip], 1, WG_A, pq + u, L);
+                    for (q = 0; q < WG_A; q++)
+                        for (l = 0; l < WINO_CB; l++)
+                            e[ip * WG_A + q][l] = WG_FN(wg_dot)(WG_BT[ip], 1, WG_A, tile + q * WINO_CB + l,
+                                                                cols * WINO_CB);
+                WG_UNROLL
+                for (ip = 0; ip < WG_A; ip++)  /* (BT d) BT^T: columns */
+                    WG_UNROLL
+                    for (q = 0; q < WG_A; q++) {
+                        WINO_T *dst = out + (ip * WG_A + q) * vs;
+                        for (l = 0; l < nc; l++)
+                            dst[l] = WG_FN(wg_dot)(WG_BT[q], 1, WG_A, &e[ip * WG_A][l], WINO_CB);
+                    }
             }
-            j += seg;
-            tj += seg;
-            if (tj == tw) { tj = 0; ti++; }
         }
-        WG_FN(wg_columns)(WG_BT, WG_A, WG_A, WG_A, e[0], WINO_GRUN, v, vs, n);  /* (BT d) BT^T */
-        v += n;
-        cnt -= n;
+        j += seg;
+        tj += seg;
+        if (tj == tw) { tj = 0; ti++; }
     }
 }
 

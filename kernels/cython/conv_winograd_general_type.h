@@ -28,21 +28,26 @@
     default: return WGT_CAT(call##_f2r7, WINO_S);         \
     }
 
-typedef void (*WGT_CAT(wg_input_fn, WINO_S))(const WINO_T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                                              ptrdiff_t, ptrdiff_t, WINO_T *, ptrdiff_t);
 typedef void (*WGT_CAT(wg_grad_fn, WINO_S))(const WINO_T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                              WINO_T *, ptrdiff_t);
+typedef void (*WGT_CAT(wg_input_fn, WINO_S))(const WINO_T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                                 ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, WINO_T *, ptrdiff_t,
+                                                 ptrdiff_t);
 typedef int (*WGT_CAT(wg_output_fn, WINO_S))(const WINO_T *, ptrdiff_t, WINO_T *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                               ptrdiff_t, ptrdiff_t, WINO_T, int);
 
-static inline WGT_CAT(wg_input_fn, WINO_S) WGT_FN(wg_input_of)(const wino_spec *s) { WGT_PICK(wg_input_run) }
 static inline WGT_CAT(wg_grad_fn, WINO_S) WGT_FN(wg_grad_of)(const wino_spec *s) { WGT_PICK(wg_grad_run) }
 static inline WGT_CAT(wg_output_fn, WINO_S) WGT_FN(wg_output_of)(const wino_spec *s) { WGT_PICK(wg_output_run) }
-
-static void WGT_FN(wg_input_run)(const wino_spec *s, const WINO_T *plane, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
-                                  ptrdiff_t pw, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v, ptrdiff_t vs)
+static inline WGT_CAT(wg_input_fn, WINO_S) WGT_FN(wg_input_of)(const wino_spec *s)
 {
-    WGT_FN(wg_input_of)(s)(plane, H, W, ph, pw, tw, r0, cnt, v, vs);
+    WGT_PICK(wg_input_channels)
+}
+
+static void WGT_FN(wg_input_channels)(const wino_spec *s, const WINO_T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                                       ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt,
+                                       WINO_T *v, ptrdiff_t vs, ptrdiff_t ldv)
+{
+    WGT_FN(wg_input_of)(s)(x, C, H, W, ph, pw, tw, r0, cnt, v, vs, ldv);
 }
 
 static void WGT_FN(wg_grad_run)(const wino_spec *s, const WINO_T *plane, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t tw,
