@@ -38,9 +38,10 @@ CASES = [
     ((2, 4, 8, 7), (4, 2, 2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}, False),
     ((2, 3, 6, 7), (5, 3, 1, 4), {"padding": "same", "dilation": 2}, True),  # totals 0 and 6
     ((8, 32, 15, 13), (32, 32, 3, 3), {"padding": "same"}, True),  # Winograd
-    # the Cython backend's larger Winograd tiles: F(4x4, 3x3) (sides multiples of 4), F(4x4, 5x5)
-    # (forward from 8x8 outputs, backward from 14x14), F(2x2, 7x7) (backward from 24x24); partial
-    # tiles, paddings 0 to r - 1
+    # the Cython backend's Winograd tiles: F(2x2, 3x3) (outputs under 8x8), F(4x4, 3x3) (forward from
+    # 8x8, backward from 12x12), F(4x4, 5x5) (forward from 8x8 outputs, backward from 14x14), F(2x2,
+    # 7x7) (backward from 24x24); partial tiles, paddings 0 to r - 1
+    ((4, 16, 7, 9), (16, 16, 3, 3), {"padding": 1}, True),
     ((2, 16, 16, 20), (16, 16, 3, 3), {"padding": 1}, True),
     ((2, 16, 14, 14), (20, 16, 3, 3), {"padding": 2}, False),
     ((2, 16, 17, 19), (16, 16, 5, 5), {"padding": 1}, True),

@@ -215,10 +215,10 @@ def test_weight_gradient_infinities_as_the_reference(backend, x_shape, w_shape, 
             check_op("conv2d_backward", grads, (dy, x, w), params_now, np.float32, backend)
 
 
-# Winograd shapes (x shape, filters, kernel side, padding): F(2x2, 3x3) (Numba: F(4x4, 3x3)), and the
-# Cython backend's F(4x4, 3x3), F(4x4, 5x5) and F(2x2, 7x7).
-WINOGRAD_NONFINITE_CASES = [((8, 32, 15, 13), 32, 3, 1), ((4, 16, 16, 16), 16, 3, 1), ((4, 16, 16, 16), 16, 5, 2),
-                            ((3, 16, 26, 24), 16, 7, 3)]
+# Winograd shapes (x shape, filters, kernel side, padding): Numba's F(4x4, 3x3) and the Cython backend's
+# F(2x2, 3x3), F(4x4, 3x3) (forward only, then both), F(4x4, 5x5) and F(2x2, 7x7).
+WINOGRAD_NONFINITE_CASES = [((4, 16, 7, 9), 16, 3, 1), ((4, 16, 10, 9), 16, 3, 1), ((8, 32, 15, 13), 32, 3, 1),
+                            ((4, 16, 16, 16), 16, 5, 2), ((3, 16, 26, 24), 16, 7, 3)]
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"t{t}")
@@ -315,10 +315,10 @@ def test_depthwise_as_the_reference(backend, x_shape, w_shape, params, where, th
             check_op("conv2d_backward", actual[2:], (dy, x, w), {"groups": groups, **params}, dtype, what)
 
 
-# (x shape, w shape, padding): shapes the Cython backend's rules send to F(4x4, 3x3), F(4x4, 5x5) and
-# F(2x2, 7x7), forward and backward (tests/ops_conv.py has them as OpInfo samples).
-CYTHON_WINOGRAD_CASES = [((2, 16, 16, 20), (16, 16, 3, 3), 1), ((2, 16, 17, 19), (16, 16, 5, 5), 1),
-                         ((2, 8, 25, 30), (16, 8, 7, 7), 3)]
+# (x shape, w shape, padding): shapes the Cython backend's rules send to F(2x2, 3x3), F(4x4, 3x3),
+# F(4x4, 5x5) and F(2x2, 7x7), forward and backward (tests/ops_conv.py has them as OpInfo samples).
+CYTHON_WINOGRAD_CASES = [((4, 16, 7, 9), (16, 16, 3, 3), 1), ((2, 16, 16, 20), (16, 16, 3, 3), 1),
+                         ((2, 16, 17, 19), (16, 16, 5, 5), 1), ((2, 8, 25, 30), (16, 8, 7, 7), 3)]
 
 
 @pytest.mark.skipif("cython" not in COMPILED, reason="the Cython backend is not built")

@@ -602,7 +602,7 @@ cdef Py_ssize_t _wino_threads(const Tiles* t, int TB, int n_threads) noexcept no
 
 
 cdef Py_ssize_t _wino_forward_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
-    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g))
+    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g, False))
     cdef int TB = _wino_block(g.C + g.F, t.a2)
     return _wino_threads(&t, TB, n_threads) * t.a2 * TB * (g.C + g.F)
 
@@ -611,7 +611,7 @@ cdef int _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::
                              const Geometry* g, Py_ssize_t N, bint has_bias, bint relu,
                              int n_threads, real* work) except -1:
     """y by Winograd; 1 if every output is finite, else 0 (the caller recomputes y)."""
-    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g))
+    cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g, False))
     cdef int TB = _wino_block(g.C + g.F, t.a2)
     cdef Py_ssize_t nt = _wino_threads(&t, TB, n_threads)
     cdef real[::1] U = np.empty(t.a2 * g.F * g.C, np.float32 if real is float else np.float64)
@@ -637,7 +637,7 @@ cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, P
                                Py_ssize_t* ntw, Py_ssize_t* parts, Py_ssize_t* work) noexcept nogil:
     """Threads of the input and weight gradients' loops; workspace: the per-thread dU sums, then
     each thread's transformed tiles."""
-    cdef const wino_spec* spec = _wino_spec(g)
+    cdef const wino_spec* spec = _wino_spec(g, True)
     cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, g.KH - 1 - g.ph, g.KW - 1 - g.pw, spec)
     cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
     cdef int TB = _wino_block(g.C + g.F, tw.a2)
@@ -652,7 +652,7 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
                               int n_threads, real* workspace) except -1:
     """dx (if input_grad) and dw by Winograd; 1 if all of them are finite, else 0 (to recompute)."""
     # dx = Winograd forward of dy (padding r - 1 - p) with kernel w'[c, f, i, j] = w[f, c, r-1-i, r-1-j]
-    cdef const wino_spec* spec = _wino_spec(g)
+    cdef const wino_spec* spec = _wino_spec(g, True)
     cdef Py_ssize_t r = g.KH
     cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, r - 1 - g.ph, r - 1 - g.pw, spec)
     cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
@@ -691,14 +691,16 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
 #   forward   1.75  1.29 0.82  0.70   0.58   0.83   0.59   0.69   0.58   0.55   0.55, 0.73
 #   backward  2.22  1.32 0.91  0.69   0.70   1.16   0.68   0.86   0.56   0.68   0.64, 0.83
 #   and small images lose: 64->64 on 4x4 2.05 / 1.95, on 2x2 3.09 / 2.14, 128->128 on 4x4 1.19 / 1.17.
-# 5x5 (F(4x4, 5x5)) and 7x7 (F(2x2, 7x7)), 'same' padding, 2 threads, wall time, Winograd / GEMM, forward
-# and backward, for C->F on 6x6, 8x8 (N = 32), 14x14, 28x28 (N = 8) (the grid's script was not kept):
-#   5x5  8->16     2.21 1.63 1.34 0.71 / 2.60 1.93 1.48 1.04    32->64   1.22 0.88 0.51 0.52 / 2.35 1.64 0.85 0.85
-#        16->32    1.24 0.92 0.54 0.49 / 1.70 1.12 0.85 0.68    128->128 0.87 0.61 0.49 0.37 / 1.30 0.87 0.70 0.47
-#        256->256  1.00 0.70 0.58 0.46 / 1.00 0.68 0.60 0.45
-#   7x7  8->16     0.47 0.74 0.86 0.51 / 0.68 0.61 1.33 0.71    32->64   0.80 0.56 0.76 0.61 / 1.52 0.92 1.33 1.02
-#        64->64    0.76 0.56 0.72 0.55 / 1.09 0.68 1.01 0.76    128->128 0.65 0.48 0.56 0.43 / 0.89 0.59 0.72 0.53
-#        256->256  0.85 0.65 0.68 0.50 / 0.71 0.58 0.67 0.48
+# 5x5 (F(4x4, 5x5)) and 7x7 (F(2x2, 7x7)), 'same' padding, 2 threads, wall time, Winograd / GEMM,
+# forward / backward, on 8x8 (N = 32), 14x14 and 28x28 (N = 8), where the rules below take Winograd
+# (- where they keep im2col; the grid's script was not kept):
+#   5x5  16->32  0.74/-    0.48/0.69 0.38/0.58   32->64   0.54/-    0.53/0.52 0.39/0.55
+#        64->64  0.57/-    0.70/0.70 0.45/0.51   128->128 0.61/0.62 0.46/0.44 0.34/0.41
+#        256->256 0.48/0.49 0.54/0.55 0.42/0.44
+#   7x7  8->16   0.48/-    0.69/-    0.77/0.85   32->64   0.48/-    0.56/-    0.68/0.73
+#        64->64  0.39/-    0.58/-    0.58/0.58   128->128 0.47/0.44 0.54/0.57 0.50/0.45
+# An earlier build (input transforms a plane at a time) lost where im2col is kept: 5x5 on 6x6 1.2-2.4,
+# 5x5 8->16 on 14x14 1.34 / 1.48, 7x7 backward on 14x14 with few channels 1.00-1.33.
 cdef bint _winograd_applies(const Geometry* g) noexcept nogil:
     """3x3, 5x5 or 7x7, stride 1, dilation 1, one group, padding <= r - 1 (the input gradient pads by
     r - 1 - p)."""
@@ -706,15 +708,16 @@ cdef bint _winograd_applies(const Geometry* g) noexcept nogil:
             and g.dh == 1 and g.dw == 1 and g.G == 1 and g.ph < g.KH and g.pw < g.KW)
 
 
-cdef const wino_spec* _wino_spec(const Geometry* g) noexcept nogil:
+cdef const wino_spec* _wino_spec(const Geometry* g, bint backward) noexcept nogil:
     """The tile of a kernel that _winograd_applies to: F(4x4, 5x5) and F(2x2, 7x7) from the table, and
-    for 3x3 F(4x4, 3x3), or F(2x2, 3x3) written out (NULL) on small, odd-sized or deep layers, where
-    the larger tile lost. Measured side by side (2 threads, wall time, F(4x4) / F(2x2), forward and
-    backward; the script was not kept): 32x64->64 on 32x32 0.80 / 0.80, 32x128->128 on 16x16
-    0.69 / 0.81, 16x64->64 on 32x32 0.88 / 0.81, 1x64->64 on 56x56 0.94 / 0.96; but 32x256->256 on 8x8
-    1.36 / 1.57, 32x512->512 on 7x7 1.26 / 1.52, 32x48->64 on 27x27 1.12 / 1.06."""
+    for 3x3 F(4x4, 3x3), or F(2x2, 3x3) written out (NULL) on small images, where the larger tile lost.
+    Measured side by side (2 threads, wall time, F(4x4) / F(2x2), forward and backward; the script
+    was not kept): 32x64->64 on 32x32 0.87 / 0.71, 32x128->128 on 16x16 0.68 / 0.69, 16x256->256 on
+    14x14 0.81 / 0.89, 8x64->64 on 56x56 0.76 / 0.69, 32x48->64 on 27x27 1.02 / 0.81; on 8x8,
+    32x256->256 0.77 / 1.12; on 7x7, 32x512->512 0.99 / 1.36 (the backward's a^2 F C per-thread sums
+    grow with the tile)."""
     if g.KH == 3:
-        if g.Ho >= 16 and g.Wo >= 16 and g.Ho % 4 == 0 and g.Wo % 4 == 0 and g.C + g.F <= 256:
+        if (g.Ho >= 12 and g.Wo >= 12) or (not backward and g.Ho >= 8 and g.Wo >= 8):
             return wino_spec_for(4, 3)
         return NULL
     if g.KH == 5:
