@@ -351,6 +351,7 @@ cdef extern from "conv_winograd_general.h" nogil:
     ctypedef struct wino_spec:
         int m, r, a
     const wino_spec* wino_spec_for(int m, int r)
+    const wino_spec wino_f2r3_kernels
     void wg_input_channels_f(const wino_spec* s, const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                              Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, float* v,
                              Py_ssize_t vs, Py_ssize_t ldv)
@@ -450,30 +451,6 @@ cdef inline Run _run_at(const Tiles* t, Py_ssize_t tt, Py_ssize_t end) noexcept 
     return run
 
 
-cdef inline void _kernel_transform(const real* g, Py_ssize_t gi, Py_ssize_t gj, real* u,
-                                   Py_ssize_t stride) noexcept nogil:
-    """u[k * stride] = (G g G^T)[k], g[i, j] at g[i * gi + j * gj]."""
-    cdef real e[12]
-    cdef int i, j
-    cdef real g0, g1, g2
-    for j in range(3):  # G g: (4, 3)
-        g0 = g[j * gj]
-        g1 = g[gi + j * gj]
-        g2 = g[2 * gi + j * gj]
-        e[0 + j] = g0
-        e[3 + j] = (g0 + g1 + g2) * <real>0.5
-        e[6 + j] = (g0 - g1 + g2) * <real>0.5
-        e[9 + j] = g2
-    for i in range(4):  # (G g) G^T: (4, 4)
-        g0 = e[i * 3]
-        g1 = e[i * 3 + 1]
-        g2 = e[i * 3 + 2]
-        u[(i * 4 + 0) * stride] = g0
-        u[(i * 4 + 1) * stride] = (g0 + g1 + g2) * <real>0.5
-        u[(i * 4 + 2) * stride] = (g0 - g1 + g2) * <real>0.5
-        u[(i * 4 + 3) * stride] = g2
-
-
 cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py_ssize_t Cin,
                         Py_ssize_t Cout, const Tiles* t, int TB, real* work, bint has_bias, bint relu,
                         int* finite, int n_threads) noexcept nogil:
@@ -553,47 +530,24 @@ cdef int _wino_block(int channels, Py_ssize_t a2) noexcept nogil:
     return floor if tb < floor else (512 if tb > 512 else tb)
 
 
-cdef inline void _kernel_grad_transform(const real* M, Py_ssize_t stride, real* dw) noexcept nogil:
-    """dw (3, 3) = G^T m G, m[k] = M[k * stride], G^T = [[1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1]]."""
-    cdef real m[16]
-    cdef real e[12]
-    cdef int i
-    for i in range(16):
-        m[i] = M[i * stride]
-    for i in range(4):
-        e[i] = m[i] + (m[4 + i] + m[8 + i]) * <real>0.5
-        e[4 + i] = (m[4 + i] - m[8 + i]) * <real>0.5
-        e[8 + i] = (m[4 + i] + m[8 + i]) * <real>0.5 + m[12 + i]
-    for i in range(3):
-        dw[i * 3] = e[i * 4] + (e[i * 4 + 1] + e[i * 4 + 2]) * <real>0.5
-        dw[i * 3 + 1] = (e[i * 4 + 1] - e[i * 4 + 2]) * <real>0.5
-        dw[i * 3 + 2] = (e[i * 4 + 1] + e[i * 4 + 2]) * <real>0.5 + e[i * 4 + 3]
-
-
 cdef void _kernel_transforms(const Tiles* t, const real* g, Py_ssize_t gs, Py_ssize_t gi, Py_ssize_t gj,
                              Py_ssize_t cnt, real* u, Py_ssize_t us) noexcept nogil:
     """u[k * us + i] = (G g_i G^T)[k] for the kernels g_i = g + i * gs (g_i[p, q] at p * gi + q * gj), i < cnt."""
-    cdef Py_ssize_t i
-    if t.spec == NULL:
-        for i in range(cnt):
-            _kernel_transform(g + i * gs, gi, gj, u + i, us)
-    elif real is float:
-        wg_kernels_f(t.spec, g, gs, gi, gj, cnt, u, us)
+    cdef const wino_spec* spec = t.spec if t.spec != NULL else &wino_f2r3_kernels
+    if real is float:
+        wg_kernels_f(spec, g, gs, gi, gj, cnt, u, us)
     else:
-        wg_kernels_d(t.spec, g, gs, gi, gj, cnt, u, us)
+        wg_kernels_d(spec, g, gs, gi, gj, cnt, u, us)
 
 
 cdef void _kernel_grad_transforms(const Tiles* t, const real* M, Py_ssize_t ms, Py_ssize_t cnt, real* dw,
                                   Py_ssize_t ds) noexcept nogil:
     """dw_i (at dw + i * ds) = G^T m_i G, m_i[k] = M[k * ms + i], i < cnt."""
-    cdef Py_ssize_t i
-    if t.spec == NULL:
-        for i in range(cnt):
-            _kernel_grad_transform(M + i, ms, dw + i * ds)
-    elif real is float:
-        wg_kernel_grads_f(t.spec, M, ms, cnt, dw, ds)
+    cdef const wino_spec* spec = t.spec if t.spec != NULL else &wino_f2r3_kernels
+    if real is float:
+        wg_kernel_grads_f(spec, M, ms, cnt, dw, ds)
     else:
-        wg_kernel_grads_d(t.spec, M, ms, cnt, dw, ds)
+        wg_kernel_grads_d(spec, M, ms, cnt, dw, ds)
 
 
 cdef Py_ssize_t _wino_threads(const Tiles* t, int TB, int n_threads) noexcept nogil:
