@@ -313,18 +313,18 @@ cdef struct Tiles:
     Py_ssize_t th, tw, per_image   # tiles per column, per row, per image
     Py_ssize_t total
     const wino_spec* spec          # the transforms of conv_winograd_general.h, or NULL for F(2x2, 3x3)
-    Py_ssize_t m, a2               # outputs per tile side; transform positions (tile side squared)
+    Py_ssize_t a2                  # transform positions (tile side squared)
 
 
 cdef Tiles _tiles(Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t ph,
                   Py_ssize_t pw, const wino_spec* spec) noexcept nogil:
     cdef Tiles t
+    cdef Py_ssize_t m = spec.m if spec != NULL else 2  # outputs per tile side
     t.N, t.H, t.W, t.Ho, t.Wo, t.ph, t.pw = N, H, W, Ho, Wo, ph, pw
     t.spec = spec
-    t.m = spec.m if spec != NULL else 2
     t.a2 = spec.a * spec.a if spec != NULL else 16
-    t.th = (Ho + t.m - 1) // t.m
-    t.tw = (Wo + t.m - 1) // t.m
+    t.th = (Ho + m - 1) // m
+    t.tw = (Wo + m - 1) // m
     t.per_image = t.th * t.tw
     t.total = N * t.per_image
     return t
@@ -393,19 +393,19 @@ cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py
 
 
 cdef inline void _input_tiles(const real* image, Py_ssize_t C, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt,
-                              real* v, Py_ssize_t TB) noexcept nogil:
-    """B^T d B of the input tiles r0 .. r0 + cnt - 1 of an image's C planes: v[k * C * TB + c * TB + j]
-    (F(2x2, 3x3), a plane at a time), or v[k * C * TB + j * C + c] (the general tiles, channels in
+                              real* V, Py_ssize_t TB, Py_ssize_t j0) noexcept nogil:
+    """B^T d B of the input tiles r0 .. r0 + cnt - 1 of an image's C planes, block tiles j0 ..: V[k * C * TB +
+    c * TB + j] (F(2x2, 3x3), a plane at a time), or V[k * C * TB + j * C + c] (the general tiles, channels in
     the vector lanes: a plane at a time, vectors over a tile row's few tiles, F(4x4, 5x5)'s input
     transform took 2x its GEMMs' time on 16x16 images, against 0.7x this way; perf, 1 thread)."""
     cdef Py_ssize_t c, plane = t.H * t.W
     if t.spec == NULL:
         for c in range(C):
-            _input_run(image + c * plane, t, r0, cnt, v + c * TB, C * TB)
+            _input_run(image + c * plane, t, r0, cnt, V + c * TB + j0, C * TB)
     elif real is float:
-        wg_input_channels_f(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, C * TB, C)
+        wg_input_channels_f(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, V + j0 * C, C * TB, C)
     else:
-        wg_input_channels_d(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, v, C * TB, C)
+        wg_input_channels_d(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, V + j0 * C, C * TB, C)
 
 
 cdef inline void _grad_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
@@ -470,8 +470,7 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
-            _input_tiles(x + run.n * Cin * plane, Cin, t, run.r, run.cnt,
-                         V + (tt - t0) * (1 if t.spec == NULL else Cin), TB)
+            _input_tiles(x + run.n * Cin * plane, Cin, t, run.r, run.cnt, V, TB, tt - t0)
             tt = tt + run.cnt
         for k in range(a2):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
             _gemm(c"N" if t.spec == NULL else c"T", c"N", <int>(t1 - t0), Cout, Cin, 1,
@@ -508,8 +507,7 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
-            _input_tiles(x + run.n * C * plane, C, t, run.r, run.cnt, X + (tt - t0) * (1 if t.spec == NULL else C),
-                         TB)
+            _input_tiles(x + run.n * C * plane, C, t, run.r, run.cnt, X, TB, tt - t0)
             for f in range(F):
                 _grad_run(dy + (run.n * F + f) * oplane, t, run.r, run.cnt,
                           D + f * TB + (tt - t0), F * TB)
@@ -569,7 +567,7 @@ cdef int _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::
     cdef int TB = _wino_block(g.C + g.F, t.a2)
     cdef Py_ssize_t nt = _wino_threads(&t, TB, n_threads)
     cdef real[::1] U = np.empty(t.a2 * g.F * g.C, np.float32 if real is float else np.float64)
-    cdef Py_ssize_t f, c, r = g.KH
+    cdef Py_ssize_t f, r = g.KH
     cdef const real* b_ptr = &b[0] if b.shape[0] else NULL
     cdef int[::1] finite = np.ones((t.total + TB - 1) // TB, np.intc)
     with nogil:  # every parallel region of the call takes nt threads
@@ -587,14 +585,21 @@ cdef int _min_flag(const int[::1] flags) noexcept:
     return 1
 
 
+cdef int _wino_backward_tiles(const Geometry* g, Py_ssize_t N, Tiles* td, Tiles* tw) noexcept nogil:
+    """The tiles of the input gradient (the forward of dy, padding r - 1 - p) and of the weight
+    gradient; returns the tiles per block."""
+    cdef const wino_spec* spec = _wino_spec(g, True)
+    td[0] = _tiles(N, g.Ho, g.Wo, g.H, g.W, g.KH - 1 - g.ph, g.KW - 1 - g.pw, spec)
+    tw[0] = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
+    return _wino_block(g.C + g.F, tw.a2)
+
+
 cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, Py_ssize_t* ntd,
                                Py_ssize_t* ntw, Py_ssize_t* parts, Py_ssize_t* work) noexcept nogil:
     """Threads of the input and weight gradients' loops; workspace: the per-thread dU sums, then
     each thread's transformed tiles."""
-    cdef const wino_spec* spec = _wino_spec(g, True)
-    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, g.KH - 1 - g.ph, g.KW - 1 - g.pw, spec)
-    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
-    cdef int TB = _wino_block(g.C + g.F, tw.a2)
+    cdef Tiles td, tw
+    cdef int TB = _wino_backward_tiles(g, N, &td, &tw)
     ntd[0] = _wino_threads(&td, TB, n_threads)
     ntw[0] = _wino_threads(&tw, TB, n_threads)
     parts[0] = ntw[0] * tw.a2 * g.F * g.C
@@ -605,12 +610,10 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
                               real[::1] dx, real[::1] dw, const Geometry* g, Py_ssize_t N, bint input_grad,
                               int n_threads, real* workspace) except -1:
     """dx (if input_grad) and dw by Winograd; 1 if all of them are finite, else 0 (to recompute)."""
-    # dx = Winograd forward of dy (padding r - 1 - p) with kernel w'[c, f, i, j] = w[f, c, r-1-i, r-1-j]
-    cdef const wino_spec* spec = _wino_spec(g, True)
+    # dx = Winograd forward of dy with kernel w'[c, f, i, j] = w[f, c, r-1-i, r-1-j]
     cdef Py_ssize_t r = g.KH
-    cdef Tiles td = _tiles(N, g.Ho, g.Wo, g.H, g.W, r - 1 - g.ph, r - 1 - g.pw, spec)
-    cdef Tiles tw = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
-    cdef int TB = _wino_block(g.C + g.F, tw.a2)
+    cdef Tiles td, tw
+    cdef int TB = _wino_backward_tiles(g, N, &td, &tw)
     cdef Py_ssize_t ntd, ntw, parts, work_size
     _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &parts, &work_size)
     cdef int nt = <int>max(ntd, ntw)  # for the call's small parallel loops

@@ -22,14 +22,13 @@
 #include "simd.h"
 
 #define WINO_MAX_A 8     /* widest tile */
-#define WINO_GRUN 32     /* input tiles transformed at once (a piece); longer runs are split */
 #define WINO_ORUN 128    /* output and output-gradient tiles transformed at once */
 #define WINO_KB 32       /* kernels transformed at once */
 #define WINO_CB 16       /* channels transformed at once (the vector lanes of wg_input_channels) */
 #define WINO_SEG 16      /* tiles of a tile row transposed at once (wg_input_channels) */
 
 /* F(4x4, 3x3), points 0, 1, -1, 2, -2, infinity */
-static const double wg_bt_f4r3[6][6] = {
+static const double wg_bt_a6[6][6] = {
     { 4.0,  0.0, -5.0,  0.0,  1.0,  0.0},
     { 0.0, -4.0, -4.0,  1.0,  1.0,  0.0},
     { 0.0,  4.0, -4.0, -1.0,  1.0,  0.0},
@@ -51,8 +50,8 @@ static const double wg_g_f4r3[6][3] = {
     { 1.0 / 24, -1.0 / 12,   1.0 / 6},
     {      0.0,       0.0,       1.0},
 };
-/* F(4x4, 5x5), points 0, 1, -1, 2, -2, 1/2, -1/2, infinity */
-static const double wg_bt_f4r5[8][8] = {
+/* F(4x4, 5x5), points 0, 1, -1, 2, -2, 1/2, -1/2, infinity (BT is every 8-wide tile's) */
+static const double wg_bt_a8[8][8] = {
     {     -1.0,       0.0,  21.0 / 4,       0.0, -21.0 / 4,       0.0,       1.0,       0.0},
     {      0.0,       1.0,       1.0, -17.0 / 4, -17.0 / 4,       1.0,       1.0,       0.0},
     {      0.0,      -1.0,       1.0,  17.0 / 4, -17.0 / 4,      -1.0,       1.0,       0.0},
@@ -78,17 +77,7 @@ static const double wg_g_f4r5[8][5] = {
     { 32.0 / 45, -16.0 / 45,   8.0 / 45,  -4.0 / 45,   2.0 / 45},
     {       0.0,        0.0,        0.0,        0.0,        1.0},
 };
-/* F(2x2, 7x7), points 0, 1, -1, 2, -2, 1/2, -1/2, infinity */
-static const double wg_bt_f2r7[8][8] = {
-    {     -1.0,       0.0,  21.0 / 4,       0.0, -21.0 / 4,       0.0,       1.0,       0.0},
-    {      0.0,       1.0,       1.0, -17.0 / 4, -17.0 / 4,       1.0,       1.0,       0.0},
-    {      0.0,      -1.0,       1.0,  17.0 / 4, -17.0 / 4,      -1.0,       1.0,       0.0},
-    {      0.0,   1.0 / 2,   1.0 / 4,  -5.0 / 2,  -5.0 / 4,       2.0,       1.0,       0.0},
-    {      0.0,  -1.0 / 2,   1.0 / 4,   5.0 / 2,  -5.0 / 4,      -2.0,       1.0,       0.0},
-    {      0.0,       2.0,       4.0,  -5.0 / 2,      -5.0,   1.0 / 2,       1.0,       0.0},
-    {      0.0,      -2.0,       4.0,   5.0 / 2,      -5.0,  -1.0 / 2,       1.0,       0.0},
-    {      0.0,      -1.0,       0.0,  21.0 / 4,       0.0, -21.0 / 4,       0.0,       1.0},
-};
+/* F(2x2, 7x7), the same points (and input transform) as F(4x4, 5x5) */
 static const double wg_at_f2r7[2][8] = {
     {     1.0,      1.0,      1.0,      1.0,      1.0,      1.0,      1.0,      0.0},
     {     0.0,      1.0,     -1.0,      2.0,     -2.0,  1.0 / 2, -1.0 / 2,      1.0},
@@ -133,6 +122,20 @@ static inline const wino_spec *wino_spec_for(int m, int r)
 }
 
 FNN_BEGIN_LOOPS
+
+/* dst[l] = sum over k < terms of c[k * cs] src[k * ss][l], l < nb: one entry of a kernel transform
+ * for WINO_KB kernels in the lanes (inlined into the FNN_CLONES callers). */
+static inline __attribute__((always_inline)) void wg_lanes(const double *c, ptrdiff_t cs, int terms,
+                                                           const double (*src)[WINO_KB], ptrdiff_t ss,
+                                                           double *dst, int nb)
+{
+    int k, l;
+    for (l = 0; l < nb; l++)
+        dst[l] = 0;
+    for (k = 0; k < terms; k++)
+        for (l = 0; l < nb; l++)
+            dst[l] += c[k * cs] * src[k * ss][l];
+}
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define WINO_VEC16 1

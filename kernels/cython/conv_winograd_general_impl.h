@@ -1,6 +1,6 @@
 /* Body of conv_winograd_general.h's tiles, included (by conv_winograd_general_type.h) once per tile
- * WG_TILE (tile side WG_A, kernel side WG_R; the matrices wg_bt_<tile> and wg_at_<tile>) and element
- * type WINO_T (suffix WINO_S); it undefines the tile's macros. Every loop over the matrices' entries
+ * WG_TILE (tile side WG_A, kernel side WG_R, input transform WG_BT; its output transform is
+ * wg_at_<tile>) and element type WINO_T (suffix WINO_S); it undefines the tile's macros. Every loop over the matrices' entries
  * is unrolled, so each transform is straight-line code over a vector of tiles with its zero
  * coefficients dropped (the compiler cannot drop 0 * x itself: x may be inf or NaN). */
 #define WG_CAT3(a, b, c) a##_##b##_##c
@@ -8,7 +8,6 @@
 #define WG_FN(name) WG_CAT(name, WG_TILE, WINO_S)
 #define WG_MAT2(name, tile) name##_##tile
 #define WG_MAT(name, tile) WG_MAT2(name, tile)
-#define WG_BT WG_MAT(wg_bt, WG_TILE)
 #define WG_AT WG_MAT(wg_at, WG_TILE)
 #define WG_M (WG_A - WG_R + 1)
 #define WG_UNROLL _Pragma("GCC unroll 8")

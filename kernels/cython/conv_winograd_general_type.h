@@ -6,16 +6,19 @@
 #define WGT_FN(name) WGT_CAT(name, WINO_S)
 
 #define WG_TILE f4r3
+#define WG_BT wg_bt_a6
 #define WG_A 6
 #define WG_R 3
 #include "conv_winograd_general_impl.h"
 
 #define WG_TILE f4r5
+#define WG_BT wg_bt_a8
 #define WG_A 8
 #define WG_R 5
 #include "conv_winograd_general_impl.h"
 
 #define WG_TILE f2r7
+#define WG_BT wg_bt_a8
 #define WG_A 8
 #define WG_R 7
 #include "conv_winograd_general_impl.h"
@@ -71,37 +74,20 @@ static void WGT_FN(wg_kernels)(const wino_spec *s, const WINO_T *g, ptrdiff_t gs
     const int r = s->r, a = s->a;
     double gt[WINO_MAX_A * WINO_MAX_A][WINO_KB], e[WINO_MAX_A * WINO_MAX_A][WINO_KB], acc[WINO_KB];
     ptrdiff_t t0;
-    int i, j, k, t, nb;
+    int i, j, t, nb;
     for (t0 = 0; t0 < cnt; t0 += WINO_KB) {
         nb = cnt - t0 < WINO_KB ? (int)(cnt - t0) : WINO_KB;
-        for (i = 0; i < r; i++)
-            for (j = 0; j < r; j++)
-                for (t = 0; t < nb; t++)
-                    gt[i * r + j][t] = g[(t0 + t) * gs + i * gi + j * gj];
+        for (i = 0; i < r * r; i++)
+            for (t = 0; t < nb; t++)
+                gt[i][t] = g[(t0 + t) * gs + i / r * gi + i % r * gj];
         for (i = 0; i < a; i++)  /* G g */
-            for (j = 0; j < r; j++) {
-                for (t = 0; t < nb; t++)
-                    acc[t] = 0;
-                for (k = 0; k < r; k++) {
-                    const double c = s->G[i * r + k];
-                    for (t = 0; t < nb; t++)
-                        acc[t] += c * gt[k * r + j][t];
-                }
-                for (t = 0; t < nb; t++)
-                    e[i * r + j][t] = acc[t];
-            }
+            for (j = 0; j < r; j++)
+                wg_lanes(s->G + i * r, 1, r, gt + j, r, e[i * r + j], nb);
         for (i = 0; i < a; i++)  /* (G g) G^T */
             for (j = 0; j < a; j++) {
-                WINO_T *dst = u + (i * a + j) * us + t0;
+                wg_lanes(s->G + j * r, 1, r, e + i * r, 1, acc, nb);
                 for (t = 0; t < nb; t++)
-                    acc[t] = 0;
-                for (k = 0; k < r; k++) {
-                    const double c = s->G[j * r + k];
-                    for (t = 0; t < nb; t++)
-                        acc[t] += c * e[i * r + k][t];
-                }
-                for (t = 0; t < nb; t++)
-                    dst[t] = (WINO_T)acc[t];
+                    u[(i * a + j) * us + t0 + t] = (WINO_T)acc[t];
             }
     }
 }
@@ -113,33 +99,20 @@ static void WGT_FN(wg_kernel_grads)(const wino_spec *s, const WINO_T *M, ptrdiff
                                      ptrdiff_t ds)
 {
     const int r = s->r, a = s->a;
-    double e[WINO_MAX_A * WINO_MAX_A][WINO_KB], acc[WINO_KB];
+    double mt[WINO_MAX_A * WINO_MAX_A][WINO_KB], e[WINO_MAX_A * WINO_MAX_A][WINO_KB], acc[WINO_KB];
     ptrdiff_t t0;
-    int i, j, k, t, nb;
+    int i, j, t, nb;
     for (t0 = 0; t0 < cnt; t0 += WINO_KB) {
         nb = cnt - t0 < WINO_KB ? (int)(cnt - t0) : WINO_KB;
+        for (i = 0; i < a * a; i++)
+            for (t = 0; t < nb; t++)
+                mt[i][t] = M[i * ms + t0 + t];
         for (i = 0; i < r; i++)  /* G^T m */
-            for (j = 0; j < a; j++) {
-                for (t = 0; t < nb; t++)
-                    acc[t] = 0;
-                for (k = 0; k < a; k++) {
-                    const double c = s->G[k * r + i];
-                    const WINO_T *src = M + (k * a + j) * ms + t0;
-                    for (t = 0; t < nb; t++)
-                        acc[t] += c * src[t];
-                }
-                for (t = 0; t < nb; t++)
-                    e[i * a + j][t] = acc[t];
-            }
+            for (j = 0; j < a; j++)
+                wg_lanes(s->G + i, r, a, mt + j, a, e[i * a + j], nb);
         for (i = 0; i < r; i++)  /* (G^T m) G */
             for (j = 0; j < r; j++) {
-                for (t = 0; t < nb; t++)
-                    acc[t] = 0;
-                for (k = 0; k < a; k++) {
-                    const double c = s->G[k * r + j];
-                    for (t = 0; t < nb; t++)
-                        acc[t] += c * e[i * a + k][t];
-                }
+                wg_lanes(s->G + j, r, a, e + i * a, 1, acc, nb);
                 for (t = 0; t < nb; t++)
                     dw[(t0 + t) * ds + i * r + j] = (WINO_T)acc[t];
             }
