@@ -5,6 +5,7 @@ import operator
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES  # native-order dtypes are singletons: `is` first
 
 # The largest integer parameter (stride, padding, dilation, kernel_size, groups, pieces, ...), padded
 # image plane ((H + 2 * padding) * (W + 2 * padding) elements) and dilated kernel extent: the
@@ -40,17 +41,23 @@ def float_arrays(op, contiguous=True, optional=(), **arrays):
     converted = []
     first = None
     for name, value in arrays.items():
-        if value is None and name in optional:
+        if type(value) is np.ndarray:  # the usual case, ~0.1 us less per array than np.asarray's path
+            a = value
+        elif value is None and name in optional:
             converted.append(None)
             continue
-        a = _as_array(op, name, value)
-        if a.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
+        else:
+            a = _as_array(op, name, value)
+        dtype = a.dtype
         if first is None:
-            first = (name, a.dtype)
-        elif a.dtype != first[1]:
+            if dtype is not _FLOAT32 and dtype is not _FLOAT64 and dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{op}: {name} must be float32 or float64, got {dtype}")
+            first = (name, dtype)
+        elif dtype is not first[1] and dtype != first[1]:
+            if dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{op}: {name} must be float32 or float64, got {dtype}")
             raise TypeError(
-                f"{op}: {name} is {a.dtype} but {first[0]} is {first[1]}; float inputs must share one dtype"
+                f"{op}: {name} is {dtype} but {first[0]} is {first[1]}; float inputs must share one dtype"
             )
         # np.asarray(a, order="C") keeps 0-d arrays 0-d; skipped when a is already contiguous (~0.3 us)
         converted.append(np.asarray(a, order="C") if contiguous and not a.flags.c_contiguous else a)
@@ -78,10 +85,10 @@ def check_same_shape(op, name, a, ref_name, ref):
 
 
 def check_ndim(op, name, a, ndims):
-    ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
-    if a.ndim not in ndims:
-        expected = " or ".join(f"{d}-d" for d in ndims)
-        raise ValueError(f"{op}: {name} must be {expected}, got shape {a.shape}")
+    if a.ndim in ((ndims,) if type(ndims) is int else ndims):
+        return
+    expected = " or ".join(f"{d}-d" for d in ((ndims,) if isinstance(ndims, int) else ndims))
+    raise ValueError(f"{op}: {name} must be {expected}, got shape {a.shape}")
 
 
 def integer(op, name, value, minimum=None, maximum=INDEX_MAX):
@@ -120,8 +127,8 @@ def flag(op, name, value):
         raise TypeError(f"{op}: {name} must be a bool, got {_short(value)}") from None
 
 
-def real(op, name, value, minimum=None, maximum=None, strict_minimum=False):
-    """A finite real scalar parameter within bounds (bools, strings, complex and arrays refused)."""
+def _real_value(op, name, value):
+    """float(value) for `real`: bools, strings, complex and arrays refused."""
     if isinstance(value, (np.ndarray, np.generic)):
         refused = value.ndim != 0 or value.dtype.kind not in "iuf"
     else:
@@ -134,6 +141,15 @@ def real(op, name, value, minimum=None, maximum=None, strict_minimum=False):
         raise ValueError(f"{op}: {name} must be finite, got {_short(value)}") from None
     except (TypeError, ValueError):
         raise TypeError(f"{op}: {name} must be a real number, got {_short(value)}") from None
+    return v
+
+
+def real(op, name, value, minimum=None, maximum=None, strict_minimum=False):
+    """A finite real scalar parameter within bounds (bools, strings, complex and arrays refused)."""
+    if type(value) is float:  # the usual case: no type to refuse, no conversion
+        v = value
+    else:
+        v = _real_value(op, name, value)
     if not math.isfinite(v):  # not np.isfinite: a ufunc call per scalar costs ~0.5 us
         raise ValueError(f"{op}: {name} must be finite, got {v}")
     if minimum is not None and (v <= minimum if strict_minimum else v < minimum):
@@ -195,3 +211,4 @@ def output_size_2d(op, hw, kernel, stride, padding, dilation=(1, 1), kernel_from
                              f"dilation {d}")
         sizes.append(out)
     return tuple(sizes)
+

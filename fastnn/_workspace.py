@@ -38,14 +38,17 @@ def outputs(shapes, dtype, out, inputs, elementwise):
     No shapes: an op that only updates its inputs in place (the optimizer steps)."""
     if not shapes:
         return []
-    dtypes = dtype if isinstance(dtype, tuple) else (dtype,) * len(shapes)
-    arrays = [None if shape is None else np.empty(shape, d) for shape, d in zip(shapes[1:], dtypes[1:])]
     first = shapes[0]
-    if first is None:
-        return [None] + arrays
-    if out is not None and writable_directly(out, inputs, elementwise):
-        return [out] + arrays
-    return [np.empty(first, dtypes[0])] + arrays
+    if out is not None and first is not None and writable_directly(out, inputs, elementwise):
+        arrays = [out]
+    else:
+        arrays = [None if first is None else np.empty(first, dtype if type(dtype) is not tuple else dtype[0])]
+    if len(shapes) > 1:  # one loop per call only where there are more outputs
+        if type(dtype) is not tuple:
+            arrays += [None if shape is None else np.empty(shape, dtype) for shape in shapes[1:]]
+        else:
+            arrays += [None if shape is None else np.empty(shape, d) for shape, d in zip(shapes[1:], dtype[1:])]
+    return arrays
 
 
 def scratch(elements, dtype):

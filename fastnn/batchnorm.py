@@ -15,6 +15,8 @@ import numpy as np
 from ._ops import Plan, call, meta
 from ._validation import check_ndim, check_same_shape, flag, float_arrays, real
 
+_NDIMS = (2, 3, 4, 5)  # (N, D), (N, C, L), (N, C, H, W), (N, C, D, H, W)
+
 
 def _channel_vector(op, name, a, channels, required=True):
     if a is None:
@@ -72,7 +74,7 @@ def _forward_meta(op):
     save_invstd, training, momentum, eps[, n_threads]); gamma/beta and the running stats may be None."""
     def plan(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
         x, gamma, beta = float_arrays(op, optional=("gamma", "beta"), x=x, gamma=gamma, beta=beta)
-        check_ndim(op, "x", x, (2, 3, 4, 5))
+        check_ndim(op, "x", x, _NDIMS)
         channels = x.shape[1]
         if (gamma is None) != (beta is None):
             raise ValueError(f"{op}: gamma and beta must both be given or both be None")
@@ -108,27 +110,33 @@ def _backward_meta(op, with_output):
     save_invstd of shape (C,). The kernels always fill dgamma and dbeta; the public result drops
     them when gamma is None."""
     def plan(dy, *args, training=True):
-        names = ("y", "x", "gamma", "save_mean", "save_invstd") if with_output else \
-            ("x", "gamma", "save_mean", "save_invstd")
-        arrays = dict(zip(("dy",) + names, float_arrays(op, optional=("gamma",), dy=dy, **dict(zip(names, args)))))
-        x = arrays["x"]
-        check_ndim(op, "x", x, (2, 3, 4, 5))
-        check_same_shape(op, "dy", arrays["dy"], "x", x)
         if with_output:
-            check_same_shape(op, "y", arrays["y"], "x", x)
-        _channel_vector(op, "gamma", arrays["gamma"], x.shape[1], required=False)
-        _channel_vector(op, "save_mean", arrays["save_mean"], x.shape[1])
-        _channel_vector(op, "save_invstd", arrays["save_invstd"], x.shape[1])
+            y, x, gamma, save_mean, save_invstd = args
+            dy, y, x, gamma, save_mean, save_invstd = float_arrays(
+                op, optional=("gamma",), dy=dy, y=y, x=x, gamma=gamma, save_mean=save_mean, save_invstd=save_invstd)
+        else:
+            y = None
+            x, gamma, save_mean, save_invstd = args
+            dy, x, gamma, save_mean, save_invstd = float_arrays(
+                op, optional=("gamma",), dy=dy, x=x, gamma=gamma, save_mean=save_mean, save_invstd=save_invstd)
+        check_ndim(op, "x", x, _NDIMS)
+        check_same_shape(op, "dy", dy, "x", x)
+        if with_output:
+            check_same_shape(op, "y", y, "x", x)
+        channels = x.shape[1]
+        _channel_vector(op, "gamma", gamma, channels, required=False)
+        _channel_vector(op, "save_mean", save_mean, channels)
+        _channel_vector(op, "save_invstd", save_invstd, channels)
         training = flag(op, "training", training)
         _check_count(op, x, training, minimum=1)  # one value per channel has a gradient (torch's backward takes it)
-        result = _without_affine if arrays["gamma"] is None else None
-        channels = (x.shape[1],)
-        for name in ("dy", "y", "x"):  # dy, y and x alike: the kernels' 4-d views
-            if name in arrays:
-                arrays[name] = _spatial(arrays[name])
-        spatial = arrays["x"]
-        return Plan(tuple(arrays.values()), (spatial.shape, channels, channels), x.dtype, (bool(training),),
-                    work=x.size, result=result, shape=None if spatial is x else x.shape)
+        spatial = _spatial(x)  # dy and y alike: the kernels' 4-d views
+        if spatial is not x:
+            dy = _spatial(dy)
+            y = None if y is None else _spatial(y)
+        arrays = (dy, y, spatial, gamma, save_mean, save_invstd) if with_output else \
+            (dy, spatial, gamma, save_mean, save_invstd)
+        return Plan(arrays, (spatial.shape, (channels,), (channels,)), x.dtype, (training,), work=x.size,
+                    result=_without_affine if gamma is None else None, shape=None if spatial is x else x.shape)
     return meta(op)(plan)
 
 

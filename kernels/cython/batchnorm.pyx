@@ -15,7 +15,7 @@
 # n_threads (exactly that many threads run, fewer only with fewer tasks); the fused `def` functions
 # dispatch on the dtype and run under `with nogil:`.
 from cython.parallel cimport prange
-from libc.math cimport isfinite, sqrt
+from libc.math cimport isfinite
 from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
@@ -43,6 +43,30 @@ cdef extern from "batchnorm_loops.h" nogil:
     void fnn_bn_apply_cols_d(const double* a, const double* x, const double* y, int masked, const double* p,
                              const double* k, const double* q, const double* r, int relu, Py_ssize_t n,
                              double* out)
+    void fnn_bn_moments(Py_ssize_t channels, double count, const double* center, const double* s1,
+                        const double* s2, double* mean, double* var)
+    void fnn_bn_merge(Py_ssize_t channels, Py_ssize_t size, Py_ssize_t chunks, const double* partial, double* s1,
+                      double* s2)
+    void fnn_bn_repeat_f(const double* v, Py_ssize_t channels, Py_ssize_t size, float* out)
+    void fnn_bn_repeat_d(const double* v, Py_ssize_t channels, Py_ssize_t size, double* out)
+    void fnn_bn_invstd_f(Py_ssize_t channels, const double* mean, const double* var, const double* weight, double eps,
+                         double* invstd, double* scale, float* save_mean, float* save_invstd)
+    void fnn_bn_invstd_d(Py_ssize_t channels, const double* mean, const double* var, const double* weight, double eps,
+                         double* invstd, double* scale, double* save_mean, double* save_invstd)
+    void fnn_bn_running_f(Py_ssize_t channels, double momentum, double unbiased, const double* mean, const double* var,
+                          float* running_mean, float* running_var)
+    void fnn_bn_running_d(Py_ssize_t channels, double momentum, double unbiased, const double* mean, const double* var,
+                          double* running_mean, double* running_var)
+    void fnn_bn_grad_coefficients_f(Py_ssize_t channels, double count, int training, double* weight,
+                                    const double* invstd, const double* s1, const double* s2, double* q, double* r,
+                                    float* dweight, float* dbias)
+    void fnn_bn_grad_coefficients_d(Py_ssize_t channels, double count, int training, double* weight,
+                                    const double* invstd, const double* s1, const double* s2, double* q, double* r,
+                                    double* dweight, double* dbias)
+    void fnn_bn_apply_rows_f(Py_ssize_t channels, Py_ssize_t size, const double* p, const double* k, const double* q,
+                             const double* r, float* rows)
+    void fnn_bn_apply_rows_d(Py_ssize_t channels, Py_ssize_t size, const double* p, const double* k, const double* q,
+                             const double* r, double* rows)
 
 
 # Planes at least this long are reduced along the plane; below, as columns of the (N, C*S) matrix
@@ -119,12 +143,22 @@ cdef real* _repeat(const double* v, Py_ssize_t channels, Py_ssize_t size, real* 
     """v[c] rounded to real, repeated size times per channel (dtype: NULL, only picks real); NULL if out
     of memory."""
     cdef real* out = <real*>malloc((channels * size + 1) * sizeof(real))
-    cdef Py_ssize_t c, s
     if out != NULL:
-        for c in range(channels):
-            for s in range(size):
-                out[c * size + s] = <real>v[c]
+        if real is float:
+            fnn_bn_repeat_f(v, channels, size, out)
+        else:
+            fnn_bn_repeat_d(v, channels, size, out)
     return out
+
+
+cdef inline void _plane_sums_task(const real* a, const real* ac, const real* x, const real* xc, const real* y,
+                                  bint masked, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, Py_ssize_t chunks,
+                                  Py_ssize_t rows, Py_ssize_t task, double* partial) noexcept nogil:
+    cdef Py_ssize_t chunk = task // channels, c = task % channels, i, off
+    for i in range(chunk * rows, min(n, chunk * rows + rows)):
+        off = (i * channels + c) * size
+        _sums_run(a + off, ac[c], x + off, xc[c], y + off, masked, size, &partial[task],
+                  &partial[chunks * channels + task])
 
 
 cdef int _plane_sums(const real* a, const real* ac, const real* x, const real* xc, const real* y, bint masked,
@@ -132,26 +166,30 @@ cdef int _plane_sums(const real* a, const real* ac, const real* x, const real* x
                      int threads) noexcept nogil:
     """_channel_sums along planes of size >= PLANE_MIN: tasks (row chunk, channel), partials merged
     serially; -1 if out of memory."""
-    cdef Py_ssize_t chunks = _row_chunks(n, channels, threads), rows, task, chunk, c, i, off
+    cdef Py_ssize_t chunks = _row_chunks(n, channels, threads), rows, task
     cdef double* partial = <double*>calloc(2 * chunks * channels + 1, sizeof(double))
     if partial == NULL:
         return -1
     rows = (n + chunks - 1) // chunks
-    for task in prange(chunks * channels, schedule="static", num_threads=threads):
-        chunk = task // channels
-        c = task % channels
-        for i in range(chunk * rows, min(n, chunk * rows + rows)):
-            off = (i * channels + c) * size
-            _sums_run(a + off, ac[c], x + off, xc[c], y + off, masked, size,
-                      &partial[2 * task], &partial[2 * task + 1])
-    for c in range(channels):
-        s1[c] = 0
-        s2[c] = 0
-        for chunk in range(chunks):
-            s1[c] += partial[2 * (chunk * channels + c)]
-            s2[c] += partial[2 * (chunk * channels + c) + 1]
+    if threads == 1:
+        for task in range(chunks * channels):
+            _plane_sums_task(a, ac, x, xc, y, masked, n, channels, size, chunks, rows, task, partial)
+    else:
+        for task in prange(chunks * channels, schedule="static", num_threads=threads):
+            _plane_sums_task(a, ac, x, xc, y, masked, n, channels, size, chunks, rows, task, partial)
+    fnn_bn_merge(channels, 1, chunks, partial, s1, s2)
     free(partial)
     return 0
+
+
+cdef inline void _column_sums_task(const real* a, const real* ac, const real* x, const real* xc, const real* y,
+                                   bint masked, Py_ssize_t n, Py_ssize_t cols, const ColumnTasks* tasks,
+                                   Py_ssize_t task, real* scratch, double* partial) noexcept nogil:
+    cdef Py_ssize_t chunk = task // tasks.blocks, width = tasks.width, i = chunk * tasks.rows
+    cdef Py_ssize_t j0 = (task % tasks.blocks) * width, off = i * cols + j0
+    _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + tasks.rows) - i), cols,
+               min(cols, j0 + width) - j0, scratch + 2 * task * width, scratch + (2 * task + 1) * width,
+               partial + chunk * cols + j0, partial + (tasks.chunks + chunk) * cols + j0)
 
 
 cdef int _column_sums(const real* a, const real* ac, const real* x, const real* xc, const real* y, bint masked,
@@ -159,31 +197,21 @@ cdef int _column_sums(const real* a, const real* ac, const real* x, const real* 
                       int threads) noexcept nogil:
     """_channel_sums of the (N, C*S) matrix: tasks (row chunk, block of columns: _column_tasks),
     per-column partials merged serially; -1 if out of memory."""
-    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
+    cdef Py_ssize_t cols = channels * size, task
     cdef ColumnTasks tasks = _column_tasks(n, cols, threads, 64 // sizeof(real), COLUMN_BLOCK)
-    width, blocks, chunks, rows = tasks.width, tasks.blocks, tasks.chunks, tasks.rows
-    cdef double* partial = <double*>calloc(2 * chunks * cols + 1, sizeof(double))
-    cdef real* scratch = <real*>malloc((2 * chunks * blocks * width + 1) * sizeof(real))
+    cdef double* partial = <double*>calloc(2 * tasks.chunks * cols + 1, sizeof(double))
+    cdef real* scratch = <real*>malloc((2 * tasks.chunks * tasks.blocks * tasks.width + 1) * sizeof(real))
     if partial == NULL or scratch == NULL:
         free(partial)
         free(scratch)
         return -1
-    for task in prange(chunks * blocks, schedule="static", num_threads=threads):
-        chunk = task // blocks
-        j0 = (task % blocks) * width
-        j1 = min(cols, j0 + width)
-        i = chunk * rows
-        off = i * cols + j0
-        _sums_cols(a + off, ac + j0, x + off, xc + j0, y + off, masked, max(0, min(n, i + rows) - i), cols,
-                   j1 - j0, scratch + 2 * task * width, scratch + (2 * task + 1) * width,
-                   partial + chunk * cols + j0, partial + (chunks + chunk) * cols + j0)
-    for c in range(channels):
-        s1[c] = 0
-        s2[c] = 0
-        for chunk in range(chunks):
-            for j in range(c * size, c * size + size):
-                s1[c] += partial[chunk * cols + j]
-                s2[c] += partial[(chunks + chunk) * cols + j]
+    if threads == 1:
+        for task in range(tasks.chunks * tasks.blocks):
+            _column_sums_task(a, ac, x, xc, y, masked, n, cols, &tasks, task, scratch, partial)
+    else:
+        for task in prange(tasks.chunks * tasks.blocks, schedule="static", num_threads=threads):
+            _column_sums_task(a, ac, x, xc, y, masked, n, cols, &tasks, task, scratch, partial)
+    fnn_bn_merge(channels, size, tasks.chunks, partial, s1, s2)
     free(partial)
     free(scratch)
     return 0
@@ -198,7 +226,8 @@ cdef int _channel_sums(const real* a, const double* a_center, const real* x, con
     s2 is corrected for the rounding of x_center."""
     cdef Py_ssize_t c, per_channel = 1 if size >= PLANE_MIN else size
     cdef real* ac = _repeat(a_center, channels, per_channel, <real*>NULL)
-    cdef real* xc = _repeat(x_center, channels, per_channel, <real*>NULL)
+    # the same centers as one array: the loops see the forward's statistics (a is x) by pointers
+    cdef real* xc = ac if x_center == a_center else _repeat(x_center, channels, per_channel, <real*>NULL)
     cdef int status = -1
     if ac != NULL and xc != NULL:
         if size >= PLANE_MIN:
@@ -208,9 +237,37 @@ cdef int _channel_sums(const real* a, const double* a_center, const real* x, con
     if status == 0:
         for c in range(channels):  # u * (x - x_center) = u * (x - xc) - u * (x_center - xc)
             s2[c] -= (x_center[c] - <double>xc[c * per_channel]) * s1[c]
+    if xc != ac:
+        free(xc)
     free(ac)
-    free(xc)
     return status
+
+
+cdef inline void _apply_task(const real* a, const real* x, const real* y, bint masked, const real* coefficients,
+                             bint relu, bint with_x, Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size,
+                             const ColumnTasks* tasks, Py_ssize_t task, real* out) noexcept nogil:
+    """One task of _channel_apply: (row chunk, channel) along planes, (row chunk, block of columns) in
+    the matrix."""
+    cdef Py_ssize_t chunk = task // tasks.blocks, block = task % tasks.blocks, cols = channels * size, i, off
+    cdef Py_ssize_t j0 = block * tasks.width
+    cdef const real* a_run = NULL
+    cdef const real* x_run = NULL
+    for i in range(chunk * tasks.rows, min(n, chunk * tasks.rows + tasks.rows)):
+        if size >= PLANE_MIN:
+            off = (i * channels + block) * size
+        else:
+            off = i * cols + j0
+        if a != NULL:
+            a_run = a + off
+        if with_x:
+            x_run = x + off
+        if size >= PLANE_MIN:
+            _apply_run(a_run, x_run, y + off, masked, coefficients[block], coefficients[channels + block],
+                       coefficients[2 * channels + block], coefficients[3 * channels + block], relu, size, out + off)
+        else:
+            _apply_cols(a_run, x_run, y + off, masked, coefficients + j0, coefficients + cols + j0,
+                        coefficients + 2 * cols + j0, coefficients + 3 * cols + j0, relu,
+                        min(cols, j0 + tasks.width) - j0, out + off)
 
 
 cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked, const double* p,
@@ -221,54 +278,29 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
 
     The elementwise arithmetic is in x's dtype, about k rounded to it (x - k stays exact near the
     mean), the rounding of k folded into r."""
-    cdef Py_ssize_t cols = channels * size, blocks, chunks, rows, task, chunk, c, i, j, j0, j1, off, width
+    cdef Py_ssize_t chunks, rows, task
     cdef ColumnTasks tasks
-    cdef real* coefficients = <real*>malloc((4 * channels + 4 * cols + 1) * sizeof(real))
-    cdef real* per_column = coefficients + 4 * channels
-    cdef const real* a_run = NULL
-    cdef const real* x_run = NULL
+    # rows p, k, q, r: per channel along planes, per column (each channel's repeated) in the matrix
+    cdef Py_ssize_t per_channel = 1 if size >= PLANE_MIN else size
+    cdef real* coefficients = <real*>malloc((4 * channels * per_channel + 1) * sizeof(real))
     if coefficients == NULL:
         return -1
-    for c in range(channels):
-        coefficients[4 * c] = <real>p[c]
-        coefficients[4 * c + 1] = <real>k[c]
-        coefficients[4 * c + 2] = <real>q[c]
-        coefficients[4 * c + 3] = <real>(r[c] - (k[c] - coefficients[4 * c + 1]) * q[c])
-    if size >= PLANE_MIN:
-        chunks = _row_chunks(n, channels, threads)
-        rows = (n + chunks - 1) // chunks
-        for task in prange(chunks * channels, schedule="static", num_threads=threads):
-            chunk = task // channels
-            c = task % channels
-            for i in range(chunk * rows, min(n, chunk * rows + rows)):
-                off = (i * channels + c) * size
-                if a != NULL:
-                    a_run = a + off
-                if with_x:
-                    x_run = x + off
-                _apply_run(a_run, x_run, y + off, masked, coefficients[4 * c],
-                           coefficients[4 * c + 1], coefficients[4 * c + 2], coefficients[4 * c + 3], relu, size,
-                           out + off)
-        free(coefficients)
-        return 0
-    for task in range(cols):  # rows p, k, q, r of per-column coefficients
-        for j in range(4):
-            per_column[j * cols + task] = coefficients[4 * (task // size) + j]
-    tasks = _column_tasks(n, cols, threads, 64 // sizeof(real), APPLY_BLOCK)
-    width, blocks, chunks, rows = tasks.width, tasks.blocks, tasks.chunks, tasks.rows
-    for task in prange(chunks * blocks, schedule="static", num_threads=threads):
-        chunk = task // blocks
-        j0 = (task % blocks) * width
-        j1 = min(cols, j0 + width)
-        for i in range(chunk * rows, min(n, chunk * rows + rows)):
-            off = i * cols + j0
-            if a != NULL:
-                a_run = a + off
-            if with_x:
-                x_run = x + off
-            _apply_cols(a_run, x_run, y + off, masked, per_column + j0,
-                        per_column + cols + j0, per_column + 2 * cols + j0, per_column + 3 * cols + j0, relu,
-                        j1 - j0, out + off)
+    if real is float:
+        fnn_bn_apply_rows_f(channels, per_channel, p, k, q, r, coefficients)
+    else:
+        fnn_bn_apply_rows_d(channels, per_channel, p, k, q, r, coefficients)
+    if size >= PLANE_MIN:  # tasks (row chunk, channel)
+        tasks.blocks = channels
+        tasks.chunks = _row_chunks(n, channels, threads)
+        tasks.rows = (n + tasks.chunks - 1) // tasks.chunks
+    else:
+        tasks = _column_tasks(n, channels * size, threads, 64 // sizeof(real), APPLY_BLOCK)
+    if threads == 1:
+        for task in range(tasks.chunks * tasks.blocks):
+            _apply_task(a, x, y, masked, coefficients, relu, with_x, n, channels, size, &tasks, task, out)
+    else:
+        for task in prange(tasks.chunks * tasks.blocks, schedule="static", num_threads=threads):
+            _apply_task(a, x, y, masked, coefficients, relu, with_x, n, channels, size, &tasks, task, out)
     free(coefficients)
     return 0
 
@@ -287,28 +319,26 @@ cdef int _batch_norm(const real[::1] x, Py_ssize_t n, Py_ssize_t channels, Py_ss
     cdef double* s2 = &work[6, 0]
     cdef double* scale = &work[7, 0]
     cdef Py_ssize_t c, count = n * size
-    cdef double shift, unbiased
+    cdef double unbiased
     with nogil:
         if training:
             for c in range(channels):  # a non-finite first value would make every x - center NaN
                 center[c] = x[c * size] if isfinite(x[c * size]) else 0
             if _channel_sums(&x[0], center, &x[0], center, &x[0], False, n, channels, size, s1, s2, threads):
                 return -1
-            for c in range(channels):
-                shift = s1[c] / count
-                mean[c] = center[c] + shift
-                var[c] = max(s2[c] / count - shift * shift, 0.0)
+            fnn_bn_moments(channels, count, center, s1, s2, mean, var)
             if running_mean.shape[0]:
                 unbiased = count / (count - 1.0) if count > 1 else 1.0
-                for c in range(channels):
-                    running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
-                    running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
+                if real is float:
+                    fnn_bn_running_f(channels, momentum, unbiased, mean, var, &running_mean[0], &running_var[0])
+                else:
+                    fnn_bn_running_d(channels, momentum, unbiased, mean, var, &running_mean[0], &running_var[0])
+        if real is float:  # s1: invstd
+            fnn_bn_invstd_f(channels, mean, var, weight, eps, s1, scale, &save_mean[0], &save_invstd[0])
+        else:
+            fnn_bn_invstd_d(channels, mean, var, weight, eps, s1, scale, &save_mean[0], &save_invstd[0])
         for c in range(channels):
-            s1[c] = 1 / sqrt(var[c] + eps)  # invstd
-            scale[c] = weight[c] * s1[c]
             s2[c] = 0
-            save_mean[c] = <real>mean[c]
-            save_invstd[c] = <real>s1[c]
         return _channel_apply(NULL, &x[0], &x[0], False, s2, mean, scale, bias, relu, True, n, channels, size,
                               &out[0], threads)
 
@@ -332,12 +362,10 @@ cdef int _batch_norm_backward(const real[::1] dy, const real[::1] x, const real[
             zeros[c] = 0
         if _channel_sums(&dy[0], zeros, &x[0], mean, &y[0], masked, n, channels, size, s1, s2, threads):
             return -1
-        for c in range(channels):
-            q[c] = -weight[c] * invstd[c] ** 3 * s2[c] / count if training else 0.0
-            r[c] = -weight[c] * invstd[c] * s1[c] / count if training else 0.0
-            dbias[c] = <real>s1[c]
-            dweight[c] = <real>(s2[c] * invstd[c])
-            weight[c] *= invstd[c]  # the dz coefficient
+        if real is float:  # weight becomes the dz coefficient
+            fnn_bn_grad_coefficients_f(channels, count, training, weight, invstd, s1, s2, q, r, &dweight[0], &dbias[0])
+        else:
+            fnn_bn_grad_coefficients_d(channels, count, training, weight, invstd, s1, s2, q, r, &dweight[0], &dbias[0])
         return _channel_apply(&dy[0], &x[0], &y[0], masked, weight, mean, q, r, False, training, n, channels, size,
                               &dx[0], threads)
 
