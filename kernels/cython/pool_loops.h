@@ -73,8 +73,8 @@ static inline ptrdiff_t fnn_pool_rows(const fnn_pool_geometry *g)
 }
 
 /* Scratch of one plane's call (elements), per path: values, a padded row; winners, the padded plane,
- * and four blocked rows of windows; the average backward, a padded row and a row of
- * windows. */
+ * and four blocked rows of windows; the average backward, a row of windows, a padded row in phases
+ * and one in order per row of windows. */
 static inline ptrdiff_t fnn_pool_values_scratch(const fnn_pool_geometry *g)
 {
     return fnn_pool_width(g);
@@ -85,9 +85,16 @@ static inline ptrdiff_t fnn_pool_winners_scratch(const fnn_pool_geometry *g)
     return fnn_pool_rows(g) * fnn_pool_span(g) + 4 * g->out_h * fnn_pool_round(g->out_w);
 }
 
+/* The average backward's columns per phase: a padded row in sw phases. */
+static inline ptrdiff_t fnn_pool_avg_phase(const fnn_pool_geometry *g)
+{
+    return (fnn_pool_width(g) + g->sw - 1) / g->sw;
+}
+
 static inline ptrdiff_t fnn_pool_avg_backward_scratch(const fnn_pool_geometry *g)
 {
-    return fnn_pool_width(g) + g->out_w;
+    ptrdiff_t T = fnn_pool_avg_phase(g);
+    return (g->kw - 1) / g->sw + T + (1 + g->out_h) * g->sw * T;
 }
 
 static inline ptrdiff_t fnn_pool_count(ptrdiff_t start, ptrdiff_t k, ptrdiff_t size, ptrdiff_t pad, int include_pad)
@@ -107,10 +114,12 @@ static inline ptrdiff_t fnn_pool_columns(ptrdiff_t ow, const fnn_pool_geometry *
  * the NaN test, which predicts well (a select on FNN_POOL_WINS branched on the data). */
 #define FNN_POOL_MAX(v, m) ((v) != (v) ? (v) : (v) > (m) ? (v) : (m))
 
-/* STMT with S the stride sw, a literal where it is 1 or 2 (those loops vectorize). */
+/* STMT with S the stride sw, a literal where it is 1, 2 or 3 (those loops vectorize; with a variable
+ * stride, k3s3's polyphase copy ran scalar, half of a 27x27 plane's max backward). */
 #define FNN_POOL_BY_STRIDE(SW, STMT)                                                               \
     if ((SW) == 1) { const ptrdiff_t S = 1; STMT }                                                 \
     else if ((SW) == 2) { const ptrdiff_t S = 2; STMT }                                            \
+    else if ((SW) == 3) { const ptrdiff_t S = 3; STMT }                                            \
     else { const ptrdiff_t S = (SW); STMT }
 
 /* STMT for IDX over [0, N), N a multiple of FNN_POOL_LANES: whole vectors, no remainder. */

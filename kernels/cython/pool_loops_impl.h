@@ -203,44 +203,73 @@ static void POOL_FN(fnn_pool_max_backward)(const POOL_T *restrict dy, const POOL
     }
 }
 
-/* dx of the average; scratch: fnn_pool_avg_backward_scratch(g) elements. */
+/* plain[t * S + q] = P_q[t]: the phases (T each) interleaved into a padded row. */
+static inline void POOL_FN(fnn_pool_interleave)(const POOL_T *restrict phases, ptrdiff_t T, ptrdiff_t sw,
+                                                POOL_T *restrict plain)
+{
+    FNN_POOL_BY_STRIDE(sw,
+        for (ptrdiff_t t = 0; t < T; t++)
+            for (ptrdiff_t q = 0; q < S; q++)
+                plain[t * S + q] = phases[q * T + t];)
+}
+
+/* spread[0:sw * T] = the shares (dy / divisor) of row oh's windows summed over each window's columns
+ * (padded coordinates): in polyphase order first (phase q's column t gets the windows t - m,
+ * m < ceil((kw - q) / sw): shifted unit-stride reads of ext, the shares after `lead` zeros), then
+ * interleaved. A scatter of each window's share (strided adds) took most of a 28x28 k3s2 plane's
+ * backward. */
+static inline void POOL_FN(fnn_pool_avg_spread)(const POOL_T *restrict dy, ptrdiff_t oh, const fnn_pool_geometry *g,
+                                                POOL_T *restrict ext, POOL_T *restrict phases,
+                                                POOL_T *restrict spread)
+{
+    ptrdiff_t n = g->out_w, T = fnn_pool_avg_phase(g), lead = (g->kw - 1) / g->sw;
+    const POOL_T *restrict v = ext + lead;  /* v[t]: window t's share, zero past n */
+    memcpy(ext + lead, dy + oh * n, n * sizeof(POOL_T));
+    POOL_FN(fnn_pool_divide)(ext + lead, oh, g);
+    for (ptrdiff_t q = 0; q < g->sw; q++) {
+        POOL_T *restrict phase = phases + q * T;
+        if (q >= g->kw) {
+            memset(phase, 0, T * sizeof(POOL_T));
+            continue;
+        }
+        for (ptrdiff_t t = 0; t < T; t++)
+            phase[t] = v[t];
+        for (ptrdiff_t m = 1; m * g->sw + q < g->kw; m++)
+            for (ptrdiff_t t = 0; t < T; t++)
+                phase[t] += v[t - m];
+    }
+    POOL_FN(fnn_pool_interleave)(phases, T, g->sw, spread);
+}
+
+/* dx of the average; scratch: fnn_pool_avg_backward_scratch(g) elements. The spread of every row
+ * of windows first, then each dx row written once, the sum of the spreads of the windows covering
+ * it (a zeroed plane added into was read and written up to kh times). */
 FNN_CLONES
 static void POOL_FN(fnn_pool_avg_backward)(const POOL_T *restrict dy, POOL_T *restrict dx, const fnn_pool_geometry *g,
                                            POOL_T *restrict scratch)
 {
-    ptrdiff_t width = fnn_pool_width(g), n = g->out_w, W = g->width, next = 0;
-    POOL_T *restrict spread = scratch, *restrict share = scratch + width;
-    /* Rows of windows that do not overlap (sh >= kh, e.g. k3s3) store each dx row once: no zeroed
-     * plane to add into (its memset and the adds' reads were half of a 27x27 plane's time). */
-    const int disjoint = g->sh >= g->kh;
-    if (!disjoint)
-        memset(dx, 0, g->height * W * sizeof(POOL_T));
-    for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
-        ptrdiff_t h0 = oh * g->sh - g->ph, r1 = h0 + g->kh < g->height ? h0 + g->kh : g->height;
-        ptrdiff_t r0 = h0 > 0 ? h0 : 0;
-        memcpy(share, dy + oh * n, n * sizeof(POOL_T));
-        POOL_FN(fnn_pool_divide)(share, oh, g);
-        memset(spread, 0, width * sizeof(POOL_T));
-        for (ptrdiff_t j = 0; j < g->kw; j++) {
-            POOL_T *restrict b = spread + j;
-            FNN_POOL_BY_STRIDE(g->sw,
-                for (ptrdiff_t ow = 0; ow < n; ow++)
-                    b[ow * S] += share[ow];)
-        }
-        if (disjoint) {
-            if (r0 > next)  /* rows between windows (sh > kh) */
-                memset(dx + next * W, 0, (r0 - next) * W * sizeof(POOL_T));
-            for (ptrdiff_t r = r0; r < r1; r++)
-                memcpy(dx + r * W, spread + g->pw, W * sizeof(POOL_T));
-            next = r1 > next ? r1 : next;
+    ptrdiff_t W = g->width, T = fnn_pool_avg_phase(g), lead = (g->kw - 1) / g->sw, span = g->sw * T;
+    POOL_T *restrict ext = scratch, *restrict phases = ext + lead + T, *restrict spreads = phases + span;
+    memset(ext, 0, (lead + T) * sizeof(POOL_T));  /* zeros around the shares: ext[lead + t], t < out_w */
+    for (ptrdiff_t oh = 0; oh < g->out_h; oh++)
+        POOL_FN(fnn_pool_avg_spread)(dy, oh, g, ext, phases, spreads + oh * span);
+    for (ptrdiff_t ih = 0; ih < g->height; ih++) {
+        /* the windows oh with oh * sh - ph <= ih < oh * sh - ph + kh */
+        ptrdiff_t top = ih + g->ph, lo = top - g->kh + 1, hi = top / g->sh;
+        POOL_T *restrict row = dx + ih * W;
+        lo = lo <= 0 ? 0 : (lo + g->sh - 1) / g->sh;
+        hi = hi < g->out_h - 1 ? hi : g->out_h - 1;
+        if (lo > hi) {
+            memset(row, 0, W * sizeof(POOL_T));
             continue;
         }
-        for (ptrdiff_t r = r0; r < r1; r++)
+        memcpy(row, spreads + lo * span + g->pw, W * sizeof(POOL_T));
+        for (ptrdiff_t oh = lo + 1; oh <= hi; oh++) {
+            const POOL_T *restrict add = spreads + oh * span + g->pw;
             for (ptrdiff_t iw = 0; iw < W; iw++)
-                dx[r * W + iw] += spread[g->pw + iw];
+                row[iw] += add[iw];
+        }
     }
-    if (disjoint && g->height > next)  /* rows past the last window */
-        memset(dx + next * W, 0, (g->height - next) * W * sizeof(POOL_T));
 }
 
 /* row[ow] = the max of top and bottom's columns 2 ow and 2 ow + 1, for the block of windows at `at`. */
