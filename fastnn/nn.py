@@ -20,7 +20,7 @@ from .activations import (
     prelu, prelu_backward, relu, relu_backward, sigmoid, sigmoid_backward, silu, silu_backward, tanh,
     tanh_backward,
 )
-from .batchnorm import batch_norm, batch_norm_backward
+from .batchnorm import batch_norm, batch_norm_backward, batch_norm_relu, batch_norm_relu_backward
 from .conv import conv2d, conv2d_backward
 from .linear import linear, linear_backward
 from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
@@ -596,6 +596,7 @@ class _BatchNorm(Module):
         self.running_var = np.ones(self.num_features, dtype)
         # training forwards so far, as torch's buffer of that name (int64, 0-d; updated in place)
         self.num_batches_tracked = np.zeros((), np.int64)
+        self._relu_output = None  # the last forward's output when it ran relu'd (Sequential)
         self.buffers = {"running_mean": self.running_mean, "running_var": self.running_var,
                         "num_batches_tracked": self.num_batches_tracked}
 
@@ -606,20 +607,31 @@ class _BatchNorm(Module):
         return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(x, relu=False)
+
+    def _forward(self, x, relu):
+        """The forward, relu'd in the same pass when `relu` (Sequential's BatchNorm then ReLU: the
+        backward then takes the gradient of the ReLU's output)."""
         x = np.asarray(x)
         check_ndim(type(self).__name__, "x", x, self.ndim)
         key = _key(x)
         self._x = x
         self._mode = self.training
         momentum = self._factor() if self.training else 0.0
-        y, self._mean, self._invstd = batch_norm(
+        y, self._mean, self._invstd = (batch_norm_relu if relu else batch_norm)(
             x, self.params["weight"], self.params["bias"], self.running_mean, self.running_var,
             training=self.training, momentum=momentum, eps=self.eps, out=self._out("y", key))
+        self._relu_output = y if relu else None
         return self._keep("y", key, y)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        dx, self.grads["weight"], self.grads["bias"] = batch_norm_backward(
-            dy, self._x, self.params["weight"], self._mean, self._invstd, training=self._mode)
+        if self._relu_output is None:
+            dx, self.grads["weight"], self.grads["bias"] = batch_norm_backward(
+                dy, self._x, self.params["weight"], self._mean, self._invstd, training=self._mode)
+        else:
+            dx, self.grads["weight"], self.grads["bias"] = batch_norm_relu_backward(
+                dy, self._relu_output, self._x, self.params["weight"], self._mean, self._invstd,
+                training=self._mode)
         return dx if input_grad else None
 
     def __repr__(self):
@@ -808,6 +820,7 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: layer {i} must be a fastnn.nn.Module, got {type(layer).__name__}")
         self.layers = list(layers)
         self.training = True
+        self._fused = set()
 
     @property
     def params(self):
@@ -825,8 +838,18 @@ class Sequential(Module):
         return {f"{i}.{name}": a for i, layer in enumerate(self.layers) for name, a in layer.buffers.items()}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
+        """The layers in order; a BatchNorm followed by a ReLU runs as one pass (batch_norm_relu, and
+        batch_norm_relu_backward in `backward`: the same values, a pass over the data fewer each way)."""
+        self._fused = set()  # indices of the ReLUs run inside the BatchNorm before them
+        i, layers = 0, self.layers
+        while i < len(layers):
+            if isinstance(layers[i], _BatchNorm) and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+                x = layers[i]._forward(x, relu=True)
+                self._fused.add(i + 1)
+                i += 2
+                continue
+            x = layers[i].forward(x)
+            i += 1
         return x
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -845,7 +868,8 @@ class Sequential(Module):
             dx, the gradient with respect to the model's input.
         """
         for i in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[i].backward(dy, input_grad=input_grad or i > 0)
+            if i not in self._fused:  # a fused ReLU's gradient is its BatchNorm's
+                dy = self.layers[i].backward(dy, input_grad=input_grad or i > 0)
         return dy if input_grad else None
 
     def train(self) -> Module:

@@ -246,6 +246,43 @@ def test_residual_block_gradients_and_keys():
         nn.Residual(nn.Conv2d(c, 2 * c, 1, dtype=np.float64)).forward(x)
 
 
+@pytest.mark.parametrize("backend", ["numpy"] + COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_runs_batchnorm_then_relu_as_one_pass(backend, dtype):
+    """Sequential's BatchNorm -> ReLU runs batch_norm_relu: the output, dx, the parameters' gradients
+    and the running statistics of the same layers run one by one, in training and in eval; other
+    activations after a BatchNorm are not fused."""
+    def build():
+        return [nn.BatchNorm2d(4, dtype=dtype), nn.ReLU(), nn.Conv2d(4, 4, 1, seed=0, dtype=dtype),
+                nn.BatchNorm2d(4, dtype=dtype), nn.LeakyReLU(0.1)]
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 4, 5, 5)) + 0.2).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    model, layers = nn.Sequential(*build()), build()
+    with fastnn.use_backend(backend):
+        for training in (True, False):
+            model.train() if training else model.eval()
+            for layer in layers:
+                layer.train() if training else layer.eval()
+            y = model.forward(x)
+            assert model._fused == {1}
+            expected = x
+            for layer in layers:
+                expected = layer.forward(expected)
+            dx, expected_dx = model.backward(dy), dy
+            for layer in reversed(layers):
+                expected_dx = layer.backward(expected_dx)
+            tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(y, expected, **tol)
+            np.testing.assert_allclose(dx, expected_dx, **tol)
+            for key, grad in model.grads.items():
+                i, name = key.split(".")
+                np.testing.assert_allclose(grad, layers[int(i)].grads[name], **tol, err_msg=key)
+            for key, buf in model.buffers.items():
+                i, name = key.split(".")
+                np.testing.assert_allclose(buf, layers[int(i)].buffers[name], **tol, err_msg=key)
+
+
 @pytest.mark.parametrize("momentum", [0.3, None], ids=["momentum=0.3", "momentum=None"])
 @pytest.mark.parametrize("cls, shape", [("BatchNorm1d", (6, 4)), ("BatchNorm1d", (6, 4, 5)),
                                         ("BatchNorm2d", (6, 4, 3, 2)), ("BatchNorm3d", (3, 4, 2, 3, 2))])
