@@ -843,8 +843,13 @@ class Sequential(Module):
         self._fused = set()  # indices of the ReLUs run inside the BatchNorm before them
         i, layers = 0, self.layers
         while i < len(layers):
-            if isinstance(layers[i], _BatchNorm) and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+            # fastnn's own BatchNorms only (a subclass, e.g. SyncBatchNorm, has its own forward)
+            if type(layers[i]) in (BatchNorm1d, BatchNorm2d, BatchNorm3d) and i + 1 < len(layers) \
+                    and type(layers[i + 1]) is ReLU:
                 x = layers[i]._forward(x, relu=True)
+                # the ReLU's own backward still works (a caller driving the layers one by one, as
+                # DataParallel): its mask from its output, the same as from its input
+                layers[i + 1]._saved = x
                 self._fused.add(i + 1)
                 i += 2
                 continue

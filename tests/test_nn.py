@@ -250,8 +250,9 @@ def test_residual_block_gradients_and_keys():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sequential_runs_batchnorm_then_relu_as_one_pass(backend, dtype):
     """Sequential's BatchNorm -> ReLU runs batch_norm_relu: the output, dx, the parameters' gradients
-    and the running statistics of the same layers run one by one, in training and in eval; other
-    activations after a BatchNorm are not fused."""
+    and the running statistics of the same layers run one by one, in training and in eval, also with
+    the model's layers driven backward one by one; other activations after a BatchNorm are not
+    fused."""
     def build():
         return [nn.BatchNorm2d(4, dtype=dtype), nn.ReLU(), nn.Conv2d(4, 4, 1, seed=0, dtype=dtype),
                 nn.BatchNorm2d(4, dtype=dtype), nn.LeakyReLU(0.1)]
@@ -275,6 +276,10 @@ def test_sequential_runs_batchnorm_then_relu_as_one_pass(backend, dtype):
             tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(y, expected, **tol)
             np.testing.assert_allclose(dx, expected_dx, **tol)
+            driven = dy  # the layers' own backwards one by one after the fused forward (DataParallel's way)
+            for layer in reversed(model.layers):
+                driven = layer.backward(driven)
+            np.testing.assert_allclose(driven, expected_dx, **tol)
             for key, grad in model.grads.items():
                 i, name = key.split(".")
                 np.testing.assert_allclose(grad, layers[int(i)].grads[name], **tol, err_msg=key)
