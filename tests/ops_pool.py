@@ -19,6 +19,9 @@ CONFIGS = [
     ((0, 3, 6, 6), 2, None, 0),            # empty batch
     ((4, 16, 33, 35), 2, None, 0),         # several planes per thread
     ((4, 16, 33, 35), 3, 2, 1),
+    ((3, 5, 9, 12), 3, None, 0),           # exact tilings (disjoint windows covering x): planes end to end
+    ((2, 3, 8, 9), (2, 3), None, 0),
+    ((4, 16, 27, 27), 3, 3, 0),            # ... batches of rows of windows, several per thread
 ]
 
 
@@ -61,12 +64,13 @@ OPTIONS = {
         ((2, 2, 9, 10), 3, 2, 1, {"ceil_mode": True, "divisor_override": 5}),
         ((2, 2, 9, 10), 3, 2, 1, {"count_include_pad": False, "divisor_override": -2}),
         ((4, 9, 10), 3, 2, 1, {"ceil_mode": True, "count_include_pad": False}),
+        ((2, 3, 6, 9), 3, None, 0, {"divisor_override": 4}),  # an exact tiling
     ],
 }
 SPECIAL_OPTIONS = {  # the ties and NaN/inf samples: (x shape, kernel_size, stride, padding, options)
     "max_pool2d": [((3, 4, 9, 10), 3, 2, 1, {"ceil_mode": True}), ((2, 3, 9, 11), 3, 2, 1, {"dilation": 2}),
                    ((2, 3, 7, 9), 2, None, 0, {"ceil_mode": True, "return_indices": True}),
-                   ((2, 3, 9, 10), 3, 2, 1, {"return_indices": True})],
+                   ((2, 3, 9, 10), 3, 2, 1, {"return_indices": True}), ((3, 4, 9, 9), 3, 3, 0, {})],
     "avg_pool2d": [((3, 4, 9, 10), 3, 2, 1, {"ceil_mode": True, "count_include_pad": False})],
 }
 

@@ -51,6 +51,15 @@ cdef extern from "pool_loops.h" nogil:
     void fnn_pool_max_2x2_d(const double* x, double* y, const Geometry* g)
     void fnn_pool_avg_backward_f(const float* dy, float* dx, const Geometry* g, float* scratch)
     void fnn_pool_avg_backward_d(const double* dy, double* dx, const Geometry* g, double* scratch)
+    bint fnn_pool_tiled(const Geometry* g)
+    void fnn_pool_tiled_values_f(const float* x, float* y, Py_ssize_t groups, const Geometry* g, int average,
+                                 float* buf)
+    void fnn_pool_tiled_values_d(const double* x, double* y, Py_ssize_t groups, const Geometry* g, int average,
+                                 double* buf)
+    void fnn_pool_tiled_avg_backward_f(const float* dy, float* dx, Py_ssize_t groups, const Geometry* g,
+                                       float* buf)
+    void fnn_pool_tiled_avg_backward_d(const double* dy, double* dx, Py_ssize_t groups, const Geometry* g,
+                                       double* buf)
 
 
 cdef Geometry _geometry(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
@@ -173,6 +182,36 @@ cdef inline void _avg_backward(const real* dy, real* dx, const Geometry* g, real
         fnn_pool_avg_backward_d(dy, dx, g, scratch)
 
 
+cdef inline void _tiled_task(const real* a, real* out, Py_ssize_t groups, Py_ssize_t t, int n_threads,
+                             const Geometry* g, int mode, real* buf) noexcept nogil:
+    """Thread t's share of the rows of windows of an exact tiling (pool_loops.h's fnn_pool_tiled):
+    mode 0 max, 1 average, 2 the average's backward (a is dy, out dx)."""
+    cdef Py_ssize_t g0 = chunk_start(groups, t, n_threads), g1 = chunk_start(groups, t + 1, n_threads)
+    cdef Py_ssize_t rows_in = g0 * g.kh * g.width, rows_out = g0 * g.out_w
+    if g1 <= g0:
+        return
+    if mode == 2:
+        if real is float:
+            fnn_pool_tiled_avg_backward_f(a + rows_out, out + rows_in, g1 - g0, g, buf)
+        else:
+            fnn_pool_tiled_avg_backward_d(a + rows_out, out + rows_in, g1 - g0, g, buf)
+    elif real is float:
+        fnn_pool_tiled_values_f(a + rows_in, out + rows_out, g1 - g0, g, mode, buf)
+    else:
+        fnn_pool_tiled_values_d(a + rows_in, out + rows_out, g1 - g0, g, mode, buf)
+
+
+cdef void _tiled_loop(const real* a, real* out, Py_ssize_t planes, real[:, ::1] scratch, const Geometry* g,
+                      int mode, int n_threads) noexcept nogil:
+    """An exact tiling's planes end to end, the rows of windows split among the threads."""
+    cdef Py_ssize_t t, groups = planes * g.out_h
+    if n_threads == 1:  # no OpenMP region: libgomp's team of one still ends in a futex syscall
+        _tiled_task(a, out, groups, 0, 1, g, mode, &scratch[0, 0])
+        return
+    for t in prange(n_threads, schedule="static", num_threads=n_threads):
+        _tiled_task(a, out, groups, t, n_threads, g, mode, &scratch[t, 0])
+
+
 # --- max --------------------------------------------------------------------------------------------
 
 cdef void _max_row(const real* x, real* row, Py_ssize_t oh, const Geometry* g) noexcept nogil:
@@ -273,8 +312,11 @@ cdef inline void _max_plane_2x2(const real* x, real* y, const Geometry* g) noexc
 
 cdef void _max_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, ::1] scratch, const Geometry* g,
                            int n_threads) noexcept nogil:
-    """scratch: per thread, a padded row (undilated windows)."""
+    """scratch: per thread, a padded row (undilated windows), or a batch of rows (exact tilings)."""
     cdef Py_ssize_t p
+    if x.shape[0] and not _is_2x2_s2(g) and fnn_pool_tiled(g):
+        _tiled_loop(&x[0, 0, 0], &y[0, 0, 0], x.shape[0], scratch, g, 0, n_threads)
+        return
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
         if _is_2x2_s2(g):
             _max_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], g)
@@ -414,8 +456,11 @@ cdef void _avg_plane_2x2(const real* x, real* y, const Geometry* g) noexcept nog
 
 cdef void _avg_pool2d_loop(const real[:, :, ::1] x, real[:, :, ::1] y, real[:, ::1] scratch, const Geometry* g,
                            int n_threads) noexcept nogil:
-    """scratch: per thread, a padded row."""
+    """scratch: per thread, a padded row, or a batch of rows (exact tilings)."""
     cdef Py_ssize_t p
+    if x.shape[0] and not _is_avg_2x2_s2(g) and fnn_pool_tiled(g):
+        _tiled_loop(&x[0, 0, 0], &y[0, 0, 0], x.shape[0], scratch, g, 1, n_threads)
+        return
     for p in prange(x.shape[0], schedule="static", num_threads=n_threads):
         if _is_avg_2x2_s2(g):
             _avg_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], g)
@@ -456,8 +501,11 @@ cdef void _avg_backward_plane_2x2(const real* dy, real* dx, const Geometry* g) n
 
 cdef void _avg_pool2d_backward_loop(const real[:, :, ::1] dy, real[:, :, ::1] dx, real[:, ::1] scratch,
                                     const Geometry* g, int n_threads) noexcept nogil:
-    """scratch: per thread, a padded row and a row of out_w."""
+    """scratch: per thread, pool_loops.h's (fnn_pool_avg_backward_scratch)."""
     cdef Py_ssize_t p
+    if dx.shape[0] and not _is_avg_2x2_s2(g) and fnn_pool_tiled(g):
+        _tiled_loop(&dy[0, 0, 0], &dx[0, 0, 0], dx.shape[0], scratch, g, 2, n_threads)
+        return
     for p in prange(dx.shape[0], schedule="static", num_threads=n_threads):
         if _is_avg_2x2_s2(g):
             _avg_backward_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], g)

@@ -72,11 +72,30 @@ static inline ptrdiff_t fnn_pool_rows(const fnn_pool_geometry *g)
     return (g->out_h - 1) * g->sh + g->kh;
 }
 
+/* Exact tilings: windows kh x kw stride (kh, kw), no padding, covering x (no hanging window). The
+ * tiled paths (pool_loops_impl.h) reduce batches of rows of windows of consecutive planes at once. */
+#define FNN_POOL_TILED_ELEMS 4096
+
+static inline int fnn_pool_tiled(const fnn_pool_geometry *g)
+{
+    return g->dh == 1 && g->dw == 1 && g->sh == g->kh && g->sw == g->kw && g->ph == 0 && g->pw == 0
+           && g->height == g->out_h * g->kh && g->width == g->out_w * g->kw;
+}
+
+/* Rows of windows per batch: their rows of x reduced vertically stay in FNN_POOL_TILED_ELEMS. */
+static inline ptrdiff_t fnn_pool_tiled_batch(const fnn_pool_geometry *g)
+{
+    ptrdiff_t batch = FNN_POOL_TILED_ELEMS / g->width;
+    return batch > 0 ? batch : 1;
+}
+
 /* Scratch of one plane's call (elements), per path: values, a padded row; winners, the padded plane,
  * and four blocked rows of windows; the average backward, a row of windows, a padded row in phases
  * and one in order per row of windows. */
 static inline ptrdiff_t fnn_pool_values_scratch(const fnn_pool_geometry *g)
 {
+    if (fnn_pool_tiled(g))
+        return fnn_pool_tiled_batch(g) * g->width;
     return fnn_pool_width(g);
 }
 
@@ -94,6 +113,8 @@ static inline ptrdiff_t fnn_pool_avg_phase(const fnn_pool_geometry *g)
 static inline ptrdiff_t fnn_pool_avg_backward_scratch(const fnn_pool_geometry *g)
 {
     ptrdiff_t T = fnn_pool_avg_phase(g);
+    if (fnn_pool_tiled(g))
+        return fnn_pool_tiled_batch(g) * g->width;
     return (g->kw - 1) / g->sw + T + (1 + g->out_h) * g->sw * T;
 }
 

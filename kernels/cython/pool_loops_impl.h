@@ -272,6 +272,53 @@ static void POOL_FN(fnn_pool_avg_backward)(const POOL_T *restrict dy, POOL_T *re
     }
 }
 
+/* Exact tilings (fnn_pool_tiled: disjoint windows covering x, no padding): output row k of the
+ * planes taken end to end reads the kh whole rows k * kh.. of x, and a row of x is out_w windows
+ * exactly, so `groups` output rows of consecutive planes run as one: each row of windows reduced
+ * vertically into buf, then across in one flat pass over a batch of rows (27x27 k3s3 planes spent
+ * most of their time in the per-row loops' set-up: 9 outputs a row). buf: FNN_POOL_TILED_ELEMS. */
+FNN_CLONES
+static void POOL_FN(fnn_pool_tiled_values)(const POOL_T *restrict x, POOL_T *restrict y, ptrdiff_t groups,
+                                           const fnn_pool_geometry *g, int average, POOL_T *restrict buf)
+{
+    ptrdiff_t W = g->width, n = g->out_w, batch = fnn_pool_tiled_batch(g);
+    POOL_T divisor = (POOL_T)(g->divisor ? g->divisor : g->kh * g->kw);
+    for (ptrdiff_t g0 = 0; g0 < groups; g0 += batch) {
+        ptrdiff_t b = groups - g0 < batch ? groups - g0 : batch;
+        for (ptrdiff_t k = 0; k < b; k++)
+            POOL_FN(fnn_pool_vertical)(x + (g0 + k) * g->kh * W, W, 0, g->kh, average, buf + k * W);
+        POOL_T *restrict out = y + g0 * n;
+        POOL_FN(fnn_pool_across)(buf, b * n, g->sw, g->kw, average, out);
+        if (average)
+            for (ptrdiff_t o = 0; o < b * n; o++)
+                out[o] = out[o] / divisor;
+    }
+}
+
+/* dx of the average on an exact tiling, `groups` rows of windows as fnn_pool_tiled_values: each
+ * window's share spread across its columns in one flat pass over a batch of rows, then copied into
+ * the window's kh rows. buf: FNN_POOL_TILED_ELEMS. */
+FNN_CLONES
+static void POOL_FN(fnn_pool_tiled_avg_backward)(const POOL_T *restrict dy, POOL_T *restrict dx, ptrdiff_t groups,
+                                                 const fnn_pool_geometry *g, POOL_T *restrict buf)
+{
+    ptrdiff_t W = g->width, n = g->out_w, batch = fnn_pool_tiled_batch(g);
+    POOL_T divisor = (POOL_T)(g->divisor ? g->divisor : g->kh * g->kw);
+    for (ptrdiff_t g0 = 0; g0 < groups; g0 += batch) {
+        ptrdiff_t b = groups - g0 < batch ? groups - g0 : batch;
+        const POOL_T *restrict grad = dy + g0 * n;
+        FNN_POOL_BY_STRIDE(g->sw,
+            for (ptrdiff_t o = 0; o < b * n; o++) {
+                POOL_T share = grad[o] / divisor;
+                for (ptrdiff_t j = 0; j < S; j++)
+                    buf[o * S + j] = share;
+            })
+        for (ptrdiff_t k = 0; k < b; k++)
+            for (ptrdiff_t i = 0; i < g->kh; i++)
+                memcpy(dx + ((g0 + k) * g->kh + i) * W, buf + k * W, W * sizeof(POOL_T));
+    }
+}
+
 /* row[ow] = the max of top and bottom's columns 2 ow and 2 ow + 1, for the block of windows at `at`. */
 static inline void POOL_FN(fnn_pool_max_2x2_block)(const POOL_T *restrict top, const POOL_T *restrict bottom,
                                                    ptrdiff_t at, POOL_T *restrict row)
