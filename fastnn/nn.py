@@ -961,6 +961,10 @@ class Residual(Module):
                              "needs the same shape")
         key = _key(x)
         s = self._keep("sum", key, np.add(z, x, out=self._out("sum", key)))
+        if type(self.activation) is ReLU:  # in place: one buffer fewer to stream through the cache
+            y = relu(s, out=s)
+            self.activation._saved = y  # its backward's mask from its output, the same as from its input
+            return y
         return self.activation.forward(s) if self.activation else s
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
