@@ -112,10 +112,9 @@ static inline ptrdiff_t fnn_pool_avg_phase(const fnn_pool_geometry *g)
 
 static inline ptrdiff_t fnn_pool_avg_backward_scratch(const fnn_pool_geometry *g)
 {
-    ptrdiff_t T = fnn_pool_avg_phase(g);
     if (fnn_pool_tiled(g))
         return fnn_pool_tiled_batch(g) * g->width;
-    return (g->kw - 1) / g->sw + T + (1 + g->out_h) * g->sw * T;
+    return (g->kw - 1) / g->sw + fnn_pool_avg_phase(g) * (1 + (1 + g->out_h) * g->sw);
 }
 
 static inline ptrdiff_t fnn_pool_count(ptrdiff_t start, ptrdiff_t k, ptrdiff_t size, ptrdiff_t pad, int include_pad)
