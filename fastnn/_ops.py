@@ -261,11 +261,24 @@ def use_backend(name: Literal["auto", "numba", "cython", "numpy"]) -> Iterator[N
         _scoped_backend.reset(token)
 
 
+_auto = [None, {}]  # the AUTO table resolve last read, and {op: the backend "auto" gives op under it}
+
+
 def resolve(op):
     """The backend that runs `op` now."""
     backend = get_backend()
     if backend != "auto":
         return backend
+    table = _autotable._select()  # a new table (fastnn.tune's reload) forgets the choices
+    if _auto[0] is not table:
+        _auto[0], _auto[1] = table, {}
+    chosen = _auto[1].get(op)
+    if chosen is None:  # ~0.8 us a call otherwise, for every op a model runs under "auto"
+        chosen = _auto[1][op] = _resolve_auto(op)
+    return chosen
+
+
+def _resolve_auto(op):
     compiled = [b for b in available_backends() if b != "numpy"]
     if not compiled:
         return "numpy"

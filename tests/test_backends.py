@@ -47,6 +47,22 @@ def test_auto_resolves_to_a_compiled_backend_with_the_kernel():
         assert _ops.kernel(op, backend) is not None, f"AUTO names {backend} for {op}, which lacks it"
 
 
+def test_auto_follows_a_new_table(monkeypatch):
+    """resolve remembers "auto"'s choice per op, and forgets it when the table changes (fastnn.tune's
+    reload): each op then runs on the backend the new table names."""
+    from fastnn import _autotable
+
+    table, source, path, reason = _autotable._select()
+    for op in ("relu", "batch_norm", "max_pool2d"):
+        before = _ops.resolve(op)
+        other = "numba" if before == "cython" else "cython"
+        entries = dict(table["entries"], **{op: {"backend": other, "ratio": 1.0, "tie": False}})
+        monkeypatch.setattr(_autotable, "_selected", (dict(table, entries=entries), source, path, reason))
+        assert _ops.resolve(op) == other
+        monkeypatch.setattr(_autotable, "_selected", (table, source, path, reason))
+        assert _ops.resolve(op) == before
+
+
 def test_thread_count_validation():
     maximum = fastnn._threads._MAX_THREADS
     assert fastnn.get_num_threads() == maximum
