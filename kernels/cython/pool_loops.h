@@ -90,8 +90,8 @@ static inline ptrdiff_t fnn_pool_tiled_batch(const fnn_pool_geometry *g)
 }
 
 /* Scratch of one plane's call (elements), per path: values, a padded row; winners, the padded plane,
- * and four blocked rows of windows; the average backward, a row of windows, a padded row in phases
- * and one in order per row of windows. */
+ * and four blocked rows of windows; the average backward, the plane's shares, their spreads in
+ * phases and in order. */
 static inline ptrdiff_t fnn_pool_values_scratch(const fnn_pool_geometry *g)
 {
     if (fnn_pool_tiled(g))
@@ -114,7 +114,8 @@ static inline ptrdiff_t fnn_pool_avg_backward_scratch(const fnn_pool_geometry *g
 {
     if (fnn_pool_tiled(g))
         return fnn_pool_tiled_batch(g) * g->width;
-    return (g->kw - 1) / g->sw + fnn_pool_avg_phase(g) * (1 + (1 + g->out_h) * g->sw);
+    ptrdiff_t lead = (g->kw - 1) / g->sw, size = g->out_h * (lead + fnn_pool_avg_phase(g));
+    return size + lead + 2 * g->sw * size;  /* shares, phases, spreads (pool_loops_impl.h) */
 }
 
 static inline ptrdiff_t fnn_pool_count(ptrdiff_t start, ptrdiff_t k, ptrdiff_t size, ptrdiff_t pad, int include_pad)

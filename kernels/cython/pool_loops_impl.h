@@ -203,56 +203,41 @@ static void POOL_FN(fnn_pool_max_backward)(const POOL_T *restrict dy, const POOL
     }
 }
 
-/* plain[t * S + q] = P_q[t]: the phases (T each) interleaved into a padded row. */
-static inline void POOL_FN(fnn_pool_interleave)(const POOL_T *restrict phases, ptrdiff_t T, ptrdiff_t sw,
-                                                POOL_T *restrict plain)
-{
-    FNN_POOL_BY_STRIDE(sw,
-        for (ptrdiff_t t = 0; t < T; t++)
-            for (ptrdiff_t q = 0; q < S; q++)
-                plain[t * S + q] = phases[q * T + t];)
-}
-
-/* spread[0:sw * T] = the shares (dy / divisor) of row oh's windows summed over each window's columns
- * (padded coordinates): in polyphase order first (phase q's column t gets the windows t - m,
- * m < ceil((kw - q) / sw): shifted unit-stride reads of ext, the shares after `lead` zeros), then
- * interleaved. A scatter of each window's share (strided adds) took most of a 28x28 k3s2 plane's
- * backward. */
-static inline void POOL_FN(fnn_pool_avg_spread)(const POOL_T *restrict dy, ptrdiff_t oh, const fnn_pool_geometry *g,
-                                                POOL_T *restrict ext, POOL_T *restrict phases,
-                                                POOL_T *restrict spread)
-{
-    ptrdiff_t n = g->out_w, T = fnn_pool_avg_phase(g), lead = (g->kw - 1) / g->sw;
-    const POOL_T *restrict v = ext + lead;  /* v[t]: window t's share, zero past n */
-    memcpy(ext + lead, dy + oh * n, n * sizeof(POOL_T));
-    POOL_FN(fnn_pool_divide)(ext + lead, oh, g);
-    for (ptrdiff_t q = 0; q < g->sw; q++) {
-        POOL_T *restrict phase = phases + q * T;
-        if (q >= g->kw) {
-            memset(phase, 0, T * sizeof(POOL_T));
-            continue;
-        }
-        for (ptrdiff_t t = 0; t < T; t++)
-            phase[t] = v[t];
-        for (ptrdiff_t m = 1; m * g->sw + q < g->kw; m++)
-            for (ptrdiff_t t = 0; t < T; t++)
-                phase[t] += v[t - m];
-    }
-    POOL_FN(fnn_pool_interleave)(phases, T, g->sw, spread);
-}
-
-/* dx of the average; scratch: fnn_pool_avg_backward_scratch(g) elements. The spread of every row
- * of windows first, then each dx row written once, the sum of the spreads of the windows covering
- * it (a zeroed plane added into was read and written up to kh times). */
+/* dx of the average; scratch: fnn_pool_avg_backward_scratch(g) elements. Each row of windows' shares
+ * (dy / divisor) are spread across the windows' columns for the whole plane at once, in polyphase
+ * order (phase q's column t gets the windows t - m, m < ceil((kw - q) / sw): shifted unit-stride
+ * reads of ext, the rows of shares R = lead + T apart after `lead` zeros each), then interleaved;
+ * each dx row is then written once, the sum of the spreads of the windows covering it. Strided
+ * scatter-adds into a zeroed plane took most of a 28x28 k3s2 plane's backward; spreading a row of
+ * windows at a time, its loops' set-up. */
 FNN_CLONES
 static void POOL_FN(fnn_pool_avg_backward)(const POOL_T *restrict dy, POOL_T *restrict dx, const fnn_pool_geometry *g,
                                            POOL_T *restrict scratch)
 {
-    ptrdiff_t W = g->width, T = fnn_pool_avg_phase(g), lead = (g->kw - 1) / g->sw, span = g->sw * T;
-    POOL_T *restrict ext = scratch, *restrict phases = ext + lead + T, *restrict spreads = phases + span;
-    memset(ext, 0, (lead + T) * sizeof(POOL_T));  /* zeros around the shares: ext[lead + t], t < out_w */
-    for (ptrdiff_t oh = 0; oh < g->out_h; oh++)
-        POOL_FN(fnn_pool_avg_spread)(dy, oh, g, ext, phases, spreads + oh * span);
+    ptrdiff_t n = g->out_w, W = g->width, sw = g->sw, lead = (g->kw - 1) / sw, R = lead + fnn_pool_avg_phase(g);
+    ptrdiff_t size = g->out_h * R, span = sw * R;  /* a row of spreads: R columns of each phase */
+    POOL_T *restrict ext = scratch, *restrict phases = ext + size + lead, *restrict spreads = phases + sw * size;
+    memset(ext, 0, (size + lead) * sizeof(POOL_T));
+    for (ptrdiff_t oh = 0; oh < g->out_h; oh++) {
+        memcpy(ext + oh * R + lead, dy + oh * n, n * sizeof(POOL_T));
+        POOL_FN(fnn_pool_divide)(ext + oh * R + lead, oh, g);
+    }
+    for (ptrdiff_t q = 0; q < sw; q++) {
+        POOL_T *restrict phase = phases + q * size;
+        if (q >= g->kw) {
+            memset(phase, 0, size * sizeof(POOL_T));
+            continue;
+        }
+        for (ptrdiff_t i = 0; i < size; i++)
+            phase[i] = ext[i + lead];
+        for (ptrdiff_t m = 1; m * sw + q < g->kw; m++)
+            for (ptrdiff_t i = 0; i < size; i++)
+                phase[i] += ext[i + lead - m];
+    }
+    FNN_POOL_BY_STRIDE(sw,  /* spreads[i * S + q] = phase q's [i] */
+        for (ptrdiff_t i = 0; i < size; i++)
+            for (ptrdiff_t q = 0; q < S; q++)
+                spreads[i * S + q] = phases[q * size + i];)
     for (ptrdiff_t ih = 0; ih < g->height; ih++) {
         /* the windows oh with oh * sh - ph <= ih < oh * sh - ph + kh */
         ptrdiff_t top = ih + g->ph, lo = top - g->kh + 1, hi = top / g->sh;
