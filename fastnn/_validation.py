@@ -85,10 +85,10 @@ def check_same_shape(op, name, a, ref_name, ref):
 
 
 def check_ndim(op, name, a, ndims):
-    if a.ndim in ((ndims,) if type(ndims) is int else ndims):
-        return
-    expected = " or ".join(f"{d}-d" for d in ((ndims,) if isinstance(ndims, int) else ndims))
-    raise ValueError(f"{op}: {name} must be {expected}, got shape {a.shape}")
+    ndims = (ndims,) if isinstance(ndims, int) else ndims
+    if a.ndim not in ndims:
+        expected = " or ".join(f"{d}-d" for d in ndims)
+        raise ValueError(f"{op}: {name} must be {expected}, got shape {a.shape}")
 
 
 def integer(op, name, value, minimum=None, maximum=INDEX_MAX):
@@ -211,4 +211,3 @@ def output_size_2d(op, hw, kernel, stride, padding, dilation=(1, 1), kernel_from
                              f"dilation {d}")
         sizes.append(out)
     return tuple(sizes)
-
