@@ -11,7 +11,9 @@
 #   compiled backends): Winograd's results are kept only when every one is finite (y; dx and dw),
 #   otherwise the call is recomputed by im2col + GEMM, so inf and NaN reach exactly the outputs
 #   whose windows hold them (the transforms would spread them over whole tiles).
-# - A direct float32 kernel for few channels and 7x7-and-up kernels (conv_direct.h).
+# - A direct float32 kernel (conv_direct.h) for few channels and 7x7-and-up kernels, and for grouped
+#   stride-1 convolutions of few filters per group (per image and group; their input gradient is the
+#   same kernel run on dy), where each group's GEMM is too small for BLAS.
 # - Depthwise convolutions (groups == C), direct, any kernel, stride, padding and dilation
 #   (conv_depthwise.h): im2col + GEMM ran a GEMM of depth KH * KW per plane.
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
@@ -155,7 +157,7 @@ cdef void _forward(const real* x, const real* w, const real* b, real* y, Py_ssiz
 # ---- Direct float32 forward for few input channels (conv_direct.h) -----------------------------
 
 cdef extern from "conv_direct.h" nogil:
-    int DIRECT_FB
+    int DIRECT_FB, DIRECT_MAX_TAPS
     Py_ssize_t direct_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw, Py_ssize_t Wo)
     void direct_pad_split(const float* x, float* xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                           Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sw, Py_ssize_t Wq)
@@ -172,25 +174,69 @@ cdef bint _direct_pays(const Geometry* g) noexcept nogil:
     (32, 3->32, 32, 7, 1) 0.55, (16, 3->64, 64, 7, 2) 0.67; 3x3 is marginal: (32, 3->64, 32) 0.91,
     (32, 4->64, 32) 0.98, (32, 6->64, 32) 0.96, (32, 8->64, 32) 1.14; narrow rows lose: (32, 1->32,
     28, 5, 1) 1.35, (32, 3->64, 32, 5, 2) 1.23, (8, 3->64, 112, 3, 2) 1.10.
+    Grouped convolutions (each group's GEMM only Fg rows deep), stride 1, rows of >= 16 outputs,
+    <= 32 filters per group; 2 threads, wall time, direct / im2col + GEMM (N, C->F, H, k, groups):
+    (32, 64->64, 28, 3, 4) 2.0 / 4.1 ms, (32, 64->64, 28, 3, 2) 2.9 / 6.6, (16, 32->32, 56, 3, 2)
+    1.9 / 4.6, (8, 96->96, 17, 5, 3) 1.6 / 2.4; (32, 128->128, 14, 3, 8) ties, 1.8 / 1.9, and stride 2
+    loses: (32, 64->64, 28, 3, 4) 2.2 / 1.7 (/work/s15/groups_probe.py, not kept in the repository).
     Padding below the kernel size: the padded copy per thread stays the input's size (a huge padding
     with a huge stride would copy gigabytes of zeros for a small output)."""
-    return (g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo >= 32 and g.G == 1 and g.dh == 1
-            and g.dw == 1 and g.F % DIRECT_FB == 0 and g.ph < g.KH and g.pw < g.KW)
+    if not (g.dh == 1 and g.dw == 1 and g.Fg % DIRECT_FB == 0 and g.ph < g.KH and g.pw < g.KW
+            and g.KH * g.KW <= DIRECT_MAX_TAPS):
+        return False
+    if g.G > 1:
+        return g.sh == 1 and g.sw == 1 and g.Wo >= 16 and g.Fg <= 32
+    return g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo >= 32
 
 
 cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::1] b, float[::1] y,
                           Py_ssize_t N, const Geometry* g, float[::1] work, bint has_bias, bint relu,
                           int n_threads) noexcept:
+    """Each (image, group) a task: its channels' padded copy, then its filters."""
     cdef Py_ssize_t Wq = direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    cdef Py_ssize_t n, xp_size = g.C * (g.H + 2 * g.ph) * g.sw * Wq
+    cdef Py_ssize_t task, n, grp, xp_size = _direct_forward_work(g)
     cdef const float* b_ptr = &b[0] if b.shape[0] else NULL
     cdef float* xp
     with nogil:
-        for n in prange(N, schedule="static", num_threads=n_threads):
+        for task in prange(N * g.G, schedule="static", num_threads=n_threads):
+            n = task // g.G
+            grp = task - n * g.G
             xp = &work[0] + threadid() * xp_size
-            direct_pad_split(&x[n * g.C * g.H * g.W], xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
-            direct_forward_f(xp, &w[0], b_ptr, &y[n * g.F * g.P], g.C, g.H, g.F, g.KH, g.KW, g.ph,
+            direct_pad_split(&x[(n * g.C + grp * g.Cg) * g.H * g.W], xp, g.Cg, g.H, g.W, g.ph, g.pw, g.sw, Wq)
+            direct_forward_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
+                             &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
                              g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
+
+
+cdef Geometry _input_grad_geometry(const Geometry* g) noexcept nogil:
+    """The stride-1 input gradient as a forward: dy (N, F, Ho, Wo) through the flipped, transposed
+    kernels (C, Fg, KH, KW) with padding K - 1 - p gives dx (N, C, H, W)."""
+    cdef Geometry t = g[0]
+    t.C, t.H, t.W, t.F, t.Ho, t.Wo = g.F, g.Ho, g.Wo, g.C, g.H, g.W
+    t.Cg, t.Fg = g.Fg, g.Cg
+    t.ph, t.pw = g.KH - 1 - g.ph, g.KW - 1 - g.pw
+    t.K = t.Cg * g.KH * g.KW
+    t.P = g.H * g.W
+    return t
+
+
+cdef bint _direct_input_grad_pays(const Geometry* g) noexcept nogil:
+    """Grouped, stride 1: dx by the direct forward of dy (see _input_grad_geometry) where that forward
+    pays. 2 threads, wall time, against the im2col backward's share for dx (col2im included):
+    (32, 64->64, 28, 3x3, 4 groups) 1.3 / 2.8 ms, (16, 32->32, 56, 3x3, 2 groups) 1.4 / 2.7 ms
+    (/work/s15/grp_bwd.py, not kept in the repository)."""
+    cdef Geometry t
+    if g.G == 1 or g.sh != 1 or g.sw != 1 or g.dh != 1 or g.dw != 1:
+        return False
+    t = _input_grad_geometry(g)
+    return _direct_pays(&t)
+
+
+def _flipped_transposed(w, Py_ssize_t G):
+    """w (F, Cg, KH, KW) as the input gradient's kernels (C, Fg, KH, KW), each flipped in both axes."""
+    F, Cg, KH, KW = w.shape
+    return np.ascontiguousarray(np.asarray(w).reshape(G, F // G, Cg, KH, KW).transpose(0, 2, 1, 3, 4)
+                                [..., ::-1, ::-1]).reshape(-1)
 
 
 # ---- Depthwise (groups == C), direct (conv_depthwise.h) ------------------------------------------
@@ -707,7 +753,7 @@ _fast_paths_enabled = True
 
 cdef Py_ssize_t _direct_forward_work(const Geometry* g) noexcept nogil:
     """Elements of one thread's workspace for _direct_forward: its padded, phase-split image."""
-    return g.C * (g.H + 2 * g.ph) * g.sw * direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    return g.Cg * (g.H + 2 * g.ph) * g.sw * direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
 
 
 cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bint is_float) except -1:
@@ -949,6 +995,11 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
         if input_grad and _dw_flipped_applies(g):
             work = max(work, min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&dt))
         return work
+    cdef Geometry t
+    if _fast_paths_enabled and is_float and input_grad and _direct_input_grad_pays(g):
+        t = _input_grad_geometry(g)
+        _generic_backward_sizes(g, N, n_threads, is_float, False, &loop_threads, &direct_grad, &parts, &work)
+        return max(parts + work, min(N, <Py_ssize_t>n_threads) * _direct_forward_work(&t))
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
     if N > 0 and _fast_paths_enabled and _winograd_backward_pays(g):
         _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &wino_parts, &wino_work)
@@ -965,6 +1016,7 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
     cdef Py_ssize_t N = x_shape[0], loop_threads, parts, work
     cdef bint direct_grad
     cdef dw_geometry dt = _dw_transposed(&g)
+    cdef Geometry t
     cdef real[::1] flipped
     cdef bint gather
     if _fast_paths_enabled and _depthwise_pays(&g):
@@ -974,6 +1026,13 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
             _dw_forward(dy, flipped, db[:0], dx, workspace, N, &dt, False, False, n_threads)
             input_grad = False
         _dw_backward(dy, x, w, dx, dw, workspace, N, &g, input_grad, gather, n_threads)
+    elif real is float and N > 0 and input_grad and _fast_paths_enabled and _direct_input_grad_pays(&g):
+        t = _input_grad_geometry(&g)
+        _direct_forward(dy, _flipped_transposed(np.asarray(w).reshape(g.F, g.Cg, g.KH, g.KW), g.G), db[:0], dx,
+                        N, &t, workspace, False, False, <int>min(N, <Py_ssize_t>n_threads))
+        _generic_backward_sizes(&g, N, n_threads, True, False, &loop_threads, &direct_grad, &parts, &work)
+        _backward_typed(dy, x, w, dx, dw, workspace[:parts], workspace[parts:parts + work], N, &g, direct_grad,
+                        False, <int>loop_threads)
     elif not (N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g)
             and _wino_backward_typed(dy, x, w, dx, dw, &g, N, input_grad, n_threads, &workspace[0])):
         _generic_backward_sizes(&g, N, n_threads, real is float, input_grad, &loop_threads, &direct_grad,

@@ -1,5 +1,5 @@
-/* Direct float32 convolution for few input channels (the 3-channel stem convolutions), forward
- * and weight gradient, for kernels/cython/conv.pyx. im2col + GEMM there spends as long copying
+/* Direct float32 convolution for few input channels (the 3-channel stem convolutions; the forward
+ * also per group of a grouped convolution), forward and weight gradient, for kernels/cython/conv.pyx. im2col + GEMM there spends as long copying
  * columns (im2col, then BLAS packing them) as multiplying; here register blocks of outputs (or of
  * weight gradients) accumulate over the whole reduction, FMA-bound. GCC vector extensions, compiled
  * per target by FNN_CLONES (16 lanes = one AVX-512 register, two AVX2 ones).
@@ -17,8 +17,10 @@ FNN_BEGIN_LOOPS
 #define DIRECT_FB 4    /* filters per register block (F must be a multiple) */
 #define DIRECT_ROWS 2  /* output rows per register block (written out for 2 below) */
 #define DIRECT_VW 32   /* output columns per register block: two vectors of 16 */
+#define DIRECT_MAX_TAPS 121  /* KH * KW of the largest kernel the direct forward takes (11 x 11) */
 
 typedef float direct_v16 __attribute__((vector_size(64)));
+typedef int direct_i16 __attribute__((vector_size(64)));
 
 /* Row width of the phase-split padded image for a row of Wo outputs: every block of DIRECT_VW
  * outputs may read DIRECT_VW + (KW - 1) / sw values from its phase row. */
@@ -39,6 +41,10 @@ static void direct_pad_split(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H
     for (c = 0; c < C; c++)
         for (i = 0; i < H; i++) {
             const float *src = x + (c * H + i) * W;
+            if (sw == 1) {  /* one phase: the row itself, shifted by the padding */
+                memcpy(xp + (c * Hp + i + ph) * Wq + pw, src, (size_t)W * sizeof(float));
+                continue;
+            }
             for (phase = 0; phase < sw; phase++) {
                 float *dst = xp + ((c * Hp + i + ph) * sw + phase) * Wq;
                 for (j = 0; j < Wq; j++) {
@@ -59,9 +65,12 @@ static void direct_forward_f(const float *xp, const float *w, const float *b, fl
                              ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
                              int has_bias, int relu)
 {
-    ptrdiff_t Hp = H + 2 * ph, ckk = C * KH * KW, f0, oh, ow0, c, kh, kw;
-    ptrdiff_t row_step = sh * sw * Wq;
+    ptrdiff_t Hp = H + 2 * ph, kk = KH * KW, ckk = C * kk, f0, oh, ow0, c, t;
+    ptrdiff_t row_step = sh * sw * Wq, tap_off[DIRECT_MAX_TAPS];
     int f, l, r;
+    /* tap (kh, kw) reads row kh of phase kw % sw from column kw / sw: divisions kept out of the loop */
+    for (t = 0; t < kk; t++)
+        tap_off[t] = ((t / KW) * sw + (t % KW) % sw) * Wq + (t % KW) / sw;
     for (f0 = 0; f0 < F; f0 += DIRECT_FB)
         for (oh = 0; oh < Ho; oh += DIRECT_ROWS)
             for (ow0 = 0; ow0 < Wo; ow0 += DIRECT_VW) {
@@ -72,35 +81,37 @@ static void direct_forward_f(const float *xp, const float *w, const float *b, fl
                 /* a last odd row computes its partner from itself again (kept in bounds, dropped) */
                 ptrdiff_t second = rows > 1 ? row_step : 0;
                 memset(acc, 0, sizeof(acc));
-                for (c = 0; c < C; c++)
-                    for (kh = 0; kh < KH; kh++)
-                        for (kw = 0; kw < KW; kw++) {
-                            const float *row = xp + ((c * Hp + oh * sh + kh) * sw + kw % sw) * Wq
-                                               + kw / sw + ow0;
-                            const float *wp = w + f0 * ckk + (c * KH + kh) * KW + kw;
-                            direct_v16 x0, x1, x2, x3;
-                            memcpy(&x0, row, sizeof(x0));
-                            memcpy(&x1, row + 16, sizeof(x1));
-                            memcpy(&x2, row + second, sizeof(x2));
-                            memcpy(&x3, row + second + 16, sizeof(x3));
-                            for (f = 0; f < DIRECT_FB; f++) {
-                                float wv = wp[f * ckk];
-                                acc[f][0][0] += wv * x0;
-                                acc[f][0][1] += wv * x1;
-                                acc[f][1][0] += wv * x2;
-                                acc[f][1][1] += wv * x3;
-                            }
+                for (c = 0; c < C; c++) {
+                    const float *plane = xp + (c * Hp + oh * sh) * sw * Wq + ow0;
+                    const float *wc = w + f0 * ckk + c * kk;
+                    for (t = 0; t < kk; t++) {
+                        const float *row = plane + tap_off[t];
+                        const float *wp = wc + t;
+                        direct_v16 x0, x1, x2, x3;
+                        memcpy(&x0, row, sizeof(x0));
+                        memcpy(&x1, row + 16, sizeof(x1));
+                        memcpy(&x2, row + second, sizeof(x2));
+                        memcpy(&x3, row + second + 16, sizeof(x3));
+                        for (f = 0; f < DIRECT_FB; f++) {
+                            float wv = wp[f * ckk];
+                            acc[f][0][0] += wv * x0;
+                            acc[f][0][1] += wv * x1;
+                            acc[f][1][0] += wv * x2;
+                            acc[f][1][1] += wv * x3;
                         }
+                    }
+                }
                 for (f = 0; f < DIRECT_FB; f++)
                     for (r = 0; r < rows; r++) {
                         float bias = has_bias ? b[f0 + f] : 0.0f;
                         float *dst = y + ((f0 + f) * Ho + oh + r) * Wo + ow0;
-                        memcpy(out, &acc[f][r][0], sizeof(direct_v16));
-                        memcpy(out + 16, &acc[f][r][1], sizeof(direct_v16));
-                        for (l = 0; l < width; l++) {
-                            float v = out[l] + bias;
-                            dst[l] = relu && v < 0 ? 0.0f : v;  /* NaN passes */
+                        for (l = 0; l < 2; l++) {
+                            direct_v16 v = acc[f][r][l] + bias;
+                            if (relu)  /* clear the lanes below 0 (a NaN compares false and passes) */
+                                v = (direct_v16)((direct_i16)v & ~(direct_i16)(v < 0.0f));
+                            memcpy(out + 16 * l, &v, sizeof(v));
                         }
+                        memcpy(dst, out, (size_t)width * sizeof(float));
                     }
             }
 }
