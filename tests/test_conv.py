@@ -156,6 +156,7 @@ NAN_CASES = [
     ((2, 16, 9, 9), (8, 16, 1, 1), {}),
     ((2, 6, 9, 10), (6, 1, 3, 3), {"padding": 1, "groups": 6}),  # depthwise
     ((2, 4, 11, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 4}),  # depthwise, stride 2, 2 filters each
+    ((2, 16, 9, 28), (16, 8, 3, 3), {"padding": 1, "groups": 2}),  # Cython's grouped direct kernels
 ]
 
 
@@ -182,10 +183,12 @@ def test_nan_reaches_exactly_the_windows_that_contain_it(backend, x_shape, w_sha
 
 
 # Shapes of Cython's direct weight gradient (float32, <= 4 channels, 7x7 and up, rows of 16k
-# outputs); its register blocks of 7 kernel columns read past KW = 9 and drop those sums.
+# outputs); its register blocks of 7 kernel columns read past KW = 9 and drop those sums. Grouped,
+# rows of 28 outputs: its last vector's 4 extra lanes read x up to the last column and must drop it.
 DIRECT_GRAD_CASES = [
     ((2, 3, 9, 32), (8, 3, 7, 7), {"padding": 3}),
     ((2, 2, 11, 40), (4, 2, 7, 9), {"stride": 2, "padding": (2, 0)}),  # input column 39 in no window
+    ((2, 16, 9, 28), (16, 8, 3, 3), {"padding": 1, "groups": 2}),
 ]
 
 
@@ -203,6 +206,8 @@ def test_weight_gradient_infinities_as_the_reference(backend, x_shape, w_shape, 
     x[-1, -1, 2, 20] = -np.inf
     if x_shape[3] == 40:
         x[:, :, :, 39] = np.inf
+    if params.get("groups", 1) > 1:
+        x[-1, 0, 3, x_shape[3] - 1] = np.inf
     with fastnn.use_backend("numpy"):
         _, expected, _ = fastnn.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
                                                 w.astype(np.float64), **params)

@@ -880,47 +880,84 @@ cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real
 
 
 cdef extern from "conv_direct.h" nogil:
-    int DIRECT_GRAD_FB
+    int DIRECT_GRAD_FB, DIRECT_GRAD_FB_MAX
     Py_ssize_t direct_grad_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw,
                                        Py_ssize_t Wo)
     void direct_weight_grad_f(const float* xp, const float* dy, float* lanes, Py_ssize_t C, Py_ssize_t H,
                               Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph, Py_ssize_t sh,
-                              Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo)
+                              Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Wd)
+    void direct_weight_grad_narrow_f(const float* xp, const float* dy, float* lanes, Py_ssize_t C,
+                                     Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
+                                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
+                                     Py_ssize_t Wd)
+    void direct_pad_rows(const float* dy, float* dst, Py_ssize_t rows, Py_ssize_t Wo, Py_ssize_t Wd)
     void direct_grad_lanes_sum(const float* lanes, float* dw, Py_ssize_t n)
 
 
 cdef bint _direct_grad_pays(const Geometry* g) noexcept nogil:
-    """The direct forward's shapes (few channels, 7x7 and up), whole 16-lane rows (Wo % 16 == 0).
-    Measured on ThreeLayerConvNet's stem (50, 3->32, 32x32, 7x7, pad 3), float32 weight and bias
+    """The direct forward's ungrouped shapes (few channels, 7x7 and up), whole 16-lane rows (Wo % 16
+    == 0). Measured on ThreeLayerConvNet's stem (50, 3->32, 32x32, 7x7, pad 3), float32 weight and bias
     gradients (input_grad=False), 2 threads, side by side (bench/probes/conv_stem_weight_grad.py):
     direct 1.43 / 2.12 ms against im2col + GEMM 3.08 / 3.36 ms in two runs an hour apart.
+    Grouped: the direct forward's grouped shapes with kernels up to 3 wide (the narrow variant, 8
+    filters x 3 columns a register block), rows of outputs at least 80% of whole vectors (dy's rows
+    padded to them). 2 threads, wall time, dw only, direct / im2col + GEMM, best of 9, three runs
+    (/work/s15/grp_dw.py, not kept): (32, 64->64, 28, 3x3, 4 groups) 3.6 / 4.2, 3.6 / 4.1;
+    (16, 32->32, 56, 3x3, 2 groups) 3.0 / 3.7, 3.1 / 3.8; (32, 128->128, 14, 3x3, 8 groups) ties,
+    2.7 / 2.7; 5x5 loses: (8, 96->96, 17, 5x5, 3 groups) 5.8 / 2.3.
     Padding below the kernel size, as _direct_pays."""
-    return (g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo % 16 == 0 and g.G == 1 and g.dh == 1
-            and g.dw == 1 and g.F % DIRECT_GRAD_FB == 0 and g.ph < g.KH and g.pw < g.KW)
+    if not (g.dh == 1 and g.dw == 1 and g.ph < g.KH and g.pw < g.KW):
+        return False
+    if g.G > 1:
+        return (_direct_pays(g) and g.KW <= 3 and g.Fg % DIRECT_GRAD_FB_MAX == 0
+                and _direct_grad_row(g) * 4 <= g.Wo * 5)
+    return g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo % 16 == 0 and g.F % DIRECT_GRAD_FB == 0
+
+
+cdef inline Py_ssize_t _direct_grad_row(const Geometry* g) noexcept nogil:
+    """dy's row width for the direct weight gradient: Wo rounded up to whole 16-lane vectors."""
+    return (g.Wo + 15) // 16 * 16
 
 
 cdef Py_ssize_t _direct_grad_work(const Geometry* g) noexcept nogil:
-    """Elements of one thread's workspace for _direct_weight_grad: its lanes, then its image."""
-    cdef Py_ssize_t Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    return 16 * g.F * g.K + g.C * (g.H + 2 * g.ph) * g.sw * Wq
+    """Elements of one thread's workspace for _direct_weight_grad: its lanes, its image, then (rows
+    not whole vectors) its padded dy."""
+    cdef Py_ssize_t Wd = _direct_grad_row(g)
+    cdef Py_ssize_t Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, Wd)
+    return (16 * g.F * g.K + g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
+            + (g.Fg * g.Ho * Wd if Wd != g.Wo else 0))
 
 
 cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, float* work, Py_ssize_t N,
                               const Geometry* g, int n_threads) noexcept nogil:
-    """dw_parts (n_threads, F, K) = each thread's share of the weight gradient (direct_weight_grad_f
-    over a static block of images)."""
-    cdef Py_ssize_t Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    cdef Py_ssize_t t, n, lanes_size = 16 * g.F * g.K, per_thread = _direct_grad_work(g)
+    """dw_parts (n_threads, F, K) = each thread's share of the weight gradient (the direct kernels
+    over a static block of images, group by group)."""
+    cdef Py_ssize_t Wd = _direct_grad_row(g)
+    cdef Py_ssize_t Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, Wd)
+    cdef Py_ssize_t t, n, grp, lanes_size = 16 * g.F * g.K, per_thread = _direct_grad_work(g)
     cdef float* lanes
     cdef float* xp
+    cdef float* dyp
+    cdef const float* dyg
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
         lanes = work + t * per_thread
         xp = lanes + lanes_size
+        dyp = xp + g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
         memset(lanes, 0, lanes_size * sizeof(float))
         for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
-            direct_pad_split(x + n * g.C * g.H * g.W, xp, g.C, g.H, g.W, g.ph, g.pw, g.sw, Wq)
-            direct_weight_grad_f(xp, dy + n * g.F * g.P, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph,
-                                 g.sh, g.sw, Wq, g.Ho, g.Wo)
+            for grp in range(g.G):
+                direct_pad_split(x + (n * g.C + grp * g.Cg) * g.H * g.W, xp, g.Cg, g.H, g.W, g.ph, g.pw,
+                                 g.sw, Wq)
+                dyg = dy + (n * g.F + grp * g.Fg) * g.P
+                if Wd != g.Wo:
+                    direct_pad_rows(dyg, dyp, g.Fg * g.Ho, g.Wo, Wd)
+                    dyg = dyp
+                if g.G > 1:
+                    direct_weight_grad_narrow_f(xp, dyg, lanes + grp * g.Fg * g.K * 16, g.Cg, g.H, g.Fg, g.KH,
+                                                g.KW, g.ph, g.sh, g.sw, Wq, g.Ho, g.Wo, Wd)
+                else:
+                    direct_weight_grad_f(xp, dyg, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph, g.sh, g.sw, Wq,
+                                         g.Ho, g.Wo, Wd)
         direct_grad_lanes_sum(lanes, dw_parts + t * g.F * g.K, g.F * g.K)
 
 

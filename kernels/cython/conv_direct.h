@@ -116,8 +116,9 @@ static void direct_forward_f(const float *xp, const float *w, const float *b, fl
             }
 }
 
-#define DIRECT_GRAD_FB 4  /* filters per register block of the weight gradient */
-#define DIRECT_GRAD_KB 7  /* kernel columns per register block of the weight gradient */
+#define DIRECT_GRAD_FB 4      /* filters per register block of the weight gradient (7 columns) */
+#define DIRECT_GRAD_FB_MAX 8  /* ... of its narrow variant (3 columns, kernels up to 6 wide) */
+#define DIRECT_GRAD_KB 7      /* kernel columns per register block of the weight gradient, at most */
 
 /* Row width of the phase-split image for direct_weight_grad_f: the blocks of DIRECT_GRAD_KB
  * kernel columns read past the last column when KW is not a multiple (those sums are dropped). */
@@ -133,41 +134,64 @@ static inline ptrdiff_t direct_grad_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdi
 /* lanes (F, C, KH, KW, 16) += the weight gradient of one image, lane l holding the sum over the
  * output columns ow = l (mod 16): dw[f][c][kh][kw] = sum over (oh, ow) of dy[f][oh][ow] *
  * x[c][oh*sh + kh - ph][ow*sw + kw - pw], from its phase-split padded copy xp (width Wq from
- * direct_grad_phase_width). Wo must be a multiple of 16 and F of DIRECT_GRAD_FB. The lanes are
- * added up once per thread (direct_grad_lanes_sum): reducing 16 lanes per block cost 12%. */
-FNN_CLONES
-static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
-                                 ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
-                                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo)
+ * direct_grad_phase_width for rows of Wd) and dy with rows Wd apart, Wd a multiple of 16 >= Wo. The
+ * lanes past Wo are cleared in the x values (so an inf or NaN there reaches no sum) and must be zero
+ * in dy. Register blocks of FB filters x KB kernel columns (F a multiple of FB); the lanes are added
+ * up once per thread (direct_grad_lanes_sum): reducing 16 lanes per block cost 12%. */
+static inline __attribute__((always_inline)) void
+direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdiff_t C, ptrdiff_t H,
+                          ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph, ptrdiff_t sh,
+                          ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t Wd,
+                          const int FB, const int KB)
 {
-    ptrdiff_t Hp = H + 2 * ph, P = Ho * Wo, c, kh, kw0, f0, oh, ow0;
+    ptrdiff_t Hp = H + 2 * ph, P = Ho * Wd, c, kh, kw0, f0, oh, ow0;
     ptrdiff_t koff[DIRECT_GRAD_KB], row_step = sh * sw * Wq;
-    int kw, f;
+    direct_i16 tail_mask;
+    int kw, f, l;
+    for (l = 0; l < 16; l++)
+        tail_mask[l] = Wo % 16 == 0 || l < Wo % 16 ? -1 : 0;
     for (c = 0; c < C; c++)
         for (kh = 0; kh < KH; kh++)
-            for (kw0 = 0; kw0 < KW; kw0 += DIRECT_GRAD_KB) {
+            for (kw0 = 0; kw0 < KW; kw0 += KB) {
                 const float *xbase = xp + (c * Hp + kh) * sw * Wq;
-                for (kw = 0; kw < DIRECT_GRAD_KB; kw++)  /* kernel column k reads phase k % sw at k / sw */
+                for (kw = 0; kw < KB; kw++)  /* kernel column k reads phase k % sw at k / sw */
                     koff[kw] = ((kw0 + kw) % sw) * Wq + (kw0 + kw) / sw;
-                for (f0 = 0; f0 < F; f0 += DIRECT_GRAD_FB) {
-                    direct_v16 acc[DIRECT_GRAD_FB][DIRECT_GRAD_KB];
+                for (f0 = 0; f0 < F; f0 += FB) {
+                    direct_v16 acc[DIRECT_GRAD_FB_MAX][DIRECT_GRAD_KB];
                     const float *dyp = dy + f0 * P;
                     const float *xrow = xbase;
-                    memset(acc, 0, sizeof(acc));
-                    for (oh = 0; oh < Ho; oh++, xrow += row_step, dyp += Wo)
+                    for (f = 0; f < FB; f++)
+                        for (kw = 0; kw < KB; kw++)
+                            acc[f][kw] = (direct_v16){0};
+                    for (oh = 0; oh < Ho; oh++, xrow += row_step, dyp += Wd)
                         for (ow0 = 0; ow0 < Wo; ow0 += 16) {
-                            direct_v16 d[DIRECT_GRAD_FB];
-                            for (f = 0; f < DIRECT_GRAD_FB; f++)
-                                memcpy(&d[f], dyp + f * P + ow0, sizeof(direct_v16));
-                            for (kw = 0; kw < DIRECT_GRAD_KB; kw++) {
-                                direct_v16 xv;
-                                memcpy(&xv, xrow + koff[kw] + ow0, sizeof(xv));
-                                for (f = 0; f < DIRECT_GRAD_FB; f++)
-                                    acc[f][kw] += d[f] * xv;
+                            /* hold the shorter of the two operand rows in registers, stream the other */
+                            direct_v16 xv[DIRECT_GRAD_KB], d[DIRECT_GRAD_FB_MAX];
+                            if (KB > FB) {
+                                for (f = 0; f < FB; f++)
+                                    memcpy(&d[f], dyp + f * P + ow0, sizeof(direct_v16));
+                                for (kw = 0; kw < KB; kw++) {
+                                    memcpy(&xv[0], xrow + koff[kw] + ow0, sizeof(direct_v16));
+                                    if (ow0 + 16 > Wo)
+                                        xv[0] = (direct_v16)((direct_i16)xv[0] & tail_mask);
+                                    for (f = 0; f < FB; f++)
+                                        acc[f][kw] += d[f] * xv[0];
+                                }
+                            } else {
+                                for (kw = 0; kw < KB; kw++) {
+                                    memcpy(&xv[kw], xrow + koff[kw] + ow0, sizeof(direct_v16));
+                                    if (ow0 + 16 > Wo)
+                                        xv[kw] = (direct_v16)((direct_i16)xv[kw] & tail_mask);
+                                }
+                                for (f = 0; f < FB; f++) {
+                                    memcpy(&d[0], dyp + f * P + ow0, sizeof(direct_v16));
+                                    for (kw = 0; kw < KB; kw++)
+                                        acc[f][kw] += d[0] * xv[kw];
+                                }
                             }
                         }
-                    for (f = 0; f < DIRECT_GRAD_FB; f++)
-                        for (kw = 0; kw < DIRECT_GRAD_KB && kw0 + kw < KW; kw++) {
+                    for (f = 0; f < FB; f++)
+                        for (kw = 0; kw < KB && kw0 + kw < KW; kw++) {
                             float *dst = lanes + ((((f0 + f) * C + c) * KH + kh) * KW + kw0 + kw) * 16;
                             direct_v16 v;
                             memcpy(&v, dst, sizeof(v));
@@ -176,6 +200,36 @@ static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes,
                         }
                 }
             }
+}
+
+/* 4 filters x 7 kernel columns (the 7x7 stems; F a multiple of 4) */
+FNN_CLONES
+static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
+                                 ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
+                                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
+                                 ptrdiff_t Wd)
+{
+    direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 4, 7);
+}
+
+/* 8 filters x 3 kernel columns (kernels up to 6 wide; F a multiple of 8) */
+FNN_CLONES
+static void direct_weight_grad_narrow_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
+                                        ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
+                                        ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho,
+                                        ptrdiff_t Wo, ptrdiff_t Wd)
+{
+    direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 8, 3);
+}
+
+/* dy (F, Ho, Wo) into rows Wd >= Wo apart, zero past Wo (the weight gradient's whole vectors) */
+static void direct_pad_rows(const float *dy, float *dst, ptrdiff_t rows, ptrdiff_t Wo, ptrdiff_t Wd)
+{
+    ptrdiff_t r;
+    for (r = 0; r < rows; r++) {
+        memcpy(dst + r * Wd, dy + r * Wo, (size_t)Wo * sizeof(float));
+        memset(dst + r * Wd + Wo, 0, (size_t)(Wd - Wo) * sizeof(float));
+    }
 }
 
 
