@@ -150,13 +150,15 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
     int kw, f, l;
     for (l = 0; l < 16; l++)
         tail_mask[l] = Wo % 16 == 0 || l < Wo % 16 ? -1 : 0;
-    for (c = 0; c < C; c++)
-        for (kh = 0; kh < KH; kh++)
-            for (kw0 = 0; kw0 < KW; kw0 += KB) {
-                const float *xbase = xp + (c * Hp + kh) * sw * Wq;
-                for (kw = 0; kw < KB; kw++)  /* kernel column k reads phase k % sw at k / sw */
-                    koff[kw] = ((kw0 + kw) % sw) * Wq + (kw0 + kw) / sw;
-                for (f0 = 0; f0 < F; f0 += FB) {
+    /* filters outermost: a block's dy rows (FB x Ho x Wd) stay in L1 over every (c, kh, kw0), its
+     * FB loads per KB FMAs served there (c outermost streamed them from L2: 3x slower, 3x3 groups) */
+    for (f0 = 0; f0 < F; f0 += FB)
+        for (c = 0; c < C; c++)
+            for (kh = 0; kh < KH; kh++)
+                for (kw0 = 0; kw0 < KW; kw0 += KB) {
+                    const float *xbase = xp + (c * Hp + kh) * sw * Wq;
+                    for (kw = 0; kw < KB; kw++)  /* kernel column k reads phase k % sw at k / sw */
+                        koff[kw] = ((kw0 + kw) % sw) * Wq + (kw0 + kw) / sw;
                     direct_v16 acc[DIRECT_GRAD_FB_MAX][DIRECT_GRAD_KB];
                     const float *dyp = dy + f0 * P;
                     const float *xrow = xbase;
@@ -199,7 +201,6 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
                             memcpy(dst, &v, sizeof(v));
                         }
                 }
-            }
 }
 
 /* 4 filters x 7 kernel columns (the 7x7 stems; F a multiple of 4) */
