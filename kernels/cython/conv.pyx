@@ -880,7 +880,7 @@ cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real
 
 
 cdef extern from "conv_direct.h" nogil:
-    int DIRECT_GRAD_FB, DIRECT_GRAD_FB_MAX
+    int DIRECT_GRAD_FB
     Py_ssize_t direct_grad_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw,
                                        Py_ssize_t Wo)
     void direct_weight_grad_f(const float* xp, const float* dy, float* lanes, Py_ssize_t C, Py_ssize_t H,
@@ -899,17 +899,18 @@ cdef bint _direct_grad_pays(const Geometry* g) noexcept nogil:
     == 0). Measured on ThreeLayerConvNet's stem (50, 3->32, 32x32, 7x7, pad 3), float32 weight and bias
     gradients (input_grad=False), 2 threads, side by side (bench/probes/conv_stem_weight_grad.py):
     direct 1.43 / 2.12 ms against im2col + GEMM 3.08 / 3.36 ms in two runs an hour apart.
-    Grouped: the direct forward's grouped shapes with kernels up to 3 wide (the narrow variant, 8
+    Grouped: the direct forward's grouped shapes with kernels up to 3 wide (the narrow variant, 4
     filters x 3 columns a register block), rows of outputs at least 80% of whole vectors (dy's rows
-    padded to them). 2 threads, wall time, dw only, direct / im2col + GEMM, best of 9, three runs
-    (/work/s15/grp_dw.py, not kept): (32, 64->64, 28, 3x3, 4 groups) 3.6 / 4.2, 3.6 / 4.1;
-    (16, 32->32, 56, 3x3, 2 groups) 3.0 / 3.7, 3.1 / 3.8; (32, 128->128, 14, 3x3, 8 groups) ties,
-    2.7 / 2.7; 5x5 loses: (8, 96->96, 17, 5x5, 3 groups) 5.8 / 2.3.
+    padded to them). 2 threads, wall time, dw only, direct / im2col + GEMM, best of 9, two runs
+    (/work/s15/grp_dw.py, not kept): (32, 64->64, 28, 3x3, 4 groups) 1.71 / 4.16, 1.68 / 4.04;
+    (16, 32->32, 56, 3x3, 2 groups) 1.54 / 3.79, 1.55 / 3.69; (32, 128->128, 14, 3x3, 8 groups) ties,
+    2.54 / 2.60, 2.58 / 2.53. 5x5 lost with 8 filters x 3 columns: (8, 96->96, 17, 5x5, 3 groups)
+    5.8 / 2.3 (an earlier build of the kernel).
     Padding below the kernel size, as _direct_pays."""
     if not (g.dh == 1 and g.dw == 1 and g.ph < g.KH and g.pw < g.KW):
         return False
     if g.G > 1:
-        return (_direct_pays(g) and g.KW <= 3 and g.Fg % DIRECT_GRAD_FB_MAX == 0
+        return (_direct_pays(g) and g.KW <= 3 and g.Fg % DIRECT_GRAD_FB == 0
                 and _direct_grad_row(g) * 4 <= g.Wo * 5)
     return g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo % 16 == 0 and g.F % DIRECT_GRAD_FB == 0
 

@@ -116,9 +116,8 @@ static void direct_forward_f(const float *xp, const float *w, const float *b, fl
             }
 }
 
-#define DIRECT_GRAD_FB 4      /* filters per register block of the weight gradient (7 columns) */
-#define DIRECT_GRAD_FB_MAX 8  /* ... of its narrow variant (3 columns, kernels up to 6 wide) */
-#define DIRECT_GRAD_KB 7      /* kernel columns per register block of the weight gradient, at most */
+#define DIRECT_GRAD_FB 4  /* filters per register block of the weight gradient */
+#define DIRECT_GRAD_KB 7  /* kernel columns per register block of the weight gradient, at most */
 
 /* Row width of the phase-split image for direct_weight_grad_f: the blocks of DIRECT_GRAD_KB
  * kernel columns read past the last column when KW is not a multiple (those sums are dropped). */
@@ -159,7 +158,7 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
                     const float *xbase = xp + (c * Hp + kh) * sw * Wq;
                     for (kw = 0; kw < KB; kw++)  /* kernel column k reads phase k % sw at k / sw */
                         koff[kw] = ((kw0 + kw) % sw) * Wq + (kw0 + kw) / sw;
-                    direct_v16 acc[DIRECT_GRAD_FB_MAX][DIRECT_GRAD_KB];
+                    direct_v16 acc[DIRECT_GRAD_FB][DIRECT_GRAD_KB];
                     const float *dyp = dy + f0 * P;
                     const float *xrow = xbase;
                     for (f = 0; f < FB; f++)
@@ -167,29 +166,17 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
                             acc[f][kw] = (direct_v16){0};
                     for (oh = 0; oh < Ho; oh++, xrow += row_step, dyp += Wd)
                         for (ow0 = 0; ow0 < Wo; ow0 += 16) {
-                            /* hold the shorter of the two operand rows in registers, stream the other */
-                            direct_v16 xv[DIRECT_GRAD_KB], d[DIRECT_GRAD_FB_MAX];
-                            if (KB > FB) {
+                            /* dy's FB vectors held, x's KB streamed: FB + KB loads for FB x KB FMAs */
+                            direct_v16 d[DIRECT_GRAD_FB];
+                            for (f = 0; f < FB; f++)
+                                memcpy(&d[f], dyp + f * P + ow0, sizeof(direct_v16));
+                            for (kw = 0; kw < KB; kw++) {
+                                direct_v16 xv;
+                                memcpy(&xv, xrow + koff[kw] + ow0, sizeof(xv));
+                                if (ow0 + 16 > Wo)
+                                    xv = (direct_v16)((direct_i16)xv & tail_mask);
                                 for (f = 0; f < FB; f++)
-                                    memcpy(&d[f], dyp + f * P + ow0, sizeof(direct_v16));
-                                for (kw = 0; kw < KB; kw++) {
-                                    memcpy(&xv[0], xrow + koff[kw] + ow0, sizeof(direct_v16));
-                                    if (ow0 + 16 > Wo)
-                                        xv[0] = (direct_v16)((direct_i16)xv[0] & tail_mask);
-                                    for (f = 0; f < FB; f++)
-                                        acc[f][kw] += d[f] * xv[0];
-                                }
-                            } else {
-                                for (kw = 0; kw < KB; kw++) {
-                                    memcpy(&xv[kw], xrow + koff[kw] + ow0, sizeof(direct_v16));
-                                    if (ow0 + 16 > Wo)
-                                        xv[kw] = (direct_v16)((direct_i16)xv[kw] & tail_mask);
-                                }
-                                for (f = 0; f < FB; f++) {
-                                    memcpy(&d[0], dyp + f * P + ow0, sizeof(direct_v16));
-                                    for (kw = 0; kw < KB; kw++)
-                                        acc[f][kw] += d[0] * xv[kw];
-                                }
+                                    acc[f][kw] += d[f] * xv;
                             }
                         }
                     for (f = 0; f < FB; f++)
@@ -203,7 +190,7 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
                 }
 }
 
-/* 4 filters x 7 kernel columns (the 7x7 stems; F a multiple of 4) */
+/* 4 filters x 7 kernel columns (the 7x7 stems) */
 FNN_CLONES
 static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
                                  ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
@@ -213,14 +200,16 @@ static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes,
     direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 4, 7);
 }
 
-/* 8 filters x 3 kernel columns (kernels up to 6 wide; F a multiple of 8) */
+/* 4 filters x 3 kernel columns (kernels up to 6 wide: direct_grad_phase_width's span of 7 covers
+ * their blocks). Holding 8 filters' dy instead left GCC folding each dy load into its 3 FMAs: 2.0
+ * against 1.8 ms for 32x64->64 28x28 3x3 g4's dw (/work/s15/grp_dw.py). */
 FNN_CLONES
 static void direct_weight_grad_narrow_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
                                         ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
                                         ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho,
                                         ptrdiff_t Wo, ptrdiff_t Wd)
 {
-    direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 8, 3);
+    direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 4, 3);
 }
 
 /* dy (F, Ho, Wo) into rows Wd >= Wo apart, zero past Wo (the weight gradient's whole vectors) */
