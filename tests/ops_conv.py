@@ -71,6 +71,9 @@ CASES = [
     ((2, 12, 10, 19), (24, 4, 5, 5), {"padding": 2, "groups": 3}, False),
     ((1, 8, 7, 33), (8, 4, 3, 2), {"padding": (1, 0), "groups": 2}, True),
     ((2, 4, 6, 17), (8, 2, 3, 3), {"padding": 1, "groups": 2}, True),  # dx by im2col (2 channels a group)
+    # rows of 8 to 16 outputs: the narrow direct kernel (blocks of 4 rows, a partial one last)
+    ((2, 8, 9, 11), (8, 4, 3, 3), {"padding": 1, "groups": 2}, True),
+    ((1, 8, 7, 14), (8, 4, 3, 3), {"padding": 1, "groups": 2}, False),
 ]
 
 

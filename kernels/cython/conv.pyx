@@ -165,6 +165,10 @@ cdef extern from "conv_direct.h" nogil:
                           Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
                           int has_bias, int relu)
+    void direct_forward_narrow_f(const float* xp, const float* w, const float* b, float* y, Py_ssize_t C,
+                                 Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
+                                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
+                                 int has_bias, int relu)
 
 
 cdef bint _direct_pays(const Geometry* g) noexcept nogil:
@@ -174,18 +178,20 @@ cdef bint _direct_pays(const Geometry* g) noexcept nogil:
     (32, 3->32, 32, 7, 1) 0.55, (16, 3->64, 64, 7, 2) 0.67; 3x3 is marginal: (32, 3->64, 32) 0.91,
     (32, 4->64, 32) 0.98, (32, 6->64, 32) 0.96, (32, 8->64, 32) 1.14; narrow rows lose: (32, 1->32,
     28, 5, 1) 1.35, (32, 3->64, 32, 5, 2) 1.23, (8, 3->64, 112, 3, 2) 1.10.
-    Grouped convolutions (each group's GEMM only Fg rows deep), stride 1, rows of >= 16 outputs,
-    <= 32 filters per group; 2 threads, wall time, direct / im2col + GEMM (N, C->F, H, k, groups):
-    (32, 64->64, 28, 3, 4) 2.0 / 4.1 ms, (32, 64->64, 28, 3, 2) 2.9 / 6.6, (16, 32->32, 56, 3, 2)
-    1.9 / 4.6, (8, 96->96, 17, 5, 3) 1.6 / 2.4; (32, 128->128, 14, 3, 8) ties, 1.8 / 1.9, and stride 2
-    loses: (32, 64->64, 28, 3, 4) 2.2 / 1.7 (/work/s15/groups_probe.py, not kept in the repository).
+    Grouped convolutions (each group's GEMM only Fg rows deep), stride 1, rows of >= 8 outputs (up
+    to 16 in the narrow kernel's blocks of 4 rows x 16), <= 32 filters per group; 2 threads, wall
+    time, direct / im2col + GEMM (N, C->F, H, k, groups): (32, 64->64, 28, 3, 4) 2.0 / 4.1 ms,
+    (32, 64->64, 28, 3, 2) 2.9 / 6.6, (16, 32->32, 56, 3, 2) 1.9 / 4.6, (8, 96->96, 17, 5, 3) 1.6 / 2.4;
+    narrow rows: (32, 128->128, 14, 3, 8) 0.81 / 1.65, (32, 64->64, 16, 3, 4) 0.41 / 0.99, (32,
+    128->128, 14, 3, 4) 1.37 / 2.93, (64, 64->64, 8, 3, 2) 0.73 / 0.92; stride 2 lost: (32, 64->64,
+    28, 3, 4) 2.2 / 1.7 (/work/s15/groups_probe.py and narrow.py, not kept in the repository).
     Padding below the kernel size: the padded copy per thread stays the input's size (a huge padding
     with a huge stride would copy gigabytes of zeros for a small output)."""
     if not (g.dh == 1 and g.dw == 1 and g.Fg % DIRECT_FB == 0 and g.ph < g.KH and g.pw < g.KW
             and g.KH * g.KW <= DIRECT_MAX_TAPS):
         return False
     if g.G > 1:
-        return g.sh == 1 and g.sw == 1 and g.Wo >= 16 and g.Fg <= 32
+        return g.sh == 1 and g.sw == 1 and g.Wo >= 8 and g.Fg <= 32
     return g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo >= 32
 
 
@@ -203,9 +209,14 @@ cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::
             grp = task - n * g.G
             xp = &work[0] + threadid() * xp_size
             direct_pad_split(&x[(n * g.C + grp * g.Cg) * g.H * g.W], xp, g.Cg, g.H, g.W, g.ph, g.pw, g.sw, Wq)
-            direct_forward_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
-                             &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
-                             g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
+            if g.Wo <= 16:
+                direct_forward_narrow_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
+                                        &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
+                                        g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
+            else:
+                direct_forward_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
+                                 &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
+                                 g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
 
 
 cdef Geometry _input_grad_geometry(const Geometry* g) noexcept nogil:

@@ -15,8 +15,8 @@
 FNN_BEGIN_LOOPS
 
 #define DIRECT_FB 4    /* filters per register block (F must be a multiple) */
-#define DIRECT_ROWS 2  /* output rows per register block (written out for 2 below) */
-#define DIRECT_VW 32   /* output columns per register block: two vectors of 16 */
+#define DIRECT_MAX_ROWS 4  /* output rows per register block, at most (the narrow one's) */
+#define DIRECT_VW 32   /* output columns per register block, at most: two vectors of 16 */
 #define DIRECT_MAX_TAPS 121  /* KH * KW of the largest kernel the direct forward takes (11 x 11) */
 
 typedef float direct_v16 __attribute__((vector_size(64)));
@@ -57,47 +57,49 @@ static void direct_pad_split(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H
 }
 
 /* y (F, Ho, Wo) of one image from its phase-split padded copy xp; w (F, C, KH, KW). A register
- * block is DIRECT_FB filters x DIRECT_ROWS output rows x DIRECT_VW columns: per (c, kh, kw), 4
- * vector loads and 4 weight broadcasts feed 16 FMAs (8 filters x 1 row: 10 loads, 7% slower). */
-FNN_CLONES
-static void direct_forward_f(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C,
-                             ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
-                             ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
-                             int has_bias, int relu)
+ * block is DIRECT_FB filters x ROWS output rows x VECS vectors of 16 columns: per (c, kh, kw),
+ * ROWS * VECS vector loads and DIRECT_FB weight broadcasts feed DIRECT_FB * ROWS * VECS FMAs. */
+static inline __attribute__((always_inline)) void
+direct_forward_blocks(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C, ptrdiff_t H,
+                      ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph, ptrdiff_t sh, ptrdiff_t sw,
+                      ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo, int has_bias, int relu, const int ROWS,
+                      const int VECS)
 {
     ptrdiff_t Hp = H + 2 * ph, kk = KH * KW, ckk = C * kk, f0, oh, ow0, c, t;
     ptrdiff_t row_step = sh * sw * Wq, tap_off[DIRECT_MAX_TAPS];
-    int f, l, r;
+    int f, r, v;
     /* tap (kh, kw) reads row kh of phase kw % sw from column kw / sw: divisions kept out of the loop */
     for (t = 0; t < kk; t++)
         tap_off[t] = ((t / KW) * sw + (t % KW) % sw) * Wq + (t % KW) / sw;
     for (f0 = 0; f0 < F; f0 += DIRECT_FB)
-        for (oh = 0; oh < Ho; oh += DIRECT_ROWS)
-            for (ow0 = 0; ow0 < Wo; ow0 += DIRECT_VW) {
-                direct_v16 acc[DIRECT_FB][DIRECT_ROWS][2];
-                float out[DIRECT_VW];
-                int width = Wo - ow0 < DIRECT_VW ? (int)(Wo - ow0) : DIRECT_VW;
-                int rows = Ho - oh < DIRECT_ROWS ? (int)(Ho - oh) : DIRECT_ROWS;
-                /* a last odd row computes its partner from itself again (kept in bounds, dropped) */
-                ptrdiff_t second = rows > 1 ? row_step : 0;
-                memset(acc, 0, sizeof(acc));
+        for (oh = 0; oh < Ho; oh += ROWS)
+            for (ow0 = 0; ow0 < Wo; ow0 += 16 * VECS) {
+                direct_v16 acc[DIRECT_FB][DIRECT_MAX_ROWS][2];
+                float out[32];
+                int width = Wo - ow0 < 16 * VECS ? (int)(Wo - ow0) : 16 * VECS;
+                int rows = Ho - oh < ROWS ? (int)(Ho - oh) : ROWS;
+                /* rows past Ho compute the last one again (kept in bounds, dropped) */
+                ptrdiff_t row_off[DIRECT_MAX_ROWS];
+                for (r = 0; r < ROWS; r++)
+                    row_off[r] = (r < rows ? r : rows - 1) * row_step;
+                for (f = 0; f < DIRECT_FB; f++)
+                    for (r = 0; r < ROWS; r++)
+                        for (v = 0; v < VECS; v++)
+                            acc[f][r][v] = (direct_v16){0};
                 for (c = 0; c < C; c++) {
                     const float *plane = xp + (c * Hp + oh * sh) * sw * Wq + ow0;
                     const float *wc = w + f0 * ckk + c * kk;
                     for (t = 0; t < kk; t++) {
                         const float *row = plane + tap_off[t];
-                        const float *wp = wc + t;
-                        direct_v16 x0, x1, x2, x3;
-                        memcpy(&x0, row, sizeof(x0));
-                        memcpy(&x1, row + 16, sizeof(x1));
-                        memcpy(&x2, row + second, sizeof(x2));
-                        memcpy(&x3, row + second + 16, sizeof(x3));
+                        direct_v16 xv[DIRECT_MAX_ROWS][2];
+                        for (r = 0; r < ROWS; r++)
+                            for (v = 0; v < VECS; v++)
+                                memcpy(&xv[r][v], row + row_off[r] + 16 * v, sizeof(direct_v16));
                         for (f = 0; f < DIRECT_FB; f++) {
-                            float wv = wp[f * ckk];
-                            acc[f][0][0] += wv * x0;
-                            acc[f][0][1] += wv * x1;
-                            acc[f][1][0] += wv * x2;
-                            acc[f][1][1] += wv * x3;
+                            float wv = wc[f * ckk + t];
+                            for (r = 0; r < ROWS; r++)
+                                for (v = 0; v < VECS; v++)
+                                    acc[f][r][v] += wv * xv[r][v];
                         }
                     }
                 }
@@ -105,15 +107,35 @@ static void direct_forward_f(const float *xp, const float *w, const float *b, fl
                     for (r = 0; r < rows; r++) {
                         float bias = has_bias ? b[f0 + f] : 0.0f;
                         float *dst = y + ((f0 + f) * Ho + oh + r) * Wo + ow0;
-                        for (l = 0; l < 2; l++) {
-                            direct_v16 v = acc[f][r][l] + bias;
+                        for (v = 0; v < VECS; v++) {
+                            direct_v16 val = acc[f][r][v] + bias;
                             if (relu)  /* clear the lanes below 0 (a NaN compares false and passes) */
-                                v = (direct_v16)((direct_i16)v & ~(direct_i16)(v < 0.0f));
-                            memcpy(out + 16 * l, &v, sizeof(v));
+                                val = (direct_v16)((direct_i16)val & ~(direct_i16)(val < 0.0f));
+                            memcpy(out + 16 * v, &val, sizeof(val));
                         }
                         memcpy(dst, out, (size_t)width * sizeof(float));
                     }
             }
+}
+
+/* 2 rows x 32 columns (8 filters x 1 row: 10 loads per 16 FMAs, 7% slower) */
+FNN_CLONES
+static void direct_forward_f(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C,
+                             ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
+                             ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
+                             int has_bias, int relu)
+{
+    direct_forward_blocks(xp, w, b, y, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, has_bias, relu, 2, 2);
+}
+
+/* 4 rows x 16 columns: rows of at most 16 outputs (half of the wide block's lanes would idle) */
+FNN_CLONES
+static void direct_forward_narrow_f(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C,
+                                    ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
+                                    ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
+                                    int has_bias, int relu)
+{
+    direct_forward_blocks(xp, w, b, y, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, has_bias, relu, 4, 1);
 }
 
 #define DIRECT_GRAD_FB 4  /* filters per register block of the weight gradient */
