@@ -641,6 +641,7 @@ CONV_GRID = {
     "gbatch1": (1, 64, 64, 56, 3, 1, 1, 1),
     "godd": (32, 48, 64, 27, 3, 1, 1, 1),
     "g5odd": (16, 24, 48, 33, 5, 2, 2, 1),
+    "ggroup8": (32, 128, 128, 14, 3, 1, 1, 8),  # ResNeXt's grouped 3x3 at 14x14
 }
 CONV_GRID_WORKLOADS = [_conv_workloads(name, bwd, spec) for bwd in (False, True) for name, spec in CONV_GRID.items()]
 
