@@ -762,6 +762,12 @@ cdef bint _winograd_backward_pays(const Geometry* g) noexcept nogil:
 _fast_paths_enabled = True
 
 
+cdef Py_ssize_t _direct_threads(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
+    """Threads of _direct_forward: one per (image, group) task at most (a batch of one still splits
+    its groups)."""
+    return min(N * g.G, <Py_ssize_t>n_threads)
+
+
 cdef Py_ssize_t _direct_forward_work(const Geometry* g) noexcept nogil:
     """Elements of one thread's workspace for _direct_forward: its padded, phase-split image."""
     return g.Cg * (g.H + 2 * g.ph) * g.sw * direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
@@ -777,7 +783,7 @@ cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bi
     if _fast_paths_enabled and _winograd_forward_pays(g):
         return max(gemm, _wino_forward_work(g, N, n_threads))
     if _fast_paths_enabled and is_float and _direct_pays(g):
-        return loop_threads * _direct_forward_work(g)
+        return _direct_threads(g, N, n_threads) * _direct_forward_work(g)
     return gemm
 
 
@@ -803,7 +809,7 @@ def _forward_entry(const real[::1] x, const real[::1] w, const real[::1] b, real
             return
     if real is float:
         if _fast_paths_enabled and _direct_pays(&g):
-            _direct_forward(x, w, b, y, N, &g, work, has_bias, relu, loop_threads)
+            _direct_forward(x, w, b, y, N, &g, work, has_bias, relu, <int>_direct_threads(&g, N, n_threads))
             return
     _forward_typed(x, w, b, y, N, &g, work, has_bias, relu, loop_threads)
 
@@ -914,8 +920,8 @@ cdef bint _direct_grad_pays(const Geometry* g) noexcept nogil:
     filters x 3 columns a register block), rows of outputs at least 80% of whole vectors (dy's rows
     padded to them). 2 threads, wall time, dw only, direct / im2col + GEMM, best of 9, two runs
     (/work/s15/grp_dw.py, not kept): (32, 64->64, 28, 3x3, 4 groups) 1.71 / 4.16, 1.68 / 4.04;
-    (16, 32->32, 56, 3x3, 2 groups) 1.54 / 3.79, 1.55 / 3.69; (32, 128->128, 14, 3x3, 8 groups) ties,
-    2.54 / 2.60, 2.58 / 2.53. 5x5 lost with 8 filters x 3 columns: (8, 96->96, 17, 5x5, 3 groups)
+    (16, 32->32, 56, 3x3, 2 groups) 1.54 / 3.79, 1.55 / 3.69; (32, 128->128, 14, 3x3, 8 groups)
+    1.21 / 2.55. 5x5 lost with 8 filters x 3 columns: (8, 96->96, 17, 5x5, 3 groups)
     5.8 / 2.3 (an earlier build of the kernel).
     Padding below the kernel size, as _direct_pays."""
     if not (g.dh == 1 and g.dw == 1 and g.ph < g.KH and g.pw < g.KW):
@@ -1055,7 +1061,7 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
     if _fast_paths_enabled and is_float and input_grad and _direct_input_grad_pays(g):
         t = _input_grad_geometry(g)
         _generic_backward_sizes(g, N, n_threads, is_float, False, &loop_threads, &direct_grad, &parts, &work)
-        return max(parts + work, min(N, <Py_ssize_t>n_threads) * _direct_forward_work(&t))
+        return max(parts + work, _direct_threads(&t, N, n_threads) * _direct_forward_work(&t))
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
     if N > 0 and _fast_paths_enabled and _winograd_backward_pays(g):
         _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &wino_parts, &wino_work)
@@ -1085,7 +1091,7 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
     elif real is float and N > 0 and input_grad and _fast_paths_enabled and _direct_input_grad_pays(&g):
         t = _input_grad_geometry(&g)
         _direct_forward(dy, _flipped_transposed(np.asarray(w).reshape(g.F, g.Cg, g.KH, g.KW), g.G), db[:0], dx,
-                        N, &t, workspace, False, False, <int>min(N, <Py_ssize_t>n_threads))
+                        N, &t, workspace, False, False, <int>_direct_threads(&t, N, n_threads))
         _generic_backward_sizes(&g, N, n_threads, True, False, &loop_threads, &direct_grad, &parts, &work)
         _backward_typed(dy, x, w, dx, dw, workspace[:parts], workspace[parts:parts + work], N, &g, direct_grad,
                         False, <int>loop_threads)
