@@ -65,8 +65,8 @@ CASES = [
     ((2, 6, 9, 7), (6, 1, 5, 5), {"padding": 2, "groups": 6}, True),
     ((2, 1, 9, 9), (4, 1, 3, 3), {"padding": 1}, True),
     ((2, 4, 7, 6), (4, 1, 4, 3), {"padding": "same", "dilation": 2, "groups": 4}, False),
-    # grouped, stride 1, rows of 16 outputs and more: the Cython backend's direct forward per (image,
-    # group), and dx as the direct forward of dy (when the groups' input channels are a multiple of 4)
+    # grouped, stride 1, rows of more than 16 outputs: the Cython backend's wide direct forward per
+    # (image, group), and dx as the direct forward of dy (when the groups' input channels are a multiple of 4)
     ((2, 8, 9, 20), (8, 4, 3, 3), {"padding": 1, "groups": 2}, True),
     ((2, 12, 10, 19), (24, 4, 5, 5), {"padding": 2, "groups": 3}, False),
     ((1, 8, 7, 33), (8, 4, 3, 2), {"padding": (1, 0), "groups": 2}, True),

@@ -164,11 +164,7 @@ cdef extern from "conv_direct.h" nogil:
     void direct_forward_f(const float* xp, const float* w, const float* b, float* y, Py_ssize_t C,
                           Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
-                          int has_bias, int relu)
-    void direct_forward_narrow_f(const float* xp, const float* w, const float* b, float* y, Py_ssize_t C,
-                                 Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
-                                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
-                                 int has_bias, int relu)
+                          int has_bias, int relu, int narrow)
 
 
 cdef bint _direct_pays(const Geometry* g) noexcept nogil:
@@ -209,14 +205,9 @@ cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::
             grp = task - n * g.G
             xp = &work[0] + threadid() * xp_size
             direct_pad_split(&x[(n * g.C + grp * g.Cg) * g.H * g.W], xp, g.Cg, g.H, g.W, g.ph, g.pw, g.sw, Wq)
-            if g.Wo <= 16:
-                direct_forward_narrow_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
-                                        &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
-                                        g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
-            else:
-                direct_forward_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
-                                 &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
-                                 g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu)
+            direct_forward_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
+                             &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
+                             g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu, g.Wo <= 16)
 
 
 cdef Geometry _input_grad_geometry(const Geometry* g) noexcept nogil:
@@ -902,11 +893,8 @@ cdef extern from "conv_direct.h" nogil:
                                        Py_ssize_t Wo)
     void direct_weight_grad_f(const float* xp, const float* dy, float* lanes, Py_ssize_t C, Py_ssize_t H,
                               Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph, Py_ssize_t sh,
-                              Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Wd)
-    void direct_weight_grad_narrow_f(const float* xp, const float* dy, float* lanes, Py_ssize_t C,
-                                     Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
-                                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
-                                     Py_ssize_t Wd)
+                              Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Wd,
+                              int narrow)
     void direct_pad_rows(const float* dy, float* dst, Py_ssize_t rows, Py_ssize_t Wo, Py_ssize_t Wd)
     void direct_grad_lanes_sum(const float* lanes, float* dw, Py_ssize_t n)
 
@@ -977,12 +965,8 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
                 if _direct_grad_copies_dy(g):
                     direct_pad_rows(dyg, dyp, g.Fg * g.Ho, g.Wo, Wd)
                     dyg = dyp
-                if g.G > 1:
-                    direct_weight_grad_narrow_f(xp, dyg, lanes + grp * g.Fg * g.K * 16, g.Cg, g.H, g.Fg, g.KH,
-                                                g.KW, g.ph, g.sh, g.sw, Wq, g.Ho, g.Wo, Wd)
-                else:
-                    direct_weight_grad_f(xp, dyg, lanes, g.C, g.H, g.F, g.KH, g.KW, g.ph, g.sh, g.sw, Wq,
-                                         g.Ho, g.Wo, Wd)
+                direct_weight_grad_f(xp, dyg, lanes + grp * g.Fg * g.K * 16, g.Cg, g.H, g.Fg, g.KH, g.KW,
+                                     g.ph, g.sh, g.sw, Wq, g.Ho, g.Wo, Wd, g.G > 1)
         direct_grad_lanes_sum(lanes, dw_parts + t * g.F * g.K, g.F * g.K)
 
 

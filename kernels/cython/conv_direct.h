@@ -1,8 +1,9 @@
-/* Direct float32 convolution for few input channels (the 3-channel stem convolutions; the forward
- * also per group of a grouped convolution), forward and weight gradient, for kernels/cython/conv.pyx. im2col + GEMM there spends as long copying
- * columns (im2col, then BLAS packing them) as multiplying; here register blocks of outputs (or of
- * weight gradients) accumulate over the whole reduction, FMA-bound. GCC vector extensions, compiled
- * per target by FNN_CLONES (16 lanes = one AVX-512 register, two AVX2 ones).
+/* Direct float32 convolution for few input channels (the 3-channel stem convolutions) and per group
+ * of a grouped one, forward and weight gradient, for kernels/cython/conv.pyx. im2col + GEMM there
+ * spends as long copying columns (im2col, then BLAS packing them) as multiplying; here register
+ * blocks of outputs (or of weight gradients) accumulate over the whole reduction, FMA-bound. GCC
+ * vector extensions, compiled per target by FNN_CLONES (16 lanes = one AVX-512 register, two AVX2
+ * ones).
  */
 #ifndef FASTNN_CONV_DIRECT_H
 #define FASTNN_CONV_DIRECT_H
@@ -75,7 +76,7 @@ direct_forward_blocks(const float *xp, const float *w, const float *b, float *y,
         for (oh = 0; oh < Ho; oh += ROWS)
             for (ow0 = 0; ow0 < Wo; ow0 += 16 * VECS) {
                 direct_v16 acc[DIRECT_FB][DIRECT_MAX_ROWS][2];
-                float out[32];
+                float out[DIRECT_VW];
                 int width = Wo - ow0 < 16 * VECS ? (int)(Wo - ow0) : 16 * VECS;
                 int rows = Ho - oh < ROWS ? (int)(Ho - oh) : ROWS;
                 /* rows past Ho compute the last one again (kept in bounds, dropped) */
@@ -118,24 +119,19 @@ direct_forward_blocks(const float *xp, const float *w, const float *b, float *y,
             }
 }
 
-/* 2 rows x 32 columns (8 filters x 1 row: 10 loads per 16 FMAs, 7% slower) */
+/* Register blocks of 2 rows x 32 columns (8 filters x 1 row: 10 loads per 16 FMAs, 7% slower), or
+ * if `narrow`, for rows of at most 16 outputs, 4 rows x 16 columns (half the wide block's lanes
+ * would idle). */
 FNN_CLONES
 static void direct_forward_f(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C,
                              ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
                              ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
-                             int has_bias, int relu)
+                             int has_bias, int relu, int narrow)
 {
-    direct_forward_blocks(xp, w, b, y, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, has_bias, relu, 2, 2);
-}
-
-/* 4 rows x 16 columns: rows of at most 16 outputs (half of the wide block's lanes would idle) */
-FNN_CLONES
-static void direct_forward_narrow_f(const float *xp, const float *w, const float *b, float *y, ptrdiff_t C,
-                                    ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
-                                    ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
-                                    int has_bias, int relu)
-{
-    direct_forward_blocks(xp, w, b, y, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, has_bias, relu, 4, 1);
+    if (narrow)
+        direct_forward_blocks(xp, w, b, y, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, has_bias, relu, 4, 1);
+    else
+        direct_forward_blocks(xp, w, b, y, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, has_bias, relu, 2, 2);
 }
 
 #define DIRECT_GRAD_FB 4  /* filters per register block of the weight gradient */
@@ -212,26 +208,20 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
                 }
 }
 
-/* 4 filters x 7 kernel columns (the 7x7 stems) */
+/* Register blocks of 4 filters x 7 kernel columns (the 7x7 stems), or if `narrow`, 4 x 3 (kernels up
+ * to 6 wide: direct_grad_phase_width's span of 7 covers their blocks). Holding 8 filters' dy there
+ * left GCC folding each dy load into its 3 FMAs: 2.0 against 1.8 ms for 32x64->64 28x28 3x3 g4's dw
+ * (/work/s15/grp_dw.py). */
 FNN_CLONES
 static void direct_weight_grad_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
                                  ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
                                  ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho, ptrdiff_t Wo,
-                                 ptrdiff_t Wd)
+                                 ptrdiff_t Wd, int narrow)
 {
-    direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 4, 7);
-}
-
-/* 4 filters x 3 kernel columns (kernels up to 6 wide: direct_grad_phase_width's span of 7 covers
- * their blocks). Holding 8 filters' dy instead left GCC folding each dy load into its 3 FMAs: 2.0
- * against 1.8 ms for 32x64->64 28x28 3x3 g4's dw (/work/s15/grp_dw.py). */
-FNN_CLONES
-static void direct_weight_grad_narrow_f(const float *xp, const float *dy, float *lanes, ptrdiff_t C,
-                                        ptrdiff_t H, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t ph,
-                                        ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t Wq, ptrdiff_t Ho,
-                                        ptrdiff_t Wo, ptrdiff_t Wd)
-{
-    direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 4, 3);
+    if (narrow)
+        direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 4, 3);
+    else
+        direct_weight_grad_blocks(xp, dy, lanes, C, H, F, KH, KW, ph, sh, sw, Wq, Ho, Wo, Wd, 4, 7);
 }
 
 /* dy (F, Ho, Wo) into rows Wd >= Wo apart, zero past Wo (the weight gradient's whole vectors) */
