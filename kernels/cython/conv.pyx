@@ -431,6 +431,20 @@ cdef inline bint _all_finite(const real* a, Py_ssize_t n) noexcept nogil:
         return wino_all_finite_d(a, n)
 
 
+# A block's transformed tiles are a2 matrices, one per transform position (V_k, M_k, X_k, D_k: TB tiles x
+# some channels); each starts WINO_GAP values past the previous one's end. Without the gap, F(4x4, 3x3)'s
+# 36 matrices of 64 channels x 48 tiles lie 12 KiB apart, all in one L1 set: the transforms' 36 stores (or
+# loads) per tile evicted each other, and the input transform ran 2x slower (a C harness of
+# wg_input_channels_f on 64 channels of 32x32, 1 thread: 54 -> 28 us per image).
+cdef enum:
+    WINO_GAP = 16
+
+
+cdef inline Py_ssize_t _position_stride(Py_ssize_t channels, int TB) noexcept nogil:
+    """Values from one transform position's matrix of TB tiles x channels to the next's."""
+    return channels * TB + WINO_GAP
+
+
 cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
                             Py_ssize_t vs) noexcept nogil:
     """B^T d B of the input tiles r0 .. r0 + cnt - 1 of one plane into v[k * vs + j]."""
@@ -441,19 +455,19 @@ cdef inline void _input_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py
 
 
 cdef inline void _input_tiles(const real* image, Py_ssize_t C, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt,
-                              real* V, Py_ssize_t TB, Py_ssize_t j0) noexcept nogil:
-    """B^T d B of the input tiles r0 .. r0 + cnt - 1 of an image's C planes, block tiles j0 ..: V[k * C * TB +
-    c * TB + j] (F(2x2, 3x3), a plane at a time), or V[k * C * TB + j * C + c] (the general tiles, channels in
+                              real* V, Py_ssize_t vs, Py_ssize_t TB, Py_ssize_t j0) noexcept nogil:
+    """B^T d B of the input tiles r0 .. r0 + cnt - 1 of an image's C planes, block tiles j0 ..: V[k * vs +
+    c * TB + j] (F(2x2, 3x3), a plane at a time), or V[k * vs + j * C + c] (the general tiles, channels in
     the vector lanes: a plane at a time, vectors over a tile row's few tiles, F(4x4, 5x5)'s input
     transform took 2x its GEMMs' time on 16x16 images, against 0.7x this way; perf, 1 thread)."""
     cdef Py_ssize_t c, plane = t.H * t.W
     if t.spec == NULL:
         for c in range(C):
-            _input_run(image + c * plane, t, r0, cnt, V + c * TB + j0, C * TB)
+            _input_run(image + c * plane, t, r0, cnt, V + c * TB + j0, vs)
     elif real is float:
-        wg_input_channels_f(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, V + j0 * C, C * TB, C)
+        wg_input_channels_f(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, V + j0 * C, vs, C)
     else:
-        wg_input_channels_d(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, V + j0 * C, C * TB, C)
+        wg_input_channels_d(t.spec, image, C, t.H, t.W, t.ph, t.pw, t.tw, r0, cnt, V + j0 * C, vs, C)
 
 
 cdef inline void _grad_run(const real* plane, const Tiles* t, Py_ssize_t r0, Py_ssize_t cnt, real* v,
@@ -507,28 +521,29 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
     cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
     cdef Py_ssize_t k, a2 = t.a2
+    cdef Py_ssize_t vs = _position_stride(Cin, TB), ms = _position_stride(Cout, TB)
     cdef Run run
     cdef real* V
     cdef real* M
     for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
-        V = work + <Py_ssize_t>threadid() * a2 * TB * (Cin + Cout)
-        M = V + a2 * TB * Cin
+        V = work + <Py_ssize_t>threadid() * a2 * (vs + ms)
+        M = V + a2 * vs
         t0 = blk * TB
         t1 = min(t0 + TB, t.total)
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
-            _input_tiles(x + run.n * Cin * plane, Cin, t, run.r, run.cnt, V, TB, tt - t0)
+            _input_tiles(x + run.n * Cin * plane, Cin, t, run.r, run.cnt, V, vs, TB, tt - t0)
             tt = tt + run.cnt
         for k in range(a2):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
             _gemm(c"N" if t.spec == NULL else c"T", c"N", <int>(t1 - t0), Cout, Cin, 1,
-                  V + <Py_ssize_t>k * Cin * TB, TB if t.spec == NULL else Cin,
-                  U + <Py_ssize_t>k * Cout * Cin, Cin, 0, M + <Py_ssize_t>k * Cout * TB, TB)
+                  V + k * vs, TB if t.spec == NULL else Cin,
+                  U + <Py_ssize_t>k * Cout * Cin, Cin, 0, M + k * ms, TB)
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
             for f in range(Cout):
-                finite[blk] = finite[blk] & _output_run(M + f * TB + (tt - t0), Cout * TB,
+                finite[blk] = finite[blk] & _output_run(M + f * TB + (tt - t0), ms,
                                                         y + (run.n * Cout + f) * oplane, t, run.r, run.cnt,
                                                         b[f] if has_bias else 0, relu)
             tt = tt + run.cnt
@@ -540,6 +555,7 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
     cdef Py_ssize_t blk, n_blocks = (t.total + TB - 1) // TB
     cdef Py_ssize_t t0, t1, tt, c, f, plane = t.H * t.W, oplane = t.Ho * t.Wo
     cdef Py_ssize_t k, a2 = t.a2
+    cdef Py_ssize_t xs = _position_stride(C, TB), ds = _position_stride(F, TB)
     cdef int tid
     cdef Run run
     cdef real* X
@@ -547,22 +563,22 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
     cdef real* Mt
     for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
         tid = threadid()
-        X = work + <Py_ssize_t>tid * a2 * TB * (C + F)
-        D = X + a2 * TB * C
+        X = work + <Py_ssize_t>tid * a2 * (xs + ds)
+        D = X + a2 * xs
         Mt = Mparts + <Py_ssize_t>tid * a2 * F * C
         t0 = blk * TB
         t1 = min(t0 + TB, t.total)
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
-            _input_tiles(x + run.n * C * plane, C, t, run.r, run.cnt, X, TB, tt - t0)
+            _input_tiles(x + run.n * C * plane, C, t, run.r, run.cnt, X, xs, TB, tt - t0)
             for f in range(F):
                 _grad_run(dy + (run.n * F + f) * oplane, t, run.r, run.cnt,
-                          D + f * TB + (tt - t0), F * TB)
+                          D + f * TB + (tt - t0), ds)
             tt = tt + run.cnt
         for k in range(a2):  # M_k (F, C) += D_k (F, nb) @ X_k (C, nb)^T
-            _gemm(c"T" if t.spec == NULL else c"N", c"N", C, F, <int>(t1 - t0), 1, X + <Py_ssize_t>k * C * TB,
-                  TB if t.spec == NULL else C, D + <Py_ssize_t>k * F * TB, TB, 1, Mt + <Py_ssize_t>k * F * C, C)
+            _gemm(c"T" if t.spec == NULL else c"N", c"N", C, F, <int>(t1 - t0), 1, X + k * xs,
+                  TB if t.spec == NULL else C, D + k * ds, TB, 1, Mt + <Py_ssize_t>k * F * C, C)
 
 
 cdef int _wino_block(int channels, Py_ssize_t a2) noexcept nogil:
@@ -604,7 +620,7 @@ cdef Py_ssize_t _wino_threads(const Tiles* t, int TB, int n_threads) noexcept no
 cdef Py_ssize_t _wino_forward_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
     cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g, False))
     cdef int TB = _wino_block(g.C + g.F, t.a2)
-    return _wino_threads(&t, TB, n_threads) * t.a2 * TB * (g.C + g.F)
+    return _wino_threads(&t, TB, n_threads) * t.a2 * (_position_stride(g.C, TB) + _position_stride(g.F, TB))
 
 
 cdef int _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::1] b, real[::1] y,
@@ -651,7 +667,7 @@ cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, P
     ntd[0] = _wino_threads(&td, TB, n_threads)
     ntw[0] = _wino_threads(&tw, TB, n_threads)
     parts[0] = ntw[0] * tw.a2 * g.F * g.C
-    work[0] = max(ntd[0], ntw[0]) * tw.a2 * TB * (g.C + g.F)
+    work[0] = max(ntd[0], ntw[0]) * tw.a2 * (_position_stride(g.C, TB) + _position_stride(g.F, TB))
 
 
 cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w,

@@ -78,6 +78,60 @@ WG_INLINE void WG_FN(wg_transpose_rows)(const WINO_T *x, ptrdiff_t H, ptrdiff_t 
     }
 }
 
+#if WG_A == 6
+/* t[k * ts] = (BT d)[k] for F(4x4, 3x3)'s BT (wg_bt_a6), d[i * ds]: its rows share terms, 14
+ * operations instead of wg_dot's 22 (the compiler may not regroup floating-point sums itself).
+ * Rounding differs from wg_dot's; inf or NaN inputs still give non-finite outputs, which the
+ * callers' finiteness check sends to im2col + GEMM. */
+WG_INLINE void WG_FN(wg_bt6)(const WINO_T *d, ptrdiff_t ds, WINO_T *t, ptrdiff_t ts)
+{
+    const WINO_T d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
+    const WINO_T s12 = d1 + d2, s34 = d3 + d4, m12 = d1 - d2, m43 = d4 - d3, m42 = d4 - d2, m31 = d3 - d1;
+    t[0] = 4 * d0 - 5 * d2 + d4;
+    t[ts] = s34 - 4 * s12;
+    t[2 * ts] = m43 + 4 * m12;
+    t[3 * ts] = m42 + 2 * m31;
+    t[4 * ts] = m42 - 2 * m31;
+    t[5 * ts] = 4 * d1 - 5 * d3 + d5;
+}
+#endif
+
+/* BT d BT^T of one tile of T (rows of `cols` columns of WINO_CB channels, from `tile`) into
+ * out[k * vs + l], channels l < nc. NC is a constant in each inlined copy: the usual full block's
+ * stores are whole vectors (with nc a variable, each of the a^2 stores was a loop with a remainder:
+ * ~30% of a 3x3 forward's input transform). */
+WG_INLINE void WG_FN(wg_input_tile)(const WINO_T *tile, ptrdiff_t cols, WINO_T *out, ptrdiff_t vs, const int nc)
+{
+    WINO_T e[WG_A * WG_A][WINO_CB];
+    int l, ip, q;
+#if WG_A == 6
+    WG_UNROLL
+    for (q = 0; q < WG_A; q++)  /* BT d: rows */
+        for (l = 0; l < WINO_CB; l++)
+            WG_FN(wg_bt6)(tile + q * WINO_CB + l, cols * WINO_CB, &e[q][l], WG_A * WINO_CB);
+    WG_UNROLL
+    for (ip = 0; ip < WG_A; ip++)  /* (BT d) BT^T: columns; the six rows of out never overlap */
+        FNN_IVDEP
+        for (l = 0; l < nc; l++)
+            WG_FN(wg_bt6)(&e[ip * WG_A][l], WINO_CB, out + ip * WG_A * vs + l, vs);
+    return;
+#endif
+    WG_UNROLL
+    for (ip = 0; ip < WG_A; ip++)  /* BT d: rows */
+        WG_UNROLL
+        for (q = 0; q < WG_A; q++)
+            for (l = 0; l < WINO_CB; l++)
+                e[ip * WG_A + q][l] = WG_FN(wg_dot)(WG_BT[ip], 1, WG_A, tile + q * WINO_CB + l, cols * WINO_CB);
+    WG_UNROLL
+    for (ip = 0; ip < WG_A; ip++)  /* (BT d) BT^T: columns */
+        WG_UNROLL
+        for (q = 0; q < WG_A; q++) {
+            WINO_T *dst = out + (ip * WG_A + q) * vs;
+            for (l = 0; l < nc; l++)
+                dst[l] = WG_FN(wg_dot)(WG_BT[q], 1, WG_A, &e[ip * WG_A][l], WINO_CB);
+        }
+}
+
 /* BT d BT^T of the input tiles r0 .. r0 + cnt - 1 (row-major over tw tiles per row) of the image x (C
  * planes of H x W) into v[k * vs + j * ldv + c], channels in the vector lanes: WINO_CB channels of a
  * tile-row segment are transposed into T (rows x columns x channels), then each tile's a^2 elements
@@ -87,9 +141,9 @@ static void WG_FN(wg_input_channels)(const WINO_T *x, ptrdiff_t C, ptrdiff_t H, 
                                       ptrdiff_t pw, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t cnt, WINO_T *v,
                                       ptrdiff_t vs, ptrdiff_t ldv)
 {
-    WINO_T T[WG_A * (WG_M * WINO_SEG + WG_A) * WINO_CB], e[WG_A * WG_A][WINO_CB];
+    WINO_T T[WG_A * (WG_M * WINO_SEG + WG_A) * WINO_CB];
     ptrdiff_t ti = r0 / tw, tj = r0 % tw, j = 0, c0;
-    int u, l, ip, q;
+    int u;
     while (j < cnt) {
         int seg = tw - tj < cnt - j ? (int)(tw - tj) : (int)(cnt - j);
         ptrdiff_t cols;
@@ -98,25 +152,12 @@ static void WG_FN(wg_input_channels)(const WINO_T *x, ptrdiff_t C, ptrdiff_t H, 
         for (c0 = 0; c0 < C; c0 += WINO_CB) {
             int nc = C - c0 < WINO_CB ? (int)(C - c0) : WINO_CB;
             WG_FN(wg_transpose_rows)(x + c0 * H * W, H, W, WG_M * ti - ph, WG_M * tj - pw, cols, nc, T);
-            for (u = 0; u < seg; u++) {
-                const WINO_T *tile = T + WG_M * u * WINO_CB;
-                WINO_T *out = v + (j + u) * ldv + c0;
-                WG_UNROLL
-                for (ip = 0; ip < WG_A; ip++)  /* BT d: rows */
-                    WG_UNROLL
-                    for (q = 0; q < WG_A; q++)
-                        for (l = 0; l < WINO_CB; l++)
-                            e[ip * WG_A + q][l] = WG_FN(wg_dot)(WG_BT[ip], 1, WG_A, tile + q * WINO_CB + l,
-                                                                cols * WINO_CB);
-                WG_UNROLL
-                for (ip = 0; ip < WG_A; ip++)  /* (BT d) BT^T: columns */
-                    WG_UNROLL
-                    for (q = 0; q < WG_A; q++) {
-                        WINO_T *dst = out + (ip * WG_A + q) * vs;
-                        for (l = 0; l < nc; l++)
-                            dst[l] = WG_FN(wg_dot)(WG_BT[q], 1, WG_A, &e[ip * WG_A][l], WINO_CB);
-                    }
-            }
+            if (nc == WINO_CB)
+                for (u = 0; u < seg; u++)
+                    WG_FN(wg_input_tile)(T + WG_M * u * WINO_CB, cols, v + (j + u) * ldv + c0, vs, WINO_CB);
+            else
+                for (u = 0; u < seg; u++)
+                    WG_FN(wg_input_tile)(T + WG_M * u * WINO_CB, cols, v + (j + u) * ldv + c0, vs, nc);
         }
         j += seg;
         tj += seg;
