@@ -581,15 +581,25 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
                   TB if t.spec == NULL else C, D + k * ds, TB, 1, Mt + <Py_ssize_t>k * F * C, C)
 
 
-cdef int _wino_block(int channels, Py_ssize_t a2) noexcept nogil:
-    """Tiles per block (a multiple of 16, 32 or 64 to 512): a block's transformed tiles, a2 * channels
-    * TB values, stay near 1 MiB in float32 (L2 is 2 MiB). Measured side by side (a probe script not kept;
-    before the floor of 64 was set), 1 thread, ms fwd+bwd for budgets
-    2^14/2^15/2^16 values per transform position: 64->64 on 32x32 34.1/35.9/39.3, 128->128 on 16x16
-    30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32 costs ~3% against 64-128)."""
+cdef int _wino_block(int channels, Py_ssize_t a2, Py_ssize_t total, int n_threads) noexcept nogil:
+    """Tiles per block: at most a multiple of 16, 32 or 64 to 512, so that a block's transformed tiles,
+    a2 * channels * TB values, stay near 1 MiB in float32 (L2 is 2 MiB); then no more than the blocks'
+    count, rounded up to a multiple of the threads', needs, so the threads get equal shares (1x64->64
+    56x56 3x3: 196 tiles in 5 blocks of 48 ran 3:2 on 2 threads; in 6 of 33, forward 0.47-0.62 ->
+    0.37 ms). Budgets measured side by side (a probe script not kept; before the floor of 64 was set),
+    1 thread, ms fwd+bwd for budgets 2^14/2^15/2^16 values per transform position: 64->64 on 32x32
+    34.1/35.9/39.3, 128->128 on 16x16 30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32
+    costs ~3% against 64-128)."""
     cdef int floor = 64 if a2 == 16 else 32  # the larger tiles' blocks are 2.25-4x larger per tile
-    cdef int tb = <int>((1 << 18) // a2 // channels // 16 * 16)
-    return floor if tb < floor else (512 if tb > 512 else tb)
+    cdef Py_ssize_t tb = (1 << 18) // a2 // channels // 16 * 16
+    tb = floor if tb < floor else (512 if tb > 512 else tb)
+    cdef Py_ssize_t blocks = (total + tb - 1) // tb
+    if blocks % n_threads == 0:
+        return <int>tb
+    blocks = (blocks + n_threads - 1) // n_threads * n_threads
+    tb = (total + blocks - 1) // blocks
+    cdef Py_ssize_t tb16 = (tb + 15) // 16 * 16  # a multiple of 16 where it splits as evenly
+    return <int>(tb16 if (total + tb16 - 1) // tb16 % n_threads == 0 else tb)
 
 
 cdef void _kernel_transforms(const Tiles* t, const real* g, Py_ssize_t gs, Py_ssize_t gi, Py_ssize_t gj,
@@ -619,7 +629,7 @@ cdef Py_ssize_t _wino_threads(const Tiles* t, int TB, int n_threads) noexcept no
 
 cdef Py_ssize_t _wino_forward_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
     cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g, False))
-    cdef int TB = _wino_block(g.C + g.F, t.a2)
+    cdef int TB = _wino_block(g.C + g.F, t.a2, t.total, n_threads)
     return _wino_threads(&t, TB, n_threads) * t.a2 * (_position_stride(g.C, TB) + _position_stride(g.F, TB))
 
 
@@ -628,7 +638,7 @@ cdef int _wino_forward_typed(const real[::1] x, const real[::1] w, const real[::
                              int n_threads, real* work) except -1:
     """y by Winograd; 1 if every output is finite, else 0 (the caller recomputes y)."""
     cdef Tiles t = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, _wino_spec(g, False))
-    cdef int TB = _wino_block(g.C + g.F, t.a2)
+    cdef int TB = _wino_block(g.C + g.F, t.a2, t.total, n_threads)
     cdef Py_ssize_t nt = _wino_threads(&t, TB, n_threads)
     cdef real[::1] U = np.empty(t.a2 * g.F * g.C, np.float32 if real is float else np.float64)
     cdef Py_ssize_t f, r = g.KH
@@ -649,13 +659,14 @@ cdef int _min_flag(const int[::1] flags) noexcept:
     return 1
 
 
-cdef int _wino_backward_tiles(const Geometry* g, Py_ssize_t N, Tiles* td, Tiles* tw) noexcept nogil:
+cdef int _wino_backward_tiles(const Geometry* g, Py_ssize_t N, int n_threads, Tiles* td,
+                              Tiles* tw) noexcept nogil:
     """The tiles of the input gradient (the forward of dy, padding r - 1 - p) and of the weight
     gradient; returns the tiles per block."""
     cdef const wino_spec* spec = _wino_spec(g, True)
     td[0] = _tiles(N, g.Ho, g.Wo, g.H, g.W, g.KH - 1 - g.ph, g.KW - 1 - g.pw, spec)
     tw[0] = _tiles(N, g.H, g.W, g.Ho, g.Wo, g.ph, g.pw, spec)
-    return _wino_block(g.C + g.F, tw.a2)
+    return _wino_block(g.C + g.F, tw.a2, max(td.total, tw.total), n_threads)
 
 
 cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, Py_ssize_t* ntd,
@@ -663,7 +674,7 @@ cdef void _wino_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads, P
     """Threads of the input and weight gradients' loops; workspace: the per-thread dU sums, then
     each thread's transformed tiles."""
     cdef Tiles td, tw
-    cdef int TB = _wino_backward_tiles(g, N, &td, &tw)
+    cdef int TB = _wino_backward_tiles(g, N, n_threads, &td, &tw)
     ntd[0] = _wino_threads(&td, TB, n_threads)
     ntw[0] = _wino_threads(&tw, TB, n_threads)
     parts[0] = ntw[0] * tw.a2 * g.F * g.C
@@ -677,7 +688,7 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
     # dx = Winograd forward of dy with kernel w'[c, f, i, j] = w[f, c, r-1-i, r-1-j]
     cdef Py_ssize_t r = g.KH
     cdef Tiles td, tw
-    cdef int TB = _wino_backward_tiles(g, N, &td, &tw)
+    cdef int TB = _wino_backward_tiles(g, N, n_threads, &td, &tw)
     cdef Py_ssize_t ntd, ntw, parts, work_size
     _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &parts, &work_size)
     cdef int nt = <int>max(ntd, ntw)  # for the call's small parallel loops
