@@ -1,6 +1,6 @@
 # Cython/OpenMP 2-D convolution (cross-correlation, as PyTorch's conv2d), float32 and float64.
 #
-# Two algorithms, chosen per call by measured rules (_winograd_forward_pays / _backward_pays):
+# Two algorithms, chosen per call by measured rules (_winograd_pays):
 # - im2col + GEMM (any stride, padding, dilation, groups). Layout x (N, C, H, W), w (F, C//G, KH,
 #   KW), y (N, F, Ho, Wo). Per image and group, with K = Cg*KH*KW and P = Ho*Wo, the column matrix
 #   col (K, P) gives y_g (Fg, P) = w_g (Fg, K) @ col, dw_g += dy_g @ col^T, and dcol = w_g^T @ dy_g
@@ -717,22 +717,21 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
     return dw_finite and _min_flag(finite)
 
 
-# Winograd vs im2col + GEMM, measured on 3x3 stride-1 convolutions (1 thread, CPU time, float32,
-# N = 32, 32x32 images unless noted; ratio = Winograd time / GEMM time, the rules disabled):
-#   C->F      3->64 8->8 8->32 16->16 16->32 16->64 32->32 32->64 64->16 64->64 64->64 on 8x8, 6x6
-#   forward   1.75  1.29 0.82  0.70   0.58   0.83   0.59   0.69   0.58   0.55   0.55, 0.73
-#   backward  2.22  1.32 0.91  0.69   0.70   1.16   0.68   0.86   0.56   0.68   0.64, 0.83
-#   and small images lose: 64->64 on 4x4 2.05 / 1.95, on 2x2 3.09 / 2.14, 128->128 on 4x4 1.19 / 1.17.
-# 5x5 (F(4x4, 5x5)) and 7x7 (F(2x2, 7x7)), 'same' padding, 2 threads, wall time, Winograd / GEMM,
-# forward / backward, on 8x8 (N = 32), 14x14 and 28x28 (N = 8), where the rules below take Winograd
-# (- where they keep im2col; the grid's script was not kept):
-#   5x5  16->32  0.74/-    0.48/0.69 0.38/0.58   32->64   0.54/-    0.53/0.52 0.39/0.55
-#        64->64  0.57/-    0.70/0.70 0.45/0.51   128->128 0.61/0.62 0.46/0.44 0.34/0.41
-#        256->256 0.48/0.49 0.54/0.55 0.42/0.44
-#   7x7  8->16   0.48/-    0.69/-    0.77/0.85   32->64   0.48/-    0.56/-    0.68/0.73
-#        64->64  0.39/-    0.58/-    0.58/0.58   128->128 0.47/0.44 0.54/0.57 0.50/0.45
-# An earlier build (input transforms a plane at a time) lost where im2col is kept: 5x5 on 6x6 1.2-2.4,
-# 5x5 8->16 on 14x14 1.34 / 1.48, 7x7 backward on 14x14 with few channels 1.00-1.33.
+# Where Winograd pays (_winograd_pays): measured against the path the call took otherwise (im2col +
+# GEMM, or the direct kernel), Winograd forced on, both in one process, 2 threads, wall time,
+# Winograd / other, forward and backward (/work/s16/rules_force.py and rules_force2.py with a
+# temporary hook, not kept in the repository). Since each transform position's block got its gap
+# (WINO_GAP) Winograd wins far beyond the rules measured before it, which kept im2col for 3x3 backwards
+# with F > 2C, F < 16 and images under 6x6, and for most 5x5 and 7x7 backwards:
+#   3x3 (N = 32, 32x32 unless noted): 16->64 1.01 / 0.58, 32->128 on 16x16 1.02 / 0.42, 16->8 0.41 /
+#   0.31, 16->4 0.88 / 0.46, 8->64 on 16x16 0.98 / 0.82, 6->32 0.90 / 0.65; 64->64 on 3x3 0.75 / 0.99,
+#   on 4x4 (128->128) 0.62 / 0.60, 256->256 on 2x2 0.44 / 0.51;
+#   5x5: 8->16 on 8x8 0.74 / 0.58, 16->16 on 4x4 0.44 / 0.43, 64->64 on 6x6 0.40 / 0.43, 32->64 on
+#   8x8 - / 0.36, 8->32 on 16x16 0.51 / 0.46;
+#   7x7 (N = 8): 32->64 on 14x14 - / 0.50, 32->32 on 20x20 - / 0.43, 16->16 on 7x7 1.00 / 0.57, 64->64
+#   on 4x4 0.62 / 0.71 ("-": Winograd already);
+#   and where it loses: too few channels, 8->8 on 16x16 1.20 / 1.94, 4->16 1.67 / 1.54, 4->32 1.10 /
+#   0.82, 5x5 4->32 on 16x16 1.17 / 0.84, 7x7 4->64 on 28x28 2.23 / 1.75 (the direct kernel).
 cdef bint _winograd_applies(const Geometry* g) noexcept nogil:
     """3x3, 5x5 or 7x7, stride 1, dilation 1, one group, padding <= r - 1 (the input gradient pads by
     r - 1 - p)."""
@@ -757,22 +756,12 @@ cdef const wino_spec* _wino_spec(const Geometry* g, bint backward) noexcept nogi
     return wino_spec_for(2, 7)
 
 
-cdef bint _winograd_forward_pays(const Geometry* g) noexcept nogil:
-    if not _winograd_applies(g) or g.F < 16:
-        return False
-    if g.KH == 5:
-        return g.C >= 16 and g.Ho >= 8 and g.Wo >= 8
-    return g.C >= 8 and g.Ho >= 6 and g.Wo >= 6
-
-
-cdef bint _winograd_backward_pays(const Geometry* g) noexcept nogil:
-    if not _winograd_applies(g) or g.C < 8 or g.F < 16 or g.Ho < 6 or g.Wo < 6:
-        return False
-    if g.KH == 5:
-        return g.C >= 16 and ((g.Ho >= 14 and g.Wo >= 14) or (g.C + g.F >= 256 and g.Ho >= 8 and g.Wo >= 8))
-    if g.KH == 7:
-        return g.C + g.F >= 192 or (g.Ho >= 24 and g.Wo >= 24)
-    return g.F <= 2 * g.C
+cdef bint _winograd_pays(const Geometry* g) noexcept nogil:
+    """Winograd for the forward and the backward: enough channels, and images of 2x2 outputs and up
+    (4x4 for the 8x8 tiles of 5x5 and 7x7: on 2x2, 8->16 lost 1.14 / 0.95 and 1.32 / 1.18)."""
+    cdef Py_ssize_t smallest = 2 if g.KH == 3 else 4
+    return (_winograd_applies(g) and g.C >= 8 and g.C + g.F >= 24 and g.Ho >= smallest
+            and g.Wo >= smallest)
 
 
 # Benchmark hook: bench/probes/conv_stem_weight_grad.py clears it to time the im2col + GEMM path
@@ -798,7 +787,7 @@ cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bi
     cdef dw_geometry d = _dw_geometry(g)
     if _fast_paths_enabled and _depthwise_pays(g):
         return min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&d)
-    if _fast_paths_enabled and _winograd_forward_pays(g):
+    if _fast_paths_enabled and _winograd_pays(g):
         return max(gemm, _wino_forward_work(g, N, n_threads))
     if _fast_paths_enabled and is_float and _direct_pays(g):
         return _direct_threads(g, N, n_threads) * _direct_forward_work(g)
@@ -822,7 +811,7 @@ def _forward_entry(const real[::1] x, const real[::1] w, const real[::1] b, real
     if _fast_paths_enabled and _depthwise_pays(&g):
         _dw_forward(x, w, b, y, work, N, &d, has_bias, relu, n_threads)
         return
-    if _fast_paths_enabled and _winograd_forward_pays(&g):
+    if _fast_paths_enabled and _winograd_pays(&g):
         if _wino_forward_typed(x, w, b, y, &g, N, has_bias, relu, n_threads, &work[0]):
             return
     if real is float:
@@ -1074,7 +1063,7 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
         _generic_backward_sizes(g, N, n_threads, is_float, False, &loop_threads, &direct_grad, &parts, &work)
         return max(parts + work, _direct_threads(&t, N, n_threads) * _direct_forward_work(&t))
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
-    if N > 0 and _fast_paths_enabled and _winograd_backward_pays(g):
+    if N > 0 and _fast_paths_enabled and _winograd_pays(g):
         _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &wino_parts, &wino_work)
         return max(parts + work, wino_parts + wino_work)
     return parts + work
@@ -1106,7 +1095,7 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
         _generic_backward_sizes(&g, N, n_threads, True, False, &loop_threads, &direct_grad, &parts, &work)
         _backward_typed(dy, x, w, dx, dw, workspace[:parts], workspace[parts:parts + work], N, &g, direct_grad,
                         False, <int>loop_threads)
-    elif not (N > 0 and _fast_paths_enabled and _winograd_backward_pays(&g)
+    elif not (N > 0 and _fast_paths_enabled and _winograd_pays(&g)
             and _wino_backward_typed(dy, x, w, dx, dw, &g, N, input_grad, n_threads, &workspace[0])):
         _generic_backward_sizes(&g, N, n_threads, real is float, input_grad, &loop_threads, &direct_grad,
                                 &parts, &work)
