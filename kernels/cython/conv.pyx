@@ -435,7 +435,8 @@ cdef inline bint _all_finite(const real* a, Py_ssize_t n) noexcept nogil:
 # some channels); each starts WINO_GAP values past the previous one's end. Without the gap, F(4x4, 3x3)'s
 # 36 matrices of 64 channels x 48 tiles lie 12 KiB apart, all in one L1 set: the transforms' 36 stores (or
 # loads) per tile evicted each other, and the input transform ran 2x slower (a C harness of
-# wg_input_channels_f on 64 channels of 32x32, 1 thread: 54 -> 28 us per image).
+# wg_input_channels_f on 64 channels of 32x32, 1 thread: 54 -> 28 us per image; /work/s16/wino, not
+# kept in the repository).
 cdef enum:
     WINO_GAP = 16
 
@@ -586,7 +587,7 @@ cdef int _wino_block(int channels, Py_ssize_t a2, Py_ssize_t total, int n_thread
     a2 * channels * TB values, stay near 1 MiB in float32 (L2 is 2 MiB); then no more than the blocks'
     count, rounded up to a multiple of the threads', needs, so the threads get equal shares (1x64->64
     56x56 3x3: 196 tiles in 5 blocks of 48 ran 3:2 on 2 threads; in 6 of 33, forward 0.47-0.62 ->
-    0.37 ms). Budgets measured side by side (a probe script not kept; before the floor of 64 was set),
+    0.41 ms). Budgets measured side by side (a probe script not kept; before the floor of 64 was set),
     1 thread, ms fwd+bwd for budgets 2^14/2^15/2^16 values per transform position: 64->64 on 32x32
     34.1/35.9/39.3, 128->128 on 16x16 30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32
     costs ~3% against 64-128)."""
@@ -742,11 +743,14 @@ cdef bint _winograd_applies(const Geometry* g) noexcept nogil:
 cdef const wino_spec* _wino_spec(const Geometry* g, bint backward) noexcept nogil:
     """The tile of a kernel that _winograd_applies to: F(4x4, 5x5) and F(2x2, 7x7) from the table, and
     for 3x3 F(4x4, 3x3), or F(2x2, 3x3) written out (NULL) on small images, where the larger tile lost.
-    Measured side by side (2 threads, wall time, F(4x4) / F(2x2), forward and backward; the script
-    was not kept): 32x64->64 on 32x32 0.87 / 0.71, 32x128->128 on 16x16 0.68 / 0.69, 16x256->256 on
-    14x14 0.81 / 0.89, 8x64->64 on 56x56 0.76 / 0.69, 32x48->64 on 27x27 1.02 / 0.81; on 8x8,
-    32x256->256 0.77 / 1.12; on 7x7, 32x512->512 0.99 / 1.36 (the backward's a^2 F C per-thread sums
-    grow with the tile)."""
+    Measured side by side, before WINO_GAP (2 threads, wall time, F(4x4) / F(2x2), forward and
+    backward; the script was not kept): 32x64->64 on 32x32 0.87 / 0.71, 32x128->128 on 16x16 0.68 /
+    0.69, 16x256->256 on 14x14 0.81 / 0.89, 8x64->64 on 56x56 0.76 / 0.69, 32x48->64 on 27x27 1.02 /
+    0.81; on 8x8, 32x256->256 0.77 / 1.12; on 7x7, 32x512->512 0.99 / 1.36 (the backward's a^2 F C
+    per-thread sums grow with the tile). Again after it (/work/s16/spec_ab.py, a temporary hook): on
+    8x8 32x256->256 0.83 / 1.02, 32x64->64 1.00 / 0.85; on 7x7 32x512->512 1.14 / 1.28; on 10x10
+    32x128->128 1.26 / 1.07; 16x256->256 on 14x14 0.85 / 0.95: the rule stands (the 8x8 backward of
+    few channels and the 10x10 forward would gain ~15-20%, left as they are)."""
     if g.KH == 3:
         if (g.Ho >= 12 and g.Wo >= 12) or (not backward and g.Ho >= 8 and g.Wo >= 8):
             return wino_spec_for(4, 3)
