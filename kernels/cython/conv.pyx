@@ -587,7 +587,8 @@ cdef int _wino_block(int channels, Py_ssize_t a2, Py_ssize_t total, int n_thread
     a2 * channels * TB values, stay near 1 MiB in float32 (L2 is 2 MiB); then no more than the blocks'
     count, rounded up to a multiple of the threads', needs, so the threads get equal shares (1x64->64
     56x56 3x3: 196 tiles in 5 blocks of 48 ran 3:2 on 2 threads; in 6 of 33, forward 0.47-0.62 ->
-    0.41 ms). Budgets measured side by side (a probe script not kept; before the floor of 64 was set),
+    0.41 ms), where the blocks are few: a TB off a multiple of 16 leaves the GEMMs' rows unaligned
+    (32x64->64 32x32 in 44 blocks of 47, not 43 of 48: forward 3.3 -> 4.5 ms, /work/s16/c2.py). Budgets measured side by side (a probe script not kept; before the floor of 64 was set),
     1 thread, ms fwd+bwd for budgets 2^14/2^15/2^16 values per transform position: 64->64 on 32x32
     34.1/35.9/39.3, 128->128 on 16x16 30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32
     costs ~3% against 64-128)."""
@@ -595,7 +596,7 @@ cdef int _wino_block(int channels, Py_ssize_t a2, Py_ssize_t total, int n_thread
     cdef Py_ssize_t tb = (1 << 18) // a2 // channels // 16 * 16
     tb = floor if tb < floor else (512 if tb > 512 else tb)
     cdef Py_ssize_t blocks = (total + tb - 1) // tb
-    if blocks % n_threads == 0:
+    if blocks % n_threads == 0 or blocks > 8 * n_threads:  # many blocks: an uneven split costs little
         return <int>tb
     blocks = (blocks + n_threads - 1) // n_threads * n_threads
     tb = (total + blocks - 1) // blocks
