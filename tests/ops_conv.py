@@ -38,9 +38,10 @@ CASES = [
     ((2, 4, 8, 7), (4, 2, 2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}, False),
     ((2, 3, 6, 7), (5, 3, 1, 4), {"padding": "same", "dilation": 2}, True),  # totals 0 and 6
     ((8, 32, 15, 13), (32, 32, 3, 3), {"padding": "same"}, True),  # Winograd
-    # the Cython backend's Winograd tiles: F(2x2, 3x3) (outputs under 8x8), F(4x4, 3x3) (forward from
-    # 8x8, backward from 12x12), F(4x4, 5x5) (forward from 8x8 outputs, backward from 14x14), F(2x2,
-    # 7x7) (backward from 24x24); partial tiles, paddings 0 to r - 1
+    # the Cython backend's Winograd tiles (8 or more channels, C + F >= 24): F(2x2, 3x3) (outputs
+    # from 4x4 to under 8x8), F(4x4, 3x3) (forward from 8x8, backward from 12x12), F(4x4, 5x5)
+    # (outputs from 8x8) and F(2x2, 7x7) (from 12x12); partial tiles, paddings 0 to r - 1, fewer
+    # filters than channels and more than twice as many
     ((4, 16, 7, 9), (16, 16, 3, 3), {"padding": 1}, True),
     ((2, 16, 16, 20), (16, 16, 3, 3), {"padding": 1}, True),
     ((2, 16, 14, 14), (20, 16, 3, 3), {"padding": 2}, False),
@@ -49,6 +50,10 @@ CASES = [
     ((3, 16, 12, 13), (16, 16, 5, 5), {}, True),
     ((2, 8, 13, 11), (16, 8, 7, 7), {"padding": 3}, True),
     ((2, 8, 25, 30), (16, 8, 7, 7), {"padding": (3, 6)}, False),
+    ((1, 16, 4, 5), (8, 16, 3, 3), {"padding": 1}, True),
+    ((2, 8, 6, 6), (32, 8, 3, 3), {"padding": 1}, False),
+    ((2, 8, 8, 9), (16, 8, 5, 5), {"padding": 2}, True),
+    ((1, 16, 12, 13), (8, 16, 7, 7), {"padding": 3}, False),
     ((2, 3, 7, 9), (4, 3, 3, 5), {"padding": "valid", "stride": 2}, True),
     # unbatched (C, H, W) inputs
     ((3, 7, 9), (4, 3, 3, 3), {"padding": 1}, True),

@@ -325,7 +325,11 @@ def test_depthwise_as_the_reference(backend, x_shape, w_shape, params, where, th
 # (x shape, w shape, padding): shapes the Cython backend's rules send to F(2x2, 3x3), F(4x4, 3x3),
 # F(4x4, 5x5) and F(2x2, 7x7), forward and backward (tests/ops_conv.py has them as OpInfo samples).
 CYTHON_WINOGRAD_CASES = [((4, 16, 7, 9), (16, 16, 3, 3), 1), ((2, 16, 16, 20), (16, 16, 3, 3), 1),
-                         ((2, 16, 17, 19), (16, 16, 5, 5), 1), ((2, 8, 25, 30), (16, 8, 7, 7), 3)]
+                         ((2, 16, 17, 19), (16, 16, 5, 5), 1), ((2, 8, 25, 30), (16, 8, 7, 7), 3),
+                         # the rule's edges (a batch of one: the shortest weight-gradient sums): F < 16 on 4x5
+                         # outputs, F > 2C, 5x5 on 8x9, 7x7 on 12x13
+                         ((1, 16, 4, 5), (8, 16, 3, 3), 1), ((2, 8, 6, 6), (32, 8, 3, 3), 1),
+                         ((2, 8, 8, 9), (16, 8, 5, 5), 2), ((1, 16, 12, 13), (8, 16, 7, 7), 3)]
 
 
 @pytest.mark.skipif("cython" not in COMPILED, reason="the Cython backend is not built")

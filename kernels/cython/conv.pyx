@@ -583,15 +583,16 @@ cdef void _wino_weight_grad(const real* dy, const real* x, real* Mparts, Py_ssiz
 
 
 cdef int _wino_block(int channels, Py_ssize_t a2, Py_ssize_t total, int n_threads) noexcept nogil:
-    """Tiles per block: at most a multiple of 16, 32 or 64 to 512, so that a block's transformed tiles,
-    a2 * channels * TB values, stay near 1 MiB in float32 (L2 is 2 MiB); then no more than the blocks'
-    count, rounded up to a multiple of the threads', needs, so the threads get equal shares (1x64->64
-    56x56 3x3: 196 tiles in 5 blocks of 48 ran 3:2 on 2 threads; in 6 of 33, forward 0.47-0.62 ->
-    0.41 ms), where the blocks are few: a TB off a multiple of 16 leaves the GEMMs' rows unaligned
-    (32x64->64 32x32 in 44 blocks of 47, not 43 of 48: forward 3.3 -> 4.5 ms, /work/s16/c2.py). Budgets measured side by side (a probe script not kept; before the floor of 64 was set),
-    1 thread, ms fwd+bwd for budgets 2^14/2^15/2^16 values per transform position: 64->64 on 32x32
-    34.1/35.9/39.3, 128->128 on 16x16 30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2 (there TB = 32
-    costs ~3% against 64-128)."""
+    """Tiles per block: a multiple of 16, 32 or 64 to 512, so that a block's transformed tiles, a2 *
+    channels * TB values, stay near 1 MiB in float32 (L2 is 2 MiB). Where the blocks are few (at most
+    8 a thread), their count is rounded up to a multiple of the threads' and TB shrunk to match, so the
+    threads get equal shares (1x64->64 56x56 3x3: 196 tiles in 5 blocks of 48 ran 3:2 on 2 threads; in
+    6 of 33, forward 0.47-0.62 -> 0.41 ms). Not where they are many: a TB off a multiple of 16 leaves
+    the GEMMs' rows unaligned (32x64->64 32x32 in 44 blocks of 47, not 43 of 48: forward 3.3 -> 4.5
+    ms, /work/s16/c2.py). Budgets measured side by side (a probe script not kept; before the floor of
+    64 was set), 1 thread, ms fwd+bwd for budgets 2^14/2^15/2^16 values per transform position:
+    64->64 on 32x32 34.1/35.9/39.3, 128->128 on 16x16 30.3/30.3/31.9, 256->256 on 8x8 31.2/29.6/30.2
+    (there TB = 32 costs ~3% against 64-128)."""
     cdef int floor = 64 if a2 == 16 else 32  # the larger tiles' blocks are 2.25-4x larger per tile
     cdef Py_ssize_t tb = (1 << 18) // a2 // channels // 16 * 16
     tb = floor if tb < floor else (512 if tb > 512 else tb)
@@ -727,11 +728,11 @@ cdef int _wino_backward_typed(const real[::1] dy, const real[::1] x, const real[
 # with F > 2C, F < 16 and images under 6x6, and for most 5x5 and 7x7 backwards:
 #   3x3 (N = 32, 32x32 unless noted): 16->64 1.01 / 0.58, 32->128 on 16x16 1.02 / 0.42, 16->8 0.41 /
 #   0.31, 16->4 0.88 / 0.46, 8->64 on 16x16 0.98 / 0.82, 6->32 0.90 / 0.65; 64->64 on 3x3 0.75 / 0.99,
-#   on 4x4 (128->128) 0.62 / 0.60, 256->256 on 2x2 0.44 / 0.51;
+#   on 4x4 (128->128) 0.62 / 0.60, 256->256 on 2x2 0.44 / 0.51 (under 4x4: not taken, see _winograd_pays);
 #   5x5: 8->16 on 8x8 0.74 / 0.58, 16->16 on 4x4 0.44 / 0.43, 64->64 on 6x6 0.40 / 0.43, 32->64 on
 #   8x8 - / 0.36, 8->32 on 16x16 0.51 / 0.46;
 #   7x7 (N = 8): 32->64 on 14x14 - / 0.50, 32->32 on 20x20 - / 0.43, 16->16 on 7x7 1.00 / 0.57, 64->64
-#   on 4x4 0.62 / 0.71 ("-": Winograd already);
+#   on 4x4 0.62 / 0.71 ("-": Winograd already; under 12x12: not taken, see _winograd_pays);
 #   and where it loses: too few channels, 8->8 on 16x16 1.20 / 1.94, 4->16 1.67 / 1.54, 4->32 1.10 /
 #   0.82, 5x5 4->32 on 16x16 1.17 / 0.84, 7x7 4->64 on 28x28 2.23 / 1.75 (the direct kernel).
 cdef bint _winograd_applies(const Geometry* g) noexcept nogil:
@@ -762,9 +763,13 @@ cdef const wino_spec* _wino_spec(const Geometry* g, bint backward) noexcept nogi
 
 
 cdef bint _winograd_pays(const Geometry* g) noexcept nogil:
-    """Winograd for the forward and the backward: enough channels, and images of 2x2 outputs and up
-    (4x4 for the 8x8 tiles of 5x5 and 7x7: on 2x2, 8->16 lost 1.14 / 0.95 and 1.32 / 1.18)."""
-    cdef Py_ssize_t smallest = 2 if g.KH == 3 else 4
+    """Winograd for the forward and the backward: enough channels (see the measurements above), and
+    outputs of at least 4x4 (3x3), 8x8 (5x5) or 12x12 (7x7). Smaller images ran faster still, but
+    their weight gradient, a sum over few outputs, left the tests' tolerance rule (written for sums
+    of that length), where Winograd's error does not shrink with the sum: a batch of one, 3x3 on 2x3
+    outputs up to 16x the bound, 7x7 on 8x8 up to 1.4x; 4x4, 8x8 and 10x10 (7x7) stayed inside it over
+    336 random shapes and weights (/work/s16/acc_probe*.py, not kept in the repository)."""
+    cdef Py_ssize_t smallest = 4 if g.KH == 3 else (8 if g.KH == 5 else 12)
     return (_winograd_applies(g) and g.C >= 8 and g.C + g.F >= 24 and g.Ho >= smallest
             and g.Wo >= smallest)
 
