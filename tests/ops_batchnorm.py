@@ -4,14 +4,16 @@ import numpy as np
 import fastnn
 from opinfo import OpInfo, Sample, Terms, randn, register
 
-# (shape, training, affine, running stats): odd sizes; the plane path (H*W >= 64) and the column
-# path (N, D) / small planes; few channels (rows split across threads); a batch of one; one value
-# per channel (eval: training refuses it); empty batches (eval) and no channels.
+# (shape, training, affine, running stats): odd sizes; the plane path (H*W >= 64: by channel where
+# there are 4 a thread) and the column path (N, D) / small planes; few channels (rows split across
+# threads); a batch of one; one value per channel (eval: training refuses it); empty batches (eval)
+# and no channels.
 CASES = [
     ((3, 5, 7, 9), True, True, True),
     ((17, 6), True, True, True),
     ((2, 3, 101, 131), True, True, False),
     ((32, 64, 17, 19), True, True, True),
+    ((4, 9, 8, 9), False, True, True),  # eval on the plane path, one channel a task (the Cython backend)
     ((300, 700), True, True, True),
     ((5, 4, 3, 3), True, False, True),
     ((1, 4, 9, 10), True, True, True),

@@ -9,7 +9,8 @@
 # The elementwise pass runs in x's dtype, about the mean rounded to it (x - k is exact near the mean).
 # Wide planes (S >= PLANE_MIN) are reduced per (sample chunk, channel) along the plane; narrower
 # inputs as an (N, C*S) matrix by column blocks, in x's dtype over runs of rows. Per-task partial
-# sums, merged serially.
+# sums, merged serially. Where the planes need no sample chunks (_by_channel), a task makes both
+# passes over its channel, the second from L2.
 #
 # Signatures follow the contract (fastnn/_ops.Plan): inputs, outputs, training[, momentum, eps],
 # n_threads (exactly that many threads run, fewer only with fewer tasks); the entries pick the dtype's
@@ -41,10 +42,11 @@ cdef extern from "batchnorm_loops.h" nogil:
     void fnn_bn_apply_run_d(const double* a, const double* x, const double* y, int masked, double p, double k,
                             double q, double r, int relu, Py_ssize_t n, double* out)
     void fnn_bn_apply_cols_f(const float* a, const float* x, const float* y, int masked, const float* p,
-                             const float* k, const float* q, const float* r, int relu, Py_ssize_t n, float* out)
+                             const float* k, const float* q, const float* r, int relu, Py_ssize_t rows,
+                             Py_ssize_t stride, Py_ssize_t n, float* out)
     void fnn_bn_apply_cols_d(const double* a, const double* x, const double* y, int masked, const double* p,
-                             const double* k, const double* q, const double* r, int relu, Py_ssize_t n,
-                             double* out)
+                             const double* k, const double* q, const double* r, int relu, Py_ssize_t rows,
+                             Py_ssize_t stride, Py_ssize_t n, double* out)
     void fnn_bn_moments(Py_ssize_t channels, double count, const double* center, const double* s1,
                         const double* s2, double* mean, double* var)
     void fnn_bn_merge(Py_ssize_t channels, Py_ssize_t size, Py_ssize_t chunks, const double* partial, double* s1,
@@ -106,12 +108,12 @@ cdef inline void _apply_run(const real* a, const real* x, const real* y, bint ma
 
 
 cdef inline void _apply_cols(const real* a, const real* x, const real* y, bint masked, const real* p,
-                             const real* k, const real* q, const real* r, bint relu, Py_ssize_t n,
-                             real* out) noexcept nogil:
+                             const real* k, const real* q, const real* r, bint relu, Py_ssize_t rows,
+                             Py_ssize_t stride, Py_ssize_t n, real* out) noexcept nogil:
     if real is float:
-        fnn_bn_apply_cols_f(a, x, y, masked, p, k, q, r, relu, n, out)
+        fnn_bn_apply_cols_f(a, x, y, masked, p, k, q, r, relu, rows, stride, n, out)
     else:
-        fnn_bn_apply_cols_d(a, x, y, masked, p, k, q, r, relu, n, out)
+        fnn_bn_apply_cols_d(a, x, y, masked, p, k, q, r, relu, rows, stride, n, out)
 
 
 cdef Py_ssize_t _row_chunks(Py_ssize_t n_rows, Py_ssize_t n_tasks, int threads) noexcept nogil:
@@ -251,25 +253,21 @@ cdef inline void _apply_task(const real* a, const real* x, const real* y, bint m
     """One task of _channel_apply: (row chunk, channel) along planes, (row chunk, block of columns) in
     the matrix."""
     cdef Py_ssize_t chunk = task // tasks.blocks, block = task % tasks.blocks, cols = channels * size, i, off
-    cdef Py_ssize_t j0 = block * tasks.width
-    cdef const real* a_run = NULL
-    cdef const real* x_run = NULL
-    for i in range(chunk * tasks.rows, min(n, chunk * tasks.rows + tasks.rows)):
-        if size >= PLANE_MIN:
-            off = (i * channels + block) * size
-        else:
-            off = i * cols + j0
-        if a != NULL:
-            a_run = a + off
-        if with_x:
-            x_run = x + off
-        if size >= PLANE_MIN:
-            _apply_run(a_run, x_run, y + off, masked, coefficients[block], coefficients[channels + block],
-                       coefficients[2 * channels + block], coefficients[3 * channels + block], relu, size, out + off)
-        else:
-            _apply_cols(a_run, x_run, y + off, masked, coefficients + j0, coefficients + cols + j0,
-                        coefficients + 2 * cols + j0, coefficients + 3 * cols + j0, relu,
-                        min(cols, j0 + tasks.width) - j0, out + off)
+    cdef Py_ssize_t j0 = block * tasks.width, first = chunk * tasks.rows
+    cdef Py_ssize_t last = min(n, first + tasks.rows)
+    if size < PLANE_MIN:
+        if first < last:
+            off = first * cols + j0
+            _apply_cols(a + off if a != NULL else NULL, x + off if with_x else NULL, y + off, masked,
+                        coefficients + j0, coefficients + cols + j0, coefficients + 2 * cols + j0,
+                        coefficients + 3 * cols + j0, relu, last - first, cols, min(cols, j0 + tasks.width) - j0,
+                        out + off)
+        return
+    for i in range(first, last):
+        off = (i * channels + block) * size
+        _apply_run(a + off if a != NULL else NULL, x + off if with_x else NULL, y + off, masked,
+                   coefficients[block], coefficients[channels + block], coefficients[2 * channels + block],
+                   coefficients[3 * channels + block], relu, size, out + off)
 
 
 cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked, const double* p,
@@ -307,6 +305,74 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
     return 0
 
 
+cdef bint _by_channel(Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, int threads) noexcept nogil:
+    """Wide planes and enough channels that the rows are not split: each task then makes both passes
+    over one channel, the second while its planes are still in L2 (32x64x32x32 float32: 256 KiB for
+    the backward's dy and x), not after the whole tensor has gone through the cache, with the same
+    arithmetic as the two sweeps (one row chunk: the same sums in the same order)."""
+    return size >= PLANE_MIN and _row_chunks(n, channels, threads) == 1
+
+
+cdef inline void _forward_channel(const real* x, const real* gamma, const real* beta, real* running_mean,
+                                  real* running_var, bint training, double momentum, double eps, bint relu,
+                                  Py_ssize_t n, Py_ssize_t channels, Py_ssize_t size, real* out, real* save_mean,
+                                  real* save_invstd, Py_ssize_t c) noexcept nogil:
+    """_batch_norm for channel c alone (_by_channel)."""
+    cdef double weight = 1.0 if gamma == NULL else gamma[c]
+    cdef double bias = 0.0 if beta == NULL else beta[c]
+    cdef double center, s1 = 0, s2 = 0, mean, var, invstd, scale
+    cdef double count = n * size
+    cdef Py_ssize_t i, off
+    cdef real k
+    if training:
+        center = x[c * size] if isfinite(x[c * size]) else 0  # as _batch_norm's
+        for i in range(n):
+            off = (i * channels + c) * size
+            _sums_run(x + off, <real>center, x + off, <real>center, x + off, False, size, &s1, &s2)
+        fnn_bn_moments(1, count, &center, &s1, &s2, &mean, &var)
+        if running_mean != NULL:
+            if real is float:
+                fnn_bn_running_f(1, momentum, count / (count - 1.0) if count > 1 else 1.0, &mean, &var,
+                                 running_mean + c, running_var + c)
+            else:
+                fnn_bn_running_d(1, momentum, count / (count - 1.0) if count > 1 else 1.0, &mean, &var,
+                                 running_mean + c, running_var + c)
+    else:
+        mean = 0.0 if running_mean == NULL else running_mean[c]
+        var = 1.0 if running_var == NULL else running_var[c]
+    if real is float:
+        fnn_bn_invstd_f(1, &mean, &var, &weight, eps, &invstd, &scale, save_mean + c, save_invstd + c)
+    else:
+        fnn_bn_invstd_d(1, &mean, &var, &weight, eps, &invstd, &scale, save_mean + c, save_invstd + c)
+    k = <real>mean  # fnn_bn_apply_rows' coefficients
+    for i in range(n):
+        off = (i * channels + c) * size
+        _apply_run(NULL, x + off, x + off, False, 0, k, <real>scale, <real>(bias - (mean - <double>k) * scale), relu,
+                   size, out + off)
+
+
+cdef inline void _backward_channel(const real* dy, const real* x, const real* y, bint masked, const real* gamma,
+                                   const real* save_mean, const real* save_invstd, bint training, Py_ssize_t n,
+                                   Py_ssize_t channels, Py_ssize_t size, real* dx, real* dweight, real* dbias,
+                                   Py_ssize_t c) noexcept nogil:
+    """_batch_norm_backward for channel c alone (_by_channel)."""
+    cdef double p = 1.0 if gamma == NULL else gamma[c]
+    cdef double mean = save_mean[c], invstd = save_invstd[c], s1 = 0, s2 = 0, q, r
+    cdef Py_ssize_t i, off
+    cdef real k = <real>mean  # exact: the saved mean is a real
+    for i in range(n):
+        off = (i * channels + c) * size
+        _sums_run(dy + off, 0, x + off, k, y + off, masked, size, &s1, &s2)
+    if real is float:  # p becomes the dz coefficient
+        fnn_bn_grad_coefficients_f(1, n * size, training, &p, &invstd, &s1, &s2, &q, &r, dweight + c, dbias + c)
+    else:
+        fnn_bn_grad_coefficients_d(1, n * size, training, &p, &invstd, &s1, &s2, &q, &r, dweight + c, dbias + c)
+    for i in range(n):
+        off = (i * channels + c) * size
+        _apply_run(dy + off, x + off if training else NULL, y + off, masked, <real>p, k, <real>q, <real>r, False, size,
+                   dx + off)
+
+
 cdef inline void _load(double* row, const real* v, Py_ssize_t channels, double missing) noexcept nogil:
     """row[c] = v[c] in double, or `missing` where v is NULL (no affine parameter)."""
     cdef Py_ssize_t c
@@ -318,6 +384,17 @@ cdef int _batch_norm(const real* x, const real* gamma, const real* beta, real* r
                      bint training, double momentum, double eps, bint relu, Py_ssize_t n, Py_ssize_t channels,
                      Py_ssize_t size, real* out, real* save_mean, real* save_invstd, int threads) noexcept nogil:
     """The forward; running_mean/running_var NULL when not given (in training). -1 if out of memory."""
+    cdef Py_ssize_t c
+    if _by_channel(n, channels, size, threads):
+        if threads == 1:
+            for c in range(channels):
+                _forward_channel(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu, n,
+                                 channels, size, out, save_mean, save_invstd, c)
+        else:
+            for c in prange(channels, schedule="static", num_threads=threads):
+                _forward_channel(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu, n,
+                                 channels, size, out, save_mean, save_invstd, c)
+        return 0
     cdef double* work = <double*>malloc((8 * channels + 1) * sizeof(double))
     if work == NULL:
         return -1
@@ -329,7 +406,7 @@ cdef int _batch_norm(const real* x, const real* gamma, const real* beta, real* r
     cdef double* s1 = work + 5 * channels
     cdef double* s2 = work + 6 * channels
     cdef double* scale = work + 7 * channels
-    cdef Py_ssize_t c, count = n * size
+    cdef Py_ssize_t count = n * size
     cdef double unbiased
     cdef int status = 0
     _load(weight, gamma, channels, 1.0)
@@ -366,6 +443,17 @@ cdef int _batch_norm_backward(const real* dy, const real* x, const real* y, bint
                               Py_ssize_t channels, Py_ssize_t size, real* dx, real* dweight, real* dbias,
                               int threads) noexcept nogil:
     """The backward; y is x when not masked. -1 if out of memory."""
+    cdef Py_ssize_t c
+    if _by_channel(n, channels, size, threads):
+        if threads == 1:
+            for c in range(channels):
+                _backward_channel(dy, x, y, masked, gamma, save_mean, save_invstd, training, n, channels, size, dx,
+                                  dweight, dbias, c)
+        else:
+            for c in prange(channels, schedule="static", num_threads=threads):
+                _backward_channel(dy, x, y, masked, gamma, save_mean, save_invstd, training, n, channels, size, dx,
+                                  dweight, dbias, c)
+        return 0
     cdef double* work = <double*>malloc((8 * channels + 1) * sizeof(double))
     if work == NULL:
         return -1

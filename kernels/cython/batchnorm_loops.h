@@ -1,6 +1,6 @@
 /* Batch-norm loops over one contiguous run, for float and double. batchnorm.pyx splits the data
  * into runs (a plane row of one channel, or a block of columns) and runs them in parallel.
- *   sums:  statistics in double (*_cols: in T over runs of rows, added up in double); u = a - ac,
+ *   sums:  in T over runs of FNN_BN_RUN_ROWS values per accumulator, added up in double; u = a - ac,
  *          with a zeroed where masked and y <= 0 (relu'(0) = 0):
  *          *_run adds sum(u) and sum(u * (x - xc)) to two scalars (one channel),
  *          *_cols adds them per column over `rows` rows `stride` apart (one accumulator per column).
@@ -8,8 +8,8 @@
  *          when x is NULL: eval's backward), relu'd if asked (v <= 0 -> 0); in T, with k the mean
  *          rounded to T so that x - k stays exact near the mean (the caller folds the rounding of k
  *          into r).
- * "omp simd" lets the reductions vectorize (they would not without reassociation). ISA dispatch
- * is simd.h's FNN_CLONES. */
+ * The reductions keep rows of accumulators (one per vector lane), so they vectorize without
+ * reassociation. ISA dispatch is simd.h's FNN_CLONES. */
 #ifndef FASTNN_BATCHNORM_LOOPS_H
 #define FASTNN_BATCHNORM_LOOPS_H
 
@@ -45,31 +45,55 @@ static inline double fnn_bn_keep_double(double a, double y, int masked)
     memcpy(&a, &ab, sizeof a);
     return a;
 }
-/* Without OpenMP (serial builds) the reductions stay scalar. */
-#ifdef _OPENMP
-#define FNN_BN_SIMD_SUMS _Pragma("omp simd reduction(+:t1, t2)")
-#else
-#define FNN_BN_SIMD_SUMS
-#endif
-
 /* Rows summed per column in T (float32 runs at full vector width) before adding into double: the
  * rounding error stays ~FNN_BN_RUN_ROWS ulps of the run's magnitude. */
 #define FNN_BN_RUN_ROWS 32
 
-#define FNN_DEFINE_BN_SUMS_RUN(T, SFX)                                                           \
-FNN_CLONES static void fnn_bn_sums_run_##SFX(                                                \
+#define FNN_DEFINE_BN_SUMS_RUN(T, SFX)                                                             \
+/* Lanes of T accumulators, two vectors' worth, each summing FNN_BN_RUN_ROWS values before adding \
+ * into double (as the columns' runs). One double per value ran at half the vector width, on one  \
+ * accumulator chain per sum: 57% of a 32x64x32x32 float32 forward. MASKED and SELF (a is x about \
+ * the same center) are constants in each inlined copy. */                                         \
+static inline __attribute__((always_inline)) void fnn_bn_sums_run_body_##SFX(                      \
+    const T *restrict a, T ac, const T *restrict x, T xc, const T *restrict y, const int masked,  \
+    const int self, ptrdiff_t n, double *s1, double *s2)                                           \
+{                                                                                                  \
+    enum { LANES = 128 / sizeof(T) };                                                              \
+    double d1 = 0, d2 = 0;                                                                         \
+    ptrdiff_t i = 0;                                                                               \
+    while (n - i >= LANES) {                                                                       \
+        T t1[LANES] = {0}, t2[LANES] = {0};                                                        \
+        ptrdiff_t runs = (n - i) / LANES;                                                          \
+        ptrdiff_t end = i + (runs < FNN_BN_RUN_ROWS ? runs : FNN_BN_RUN_ROWS) * LANES;             \
+        for (; i < end; i += LANES)                                                                \
+            for (int l = 0; l < LANES; l++) {                                                      \
+                T u = fnn_bn_keep_##T(a[i + l], y[i + l], masked) - ac;                            \
+                t1[l] += u;                                                                        \
+                t2[l] += self ? u * u : u * (x[i + l] - xc);                                       \
+            }                                                                                      \
+        for (int l = 0; l < LANES; l++) {                                                          \
+            d1 += t1[l];                                                                           \
+            d2 += t2[l];                                                                           \
+        }                                                                                          \
+    }                                                                                              \
+    for (; i < n; i++) {                                                                           \
+        T u = fnn_bn_keep_##T(a[i], y[i], masked) - ac;                                            \
+        d1 += u;                                                                                   \
+        d2 += self ? u * u : u * (x[i] - xc);                                                      \
+    }                                                                                              \
+    *s1 += d1;                                                                                     \
+    *s2 += d2;                                                                                     \
+}                                                                                                  \
+FNN_CLONES static void fnn_bn_sums_run_##SFX(                                                      \
     const T *restrict a, T ac, const T *restrict x, T xc, const T *restrict y,                    \
     int masked, ptrdiff_t n, double *s1, double *s2)                                               \
 {                                                                                                  \
-    double t1 = 0, t2 = 0;                                                                         \
-    FNN_BN_SIMD_SUMS                                                                               \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                            \
-        double u = (double)fnn_bn_keep_##T(a[i], y[i], masked) - (double)ac;                       \
-        t1 += u;                                                                                   \
-        t2 += u * ((double)x[i] - (double)xc);                                                     \
-    }                                                                                              \
-    *s1 += t1;                                                                                     \
-    *s2 += t2;                                                                                     \
+    if (masked)                                                                                    \
+        fnn_bn_sums_run_body_##SFX(a, ac, x, xc, y, 1, 0, n, s1, s2);                              \
+    else if (a == x && ac == xc)                                                                   \
+        fnn_bn_sums_run_body_##SFX(a, ac, x, xc, y, 0, 1, n, s1, s2);                              \
+    else                                                                                           \
+        fnn_bn_sums_run_body_##SFX(a, ac, x, xc, y, 0, 0, n, s1, s2);                              \
 }
 
 #define FNN_DEFINE_BN_SUMS_COLS(T, SFX)                                                            \
@@ -129,61 +153,86 @@ FNN_CLONES static void fnn_bn_sums_cols_##SFX(                                  
         fnn_bn_sums_cols_body_##SFX(a, ac, x, xc, y, 0, 0, rows, stride, n, t1, t2, s1, s2);       \
 }
 
-#define FNN_DEFINE_BN_APPLY(T, SFX)                                                                \
-FNN_CLONES static void fnn_bn_apply_run_##SFX(                                               \
+/* The six copies of an apply body the callers use, its flags (HAS_A, HAS_X, MASKED, RELU) constant
+ * in each: the forward (relu'd or not), eval's backward and training's (masked or not). */
+#define FNN_BN_APPLY_COPIES(BODY, ...)                                                             \
+    do {                                                                                           \
+        if (a == NULL && relu)                                                                     \
+            BODY(0, 1, 0, 1, __VA_ARGS__);                                                         \
+        else if (a == NULL)                                                                        \
+            BODY(0, 1, 0, 0, __VA_ARGS__);                                                         \
+        else if (x == NULL && masked)                                                              \
+            BODY(1, 0, 1, 0, __VA_ARGS__);                                                         \
+        else if (x == NULL)                                                                        \
+            BODY(1, 0, 0, 0, __VA_ARGS__);                                                         \
+        else if (masked)                                                                           \
+            BODY(1, 1, 1, 0, __VA_ARGS__);                                                         \
+        else                                                                                       \
+            BODY(1, 1, 0, 0, __VA_ARGS__);                                                         \
+    } while (0)
+
+#define FNN_DEFINE_BN_APPLY_RUN(T, SFX)                                                          \
+/* One value: out[j] of a run; the flags are constants in each inlined copy (the unmasked,        \
+ * unrelu'd copies skip the bit masks). */                                                         \
+static inline __attribute__((always_inline)) T fnn_bn_apply_value_##SFX(                           \
+    const int has_a, const int has_x, const int masked, const int relu, const T *restrict a,      \
+    const T *restrict x, const T *restrict y, T p, T k, T q, T r, ptrdiff_t j)                     \
+{                                                                                                  \
+    T v = !has_a ? (x[j] - k) * q + r                                                              \
+          : !has_x ? fnn_bn_keep_##T(a[j], y[j], masked) * p + r                                   \
+          : fnn_bn_keep_##T(a[j], y[j], masked) * p + (x[j] - k) * q + r;                          \
+    return fnn_bn_keep_##T(v, v, relu);                                                            \
+}                                                                                                  \
+static inline __attribute__((always_inline)) void fnn_bn_apply_run_body_##SFX(                     \
+    const int has_a, const int has_x, const int masked, const int relu, const T *restrict a,      \
+    const T *restrict x, const T *restrict y, T p, T k, T q, T r, ptrdiff_t n, T *restrict out)   \
+{                                                                                                  \
+    for (ptrdiff_t i = 0; i < n; i++)                                                              \
+        out[i] = fnn_bn_apply_value_##SFX(has_a, has_x, masked, relu, a, x, y, p, k, q, r, i);     \
+}                                                                                                  \
+/* One channel's run of n values (the plane path); relu: the forward's (a NULL). */                \
+FNN_CLONES static void fnn_bn_apply_run_##SFX(                                                     \
     const T *restrict a, const T *restrict x, const T *restrict y, int masked, T p, T k, T q,     \
     T r, int relu, ptrdiff_t n, T *restrict out)                                                   \
 {                                                                                                  \
-    if (a == NULL) {                                                                               \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
-            T v = (x[i] - k) * q + r;                                                              \
-            out[i] = fnn_bn_keep_##T(v, v, relu);                                                  \
-        }                                                                                          \
-        return;                                                                                    \
-    }                                                                                              \
-    if (x == NULL) {                                                                               \
-        for (ptrdiff_t i = 0; i < n; i++)                                                          \
-            out[i] = fnn_bn_keep_##T(a[i], y[i], masked) * p + r;                                  \
-        return;                                                                                    \
-    }                                                                                              \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                            \
-        T v = fnn_bn_keep_##T(a[i], y[i], masked) * p + (x[i] - k) * q + r;                        \
-        out[i] = fnn_bn_keep_##T(v, v, relu);                                                      \
-    }                                                                                              \
-}                                                                                                  \
-/* MASKED and RELU are constants in each inlined copy: the unmasked, unrelu'd copies skip the     \
- * bit masks. */                                                                                   \
+    FNN_BN_APPLY_COPIES(fnn_bn_apply_run_body_##SFX, a, x, y, p, k, q, r, n, out);                 \
+}
+
+#define FNN_DEFINE_BN_APPLY_COLS(T, SFX)                                                           \
+/* Four rows per pass, as the sums: each column's coefficients are loaded once for the four (one  \
+ * row at a time, the loads of p, k, q and r outnumbered those of the data 2:1 and bound the loop  \
+ * on L1's load ports). */                                                                         \
 static inline __attribute__((always_inline)) void fnn_bn_apply_cols_body_##SFX(                   \
-    const T *restrict a, const T *restrict x, const T *restrict y, const int masked,              \
-    const T *restrict p, const T *restrict k, const T *restrict q, const T *restrict r,           \
-    const int relu, ptrdiff_t n, T *restrict out)                                                  \
+    const int has_a, const int has_x, const int masked, const int relu, const T *restrict a,      \
+    const T *restrict x, const T *restrict y, const T *restrict p, const T *restrict k,           \
+    const T *restrict q, const T *restrict r, ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t n,      \
+    T *restrict out)                                                                               \
 {                                                                                                  \
-    if (a == NULL) {                                                                               \
+    ptrdiff_t row = 0;                                                                             \
+    for (; row + 3 < rows; row += 4)                                                               \
         for (ptrdiff_t i = 0; i < n; i++) {                                                        \
-            T v = (x[i] - k[i]) * q[i] + r[i];                                                     \
-            out[i] = fnn_bn_keep_##T(v, v, relu);                                                  \
+            T pi = has_a ? p[i] : 0, ki = has_x ? k[i] : 0, qi = has_x ? q[i] : 0, ri = r[i];      \
+            for (int t = 0; t < 4; t++) {                                                          \
+                ptrdiff_t j = (row + t) * stride + i;                                              \
+                out[j] = fnn_bn_apply_value_##SFX(has_a, has_x, masked, relu, a, x, y, pi, ki, qi, \
+                                                  ri, j);                                          \
+            }                                                                                      \
         }                                                                                          \
-        return;                                                                                    \
-    }                                                                                              \
-    if (x == NULL) {                                                                               \
-        for (ptrdiff_t i = 0; i < n; i++)                                                          \
-            out[i] = fnn_bn_keep_##T(a[i], y[i], masked) * p[i] + r[i];                            \
-        return;                                                                                    \
-    }                                                                                              \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                            \
-        T v = fnn_bn_keep_##T(a[i], y[i], masked) * p[i] + (x[i] - k[i]) * q[i] + r[i];            \
-        out[i] = fnn_bn_keep_##T(v, v, relu);                                                      \
-    }                                                                                              \
+    for (; row < rows; row++)                                                                      \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
+            ptrdiff_t j = row * stride + i;                                                        \
+            out[j] = fnn_bn_apply_value_##SFX(has_a, has_x, masked, relu, a, x, y,                 \
+                                              has_a ? p[i] : 0, has_x ? k[i] : 0,                  \
+                                              has_x ? q[i] : 0, r[i], j);                          \
+        }                                                                                          \
 }                                                                                                  \
-FNN_CLONES static void fnn_bn_apply_cols_##SFX(                                              \
+/* rows runs of n columns, `stride` apart (a, x, y and out alike); relu: the forward's (a NULL). */\
+FNN_CLONES static void fnn_bn_apply_cols_##SFX(                                                    \
     const T *restrict a, const T *restrict x, const T *restrict y, int masked,                    \
     const T *restrict p, const T *restrict k, const T *restrict q, const T *restrict r,           \
-    int relu, ptrdiff_t n, T *restrict out)                                                        \
+    int relu, ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t n, T *restrict out)                      \
 {                                                                                                  \
-    if (masked || relu)                                                                            \
-        fnn_bn_apply_cols_body_##SFX(a, x, y, masked, p, k, q, r, relu, n, out);                   \
-    else                                                                                           \
-        fnn_bn_apply_cols_body_##SFX(a, x, y, 0, p, k, q, r, 0, n, out);                           \
+    FNN_BN_APPLY_COPIES(fnn_bn_apply_cols_body_##SFX, a, x, y, p, k, q, r, rows, stride, n, out);  \
 }
 
 /* Per-channel passes: vectorized here (Cython's loops build for the baseline ISA, with scalar
@@ -322,8 +371,10 @@ FNN_DEFINE_BN_SUMS_RUN(float, f)
 FNN_DEFINE_BN_SUMS_RUN(double, d)
 FNN_DEFINE_BN_SUMS_COLS(float, f)
 FNN_DEFINE_BN_SUMS_COLS(double, d)
-FNN_DEFINE_BN_APPLY(float, f)
-FNN_DEFINE_BN_APPLY(double, d)
+FNN_DEFINE_BN_APPLY_RUN(float, f)
+FNN_DEFINE_BN_APPLY_RUN(double, d)
+FNN_DEFINE_BN_APPLY_COLS(float, f)
+FNN_DEFINE_BN_APPLY_COLS(double, d)
 FNN_DEFINE_BN_STATISTICS(float, f)
 FNN_DEFINE_BN_STATISTICS(double, d)
 FNN_DEFINE_BN_COEFFICIENTS(float, f)
