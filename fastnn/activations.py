@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ._ops import Plan, call, meta
-from ._validation import check_same_shape, float_arrays, integer, real, within_dtype
+from ._validation import FLOAT_DTYPES, check_same_shape, float_arrays, integer, real, within_dtype
 
 _SHARED = {
     "x": """\
@@ -76,13 +76,16 @@ def _scalar(op, name, value, x):
 
 
 def _unary(op, x, *params):
-    x = float_arrays(op, x=x)
+    if type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES or not x.flags.c_contiguous:
+        x = float_arrays(op, x=x)  # converts, or raises; the usual array skips it (~0.3 us a call)
     return Plan((x,), (x.shape,), x.dtype, params, work=x.size)
 
 
 def _gradient(op, dy, name, t, *params):
     """A backward from dy and the forward's input or output t (its shape is dy's)."""
-    dy, t = float_arrays(op, dy=dy, **{name: t})
+    if (type(dy) is not np.ndarray or type(t) is not np.ndarray or dy.dtype not in FLOAT_DTYPES
+            or t.dtype != dy.dtype or not (dy.flags.c_contiguous and t.flags.c_contiguous)):
+        dy, t = float_arrays(op, dy=dy, **{name: t})
     check_same_shape(op, "dy", dy, name, t)
     return Plan((dy, t), (t.shape,), t.dtype, params, work=t.size)
 
