@@ -116,6 +116,41 @@ cdef inline void _apply_cols(const real* a, const real* x, const real* y, bint m
         fnn_bn_apply_cols_d(a, x, y, masked, p, k, q, r, relu, rows, stride, n, out)
 
 
+cdef inline void _apply_rows(Py_ssize_t channels, Py_ssize_t size, const double* p, const double* k, const double* q,
+                             const double* r, real* rows) noexcept nogil:
+    if real is float:
+        fnn_bn_apply_rows_f(channels, size, p, k, q, r, rows)
+    else:
+        fnn_bn_apply_rows_d(channels, size, p, k, q, r, rows)
+
+
+cdef inline void _invstd(Py_ssize_t channels, const double* mean, const double* var, const double* weight, double eps,
+                         double* invstd, double* scale, real* save_mean, real* save_invstd) noexcept nogil:
+    if real is float:
+        fnn_bn_invstd_f(channels, mean, var, weight, eps, invstd, scale, save_mean, save_invstd)
+    else:
+        fnn_bn_invstd_d(channels, mean, var, weight, eps, invstd, scale, save_mean, save_invstd)
+
+
+cdef inline void _running(Py_ssize_t channels, double momentum, double count, const double* mean, const double* var,
+                          real* running_mean, real* running_var) noexcept nogil:
+    """The running statistics from a batch of `count` values per channel (the unbiased variance)."""
+    cdef double unbiased = count / (count - 1.0) if count > 1 else 1.0
+    if real is float:
+        fnn_bn_running_f(channels, momentum, unbiased, mean, var, running_mean, running_var)
+    else:
+        fnn_bn_running_d(channels, momentum, unbiased, mean, var, running_mean, running_var)
+
+
+cdef inline void _grad_coefficients(Py_ssize_t channels, double count, bint training, double* weight,
+                                    const double* invstd, const double* s1, const double* s2, double* q, double* r,
+                                    real* dweight, real* dbias) noexcept nogil:
+    if real is float:
+        fnn_bn_grad_coefficients_f(channels, count, training, weight, invstd, s1, s2, q, r, dweight, dbias)
+    else:
+        fnn_bn_grad_coefficients_d(channels, count, training, weight, invstd, s1, s2, q, r, dweight, dbias)
+
+
 cdef Py_ssize_t _row_chunks(Py_ssize_t n_rows, Py_ssize_t n_tasks, int threads) noexcept nogil:
     """Split the rows too when the other tasks cannot keep the threads busy (4 tasks per thread)."""
     cdef Py_ssize_t wanted = 4 * threads
@@ -288,10 +323,7 @@ cdef int _channel_apply(const real* a, const real* x, const real* y, bint masked
     cdef real* coefficients = <real*>malloc((4 * channels * per_channel + 1) * sizeof(real))
     if coefficients == NULL:
         return -1
-    if real is float:
-        fnn_bn_apply_rows_f(channels, per_channel, p, k, q, r, coefficients)
-    else:
-        fnn_bn_apply_rows_d(channels, per_channel, p, k, q, r, coefficients)
+    _apply_rows(channels, per_channel, p, k, q, r, coefficients)
     if size >= PLANE_MIN:  # tasks (row chunk, channel)
         tasks.blocks = channels
         tasks.chunks = _row_chunks(n, channels, threads)
@@ -323,35 +355,26 @@ cdef inline void _forward_channel(const real* x, const real* gamma, const real* 
     """_batch_norm for channel c alone (_by_channel)."""
     cdef double weight = 1.0 if gamma == NULL else gamma[c]
     cdef double bias = 0.0 if beta == NULL else beta[c]
-    cdef double center, s1 = 0, s2 = 0, mean, var, invstd, scale
-    cdef double count = n * size
+    cdef double center, s1 = 0, s2 = 0, mean, var, invstd, scale, zero = 0
     cdef Py_ssize_t i, off
-    cdef real k
+    cdef real coefficients[4]  # p, k, q, r: _channel_apply's
     if training:
         center = x[c * size] if isfinite(x[c * size]) else 0  # as _batch_norm's
         for i in range(n):
             off = (i * channels + c) * size
             _sums_run(x + off, <real>center, x + off, <real>center, x + off, False, size, &s1, &s2)
-        fnn_bn_moments(1, count, &center, &s1, &s2, &mean, &var)
+        fnn_bn_moments(1, n * size, &center, &s1, &s2, &mean, &var)
         if running_mean != NULL:
-            if real is float:
-                fnn_bn_running_f(1, momentum, count / (count - 1.0) if count > 1 else 1.0, &mean, &var,
-                                 running_mean + c, running_var + c)
-            else:
-                fnn_bn_running_d(1, momentum, count / (count - 1.0) if count > 1 else 1.0, &mean, &var,
-                                 running_mean + c, running_var + c)
+            _running(1, momentum, n * size, &mean, &var, running_mean + c, running_var + c)
     else:
         mean = 0.0 if running_mean == NULL else running_mean[c]
         var = 1.0 if running_var == NULL else running_var[c]
-    if real is float:
-        fnn_bn_invstd_f(1, &mean, &var, &weight, eps, &invstd, &scale, save_mean + c, save_invstd + c)
-    else:
-        fnn_bn_invstd_d(1, &mean, &var, &weight, eps, &invstd, &scale, save_mean + c, save_invstd + c)
-    k = <real>mean  # fnn_bn_apply_rows' coefficients
+    _invstd(1, &mean, &var, &weight, eps, &invstd, &scale, save_mean + c, save_invstd + c)
+    _apply_rows(1, 1, &zero, &mean, &scale, &bias, coefficients)
     for i in range(n):
         off = (i * channels + c) * size
-        _apply_run(NULL, x + off, x + off, False, 0, k, <real>scale, <real>(bias - (mean - <double>k) * scale), relu,
-                   size, out + off)
+        _apply_run(NULL, x + off, x + off, False, coefficients[0], coefficients[1], coefficients[2], coefficients[3],
+                   relu, size, out + off)
 
 
 cdef inline void _backward_channel(const real* dy, const real* x, const real* y, bint masked, const real* gamma,
@@ -362,18 +385,16 @@ cdef inline void _backward_channel(const real* dy, const real* x, const real* y,
     cdef double p = 1.0 if gamma == NULL else gamma[c]
     cdef double mean = save_mean[c], invstd = save_invstd[c], s1 = 0, s2 = 0, q, r
     cdef Py_ssize_t i, off
-    cdef real k = <real>mean  # exact: the saved mean is a real
+    cdef real coefficients[4]
     for i in range(n):
         off = (i * channels + c) * size
-        _sums_run(dy + off, 0, x + off, k, y + off, masked, size, &s1, &s2)
-    if real is float:  # p becomes the dz coefficient
-        fnn_bn_grad_coefficients_f(1, n * size, training, &p, &invstd, &s1, &s2, &q, &r, dweight + c, dbias + c)
-    else:
-        fnn_bn_grad_coefficients_d(1, n * size, training, &p, &invstd, &s1, &s2, &q, &r, dweight + c, dbias + c)
+        _sums_run(dy + off, 0, x + off, save_mean[c], y + off, masked, size, &s1, &s2)  # the saved mean: exact
+    _grad_coefficients(1, n * size, training, &p, &invstd, &s1, &s2, &q, &r, dweight + c, dbias + c)  # p: dz's
+    _apply_rows(1, 1, &p, &mean, &q, &r, coefficients)
     for i in range(n):
         off = (i * channels + c) * size
-        _apply_run(dy + off, x + off if training else NULL, y + off, masked, <real>p, k, <real>q, <real>r, False, size,
-                   dx + off)
+        _apply_run(dy + off, x + off if training else NULL, y + off, masked, coefficients[0], coefficients[1],
+                   coefficients[2], coefficients[3], False, size, dx + off)
 
 
 cdef inline void _load(double* row, const real* v, Py_ssize_t channels, double missing) noexcept nogil:
@@ -410,7 +431,6 @@ cdef int _batch_norm(const real* x, const real* gamma, const real* beta, real* r
     cdef double* s2 = work + 6 * channels
     cdef double* scale = work + 7 * channels
     cdef Py_ssize_t count = n * size
-    cdef double unbiased
     cdef int status = 0
     _load(weight, gamma, channels, 1.0)
     _load(bias, beta, channels, 0.0)
@@ -421,19 +441,12 @@ cdef int _batch_norm(const real* x, const real* gamma, const real* beta, real* r
         if status == 0:
             fnn_bn_moments(channels, count, center, s1, s2, mean, var)
             if running_mean != NULL:
-                unbiased = count / (count - 1.0) if count > 1 else 1.0
-                if real is float:
-                    fnn_bn_running_f(channels, momentum, unbiased, mean, var, running_mean, running_var)
-                else:
-                    fnn_bn_running_d(channels, momentum, unbiased, mean, var, running_mean, running_var)
+                _running(channels, momentum, count, mean, var, running_mean, running_var)
     else:
         _load(mean, running_mean, channels, 0.0)
         _load(var, running_var, channels, 1.0)
     if status == 0:
-        if real is float:  # s1: invstd
-            fnn_bn_invstd_f(channels, mean, var, weight, eps, s1, scale, save_mean, save_invstd)
-        else:
-            fnn_bn_invstd_d(channels, mean, var, weight, eps, s1, scale, save_mean, save_invstd)
+        _invstd(channels, mean, var, weight, eps, s1, scale, save_mean, save_invstd)  # s1: invstd
         for c in range(channels):
             s2[c] = 0
         status = _channel_apply(NULL, x, x, False, s2, mean, scale, bias, relu, True, n, channels, size, out, threads)
@@ -476,10 +489,7 @@ cdef int _batch_norm_backward(const real* dy, const real* x, const real* y, bint
     _load(zeros, <real*>NULL, channels, 0.0)
     status = _channel_sums(dy, zeros, x, mean, y, masked, n, channels, size, s1, s2, threads)
     if status == 0:
-        if real is float:  # weight becomes the dz coefficient
-            fnn_bn_grad_coefficients_f(channels, count, training, weight, invstd, s1, s2, q, r, dweight, dbias)
-        else:
-            fnn_bn_grad_coefficients_d(channels, count, training, weight, invstd, s1, s2, q, r, dweight, dbias)
+        _grad_coefficients(channels, count, training, weight, invstd, s1, s2, q, r, dweight, dbias)  # weight: dz's
         status = _channel_apply(dy, x, y, masked, weight, mean, q, r, False, training, n, channels, size, dx, threads)
     free(work)
     return status

@@ -45,8 +45,8 @@ static inline double fnn_bn_keep_double(double a, double y, int masked)
     memcpy(&a, &ab, sizeof a);
     return a;
 }
-/* Rows summed per column in T (float32 runs at full vector width) before adding into double: the
- * rounding error stays ~FNN_BN_RUN_ROWS ulps of the run's magnitude. */
+/* Values summed per accumulator in T (float32 runs at full vector width) before adding into double:
+ * the rounding error stays ~FNN_BN_RUN_ROWS ulps of the run's magnitude. */
 #define FNN_BN_RUN_ROWS 32
 
 #define FNN_DEFINE_BN_SUMS_RUN(T, SFX)                                                             \
