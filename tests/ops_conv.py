@@ -24,6 +24,13 @@ CASES = [
     ((6, 4, 23, 21), (5, 4, 3, 3), {}, True),  # Winograd with few channels
     ((2, 16, 9, 9), (24, 16, 1, 1), {"stride": 2}, True),  # strided 1x1
     ((2, 8, 10, 10), (16, 8, 3, 3), {"stride": 2, "padding": 1}, True),
+    # Cython's filters-in-lanes forward (16k filters a group, strided or grouped): 2 vectors of 16 a
+    # block, rows of 19 in runs of 10 + 9; 1 vector (48 filters), 5x5, a batch of one; 16 filters a
+    # group on planes under 16 outputs (no whole-vector stores), its dx the same kernel on dy
+    ((2, 5, 13, 37), (32, 5, 3, 3), {"stride": 2, "padding": 1}, True),
+    ((1, 3, 17, 15), (48, 3, 5, 5), {"stride": 2, "padding": 2}, False),
+    ((2, 32, 3, 4), (32, 16, 3, 3), {"padding": 1, "groups": 2}, True),
+    ((2, 6, 9, 31), (32, 3, 3, 3), {"padding": 1, "groups": 2}, False),
     ((3, 3, 19, 17), (8, 3, 7, 7), {"padding": 3}, True),  # 3-channel stem
     ((2, 3, 20, 40), (8, 3, 7, 7), {"padding": 3}, True),  # wide rows: Cython's direct stem kernel
     ((2, 3, 21, 20), (8, 3, 7, 7), {"stride": 2, "padding": 3}, False),

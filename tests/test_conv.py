@@ -158,6 +158,8 @@ NAN_CASES = [
     ((2, 4, 11, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 4}),  # depthwise, stride 2, 2 filters each
     ((2, 16, 9, 28), (16, 8, 3, 3), {"padding": 1, "groups": 2}),  # Cython's grouped direct kernels
     ((2, 16, 9, 14), (16, 8, 3, 3), {"padding": 1, "groups": 2}),  # ... the narrow one
+    ((2, 3, 9, 21), (16, 3, 3, 3), {"stride": 2, "padding": 1}),  # Cython's filters in the lanes
+    ((2, 32, 7, 9), (32, 16, 3, 3), {"padding": 1, "groups": 2}),  # ... grouped, dx on dy too
 ]
 
 

@@ -11,16 +11,18 @@
 #   compiled backends): Winograd's results are kept only when every one is finite (y; dx and dw),
 #   otherwise the call is recomputed by im2col + GEMM, so inf and NaN reach exactly the outputs
 #   whose windows hold them (the transforms would spread them over whole tiles).
-# - A direct float32 kernel (conv_direct.h) for few channels and 7x7-and-up kernels, and for grouped
-#   stride-1 convolutions of few filters per group (per image and group; their input gradient is the
-#   same kernel run on dy), where each group's GEMM is too small for BLAS.
+# - Direct float32 forwards per image and group, where each group's GEMM is too small for BLAS or
+#   im2col's copy costs as much as the product: 16 filters in the vector lanes (conv_lanes.h) for
+#   strided and grouped convolutions of 16k filters per group, else pixels in the lanes
+#   (conv_direct.h) for few channels and 7x7-and-up kernels, and for grouped stride-1 convolutions
+#   of few filters per group. A grouped stride-1 input gradient is the same forward run on dy.
 # - Depthwise convolutions (groups == C), direct, any kernel, stride, padding and dilation
 #   (conv_depthwise.h): im2col + GEMM ran a GEMM of depth KH * KW per plane.
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
 # workspace (conv2d_workspace / conv2d_backward_workspace size it for the path the call takes).
 # Each thread owns its part of the workspace and its partial weight gradient; the partials are
 # summed after the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h,
-# conv_winograd.h, conv_winograd_general.h, conv_direct.h, conv_depthwise.h.
+# conv_winograd.h, conv_winograd_general.h, conv_direct.h, conv_lanes.h, conv_depthwise.h.
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.string cimport memset
@@ -191,23 +193,81 @@ cdef bint _direct_pays(const Geometry* g) noexcept nogil:
     return g.C <= 4 and g.KH >= 7 and g.KW >= 7 and g.Wo >= 32
 
 
+cdef extern from "conv_lanes.h" nogil:
+    int LANES_MAX_TAPS
+    Py_ssize_t lanes_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw, Py_ssize_t Wo)
+    void lanes_pack_weights(const float* w, float* wt, Py_ssize_t fb0, Py_ssize_t fb1, Py_ssize_t ckk, int FV)
+    void lanes_forward_f(const float* xp, const float* wt, const float* b, float* y, Py_ssize_t C,
+                         Py_ssize_t Hp, Py_ssize_t Wq, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
+                         Py_ssize_t sw, Py_ssize_t Ho, Py_ssize_t Wo, int relu, int FV)
+
+
+cdef bint _lanes_pays(const Geometry* g) noexcept nogil:
+    """Filters in the vector lanes (conv_lanes.h): strided or grouped, filters per group a multiple
+    of 16, kernels of 2 to 121 taps; not the few-channel stems whose rows fill the pixel kernel's
+    vectors (Wo a multiple of 32). Measured side by side, builds swapped in turn, 2 threads, wall
+    time, forward, lanes / the path before (/work/s18/convrows.py, not kept in the repository):
+    (16, 128->256, 16, 3x3 stride 2) 1.40-1.42 / 1.85-1.97 ms (im2col + GEMM), (32, 64->128, 32, 3x3
+    stride 2) 2.9-3.2 / 4.2-4.3, (16, 24->48, 33, 5x5 stride 2) 0.79-0.84 / 1.43-1.57, (8, 3->64, 112,
+    7x7 stride 2) 1.08-1.11 / 1.33-1.36 (pixels in the lanes), (32, 128->128, 14, 3x3, 8 groups)
+    0.69-0.93 / 0.93-0.99, (32, 64->64, 28, 3x3, 4 groups) 1.32-1.37 / 1.42-1.56; lost: (16, 3->64,
+    64, 7x7 stride 2, rows of 32) 0.90-0.94 / 0.75. 1x1 kernels stay with GEMM (their im2col is a
+    copy)."""
+    return (g.dh == 1 and g.dw == 1 and g.Fg % 16 == 0 and 1 < g.KH * g.KW <= LANES_MAX_TAPS
+            and g.ph < g.KH and g.pw < g.KW and (g.G > 1 or g.sh > 1 or g.sw > 1)
+            and not (g.G == 1 and _direct_pays(g) and g.Wo % 32 == 0))
+
+
+cdef inline int _lanes_vectors(const Geometry* g) noexcept nogil:
+    """Filter vectors per register block: 2 where each group's filters come in 32s."""
+    return 2 if g.Fg % 32 == 0 else 1
+
+
+cdef bint _direct_forward_pays(const Geometry* g) noexcept nogil:
+    """_direct_forward's shapes: filters in the lanes, else pixels in the lanes (conv_direct.h)."""
+    return _lanes_pays(g) or _direct_pays(g)
+
+
+cdef inline Py_ssize_t _direct_phase_width(const Geometry* g) noexcept nogil:
+    if _lanes_pays(g):
+        return lanes_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+    return direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+
+
+cdef Py_ssize_t _direct_forward_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
+    """Workspace elements of _direct_forward: the packed weights (filters in the lanes), then each
+    thread's padded, phase-split image."""
+    cdef Py_ssize_t per_thread = g.Cg * (g.H + 2 * g.ph) * g.sw * _direct_phase_width(g)
+    return (g.F * g.K if _lanes_pays(g) else 0) + _direct_threads(g, N, n_threads) * per_thread
+
+
 cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::1] b, float[::1] y,
                           Py_ssize_t N, const Geometry* g, float[::1] work, bint has_bias, bint relu,
                           int n_threads) noexcept:
     """Each (image, group) a task: its channels' padded copy, then its filters."""
-    cdef Py_ssize_t Wq = direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-    cdef Py_ssize_t task, n, grp, xp_size = _direct_forward_work(g)
+    cdef bint lanes = _lanes_pays(g)
+    cdef int FV = _lanes_vectors(g)
+    cdef Py_ssize_t Wq = _direct_phase_width(g), packed = g.F * g.K if lanes else 0
+    cdef Py_ssize_t task, n, grp, fb, xp_size = g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
     cdef const float* b_ptr = &b[0] if b.shape[0] else NULL
     cdef float* xp
     with nogil:
+        if lanes:
+            for fb in prange(g.F // (16 * FV), schedule="static", num_threads=n_threads):
+                lanes_pack_weights(&w[0], &work[0], fb, fb + 1, g.K, FV)
         for task in prange(N * g.G, schedule="static", num_threads=n_threads):
             n = task // g.G
             grp = task - n * g.G
-            xp = &work[0] + threadid() * xp_size
+            xp = &work[0] + packed + threadid() * xp_size
             direct_pad_split(&x[(n * g.C + grp * g.Cg) * g.H * g.W], xp, g.Cg, g.H, g.W, g.ph, g.pw, g.sw, Wq)
-            direct_forward_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
-                             &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
-                             g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu, g.Wo <= 16)
+            if lanes:
+                lanes_forward_f(xp, &work[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
+                                &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H + 2 * g.ph, Wq, g.Fg, g.KH, g.KW,
+                                g.sh, g.sw, g.Ho, g.Wo, relu, FV)
+            else:
+                direct_forward_f(xp, &w[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
+                                 &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H, g.Fg, g.KH, g.KW, g.ph,
+                                 g.sh, g.sw, Wq, g.Ho, g.Wo, has_bias, relu, g.Wo <= 16)
 
 
 cdef Geometry _input_grad_geometry(const Geometry* g) noexcept nogil:
@@ -231,7 +291,7 @@ cdef bint _direct_input_grad_pays(const Geometry* g) noexcept nogil:
     if g.G == 1 or g.sh != 1 or g.sw != 1 or g.dh != 1 or g.dw != 1:
         return False
     t = _input_grad_geometry(g)
-    return _direct_pays(&t)
+    return _direct_forward_pays(&t)
 
 
 def _flipped_transposed(w, Py_ssize_t G):
@@ -785,11 +845,6 @@ cdef Py_ssize_t _direct_threads(const Geometry* g, Py_ssize_t N, int n_threads) 
     return min(N * g.G, <Py_ssize_t>n_threads)
 
 
-cdef Py_ssize_t _direct_forward_work(const Geometry* g) noexcept nogil:
-    """Elements of one thread's workspace for _direct_forward: its padded, phase-split image."""
-    return g.Cg * (g.H + 2 * g.ph) * g.sw * direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-
-
 cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bint is_float) except -1:
     """Workspace elements of the forward's path (Winograd also reserves the im2col fallback's)."""
     cdef Py_ssize_t loop_threads = min(N, <Py_ssize_t>n_threads)
@@ -799,8 +854,8 @@ cdef Py_ssize_t _forward_work(const Geometry* g, Py_ssize_t N, int n_threads, bi
         return min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&d)
     if _fast_paths_enabled and _winograd_pays(g):
         return max(gemm, _wino_forward_work(g, N, n_threads))
-    if _fast_paths_enabled and is_float and _direct_pays(g):
-        return _direct_threads(g, N, n_threads) * _direct_forward_work(g)
+    if _fast_paths_enabled and is_float and _direct_forward_pays(g):
+        return _direct_forward_work(g, N, n_threads)
     return gemm
 
 
@@ -825,7 +880,7 @@ def _forward_entry(const real[::1] x, const real[::1] w, const real[::1] b, real
         if _wino_forward_typed(x, w, b, y, &g, N, has_bias, relu, n_threads, &work[0]):
             return
     if real is float:
-        if _fast_paths_enabled and _direct_pays(&g):
+        if _fast_paths_enabled and _direct_forward_pays(&g):
             _direct_forward(x, w, b, y, N, &g, work, has_bias, relu, <int>_direct_threads(&g, N, n_threads))
             return
     _forward_typed(x, w, b, y, N, &g, work, has_bias, relu, loop_threads)
@@ -1071,7 +1126,7 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
     if _fast_paths_enabled and is_float and input_grad and _direct_input_grad_pays(g):
         t = _input_grad_geometry(g)
         _generic_backward_sizes(g, N, n_threads, is_float, False, &loop_threads, &direct_grad, &parts, &work)
-        return max(parts + work, _direct_threads(&t, N, n_threads) * _direct_forward_work(&t))
+        return max(parts + work, _direct_forward_work(&t, N, n_threads))
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
     if N > 0 and _fast_paths_enabled and _winograd_pays(g):
         _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &wino_parts, &wino_work)

@@ -1,0 +1,276 @@
+/* Direct float32 convolution with 16 filters in the vector lanes, forward, for kernels/cython/conv.pyx:
+ * the strided and the grouped convolutions. With pixels in the lanes (conv_direct.h) a stride-2
+ * row loads every other column and a group of 16 filters on 14-wide rows idles lanes; here a vector
+ * holds 16 filters, each input value is broadcast to them, and neither the stride nor the row width
+ * touches the lanes. A register block is FV filter vectors x R pixels of an output row: per (c, kh,
+ * kw), FV weight loads and R broadcasts feed FV * R FMAs over the whole reduction; the block is
+ * transposed into y's (F, Ho, Wo) rows once at its end. */
+#ifndef FASTNN_CONV_LANES_H
+#define FASTNN_CONV_LANES_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "simd.h"
+
+FNN_BEGIN_LOOPS
+
+#define LANES_MAX_PIXELS 14  /* pixels per register block: 2 x 14 accumulators + 2 weights + 1 input */
+#define LANES_MAX_TAPS 121   /* KH * KW of the largest kernel (11 x 11) */
+
+typedef float lanes_v16 __attribute__((vector_size(64)));
+typedef int lanes_i16 __attribute__((vector_size(64)));
+
+/* Row width of the phase-split padded image (direct_pad_split) for rows of Wo outputs. */
+static inline ptrdiff_t lanes_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdiff_t KW, ptrdiff_t sw, ptrdiff_t Wo)
+{
+    ptrdiff_t need = Wo + (KW - 1) / sw, have = (W + 2 * pw + sw - 1) / sw;
+    return need > have ? need : have;
+}
+
+/* Filter blocks fb0 .. fb1 - 1 of wt (F / (16 FV), ckk, 16 FV) from w (F, ckk), ckk = C * KH * KW. */
+static void lanes_pack_weights(const float *w, float *wt, ptrdiff_t fb0, ptrdiff_t fb1, ptrdiff_t ckk, int FV)
+{
+    ptrdiff_t fb, k, width = 16 * FV;
+    int l;
+    for (fb = fb0; fb < fb1; fb++)
+        for (k = 0; k < ckk; k++)
+            for (l = 0; l < width; l++)
+                wt[(fb * ckk + k) * width + l] = w[(fb * width + l) * ckk + k];
+}
+
+#define LANES_LOW(l, b) ((l) & (b) ? 16 + (l) - (b) : (l))
+#define LANES_HIGH(l, b) ((l) & (b) ? 16 + (l) : (l) + (b))
+#define LANES_MASK(S, b) {S(0, b), S(1, b), S(2, b), S(3, b), S(4, b), S(5, b), S(6, b), S(7, b), S(8, b), \
+                          S(9, b), S(10, b), S(11, b), S(12, b), S(13, b), S(14, b), S(15, b)}
+
+/* One stage of the transpose: for each row i without bit b, lanes with bit b trade places with row
+ * i + b's lanes without it (two-source shuffles). */
+static inline __attribute__((always_inline)) void lanes_transpose_stage(lanes_v16 *r, const int b)
+{
+    const lanes_i16 low = LANES_MASK(LANES_LOW, b), high = LANES_MASK(LANES_HIGH, b);
+    int i;
+    for (i = 0; i < 16; i++)
+        if (!(i & b)) {
+            lanes_v16 x = r[i], z = r[i + b];
+            r[i] = __builtin_shuffle(x, z, low);
+            r[i + b] = __builtin_shuffle(x, z, high);
+        }
+}
+
+/* r[i][l] <- r[l][i]: a 16 x 16 transpose in 64 shuffles */
+static inline __attribute__((always_inline)) void lanes_transpose(lanes_v16 *r)
+{
+    lanes_transpose_stage(r, 8);
+    lanes_transpose_stage(r, 4);
+    lanes_transpose_stage(r, 2);
+    lanes_transpose_stage(r, 1);
+}
+
+/* y's 16 * FV filters (planes `fstride` apart) at R consecutive pixels of a row, from the block's
+ * weights wv (C, KH * KW, FV, 16) and the pixels' inputs: tap t of channel c of pixel p at
+ * xrow[c * plane + tap_off[t] + p] (the phase-split copy makes any stride's run contiguous), plus
+ * the bias b (or none), then the relu. */
+static inline __attribute__((always_inline)) void
+lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdiff_t C, ptrdiff_t plane,
+            ptrdiff_t kk, const ptrdiff_t *tap_off, ptrdiff_t fstride, int relu, int spill, const int FV,
+            const int R)
+{
+    lanes_v16 acc[2][LANES_MAX_PIXELS];
+    ptrdiff_t c, k;
+    int p, v, l;
+    for (v = 0; v < FV; v++)
+        for (p = 0; p < R; p++)
+            acc[v][p] = (lanes_v16){0};
+    for (c = 0; c < C; c++, xrow += plane)
+        for (k = 0; k < kk; k++, wv += 16 * FV) {
+            const float *xr = xrow + tap_off[k];
+            lanes_v16 wk[2];
+            for (v = 0; v < FV; v++)
+                memcpy(&wk[v], wv + 16 * v, sizeof(lanes_v16));
+            for (p = 0; p < R; p++)
+                for (v = 0; v < FV; v++)
+                    acc[v][p] += wk[v] * xr[p];
+        }
+    for (v = 0; v < FV; v++) {
+        lanes_v16 r[16];
+        for (p = 0; p < 16; p++)
+            r[p] = p < R ? acc[v][p] : (lanes_v16){0};
+        lanes_transpose(r);  /* r[l]: filter l's R pixels */
+        for (l = 0; l < 16; l++) {
+            lanes_v16 val = r[l] + (b ? b[16 * v + l] : 0.0f);
+            if (relu)  /* clear the lanes below 0 (a NaN compares false and passes) */
+                val = (lanes_v16)((lanes_i16)val & ~(lanes_i16)(val < 0.0f));
+            if (spill)  /* a whole vector: a copy of R floats waited on val's spill (18% of the time) */
+                memcpy(y + (16 * v + l) * fstride, &val, sizeof(val));
+            else
+                memcpy(y + (16 * v + l) * fstride, &val, R * sizeof(float));
+        }
+    }
+}
+
+#define LANES_CASE(R) \
+    case R: lanes_block(xrow, wv, b, y, C, plane, kk, tap_off, fstride, relu, spill, FV, R); break;
+
+/* lanes_block for a run of r <= LANES_MAX_PIXELS pixels: one unrolled copy per length */
+static inline __attribute__((always_inline)) void
+lanes_run(const float *xrow, const float *wv, const float *b, float *y, ptrdiff_t C, ptrdiff_t plane,
+          ptrdiff_t kk, const ptrdiff_t *tap_off, ptrdiff_t fstride, int relu, int spill, int r, const int FV)
+{
+    switch (r) {
+        LANES_CASE(1) LANES_CASE(2) LANES_CASE(3) LANES_CASE(4) LANES_CASE(5) LANES_CASE(6) LANES_CASE(7)
+        LANES_CASE(8) LANES_CASE(9) LANES_CASE(10) LANES_CASE(11) LANES_CASE(12) LANES_CASE(13)
+        LANES_CASE(14)
+    }
+}
+
+/* y (F, Ho, Wo) of one image (or group) from its phase-split padded copy xp (direct_pad_split: C
+ * planes of Hp rows of sw phases of Wq) and wt packed by lanes_pack_weights, FV vectors a block.
+ * Each output row splits into ceil(Wo / 14) runs of near-equal length (17 outputs: 9 + 8, not
+ * 14 + 3). */
+static inline __attribute__((always_inline)) void
+lanes_forward_blocks(const float *xp, const float *wt, const float *b, float *y, ptrdiff_t C, ptrdiff_t Hp,
+                     ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
+                     ptrdiff_t Ho, ptrdiff_t Wo, int relu, const int FV)
+{
+    ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, ckk = C * kk, fstride = Ho * Wo;
+    ptrdiff_t runs = (Wo + LANES_MAX_PIXELS - 1) / LANES_MAX_PIXELS, f0, oh, s, t;
+    ptrdiff_t tap_off[LANES_MAX_TAPS];
+    /* tap (kh, kw) reads row kh of phase kw % sw from column kw / sw */
+    for (t = 0; t < kk; t++)
+        tap_off[t] = ((t / KW) * sw + (t % KW) % sw) * Wq + (t % KW) / sw;
+    for (f0 = 0; f0 < F; f0 += 16 * FV)
+        for (oh = 0; oh < Ho; oh++)
+            for (s = 0; s < runs; s++) {
+                ptrdiff_t ow0 = s * Wo / runs, ow1 = (s + 1) * Wo / runs;
+                lanes_run(xp + oh * sh * sw * Wq + ow0, wt + f0 * ckk, b ? b + f0 : NULL,
+                          y + f0 * fstride + oh * Wo + ow0, C, plane, kk, tap_off, fstride, relu,
+                          oh * Wo + ow0 + 16 <= fstride, (int)(ow1 - ow0), FV);
+            }
+}
+
+FNN_CLONES
+static void lanes_forward_f(const float *xp, const float *wt, const float *b, float *y, ptrdiff_t C,
+                            ptrdiff_t Hp, ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh,
+                            ptrdiff_t sw, ptrdiff_t Ho, ptrdiff_t Wo, int relu, int FV)
+{
+    if (FV == 2)
+        lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 2);
+    else
+        lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 1);
+}
+
+/* w (F, ckk) from wt packed by lanes_pack_weights (the weight gradient's sums back in w's layout). */
+static void lanes_unpack_weights(const float *wt, float *w, ptrdiff_t F, ptrdiff_t ckk, int FV)
+{
+    ptrdiff_t fb, k, width = 16 * FV;
+    int l;
+    for (fb = 0; fb < F / width; fb++)
+        for (k = 0; k < ckk; k++)
+            for (l = 0; l < width; l++)
+                w[(fb * width + l) * ckk + k] = wt[(fb * ckk + k) * width + l];
+}
+
+/* dyt (F / (16 FV), P, 16 FV) from dy (F, P), F a multiple of 16 FV: 16 x 16 blocks transposed in
+ * registers. */
+FNN_CLONES
+static void lanes_transpose_dy(const float *dy, float *dyt, ptrdiff_t F, ptrdiff_t P, int FV)
+{
+    ptrdiff_t f0, p0, width = 16 * FV;
+    int i, n;
+    for (f0 = 0; f0 < F; f0 += 16)
+        for (p0 = 0; p0 < P; p0 += 16) {
+            lanes_v16 r[16];
+            n = P - p0 < 16 ? (int)(P - p0) : 16;
+            for (i = 0; i < 16; i++) {
+                r[i] = (lanes_v16){0};
+                memcpy(&r[i], dy + (f0 + i) * P + p0, (size_t)n * sizeof(float));
+            }
+            lanes_transpose(r);  /* r[p]: pixel p0 + p's 16 filters */
+            for (i = 0; i < n; i++)
+                memcpy(dyt + ((f0 / width) * P + p0 + i) * width + f0 % width, &r[i], sizeof(lanes_v16));
+        }
+}
+
+/* part[t * 16 FV ..] += the sums over the image's pixels of dy's 16 FV filters (dyt: each pixel's,
+ * 16 FV apart) times tap t of one channel (its pixel at oh, ow: xc[oh * row_step + tap_off[t] + ow]),
+ * for the TB taps t of the block: per pixel FV loads and TB broadcasts feed FV * TB FMAs. */
+static inline __attribute__((always_inline)) void
+lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t row_step,
+                 const ptrdiff_t *tap_off, const int FV, const int TB)
+{
+    lanes_v16 acc[2][LANES_MAX_PIXELS];
+    ptrdiff_t oh, ow;
+    int t, v;
+    for (v = 0; v < FV; v++)
+        for (t = 0; t < TB; t++)
+            acc[v][t] = (lanes_v16){0};
+    for (oh = 0; oh < Ho; oh++, xc += row_step)
+        for (ow = 0; ow < Wo; ow++, dyt += 16 * FV) {
+            lanes_v16 d[2];
+            for (v = 0; v < FV; v++)
+                memcpy(&d[v], dyt + 16 * v, sizeof(lanes_v16));
+            for (t = 0; t < TB; t++) {
+                float xs = xc[tap_off[t] + ow];
+                for (v = 0; v < FV; v++)
+                    acc[v][t] += d[v] * xs;
+            }
+        }
+    for (t = 0; t < TB; t++)
+        for (v = 0; v < FV; v++) {
+            lanes_v16 sum;
+            memcpy(&sum, part + (t * FV + v) * 16, sizeof(sum));
+            sum += acc[v][t];
+            memcpy(part + (t * FV + v) * 16, &sum, sizeof(sum));
+        }
+}
+
+#define LANES_GRAD_CASE(TB) case TB: lanes_grad_block(xc, dyt, part, Ho, Wo, row_step, tap_off, FV, TB); break;
+
+/* lanes_grad_block for a run of tb <= LANES_MAX_PIXELS taps: one unrolled copy per length */
+static inline __attribute__((always_inline)) void
+lanes_grad_run(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t row_step,
+               const ptrdiff_t *tap_off, int tb, const int FV)
+{
+    switch (tb) {
+        LANES_GRAD_CASE(1) LANES_GRAD_CASE(2) LANES_GRAD_CASE(3) LANES_GRAD_CASE(4) LANES_GRAD_CASE(5)
+        LANES_GRAD_CASE(6) LANES_GRAD_CASE(7) LANES_GRAD_CASE(8) LANES_GRAD_CASE(9) LANES_GRAD_CASE(10)
+        LANES_GRAD_CASE(11) LANES_GRAD_CASE(12) LANES_GRAD_CASE(13) LANES_GRAD_CASE(14)
+    }
+}
+
+/* parts (F / (16 FV), C, KH * KW, 16 FV) += the weight gradient of one image (or group), from its
+ * phase-split padded copy xp (as lanes_forward_f's) and dyt (lanes_transpose_dy). A channel's taps
+ * split into runs of at most 14 of near-equal length. */
+static inline __attribute__((always_inline)) void
+lanes_weight_grad_blocks(const float *xp, const float *dyt, float *parts, ptrdiff_t C, ptrdiff_t Hp,
+                         ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
+                         ptrdiff_t Ho, ptrdiff_t Wo, const int FV)
+{
+    ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, P = Ho * Wo, fb, c, s, t;
+    ptrdiff_t runs = (kk + LANES_MAX_PIXELS - 1) / LANES_MAX_PIXELS, tap_off[LANES_MAX_TAPS];
+    for (t = 0; t < kk; t++)
+        tap_off[t] = ((t / KW) * sw + (t % KW) % sw) * Wq + (t % KW) / sw;
+    for (fb = 0; fb < F / (16 * FV); fb++)
+        for (c = 0; c < C; c++)
+            for (s = 0; s < runs; s++) {
+                ptrdiff_t t0 = s * kk / runs, t1 = (s + 1) * kk / runs;
+                lanes_grad_run(xp + c * plane, dyt + fb * P * 16 * FV, parts + ((fb * C + c) * kk + t0) * 16 * FV,
+                               Ho, Wo, sh * sw * Wq, tap_off + t0, (int)(t1 - t0), FV);
+            }
+}
+
+FNN_CLONES
+static void lanes_weight_grad_f(const float *xp, const float *dyt, float *parts, ptrdiff_t C, ptrdiff_t Hp,
+                                ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
+                                ptrdiff_t Ho, ptrdiff_t Wo, int FV)
+{
+    if (FV == 2)
+        lanes_weight_grad_blocks(xp, dyt, parts, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, 2);
+    else
+        lanes_weight_grad_blocks(xp, dyt, parts, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, 1);
+}
+
+FNN_END_LOOPS
+
+#endif
