@@ -15,7 +15,8 @@
 #   im2col's copy costs as much as the product: 16 filters in the vector lanes (conv_lanes.h) for
 #   strided and grouped convolutions of 16k filters per group, else pixels in the lanes
 #   (conv_direct.h) for few channels and 7x7-and-up kernels, and for grouped stride-1 convolutions
-#   of few filters per group. A grouped stride-1 input gradient is the same forward run on dy.
+#   of few filters per group. A grouped stride-1 input gradient is the same forward run on dy; the
+#   weight gradients of both kinds have direct kernels too (a strided one: filters in the lanes).
 # - Depthwise convolutions (groups == C), direct, any kernel, stride, padding and dilation
 #   (conv_depthwise.h): im2col + GEMM ran a GEMM of depth KH * KW per plane.
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
@@ -200,6 +201,11 @@ cdef extern from "conv_lanes.h" nogil:
     void lanes_forward_f(const float* xp, const float* wt, const float* b, float* y, Py_ssize_t C,
                          Py_ssize_t Hp, Py_ssize_t Wq, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
                          Py_ssize_t sw, Py_ssize_t Ho, Py_ssize_t Wo, int relu, int FV)
+    void lanes_unpack_weights(const float* wt, float* w, Py_ssize_t F, Py_ssize_t ckk, int FV)
+    void lanes_transpose_dy(const float* dy, float* dyt, Py_ssize_t F, Py_ssize_t P, int FV)
+    void lanes_weight_grad_f(const float* xp, const float* dyt, float* parts, Py_ssize_t C, Py_ssize_t Hp,
+                             Py_ssize_t Wq, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
+                             Py_ssize_t sw, Py_ssize_t Ho, Py_ssize_t Wo, int FV)
 
 
 cdef bint _lanes_pays(const Geometry* g) noexcept nogil:
@@ -1051,6 +1057,50 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
         direct_grad_lanes_sum(lanes, dw_parts + t * g.F * g.K, g.F * g.K)
 
 
+cdef bint _lanes_grad_pays(const Geometry* g) noexcept nogil:
+    """The weight gradient with filters in the lanes: the strided shapes of the lanes forward
+    (_lanes_pays), the pixel kernel's aside. Builds swapped in turn, 2 threads, wall time, forward +
+    backward, against im2col + GEMM's weight gradient (/work/s18/convrows.py, not kept): (16,
+    128->256, 16, 3x3 stride 2) 5.35-5.80 / 6.13-6.33 ms, (32, 64->128, 32, 3x3 stride 2) 11.2-11.6 /
+    12.4-12.5, (16, 24->48, 33, 5x5 stride 2) 2.99-3.11 / 3.79-3.80, (8, 3->64, 112, 7x7 stride 2)
+    4.66-5.29 / 5.79. Not stride 1: per pixel one load of dy feeds only the taps of one channel, and
+    on short rows the row setup dominates (32x128->128 14x14 g8: one image and group, 1 thread, 19
+    us, the pixel kernel's ~10; /work/s18/lanes_g.py)."""
+    return _lanes_pays(g) and (g.sh > 1 or g.sw > 1) and not _direct_grad_pays(g)
+
+
+cdef Py_ssize_t _lanes_grad_work(const Geometry* g) noexcept nogil:
+    """Elements of one thread's workspace for _lanes_weight_grad: its packed sums, its image, its
+    transposed dy."""
+    return (g.F * g.K + g.Cg * (g.H + 2 * g.ph) * g.sw * lanes_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
+            + g.Fg * g.P)
+
+
+cdef void _lanes_weight_grad(const float* x, const float* dy, float* dw_parts, float* work, Py_ssize_t N,
+                             const Geometry* g, int n_threads) noexcept nogil:
+    """dw_parts (n_threads, F, K) = each thread's share of the weight gradient (conv_lanes.h over a
+    static block of images, group by group; its packed sums unpacked once at the end)."""
+    cdef int FV = _lanes_vectors(g)
+    cdef Py_ssize_t Wq = lanes_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo), per_thread = _lanes_grad_work(g)
+    cdef Py_ssize_t t, n, grp
+    cdef float* sums
+    cdef float* xp
+    cdef float* dyt
+    for t in prange(n_threads, schedule="static", num_threads=n_threads):
+        sums = work + t * per_thread
+        xp = sums + g.F * g.K
+        dyt = xp + g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
+        memset(sums, 0, g.F * g.K * sizeof(float))
+        for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
+            for grp in range(g.G):
+                direct_pad_split(x + (n * g.C + grp * g.Cg) * g.H * g.W, xp, g.Cg, g.H, g.W, g.ph, g.pw,
+                                 g.sw, Wq)
+                lanes_transpose_dy(dy + (n * g.F + grp * g.Fg) * g.P, dyt, g.Fg, g.P, FV)
+                lanes_weight_grad_f(xp, dyt, sums + grp * g.Fg * g.K, g.Cg, g.H + 2 * g.ph, Wq, g.Fg, g.KH,
+                                    g.KW, g.sh, g.sw, g.Ho, g.Wo, FV)
+        lanes_unpack_weights(sums, dw_parts + t * g.F * g.K, g.F, g.K, FV)
+
+
 cdef void _backward_typed(const real[::1] dy, const real[::1] x, const real[::1] w, real[::1] dx,
                           real[::1] dw, real[::1] dw_parts, real[::1] work, Py_ssize_t N,
                           const Geometry* g, bint direct_grad, bint input_grad, int n_threads) noexcept:
@@ -1060,7 +1110,9 @@ cdef void _backward_typed(const real[::1] dy, const real[::1] x, const real[::1]
     with nogil:
         memset(&dw_parts[0], 0, dw_parts.shape[0] * sizeof(real))
         if N > 0 and direct_grad:
-            if real is float:
+            if real is float and _lanes_grad_pays(g):
+                _lanes_weight_grad(&x[0], &dy[0], &dw_parts[0], work_ptr, N, g, n_threads)
+            elif real is float:
                 _direct_weight_grad(&x[0], &dy[0], &dw_parts[0], work_ptr, N, g, n_threads)
         if N > 0 and (input_grad or not direct_grad):
             _backward(&dy[0], &x[0], &w[0], &dx[0] if input_grad else NULL, &dw_parts[0], work_ptr, N, g,
@@ -1100,12 +1152,14 @@ cdef void _generic_backward_sizes(const Geometry* g, Py_ssize_t N, int n_threads
                                   Py_ssize_t* parts, Py_ssize_t* work) except *:
     """Threads of the im2col (or direct) backward; workspace: the per-thread dw, then per thread the
     direct gradient's image, or im2col's col (weight gradient) and dcol (dx)."""
-    cdef Py_ssize_t cols
+    cdef Py_ssize_t cols, grad_work = 0
     loop_threads[0] = max(1, min(N, <Py_ssize_t>n_threads))
-    direct_grad[0] = _fast_paths_enabled and is_float and _direct_grad_pays(g)
+    direct_grad[0] = _fast_paths_enabled and is_float and (_direct_grad_pays(g) or _lanes_grad_pays(g))
     parts[0] = loop_threads[0] * g.F * g.K
     cols = 0 if g.direct else (0 if direct_grad[0] else 1) + (1 if input_grad else 0)
-    work[0] = loop_threads[0] * max(_direct_grad_work(g) if direct_grad[0] else 0, cols * g.K * g.B)
+    if direct_grad[0]:
+        grad_work = _lanes_grad_work(g) if _lanes_grad_pays(g) else _direct_grad_work(g)
+    work[0] = loop_threads[0] * max(grad_work, cols * g.K * g.B)
 
 
 cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, bint is_float,
