@@ -185,14 +185,17 @@ def test_nan_reaches_exactly_the_windows_that_contain_it(backend, x_shape, w_sha
     check_op("conv2d_backward", grads, (dy, finite_x, w), params, np.float32, f"{backend} backward")
 
 
-# Shapes of Cython's direct weight gradient (float32, <= 4 channels, 7x7 and up, rows of 16k
-# outputs); its register blocks of 7 kernel columns read past KW = 9 and drop those sums. Grouped,
-# rows of 28 and 14 outputs: the last vector's extra lanes read x up to the last column and must drop it.
+# Shapes of Cython's direct weight gradients: pixels in the lanes (float32, <= 4 channels, 7x7 and up,
+# rows of 16k outputs), its register blocks of 7 kernel columns read past KW = 9 and drop those sums;
+# grouped, rows of 28 and 14 outputs: the last vector's extra lanes read x up to the last column and
+# must drop it. Then filters in the lanes.
 DIRECT_GRAD_CASES = [
     ((2, 3, 9, 32), (8, 3, 7, 7), {"padding": 3}),
     ((2, 2, 11, 40), (4, 2, 7, 9), {"stride": 2, "padding": (2, 0)}),  # input column 39 in no window
     ((2, 16, 9, 28), (16, 8, 3, 3), {"padding": 1, "groups": 2}),
     ((2, 16, 9, 14), (16, 8, 3, 3), {"padding": 1, "groups": 2}),
+    ((2, 3, 9, 23), (32, 3, 3, 3), {"stride": 2, "padding": 1}),  # filters in the lanes, strided
+    ((2, 32, 6, 9), (32, 16, 3, 3), {"padding": 1, "groups": 2}),  # ... grouped, short rows
 ]
 
 

@@ -1058,15 +1058,15 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
 
 
 cdef bint _lanes_grad_pays(const Geometry* g) noexcept nogil:
-    """The weight gradient with filters in the lanes: the strided shapes of the lanes forward
-    (_lanes_pays), the pixel kernel's aside. Builds swapped in turn, 2 threads, wall time, forward +
-    backward, against im2col + GEMM's weight gradient (/work/s18/convrows.py, not kept): (16,
-    128->256, 16, 3x3 stride 2) 5.35-5.80 / 6.13-6.33 ms, (32, 64->128, 32, 3x3 stride 2) 11.2-11.6 /
-    12.4-12.5, (16, 24->48, 33, 5x5 stride 2) 2.99-3.11 / 3.79-3.80, (8, 3->64, 112, 7x7 stride 2)
-    4.66-5.29 / 5.79. Not stride 1: per pixel one load of dy feeds only the taps of one channel, and
-    on short rows the row setup dominates (32x128->128 14x14 g8: one image and group, 1 thread, 19
-    us, the pixel kernel's ~10; /work/s18/lanes_g.py)."""
-    return _lanes_pays(g) and (g.sh > 1 or g.sw > 1) and not _direct_grad_pays(g)
+    """The weight gradient with filters in the lanes: the lanes forward's shapes (_lanes_pays) that
+    are strided or have rows of at most 16 outputs. Builds swapped in turn, 2 threads, wall time,
+    forward + backward (/work/s18/convrows.py, not kept), against im2col + GEMM's weight gradient:
+    (16, 128->256, 16, 3x3 stride 2) 5.35-5.80 / 6.13-6.33 ms, (32, 64->128, 32, 3x3 stride 2)
+    11.2-11.6 / 12.4-12.5, (16, 24->48, 33, 5x5 stride 2) 2.99-3.11 / 3.79-3.80, (8, 3->64, 112, 7x7
+    stride 2) 4.66-5.29 / 5.79; against the pixel kernel's (direct_weight_grad_f): (32, 128->128, 14,
+    3x3, 8 groups) 2.29-2.34 / 2.70-2.95, but on rows of 28, (32, 64->64, 28, 3x3, 4 groups) 6.6-6.9 /
+    6.5-6.8: there the pixel kernel stays."""
+    return _lanes_pays(g) and (g.sh > 1 or g.sw > 1 or g.Wo <= 16)
 
 
 cdef Py_ssize_t _lanes_grad_work(const Geometry* g) noexcept nogil:
