@@ -1,12 +1,12 @@
 /* Direct float32 convolution with 16 filters in the vector lanes, forward and weight gradient, for
- * kernels/cython/conv.pyx:
- * the strided and the grouped convolutions. With pixels in the lanes (conv_direct.h) a stride-2
- * row loads every other column and a group of 16 filters on 14-wide rows idles lanes; here a vector
- * holds 16 filters, each input value is broadcast to them, and neither the stride nor the row width
- * touches the lanes. A register block is FV filter vectors x R pixels of an output row: per (c, kh,
- * kw), FV weight loads and R broadcasts feed FV * R FMAs over the whole reduction; the block is
- * transposed into y's (F, Ho, Wo) rows once at its end. The weight gradient holds FV filter vectors
- * x up to 14 taps of a channel over the image's pixels (dy transposed to pixel-major first). */
+ * kernels/cython/conv.pyx's strided and grouped convolutions. With pixels in the lanes
+ * (conv_direct.h) a stride-2 row loads every other column and a group of 16 filters on 14-wide rows
+ * idles lanes; here a vector holds 16 filters, each input value is broadcast to them, and neither
+ * the stride nor the row width touches the lanes. A register block is FV filter vectors x R pixels
+ * of an output row: per (c, kh, kw), FV weight loads and R broadcasts feed FV * R FMAs over the whole
+ * reduction; the block is transposed into y's (F, Ho, Wo) rows once at its end. The weight gradient
+ * holds FV filter vectors x up to 14 taps of a channel over the image's pixels (dy transposed to
+ * pixel-major first). */
 #ifndef FASTNN_CONV_LANES_H
 #define FASTNN_CONV_LANES_H
 
