@@ -234,7 +234,13 @@ cdef bint _direct_forward_pays(const Geometry* g) noexcept nogil:
     return _lanes_pays(g) or _direct_pays(g)
 
 
+cdef inline Py_ssize_t _padded_image(const Geometry* g, Py_ssize_t Wq) noexcept nogil:
+    """Elements of a group's padded, phase-split image (direct_pad_split) with rows of Wq."""
+    return g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
+
+
 cdef inline Py_ssize_t _direct_phase_width(const Geometry* g) noexcept nogil:
+    """The padded image's row width for _direct_forward's kernel."""
     if _lanes_pays(g):
         return lanes_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
     return direct_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
@@ -243,8 +249,8 @@ cdef inline Py_ssize_t _direct_phase_width(const Geometry* g) noexcept nogil:
 cdef Py_ssize_t _direct_forward_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
     """Workspace elements of _direct_forward: the packed weights (filters in the lanes), then each
     thread's padded, phase-split image."""
-    cdef Py_ssize_t per_thread = g.Cg * (g.H + 2 * g.ph) * g.sw * _direct_phase_width(g)
-    return (g.F * g.K if _lanes_pays(g) else 0) + _direct_threads(g, N, n_threads) * per_thread
+    cdef Py_ssize_t packed = g.F * g.K if _lanes_pays(g) else 0
+    return packed + _direct_threads(g, N, n_threads) * _padded_image(g, _direct_phase_width(g))
 
 
 cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::1] b, float[::1] y,
@@ -254,7 +260,7 @@ cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::
     cdef bint lanes = _lanes_pays(g)
     cdef int FV = _lanes_vectors(g)
     cdef Py_ssize_t Wq = _direct_phase_width(g), packed = g.F * g.K if lanes else 0
-    cdef Py_ssize_t task, n, grp, fb, xp_size = g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
+    cdef Py_ssize_t task, n, grp, fb, xp_size = _padded_image(g, Wq)
     cdef const float* b_ptr = &b[0] if b.shape[0] else NULL
     cdef float* xp
     with nogil:
@@ -1024,7 +1030,7 @@ cdef Py_ssize_t _direct_grad_work(const Geometry* g) noexcept nogil:
     _direct_grad_copies_dy) its copy of dy, 64-byte aligned."""
     cdef Py_ssize_t Wd = _direct_grad_row(g)
     cdef Py_ssize_t Wq = direct_grad_phase_width(g.W, g.pw, g.KW, g.sw, Wd)
-    return (16 * g.F * g.K + g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
+    return (16 * g.F * g.K + _padded_image(g, Wq)
             + (g.Fg * g.Ho * Wd + 16 if _direct_grad_copies_dy(g) else 0))
 
 
@@ -1042,7 +1048,7 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
         lanes = work + t * per_thread
         xp = lanes + lanes_size
-        dyp = <float*>((<size_t>(xp + g.Cg * (g.H + 2 * g.ph) * g.sw * Wq) + 63) & ~(<size_t>63))
+        dyp = <float*>((<size_t>(xp + _padded_image(g, Wq)) + 63) & ~(<size_t>63))
         memset(lanes, 0, lanes_size * sizeof(float))
         for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
             for grp in range(g.G):
@@ -1072,8 +1078,7 @@ cdef bint _lanes_grad_pays(const Geometry* g) noexcept nogil:
 cdef Py_ssize_t _lanes_grad_work(const Geometry* g) noexcept nogil:
     """Elements of one thread's workspace for _lanes_weight_grad: its packed sums, its image, its
     transposed dy."""
-    return (g.F * g.K + g.Cg * (g.H + 2 * g.ph) * g.sw * lanes_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)
-            + g.Fg * g.P)
+    return g.F * g.K + _padded_image(g, lanes_phase_width(g.W, g.pw, g.KW, g.sw, g.Wo)) + g.Fg * g.P
 
 
 cdef void _lanes_weight_grad(const float* x, const float* dy, float* dw_parts, float* work, Py_ssize_t N,
@@ -1089,7 +1094,7 @@ cdef void _lanes_weight_grad(const float* x, const float* dy, float* dw_parts, f
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
         sums = work + t * per_thread
         xp = sums + g.F * g.K
-        dyt = xp + g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
+        dyt = xp + _padded_image(g, Wq)
         memset(sums, 0, g.F * g.K * sizeof(float))
         for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
             for grp in range(g.G):

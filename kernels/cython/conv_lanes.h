@@ -17,7 +17,8 @@
 
 FNN_BEGIN_LOOPS
 
-#define LANES_MAX_PIXELS 14  /* pixels per register block: 2 x 14 accumulators + 2 weights + 1 input */
+#define LANES_BLOCK 14     /* pixels (forward) or taps (weight gradient) per register block: 2 x 14
+                            * accumulators + 2 weight or dy vectors + 1 broadcast */
 #define LANES_MAX_TAPS 121   /* KH * KW of the largest kernel (11 x 11) */
 
 typedef float lanes_v16 __attribute__((vector_size(64)));
@@ -28,6 +29,15 @@ static inline ptrdiff_t lanes_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdiff_t K
 {
     ptrdiff_t need = Wo + (KW - 1) / sw, have = (W + 2 * pw + sw - 1) / sw;
     return need > have ? need : have;
+}
+
+/* tap_off[kh * KW + kw]: where tap (kh, kw) starts in a phase-split padded plane (direct_pad_split,
+ * rows of sw phases of Wq): row kh, phase kw % sw, column kw / sw. */
+static inline void lanes_tap_offsets(ptrdiff_t *tap_off, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sw, ptrdiff_t Wq)
+{
+    ptrdiff_t t;
+    for (t = 0; t < KH * KW; t++)
+        tap_off[t] = ((t / KW) * sw + (t % KW) % sw) * Wq + (t % KW) / sw;
 }
 
 /* Filter blocks fb0 .. fb1 - 1 of wt (F / (16 FV), ckk, 16 FV) from w (F, ckk), ckk = C * KH * KW. */
@@ -78,7 +88,7 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
             ptrdiff_t kk, const ptrdiff_t *tap_off, ptrdiff_t fstride, int relu, int spill, const int FV,
             const int R)
 {
-    lanes_v16 acc[2][LANES_MAX_PIXELS];
+    lanes_v16 acc[2][LANES_BLOCK];
     ptrdiff_t c, k;
     int p, v, l;
     for (v = 0; v < FV; v++)
@@ -114,7 +124,7 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
 #define LANES_CASE(R) \
     case R: lanes_block(xrow, wv, b, y, C, plane, kk, tap_off, fstride, relu, spill, FV, R); break;
 
-/* lanes_block for a run of r <= LANES_MAX_PIXELS pixels: one unrolled copy per length */
+/* lanes_block for a run of r <= LANES_BLOCK pixels: one unrolled copy per length */
 static inline __attribute__((always_inline)) void
 lanes_run(const float *xrow, const float *wv, const float *b, float *y, ptrdiff_t C, ptrdiff_t plane,
           ptrdiff_t kk, const ptrdiff_t *tap_off, ptrdiff_t fstride, int relu, int spill, int r, const int FV)
@@ -136,11 +146,9 @@ lanes_forward_blocks(const float *xp, const float *wt, const float *b, float *y,
                      ptrdiff_t Ho, ptrdiff_t Wo, int relu, const int FV)
 {
     ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, ckk = C * kk, fstride = Ho * Wo;
-    ptrdiff_t runs = (Wo + LANES_MAX_PIXELS - 1) / LANES_MAX_PIXELS, f0, oh, s, t;
+    ptrdiff_t runs = (Wo + LANES_BLOCK - 1) / LANES_BLOCK, f0, oh, s;
     ptrdiff_t tap_off[LANES_MAX_TAPS];
-    /* tap (kh, kw) reads row kh of phase kw % sw from column kw / sw */
-    for (t = 0; t < kk; t++)
-        tap_off[t] = ((t / KW) * sw + (t % KW) % sw) * Wq + (t % KW) / sw;
+    lanes_tap_offsets(tap_off, KH, KW, sw, Wq);
     for (f0 = 0; f0 < F; f0 += 16 * FV)
         for (oh = 0; oh < Ho; oh++)
             for (s = 0; s < runs; s++) {
@@ -201,7 +209,7 @@ static inline __attribute__((always_inline)) void
 lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t row_step,
                  const ptrdiff_t *tap_off, const int FV, const int TB)
 {
-    lanes_v16 acc[2][LANES_MAX_PIXELS];
+    lanes_v16 acc[2][LANES_BLOCK];
     ptrdiff_t oh, ow;
     int t, v;
     for (v = 0; v < FV; v++)
@@ -229,7 +237,7 @@ lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, p
 
 #define LANES_GRAD_CASE(TB) case TB: lanes_grad_block(xc, dyt, part, Ho, Wo, row_step, tap_off, FV, TB); break;
 
-/* lanes_grad_block for a run of tb <= LANES_MAX_PIXELS taps: one unrolled copy per length */
+/* lanes_grad_block for a run of tb <= LANES_BLOCK taps: one unrolled copy per length */
 static inline __attribute__((always_inline)) void
 lanes_grad_run(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t row_step,
                const ptrdiff_t *tap_off, int tb, const int FV)
@@ -249,10 +257,9 @@ lanes_weight_grad_blocks(const float *xp, const float *dyt, float *parts, ptrdif
                          ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
                          ptrdiff_t Ho, ptrdiff_t Wo, const int FV)
 {
-    ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, P = Ho * Wo, fb, c, s, t;
-    ptrdiff_t runs = (kk + LANES_MAX_PIXELS - 1) / LANES_MAX_PIXELS, tap_off[LANES_MAX_TAPS];
-    for (t = 0; t < kk; t++)
-        tap_off[t] = ((t / KW) * sw + (t % KW) % sw) * Wq + (t % KW) / sw;
+    ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, P = Ho * Wo, fb, c, s;
+    ptrdiff_t runs = (kk + LANES_BLOCK - 1) / LANES_BLOCK, tap_off[LANES_MAX_TAPS];
+    lanes_tap_offsets(tap_off, KH, KW, sw, Wq);
     for (fb = 0; fb < F / (16 * FV); fb++)
         for (c = 0; c < C; c++)
             for (s = 0; s < runs; s++) {
