@@ -464,6 +464,11 @@ cdef extern from "conv_winograd.h" nogil:
     int wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho, Py_ssize_t Wo,
                            Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double bias, int relu)
     int wino_all_finite_f(const float* x, Py_ssize_t n)
+    void wino_gemm_f(const float* U, const float* V, float* M, Py_ssize_t F, Py_ssize_t C, Py_ssize_t cols,
+                     Py_ssize_t ldv, Py_ssize_t ldm)
+    void wino_f2_kernels_f(const float* g, Py_ssize_t gs, Py_ssize_t gi, Py_ssize_t gj, Py_ssize_t cnt, float* u,
+                           Py_ssize_t us)
+    void wino_f2_kernel_grads_f(const float* M, Py_ssize_t ms, Py_ssize_t cnt, float* dw, Py_ssize_t ds)
     int wino_all_finite_d(const double* x, Py_ssize_t n)
 
 
@@ -609,9 +614,13 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
             _input_tiles(x + run.n * Cin * plane, Cin, t, run.r, run.cnt, V, vs, TB, tt - t0)
             tt = tt + run.cnt
         for k in range(a2):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
-            _gemm(c"N" if t.spec == NULL else c"T", c"N", <int>(t1 - t0), Cout, Cin, 1,
-                  V + k * vs, TB if t.spec == NULL else Cin,
-                  U + <Py_ssize_t>k * Cout * Cin, Cin, 0, M + k * ms, TB)
+            if real is float and t.spec == NULL and TB % 16 == 0:  # columns past nb: never read
+                wino_gemm_f(U + <Py_ssize_t>k * Cout * Cin, V + k * vs, M + k * ms, Cout, Cin,
+                            (t1 - t0 + 15) // 16 * 16, TB, TB)
+            else:
+                _gemm(c"N" if t.spec == NULL else c"T", c"N", <int>(t1 - t0), Cout, Cin, 1,
+                      V + k * vs, TB if t.spec == NULL else Cin,
+                      U + <Py_ssize_t>k * Cout * Cin, Cin, 0, M + k * ms, TB)
         tt = t0
         while tt < t1:
             run = _run_at(t, tt, t1)
@@ -681,7 +690,9 @@ cdef void _kernel_transforms(const Tiles* t, const real* g, Py_ssize_t gs, Py_ss
                              Py_ssize_t cnt, real* u, Py_ssize_t us) noexcept nogil:
     """u[k * us + i] = (G g_i G^T)[k] for the kernels g_i = g + i * gs (g_i[p, q] at p * gi + q * gj), i < cnt."""
     cdef const wino_spec* spec = t.spec if t.spec != NULL else &wino_f2r3_kernels
-    if real is float:
+    if real is float and t.spec == NULL:
+        wino_f2_kernels_f(g, gs, gi, gj, cnt, u, us)
+    elif real is float:
         wg_kernels_f(spec, g, gs, gi, gj, cnt, u, us)
     else:
         wg_kernels_d(spec, g, gs, gi, gj, cnt, u, us)
@@ -691,7 +702,9 @@ cdef void _kernel_grad_transforms(const Tiles* t, const real* M, Py_ssize_t ms, 
                                   Py_ssize_t ds) noexcept nogil:
     """dw_i (at dw + i * ds) = G^T m_i G, m_i[k] = M[k * ms + i], i < cnt."""
     cdef const wino_spec* spec = t.spec if t.spec != NULL else &wino_f2r3_kernels
-    if real is float:
+    if real is float and t.spec == NULL:
+        wino_f2_kernel_grads_f(M, ms, cnt, dw, ds)
+    elif real is float:
         wg_kernel_grads_f(spec, M, ms, cnt, dw, ds)
     else:
         wg_kernel_grads_d(spec, M, ms, cnt, dw, ds)

@@ -106,8 +106,9 @@ static const wino_spec wino_specs[] = {
     {WG_F2R7, 2, 7, 8, &wg_g_f2r7[0][0]},
 };
 
-/* F(2x2, 3x3)'s kernel transform, for wg_kernels and wg_kernel_grads only (its tile transforms are
- * conv_winograd.h's, written for Lavin's matrices: this G, and their BT and AT). */
+/* F(2x2, 3x3)'s kernel transform, for the float64 wg_kernels and wg_kernel_grads only (float32 runs
+ * conv_winograd.h's wino_f2_kernels_f and wino_f2_kernel_grads_f; its tile transforms are
+ * conv_winograd.h's too, written for Lavin's matrices: this G, and their BT and AT). */
 static const double wg_g_f2r3[4][3] = {{1.0, 0.0, 0.0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0.0, 0.0, 1.0}};
 static const wino_spec wino_f2r3_kernels = {-1, 2, 3, 4, &wg_g_f2r3[0][0]};
 
