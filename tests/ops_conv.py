@@ -86,6 +86,10 @@ CASES = [
     # rows of 8 to 16 outputs: the narrow direct kernel (blocks of 4 rows, a partial one last)
     ((2, 8, 9, 11), (8, 4, 3, 3), {"padding": 1, "groups": 2}, True),
     ((1, 8, 7, 14), (8, 4, 3, 3), {"padding": 1, "groups": 2}, False),
+    # strided, outputs a multiple of 16 a plane: Cython's float32 dcol by conv_gemm.h (rows of K in
+    # blocks of 7 with 3 and 1 left over; 1 and 4 + 2 vectors of 16 pixels)
+    ((2, 5, 8, 8), (6, 5, 3, 3), {"stride": 2, "padding": 1}, True),
+    ((2, 4, 16, 24), (5, 4, 3, 3), {"stride": 2, "padding": 1}, False),
 ]
 
 

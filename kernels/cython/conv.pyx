@@ -5,8 +5,9 @@
 #   KW), y (N, F, Ho, Wo). Per image and group, with K = Cg*KH*KW and P = Ho*Wo, the column matrix
 #   col (K, P) gives y_g (Fg, P) = w_g (Fg, K) @ col, dw_g += dy_g @ col^T, and dcol = w_g^T @ dy_g
 #   scattered back by col2im into dx. A row-major (r, c) matrix is a column-major (c, r) one, so
-#   each product is one Fortran GEMM (scipy.linalg.cython_blas). Images run in parallel, one BLAS
-#   thread each (the dispatcher caps BLAS: Plan.blas).
+#   each product is one Fortran GEMM (scipy.linalg.cython_blas), except float32's dcol, which
+#   conv_gemm.h computes with w read in place (sgemm copied w^T once per image). Images run in
+#   parallel, one BLAS thread each (the dispatcher caps BLAS: Plan.blas).
 # - Winograd for 3x3, 5x5 and 7x7 stride-1 kernels (below). Non-finite values (the strategy of both
 #   compiled backends): Winograd's results are kept only when every one is finite (y; dx and dw),
 #   otherwise the call is recomputed by im2col + GEMM, so inf and NaN reach exactly the outputs
@@ -23,7 +24,7 @@
 # workspace (conv2d_workspace / conv2d_backward_workspace size it for the path the call takes).
 # Each thread owns its part of the workspace and its partial weight gradient; the partials are
 # summed after the parallel loop (each element by one thread: no race). C helpers: conv_im2col.h,
-# conv_winograd.h, conv_winograd_general.h, conv_direct.h, conv_lanes.h, conv_depthwise.h.
+# conv_gemm.h, conv_winograd.h, conv_winograd_general.h, conv_direct.h, conv_lanes.h, conv_depthwise.h.
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.string cimport memset
@@ -80,6 +81,11 @@ cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, const 
         sgemm(&ta, &tb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb, &beta, c, &ldc)
     else:
         dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
+
+
+cdef extern from "conv_gemm.h" nogil:
+    void conv_gemm_f(const float* U, Py_ssize_t su_row, Py_ssize_t su_red, const float* V, Py_ssize_t ldv,
+                     float* M, Py_ssize_t ldm, Py_ssize_t rows, Py_ssize_t red, Py_ssize_t cols)
 
 
 cdef extern from "conv_im2col.h" nogil:
@@ -464,8 +470,6 @@ cdef extern from "conv_winograd.h" nogil:
     int wino_output_run_d(const double* m, Py_ssize_t ms, double* plane, Py_ssize_t Ho, Py_ssize_t Wo,
                            Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t cnt, double bias, int relu)
     int wino_all_finite_f(const float* x, Py_ssize_t n)
-    void wino_gemm_f(const float* U, const float* V, float* M, Py_ssize_t F, Py_ssize_t C, Py_ssize_t cols,
-                     Py_ssize_t ldv, Py_ssize_t ldm)
     void wino_f2_kernels_f(const float* g, Py_ssize_t gs, Py_ssize_t gi, Py_ssize_t gj, Py_ssize_t cnt, float* u,
                            Py_ssize_t us)
     void wino_f2_kernel_grads_f(const float* M, Py_ssize_t ms, Py_ssize_t cnt, float* dw, Py_ssize_t ds)
@@ -615,8 +619,8 @@ cdef void _wino_forward(const real* x, const real* U, const real* b, real* y, Py
             tt = tt + run.cnt
         for k in range(a2):  # M_k (Cout, nb) = U_k (Cout, Cin) @ V_k (Cin, nb)
             if real is float and t.spec == NULL and TB % 16 == 0:  # columns past nb: never read
-                wino_gemm_f(U + <Py_ssize_t>k * Cout * Cin, V + k * vs, M + k * ms, Cout, Cin,
-                            (t1 - t0 + 15) // 16 * 16, TB, TB)
+                conv_gemm_f(U + <Py_ssize_t>k * Cout * Cin, Cin, 1, V + k * vs, TB, M + k * ms, TB, Cout, Cin,
+                            (t1 - t0 + 15) // 16 * 16)
             else:
                 _gemm(c"N" if t.spec == NULL else c"T", c"N", <int>(t1 - t0), Cout, Cin, 1,
                       V + k * vs, TB if t.spec == NULL else Cin,
@@ -988,7 +992,10 @@ cdef void _backward(const real* dy, const real* x, const real* w, real* dx, real
                     _im2col(xg, col, g, p0, nb)
                     _gemm(c"T", c"N", g.K, g.Fg, nb, 1, col, nb, dyg + p0, g.P, 1, dwt + grp * g.Fg * g.K, g.K)
                 if input_grad:  # dcol (K, nb) = w_g^T @ dy_g block, scattered into dx_g
-                    _gemm(c"N", c"T", nb, g.K, g.Fg, 1, dyg + p0, g.P, wg, g.K, 0, dcol, nb)
+                    if real is float and nb % 16 == 0:
+                        conv_gemm_f(wg, 1, g.K, dyg + p0, g.P, dcol, nb, g.K, g.Fg, nb)
+                    else:
+                        _gemm(c"N", c"T", nb, g.K, g.Fg, 1, dyg + p0, g.P, wg, g.K, 0, dcol, nb)
                     _col2im(dcol, dxg, g, p0, nb)
                 p0 = p0 + nb
 

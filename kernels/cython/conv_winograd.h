@@ -1,5 +1,5 @@
 /* Winograd F(2x2, 3x3) for kernels/cython/conv.pyx: tile transforms (float and double), and in
- * float32 the per-position product and the kernel transforms (further down).
+ * float32 the kernel transforms (further down; its product is conv_gemm.h's).
  *
  * Each function handles a run of `cnt` horizontally adjacent tiles of one tile row and writes
  * transform position k of tile j to v[k * vs + j], so runs stream into the 16 GEMM operands.
@@ -32,71 +32,6 @@ FNN_BEGIN_LOOPS
 #undef WINO_T
 #undef WINO_S
 
-/* The forward's per-position product for F(2x2, 3x3)'s layout, float32: M (F x cols, rows ldm
- * apart) = U (F x C, rows C apart) V (C x cols, rows ldv apart), cols a multiple of 16. sgemm
- * packs U_k into its own layout on every call, once per block of tiles: with 512 -> 512 channels
- * (U 16 MiB, from L3) that copy was 21% of the forward's samples beside the kernel's 40%
- * (perf, 32x512->512 7x7). Here U_k is read where it lies: a register block holds WGEMM_FB
- * filters x WGEMM_TV vectors of 16 tiles over the whole reduction, one broadcast of U per filter
- * and channel feeding WGEMM_TV FMAs. */
-typedef float wgemm_v16 __attribute__((vector_size(64)));
-
-#define WGEMM_FB 7 /* filters per register block: 7 x 4 vectors = 28 accumulators */
-#define WGEMM_TV 4 /* vectors of 16 tiles per register block */
-
-static inline __attribute__((always_inline)) void
-wgemm_block(const float *U, ptrdiff_t C, const float *V, ptrdiff_t ldv, float *M, ptrdiff_t ldm, const int FB,
-            const int TV)
-{
-    wgemm_v16 acc[WGEMM_FB][WGEMM_TV], b[WGEMM_TV];
-    ptrdiff_t c;
-    int f, v;
-    for (f = 0; f < FB; f++)
-        for (v = 0; v < TV; v++)
-            acc[f][v] = (wgemm_v16){0};
-    for (c = 0; c < C; c++) {
-        for (v = 0; v < TV; v++)
-            memcpy(&b[v], V + c * ldv + 16 * v, sizeof b[v]);
-        for (f = 0; f < FB; f++) {
-            const float a = U[f * C + c];
-            for (v = 0; v < TV; v++)
-                acc[f][v] += a * b[v];
-        }
-    }
-    for (f = 0; f < FB; f++)
-        for (v = 0; v < TV; v++)
-            memcpy(M + f * ldm + 16 * v, &acc[f][v], sizeof acc[f][v]);
-}
-
-#define WGEMM_BLOCKS(FB)                                                                            \
-    switch (tv) {                                                                                   \
-    case 4: wgemm_block(U + f0 * C, C, V + j0, ldv, M + f0 * ldm + j0, ldm, FB, 4); break;          \
-    case 3: wgemm_block(U + f0 * C, C, V + j0, ldv, M + f0 * ldm + j0, ldm, FB, 3); break;          \
-    case 2: wgemm_block(U + f0 * C, C, V + j0, ldv, M + f0 * ldm + j0, ldm, FB, 2); break;          \
-    default: wgemm_block(U + f0 * C, C, V + j0, ldv, M + f0 * ldm + j0, ldm, FB, 1); break;         \
-    }
-
-FNN_CLONES
-static void wino_gemm_f(const float *U, const float *V, float *M, ptrdiff_t F, ptrdiff_t C, ptrdiff_t cols,
-                        ptrdiff_t ldv, ptrdiff_t ldm)
-{
-    ptrdiff_t j0, f0;
-    for (j0 = 0; j0 < cols; j0 += 16 * WGEMM_TV) {  /* the tiles' columns stay in L2 over all of U */
-        const int tv = cols - j0 >= 16 * WGEMM_TV ? WGEMM_TV : (int)((cols - j0) / 16);
-        for (f0 = 0; f0 + WGEMM_FB <= F; f0 += WGEMM_FB)
-            WGEMM_BLOCKS(WGEMM_FB)
-        switch (F - f0) {
-        case 6: WGEMM_BLOCKS(6) break;
-        case 5: WGEMM_BLOCKS(5) break;
-        case 4: WGEMM_BLOCKS(4) break;
-        case 3: WGEMM_BLOCKS(3) break;
-        case 2: WGEMM_BLOCKS(2) break;
-        case 1: WGEMM_BLOCKS(1) break;
-        default: break;
-        }
-    }
-}
-
 /* F(2x2, 3x3)'s kernel transforms in float32, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]: a
  * handful of adds and halvings per kernel in place of the general specs' double products
  * (wg_kernels, wg_kernel_grads: 10% of a 32x512->512 7x7 forward's samples, 13% of its backward's).
@@ -107,8 +42,8 @@ static void wino_gemm_f(const float *U, const float *V, float *M, ptrdiff_t F, p
  * output rows kept gcc from vectorizing over the kernels. */
 #define WINO_F2_KB 32
 FNN_CLONES
-static void wino_f2_kernels_f(const float *g, ptrdiff_t gs, ptrdiff_t gi, ptrdiff_t gj, ptrdiff_t cnt, float *u,
-                              ptrdiff_t us)
+static void wino_f2_kernels_f(const float *g, ptrdiff_t gs, ptrdiff_t gi, ptrdiff_t gj, ptrdiff_t cnt,
+                              float *u, ptrdiff_t us)
 {
     float k[9][WINO_F2_KB] = {{0}}, o[16][WINO_F2_KB];  /* lanes past nb: computed, never stored */
     ptrdiff_t t0;
