@@ -335,7 +335,7 @@ CYTHON_WINOGRAD_CASES = [((4, 16, 7, 9), (16, 16, 3, 3), 1), ((2, 16, 16, 20), (
                          # outputs, F > 2C, 5x5 on 8x9, 7x7 on 12x13
                          ((1, 16, 4, 5), (8, 16, 3, 3), 1), ((2, 8, 6, 6), (32, 8, 3, 3), 1),
                          ((2, 8, 8, 9), (16, 8, 5, 5), 2), ((1, 16, 12, 13), (8, 16, 7, 7), 3),
-                         # F(2x2, 3x3)'s own product (wino_gemm_f): filter blocks of 7 with 2 (forward) and
+                         # F(2x2, 3x3)'s own product (conv_gemm.h): filter blocks of 7 with 2 (forward) and
                          # 1 (input gradient) left over, a 64-channel reduction
                          ((3, 64, 5, 6), (23, 64, 3, 3), 1)]
 

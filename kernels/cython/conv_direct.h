@@ -20,9 +20,6 @@ FNN_BEGIN_LOOPS
 #define DIRECT_VW 32   /* output columns per register block, at most: two vectors of 16 */
 #define DIRECT_MAX_TAPS 121  /* KH * KW of the largest kernel the direct forward takes (11 x 11) */
 
-typedef float direct_v16 __attribute__((vector_size(64)));
-typedef int direct_i16 __attribute__((vector_size(64)));
-
 /* Row width of the phase-split padded image for a row of Wo outputs: every block of DIRECT_VW
  * outputs may read DIRECT_VW + (KW - 1) / sw values from its phase row. */
 static inline ptrdiff_t direct_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdiff_t KW, ptrdiff_t sw,
@@ -75,7 +72,7 @@ direct_forward_blocks(const float *xp, const float *w, const float *b, float *y,
     for (f0 = 0; f0 < F; f0 += DIRECT_FB)
         for (oh = 0; oh < Ho; oh += ROWS)
             for (ow0 = 0; ow0 < Wo; ow0 += 16 * VECS) {
-                direct_v16 acc[DIRECT_FB][DIRECT_MAX_ROWS][2];
+                fnn_v16 acc[DIRECT_FB][DIRECT_MAX_ROWS][2];
                 float out[DIRECT_VW];
                 int width = Wo - ow0 < 16 * VECS ? (int)(Wo - ow0) : 16 * VECS;
                 int rows = Ho - oh < ROWS ? (int)(Ho - oh) : ROWS;
@@ -86,16 +83,16 @@ direct_forward_blocks(const float *xp, const float *w, const float *b, float *y,
                 for (f = 0; f < DIRECT_FB; f++)
                     for (r = 0; r < ROWS; r++)
                         for (v = 0; v < VECS; v++)
-                            acc[f][r][v] = (direct_v16){0};
+                            acc[f][r][v] = (fnn_v16){0};
                 for (c = 0; c < C; c++) {
                     const float *plane = xp + (c * Hp + oh * sh) * sw * Wq + ow0;
                     const float *wc = w + f0 * ckk + c * kk;
                     for (t = 0; t < kk; t++) {
                         const float *row = plane + tap_off[t];
-                        direct_v16 xv[DIRECT_MAX_ROWS][2];
+                        fnn_v16 xv[DIRECT_MAX_ROWS][2];
                         for (r = 0; r < ROWS; r++)
                             for (v = 0; v < VECS; v++)
-                                memcpy(&xv[r][v], row + row_off[r] + 16 * v, sizeof(direct_v16));
+                                memcpy(&xv[r][v], row + row_off[r] + 16 * v, sizeof(fnn_v16));
                         for (f = 0; f < DIRECT_FB; f++) {
                             float wv = wc[f * ckk + t];
                             for (r = 0; r < ROWS; r++)
@@ -109,9 +106,9 @@ direct_forward_blocks(const float *xp, const float *w, const float *b, float *y,
                         float bias = has_bias ? b[f0 + f] : 0.0f;
                         float *dst = y + ((f0 + f) * Ho + oh + r) * Wo + ow0;
                         for (v = 0; v < VECS; v++) {
-                            direct_v16 val = acc[f][r][v] + bias;
+                            fnn_v16 val = acc[f][r][v] + bias;
                             if (relu)  /* clear the lanes below 0 (a NaN compares false and passes) */
-                                val = (direct_v16)((direct_i16)val & ~(direct_i16)(val < 0.0f));
+                                val = (fnn_v16)((fnn_i16)val & ~(fnn_i16)(val < 0.0f));
                             memcpy(out + 16 * v, &val, sizeof(val));
                         }
                         memcpy(dst, out, (size_t)width * sizeof(float));
@@ -163,7 +160,7 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
 {
     ptrdiff_t Hp = H + 2 * ph, P = Ho * Wd, c, kh, kw0, f0, oh, ow0;
     ptrdiff_t koff[DIRECT_GRAD_KB], row_step = sh * sw * Wq;
-    direct_i16 tail_mask;
+    fnn_i16 tail_mask;
     int kw, f, l;
     for (l = 0; l < 16; l++)
         tail_mask[l] = Wo % 16 == 0 || l < Wo % 16 ? -1 : 0;
@@ -176,23 +173,23 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
                     const float *xbase = xp + (c * Hp + kh) * sw * Wq;
                     for (kw = 0; kw < KB; kw++)  /* kernel column k reads phase k % sw at k / sw */
                         koff[kw] = ((kw0 + kw) % sw) * Wq + (kw0 + kw) / sw;
-                    direct_v16 acc[DIRECT_GRAD_FB][DIRECT_GRAD_KB];
+                    fnn_v16 acc[DIRECT_GRAD_FB][DIRECT_GRAD_KB];
                     const float *dyp = dy + f0 * P;
                     const float *xrow = xbase;
                     for (f = 0; f < FB; f++)
                         for (kw = 0; kw < KB; kw++)
-                            acc[f][kw] = (direct_v16){0};
+                            acc[f][kw] = (fnn_v16){0};
                     for (oh = 0; oh < Ho; oh++, xrow += row_step, dyp += Wd)
                         for (ow0 = 0; ow0 < Wo; ow0 += 16) {
                             /* dy's FB vectors held, x's KB streamed: FB + KB loads for FB x KB FMAs */
-                            direct_v16 d[DIRECT_GRAD_FB];
+                            fnn_v16 d[DIRECT_GRAD_FB];
                             for (f = 0; f < FB; f++)
-                                memcpy(&d[f], dyp + f * P + ow0, sizeof(direct_v16));
+                                memcpy(&d[f], dyp + f * P + ow0, sizeof(fnn_v16));
                             for (kw = 0; kw < KB; kw++) {
-                                direct_v16 xv;
+                                fnn_v16 xv;
                                 memcpy(&xv, xrow + koff[kw] + ow0, sizeof(xv));
                                 if (ow0 + 16 > Wo)
-                                    xv = (direct_v16)((direct_i16)xv & tail_mask);
+                                    xv = (fnn_v16)((fnn_i16)xv & tail_mask);
                                 for (f = 0; f < FB; f++)
                                     acc[f][kw] += d[f] * xv;
                             }
@@ -200,7 +197,7 @@ direct_weight_grad_blocks(const float *xp, const float *dy, float *lanes, ptrdif
                     for (f = 0; f < FB; f++)
                         for (kw = 0; kw < KB && kw0 + kw < KW; kw++) {
                             float *dst = lanes + ((((f0 + f) * C + c) * KH + kh) * KW + kw0 + kw) * 16;
-                            direct_v16 v;
+                            fnn_v16 v;
                             memcpy(&v, dst, sizeof(v));
                             v += acc[f][kw];
                             memcpy(dst, &v, sizeof(v));

@@ -19,8 +19,6 @@
 
 FNN_BEGIN_LOOPS
 
-typedef float conv_gemm_v16 __attribute__((vector_size(64)));
-
 #define CONV_GEMM_RB 7 /* rows per register block: 7 x 4 vectors = 28 accumulators */
 #define CONV_GEMM_CV 4 /* vectors of 16 columns per register block */
 
@@ -28,12 +26,12 @@ static inline __attribute__((always_inline)) void
 conv_gemm_block(const float *U, ptrdiff_t su_row, ptrdiff_t su_red, const float *V, ptrdiff_t ldv, float *M,
                 ptrdiff_t ldm, ptrdiff_t red, const int RB, const int CV)
 {
-    conv_gemm_v16 acc[CONV_GEMM_RB][CONV_GEMM_CV], b[CONV_GEMM_CV];
+    fnn_v16 acc[CONV_GEMM_RB][CONV_GEMM_CV], b[CONV_GEMM_CV];
     ptrdiff_t k;
     int i, v;
     for (i = 0; i < RB; i++)
         for (v = 0; v < CV; v++)
-            acc[i][v] = (conv_gemm_v16){0};
+            acc[i][v] = (fnn_v16){0};
     for (k = 0; k < red; k++) {
         for (v = 0; v < CV; v++)
             memcpy(&b[v], V + k * ldv + 16 * v, sizeof b[v]);

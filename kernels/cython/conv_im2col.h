@@ -43,8 +43,6 @@ static inline void im2col_valid(ptrdiff_t n_out, ptrdiff_t start, ptrdiff_t step
 
 /* The sum of x[0..n) in double, from float vector sums over runs of 4096 (the bias gradient of
  * conv2d_backward: a serial double chain ran at one add per 4 cycles). NaN and inf propagate. */
-typedef float sum_run_v16 __attribute__((vector_size(64)));
-
 FNN_CLONES
 static double sum_run_f(const float *x, ptrdiff_t n)
 {
@@ -53,10 +51,10 @@ static double sum_run_f(const float *x, ptrdiff_t n)
     int j;
     for (start = 0; start < n; start += 4096) {
         ptrdiff_t end = n - start < 4096 ? n : start + 4096;
-        sum_run_v16 acc = {0};
+        fnn_v16 acc = {0};
         float s = 0;
         for (i = start; i + 16 <= end; i += 16) {
-            sum_run_v16 v;
+            fnn_v16 v;
             memcpy(&v, x + i, sizeof v);
             acc += v;
         }

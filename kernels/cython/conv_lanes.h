@@ -21,9 +21,6 @@ FNN_BEGIN_LOOPS
                             * accumulators + 2 weight or dy vectors + 1 broadcast */
 #define LANES_MAX_TAPS 121   /* KH * KW of the largest kernel (11 x 11) */
 
-typedef float lanes_v16 __attribute__((vector_size(64)));
-typedef int lanes_i16 __attribute__((vector_size(64)));
-
 /* Row width of the phase-split padded image (direct_pad_split) for rows of Wo outputs. */
 static inline ptrdiff_t lanes_phase_width(ptrdiff_t W, ptrdiff_t pw, ptrdiff_t KW, ptrdiff_t sw, ptrdiff_t Wo)
 {
@@ -58,20 +55,20 @@ static void lanes_pack_weights(const float *w, float *wt, ptrdiff_t fb0, ptrdiff
 
 /* One stage of the transpose: for each row i without bit b, lanes with bit b trade places with row
  * i + b's lanes without it (two-source shuffles). */
-static inline __attribute__((always_inline)) void lanes_transpose_stage(lanes_v16 *r, const int b)
+static inline __attribute__((always_inline)) void lanes_transpose_stage(fnn_v16 *r, const int b)
 {
-    const lanes_i16 low = LANES_MASK(LANES_LOW, b), high = LANES_MASK(LANES_HIGH, b);
+    const fnn_i16 low = LANES_MASK(LANES_LOW, b), high = LANES_MASK(LANES_HIGH, b);
     int i;
     for (i = 0; i < 16; i++)
         if (!(i & b)) {
-            lanes_v16 x = r[i], z = r[i + b];
+            fnn_v16 x = r[i], z = r[i + b];
             r[i] = __builtin_shuffle(x, z, low);
             r[i + b] = __builtin_shuffle(x, z, high);
         }
 }
 
 /* r[i][l] <- r[l][i]: a 16 x 16 transpose in 64 shuffles */
-static inline __attribute__((always_inline)) void lanes_transpose(lanes_v16 *r)
+static inline __attribute__((always_inline)) void lanes_transpose(fnn_v16 *r)
 {
     lanes_transpose_stage(r, 8);
     lanes_transpose_stage(r, 4);
@@ -88,31 +85,31 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
             ptrdiff_t kk, const ptrdiff_t *tap_off, ptrdiff_t fstride, int relu, int spill, const int FV,
             const int R)
 {
-    lanes_v16 acc[2][LANES_BLOCK];
+    fnn_v16 acc[2][LANES_BLOCK];
     ptrdiff_t c, k;
     int p, v, l;
     for (v = 0; v < FV; v++)
         for (p = 0; p < R; p++)
-            acc[v][p] = (lanes_v16){0};
+            acc[v][p] = (fnn_v16){0};
     for (c = 0; c < C; c++, xrow += plane)
         for (k = 0; k < kk; k++, wv += 16 * FV) {
             const float *xr = xrow + tap_off[k];
-            lanes_v16 wk[2];
+            fnn_v16 wk[2];
             for (v = 0; v < FV; v++)
-                memcpy(&wk[v], wv + 16 * v, sizeof(lanes_v16));
+                memcpy(&wk[v], wv + 16 * v, sizeof(fnn_v16));
             for (p = 0; p < R; p++)
                 for (v = 0; v < FV; v++)
                     acc[v][p] += wk[v] * xr[p];
         }
     for (v = 0; v < FV; v++) {
-        lanes_v16 r[16];
+        fnn_v16 r[16];
         for (p = 0; p < 16; p++)
-            r[p] = p < R ? acc[v][p] : (lanes_v16){0};
+            r[p] = p < R ? acc[v][p] : (fnn_v16){0};
         lanes_transpose(r);  /* r[l]: filter l's R pixels */
         for (l = 0; l < 16; l++) {
-            lanes_v16 val = r[l] + (b ? b[16 * v + l] : 0.0f);
+            fnn_v16 val = r[l] + (b ? b[16 * v + l] : 0.0f);
             if (relu)  /* clear the lanes below 0 (a NaN compares false and passes) */
-                val = (lanes_v16)((lanes_i16)val & ~(lanes_i16)(val < 0.0f));
+                val = (fnn_v16)((fnn_i16)val & ~(fnn_i16)(val < 0.0f));
             if (spill)  /* a whole vector: a copy of R floats waited on val's spill (18% of the time) */
                 memcpy(y + (16 * v + l) * fstride, &val, sizeof(val));
             else
@@ -190,15 +187,15 @@ static void lanes_transpose_dy(const float *dy, float *dyt, ptrdiff_t F, ptrdiff
     int i, n;
     for (f0 = 0; f0 < F; f0 += 16)
         for (p0 = 0; p0 < P; p0 += 16) {
-            lanes_v16 r[16];
+            fnn_v16 r[16];
             n = P - p0 < 16 ? (int)(P - p0) : 16;
             for (i = 0; i < 16; i++) {
-                r[i] = (lanes_v16){0};
+                r[i] = (fnn_v16){0};
                 memcpy(&r[i], dy + (f0 + i) * P + p0, (size_t)n * sizeof(float));
             }
             lanes_transpose(r);  /* r[p]: pixel p0 + p's 16 filters */
             for (i = 0; i < n; i++)
-                memcpy(dyt + ((f0 / width) * P + p0 + i) * width + f0 % width, &r[i], sizeof(lanes_v16));
+                memcpy(dyt + ((f0 / width) * P + p0 + i) * width + f0 % width, &r[i], sizeof(fnn_v16));
         }
 }
 
@@ -209,17 +206,17 @@ static inline __attribute__((always_inline)) void
 lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t row_step,
                  const ptrdiff_t *tap_off, const int FV, const int TB)
 {
-    lanes_v16 acc[2][LANES_BLOCK];
+    fnn_v16 acc[2][LANES_BLOCK];
     ptrdiff_t oh, ow;
     int t, v;
     for (v = 0; v < FV; v++)
         for (t = 0; t < TB; t++)
-            acc[v][t] = (lanes_v16){0};
+            acc[v][t] = (fnn_v16){0};
     for (oh = 0; oh < Ho; oh++, xc += row_step)
         for (ow = 0; ow < Wo; ow++, dyt += 16 * FV) {
-            lanes_v16 d[2];
+            fnn_v16 d[2];
             for (v = 0; v < FV; v++)
-                memcpy(&d[v], dyt + 16 * v, sizeof(lanes_v16));
+                memcpy(&d[v], dyt + 16 * v, sizeof(fnn_v16));
             for (t = 0; t < TB; t++) {
                 float xs = xc[tap_off[t] + ow];
                 for (v = 0; v < FV; v++)
@@ -228,7 +225,7 @@ lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, p
         }
     for (t = 0; t < TB; t++)
         for (v = 0; v < FV; v++) {
-            lanes_v16 sum;
+            fnn_v16 sum;
             memcpy(&sum, part + (t * FV + v) * 16, sizeof(sum));
             sum += acc[v][t];
             memcpy(part + (t * FV + v) * 16, &sum, sizeof(sum));

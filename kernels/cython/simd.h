@@ -27,6 +27,11 @@
 #define FNN_CLONES
 #endif
 
+/* 16 lanes of float32 / int32 (GCC vector extensions): one AVX-512 register, two AVX2 ones or four
+ * SSE ones, whichever FNN_CLONES picked; loads and stores go through memcpy (no alignment assumed). */
+typedef float fnn_v16 __attribute__((vector_size(64)));
+typedef int fnn_i16 __attribute__((vector_size(64)));
+
 #if defined(__GNUC__) && !defined(__clang__)
 #define FNN_BEGIN_LOOPS _Pragma("GCC push_options") _Pragma("GCC optimize(\"no-trapping-math\")")
 #define FNN_END_LOOPS _Pragma("GCC pop_options")
