@@ -288,6 +288,11 @@ DEPTHWISE_CASES = [
     ((2, 4, 5, 6), (4, 1, 3, 3), {"padding": 3}),
     ((1, 4, 16, 19), (8, 1, 3, 2), {"stride": (3, 2), "padding": (1, 0)}),
     ((1, 2, 4, 5), (2, 1, 1, 1), {}),
+    # 3 x 3, stride 2 across (Cython: dx straight into x's plane): even paddings, strides (1, 2), a
+    # dilated height; rows of 16 outputs with no lanes to spare (the weight gradient's whole vectors)
+    ((2, 4, 13, 12), (4, 1, 3, 3), {"stride": 2}),
+    ((2, 3, 11, 14), (3, 1, 3, 3), {"stride": (1, 2), "padding": (1, 2), "dilation": (2, 1)}),
+    ((1, 2, 9, 32), (2, 1, 3, 3), {"padding": 1}),
 ]
 
 

@@ -88,7 +88,7 @@ static inline ptrdiff_t fnn_dw_sums(const fnn_dw_geometry *g, ptrdiff_t itemsize
 
 /* dy's plane held with a margin of the widest tap offset on the left and zeros past its rows, so the
  * input gradient's gather reads whole vectors of any tap: the margin, then the phase's columns and a
- * vector. */
+ * vector; and a row of zeros after its Ho rows (fnn_dw_gather3_s2's taps outside dy). */
 static inline ptrdiff_t fnn_dw_dy_margin(const fnn_dw_geometry *g)
 {
     return (g->KW - 1) * g->dw / g->sw;
@@ -101,7 +101,7 @@ static inline ptrdiff_t fnn_dw_dy_pitch(const fnn_dw_geometry *g)
 
 static inline ptrdiff_t fnn_dw_backward_scratch(const fnn_dw_geometry *g, int input_grad, ptrdiff_t itemsize)
 {
-    return (fnn_dw_sums(g, itemsize) + (1 + (input_grad != 0)) * fnn_dw_plane(g) + g->Ho * fnn_dw_dy_pitch(g)
+    return (fnn_dw_sums(g, itemsize) + (1 + (input_grad != 0)) * fnn_dw_plane(g) + (g->Ho + 1) * fnn_dw_dy_pitch(g)
             + 1) / 2 * 2;
 }
 

@@ -35,17 +35,33 @@ FNN_DW_INLINE void DW_FN(fnn_dw_split)(const DW_T *src, DW_VEC *e, DW_VEC *o)
     *o = __builtin_shuffle(lo, hi, (DW_MASK)DW_ODDS);
 }
 
+/* A stride-2 padded row's even and odd columns e and o, interleaved into x's row at `at`: `n` of its
+ * columns, stored whole while `readable` elements remain in the plane (the spare lanes land on the
+ * row's tail, zeroed after, or the next rows, written after), else through a staging row. */
+FNN_DW_INLINE void DW_FN(fnn_dw_store_pair)(DW_T *at, const DW_VEC *e, const DW_VEC *o, ptrdiff_t n,
+                                           ptrdiff_t readable)
+{
+    DW_VEC lo = __builtin_shuffle(*e, *o, (DW_MASK)DW_ZIP_LO), hi = __builtin_shuffle(*e, *o, (DW_MASK)DW_ZIP_HI);
+    if (2 * DW_VLANES <= readable) {
+        *(DW_FN(fnn_dw_vec_u) *)at = lo;
+        *(DW_FN(fnn_dw_vec_u) *)(at + DW_VLANES) = hi;
+    } else {
+        DW_T stage[2 * DW_VLANES] __attribute__((aligned(64)));
+        *(DW_VEC *)stage = lo;
+        *(DW_VEC *)(stage + DW_VLANES) = hi;
+        memcpy(at, stage, (n < 2 * DW_VLANES ? n : 2 * DW_VLANES) * sizeof(DW_T));
+    }
+}
+
 /* x's row's `copied` columns into the two phases of a stride-2 padded row (phase wq elements), or
  * (to_x) back, a pair of vectors at a time. Into the phases, the last pair's spare lanes are zeros
  * read past the row (within the plane's `readable` elements, else staged) and zeroed, so they write
- * zeros into the phase's padding (fnn_dw_phase keeps a pair's slack in each phase). Back into x, a
- * pair is stored whole inside the plane (its spare lanes land on the row's tail, zeroed after, or on
- * the next rows, written after), else through a staging row. */
+ * zeros into the phase's padding (fnn_dw_phase keeps a pair's slack in each phase). Back into x:
+ * fnn_dw_store_pair. */
 FNN_DW_INLINE void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict padded, ptrdiff_t wq,
                                             ptrdiff_t pw, ptrdiff_t copied, ptrdiff_t readable, int to_x)
 {
     const ptrdiff_t pair = 2 * DW_VLANES;
-    DW_T stage[2 * DW_VLANES] __attribute__((aligned(64)));
     for (ptrdiff_t a = 0; a < copied; a += pair) {
         /* column a + 2t of x is padded column pw + a + 2t: phase (pw + a) & 1, element (pw + a) / 2 + t */
         ptrdiff_t n = copied - a < pair ? copied - a : pair;
@@ -53,17 +69,10 @@ FNN_DW_INLINE void DW_FN(fnn_dw_stride2_row)(DW_T *restrict row, DW_T *restrict 
         DW_T *odd = padded + ((pw + a + 1) & 1) * wq + (pw + a + 1) / 2;
         if (to_x) {
             DW_VEC e = DW_LOAD(even), o = DW_LOAD(odd);
-            DW_VEC lo = __builtin_shuffle(e, o, (DW_MASK)DW_ZIP_LO), hi = __builtin_shuffle(e, o, (DW_MASK)DW_ZIP_HI);
-            if (a + pair <= readable) {  /* spare lanes: this row's tail or the next rows', written after */
-                *(DW_FN(fnn_dw_vec_u) *)(row + a) = lo;
-                *(DW_FN(fnn_dw_vec_u) *)(row + a + DW_VLANES) = hi;
-            } else {
-                *(DW_VEC *)stage = lo;
-                *(DW_VEC *)(stage + DW_VLANES) = hi;
-                memcpy(row + a, stage, n * sizeof(DW_T));
-            }
+            DW_FN(fnn_dw_store_pair)(row + a, &e, &o, n, readable - a);
         } else {
             const DW_T *src = row + a;
+            DW_T stage[2 * DW_VLANES] __attribute__((aligned(64)));
             if (n < pair && a + pair > readable) {  /* past the plane: staged */
                 memset(stage, 0, sizeof(stage));
                 memcpy(stage, row + a, n * sizeof(DW_T));
@@ -307,6 +316,40 @@ FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyp,
             sums[i * g->KW + j] += __builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), DW_ACC);)
 }
 
+/* fnn_dw_weight_grad for a 3 x 3 kernel, the common one: the 9 taps' sums in registers, each vector of
+ * dy loaded once for all of them (a tap at a time, each tap's few short rows paid their own loops:
+ * a third of a 28 x 28 stride-2 plane's backward). The last vector's spare lanes are zeroed. */
+FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad3)(const DW_T *plane, const DW_T *dyp, DW_ACC_U *sums,
+                                             const fnn_dw_geometry *g)
+{
+    const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq, row_step = g->sh * span, pitch = fnn_dw_dy_pitch(g);
+    const ptrdiff_t whole = g->Wo / DW_VLANES * DW_VLANES;
+    ptrdiff_t off[9];
+    for (ptrdiff_t i = 0; i < 3; i++)
+        DW_FOR_TAP_COLUMNS(g, wq, j, col, off[i * 3 + j] = i * g->dh * span + col;)
+    DW_MASK lane = DW_LANE_INDEX;
+    __typeof__(lane[0]) spare = g->Wo - whole;
+    const DW_MASK keep = lane < spare;
+    DW_VEC acc[9];
+    for (int t = 0; t < 9; t++)
+        acc[t] = (DW_VEC){0};
+    for (ptrdiff_t oh = 0; oh < g->Ho; oh++) {
+        const DW_T *restrict dyr = dyp + oh * pitch, *restrict xr = plane + oh * row_step;
+        for (ptrdiff_t ob = 0; ob < whole; ob += DW_VLANES) {
+            DW_VEC d = DW_LOAD(dyr + ob);
+            for (int t = 0; t < 9; t++)
+                acc[t] += d * DW_LOAD(xr + off[t] + ob);
+        }
+        if (whole < g->Wo) {
+            DW_VEC d = DW_LOAD(dyr + whole);
+            for (int t = 0; t < 9; t++)
+                acc[t] += (DW_VEC)((DW_MASK)(d * DW_LOAD(xr + off[t] + whole)) & keep);
+        }
+    }
+    for (int t = 0; t < 9; t++)
+        sums[t] += __builtin_convertvector(acc[t], DW_ACC);
+}
+
 /* The padded dx plane += a filter's padded dy plane (past its margin) scattered through wf, a vector of
  * columns at a time; the last one's spare lanes add +0 to the phase's spare columns. */
 FNN_DW_INLINE void DW_FN(fnn_dw_scatter)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
@@ -328,40 +371,131 @@ FNN_DW_INLINE void DW_FN(fnn_dw_scatter)(DW_T *dplane, const DW_T *wf, const DW_
         }
 }
 
-/* The padded dx plane, every vector of it that x's columns reach, gathered from the taps that reach it
- * through one filter's padded dy plane and wf (finite: the margin's zeros meet every weight). The
- * taps are listed first (kernel columns by phase, kernel rows per dx row), so the loops over a
- * vector's taps hold no tests (a test per tap and vector cost more than its multiply-add). */
-FNN_DW_INLINE void DW_FN(fnn_dw_gather)(DW_T *dplane, const DW_T *wf, const DW_T *dyp,
-                                                                       const fnn_dw_geometry *g)
+/* One vector of phase q's padded dx row from element k: the sum over the row's taps (kernel rows t,
+ * kernel columns c of phase q) of the weight times dy's run. */
+FNN_DW_INLINE void DW_FN(fnn_dw_tap_sum)(DW_VEC *acc, const DW_T *wf, const DW_T *dyp, const ptrdiff_t *row_tap,
+                                        const ptrdiff_t *row_of, ptrdiff_t rows, const ptrdiff_t *column,
+                                        const ptrdiff_t *from, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t k)
+{
+    DW_VEC sum = {0};
+    for (ptrdiff_t t = 0; t < rows; t++)
+        for (ptrdiff_t c = c0; c < c1; c++)
+            sum += wf[row_tap[t] + column[c]] * DW_LOAD(dyp + row_of[t] + k - from[c]);
+    *acc = sum;
+}
+
+/* dx's plane gathered from the taps that reach it through one filter's padded dy plane and wf (finite:
+ * the margin's zeros meet every weight). The taps are listed first (kernel columns by phase, kernel
+ * rows per dx row), so the loops over a vector's taps hold no tests (a test per tap and vector cost
+ * more than its multiply-add), and stepped, not divided (tens of cycles a division: 90 a plane were a
+ * third of a 28 x 28 stride-2 plane's backward).
+ *   Stride 2 (dxp not NULL): straight into x's plane dxp, each pair of x's column vectors gathered as
+ *   its even and odd padded columns (the two phases' vectors at fnn_dw_stride2_row's offsets) and
+ *   interleaved; columns and rows no window reaches gather dy's zeros (fnn_dw_phase keeps every
+ *   column's read inside the padded dy row). Copying a padded dx plane out cost as much as the gather.
+ *   Else: the padded dx plane dplane, every vector of it that x's columns reach. */
+FNN_DW_INLINE void DW_FN(fnn_dw_gather)(DW_T *dplane, DW_T *dxp, const DW_T *wf, const DW_T *dyp,
+                                       const fnn_dw_geometry *g)
 {
     const ptrdiff_t wq = fnn_dw_phase(g), pitch = fnn_dw_dy_pitch(g), margin = fnn_dw_dy_margin(g);
     const ptrdiff_t reach = (g->pw + g->W + g->sw - 1) / g->sw, cols = reach < wq ? reach : wq;
+    const ptrdiff_t r0 = dxp ? g->ph : 0, r1 = dxp ? g->ph + g->H : fnn_dw_rows(g);
     ptrdiff_t column[g->KW], from[g->KW], first[g->sw + 1], row_tap[g->KH], row_of[g->KH];
+    ptrdiff_t quot[g->KH], rem[g->KH];
     first[0] = 0;
     for (ptrdiff_t q = 0, n = 0; q < g->sw; q++) {  /* kernel column j reads phase (j dw) % sw at (j dw) / sw */
-        for (ptrdiff_t j = 0; j < g->KW; j++)
-            if (j * g->dw % g->sw == q) {
+        for (ptrdiff_t j = 0, phase = 0, at = 0; j < g->KW; j++) {
+            if (phase == q) {
                 column[n] = j;
-                from[n++] = j * g->dw / g->sw;
+                from[n++] = at;
             }
+            for (phase += g->dw; phase >= g->sw; phase -= g->sw)
+                at++;
+        }
         first[q + 1] = n;
     }
-    for (ptrdiff_t r = 0; r < fnn_dw_rows(g); r++) {
+    for (ptrdiff_t i = 0; i < g->KH; i++) {  /* r - i dh = quot sh + rem, 0 <= rem < sh, at r = r0 */
+        ptrdiff_t d = r0 - i * g->dh;
+        quot[i] = d >= 0 ? d / g->sh : -((g->sh - 1 - d) / g->sh);
+        rem[i] = d - quot[i] * g->sh;
+    }
+    for (ptrdiff_t r = r0; r < r1; r++) {
         ptrdiff_t rows = 0;  /* kernel row i reaches dy row (r - i dh) / sh when that divides */
-        for (ptrdiff_t i = 0; i < g->KH && r - i * g->dh >= 0; i++)
-            if ((r - i * g->dh) % g->sh == 0 && (r - i * g->dh) / g->sh < g->Ho) {
+        for (ptrdiff_t i = 0; i < g->KH; i++) {
+            if (rem[i] == 0 && quot[i] >= 0 && quot[i] < g->Ho) {
                 row_tap[rows] = i * g->KW;
-                row_of[rows++] = (r - i * g->dh) / g->sh * pitch + margin;
+                row_of[rows++] = quot[i] * pitch + margin;
             }
+            if (++rem[i] == g->sh) {
+                rem[i] = 0;
+                quot[i]++;
+            }
+        }
+        if (dxp) {
+            /* x's column a + 2t is padded column pw + a + 2t: phase (pw + a) & 1, element (pw + a) / 2 + t */
+            DW_T *restrict row = dxp + (r - g->ph) * g->W;
+            const ptrdiff_t pair = 2 * DW_VLANES, qe = g->pw & 1, readable = (g->ph + g->H - r) * g->W;
+            for (ptrdiff_t a = 0; a < g->W; a += pair) {
+                DW_VEC e, o;
+                DW_FN(fnn_dw_tap_sum)(&e, wf, dyp, row_tap, row_of, rows, column, from, first[qe], first[qe + 1],
+                                      (g->pw + a) / 2);
+                DW_FN(fnn_dw_tap_sum)(&o, wf, dyp, row_tap, row_of, rows, column, from, first[1 - qe], first[2 - qe],
+                                      (g->pw + a + 1) / 2);
+                DW_FN(fnn_dw_store_pair)(row + a, &e, &o, g->W - a, readable - a);
+            }
+            continue;
+        }
         for (ptrdiff_t q = 0; q < g->sw; q++)
             for (ptrdiff_t k0 = 0; k0 < cols; k0 += DW_VLANES) {
-                DW_VEC acc = {0};
-                for (ptrdiff_t t = 0; t < rows; t++)
-                    for (ptrdiff_t c = first[q]; c < first[q + 1]; c++)
-                        acc += wf[row_tap[t] + column[c]] * DW_LOAD(dyp + row_of[t] + k0 - from[c]);
+                DW_VEC acc;
+                DW_FN(fnn_dw_tap_sum)(&acc, wf, dyp, row_tap, row_of, rows, column, from, first[q], first[q + 1], k0);
                 *(DW_FN(fnn_dw_vec_u) *)(dplane + (r * g->sw + q) * wq + k0) = acc;
             }
+    }
+}
+
+/* fnn_dw_gather into x's plane for a 3 x 3 kernel, stride 2 across, dilation 1 across: every kernel
+ * row reads a dy row, the zero row after dy's (fnn_dw_dy_pitch) where the row does not reach dy, so
+ * each pair of x's column vectors is the same 9 multiply-adds, the weights in registers (the lists'
+ * short loops of 1 to 4 taps cost 4x their multiply-adds). Kernel columns 0 and 2 read padded phase 0,
+ * column 1 phase 1. */
+FNN_DW_INLINE void DW_FN(fnn_dw_gather3_s2)(DW_T *dxp, const DW_T *wf, const DW_T *dyp, const fnn_dw_geometry *g)
+{
+    const ptrdiff_t pitch = fnn_dw_dy_pitch(g), margin = fnn_dw_dy_margin(g), pair = 2 * DW_VLANES;
+    const DW_T *zero_row = dyp + g->Ho * pitch + margin;
+    DW_T wv[9];
+    ptrdiff_t quot[3], rem[3];
+    for (int t = 0; t < 9; t++)
+        wv[t] = wf[t];
+    for (ptrdiff_t i = 0; i < 3; i++) {  /* r - i dh = quot sh + rem, 0 <= rem < sh, at padded row ph */
+        ptrdiff_t d = g->ph - i * g->dh;
+        quot[i] = d >= 0 ? d / g->sh : -((g->sh - 1 - d) / g->sh);
+        rem[i] = d - quot[i] * g->sh;
+    }
+    for (ptrdiff_t ih = 0; ih < g->H; ih++) {
+        const DW_T *rows[3];
+        for (int i = 0; i < 3; i++) {
+            rows[i] = rem[i] == 0 && quot[i] >= 0 && quot[i] < g->Ho ? dyp + quot[i] * pitch + margin : zero_row;
+            if (++rem[i] == g->sh) {
+                rem[i] = 0;
+                quot[i]++;
+            }
+        }
+        DW_T *restrict row = dxp + ih * g->W;
+        const ptrdiff_t readable = (g->H - ih) * g->W;
+        for (ptrdiff_t a = 0; a < g->W; a += pair) {
+            /* x's column a + 2t is padded column pw + a + 2t: phase 0's vector from element
+             * (pw + a + 1) / 2, phase 1's from (pw + a) / 2, interleaved from phase pw & 1 */
+            const ptrdiff_t k0 = (g->pw + a + 1) / 2, k1 = (g->pw + a) / 2;
+            DW_VEC p0 = {0}, p1 = {0};
+            for (int i = 0; i < 3; i++) {
+                p0 += wv[i * 3] * DW_LOAD(rows[i] + k0);
+                p0 += wv[i * 3 + 2] * DW_LOAD(rows[i] + k0 - 1);
+                p1 += wv[i * 3 + 1] * DW_LOAD(rows[i] + k1);
+            }
+            DW_VEC e = g->pw & 1 ? p1 : p0, o = g->pw & 1 ? p0 : p1;
+            DW_FN(fnn_dw_store_pair)(row + a, &e, &o, g->W - a, readable - a);
+        }
     }
 }
 
@@ -380,7 +514,7 @@ FNN_CLONES void DW_FN(fnn_dw_backward)(const DW_T *x, const DW_T *dy, const DW_T
     DW_T *dyp = dplane + (dx ? psize : 0);
     memset(sums, 0, g->C * g->m * taps * sizeof(DW_ACC));
     memset(plane, 0, psize * sizeof(DW_T));
-    memset(dyp, 0, g->Ho * pitch * sizeof(DW_T));
+    memset(dyp, 0, (g->Ho + 1) * pitch * sizeof(DW_T));
     for (ptrdiff_t p = p0; p < p1; p++) {
         ptrdiff_t c = p % g->C;
         DW_FN(fnn_dw_interior)((DW_T *)(x + p * iplane), plane, g, 0);
@@ -389,13 +523,18 @@ FNN_CLONES void DW_FN(fnn_dw_backward)(const DW_T *x, const DW_T *dy, const DW_T
         for (ptrdiff_t k = 0; k < g->m; k++) {
             const DW_T *dyf = dy + (p * g->m + k) * oplane, *wf = w + (c * g->m + k) * taps;
             DW_FN(fnn_dw_pad_dy)(dyf, dyp + margin, pitch, g);
-            DW_FN(fnn_dw_weight_grad)(plane, dyp + margin, sums + (c * g->m + k) * taps, g);
-            if (dx && gather)
-                DW_FN(fnn_dw_gather)(dplane, wf, dyp, g);
+            if (g->KH == 3 && g->KW == 3)
+                DW_FN(fnn_dw_weight_grad3)(plane, dyp + margin, sums + (c * g->m + k) * taps, g);
+            else
+                DW_FN(fnn_dw_weight_grad)(plane, dyp + margin, sums + (c * g->m + k) * taps, g);
+            if (dx && gather && g->sw == 2 && g->KH == 3 && g->KW == 3 && g->dw == 1)
+                DW_FN(fnn_dw_gather3_s2)(dx + p * iplane, wf, dyp, g);
+            else if (dx && gather)
+                DW_FN(fnn_dw_gather)(dplane, g->sw == 2 ? dx + p * iplane : NULL, wf, dyp, g);
             else if (dx)
                 DW_FN(fnn_dw_scatter)(dplane, wf, dyp + margin, g);
         }
-        if (dx)
+        if (dx && !(gather && g->sw == 2))
             DW_FN(fnn_dw_interior)(dx + p * iplane, dplane, g, 1);
     }
 }
