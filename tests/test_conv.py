@@ -293,6 +293,11 @@ DEPTHWISE_CASES = [
     ((2, 4, 13, 12), (4, 1, 3, 3), {"stride": 2}),
     ((2, 3, 11, 14), (3, 1, 3, 3), {"stride": (1, 2), "padding": (1, 2), "dilation": (2, 1)}),
     ((1, 2, 9, 32), (2, 1, 3, 3), {"padding": 1}),
+    # 5 x 5: stride 2 across with even and odd paddings; stride 1 on rows of one vector (the weight
+    # gradient's 25 sums in registers)
+    ((2, 4, 15, 21), (4, 1, 5, 5), {"stride": 2, "padding": 2}),
+    ((1, 3, 12, 13), (3, 1, 5, 5), {"stride": 2, "padding": 1}),
+    ((2, 3, 9, 11), (3, 1, 5, 5), {"padding": 2}),
 ]
 
 

@@ -12,10 +12,12 @@
  *   input gradient: into a padded dx plane, then its interior copied out (x positions in no window
  *     get 0): with one filter per channel and finite weights, each vector of it gathered from the
  *     taps that reach it (in registers; conv.pyx runs stride 1 as the forward of dy with the flipped
- *     kernel instead); else each dy row's taps added in (the transposed scatter: its overlapping
+ *     kernel instead; stride 2 across gathers straight into x's plane, 3 x 3 and 5 x 5 with no tap
+ *     lists); else each dy row's taps added in (the transposed scatter: its overlapping
  *     read-modify-writes stall on store forwarding, but it never multiplies a weight by padding).
- *   weight gradient: per tap, dy against the tap's runs in vector lanes over FNN_DW_ROWS rows, the
- *     lanes added in double across planes.
+ *   weight gradient: per tap, dy against the tap's runs in vector lanes over FNN_DW_ROWS rows (3 x 3,
+ *     and 5 x 5 on rows of one vector: all taps at once, their sums in registers), the lanes added in
+ *     double across planes.
  *   Short rows run in whole vectors too: spare lanes are zeroed before they are added (they could
  *   hold inf * 0), and dy is read past a row only inside its plane. 
  * No transforms: inf and NaN reach exactly the outputs whose windows hold them. */
@@ -88,7 +90,7 @@ static inline ptrdiff_t fnn_dw_sums(const fnn_dw_geometry *g, ptrdiff_t itemsize
 
 /* dy's plane held with a margin of the widest tap offset on the left and zeros past its rows, so the
  * input gradient's gather reads whole vectors of any tap: the margin, then the phase's columns and a
- * vector; and a row of zeros after its Ho rows (fnn_dw_gather3_s2's taps outside dy). */
+ * vector; and a row of zeros after its Ho rows (fnn_dw_gather_s2's taps outside dy). */
 static inline ptrdiff_t fnn_dw_dy_margin(const fnn_dw_geometry *g)
 {
     return (g->KW - 1) * g->dw / g->sw;

@@ -316,37 +316,39 @@ FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyp,
             sums[i * g->KW + j] += __builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), DW_ACC);)
 }
 
-/* fnn_dw_weight_grad for a 3 x 3 kernel, the common one: the 9 taps' sums in registers, each vector of
- * dy loaded once for all of them (a tap at a time, each tap's few short rows paid their own loops:
- * a third of a 28 x 28 stride-2 plane's backward). The last vector's spare lanes are zeroed. */
-FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad3)(const DW_T *plane, const DW_T *dyp, DW_ACC_U *sums,
-                                             const fnn_dw_geometry *g)
+/* fnn_dw_weight_grad for a K x K kernel (K a literal at the call: 3, and 5 on rows of one vector): the
+ * taps' sums in registers, each vector of dy loaded once for all of them (a tap at a time, each tap's
+ * few short rows paid their own loops: a third of a 28 x 28 stride-2 plane's backward; 1 thread, per
+ * plane: 3 x 3 on 32 x 32 640 -> 450 ns, on 112 x 112 13.1 -> 8.5 us; 5 x 5 on 14 x 14 560 -> 420 ns,
+ * on 32 x 32 1610 -> 1710 ns). The last vector's spare lanes are zeroed. */
+FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad_k)(const DW_T *plane, const DW_T *dyp, DW_ACC_U *sums,
+                                              const fnn_dw_geometry *g, const int K)
 {
     const ptrdiff_t wq = fnn_dw_phase(g), span = g->sw * wq, row_step = g->sh * span, pitch = fnn_dw_dy_pitch(g);
     const ptrdiff_t whole = g->Wo / DW_VLANES * DW_VLANES;
-    ptrdiff_t off[9];
-    for (ptrdiff_t i = 0; i < 3; i++)
-        DW_FOR_TAP_COLUMNS(g, wq, j, col, off[i * 3 + j] = i * g->dh * span + col;)
+    ptrdiff_t off[K * K];
+    for (ptrdiff_t i = 0; i < K; i++)
+        DW_FOR_TAP_COLUMNS(g, wq, j, col, off[i * K + j] = i * g->dh * span + col;)
     DW_MASK lane = DW_LANE_INDEX;
     __typeof__(lane[0]) spare = g->Wo - whole;
     const DW_MASK keep = lane < spare;
-    DW_VEC acc[9];
-    for (int t = 0; t < 9; t++)
+    DW_VEC acc[K * K];
+    for (int t = 0; t < K * K; t++)
         acc[t] = (DW_VEC){0};
     for (ptrdiff_t oh = 0; oh < g->Ho; oh++) {
         const DW_T *restrict dyr = dyp + oh * pitch, *restrict xr = plane + oh * row_step;
         for (ptrdiff_t ob = 0; ob < whole; ob += DW_VLANES) {
             DW_VEC d = DW_LOAD(dyr + ob);
-            for (int t = 0; t < 9; t++)
+            for (int t = 0; t < K * K; t++)
                 acc[t] += d * DW_LOAD(xr + off[t] + ob);
         }
         if (whole < g->Wo) {
             DW_VEC d = DW_LOAD(dyr + whole);
-            for (int t = 0; t < 9; t++)
+            for (int t = 0; t < K * K; t++)
                 acc[t] += (DW_VEC)((DW_MASK)(d * DW_LOAD(xr + off[t] + whole)) & keep);
         }
     }
-    for (int t = 0; t < 9; t++)
+    for (int t = 0; t < K * K; t++)
         sums[t] += __builtin_convertvector(acc[t], DW_ACC);
 }
 
@@ -454,27 +456,28 @@ FNN_DW_INLINE void DW_FN(fnn_dw_gather)(DW_T *dplane, DW_T *dxp, const DW_T *wf,
     }
 }
 
-/* fnn_dw_gather into x's plane for a 3 x 3 kernel, stride 2 across, dilation 1 across: every kernel
- * row reads a dy row, the zero row after dy's (fnn_dw_dy_pitch) where the row does not reach dy, so
- * each pair of x's column vectors is the same 9 multiply-adds, the weights in registers (the lists'
- * short loops of 1 to 4 taps cost 4x their multiply-adds). Kernel columns 0 and 2 read padded phase 0,
- * column 1 phase 1. */
-FNN_DW_INLINE void DW_FN(fnn_dw_gather3_s2)(DW_T *dxp, const DW_T *wf, const DW_T *dyp, const fnn_dw_geometry *g)
+/* fnn_dw_gather into x's plane for a K x K kernel (K a literal at the call: 3 and 5), stride 2 across,
+ * dilation 1 across: every kernel row reads a dy row, the zero row after dy's (fnn_dw_dy_pitch) where
+ * the row does not reach dy, so each pair of x's column vectors is the same K * K multiply-adds, the
+ * weights in registers (the lists' short loops of 1 to 4 taps cost 4x their multiply-adds). Kernel
+ * column j reads padded phase j & 1 from j / 2 elements back. */
+FNN_DW_INLINE void DW_FN(fnn_dw_gather_s2)(DW_T *dxp, const DW_T *wf, const DW_T *dyp, const fnn_dw_geometry *g,
+                                          const int K)
 {
     const ptrdiff_t pitch = fnn_dw_dy_pitch(g), margin = fnn_dw_dy_margin(g), pair = 2 * DW_VLANES;
     const DW_T *zero_row = dyp + g->Ho * pitch + margin;
-    DW_T wv[9];
-    ptrdiff_t quot[3], rem[3];
-    for (int t = 0; t < 9; t++)
+    DW_T wv[K * K];
+    ptrdiff_t quot[K], rem[K];
+    for (int t = 0; t < K * K; t++)
         wv[t] = wf[t];
-    for (ptrdiff_t i = 0; i < 3; i++) {  /* r - i dh = quot sh + rem, 0 <= rem < sh, at padded row ph */
+    for (ptrdiff_t i = 0; i < K; i++) {  /* r - i dh = quot sh + rem, 0 <= rem < sh, at padded row ph */
         ptrdiff_t d = g->ph - i * g->dh;
         quot[i] = d >= 0 ? d / g->sh : -((g->sh - 1 - d) / g->sh);
         rem[i] = d - quot[i] * g->sh;
     }
     for (ptrdiff_t ih = 0; ih < g->H; ih++) {
-        const DW_T *rows[3];
-        for (int i = 0; i < 3; i++) {
+        const DW_T *rows[K];
+        for (int i = 0; i < K; i++) {
             rows[i] = rem[i] == 0 && quot[i] >= 0 && quot[i] < g->Ho ? dyp + quot[i] * pitch + margin : zero_row;
             if (++rem[i] == g->sh) {
                 rem[i] = 0;
@@ -488,10 +491,11 @@ FNN_DW_INLINE void DW_FN(fnn_dw_gather3_s2)(DW_T *dxp, const DW_T *wf, const DW_
              * (pw + a + 1) / 2, phase 1's from (pw + a) / 2, interleaved from phase pw & 1 */
             const ptrdiff_t k0 = (g->pw + a + 1) / 2, k1 = (g->pw + a) / 2;
             DW_VEC p0 = {0}, p1 = {0};
-            for (int i = 0; i < 3; i++) {
-                p0 += wv[i * 3] * DW_LOAD(rows[i] + k0);
-                p0 += wv[i * 3 + 2] * DW_LOAD(rows[i] + k0 - 1);
-                p1 += wv[i * 3 + 1] * DW_LOAD(rows[i] + k1);
+            for (int i = 0; i < K; i++) {
+                for (int j = 0; j < K; j += 2)
+                    p0 += wv[i * K + j] * DW_LOAD(rows[i] + k0 - j / 2);
+                for (int j = 1; j < K; j += 2)
+                    p1 += wv[i * K + j] * DW_LOAD(rows[i] + k1 - j / 2);
             }
             DW_VEC e = g->pw & 1 ? p1 : p0, o = g->pw & 1 ? p0 : p1;
             DW_FN(fnn_dw_store_pair)(row + a, &e, &o, g->W - a, readable - a);
@@ -524,11 +528,15 @@ FNN_CLONES void DW_FN(fnn_dw_backward)(const DW_T *x, const DW_T *dy, const DW_T
             const DW_T *dyf = dy + (p * g->m + k) * oplane, *wf = w + (c * g->m + k) * taps;
             DW_FN(fnn_dw_pad_dy)(dyf, dyp + margin, pitch, g);
             if (g->KH == 3 && g->KW == 3)
-                DW_FN(fnn_dw_weight_grad3)(plane, dyp + margin, sums + (c * g->m + k) * taps, g);
+                DW_FN(fnn_dw_weight_grad_k)(plane, dyp + margin, sums + (c * g->m + k) * taps, g, 3);
+            else if (g->KH == 5 && g->KW == 5 && g->Wo <= DW_VLANES)  /* wider, its 25 sums ran 5% slower */
+                DW_FN(fnn_dw_weight_grad_k)(plane, dyp + margin, sums + (c * g->m + k) * taps, g, 5);
             else
                 DW_FN(fnn_dw_weight_grad)(plane, dyp + margin, sums + (c * g->m + k) * taps, g);
             if (dx && gather && g->sw == 2 && g->KH == 3 && g->KW == 3 && g->dw == 1)
-                DW_FN(fnn_dw_gather3_s2)(dx + p * iplane, wf, dyp, g);
+                DW_FN(fnn_dw_gather_s2)(dx + p * iplane, wf, dyp, g, 3);
+            else if (dx && gather && g->sw == 2 && g->KH == 5 && g->KW == 5 && g->dw == 1)
+                DW_FN(fnn_dw_gather_s2)(dx + p * iplane, wf, dyp, g, 5);
             else if (dx && gather)
                 DW_FN(fnn_dw_gather)(dplane, g->sw == 2 ? dx + p * iplane : NULL, wf, dyp, g);
             else if (dx)
