@@ -90,6 +90,11 @@ CASES = [
     # blocks of 7 with 3 and 1 left over; 1 and 4 + 2 vectors of 16 pixels)
     ((2, 5, 8, 8), (6, 5, 3, 3), {"stride": 2, "padding": 1}, True),
     ((2, 4, 16, 24), (5, 4, 3, 3), {"stride": 2, "padding": 1}, False),
+    # 48 filters a group: Cython's lanes kernels with 3 filter vectors a block (runs of at most 9
+    # pixels or taps: rows of 10 and 19 outputs, 25 taps)
+    ((2, 5, 19, 20), (48, 5, 3, 3), {"stride": 2, "padding": 1}, True),
+    ((1, 8, 10, 19), (96, 4, 3, 3), {"padding": 1, "groups": 2}, False),
+    ((1, 3, 13, 14), (48, 3, 5, 5), {"stride": 2, "padding": 2}, True),
 ]
 
 

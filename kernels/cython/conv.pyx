@@ -231,8 +231,9 @@ cdef bint _lanes_pays(const Geometry* g) noexcept nogil:
 
 
 cdef inline int _lanes_vectors(const Geometry* g) noexcept nogil:
-    """Filter vectors per register block: 2 where each group's filters come in 32s."""
-    return 2 if g.Fg % 32 == 0 else 1
+    """Filter vectors per register block: 2 where each group's filters come in 32s, 3 where they come
+    in 48s (one vector's weight load for every broadcast fed the FMAs no faster than the loads)."""
+    return 2 if g.Fg % 32 == 0 else (3 if g.Fg % 48 == 0 else 1)
 
 
 cdef bint _direct_forward_pays(const Geometry* g) noexcept nogil:

@@ -2,11 +2,11 @@
  * kernels/cython/conv.pyx's strided and grouped convolutions. With pixels in the lanes
  * (conv_direct.h) a stride-2 row loads every other column and a group of 16 filters on 14-wide rows
  * idles lanes; here a vector holds 16 filters, each input value is broadcast to them, and neither
- * the stride nor the row width touches the lanes. A register block is FV filter vectors x R pixels
- * of an output row: per (c, kh, kw), FV weight loads and R broadcasts feed FV * R FMAs over the whole
- * reduction; the block is transposed into y's (F, Ho, Wo) rows once at its end. The weight gradient
- * holds FV filter vectors x up to 14 taps of a channel over the image's pixels (dy transposed to
- * pixel-major first). */
+ * the stride nor the row width touches the lanes. A register block is FV filter vectors (1, 2, or 3
+ * for groups of 48 filters) x R pixels of an output row: per (c, kh, kw), FV weight loads and R
+ * broadcasts feed FV * R FMAs over the whole reduction; the block is transposed into y's (F, Ho, Wo)
+ * rows once at its end. The weight gradient holds FV filter vectors x up to 14 taps (9 for 3
+ * vectors) of a channel over the image's pixels (dy transposed to pixel-major first). */
 #ifndef FASTNN_CONV_LANES_H
 #define FASTNN_CONV_LANES_H
 
@@ -19,6 +19,8 @@ FNN_BEGIN_LOOPS
 
 #define LANES_BLOCK 14     /* pixels (forward) or taps (weight gradient) per register block: 2 x 14
                             * accumulators + 2 weight or dy vectors + 1 broadcast */
+#define LANES_BLOCK3 9     /* the same for 3 filter vectors (48 filters): 3 x 9 + 3 + 1 */
+#define LANES_WIDTH(FV) ((FV) == 3 ? LANES_BLOCK3 : LANES_BLOCK)
 #define LANES_MAX_TAPS 121   /* KH * KW of the largest kernel (11 x 11) */
 
 /* Row width of the phase-split padded image (direct_pad_split) for rows of Wo outputs. */
@@ -85,7 +87,7 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
             ptrdiff_t kk, const ptrdiff_t *tap_off, ptrdiff_t fstride, int relu, int spill, const int FV,
             const int R)
 {
-    fnn_v16 acc[2][LANES_BLOCK];
+    fnn_v16 acc[3][LANES_BLOCK];
     ptrdiff_t c, k;
     int p, v, l;
     for (v = 0; v < FV; v++)
@@ -94,7 +96,7 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
     for (c = 0; c < C; c++, xrow += plane)
         for (k = 0; k < kk; k++, wv += 16 * FV) {
             const float *xr = xrow + tap_off[k];
-            fnn_v16 wk[2];
+            fnn_v16 wk[3];
             for (v = 0; v < FV; v++)
                 memcpy(&wk[v], wv + 16 * v, sizeof(fnn_v16));
             for (p = 0; p < R; p++)
@@ -119,9 +121,12 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
 }
 
 #define LANES_CASE(R) \
-    case R: lanes_block(xrow, wv, b, y, C, plane, kk, tap_off, fstride, relu, spill, FV, R); break;
+    case R:                                                                                             \
+        if (R <= LANES_WIDTH(FV))                                                                       \
+            lanes_block(xrow, wv, b, y, C, plane, kk, tap_off, fstride, relu, spill, FV, R);            \
+        break;
 
-/* lanes_block for a run of r <= LANES_BLOCK pixels: one unrolled copy per length */
+/* lanes_block for a run of r <= LANES_WIDTH(FV) pixels: one unrolled copy per length */
 static inline __attribute__((always_inline)) void
 lanes_run(const float *xrow, const float *wv, const float *b, float *y, ptrdiff_t C, ptrdiff_t plane,
           ptrdiff_t kk, const ptrdiff_t *tap_off, ptrdiff_t fstride, int relu, int spill, int r, const int FV)
@@ -135,15 +140,15 @@ lanes_run(const float *xrow, const float *wv, const float *b, float *y, ptrdiff_
 
 /* y (F, Ho, Wo) of one image (or group) from its phase-split padded copy xp (direct_pad_split: C
  * planes of Hp rows of sw phases of Wq) and wt packed by lanes_pack_weights, FV vectors a block.
- * Each output row splits into ceil(Wo / 14) runs of near-equal length (17 outputs: 9 + 8, not
- * 14 + 3). */
+ * Each output row splits into ceil(Wo / LANES_WIDTH(FV)) runs of near-equal length (17 outputs:
+ * 9 + 8, not 14 + 3). */
 static inline __attribute__((always_inline)) void
 lanes_forward_blocks(const float *xp, const float *wt, const float *b, float *y, ptrdiff_t C, ptrdiff_t Hp,
                      ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
                      ptrdiff_t Ho, ptrdiff_t Wo, int relu, const int FV)
 {
     ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, ckk = C * kk, fstride = Ho * Wo;
-    ptrdiff_t runs = (Wo + LANES_BLOCK - 1) / LANES_BLOCK, f0, oh, s;
+    ptrdiff_t runs = (Wo + LANES_WIDTH(FV) - 1) / LANES_WIDTH(FV), f0, oh, s;
     ptrdiff_t tap_off[LANES_MAX_TAPS];
     lanes_tap_offsets(tap_off, KH, KW, sw, Wq);
     for (f0 = 0; f0 < F; f0 += 16 * FV)
@@ -161,7 +166,9 @@ static void lanes_forward_f(const float *xp, const float *wt, const float *b, fl
                             ptrdiff_t Hp, ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh,
                             ptrdiff_t sw, ptrdiff_t Ho, ptrdiff_t Wo, int relu, int FV)
 {
-    if (FV == 2)
+    if (FV == 3)
+        lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 3);
+    else if (FV == 2)
         lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 2);
     else
         lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 1);
@@ -206,7 +213,7 @@ static inline __attribute__((always_inline)) void
 lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t row_step,
                  const ptrdiff_t *tap_off, const int FV, const int TB)
 {
-    fnn_v16 acc[2][LANES_BLOCK];
+    fnn_v16 acc[3][LANES_BLOCK];
     ptrdiff_t oh, ow;
     int t, v;
     for (v = 0; v < FV; v++)
@@ -214,7 +221,7 @@ lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, p
             acc[v][t] = (fnn_v16){0};
     for (oh = 0; oh < Ho; oh++, xc += row_step)
         for (ow = 0; ow < Wo; ow++, dyt += 16 * FV) {
-            fnn_v16 d[2];
+            fnn_v16 d[3];
             for (v = 0; v < FV; v++)
                 memcpy(&d[v], dyt + 16 * v, sizeof(fnn_v16));
             for (t = 0; t < TB; t++) {
@@ -232,9 +239,13 @@ lanes_grad_block(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, p
         }
 }
 
-#define LANES_GRAD_CASE(TB) case TB: lanes_grad_block(xc, dyt, part, Ho, Wo, row_step, tap_off, FV, TB); break;
+#define LANES_GRAD_CASE(TB) \
+    case TB:                                                                                            \
+        if (TB <= LANES_WIDTH(FV))                                                                      \
+            lanes_grad_block(xc, dyt, part, Ho, Wo, row_step, tap_off, FV, TB);                         \
+        break;
 
-/* lanes_grad_block for a run of tb <= LANES_BLOCK taps: one unrolled copy per length */
+/* lanes_grad_block for a run of tb <= LANES_WIDTH(FV) taps: one unrolled copy per length */
 static inline __attribute__((always_inline)) void
 lanes_grad_run(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptrdiff_t Wo, ptrdiff_t row_step,
                const ptrdiff_t *tap_off, int tb, const int FV)
@@ -248,14 +259,14 @@ lanes_grad_run(const float *xc, const float *dyt, float *part, ptrdiff_t Ho, ptr
 
 /* parts (F / (16 FV), C, KH * KW, 16 FV) += the weight gradient of one image (or group), from its
  * phase-split padded copy xp (as lanes_forward_f's) and dyt (lanes_transpose_dy). A channel's taps
- * split into runs of at most 14 of near-equal length. */
+ * split into runs of at most LANES_WIDTH(FV) of near-equal length. */
 static inline __attribute__((always_inline)) void
 lanes_weight_grad_blocks(const float *xp, const float *dyt, float *parts, ptrdiff_t C, ptrdiff_t Hp,
                          ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
                          ptrdiff_t Ho, ptrdiff_t Wo, const int FV)
 {
     ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, P = Ho * Wo, fb, c, s;
-    ptrdiff_t runs = (kk + LANES_BLOCK - 1) / LANES_BLOCK, tap_off[LANES_MAX_TAPS];
+    ptrdiff_t runs = (kk + LANES_WIDTH(FV) - 1) / LANES_WIDTH(FV), tap_off[LANES_MAX_TAPS];
     lanes_tap_offsets(tap_off, KH, KW, sw, Wq);
     for (fb = 0; fb < F / (16 * FV); fb++)
         for (c = 0; c < C; c++)
@@ -271,7 +282,9 @@ static void lanes_weight_grad_f(const float *xp, const float *dyt, float *parts,
                                 ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
                                 ptrdiff_t Ho, ptrdiff_t Wo, int FV)
 {
-    if (FV == 2)
+    if (FV == 3)
+        lanes_weight_grad_blocks(xp, dyt, parts, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, 3);
+    else if (FV == 2)
         lanes_weight_grad_blocks(xp, dyt, parts, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, 2);
     else
         lanes_weight_grad_blocks(xp, dyt, parts, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, 1);
