@@ -101,6 +101,31 @@ static inline ptrdiff_t fnn_dw_dy_pitch(const fnn_dw_geometry *g)
     return fnn_dw_dy_margin(g) + fnn_dw_round(fnn_dw_phase(g)) + FNN_DW_LANES;
 }
 
+/* The dy rows that kernel rows reach, stepped down the padded rows without divisions (tens of cycles
+ * each): for kernel row i at padded row r, r - i dh = quot[i] sh + rem[i] with 0 <= rem[i] < sh.
+ * fnn_dw_dy_rows_at starts rows [0, KH) at padded row r0. */
+FNN_DW_INLINE void fnn_dw_dy_rows_at(ptrdiff_t *quot, ptrdiff_t *rem, ptrdiff_t KH, ptrdiff_t r0,
+                                     const fnn_dw_geometry *g)
+{
+    for (ptrdiff_t i = 0; i < KH; i++) {
+        ptrdiff_t d = r0 - i * g->dh;
+        quot[i] = d >= 0 ? d / g->sh : -((g->sh - 1 - d) / g->sh);
+        rem[i] = d - quot[i] * g->sh;
+    }
+}
+
+/* The dy row one kernel row reaches at the current padded row (-1: none, where sh does not divide or
+ * past dy), then its state stepped to the next padded row. */
+FNN_DW_INLINE ptrdiff_t fnn_dw_dy_row(ptrdiff_t *quot, ptrdiff_t *rem, const fnn_dw_geometry *g)
+{
+    ptrdiff_t reached = *rem == 0 && *quot >= 0 && *quot < g->Ho ? *quot : -1;
+    if (++*rem == g->sh) {
+        *rem = 0;
+        ++*quot;
+    }
+    return reached;
+}
+
 static inline ptrdiff_t fnn_dw_backward_scratch(const fnn_dw_geometry *g, int input_grad, ptrdiff_t itemsize)
 {
     return (fnn_dw_sums(g, itemsize) + (1 + (input_grad != 0)) * fnn_dw_plane(g) + (g->Ho + 1) * fnn_dw_dy_pitch(g)

@@ -318,7 +318,7 @@ FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad)(const DW_T *plane, const DW_T *dyp,
 
 /* fnn_dw_weight_grad for a K x K kernel (K a literal at the call: 3, and 5 on rows of one vector): the
  * taps' sums in registers, each vector of dy loaded once for all of them (a tap at a time, each tap's
- * few short rows paid their own loops: a third of a 28 x 28 stride-2 plane's backward; 1 thread, per
+ * few short rows paid their own loops: a quarter of a 28 x 28 stride-2 plane's backward; 1 thread, per
  * plane: 3 x 3 on 32 x 32 640 -> 450 ns, on 112 x 112 13.1 -> 8.5 us; 5 x 5 on 14 x 14 560 -> 420 ns,
  * on 32 x 32 1610 -> 1710 ns). The last vector's spare lanes are zeroed. */
 FNN_DW_INLINE void DW_FN(fnn_dw_weight_grad_k)(const DW_T *plane, const DW_T *dyp, DW_ACC_U *sums,
@@ -389,8 +389,7 @@ FNN_DW_INLINE void DW_FN(fnn_dw_tap_sum)(DW_VEC *acc, const DW_T *wf, const DW_T
 /* dx's plane gathered from the taps that reach it through one filter's padded dy plane and wf (finite:
  * the margin's zeros meet every weight). The taps are listed first (kernel columns by phase, kernel
  * rows per dx row), so the loops over a vector's taps hold no tests (a test per tap and vector cost
- * more than its multiply-add), and stepped, not divided (tens of cycles a division: 90 a plane were a
- * third of a 28 x 28 stride-2 plane's backward).
+ * more than its multiply-add), their dy rows stepped (fnn_dw_dy_row), not divided.
  *   Stride 2 (dxp not NULL): straight into x's plane dxp, each pair of x's column vectors gathered as
  *   its even and odd padded columns (the two phases' vectors at fnn_dw_stride2_row's offsets) and
  *   interleaved; columns and rows no window reaches gather dy's zeros (fnn_dw_phase keeps every
@@ -416,21 +415,14 @@ FNN_DW_INLINE void DW_FN(fnn_dw_gather)(DW_T *dplane, DW_T *dxp, const DW_T *wf,
         }
         first[q + 1] = n;
     }
-    for (ptrdiff_t i = 0; i < g->KH; i++) {  /* r - i dh = quot sh + rem, 0 <= rem < sh, at r = r0 */
-        ptrdiff_t d = r0 - i * g->dh;
-        quot[i] = d >= 0 ? d / g->sh : -((g->sh - 1 - d) / g->sh);
-        rem[i] = d - quot[i] * g->sh;
-    }
+    fnn_dw_dy_rows_at(quot, rem, g->KH, r0, g);
     for (ptrdiff_t r = r0; r < r1; r++) {
-        ptrdiff_t rows = 0;  /* kernel row i reaches dy row (r - i dh) / sh when that divides */
+        ptrdiff_t rows = 0;
         for (ptrdiff_t i = 0; i < g->KH; i++) {
-            if (rem[i] == 0 && quot[i] >= 0 && quot[i] < g->Ho) {
+            ptrdiff_t at = fnn_dw_dy_row(&quot[i], &rem[i], g);
+            if (at >= 0) {
                 row_tap[rows] = i * g->KW;
-                row_of[rows++] = quot[i] * pitch + margin;
-            }
-            if (++rem[i] == g->sh) {
-                rem[i] = 0;
-                quot[i]++;
+                row_of[rows++] = at * pitch + margin;
             }
         }
         if (dxp) {
@@ -470,19 +462,12 @@ FNN_DW_INLINE void DW_FN(fnn_dw_gather_s2)(DW_T *dxp, const DW_T *wf, const DW_T
     ptrdiff_t quot[K], rem[K];
     for (int t = 0; t < K * K; t++)
         wv[t] = wf[t];
-    for (ptrdiff_t i = 0; i < K; i++) {  /* r - i dh = quot sh + rem, 0 <= rem < sh, at padded row ph */
-        ptrdiff_t d = g->ph - i * g->dh;
-        quot[i] = d >= 0 ? d / g->sh : -((g->sh - 1 - d) / g->sh);
-        rem[i] = d - quot[i] * g->sh;
-    }
+    fnn_dw_dy_rows_at(quot, rem, K, g->ph, g);  /* x's row 0 is padded row ph */
     for (ptrdiff_t ih = 0; ih < g->H; ih++) {
         const DW_T *rows[K];
         for (int i = 0; i < K; i++) {
-            rows[i] = rem[i] == 0 && quot[i] >= 0 && quot[i] < g->Ho ? dyp + quot[i] * pitch + margin : zero_row;
-            if (++rem[i] == g->sh) {
-                rem[i] = 0;
-                quot[i]++;
-            }
+            ptrdiff_t at = fnn_dw_dy_row(&quot[i], &rem[i], g);
+            rows[i] = at >= 0 ? dyp + at * pitch + margin : zero_row;
         }
         DW_T *restrict row = dxp + ih * g->W;
         const ptrdiff_t readable = (g->H - ih) * g->W;
