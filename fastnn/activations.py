@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ._ops import Plan, call, meta
+from ._ops import Plan, call, call_elementwise, meta
 from ._validation import FLOAT_DTYPES, check_same_shape, float_arrays, integer, real, within_dtype
 
 _SHARED = {
@@ -122,7 +122,7 @@ def relu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     >>> fastnn.relu(np.array([-2.0, 0.0, 3.0]))
     array([0., 0., 3.])
     """
-    return call("relu", x, out=out)
+    return call_elementwise("relu", x, out=out)
 
 
 @_doc
@@ -149,7 +149,7 @@ def relu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = Non
     >>> fastnn.relu_backward(np.ones(3), np.array([-2.0, 0.0, 3.0]))
     array([0., 0., 1.])
     """
-    return call("relu_backward", dy, x, out=out)
+    return call_elementwise("relu_backward", dy, x, out=out)
 
 
 # leaky relu ------------------------------------------------------------------------------------
@@ -400,7 +400,7 @@ def sigmoid(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     >>> fastnn.sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     array([0. , 0.5, 1. ])
     """
-    return call("sigmoid", x, out=out)
+    return call_elementwise("sigmoid", x, out=out)
 
 
 @_doc
@@ -432,7 +432,7 @@ def sigmoid_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = 
     >>> fastnn.sigmoid_backward(np.ones(1), y)
     array([0.25])
     """
-    return call("sigmoid_backward", dy, y, out=out)
+    return call_elementwise("sigmoid_backward", dy, y, out=out)
 
 
 @_doc
@@ -457,7 +457,7 @@ def tanh(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     >>> fastnn.tanh(np.array([-1000.0, 0.0]))
     array([-1.,  0.])
     """
-    return call("tanh", x, out=out)
+    return call_elementwise("tanh", x, out=out)
 
 
 @_doc
@@ -481,7 +481,7 @@ def tanh_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = Non
 
     {raises}
     """
-    return call("tanh_backward", dy, y, out=out)
+    return call_elementwise("tanh_backward", dy, y, out=out)
 
 
 # gelu and silu ---------------------------------------------------------------------------------
@@ -612,7 +612,7 @@ def silu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     >>> fastnn.silu(np.array([0.0, 1000.0]))
     array([   0., 1000.])
     """
-    return call("silu", x, out=out)
+    return call_elementwise("silu", x, out=out)
 
 
 @_doc
@@ -633,7 +633,7 @@ def silu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = Non
 
     {raises}
     """
-    return call("silu_backward", dy, x, out=out)
+    return call_elementwise("silu_backward", dy, x, out=out)
 
 
 # maxout ----------------------------------------------------------------------------------------

@@ -63,6 +63,41 @@ def test_auto_follows_a_new_table(monkeypatch):
         assert _ops.resolve(op) == before
 
 
+ELEMENTWISE = [("relu", 1), ("relu_backward", 2), ("sigmoid", 1), ("sigmoid_backward", 2), ("tanh", 1),
+               ("tanh_backward", 2), ("silu", 1), ("silu_backward", 2)]
+
+
+@pytest.mark.parametrize("op, n_arrays", ELEMENTWISE)
+def test_elementwise_fast_path_runs_the_kernel_as_call_does(op, n_arrays, monkeypatch):
+    """call_elementwise's inline checks: the usual call (C-contiguous arrays of one dtype, no out)
+    gives the general path's result bit for bit and hands the kernel the grain table's thread count;
+    other calls take the general path (its checks and errors)."""
+    if "cython" not in fastnn.available_backends():
+        pytest.skip("the fast path runs Cython kernels only")
+    rng = np.random.default_rng(3)
+    for size in (37, 1 << 17):
+        arrays = [rng.standard_normal(size).astype(np.float32) for _ in range(n_arrays)]
+        with fastnn.use_backend("cython"):
+            fast = _ops.call_elementwise(op, *arrays)
+            general = _ops.call(op, *arrays, out=np.empty_like(arrays[0]))
+            kernel = _ops._kernel_entry(op, "cython")[0]
+            passed = []
+            monkeypatch.setitem(_ops._KERNELS, ("cython", op),
+                                (lambda *a: passed.append(a[-1]) or kernel(*a), None))
+            _ops.call_elementwise(op, *arrays)
+            monkeypatch.undo()
+        np.testing.assert_array_equal(fast, general)
+        assert passed == [fastnn._grain.threads(op, size, "cython")]
+    with fastnn.use_backend("cython"):
+        if n_arrays == 2:
+            with pytest.raises(ValueError, match="shape"):
+                _ops.call_elementwise(op, arrays[0], arrays[1][:-1])
+            with pytest.raises(TypeError):
+                _ops.call_elementwise(op, arrays[0], arrays[1].astype(np.float64))
+        strided = _ops.call_elementwise(op, *(a[::2] for a in arrays))
+    np.testing.assert_array_equal(strided, _ops.call(op, *(a[::2].copy() for a in arrays)))
+
+
 def test_thread_count_validation():
     maximum = fastnn._threads._MAX_THREADS
     assert fastnn.get_num_threads() == maximum

@@ -96,13 +96,14 @@ class _Recorder:
 
     def __init__(self, monkeypatch):
         self.fastnn, self.fallbacks = [], []
-        run = _ops._run
+        resolve = _ops.resolve
 
-        def recording_run(op, plan, out):
-            self.fastnn.append((op, _ops.resolve(op)))
-            return run(op, plan, out)
+        def recording_resolve(op):  # once per run call, on every path (call, call_elementwise, run_many)
+            backend = resolve(op)
+            self.fastnn.append((op, backend))
+            return backend
 
-        monkeypatch.setattr(_ops, "_run", recording_run)
+        monkeypatch.setattr(_ops, "resolve", recording_resolve)
         recorder = self
 
         class FallbackF:
