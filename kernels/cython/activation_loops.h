@@ -77,11 +77,15 @@ static inline double fnn_sigmoid_d(double x) {
 /* GELU = x Phi(x); its derivative Phi(x) + x phi(x) is NaN at x = +-inf (inf * 0), as torch's. */
 static inline double fnn_normal_cdf_d(double x) { return 0.5 * erfc(-x * 0.70710678118654752); }
 
-static inline float fnn_gelu_f(float x) { return x * fnn_normal_cdf_f(x); }
+static inline float fnn_gelu_f(float x) {
+    float pdf;
+    return x * fnn_normal_cdf_pdf_f(x, &pdf);
+}
 
 static inline float fnn_gelu_grad_f(float g, float x) {
-    const float pdf = 0.398942280401432678f * fnn_exp_nonpos_f(-0.5f * x * x);
-    return g * (fnn_normal_cdf_f(x) + x * pdf);
+    float pdf;
+    const float cdf = fnn_normal_cdf_pdf_f(x, &pdf);
+    return g * (cdf + x * pdf);
 }
 
 /* float64 tail, x < FNN_GELU_TAIL: from erfc, gelu and gelu' are subnormal products of subnormals
