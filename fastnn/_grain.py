@@ -23,7 +23,12 @@ class Grain:
 # 300 calls, 1-D arrays, both backends) at 48K-64K elements, float64 relu at 32K-64K.
 _ALGEBRAIC = Grain(1 << 15, "elements", "1 vs 2 threads, relu/tanh_backward float32 break even at 48K-64K elements")
 # With exp/erf/tanh per element: float32 sigmoid breaks even at 12K-16K, gelu at ~7K; float64 at 4K-6K.
-_TRANSCENDENTAL = Grain(1 << 12, "elements", "1 vs 2 threads, sigmoid/gelu break even at 4K-16K elements")
+# Their backwards take the same grain, also where the backward itself is algebraic (sigmoid's, tanh's
+# from y): on another split than its forward's, a backward reads the other core's half of y from that
+# core's cache. Forward then backward, fresh outputs, float32 (probes/grain_activation_pairs.py):
+# sigmoid 32K 8.4 us on 1 thread, 6.8 on 2; the old 2-then-1 split ran 37K in 7.7, 2-then-2 in 7.0.
+_TRANSCENDENTAL = Grain(1 << 12, "elements", "1 vs 2 threads, sigmoid/gelu break even at 4K-16K elements; "
+                                             "backwards on their forward's split")
 # GEMM-shaped: below 2^20 multiply-adds the second thread's start-up and split cost more than it saves.
 _GEMM = Grain(1 << 19, "multiply-adds", "linear fwd+bwd, 1 vs 2 threads: break even near 2^20 multiply-adds")
 # Convolutions (multiply-adds of the forward; x2 for a backward with dx): 3x3 float32 fwd and bwd,
@@ -53,10 +58,9 @@ _BATCHNORM = Grain(1 << 15, "elements", "grain_pool_batchnorm.py batchnorm: 1 vs
 
 GRAIN = {
     **{op: _ALGEBRAIC for op in ("relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "prelu",
-                                 "prelu_backward", "sigmoid_backward", "tanh_backward", "maxout",
-                                 "maxout_backward")},
-    **{op: _TRANSCENDENTAL for op in ("elu", "elu_backward", "sigmoid", "tanh", "gelu", "gelu_backward",
-                                      "silu", "silu_backward")},
+                                 "prelu_backward", "maxout", "maxout_backward")},
+    **{op: _TRANSCENDENTAL for op in ("elu", "elu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+                                      "gelu", "gelu_backward", "silu", "silu_backward")},
     # linear
     "linear": _GEMM,
     "linear_backward": _GEMM,
@@ -82,4 +86,5 @@ def threads(op, work, backend):
     available = _threads.openmp_threads() if backend == "cython" else _threads.get_num_threads()
     if grain is None:
         return available
-    return max(1, min(available, work // grain.per_thread))
+    wanted = work // grain.per_thread  # at least 2 here; conditionals, not min/max (0.13 us a call)
+    return wanted if wanted < available else available

@@ -122,7 +122,9 @@ def get_num_threads() -> int:
     limit = _host.get()
     if limit is None:
         limit = _omp_get_max_threads() if _omp_get_max_threads is not None else _env_threads()
-    return max(1, min(_MAX_THREADS, limit))
+    if limit > _MAX_THREADS:  # conditionals, not min/max: every compiled call asks (0.13 us)
+        return _MAX_THREADS
+    return limit if limit >= 1 else 1
 
 
 class host_threads:
