@@ -95,6 +95,14 @@ CASES = [
     ((2, 5, 19, 20), (48, 5, 3, 3), {"stride": 2, "padding": 1}, True),
     ((1, 8, 10, 19), (96, 4, 3, 3), {"padding": 1, "groups": 2}, False),
     ((1, 3, 13, 14), (48, 3, 5, 5), {"stride": 2, "padding": 2}, True),
+    # Cython's strided float32 dx by phases (each a stride-1 correlation of dy with a sub-kernel,
+    # dx's channels in the lanes): 2 vectors and odd sizes; 24 channels in 32 lanes, 5x5; strides
+    # (3, 2) with a 4x3 kernel in groups; 48 channels (3 vectors); phases no tap reaches (2x2, stride 3)
+    ((2, 32, 13, 11), (16, 32, 3, 3), {"stride": 2, "padding": 1}, True),
+    ((1, 24, 11, 12), (8, 24, 5, 5), {"stride": 2, "padding": 2}, False),
+    ((2, 32, 10, 9), (8, 16, 4, 3), {"stride": (3, 2), "padding": (1, 2), "groups": 2}, True),
+    ((1, 48, 9, 8), (16, 48, 3, 3), {"stride": 2, "padding": 1}, False),
+    ((2, 16, 11, 10), (8, 16, 2, 2), {"stride": 3}, True),
 ]
 
 

@@ -227,6 +227,40 @@ def test_weight_gradient_infinities_as_the_reference(backend, x_shape, w_shape, 
             check_op("conv2d_backward", grads, (dy, x, w), params_now, np.float32, backend)
 
 
+# dx computed as correlations of a zero-padded dy (Cython: grouped stride 1 through the direct
+# forward, strided through the phases)
+PADDED_DY_CASES = [((2, 32, 14, 14), (64, 16, 3, 3), {"padding": 1, "groups": 2}),
+                   ((2, 32, 13, 11), (16, 32, 3, 3), {"stride": 2, "padding": 1}),
+                   ((1, 24, 11, 12), (8, 24, 5, 5), {"stride": 2, "padding": 2})]
+
+
+@pytest.mark.parametrize("where", ["w", "dy"])
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("x_shape, w_shape, params", PADDED_DY_CASES)
+def test_input_gradient_infinities_as_the_reference(backend, where, x_shape, w_shape, params):
+    """inf and NaN in w or dy reach exactly the dx the reference has them in: an inf weight times a
+    zero of dy's padding would be NaN where the sum has no such product (dx then takes im2col +
+    GEMM)."""
+    _require_kernel("conv2d_backward", backend)
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(out_shape(x_shape, w_shape, **params)).astype(np.float32)
+    target = w if where == "w" else dy
+    target[0, 0, 0, 0] = np.inf
+    target[-1, -1, -1, -1] = np.nan
+    with fastnn.use_backend("numpy"):
+        expected, _, _ = fastnn.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                                w.astype(np.float64), **params)
+    with fastnn.use_backend(backend):
+        dx, _, _ = fastnn.conv2d_backward(dy, x, w, **params)
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(test(dx), test(expected), err_msg=test.__name__)
+    assert np.isfinite(expected).any() and not np.isfinite(expected).all()
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(dx[finite], expected[finite], rtol=1e-4, atol=1e-4)
+
+
 # Winograd shapes (x shape, filters, kernel side, padding): Numba's F(4x4, 3x3) and the Cython backend's
 # F(2x2, 3x3), F(4x4, 3x3) (forward only, then both), F(4x4, 5x5) and F(2x2, 7x7).
 WINOGRAD_NONFINITE_CASES = [((4, 16, 7, 9), 16, 3, 1), ((4, 16, 10, 9), 16, 3, 1), ((8, 32, 15, 13), 32, 3, 1),

@@ -212,6 +212,22 @@ cdef extern from "conv_lanes.h" nogil:
     void lanes_weight_grad_f(const float* xp, const float* dyt, float* parts, Py_ssize_t C, Py_ssize_t Hp,
                              Py_ssize_t Wq, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
                              Py_ssize_t sw, Py_ssize_t Ho, Py_ssize_t Wo, int FV)
+    ctypedef struct lanes_phase:
+        Py_ssize_t k0, taps, lead, count
+    lanes_phase lanes_phase_of(Py_ssize_t r, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t K, Py_ssize_t size)
+    void lanes_phase_padding(Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t K, Py_ssize_t size, Py_ssize_t out,
+                             Py_ssize_t* before, Py_ssize_t* padded)
+    void lanes_pad(const float* x, float* xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Hq,
+                   Py_ssize_t Wq, Py_ssize_t top, Py_ssize_t left)
+    void lanes_pack_phase_weights(const float* w, float* wt, Py_ssize_t F, Py_ssize_t C, Py_ssize_t KH,
+                                  Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, lanes_phase rows,
+                                  lanes_phase cols, int FV)
+    void lanes_scatter_phase(const float* src, float* dx, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ry, Py_ssize_t rx, Py_ssize_t rows,
+                             Py_ssize_t cols)
+    void lanes_scatter_pair(const float* even, const float* odd, float* dx, Py_ssize_t C, Py_ssize_t H,
+                            Py_ssize_t W, Py_ssize_t sh, Py_ssize_t ry, Py_ssize_t rows, Py_ssize_t cols0,
+                            Py_ssize_t cols1)
 
 
 cdef bint _lanes_pays(const Geometry* g) noexcept nogil:
@@ -230,10 +246,14 @@ cdef bint _lanes_pays(const Geometry* g) noexcept nogil:
             and not (g.G == 1 and _direct_pays(g) and g.Wo % 32 == 0))
 
 
+cdef inline int _lanes_vectors_of(Py_ssize_t filters) noexcept nogil:
+    """Filter vectors per register block: 2 where a group's filters come in 32s, 3 where they come in
+    48s (one vector's weight load for every broadcast fed the FMAs no faster than the loads)."""
+    return 2 if filters % 32 == 0 else (3 if filters % 48 == 0 else 1)
+
+
 cdef inline int _lanes_vectors(const Geometry* g) noexcept nogil:
-    """Filter vectors per register block: 2 where each group's filters come in 32s, 3 where they come
-    in 48s (one vector's weight load for every broadcast fed the FMAs no faster than the loads)."""
-    return 2 if g.Fg % 32 == 0 else (3 if g.Fg % 48 == 0 else 1)
+    return _lanes_vectors_of(g.Fg)
 
 
 cdef bint _direct_forward_pays(const Geometry* g) noexcept nogil:
@@ -311,6 +331,91 @@ cdef bint _direct_input_grad_pays(const Geometry* g) noexcept nogil:
         return False
     t = _input_grad_geometry(g)
     return _direct_forward_pays(&t)
+
+
+# ---- Strided float32 input gradient by phases (conv_lanes.h) ------------------------------------
+
+cdef inline Py_ssize_t _phase_channels(const Geometry* g) noexcept nogil:
+    """dx's channels per group, rounded up to whole vectors of 16 (the phases' filters in the lanes)."""
+    return (g.Cg + 15) // 16 * 16
+
+
+cdef bint _phase_input_grad_pays(const Geometry* g) noexcept nogil:
+    """Strided, undilated, at most a third of the lanes idle (24 channels a group run in 32 lanes).
+    PROBE"""
+    return ((g.sh > 1 or g.sw > 1) and g.dh == 1 and g.dw == 1 and g.ph < g.KH and g.pw < g.KW
+            and g.KH * g.KW <= LANES_MAX_TAPS and 2 * _phase_channels(g) <= 3 * g.Cg)
+
+
+cdef void _phase_padding(const Geometry* g, Py_ssize_t* top, Py_ssize_t* Hq, Py_ssize_t* left,
+                         Py_ssize_t* Wq) noexcept nogil:
+    """The padded dy's zeros before its rows and columns, and its size: every phase's reads inside."""
+    lanes_phase_padding(g.sh, g.ph, g.KH, g.H, g.Ho, top, Hq)
+    lanes_phase_padding(g.sw, g.pw, g.KW, g.W, g.Wo, left, Wq)
+
+
+cdef Py_ssize_t _phase_input_grad_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
+    """Workspace elements of _phase_input_grad: the packed sub-kernels (K taps over the phases, for
+    each group), then each thread's padded dy and its phases' outputs (together dx's pixels)."""
+    cdef Py_ssize_t top, Hq, left, Wq, channels = _phase_channels(g)
+    _phase_padding(g, &top, &Hq, &left, &Wq)
+    return (g.G * channels * g.Fg * g.KH * g.KW
+            + min(N * g.G, <Py_ssize_t>n_threads) * (g.Fg * Hq * Wq + channels * g.H * g.W))
+
+
+cdef void _phase_input_grad(const float* dy, const float* w, float* dx, float* work, Py_ssize_t N,
+                            const Geometry* g, int n_threads) noexcept nogil:
+    """dx = the input gradient, each (image, group) a task: its dy's padded copy, every phase's
+    correlation with its sub-kernel (lanes_forward_f), interleaved into dx. w must be finite: the
+    copy's zeros times an inf would be NaN where the sum has no such product."""
+    cdef Py_ssize_t top, Hq, left, Wq, channels = _phase_channels(g)
+    cdef Py_ssize_t packed = g.G * channels * g.Fg * g.KH * g.KW, per_thread, task, n, grp, ry, rx, woff, ooff
+    cdef Py_ssize_t first, even_cols = (g.W + 1) // 2
+    cdef int FV = _lanes_vectors_of(channels)
+    cdef lanes_phase rows, cols
+    cdef float* dyp
+    cdef float* out
+    cdef float* dxg
+    _phase_padding(g, &top, &Hq, &left, &Wq)
+    per_thread = g.Fg * Hq * Wq + channels * g.H * g.W
+    woff = 0
+    for grp in range(g.G):
+        for ry in range(g.sh):
+            rows = lanes_phase_of(ry, g.sh, g.ph, g.KH, g.H)
+            for rx in range(g.sw):
+                cols = lanes_phase_of(rx, g.sw, g.pw, g.KW, g.W)
+                lanes_pack_phase_weights(w + grp * g.Fg * g.K, work + woff, g.Fg, g.Cg, g.KH, g.KW, g.sh, g.sw,
+                                         rows, cols, FV)
+                woff = woff + channels * g.Fg * rows.taps * cols.taps
+    for task in prange(N * g.G, schedule="static", num_threads=n_threads):
+        n = task // g.G
+        grp = task - n * g.G
+        dyp = work + packed + threadid() * per_thread
+        out = dyp + g.Fg * Hq * Wq
+        dxg = dx + (n * g.C + grp * g.Cg) * g.H * g.W
+        lanes_pad(dy + (n * g.F + grp * g.Fg) * g.P, dyp, g.Fg, g.Ho, g.Wo, Hq, Wq, top, left)
+        woff = grp * channels * g.Fg * g.KH * g.KW
+        ooff = 0
+        for ry in range(g.sh):
+            rows = lanes_phase_of(ry, g.sh, g.ph, g.KH, g.H)
+            first = ooff
+            for rx in range(g.sw):
+                cols = lanes_phase_of(rx, g.sw, g.pw, g.KW, g.W)
+                if rows.taps > 0 and cols.taps > 0:
+                    if rows.count > 0 and cols.count > 0:
+                        lanes_forward_f(dyp + (top - rows.lead) * Wq + left - cols.lead, work + woff, NULL,
+                                        out + ooff, g.Fg, Hq, Wq, channels, rows.taps, cols.taps, 1, 1,
+                                        rows.count, cols.count, 0, FV)
+                else:  # no tap reaches these pixels
+                    memset(out + ooff, 0, channels * rows.count * cols.count * sizeof(float))
+                if g.sw != 2:
+                    lanes_scatter_phase(out + ooff, dxg, g.Cg, g.H, g.W, g.sh, g.sw, ry, rx, rows.count,
+                                        cols.count)
+                woff = woff + channels * g.Fg * rows.taps * cols.taps
+                ooff = ooff + channels * rows.count * cols.count
+            if g.sw == 2:
+                lanes_scatter_pair(out + first, out + first + channels * rows.count * even_cols, dxg, g.Cg, g.H,
+                                   g.W, g.sh, ry, rows.count, even_cols, g.W // 2)
 
 
 def _flipped_transposed(w, Py_ssize_t G):
@@ -1203,10 +1308,17 @@ cdef Py_ssize_t _backward_work(const Geometry* g, Py_ssize_t N, int n_threads, b
             work = max(work, min(N * g.C, <Py_ssize_t>n_threads) * fnn_dw_forward_scratch(&dt))
         return work
     cdef Geometry t
-    if _fast_paths_enabled and is_float and input_grad and _direct_input_grad_pays(g):
-        t = _input_grad_geometry(g)
+    cdef Py_ssize_t fallback
+    if _fast_paths_enabled and is_float and input_grad and (_direct_input_grad_pays(g)
+                                                           or _phase_input_grad_pays(g)):
+        # dx by the direct kernels, then dw alone; or (w not finite) both by im2col + GEMM
+        _generic_backward_sizes(g, N, n_threads, is_float, True, &loop_threads, &direct_grad, &parts, &work)
+        fallback = parts + work
         _generic_backward_sizes(g, N, n_threads, is_float, False, &loop_threads, &direct_grad, &parts, &work)
-        return max(parts + work, _direct_forward_work(&t, N, n_threads))
+        if _direct_input_grad_pays(g):
+            t = _input_grad_geometry(g)
+            return max(fallback, parts + work, _direct_forward_work(&t, N, n_threads))
+        return max(fallback, parts + work, _phase_input_grad_work(g, N, n_threads))
     _generic_backward_sizes(g, N, n_threads, is_float, input_grad, &loop_threads, &direct_grad, &parts, &work)
     if N > 0 and _fast_paths_enabled and _winograd_pays(g):
         _wino_backward_sizes(g, N, n_threads, &ntd, &ntw, &wino_parts, &wino_work)
@@ -1233,10 +1345,18 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
             _dw_forward(dy, flipped, db[:0], dx, workspace, N, &dt, False, False, n_threads)
             input_grad = False
         _dw_backward(dy, x, w, dx, dw, workspace, N, &g, input_grad, gather, n_threads)
-    elif real is float and N > 0 and input_grad and _fast_paths_enabled and _direct_input_grad_pays(&g):
-        t = _input_grad_geometry(&g)
-        _direct_forward(dy, _flipped_transposed(np.asarray(w).reshape(g.F, g.Cg, g.KH, g.KW), g.G), db[:0], dx,
-                        N, &t, workspace, False, False, <int>_direct_threads(&t, N, n_threads))
+    elif (real is float and N > 0 and input_grad and _fast_paths_enabled
+          and (_direct_input_grad_pays(&g) or _phase_input_grad_pays(&g)) and np.isfinite(np.asarray(w)).all()):
+        # correlations of zero-padded dy: with an inf in w, 0 * inf would be NaN where the sum has no
+        # such product (im2col + GEMM's dcol has none)
+        if _direct_input_grad_pays(&g):
+            t = _input_grad_geometry(&g)
+            _direct_forward(dy, _flipped_transposed(np.asarray(w).reshape(g.F, g.Cg, g.KH, g.KW), g.G), db[:0],
+                            dx, N, &t, workspace, False, False, <int>_direct_threads(&t, N, n_threads))
+        else:
+            with nogil:
+                _phase_input_grad(&dy[0], &w[0], &dx[0], &workspace[0], N, &g,
+                                  <int>min(N * g.G, <Py_ssize_t>n_threads))
         _generic_backward_sizes(&g, N, n_threads, True, False, &loop_threads, &direct_grad, &parts, &work)
         _backward_typed(dy, x, w, dx, dw, workspace[:parts], workspace[parts:parts + work], N, &g, direct_grad,
                         False, <int>loop_threads)

@@ -290,6 +290,116 @@ static void lanes_weight_grad_f(const float *xp, const float *dyt, float *parts,
         lanes_weight_grad_blocks(xp, dyt, parts, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, 1);
 }
 
+/* ---- The input gradient of a strided convolution, by phases ---------------------------------------
+ * dx's pixels (sh i + ry, sw j + rx) of phase (ry, rx) take only the kernel rows kh0 + sh m, kh0 =
+ * (ry + ph) mod sh (and columns alike), row m from dy's row i + (ry + ph - kh0) / sh - m: a stride-1
+ * correlation of dy with that sub-kernel, flipped. lanes_forward_f runs each phase on a zero-padded
+ * copy of dy with dx's channels in the lanes, and the phases are interleaved into dx: the products
+ * are the forward's, where im2col + GEMM's dcol scattered K values per pixel back (col2im). */
+
+/* One axis of a phase: the first kernel index, the taps (0: the phase is zero), the dy rows the
+ * correlation reads before its first output's (may be negative) and the phase's outputs. */
+typedef struct {
+    ptrdiff_t k0, taps, lead, count;
+} lanes_phase;
+
+static inline lanes_phase lanes_phase_of(ptrdiff_t r, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t K, ptrdiff_t size)
+{
+    lanes_phase p;
+    p.k0 = (r + pad) % stride;
+    p.taps = p.k0 < K ? (K - p.k0 + stride - 1) / stride : 0;
+    p.lead = p.taps - 1 - (r + pad - p.k0) / stride;
+    p.count = r < size ? (size - r + stride - 1) / stride : 0;
+    return p;
+}
+
+/* The padded dy's leading zeros (*before) and its length (*padded) along one axis: every phase's
+ * reads in range. */
+static inline void lanes_phase_padding(ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t K, ptrdiff_t size,
+                                       ptrdiff_t out, ptrdiff_t *before, ptrdiff_t *padded)
+{
+    ptrdiff_t r, end = out;
+    *before = 0;
+    for (r = 0; r < stride; r++) {
+        lanes_phase p = lanes_phase_of(r, stride, pad, K, size);
+        if (p.taps > 0 && p.lead > *before)
+            *before = p.lead;
+    }
+    for (r = 0; r < stride; r++) {
+        lanes_phase p = lanes_phase_of(r, stride, pad, K, size);
+        if (p.taps > 0 && p.count > 0 && p.count + p.taps - 1 - p.lead > end)
+            end = p.count + p.taps - 1 - p.lead;
+    }
+    *padded = *before + end;
+}
+
+/* xp (C, Hq, Wq): zeros, and x (C, H, W) at rows top.., columns left.. */
+static void lanes_pad(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t Hq, ptrdiff_t Wq,
+                      ptrdiff_t top, ptrdiff_t left)
+{
+    ptrdiff_t c, i;
+    memset(xp, 0, (size_t)(C * Hq * Wq) * sizeof(float));
+    for (c = 0; c < C; c++)
+        for (i = 0; i < H; i++)
+            memcpy(xp + (c * Hq + top + i) * Wq + left, x + (c * H + i) * W, (size_t)W * sizeof(float));
+}
+
+/* wt as lanes_pack_weights packs C' x (F * rows.taps * cols.taps) kernels, C' = C rounded up to
+ * 16 FV (zeros past C): phase (rows, cols)'s sub-kernel of w (F, C, KH, KW), flipped, dx's channels
+ * as the filters. */
+static void lanes_pack_phase_weights(const float *w, float *wt, ptrdiff_t F, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
+                                     ptrdiff_t sh, ptrdiff_t sw, lanes_phase rows, lanes_phase cols, int FV)
+{
+    ptrdiff_t width = 16 * FV, ckk = F * rows.taps * cols.taps, blocks = (C + width - 1) / width;
+    ptrdiff_t cb, f, m, n, k, c;
+    for (cb = 0; cb < blocks; cb++)
+        for (f = 0; f < F; f++)
+            for (m = 0; m < rows.taps; m++)
+                for (n = 0; n < cols.taps; n++) {
+                    const float *tap = w + (f * C * KH + rows.k0 + sh * (rows.taps - 1 - m)) * KW
+                                       + cols.k0 + sw * (cols.taps - 1 - n);
+                    k = (f * rows.taps + m) * cols.taps + n;
+                    for (c = cb * width; c < (cb + 1) * width; c++)
+                        wt[(cb * ckk + k) * width + c - cb * width] = c < C ? tap[c * KH * KW] : 0.0f;
+                }
+}
+
+/* dx (C, H, W) at (sh i + ry, sw j + rx) = src (C, rows, cols) (planes rows * cols apart). */
+static void lanes_scatter_phase(const float *src, float *dx, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t sh,
+                                ptrdiff_t sw, ptrdiff_t ry, ptrdiff_t rx, ptrdiff_t rows, ptrdiff_t cols)
+{
+    ptrdiff_t c, i, j;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < rows; i++) {
+            float *d = dx + (c * H + sh * i + ry) * W + rx;
+            const float *s = src + (c * rows + i) * cols;
+            for (j = 0; j < cols; j++)
+                d[sw * j] = s[j];
+        }
+}
+
+/* Stride 2 across: dx's rows sh i + ry interleaved from the two column phases at once, even
+ * columns from even (C, rows, cols0), odd from odd (C, rows, cols1), cols0 - cols1 = W mod 2 (one
+ * store stream where a phase at a time stored every other float: 3x slower). */
+FNN_CLONES
+static void lanes_scatter_pair(const float *even, const float *odd, float *dx, ptrdiff_t C, ptrdiff_t H,
+                               ptrdiff_t W, ptrdiff_t sh, ptrdiff_t ry, ptrdiff_t rows, ptrdiff_t cols0,
+                               ptrdiff_t cols1)
+{
+    ptrdiff_t c, i, j;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < rows; i++) {
+            float *d = dx + (c * H + sh * i + ry) * W;
+            const float *e = even + (c * rows + i) * cols0, *o = odd + (c * rows + i) * cols1;
+            for (j = 0; j < cols1; j++) {
+                d[2 * j] = e[j];
+                d[2 * j + 1] = o[j];
+            }
+            if (cols0 > cols1)
+                d[2 * cols1] = e[cols1];
+        }
+}
+
 FNN_END_LOOPS
 
 #endif
