@@ -342,7 +342,11 @@ cdef inline Py_ssize_t _phase_channels(const Geometry* g) noexcept nogil:
 
 cdef bint _phase_input_grad_pays(const Geometry* g) noexcept nogil:
     """Strided, undilated, at most a third of the lanes idle (24 channels a group run in 32 lanes).
-    PROBE"""
+    2 threads, backward, phases / im2col + GEMM in one process, median of 7 (/work/s21/phase_ab.py,
+    not kept in the repository), ms: (32, 64->128, 32, 3x3 stride 2) 6.0 / 7.0, (16, 24->48, 33, 5x5
+    stride 2) 1.43 / 1.82, (32, 64->64, 28, 3x3 stride 2, 4 groups) 1.40 / 1.94, (32, 256->512, 14,
+    1x1 stride 2) 2.72 / 2.93, (32, 64->128, 32, 2x2 stride 2) 3.31 / 3.50, (16, 128->256, 16, 3x3
+    stride 2) 3.34 / 3.35."""
     return ((g.sh > 1 or g.sw > 1) and g.dh == 1 and g.dw == 1 and g.ph < g.KH and g.pw < g.KW
             and g.KH * g.KW <= LANES_MAX_TAPS and 2 * _phase_channels(g) <= 3 * g.Cg)
 
