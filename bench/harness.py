@@ -113,14 +113,15 @@ def _status_kib(field):
         return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
 
 
-def _drop_kept_scratch():
-    """fastnn keeps one scratch buffer per thread across calls: drop it, so the measured call pays
-    for its workspace as a first call does (torch allocates its own per call)."""
+def _drop_kept_buffers():
+    """fastnn keeps one scratch buffer per thread, and dropped outputs' blocks, across calls: give
+    them back, so the measured call pays for its workspace and outputs as a first call does (torch
+    allocates its own per call)."""
     try:
-        local = importlib.import_module("fastnn._workspace")._local
+        release = importlib.import_module("fastnn._workspace").release_kept
     except (ImportError, AttributeError):
         return
-    local.__dict__.pop("buf", None)
+    release()
 
 
 def peak_extra_bytes(fn):
@@ -128,8 +129,8 @@ def peak_extra_bytes(fn):
     counter (VmHWM) is reset to the current RSS just before the call and read after it. Run with a
     fixed glibc mmap threshold (run.py's memory pass), so every large buffer is a fresh mapping
     whose pages count when touched, rather than heap memory a previous call left resident."""
-    _drop_kept_scratch()
     gc.collect()
+    _drop_kept_buffers()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
     before = _status_kib("VmRSS")

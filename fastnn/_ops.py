@@ -344,7 +344,8 @@ def call_elementwise(op, *arrays, out=None):
                 return call(op, *arrays)
         backend = resolve(op)
         if backend == "cython":
-            result = np.empty(first.shape, first.dtype)
+            result = (np.empty(first.shape, first.dtype) if first.nbytes < _workspace.CACHED_OUTPUT_BYTES
+                      else _workspace.empty(first.shape, first.dtype))
             _kernel_entry(op, backend)[0](*arrays, result, _grain.threads(op, first.size, backend))
             return result
     return call(op, *arrays, out=out)
