@@ -99,8 +99,9 @@ def test_the_environment_sets_the_limit():
             "y = fastnn.relu(np.ones(1 << 20, np.float32)); del y\nprint(_workspace.buffer_cache().cached_bytes())")
     assert _run(code, FASTNN_BUFFER_CACHE_MB="0").stdout.split() == ["0"]
     assert _run(code, FASTNN_BUFFER_CACHE_MB="8").stdout.split() == [str(4 << 20)]
-    failed = _run(code, FASTNN_BUFFER_CACHE_MB="lots")
-    assert failed.returncode != 0 and "FASTNN_BUFFER_CACHE_MB" in failed.stderr
+    for bad in ("lots", "-1", "inf", "nan"):
+        failed = _run(code, FASTNN_BUFFER_CACHE_MB=bad)
+        assert failed.returncode != 0 and "ValueError: FASTNN_BUFFER_CACHE_MB" in failed.stderr, bad
 
 
 def test_a_forked_child_uses_the_cache():
