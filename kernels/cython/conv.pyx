@@ -16,8 +16,10 @@
 #   im2col's copy costs as much as the product: 16 filters in the vector lanes (conv_lanes.h) for
 #   strided and grouped convolutions of 16k filters per group, else pixels in the lanes
 #   (conv_direct.h) for few channels and 7x7-and-up kernels, and for grouped stride-1 convolutions
-#   of few filters per group. A grouped stride-1 input gradient is the same forward run on dy; the
-#   weight gradients of both kinds have direct kernels too (a strided one: filters in the lanes).
+#   of few filters per group. A grouped stride-1 input gradient is the same forward run on dy, a
+#   strided one the lanes kernel run phase by phase (each a stride-1 correlation of dy with the
+#   kernel taps that reach it); the weight gradients of both kinds have direct kernels too (a strided
+#   one: filters in the lanes).
 # - Depthwise convolutions (groups == C), direct, any kernel, stride, padding and dilation
 #   (conv_depthwise.h): im2col + GEMM ran a GEMM of depth KH * KW per plane.
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
