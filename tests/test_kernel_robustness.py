@@ -280,8 +280,8 @@ def _r64(*shape):
     return np.random.default_rng(len(shape)).standard_normal(shape)
 
 
-def _bn_backward():
-    x, dy, g = _r64(16, 64, 64, 64), _r64(16, 64, 64, 64), _r64(64)
+def _bn_backward():  # 32 MiB arrays took 3.3 ms on 2 threads with dx's memory reused: 64 MiB
+    x, dy, g = _r64(32, 64, 64, 64), _r64(32, 64, 64, 64), _r64(64)
     _, mean, invstd = fastnn.batch_norm(x, g, g)
     return lambda: fastnn.batch_norm_backward(dy, x, g, mean, invstd)
 
