@@ -66,20 +66,20 @@ def release_kept():
 def empty(shape, dtype):
     """A fresh output array: from the buffer cache when large (see the module docstring)."""
     dtype = np.dtype(dtype)
-    if _elements(shape) * dtype.itemsize >= CACHED_OUTPUT_BYTES:
+    return _fresh(shape, dtype, _elements(shape) * dtype.itemsize)
+
+
+def empty_like(a):
+    """empty(a.shape, a.dtype) for an ndarray a (its size known: no product over the shape)."""
+    return _fresh(a.shape, a.dtype, a.nbytes)
+
+
+def _fresh(shape, dtype, nbytes):
+    if nbytes >= CACHED_OUTPUT_BYTES:
         cache = buffer_cache()
         if cache is not None:
             return cache.empty(shape, dtype)
     return np.empty(shape, dtype)
-
-
-def empty_like(a):
-    """empty(a.shape, a.dtype) for an ndarray a (its size known: no sum over the shape)."""
-    if a.nbytes >= CACHED_OUTPUT_BYTES:
-        cache = buffer_cache()
-        if cache is not None:
-            return cache.empty(a.shape, a.dtype)
-    return np.empty(a.shape, a.dtype)
 
 
 def _elements(shape):

@@ -7,12 +7,12 @@ splits equal. Each backend's kernels called directly, interleaved, min over many
     cd bench && python probes/grain_activation_pairs.py [--reps 300] [--dtype float32]
 """
 import argparse
-import time
 
 import numpy as np
 
 from fastnn import _threads
 from fastnn._ops import kernel
+from grain_break_even import _best  # this directory's probe: the min of many timed calls
 
 SIZES = [4096, 8192, 16384, 24576, 32768, 49152, 65536, 98304, 131072]
 # op, its scalar parameters, the backward takes the forward's output (y) rather than x
@@ -34,16 +34,6 @@ def _pair(backend, op, params, from_y, x, dy, threads):
                 step()
         return run
     return step
-
-
-def _best(fn, reps):
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main():
