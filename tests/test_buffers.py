@@ -45,6 +45,26 @@ def test_a_dropped_output_block_is_reused(limit):
     assert handler_name(small) == "default_allocator"
 
 
+def test_of_equal_blocks_the_newest_is_reused(limit):
+    """The block dropped last is the one still in the processor's cache: a loop of calls must not
+    cycle through every kept block of its size."""
+    limit(64 << 20)
+    blocks = [_workspace.empty((1 << 18,), np.float32) for _ in range(3)]  # 1 MiB each
+    where = [_address(a) for a in blocks]
+    while blocks:
+        blocks.pop(0)  # dropped in order: the last one is the newest
+    for _ in range(3):
+        a = _workspace.empty((1 << 18,), np.float32)
+        assert _address(a) == where[-1]
+        del a
+    smaller = _workspace.empty((1 << 18,), np.float32)
+    larger = _workspace.empty((9 << 15,), np.float32)  # 1.125 MiB: fits, but not the smallest fit
+    where_smaller, where_larger = _address(smaller), _address(larger)
+    del smaller, larger
+    a = _workspace.empty((1 << 18,), np.float32)
+    assert _address(a) == where_smaller
+
+
 def test_the_cache_stays_within_its_limit(limit):
     limit(5 << 20)
     arrays = [_workspace.empty((n << 18,), np.float32) for n in (1, 2, 3, 4)]  # 1, 2, 3, 4 MiB

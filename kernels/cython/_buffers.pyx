@@ -72,11 +72,14 @@ cdef void _give_back_oldest() noexcept nogil:
 
 
 cdef void* _malloc(void* ctx, size_t size) noexcept nogil:
-    """A cached block of capacity in [size, 1.25 size] (the smallest), else a new one."""
+    """A cached block of capacity in [size, 1.25 size] (the smallest; of equal ones the newest),
+    else a new one. The newest: the block freed last is the one still in cache. Taking the oldest
+    cycled a loop of calls through every kept block of its size, each one cold: relu's forward on 8
+    MiB, after other 8 MiB workloads had left four blocks, ran 0.126 ms against 0.080 alone."""
     cdef int i, best = -1
     cdef void* raw = NULL
     if size >= MIN_BLOCK:
-        for i in range(_count):
+        for i in range(_count - 1, -1, -1):
             if size <= _capacity(_blocks[i]) <= size + size // 4 and (
                     best < 0 or _capacity(_blocks[i]) < _capacity(_blocks[best])):
                 best = i
