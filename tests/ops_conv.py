@@ -95,6 +95,12 @@ CASES = [
     ((2, 5, 19, 20), (48, 5, 3, 3), {"stride": 2, "padding": 1}, True),
     ((1, 8, 10, 19), (96, 4, 3, 3), {"padding": 1, "groups": 2}, False),
     ((1, 3, 13, 14), (48, 3, 5, 5), {"stride": 2, "padding": 2}, True),
+    # one filter vector (16 filters a group) where a kernel row reads a phase row more than once: tap
+    # groups of at most 3 (7x7 stride 2: groups of 3 + 1 and 3; 5x5: 3 + 2), rows of 31 in runs of
+    # 10 + 10 + 11
+    ((2, 4, 15, 17), (16, 4, 7, 7), {"stride": 2, "padding": 3}, True),
+    ((2, 32, 9, 11), (32, 16, 5, 5), {"padding": 2, "groups": 2}, False),
+    ((1, 16, 6, 31), (32, 8, 3, 3), {"padding": 1, "groups": 2}, True),
     # Cython's strided float32 dx by phases (each a stride-1 correlation of dy with a sub-kernel,
     # dx's channels in the lanes): 2 vectors and odd sizes; 24 channels in 32 lanes, 5x5; strides
     # (3, 2) with a 4x3 kernel in groups; 48 channels (3 vectors); phases no tap reaches (2x2, stride 3)

@@ -5,8 +5,10 @@
  * the stride nor the row width touches the lanes. A register block is FV filter vectors (1, 2, or 3
  * for groups of 48 filters) x R pixels of an output row: per (c, kh, kw), FV weight loads and R
  * broadcasts feed FV * R FMAs over the whole reduction; the block is transposed into y's (F, Ho, Wo)
- * rows once at its end. The weight gradient holds FV filter vectors x up to 14 taps (9 for 3
- * vectors) of a channel over the image's pixels (dy transposed to pixel-major first). */
+ * rows once at its end. With one filter vector, the taps of a kernel row that read one phase row go
+ * in groups (lanes_block_grouped): each input value is broadcast once for every tap it meets. The
+ * weight gradient holds FV filter vectors x up to 14 taps (9 for 3 vectors) of a channel over the
+ * image's pixels (dy transposed to pixel-major first). */
 #ifndef FASTNN_CONV_LANES_H
 #define FASTNN_CONV_LANES_H
 
@@ -78,6 +80,27 @@ static inline __attribute__((always_inline)) void lanes_transpose(fnn_v16 *r)
     lanes_transpose_stage(r, 1);
 }
 
+/* y's 16 filters (planes fstride apart) at R pixels from acc[p] (pixel p's 16 filters), plus the
+ * bias b (or none), then the relu. */
+static inline __attribute__((always_inline)) void
+lanes_store(const fnn_v16 *acc, const float *b, float *y, ptrdiff_t fstride, int relu, int spill, const int R)
+{
+    fnn_v16 r[16];
+    int p, l;
+    for (p = 0; p < 16; p++)
+        r[p] = p < R ? acc[p] : (fnn_v16){0};
+    lanes_transpose(r);  /* r[l]: filter l's R pixels */
+    for (l = 0; l < 16; l++) {
+        fnn_v16 val = r[l] + (b ? b[l] : 0.0f);
+        if (relu)  /* clear the lanes below 0 (a NaN compares false and passes) */
+            val = (fnn_v16)((fnn_i16)val & ~(fnn_i16)(val < 0.0f));
+        if (spill)  /* a whole vector: a copy of R floats waited on val's spill (18% of the time) */
+            memcpy(y + l * fstride, &val, sizeof(val));
+        else
+            memcpy(y + l * fstride, &val, R * sizeof(float));
+    }
+}
+
 /* y's 16 * FV filters (planes `fstride` apart) at R consecutive pixels of a row, from the block's
  * weights wv (C, KH * KW, FV, 16) and the pixels' inputs: tap t of channel c of pixel p at
  * xrow[c * plane + tap_off[t] + p] (the phase-split copy makes any stride's run contiguous), plus
@@ -89,7 +112,7 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
 {
     fnn_v16 acc[3][LANES_BLOCK];
     ptrdiff_t c, k;
-    int p, v, l;
+    int p, v;
     for (v = 0; v < FV; v++)
         for (p = 0; p < R; p++)
             acc[v][p] = (fnn_v16){0};
@@ -103,21 +126,122 @@ lanes_block(const float *xrow, const float *wv, const float *b, float *y, ptrdif
                 for (v = 0; v < FV; v++)
                     acc[v][p] += wk[v] * xr[p];
         }
-    for (v = 0; v < FV; v++) {
-        fnn_v16 r[16];
-        for (p = 0; p < 16; p++)
-            r[p] = p < R ? acc[v][p] : (fnn_v16){0};
-        lanes_transpose(r);  /* r[l]: filter l's R pixels */
-        for (l = 0; l < 16; l++) {
-            fnn_v16 val = r[l] + (b ? b[16 * v + l] : 0.0f);
-            if (relu)  /* clear the lanes below 0 (a NaN compares false and passes) */
-                val = (fnn_v16)((fnn_i16)val & ~(fnn_i16)(val < 0.0f));
-            if (spill)  /* a whole vector: a copy of R floats waited on val's spill (18% of the time) */
-                memcpy(y + (16 * v + l) * fstride, &val, sizeof(val));
-            else
-                memcpy(y + (16 * v + l) * fstride, &val, R * sizeof(float));
-        }
+    for (v = 0; v < FV; v++)
+        lanes_store(acc[v], b ? b + 16 * v : NULL, y + 16 * v * fstride, fstride, relu, spill, R);
+}
+
+/* ---- One filter vector: a broadcast for several taps ---------------------------------------------
+ * With one filter vector (groups of 16 filters) lanes_block loads a broadcast for every FMA, and the
+ * loads, not the FMAs, bound it (C harness, 16 -> 16 channels, 14 x 14, 3 x 3, one thread: 213
+ * GFLOP/s of the FMA loop's 271). The taps of a kernel row that read one phase row read consecutive
+ * columns, so input value j serves tap t at pixel j - t: a group of m such taps takes R + m - 1
+ * broadcasts and m weight loads for R m FMAs (the same harness: 247 GFLOP/s). */
+#define LANES_GROUP 3  /* taps per group at most: R + LANES_GROUP accumulators and weights fit */
+
+typedef struct {
+    ptrdiff_t off, k0, step;  /* the first tap's input offset, its weight's tap index, the next's step */
+    int m;                    /* taps */
+} lanes_tap_group;
+
+/* The groups of a kernel (at most LANES_MAX_TAPS): per kernel row and phase, runs of at most
+ * LANES_GROUP taps; its taps in the order tap t of row kh reads column kw / sw of phase kw % sw. */
+static inline int lanes_tap_groups(lanes_tap_group *groups, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sw, ptrdiff_t Wq)
+{
+    ptrdiff_t kh, phase, kw, left;
+    int n = 0;
+    for (kh = 0; kh < KH; kh++)
+        for (phase = 0; phase < sw && phase < KW; phase++)
+            for (kw = phase; kw < KW; kw += LANES_GROUP * sw, n++) {
+                left = (KW - kw + sw - 1) / sw;
+                groups[n].off = (kh * sw + phase) * Wq + kw / sw;
+                groups[n].k0 = kh * KW + kw;
+                groups[n].step = sw;
+                groups[n].m = left < LANES_GROUP ? (int)left : LANES_GROUP;
+            }
+    return n;
+}
+
+/* acc[p] += the group's M taps at the run's R pixels: input value j (at xr[j]) times tap t's
+ * weights (at wc + t step 16) into pixel j - t. */
+static inline __attribute__((always_inline)) void
+lanes_group_fma(fnn_v16 *acc, const float *xr, const float *wc, ptrdiff_t step, const int R, const int M)
+{
+    fnn_v16 wk[LANES_GROUP];
+    int j, t;
+    for (t = 0; t < M; t++)
+        memcpy(&wk[t], wc + t * step * 16, sizeof(fnn_v16));
+#pragma GCC unroll 16
+    for (j = 0; j < R + M - 1; j++) {
+        const float xs = xr[j];
+#pragma GCC unroll 3
+        for (t = 0; t < M; t++)
+            if (j - t >= 0 && j - t < R)
+                acc[j - t] += wk[t] * xs;
     }
+}
+
+/* lanes_block for one filter vector, tap group by tap group. */
+static inline __attribute__((always_inline)) void
+lanes_block_grouped(const float *xrow, const float *wv, const float *b, float *y, ptrdiff_t C, ptrdiff_t plane,
+                    ptrdiff_t kk, const lanes_tap_group *groups, int n_groups, ptrdiff_t fstride, int relu,
+                    int spill, const int R)
+{
+    fnn_v16 acc[LANES_BLOCK];
+    ptrdiff_t c;
+    int p, g;
+    for (p = 0; p < R; p++)
+        acc[p] = (fnn_v16){0};
+    for (c = 0; c < C; c++, xrow += plane, wv += kk * 16)
+        for (g = 0; g < n_groups; g++) {
+            const float *xr = xrow + groups[g].off, *wc = wv + groups[g].k0 * 16;
+            if (groups[g].m == 3)
+                lanes_group_fma(acc, xr, wc, groups[g].step, R, 3);
+            else if (groups[g].m == 2)
+                lanes_group_fma(acc, xr, wc, groups[g].step, R, 2);
+            else
+                lanes_group_fma(acc, xr, wc, groups[g].step, R, 1);
+        }
+    lanes_store(acc, b, y, fstride, relu, spill, R);
+}
+
+#define LANES_GROUPED_CASE(R) \
+    case R:                                                                                             \
+        lanes_block_grouped(xrow, wv, b, y, C, plane, kk, groups, n_groups, fstride, relu, spill, R);  \
+        break;
+
+static inline __attribute__((always_inline)) void
+lanes_run_grouped(const float *xrow, const float *wv, const float *b, float *y, ptrdiff_t C, ptrdiff_t plane,
+                  ptrdiff_t kk, const lanes_tap_group *groups, int n_groups, ptrdiff_t fstride, int relu,
+                  int spill, int r)
+{
+    switch (r) {
+        LANES_GROUPED_CASE(1) LANES_GROUPED_CASE(2) LANES_GROUPED_CASE(3) LANES_GROUPED_CASE(4)
+        LANES_GROUPED_CASE(5) LANES_GROUPED_CASE(6) LANES_GROUPED_CASE(7) LANES_GROUPED_CASE(8)
+        LANES_GROUPED_CASE(9) LANES_GROUPED_CASE(10) LANES_GROUPED_CASE(11) LANES_GROUPED_CASE(12)
+        LANES_GROUPED_CASE(13) LANES_GROUPED_CASE(14)
+    }
+}
+
+/* lanes_forward_blocks for one filter vector, where a kernel row reaches a phase row more than once
+ * (KW > sw); where it does not, every group is one tap, as in lanes_block (harness, 2 x 2 stride 2:
+ * 3% slower this way). */
+static inline __attribute__((always_inline)) void
+lanes_forward_grouped(const float *xp, const float *wt, const float *b, float *y, ptrdiff_t C, ptrdiff_t Hp,
+                      ptrdiff_t Wq, ptrdiff_t F, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,
+                      ptrdiff_t Ho, ptrdiff_t Wo, int relu)
+{
+    ptrdiff_t plane = Hp * sw * Wq, kk = KH * KW, ckk = C * kk, fstride = Ho * Wo;
+    ptrdiff_t runs = (Wo + LANES_BLOCK - 1) / LANES_BLOCK, f0, oh, s;
+    lanes_tap_group groups[LANES_MAX_TAPS];
+    int n_groups = lanes_tap_groups(groups, KH, KW, sw, Wq);
+    for (f0 = 0; f0 < F; f0 += 16)
+        for (oh = 0; oh < Ho; oh++)
+            for (s = 0; s < runs; s++) {
+                ptrdiff_t ow0 = s * Wo / runs, ow1 = (s + 1) * Wo / runs;
+                lanes_run_grouped(xp + oh * sh * sw * Wq + ow0, wt + f0 * ckk, b ? b + f0 : NULL,
+                                  y + f0 * fstride + oh * Wo + ow0, C, plane, kk, groups, n_groups, fstride,
+                                  relu, oh * Wo + ow0 + 16 <= fstride, (int)(ow1 - ow0));
+            }
 }
 
 #define LANES_CASE(R) \
@@ -170,6 +294,8 @@ static void lanes_forward_f(const float *xp, const float *wt, const float *b, fl
         lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 3);
     else if (FV == 2)
         lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 2);
+    else if (KW > sw)
+        lanes_forward_grouped(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu);
     else
         lanes_forward_blocks(xp, wt, b, y, C, Hp, Wq, F, KH, KW, sh, sw, Ho, Wo, relu, 1);
 }
