@@ -168,7 +168,7 @@ cdef void _forward(const real* x, const real* w, const real* b, real* y, Py_ssiz
 # ---- Direct float32 forward for few input channels (conv_direct.h) -----------------------------
 
 cdef extern from "conv_direct.h" nogil:
-    int DIRECT_FB, DIRECT_MAX_TAPS
+    int DIRECT_FB, DIRECT_MAX_TAPS, DIRECT_PAD_SLACK
     Py_ssize_t direct_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw, Py_ssize_t Wo)
     void direct_pad_split(const float* x, float* xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                           Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sw, Py_ssize_t Wq)
@@ -264,8 +264,9 @@ cdef bint _direct_forward_pays(const Geometry* g) noexcept nogil:
 
 
 cdef inline Py_ssize_t _padded_image(const Geometry* g, Py_ssize_t Wq) noexcept nogil:
-    """Elements of a group's padded, phase-split image (direct_pad_split) with rows of Wq."""
-    return g.Cg * (g.H + 2 * g.ph) * g.sw * Wq
+    """Elements of a group's padded, phase-split image (direct_pad_split) with rows of Wq, and the
+    slack its whole-vector writes may run into."""
+    return g.Cg * (g.H + 2 * g.ph) * g.sw * Wq + DIRECT_PAD_SLACK
 
 
 cdef inline Py_ssize_t _direct_phase_width(const Geometry* g) noexcept nogil:
