@@ -101,6 +101,8 @@ CASES = [
     ((2, 4, 15, 17), (16, 4, 7, 7), {"stride": 2, "padding": 3}, True),
     ((2, 32, 9, 11), (32, 16, 5, 5), {"padding": 2, "groups": 2}, False),
     ((1, 16, 6, 31), (32, 8, 3, 3), {"padding": 1, "groups": 2}, True),
+    # Cython's padded copy (direct_pad_split) past its vector rows (512 columns): element by element
+    ((1, 3, 3, 1100), (16, 3, 3, 3), {"stride": 2, "padding": 1}, False),
     # Cython's strided float32 dx by phases (each a stride-1 correlation of dy with a sub-kernel,
     # dx's channels in the lanes): 2 vectors and odd sizes; 24 channels in 32 lanes, 5x5; strides
     # (3, 2) with a 4x3 kernel in groups; 48 channels (3 vectors); phases no tap reaches (2x2, stride 3)
