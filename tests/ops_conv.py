@@ -101,6 +101,10 @@ CASES = [
     ((2, 4, 15, 17), (16, 4, 7, 7), {"stride": 2, "padding": 3}, True),
     ((2, 32, 9, 11), (32, 16, 5, 5), {"padding": 2, "groups": 2}, False),
     ((1, 16, 6, 31), (32, 8, 3, 3), {"padding": 1, "groups": 2}, True),
+    # one filter vector's 3x3 weight gradient, 4 pixels at a time (rows of 7 and 9: 3 and 1 left
+    # over), 5 blocks of 16 filters at stride (2, 1)
+    ((2, 32, 9, 7), (32, 16, 3, 3), {"padding": 1, "groups": 2}, True),
+    ((2, 8, 11, 9), (80, 8, 3, 3), {"stride": (2, 1), "padding": 1}, False),
     # Cython's padded copy (direct_pad_split) past its vector rows (512 columns): element by element
     ((1, 3, 3, 1100), (16, 3, 3, 3), {"stride": 2, "padding": 1}, False),
     # Cython's strided float32 dx by phases (each a stride-1 correlation of dy with a sub-kernel,

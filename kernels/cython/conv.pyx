@@ -18,8 +18,8 @@
 #   (conv_direct.h) for few channels and 7x7-and-up kernels, and for grouped stride-1 convolutions
 #   of few filters per group. A grouped stride-1 input gradient is the same forward run on dy, a
 #   strided one the lanes kernel run phase by phase (each a stride-1 correlation of dy with the
-#   kernel taps that reach it); the weight gradients of both kinds have direct kernels too (a strided
-#   one: filters in the lanes).
+#   kernel taps that reach it); the weight gradients of both kinds have direct kernels too (filters
+#   in the lanes wherever the lanes forward runs).
 # - Depthwise convolutions (groups == C), direct, any kernel, stride, padding and dilation
 #   (conv_depthwise.h): im2col + GEMM ran a GEMM of depth KH * KW per plane.
 # Signatures follow the contract (fastnn/conv.py): inputs, outputs, parameters, n_threads,
@@ -1197,15 +1197,19 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
 
 
 cdef bint _lanes_grad_pays(const Geometry* g) noexcept nogil:
-    """The weight gradient with filters in the lanes: the lanes forward's shapes (_lanes_pays) that
-    are strided or have rows of at most 16 outputs. Builds swapped in turn, 2 threads, wall time,
-    forward + backward (/work/s18/convrows.py, not kept), against im2col + GEMM's weight gradient:
-    (16, 128->256, 16, 3x3 stride 2) 5.35-5.80 / 6.13-6.33 ms, (32, 64->128, 32, 3x3 stride 2)
-    11.2-11.6 / 12.4-12.5, (16, 24->48, 33, 5x5 stride 2) 2.99-3.11 / 3.79-3.80, (8, 3->64, 112, 7x7
-    stride 2) 4.66-5.29 / 5.79; against the pixel kernel's (direct_weight_grad_f): (32, 128->128, 14,
-    3x3, 8 groups) 2.29-2.34 / 2.70-2.95, but on rows of 28, (32, 64->64, 28, 3x3, 4 groups) 6.6-6.9 /
-    6.5-6.8: there the pixel kernel stays."""
-    return _lanes_pays(g) and (g.sh > 1 or g.sw > 1 or g.Wo <= 16)
+    """The weight gradient with filters in the lanes: the lanes forward's shapes (_lanes_pays). Builds
+    swapped in turn, 2 threads, wall time, forward + backward (/work/s18/convrows.py, not kept),
+    against im2col + GEMM's weight gradient: (16, 128->256, 16, 3x3 stride 2) 5.35-5.80 / 6.13-6.33
+    ms, (32, 64->128, 32, 3x3 stride 2) 11.2-11.6 / 12.4-12.5, (16, 24->48, 33, 5x5 stride 2)
+    2.99-3.11 / 3.79-3.80, (8, 3->64, 112, 7x7 stride 2) 4.66-5.29 / 5.79. Grouped stride-1 rows of
+    more than 16 outputs kept the pixel kernel (direct_weight_grad_f) or im2col + GEMM until one filter
+    vector's 3x3 gradient took 4 pixels at a time; since, dw alone, 2 threads, median of 9 (min of 5
+    each), other / lanes (/work/s22/wide.py, a temporary switch): (32, 64->64, 28, 3x3, 4 groups)
+    1.67 / 1.36 ms, (16, 32->32, 56, 3x3, 2 groups) 1.45 / 1.32, (32, 64->64, 28, 3x3, 2 groups)
+    2.99 / 2.22, (16, 48->48, 56, 3x3, 3 groups) 2.42 / 2.10, (32, 128->128, 28, 3x3, 8 groups) 3.69
+    / 3.12; im2col + GEMM (32, 96->96, 20, 3x3, 6 groups) 4.96 / 1.11, (32, 64->64, 28, 5x5, 4
+    groups) 15.2 / 3.80."""
+    return _lanes_pays(g)
 
 
 cdef Py_ssize_t _lanes_grad_work(const Geometry* g) noexcept nogil:
