@@ -49,17 +49,18 @@ static inline void direct_pad_row(const float *src, float *dst, ptrdiff_t W, ptr
  * row deinterleaved from two), lanes outside the row cleared by a per-column mask; rows are written
  * in order, each vector past its row's end overwritten by the rows after, and past the last one by
  * at most DIRECT_PAD_SLACK floats. A row whose reads would leave x (the first or the last rows)
- * goes element by element. Per row, a memset and a memcpy (stride 1) or an element at a time
- * (stride 2) took 0.68 / 0.43 us (16 channels of 14 x 14, stride 1) and 20-26 / 7.5 us (64 channels
- * of 28 x 28, 3 x 3 stride 2) a call (C harness, one thread); stride 1 keeps the memcpy from rows of
- * 32 on (56 x 56: 4.3 / 4.5 us). */
+ * goes element by element. A call, one thread (C harness), the memset with a memcpy a row (stride
+ * 1) or an element at a time (stride 2) / this: 16 channels of 14 x 14, stride 1, 0.68 / 0.43 us;
+ * 64 channels of 28 x 28, 3 x 3 stride 2, 20-26 / 7.5 us. Stride 1 keeps the memcpy for rows over
+ * 32 (56 x 56: 4.3 / 4.5 us). */
 FNN_CLONES
 static void direct_pad_split(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
                              ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t sw, ptrdiff_t Wq)
 {
     const fnn_i16 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
     ptrdiff_t Hp = H + 2 * ph, chunks = (Wq + 15) / 16, reach = 16 * sw * chunks + sw, c, i, p, k, l, col;
-    const float *end = x + C * H * W, *src;
+    ptrdiff_t size = C * H * W, at;  /* x's elements; a row's first read */
+    const float *src;
     float *dst;
     fnn_i16 mask[2 * DIRECT_PAD_MAX_CHUNKS];  /* [phase * chunks + k]: lanes inside the row */
     if (sw > 2 || chunks > DIRECT_PAD_MAX_CHUNKS || (sw == 1 && Wq > 32)) {
@@ -84,11 +85,14 @@ static void direct_pad_split(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H
     for (c = 0; c < C; c++)
         for (i = 0; i < Hp; i++) {
             dst = xp + (c * Hp + i) * sw * Wq;
-            src = x + (c * H + i - ph) * W;
             if (i < ph || i >= H + ph) {
                 for (k = 0; k < (sw * Wq + 15) / 16; k++)  /* the row's sw phases at once */
                     memcpy(dst + 16 * k, &(fnn_v16){0}, sizeof(fnn_v16));
-            } else if (src - pw < x || src - pw + reach > end) {
+                continue;
+            }
+            src = x + (c * H + i - ph) * W;
+            at = (c * H + i - ph) * W - pw;
+            if (at < 0 || at + reach > size) {
                 for (p = 0; p < sw; p++)
                     direct_pad_row(src, dst + p * Wq, W, pw, sw, p, Wq);
             } else {
