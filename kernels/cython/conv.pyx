@@ -171,7 +171,7 @@ cdef extern from "conv_direct.h" nogil:
     int DIRECT_FB, DIRECT_MAX_TAPS, DIRECT_PAD_SLACK
     Py_ssize_t direct_phase_width(Py_ssize_t W, Py_ssize_t pw, Py_ssize_t KW, Py_ssize_t sw, Py_ssize_t Wo)
     void direct_pad_split(const float* x, float* xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                          Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sw, Py_ssize_t Wq)
+                          Py_ssize_t top, Py_ssize_t left, Py_ssize_t sw, Py_ssize_t Hq, Py_ssize_t Wq)
     void direct_forward_f(const float* xp, const float* w, const float* b, float* y, Py_ssize_t C,
                           Py_ssize_t H, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t ph,
                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Wq, Py_ssize_t Ho, Py_ssize_t Wo,
@@ -219,8 +219,6 @@ cdef extern from "conv_lanes.h" nogil:
     lanes_phase lanes_phase_of(Py_ssize_t r, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t K, Py_ssize_t size)
     void lanes_phase_padding(Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t K, Py_ssize_t size, Py_ssize_t out,
                              Py_ssize_t* before, Py_ssize_t* padded)
-    void lanes_pad(const float* x, float* xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Hq,
-                   Py_ssize_t Wq, Py_ssize_t top, Py_ssize_t left)
     void lanes_pack_phase_weights(const float* w, float* wt, Py_ssize_t F, Py_ssize_t C, Py_ssize_t KH,
                                   Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, lanes_phase rows,
                                   lanes_phase cols, int FV)
@@ -301,7 +299,8 @@ cdef void _direct_forward(const float[::1] x, const float[::1] w, const float[::
             n = task // g.G
             grp = task - n * g.G
             xp = &work[0] + packed + threadid() * xp_size
-            direct_pad_split(&x[(n * g.C + grp * g.Cg) * g.H * g.W], xp, g.Cg, g.H, g.W, g.ph, g.pw, g.sw, Wq)
+            direct_pad_split(&x[(n * g.C + grp * g.Cg) * g.H * g.W], xp, g.Cg, g.H, g.W, g.ph, g.pw, g.sw,
+                             g.H + 2 * g.ph, Wq)
             if lanes:
                 lanes_forward_f(xp, &work[grp * g.Fg * g.K], b_ptr + grp * g.Fg if has_bias else NULL,
                                 &y[(n * g.F + grp * g.Fg) * g.P], g.Cg, g.H + 2 * g.ph, Wq, g.Fg, g.KH, g.KW,
@@ -361,13 +360,20 @@ cdef void _phase_padding(const Geometry* g, Py_ssize_t* top, Py_ssize_t* Hq, Py_
     lanes_phase_padding(g.sw, g.pw, g.KW, g.W, g.Wo, left, Wq)
 
 
+cdef inline Py_ssize_t _phase_thread_work(const Geometry* g, Py_ssize_t Hq, Py_ssize_t Wq,
+                                         Py_ssize_t channels) noexcept nogil:
+    """One thread's part: its padded dy (and the slack of direct_pad_split's vector writes), then its
+    phases' outputs."""
+    return g.Fg * Hq * Wq + DIRECT_PAD_SLACK + channels * g.H * g.W
+
+
 cdef Py_ssize_t _phase_input_grad_work(const Geometry* g, Py_ssize_t N, int n_threads) noexcept nogil:
     """Workspace elements of _phase_input_grad: the packed sub-kernels (K taps over the phases, for
     each group), then each thread's padded dy and its phases' outputs (together dx's pixels)."""
     cdef Py_ssize_t top, Hq, left, Wq, channels = _phase_channels(g)
     _phase_padding(g, &top, &Hq, &left, &Wq)
     return (g.G * channels * g.Fg * g.KH * g.KW
-            + min(N * g.G, <Py_ssize_t>n_threads) * (g.Fg * Hq * Wq + channels * g.H * g.W))
+            + min(N * g.G, <Py_ssize_t>n_threads) * _phase_thread_work(g, Hq, Wq, channels))
 
 
 cdef void _phase_input_grad(const float* dy, const float* w, float* dx, float* work, Py_ssize_t N,
@@ -384,7 +390,7 @@ cdef void _phase_input_grad(const float* dy, const float* w, float* dx, float* w
     cdef float* out
     cdef float* dxg
     _phase_padding(g, &top, &Hq, &left, &Wq)
-    per_thread = g.Fg * Hq * Wq + channels * g.H * g.W
+    per_thread = _phase_thread_work(g, Hq, Wq, channels)
     woff = 0
     for grp in range(g.G):
         for ry in range(g.sh):
@@ -398,9 +404,9 @@ cdef void _phase_input_grad(const float* dy, const float* w, float* dx, float* w
         n = task // g.G
         grp = task - n * g.G
         dyp = work + packed + threadid() * per_thread
-        out = dyp + g.Fg * Hq * Wq
+        out = dyp + g.Fg * Hq * Wq + DIRECT_PAD_SLACK
         dxg = dx + (n * g.C + grp * g.Cg) * g.H * g.W
-        lanes_pad(dy + (n * g.F + grp * g.Fg) * g.P, dyp, g.Fg, g.Ho, g.Wo, Hq, Wq, top, left)
+        direct_pad_split(dy + (n * g.F + grp * g.Fg) * g.P, dyp, g.Fg, g.Ho, g.Wo, top, left, 1, Hq, Wq)
         woff = grp * channels * g.Fg * g.KH * g.KW
         ooff = 0
         for ry in range(g.sh):
@@ -1186,7 +1192,7 @@ cdef void _direct_weight_grad(const float* x, const float* dy, float* dw_parts, 
         for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
             for grp in range(g.G):
                 direct_pad_split(x + (n * g.C + grp * g.Cg) * g.H * g.W, xp, g.Cg, g.H, g.W, g.ph, g.pw,
-                                 g.sw, Wq)
+                                 g.sw, g.H + 2 * g.ph, Wq)
                 dyg = dy + (n * g.F + grp * g.Fg) * g.P
                 if _direct_grad_copies_dy(g):
                     direct_pad_rows(dyg, dyp, g.Fg * g.Ho, g.Wo, Wd)
@@ -1236,7 +1242,7 @@ cdef void _lanes_weight_grad(const float* x, const float* dy, float* dw_parts, f
         for n in range(chunk_start(N, t, n_threads), chunk_start(N, t + 1, n_threads)):
             for grp in range(g.G):
                 direct_pad_split(x + (n * g.C + grp * g.Cg) * g.H * g.W, xp, g.Cg, g.H, g.W, g.ph, g.pw,
-                                 g.sw, Wq)
+                                 g.sw, g.H + 2 * g.ph, Wq)
                 lanes_transpose_dy(dy + (n * g.F + grp * g.Fg) * g.P, dyt, g.Fg, g.P, FV)
                 lanes_weight_grad_f(xp, dyt, sums + grp * g.Fg * g.K, g.Cg, g.H + 2 * g.ph, Wq, g.Fg, g.KH,
                                     g.KW, g.sh, g.sw, g.Ho, g.Wo, FV)
@@ -1350,14 +1356,14 @@ def _backward_entry(const real[::1] dy, const real[::1] x, const real[::1] w, re
     cdef real[::1] flipped
     cdef bint gather
     if _fast_paths_enabled and _depthwise_pays(&g):
-        gather = input_grad and g.Fg == 1 and np.isfinite(np.asarray(w)).all()
+        gather = input_grad and g.Fg == 1 and _all_finite(&w[0], w.shape[0])
         if gather and _dw_flipped_applies(&g):
             flipped = np.ascontiguousarray(np.asarray(w).reshape(g.C, g.KH, g.KW)[:, ::-1, ::-1]).reshape(-1)
             _dw_forward(dy, flipped, db[:0], dx, workspace, N, &dt, False, False, n_threads)
             input_grad = False
         _dw_backward(dy, x, w, dx, dw, workspace, N, &g, input_grad, gather, n_threads)
     elif (real is float and N > 0 and input_grad and _fast_paths_enabled
-          and (_direct_input_grad_pays(&g) or _phase_input_grad_pays(&g)) and np.isfinite(np.asarray(w)).all()):
+          and (_direct_input_grad_pays(&g) or _phase_input_grad_pays(&g)) and _all_finite(&w[0], w.shape[0])):
         # correlations of zero-padded dy: with an inf in w, 0 * inf would be NaN where the sum has no
         # such product (im2col + GEMM's dcol has none)
         if _direct_input_grad_pays(&g):

@@ -44,7 +44,9 @@ static inline void direct_pad_row(const float *src, float *dst, ptrdiff_t W, ptr
     }
 }
 
-/* xp[((c * Hp + i) * sw + phase) * Wq + j] = x[c][i - ph][j * sw + phase - pw], zero outside.
+/* xp[((c * Hq + i) * sw + phase) * Wq + j] = x[c][i - top][j * sw + phase - left], zero outside
+ * (the forward's copy: top = ph, Hq = H + 2 ph, left = pw; the strided input gradient's copy of dy,
+ * stride 1, pads as its phases read).
  * Strides 1 and 2 build each padded row from whole vectors: x read at the row's columns (a stride-2
  * row deinterleaved from two), lanes outside the row cleared by a per-column mask; rows are written
  * in order, each vector past its row's end overwritten by the rows after, and past the last one by
@@ -55,55 +57,55 @@ static inline void direct_pad_row(const float *src, float *dst, ptrdiff_t W, ptr
  * 32 (56 x 56: 4.3 / 4.5 us). */
 FNN_CLONES
 static void direct_pad_split(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
-                             ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t sw, ptrdiff_t Wq)
+                             ptrdiff_t top, ptrdiff_t left, ptrdiff_t sw, ptrdiff_t Hq, ptrdiff_t Wq)
 {
     const fnn_i16 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    ptrdiff_t Hp = H + 2 * ph, chunks = (Wq + 15) / 16, reach = 16 * sw * chunks + sw, c, i, p, k, l, col;
+    ptrdiff_t chunks = (Wq + 15) / 16, reach = 16 * sw * chunks + sw, c, i, p, k, l, col;
     ptrdiff_t size = C * H * W, at;  /* x's elements; a row's first read */
     const float *src;
     float *dst;
     fnn_i16 mask[2 * DIRECT_PAD_MAX_CHUNKS];  /* [phase * chunks + k]: lanes inside the row */
     if (sw > 2 || chunks > DIRECT_PAD_MAX_CHUNKS || (sw == 1 && Wq > 32)) {
-        memset(xp, 0, (size_t)(C * Hp * sw * Wq) * sizeof(float));
+        memset(xp, 0, (size_t)(C * Hq * sw * Wq) * sizeof(float));
         for (c = 0; c < C; c++)
             for (i = 0; i < H; i++) {
                 src = x + (c * H + i) * W;
                 if (sw == 1)  /* one phase: the row itself, shifted by the padding */
-                    memcpy(xp + (c * Hp + i + ph) * Wq + pw, src, (size_t)W * sizeof(float));
+                    memcpy(xp + (c * Hq + i + top) * Wq + left, src, (size_t)W * sizeof(float));
                 else
                     for (p = 0; p < sw; p++)
-                        direct_pad_row(src, xp + ((c * Hp + i + ph) * sw + p) * Wq, W, pw, sw, p, Wq);
+                        direct_pad_row(src, xp + ((c * Hq + i + top) * sw + p) * Wq, W, left, sw, p, Wq);
             }
         return;
     }
     for (p = 0; p < sw; p++)
         for (k = 0; k < chunks; k++)
             for (l = 0; l < 16; l++) {
-                col = (16 * k + l) * sw + p - pw;
+                col = (16 * k + l) * sw + p - left;
                 mask[p * chunks + k][l] = col >= 0 && col < W ? -1 : 0;
             }
     for (c = 0; c < C; c++)
-        for (i = 0; i < Hp; i++) {
-            dst = xp + (c * Hp + i) * sw * Wq;
-            if (i < ph || i >= H + ph) {
+        for (i = 0; i < Hq; i++) {
+            dst = xp + (c * Hq + i) * sw * Wq;
+            if (i < top || i >= H + top) {
                 for (k = 0; k < (sw * Wq + 15) / 16; k++)  /* the row's sw phases at once */
                     memcpy(dst + 16 * k, &(fnn_v16){0}, sizeof(fnn_v16));
                 continue;
             }
-            src = x + (c * H + i - ph) * W;
-            at = (c * H + i - ph) * W - pw;
+            src = x + (c * H + i - top) * W;
+            at = (c * H + i - top) * W - left;
             if (at < 0 || at + reach > size) {
                 for (p = 0; p < sw; p++)
-                    direct_pad_row(src, dst + p * Wq, W, pw, sw, p, Wq);
+                    direct_pad_row(src, dst + p * Wq, W, left, sw, p, Wq);
             } else {
                 for (p = 0; p < sw; p++, dst += Wq)
                     for (k = 0; k < chunks; k++) {
                         fnn_v16 v, a, b;
                         if (sw == 1) {
-                            memcpy(&v, src + 16 * k - pw, sizeof(v));
+                            memcpy(&v, src + 16 * k - left, sizeof(v));
                         } else {
-                            memcpy(&a, src + 32 * k + p - pw, sizeof(a));
-                            memcpy(&b, src + 32 * k + p - pw + 16, sizeof(b));
+                            memcpy(&a, src + 32 * k + p - left, sizeof(a));
+                            memcpy(&b, src + 32 * k + p - left + 16, sizeof(b));
                             v = __builtin_shuffle(a, b, even);
                         }
                         v = (fnn_v16)((fnn_i16)v & mask[p * chunks + k]);

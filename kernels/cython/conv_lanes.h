@@ -509,17 +509,6 @@ static inline void lanes_phase_padding(ptrdiff_t stride, ptrdiff_t pad, ptrdiff_
     *padded = *before + end;
 }
 
-/* xp (C, Hq, Wq): zeros, and x (C, H, W) at rows top.., columns left.. */
-static void lanes_pad(const float *x, float *xp, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t Hq, ptrdiff_t Wq,
-                      ptrdiff_t top, ptrdiff_t left)
-{
-    ptrdiff_t c, i;
-    memset(xp, 0, (size_t)(C * Hq * Wq) * sizeof(float));
-    for (c = 0; c < C; c++)
-        for (i = 0; i < H; i++)
-            memcpy(xp + (c * Hq + top + i) * Wq + left, x + (c * H + i) * W, (size_t)W * sizeof(float));
-}
-
 /* wt as lanes_pack_weights packs C' x (F * rows.taps * cols.taps) kernels, C' = C rounded up to
  * 16 FV (zeros past C): phase (rows, cols)'s sub-kernel of w (F, C, KH, KW), flipped, dx's channels
  * as the filters. */
