@@ -23,6 +23,9 @@ stays in cache held against a 64 MiB copy reads as 232% of peak.
 import concurrent.futures
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -134,7 +137,29 @@ def _compile_fma_kernel():
 FMA_FLOPS_PER_ELEMENT = FMA_CHAINS * FMA_STEPS * 2
 
 
-def fma_gflops(threads, samples, n=4096, repeats=200):
+def fma_gflops(threads, samples):
+    """fp32 multiply-add throughput of a compiled loop (`_fma_gflops_here`), measured in a child
+    process whose Numba compiles at the CPU's full vector width: LLVM tunes Intel's AVX-512 server
+    cores to prefer 256-bit vectors, half their FMA peak (2-core Emerald Rapids, session 23: 154
+    GFLOP/s, 253 at full width, torch.mm 255). The child turns that tuning off (`-prefer-256-bit`
+    after the host's features); fastnn's own Numba kernels keep LLVM's choice. Measured here, at
+    LLVM's width, if the child fails."""
+    measured = fma_gflops_in_child(threads, samples)
+    return measured if measured is not None else _fma_gflops_here(threads, samples)
+
+
+def fma_gflops_in_child(threads, samples):
+    """fma_gflops's child measurement, or None if the child failed."""
+    import llvmlite.binding
+
+    features = llvmlite.binding.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+    code = f"import roofline; print(roofline._fma_gflops_here({threads}, {samples}))"
+    child = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent,
+                           env=dict(os.environ, NUMBA_CPU_FEATURES=features), capture_output=True, text=True)
+    return float(child.stdout.split()[-1]) if child.returncode == 0 else None
+
+
+def _fma_gflops_here(threads, samples, n=4096, repeats=200):
     """fp32 multiply-add throughput of a compiled loop, one L1-resident slice per thread."""
     global _fma_kernel
     if _fma_kernel is None:

@@ -45,6 +45,13 @@ def _best_seconds(fn, calls):
     return best
 
 
+def test_fma_loop_is_measured_in_its_full_width_child():
+    # the roof's FMA loop runs in a child process (Numba at the CPU's full vector width); a child that
+    # fails would silently fall back to the in-process loop, at half the peak on Intel's AVX-512 cores
+    gflops = roofline.fma_gflops_in_child(1, 3)
+    assert gflops is not None and gflops > 0
+
+
 def test_roof_lookup_takes_the_working_set_own_size():
     roof = {"compute_gflops": 100.0, "copy_gbytes": {str(1 << 20): 80.0, str(4 << 20): 60.0, str(64 << 20): 20.0},
             "memory_gbytes": {str(1 << 20): 90.0, str(4 << 20): 50.0, str(64 << 20): 55.0}}
