@@ -266,6 +266,44 @@ def _on_threads(work, parts):
         future.result()
 
 
+# Whether other work competed with a run (the report's noise indicators, from /proc/stat).
+CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_times():
+    """The machine's CPU time counters (/proc/stat's first line, clock ticks) by CPU_FIELDS, or None."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    return dict(zip(CPU_FIELDS, map(int, fields[1:1 + len(CPU_FIELDS)])))
+
+
+def busy_cores(before, after, cores):
+    """Cores' worth of busy time between two cpu_times() samples (0 if no time passed)."""
+    total = sum(after.values()) - sum(before.values())
+    idle = after["idle"] + after["iowait"] - before["idle"] - before["iowait"]
+    return cores * (total - idle) / total if total > 0 else 0.0
+
+
+def steal_share(before, after):
+    """The share of CPU time between two cpu_times() samples that a virtual machine's host gave to
+    others while this machine wanted to run (steal)."""
+    total = sum(after.values()) - sum(before.values())
+    return (after["steal"] - before["steal"]) / total if total > 0 else 0.0
+
+
+def busy_before_run(cores, seconds=1.0):
+    """Other processes' CPU use, measured while this one sleeps. Not the load average: it also counts
+    processes that just ended (`make bench`'s warm-up: 1.6 on 2 cores right after it, all of it ours)."""
+    before = cpu_times()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    return busy_cores(before, cpu_times(), cores)
+
+
 def measure(threads, quick=False):
     """The roofline at `threads`. Many short samples, best kept: the benchmark keeps each contender's
     fastest round, so the roof must get as many chances at a moment when no other process competes

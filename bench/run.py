@@ -54,7 +54,7 @@ def _json_scalar(value):
 
 # --- machine ---------------------------------------------------------------------------------------
 
-def header(threads):
+def header(threads, busy_before=None):
     from threadpoolctl import threadpool_info
 
     try:  # fastnn's Cython kernels call scipy's BLAS (cython_blas): list that library too
@@ -86,19 +86,18 @@ def header(threads):
                      "figures of the roofline and any fastnn kernel calling BLAS are measured under it")
     if os.environ.get("OPENBLAS_L2_SIZE"):
         lines.append(f"note: OPENBLAS_L2_SIZE={os.environ['OPENBLAS_L2_SIZE']} is set (OpenBLAS blocking)")
-    if hasattr(os, "getloadavg"):
-        load = os.getloadavg()[0]
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if load > 0.5:
-            lines.append(f"{'WARNING: ' if load > cores / 2 else ''}load average {load:.1f} on {cores} cores"
-                         + (": other processes compete, timings are noisy" if load > cores / 2 else ""))
+    if busy_before is not None and busy_before > 0.1:
+        cores = _cores()
+        lines.append(f"{'WARNING: ' if busy_before > cores / 2 else ''}other processes kept {busy_before:.1f} of "
+                     f"{cores} cores busy in the second before the run"
+                     + (": timings are noisy" if busy_before > cores / 2 else ""))
     missing = {b: len(ops) for b, ops in fastnn.missing_kernels().items()}
     lines.append(f"kernels missing: {missing} of {len(_ops.FAMILY_OF)} ops (see fastnn.missing_kernels())")
     return lines
 
 
-def _load_average():
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 # --- the passes ------------------------------------------------------------------------------------
@@ -210,11 +209,12 @@ def main():
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for the timing pass (after --)")
     args = parser.parse_args()
     fastnn.set_num_threads(args.threads)
-    # other processes' load, sampled before our own threads raise the average (the roofline and the
-    # suite keep every core busy: a sample taken after them reports this run itself as noise)
-    load_before = _load_average()
+    # other processes' CPU use, sampled before our own threads run (the roofline and the suite keep
+    # every core busy: a sample taken after them reports this run itself as noise)
+    busy_before = roofline.busy_before_run(_cores())
+    times_before = roofline.cpu_times()
 
-    print("\n".join(header(args.threads)), flush=True)
+    print("\n".join(header(args.threads, busy_before)), flush=True)
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     benchmarks, skips, started, memory = [], [], [], {}
@@ -244,6 +244,8 @@ def main():
             skips += [dict(e, reason=f"memory pass: {e['reason']}") for e in memory_skips if e.get("outcome") == "failed"]
             print(f"memory pass ({len(families)} processes): {time.perf_counter() - started_at:.0f} s", flush=True)
 
+    times_after = roofline.cpu_times()
+    steal = roofline.steal_share(times_before, times_after) if times_before and times_after else None
     by_group = report.group_results(benchmarks)
     cells = report.rows(by_group, roof, memory)
     data["benchmarks"] = benchmarks
@@ -254,7 +256,7 @@ def main():
                 bench["extra_info"]["fastnn"] = dict(info[backend], memory=memory.get(bench["extra_info"]["group"], {}).get(backend))
     data["fastnn"] = {"roofline": roof, "rows": report.json_rows(cells), "memory": memory, "not_measured": skips,
                       "quick": args.quick, "threads": args.threads, "passes": args.passes,
-                      "load_average": [load_before, _load_average()],
+                      "busy_cores_before": busy_before, "steal_share": steal,
                       "environment": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}}
     saved = RESULTS / f"{stamp}.json"
     saved.write_text(json.dumps(data, indent=1, default=_json_scalar))
@@ -262,13 +264,15 @@ def main():
 
     lines = (roofline.describe(roof) if roof else []) + report.table_lines(by_group, skips, roof, memory)
     lines += report.family_summary_lines(by_group) + report.notes_lines(by_group, skips)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    noisy = load_before is not None and load_before > cores / 2
+    if steal is not None and steal > 0.01:
+        lines.append(f"note: the virtual machine's host took {100 * steal:.0f}% of the CPU time during the run "
+                     "(steal): timings are noisy")
+    noisy = (busy_before is not None and busy_before > _cores() / 2) or (steal is not None and steal > 0.05)
     lines += report.auto_lines(by_group, noisy)
     print("\n" + "\n".join(lines))
     try:
         title = (f"fastnn {stamp}, float32, {args.threads} threads" + (" (quick)" if args.quick else "")
-                 + (f", load average {load_before:.1f} before the run: noisy" if noisy else ""))
+                 + (", other processes competed: noisy" if noisy else ""))
         png = report.plot(by_group, RESULTS / f"{stamp}.png", title)
         if png:
             shutil.copyfile(png, RESULTS / "latest.png")

@@ -121,3 +121,17 @@ def test_report_json_holds_every_workload(roof):
     results = {b: {"stats": {"min": 1e-3}, "extra_info": {"correct": True}} for b in ("numpy", "cython", "torch")}
     cells = {w.group: report.row_cells(w, results, roof) for w in workloads.WORKLOADS}
     json.dumps(report.json_rows(cells))
+
+
+def test_noise_indicators_from_cpu_times():
+    """run.py's noise indicators (roofline.py's helpers): the cores other processes kept busy (not the
+    load average, which also counts `make bench`'s warm-up that just ended) and the host's steal share."""
+    before = dict.fromkeys(roofline.CPU_FIELDS, 0)
+    after = dict(before, user=30, system=10, idle=50, steal=10)
+    assert roofline.busy_cores(before, after, 2) == pytest.approx(2 * 50 / 100)
+    assert roofline.steal_share(before, after) == pytest.approx(0.1)
+    assert roofline.busy_cores(before, before, 2) == 0.0 and roofline.steal_share(before, before) == 0.0
+    now = roofline.cpu_times()
+    assert now is None or (set(now) == set(roofline.CPU_FIELDS) and min(now.values()) >= 0)
+    busy = roofline.busy_before_run(2, seconds=0.05)
+    assert busy is None or 0.0 <= busy <= 2.0
