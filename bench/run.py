@@ -87,17 +87,13 @@ def header(threads, busy_before=None):
     if os.environ.get("OPENBLAS_L2_SIZE"):
         lines.append(f"note: OPENBLAS_L2_SIZE={os.environ['OPENBLAS_L2_SIZE']} is set (OpenBLAS blocking)")
     if busy_before is not None and busy_before > 0.1:
-        cores = _cores()
+        cores = os.cpu_count()
         lines.append(f"{'WARNING: ' if busy_before > cores / 2 else ''}other processes kept {busy_before:.1f} of "
                      f"{cores} cores busy in the second before the run"
                      + (": timings are noisy" if busy_before > cores / 2 else ""))
     missing = {b: len(ops) for b, ops in fastnn.missing_kernels().items()}
     lines.append(f"kernels missing: {missing} of {len(_ops.FAMILY_OF)} ops (see fastnn.missing_kernels())")
     return lines
-
-
-def _cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 # --- the passes ------------------------------------------------------------------------------------
@@ -211,7 +207,7 @@ def main():
     fastnn.set_num_threads(args.threads)
     # other processes' CPU use, sampled before our own threads run (the roofline and the suite keep
     # every core busy: a sample taken after them reports this run itself as noise)
-    busy_before = roofline.busy_before_run(_cores())
+    busy_before = roofline.busy_before_run(os.cpu_count())  # /proc/stat sums all CPUs
     times_before = roofline.cpu_times()
 
     print("\n".join(header(args.threads, busy_before)), flush=True)
@@ -267,7 +263,7 @@ def main():
     if steal is not None and steal > 0.01:
         lines.append(f"note: the virtual machine's host took {100 * steal:.0f}% of the CPU time during the run "
                      "(steal): timings are noisy")
-    noisy = (busy_before is not None and busy_before > _cores() / 2) or (steal is not None and steal > 0.05)
+    noisy = (busy_before is not None and busy_before > os.cpu_count() / 2) or (steal is not None and steal > 0.05)
     lines += report.auto_lines(by_group, noisy)
     print("\n" + "\n".join(lines))
     try:
